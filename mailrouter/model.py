@@ -1,0 +1,95 @@
+"""Plain data passed between the pipeline stages.
+
+intake (raw bytes) -> parse (Inquiry) -> classify/decide (Decision) -> act (forward, file).
+Nothing here does I/O; every stage after intake is a function of these objects.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Inquiry:
+    """What the router knows about one incoming message, all header text already sanitised.
+
+    `sender` is the buyer: for mail from a configured web form or B2B platform it is the
+    address the form names, not the robot that sent it (that one is `from_address`).
+    """
+
+    message_id: str  # "<...>" as found, or "" when missing; never contains CR/LF
+    subject: str  # one line, decoded
+    from_address: str  # address in the From header, lower-cased ("" if unreadable)
+    sender: str  # the buyer's address, lower-cased
+    sender_name: str
+    reply_to: str  # where a rep's Reply should go (the buyer)
+    domain: str  # registered domain of `sender`, e.g. "acme.co.uk"
+    country: str | None  # ISO 3166 alpha-2 from ccTLD or form field, e.g. "GB"
+    free_mail: bool
+    recipients: tuple[str, ...]  # To, Cc, Delivered-To, X-Original-To; lower-cased
+    text: str  # body as plain text, quoted history and signature left out
+    signature: str  # the signature block, if one was found (phones, company)
+    language: str | None  # ISO 639-1 from langdetect, None below the confidence threshold
+    language_confidence: float
+    products: tuple[str, ...]  # product-line ids, best match first
+    attachments: tuple[Attachment, ...]
+    date: datetime | None  # the Date header, timezone-aware, if parseable
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased names, for classifiers
+    content_type: str = "text/plain"  # top-level MIME type, e.g. "multipart/report"
+    company: str | None = None  # from a form's labelled fields
+    via_form: str | None = None  # name of the form/platform sender that relayed it
+
+
+class Outcome(str, enum.Enum):
+    ROUTED = "routed"
+    UNRECOGNIZED = "unrecognized"
+    IGNORED = "ignored"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+    UNDELIVERABLE = "undeliverable"  # the forward failed permanently
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where a message goes and why; the reason is what the log line and `explain` print."""
+
+    outcome: Outcome
+    reason: str
+    rule: str | None = None
+    rep: str | None = None
+    team: str | None = None
+
+
+# The router marks every message it sends with this header (and Auto-Submitted), so its own
+# mail arriving back in a shared mailbox is recognised and no loop can start.
+ROUTER_HEADER = "X-Mailrouter"
+
+
+@dataclass(frozen=True)
+class FormSender:
+    """A robot sender (website contact form, B2B platform) whose mail names the real buyer."""
+
+    name: str
+    addresses: tuple[str, ...]  # exact addresses ("noreply@site.com") or domains ("@alibaba.com")
+
+
+@dataclass(frozen=True)
+class ProductLine:
+    id: str  # short tag used in subjects and rules, e.g. "PCB"
+    keywords: tuple[str, ...]  # any language; matched as whole words, case/accent-insensitive
+
+
+@dataclass(frozen=True)
+class ParseSettings:
+    free_mail_domains: frozenset[str]
+    form_senders: tuple[FormSender, ...] = ()
+    products: tuple[ProductLine, ...] = ()
+    language_threshold: float = 0.80
