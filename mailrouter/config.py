@@ -1,0 +1,463 @@
+"""Load and validate config.toml and the rule files, reporting every mistake at once.
+
+Each problem names the file, the key and what is wrong, so a sysadmin can fix them all in one
+pass instead of discovering them one restart (or one night) at a time.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .model import FormSender, ParseSettings
+from .parse.freemail import DEFAULT_FREE_MAIL_DOMAINS
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class Secret:
+    """A password that never shows itself in a repr, a traceback or a log line."""
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+TLS_MODES = ("implicit", "starttls", "none")
+STRATEGIES = ("round_robin", "least_loaded")
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str
+    port: int
+    tls: str
+    user: str
+    password: Secret
+    ca_file: str | None
+    timeout: float
+
+
+@dataclass(frozen=True)
+class MailboxConfig:
+    name: str
+    address: str
+    display_name: str
+    server: ServerConfig
+    inbox: str
+    idle: bool
+    idle_renew: float
+    poll_interval: float
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    server: ServerConfig
+    retry_initial: float
+    retry_max: float
+    retry_deadline: float
+
+
+@dataclass(frozen=True)
+class RepConfig:
+    id: str
+    name: str
+    email: str
+    language: str
+    folder: str  # name used in folder paths (may be non-ASCII)
+    active: bool
+
+
+@dataclass(frozen=True)
+class TeamConfig:
+    id: str
+    members: tuple[str, ...]
+    strategy: str
+    supervisor: str | None
+
+
+@dataclass(frozen=True)
+class FoldersConfig:
+    routed: str = "Routed/{rep}"
+    unrecognized: str = "Unrecognized"
+    ignored: str = "Ignored"
+    duplicate: str = "Duplicates"
+    quarantine: str = "Quarantine"
+    undeliverable: str = "Undeliverable"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    database: str
+    timezone: ZoneInfo
+    mailboxes: tuple[MailboxConfig, ...]
+    smtp: SmtpConfig
+    reps: dict[str, RepConfig]
+    teams: dict[str, TeamConfig]
+    folders: FoldersConfig
+    subject_format: str
+    keyword_prefix: str
+    template_dir: Path
+    rules_dir: Path
+    parse: ParseSettings
+    rules: Any = None  # RuleSet, compiled by mailrouter.rules (kept loose to avoid an import cycle)
+    own_addresses: frozenset[str] = field(default_factory=frozenset)
+
+
+class _Reader:
+    """Typed access to one TOML table that records problems instead of raising at the first."""
+
+    def __init__(self, file: str, problems: list[Problem]):
+        self.file = file
+        self.problems = problems
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(Problem(self.file, key, message))
+
+    def table(self, data: dict, key: str, prefix: str = "") -> dict:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            self.problem(prefix + key, f"must be a table, not {type(value).__name__}")
+            return {}
+        return value
+
+    def get(self, data: dict, key: str, kind: type | tuple, default: Any, prefix: str = "",
+            required: bool = False) -> Any:
+        if key not in data:
+            if required:
+                self.problem(prefix + key, "is required")
+            return default
+        value = data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
+            self.problem(prefix + key, f"must be {_kind_name(kind)}, not {value!r}")
+            return default
+        return value
+
+    def str_list(self, data: dict, key: str, prefix: str = "") -> tuple[str, ...]:
+        value = data.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problem(prefix + key, f"must be a list of strings, not {value!r}")
+            return ()
+        return tuple(value)
+
+    def unknown_keys(self, data: dict, known: set[str], prefix: str = "") -> None:
+        for key in data:
+            if key not in known:
+                self.problem(prefix + key, f"unknown key (known: {', '.join(sorted(known))})")
+
+
+def _kind_name(kind: type | tuple) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             list: "a list", dict: "a table"}
+    if isinstance(kind, tuple):
+        return " or ".join(names.get(k, k.__name__) for k in kind)
+    return names.get(kind, kind.__name__)
+
+
+def read_toml(path: Path, problems: list[Problem]) -> dict:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        problems.append(Problem(str(path), "-", "file not found"))
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(Problem(str(path), "-", f"not valid TOML: {exc}"))
+    except OSError as exc:
+        problems.append(Problem(str(path), "-", f"cannot read: {exc.strerror}"))
+    return {}
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
+    """Read config.toml and the rule files it names; raise ConfigError listing every problem."""
+    from .rules import load_rules  # rules need reps/teams from here
+
+    path = Path(path)
+    environ = dict(os.environ) if environ is None else environ
+    problems: list[Problem] = []
+    data = read_toml(path, problems)
+    if problems:
+        raise ConfigError(problems)
+    r = _Reader(str(path), problems)
+    r.unknown_keys(data, {"daemon", "mailbox", "smtp", "reps", "teams", "folders", "forward",
+                          "classify", "form_sender"})
+    base = path.parent
+    daemon = _daemon_section(r, r.table(data, "daemon"), base)
+    mailboxes = _mailboxes(r, data.get("mailbox", []), environ, base)
+    smtp = _smtp_section(r, r.table(data, "smtp"), environ, base)
+    reps = _reps(r, r.table(data, "reps"))
+    teams = _teams(r, r.table(data, "teams"), reps)
+    folders = _folders(r, r.table(data, "folders"))
+    subject_format, keyword_prefix, template_dir = _forward_section(r, r.table(data, "forward"), base)
+    free_mail, threshold, own_extra = _classify_section(r, r.table(data, "classify"))
+    form_senders = _form_senders(r, data.get("form_sender", []))
+    ruleset = load_rules(daemon["rules_dir"], reps, teams, problems)
+    if problems:
+        raise ConfigError(problems)
+    own = frozenset({rep.email.lower() for rep in reps.values()}
+                    | {mb.address.lower() for mb in mailboxes} | own_extra)
+    return Config(
+        path=path, database=daemon["database"], timezone=daemon["timezone"],
+        mailboxes=mailboxes, smtp=smtp, reps=reps, teams=teams, folders=folders,
+        subject_format=subject_format, keyword_prefix=keyword_prefix,
+        template_dir=template_dir, rules_dir=daemon["rules_dir"],
+        parse=ParseSettings(free_mail_domains=free_mail, form_senders=form_senders,
+                            products=ruleset.products, language_threshold=threshold),
+        rules=ruleset, own_addresses=own,
+    )
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _daemon_section(r: _Reader, d: dict, base: Path) -> dict:
+    p = "daemon."
+    r.unknown_keys(d, {"database", "timezone", "rules_dir"}, p)
+    database = r.get(d, "database", str, "sqlite:///mailrouter.db", p)
+    if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
+        # a relative SQLite path is relative to the config file, not to the current directory
+        database = "sqlite:///" + str(_resolve(base, database[len("sqlite:///"):]))
+    tz_name = r.get(d, "timezone", str, "Asia/Shanghai", p)
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        r.problem(p + "timezone", f"unknown time zone {tz_name!r} (use an IANA name like Asia/Shanghai)")
+        tz = ZoneInfo("UTC")
+    rules_dir = _resolve(base, r.get(d, "rules_dir", str, "rules", p))
+    if not rules_dir.is_dir():
+        r.problem(p + "rules_dir", f"folder {rules_dir} does not exist")
+    return {"database": database, "timezone": tz, "rules_dir": rules_dir}
+
+
+SERVER_KEYS = {"host", "port", "tls", "user", "password_env", "password_file", "ca_file", "timeout"}
+
+
+def _server(r: _Reader, d: dict, prefix: str, environ: dict[str, str], base: Path,
+            default_ports: dict[str, int]) -> ServerConfig:
+    host = r.get(d, "host", str, "", prefix, required=True)
+    tls = r.get(d, "tls", str, "implicit", prefix)
+    if tls not in TLS_MODES:
+        r.problem(prefix + "tls", f"must be one of {', '.join(TLS_MODES)}, not {tls!r}")
+        tls = "implicit"
+    if tls == "none" and host not in ("127.0.0.1", "localhost", "::1"):
+        r.problem(prefix + "tls", f"plaintext to {host} would send the password in clear; "
+                  "use implicit or starttls (tls = \"none\" is for loopback only)")
+    port = r.get(d, "port", int, default_ports[tls], prefix)
+    ca_file = r.get(d, "ca_file", str, "", prefix) or None
+    if ca_file and not _resolve(base, ca_file).is_file():
+        r.problem(prefix + "ca_file", f"file {ca_file} does not exist")
+    return ServerConfig(
+        host=host, port=port, tls=tls, user=r.get(d, "user", str, "", prefix),
+        password=_password(r, d, prefix, environ, base),
+        ca_file=str(_resolve(base, ca_file)) if ca_file else None,
+        timeout=r.get(d, "timeout", float, 60.0, prefix),
+    )
+
+
+def _password(r: _Reader, d: dict, prefix: str, environ: dict[str, str], base: Path) -> Secret:
+    if "password" in d:
+        r.problem(prefix + "password", "passwords are never written in the config file; "
+                  "use password_env or password_file")
+    env_name = r.get(d, "password_env", str, "", prefix)
+    file_name = r.get(d, "password_file", str, "", prefix)
+    if env_name and file_name:
+        r.problem(prefix + "password_env", "give password_env or password_file, not both")
+    if env_name:
+        if env_name not in environ:
+            r.problem(prefix + "password_env", f"environment variable {env_name} is not set")
+            return Secret("")
+        return Secret(environ[env_name])
+    if file_name:
+        try:
+            return Secret(_resolve(base, file_name).read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            r.problem(prefix + "password_file", f"cannot read {file_name}: {exc.strerror}")
+    return Secret("")
+
+
+def _mailboxes(r: _Reader, items: Any, environ: dict[str, str], base: Path) -> tuple[MailboxConfig, ...]:
+    if not isinstance(items, list) or not items:
+        r.problem("mailbox", "at least one [[mailbox]] is required")
+        return ()
+    result: list[MailboxConfig] = []
+    for i, d in enumerate(items):
+        p = f"mailbox[{i}]."
+        r.unknown_keys(d, SERVER_KEYS | {"name", "address", "display_name", "inbox", "idle",
+                                         "idle_renew", "poll_interval"}, p)
+        name = r.get(d, "name", str, f"mailbox{i}", p, required=True)
+        if any(m.name == name for m in result):
+            r.problem(p + "name", f"duplicate mailbox name {name!r}")
+        address = r.get(d, "address", str, "", p, required=True).strip().lower()
+        renew = r.get(d, "idle_renew", float, 540.0, p)
+        if not 10 <= renew <= 1740:
+            r.problem(p + "idle_renew", "must be between 10 and 1740 seconds (RFC 2177: renew before 29 minutes)")
+        result.append(MailboxConfig(
+            name=name, address=address,
+            display_name=r.get(d, "display_name", str, name.capitalize(), p),
+            server=_server(r, d, p, environ, base, {"implicit": 993, "starttls": 143, "none": 143}),
+            inbox=r.get(d, "inbox", str, "INBOX", p),
+            idle=r.get(d, "idle", bool, True, p),
+            idle_renew=renew,
+            poll_interval=r.get(d, "poll_interval", float, 30.0, p),
+        ))
+    return tuple(result)
+
+
+def _smtp_section(r: _Reader, d: dict, environ: dict[str, str], base: Path) -> SmtpConfig:
+    p = "smtp."
+    r.unknown_keys(d, SERVER_KEYS | {"retry_initial", "retry_max", "retry_deadline"}, p)
+    if not d:
+        r.problem("smtp", "an [smtp] section is required to send forwards")
+    return SmtpConfig(
+        server=_server(r, d, p, environ, base, {"implicit": 465, "starttls": 587, "none": 25}),
+        retry_initial=r.get(d, "retry_initial", float, 30.0, p),
+        retry_max=r.get(d, "retry_max", float, 900.0, p),
+        retry_deadline=r.get(d, "retry_deadline", float, 86400.0, p),
+    )
+
+
+def _reps(r: _Reader, d: dict) -> dict[str, RepConfig]:
+    reps: dict[str, RepConfig] = {}
+    for rep_id, rd in d.items():
+        p = f"reps.{rep_id}."
+        if not isinstance(rd, dict):
+            r.problem(p[:-1], "must be a table")
+            continue
+        if not ID_PATTERN.match(rep_id):
+            r.problem(p[:-1], "rep ids are lower-case ASCII letters, digits, - and _ "
+                      "(they become IMAP keywords); put the full name in name =")
+        r.unknown_keys(rd, {"name", "email", "language", "folder", "active"}, p)
+        email = r.get(rd, "email", str, "", p, required=True).strip().lower()
+        if email and "@" not in email:
+            r.problem(p + "email", f"{email!r} is not an email address")
+        language = r.get(rd, "language", str, "en", p)
+        if language not in ("en", "zh"):
+            r.problem(p + "language", f"templates exist for en and zh, not {language!r}")
+        reps[rep_id] = RepConfig(
+            id=rep_id, name=r.get(rd, "name", str, rep_id, p), email=email, language=language,
+            folder=r.get(rd, "folder", str, rep_id, p), active=r.get(rd, "active", bool, True, p))
+    if not reps:
+        r.problem("reps", "at least one rep is required")
+    return reps
+
+
+def _teams(r: _Reader, d: dict, reps: dict[str, RepConfig]) -> dict[str, TeamConfig]:
+    teams: dict[str, TeamConfig] = {}
+    for team_id, td in d.items():
+        p = f"teams.{team_id}."
+        if not isinstance(td, dict):
+            r.problem(p[:-1], "must be a table")
+            continue
+        if team_id in reps:
+            r.problem(p[:-1], "a team cannot have the same id as a rep")
+        r.unknown_keys(td, {"members", "strategy", "supervisor"}, p)
+        members = r.str_list(td, "members", p)
+        for m in members:
+            if m not in reps:
+                r.problem(p + "members", f"unknown rep {m!r}")
+        if not members:
+            r.problem(p + "members", "a team needs at least one member")
+        strategy = r.get(td, "strategy", str, "round_robin", p)
+        if strategy not in STRATEGIES:
+            r.problem(p + "strategy", f"must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+        supervisor = r.get(td, "supervisor", str, "", p) or None
+        if supervisor and supervisor not in reps:
+            r.problem(p + "supervisor", f"unknown rep {supervisor!r}")
+        teams[team_id] = TeamConfig(team_id, members, strategy, supervisor)
+    return teams
+
+
+def _folders(r: _Reader, d: dict) -> FoldersConfig:
+    p = "folders."
+    defaults = FoldersConfig()
+    names = set(FoldersConfig.__dataclass_fields__)
+    r.unknown_keys(d, names, p)
+    values = {n: r.get(d, n, str, getattr(defaults, n), p) for n in names}
+    if "{rep}" not in values["routed"]:
+        r.problem(p + "routed", "must contain {rep}, e.g. \"Routed/{rep}\"")
+    for n, v in values.items():
+        if not v.strip() or v.upper() == "INBOX":
+            r.problem(p + n, f"{v!r} cannot be used as a destination folder")
+    return FoldersConfig(**values)
+
+
+def _forward_section(r: _Reader, d: dict, base: Path) -> tuple[str, str, Path]:
+    p = "forward."
+    r.unknown_keys(d, {"subject_format", "keyword_prefix", "template_dir"}, p)
+    fmt = r.get(d, "subject_format", str, "[{country}][{products}] {subject}", p)
+    try:
+        fmt.format(country="", products="", language="", rep="", rule="", subject="", tier="")
+    except (KeyError, IndexError, ValueError) as exc:
+        r.problem(p + "subject_format", f"bad placeholder {exc}; use {{country}} {{products}} "
+                  "{language} {rep} {rule} {subject}")
+    prefix = r.get(d, "keyword_prefix", str, "mr-", p)
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", prefix):
+        r.problem(p + "keyword_prefix", "IMAP keywords allow only ASCII letters, digits, - and _")
+    default_templates = Path(__file__).resolve().parent.parent / "templates"
+    template_dir = _resolve(base, r.get(d, "template_dir", str, str(default_templates), p))
+    if not template_dir.is_dir():
+        r.problem(p + "template_dir", f"folder {template_dir} does not exist")
+    return fmt, prefix, template_dir
+
+
+def _classify_section(r: _Reader, d: dict) -> tuple[frozenset[str], float, frozenset[str]]:
+    p = "classify."
+    r.unknown_keys(d, {"free_mail_domains", "extra_free_mail_domains", "language_threshold",
+                       "own_addresses"}, p)
+    if "free_mail_domains" in d:
+        free = frozenset(x.lower() for x in r.str_list(d, "free_mail_domains", p))
+    else:
+        free = DEFAULT_FREE_MAIL_DOMAINS
+    free |= frozenset(x.lower() for x in r.str_list(d, "extra_free_mail_domains", p))
+    threshold = r.get(d, "language_threshold", float, 0.80, p)
+    if not 0 < threshold <= 1:
+        r.problem(p + "language_threshold", "must be between 0 and 1")
+    own = frozenset(x.lower() for x in r.str_list(d, "own_addresses", p))
+    return free, threshold, own
+
+
+def _form_senders(r: _Reader, items: Any) -> tuple[FormSender, ...]:
+    if not isinstance(items, list):
+        r.problem("form_sender", "must be an array of tables: [[form_sender]]")
+        return ()
+    result = []
+    for i, d in enumerate(items):
+        p = f"form_sender[{i}]."
+        r.unknown_keys(d, {"name", "addresses"}, p)
+        addresses = tuple(a.lower() for a in r.str_list(d, "addresses", p))
+        if not addresses:
+            r.problem(p + "addresses", "list the robot's address(es) or @domain(s)")
+        result.append(FormSender(r.get(d, "name", str, f"form{i}", p, required=True), addresses))
+    return tuple(result)

@@ -1,0 +1,56 @@
+"""The long-running process: one worker thread per shared mailbox, stopped cleanly by signal."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from .config import Config
+from .outbox import Outbox
+from .pipeline import Clock, Router
+from .store import open_database, utcnow
+from .worker import MailboxWorker
+
+log = logging.getLogger("mailrouter.daemon")
+
+
+class Daemon:
+    def __init__(self, config: Config, clock: Clock = utcnow):
+        self.config = config
+        self.stop_event = threading.Event()
+        sessions = open_database(config.database)
+        self.router = Router(config, sessions, clock)
+        self.outbox = Outbox(config, sessions, clock)
+        self.workers = [MailboxWorker(mb, config, self.router, self.outbox, self.stop_event)
+                        for mb in config.mailboxes]
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for worker in self.workers:
+            t = threading.Thread(target=worker.run, name=f"mailbox-{worker.mailbox.name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        log.info("mailrouter started: %d mailbox(es), %d rule(s), %d rep(s)",
+                 len(self.workers), len(self.config.rules.rules), len(self.config.reps))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask every worker to finish the batch in hand, then wait for them."""
+        self.stop_event.set()
+        for t in self._threads:
+            t.join(timeout)
+        log.info("mailrouter stopped")
+
+    def run_forever(self) -> None:
+        """Run until SIGTERM or SIGINT (systemd sends SIGTERM)."""
+        def on_signal(signum, _frame):
+            log.info("received %s, stopping", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        while not self.stop_event.wait(1.0):
+            if not any(t.is_alive() for t in self._threads):
+                log.error("all mailbox workers ended; stopping")
+                break
+        self.stop()

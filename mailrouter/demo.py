@@ -1,0 +1,156 @@
+"""`mailrouter demo`: the real daemon on a throwaway local mail server, with sample inquiries.
+
+The same glue (a config pointed at the test bed) serves the integration tests and benchmarks,
+so what the demo shows is what the tests check.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomli_w
+from sqlalchemy import select
+
+from .config import Config, load_config
+from .daemon import Daemon
+from .fingerprint import content_key
+from .samples import Sample, demo_samples
+from .store import FILED, MessageRow, open_database
+from .testbed import TestBed
+
+
+def testbed_users(config_path: Path) -> list[str]:
+    """Every address the example config names: shared mailboxes, aliases and reps."""
+    data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    users = [m["address"] for m in data.get("mailbox", [])]
+    users += [r["email"] for r in data.get("reps", {}).values()]
+    extra = ["america@example.com", "manager@example.com"]
+    return list(dict.fromkeys(users + extra))
+
+
+def write_testbed_config(config_path: Path, bed: TestBed, workdir: Path, **daemon: object) -> Path:
+    """Copy a config with its servers pointed at the test bed; return the new file's path."""
+    data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    password_file = workdir / "password"
+    password_file.write_text(bed.password, encoding="utf-8")
+    password_file.chmod(0o600)
+    loopback = {"host": bed.host, "tls": "none", "timeout": 30}
+    for mailbox in data["mailbox"]:
+        mailbox.pop("password_env", None)
+        mailbox.update(loopback, port=bed.imap_port, password_file=str(password_file))
+    smtp = data["smtp"]
+    for key in ("password_env", "user"):  # the bed's SMTP server takes unauthenticated mail on loopback
+        smtp.pop(key, None)
+    smtp.update(loopback, port=bed.smtp_port, retry_initial=1)
+    section = data.setdefault("daemon", {})
+    section["database"] = f"sqlite:///{workdir / 'mailrouter.db'}"
+    section["rules_dir"] = str((config_path.parent / section.get("rules_dir", "rules")).resolve())
+    section.update(daemon)
+    forward = data.get("forward", {})
+    if "template_dir" in forward:
+        forward["template_dir"] = str((config_path.parent / forward["template_dir"]).resolve())
+    out = workdir / "config.toml"
+    out.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return out
+
+
+def deliver_samples(bed: TestBed, samples: list[Sample]) -> int:
+    """Deliver each sample over LMTP as a customer's server would; return copies delivered."""
+    copies = 0
+    for sample in samples:
+        for rcpt in sample.to:
+            bed.deliver(rcpt, sample.raw, mail_from=sample.envelope_from)
+            copies += 1
+    return copies
+
+
+def wait_until_filed(config: Config, expected: int, timeout: float = 120.0) -> bool:
+    sessions = open_database(config.database)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sessions() as session:
+            rows = session.scalars(select(MessageRow.state)).all()
+        if len(rows) >= expected and all(state == FILED for state in rows):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@dataclass(frozen=True)
+class TableRow:
+    label: str
+    outcome: str
+    rep: str
+    folder: str
+    reason: str
+
+
+def routing_table(config: Config, samples: list[Sample]) -> list[TableRow]:
+    sessions = open_database(config.database)
+    with sessions() as session:
+        rows = session.scalars(select(MessageRow).order_by(MessageRow.id)).all()
+    by_key: dict[str, list[MessageRow]] = {}
+    for row in rows:
+        by_key.setdefault(row.content_key, []).append(row)
+    table = []
+    for sample in samples:
+        for row in by_key.get(content_key(sample.raw), []):
+            table.append(TableRow(f"{sample.label} [{row.mailbox}]", row.outcome, row.rep or "-",
+                                  row.folder, row.reason))
+    return table
+
+
+def format_table(rows: list[TableRow]) -> str:
+    headers = ("message", "decision", "rep", "filed in")
+    cells = [(r.label, r.outcome, r.rep, r.folder) for r in rows]
+    widths = [max(_width(x) for x in col) for col in zip(headers, *cells)]
+    lines = [_line(headers, widths), _line(tuple("-" * w for w in widths), widths)]
+    lines += [_line(c, widths) for c in cells]
+    return "\n".join(lines)
+
+
+def _width(text: str) -> int:
+    # CJK characters take two terminal columns
+    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
+
+
+def _line(cells: tuple[str, ...], widths: list[int]) -> str:
+    return "  ".join(c + " " * (w - _width(c)) for c, w in zip(cells, widths)).rstrip()
+
+
+def run_demo(config_path: Path, keep: bool = False) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="mailrouter-demo-"))
+    workdir.chmod(0o755)  # Dovecot runs as its own user and must reach the mail store
+    try:
+        with TestBed(workdir / "mail", testbed_users(config_path)) as bed:
+            config = load_config(write_testbed_config(config_path, bed, workdir))
+            samples = demo_samples()
+            print(f"Test bed: Dovecot IMAP on {bed.host}:{bed.imap_port}, SMTP on {bed.smtp_port}; "
+                  f"delivering {len(samples)} sample inquiries…", flush=True)
+            copies = deliver_samples(bed, samples)
+            daemon = Daemon(config)
+            started = time.monotonic()
+            daemon.start()
+            done = wait_until_filed(config, copies)
+            daemon.stop()
+            print(f"\n{'All' if done else 'NOT all'} {copies} messages handled in "
+                  f"{time.monotonic() - started:.1f}s:\n")
+            print(format_table(routing_table(config, samples)))
+            print_rep_inboxes(bed, config)
+            return 0 if done else 1
+    finally:
+        if keep:
+            print(f"\nDemo files kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def print_rep_inboxes(bed: TestBed, config: Config) -> None:
+    print("\nForwards in the reps' INBOXes:")
+    for rep in config.reps.values():
+        count = len(bed.fetch_all(rep.email))
+        print(f"  {rep.name} <{rep.email}>: {count}")

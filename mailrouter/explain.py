@@ -1,0 +1,44 @@
+"""`mailrouter explain FILE.eml`: the decision for one message, with no side effects."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import Config
+from .decide import TeamState
+from .forward import tag_subject
+from .model import Outcome
+from .pipeline import destination, examine
+
+
+def explain_file(config: Config, path: Path) -> str:
+    return explain_bytes(config, path.read_bytes())
+
+
+def explain_bytes(config: Config, raw: bytes) -> str:
+    """Team rotations are shown from their start: `explain` reads no database."""
+    examined = examine(raw, config, TeamState())
+    q, d = examined.inquiry, examined.decision
+    folder, keywords = destination(d, config)
+    lines = []
+    if q is not None:
+        lines += [
+            f"Message-ID: {q.message_id or '(none)'}",
+            f"Subject:    {q.subject}",
+            f"Buyer:      {q.sender_name + ' ' if q.sender_name else ''}<{q.sender}>"
+            + (f" via form {q.via_form}" if q.via_form else ""),
+            f"Domain:     {q.domain or '-'} (country {q.country or '-'}, "
+            f"{'free mail' if q.free_mail else 'corporate'})",
+            f"Language:   {q.language or 'undetermined'} ({q.language_confidence:.2f})",
+            f"Products:   {', '.join(q.products) or '-'}",
+            f"Sent to:    {', '.join(q.recipients) or '-'}",
+            f"Attachments: {', '.join(a.filename for a in q.attachments) or '-'}",
+        ]
+    lines += [
+        f"Decision:   {d.outcome.value}" + (f" -> {d.rep}" if d.rep else ""),
+        f"Rule:       {d.rule or '-'}",
+        f"Reason:     {d.reason}",
+        f"Filed in:   {folder} (keywords {' '.join(keywords)})",
+    ]
+    if d.outcome is Outcome.ROUTED and q is not None:
+        lines.append(f"Forward:    {tag_subject(config.subject_format, q, d)}")
+    return "\n".join(lines)

@@ -1,0 +1,258 @@
+"""Build the message that forwards an inquiry to a rep. Pure: returns bytes, sends nothing.
+
+The forward comes From the shared mailbox (a buyer's From would fail DMARC at the rep's
+server) with Reply-To set to the buyer, so a rep just hits Reply. Its body is a routing block
+plus the buyer's text (text and HTML), and the untouched original as message/rfc822.
+
+Line endings: everything this module writes uses CRLF. The original is embedded byte for byte,
+whatever its line endings: IMAP hands us CRLF, so production forwards are uniformly CRLF; a
+caller passing LF-only bytes (a file, a maildir) gets them back as they were, and the SMTP
+client turns bare LF into CRLF on the wire as it does for any message.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from email import errors, policy
+from email.headerregistry import Address
+from email.message import EmailMessage, MIMEPart
+from itertools import count
+
+import jinja2
+
+from mailrouter.model import ROUTER_HEADER, Attachment, Decision, Inquiry
+from mailrouter.templating import render
+
+MAX_SUBJECT_CHARS = 200
+ORIGINAL_FILENAME = "original.eml"
+MAX_LINE_OCTETS = 998  # RFC 5322 2.1.1, without the CRLF
+
+# Our own leaf parts are encoded with quoted-printable/base64 (7bit policy), so only the
+# original decides whether the forward needs 8bit or binary transport.
+_PART_POLICY = policy.SMTP.clone(cte_type="7bit")
+_HEADER_POLICY = policy.SMTP  # CRLF; non-ASCII header text becomes RFC 2047 encoded-words
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # left by surrogateescape decoding of bad bytes
+_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+_BARE_CR = re.compile(rb"\r(?!\n)")
+_SUBJECT_FIELD = re.compile(
+    r"\[\{(?P<square>\w+)\}\]|\(\{(?P<round>\w+)\}\)|【\{(?P<cjk>\w+)\}】|\{(?P<bare>\w+)\}"
+)
+
+
+class ForwardError(ValueError):
+    """The forward cannot be built from this inquiry (e.g. no usable buyer address)."""
+
+
+@dataclass(frozen=True)
+class ForwardSpec:
+    shared_address: str  # From: the shared mailbox, never the buyer (DMARC)
+    shared_name: str  # display name, e.g. "Sales Inbox"
+    rep_address: str
+    rep_name: str
+    message_id: str  # "<...>", deterministic, chosen by the caller
+    subject: str  # already tagged (see tag_subject)
+    language: str = "en"  # template language for this rep
+    extra: Mapping[str, str] = field(default_factory=dict)  # more routing-block lines
+
+
+def clean_header_text(value: str) -> str:
+    """One line of printable text: the single gate for header values from customer text.
+
+    CR/LF and other control characters become spaces (so no header can be injected), runs
+    of whitespace collapse, and undecodable bytes become U+FFFD. Non-ASCII stays; the email
+    policy encodes it (RFC 2047) when the header is written.
+    """
+    text = _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", value))
+    return " ".join(text.split())
+
+
+def _clean_body_text(value: str) -> str:
+    return _SURROGATE.sub("\ufffd", value)
+
+
+def _subject_fields(inquiry: Inquiry, decision: Decision) -> dict[str, str]:
+    fields = {
+        "subject": inquiry.subject,
+        "country": inquiry.country or "",
+        "products": "/".join(inquiry.products),
+        "language": inquiry.language or "",
+        "domain": inquiry.domain,
+        "company": inquiry.company or "",
+        "rule": decision.rule or "",
+        "rep": decision.rep or "",
+        "team": decision.team or "",
+    }
+    return {name: clean_header_text(value) for name, value in fields.items()}
+
+
+def tag_subject(
+    fmt: str, inquiry: Inquiry, decision: Decision, max_length: int = MAX_SUBJECT_CHARS
+) -> str:
+    """Fill `fmt` ("[{country}][{products}] {subject}"): an empty field disappears together
+    with the brackets wrapped round it, so no "[]" is left. Single line, at most max_length."""
+    values = _subject_fields(inquiry, decision)
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match[match.lastgroup or "bare"]
+        if name not in values:
+            raise ValueError(f"unknown field {{{name}}} in subject format {fmt!r}; "
+                             f"known: {', '.join(sorted(values))}")
+        value = values[name]
+        return match[0].replace(f"{{{name}}}", value) if value else ""
+
+    subject = " ".join(_SUBJECT_FIELD.sub(substitute, fmt).split()) or "(no subject)"
+    if len(subject) > max_length:
+        subject = subject[: max_length - 1].rstrip() + "…"
+    return subject
+
+
+def _address(name: str, address: str) -> Address:
+    addr = clean_header_text(address)
+    local, at, domain = addr.rpartition("@")
+    if not (local and at and domain) or not local.isascii():
+        # A non-ASCII local part needs SMTPUTF8, which we do not assume of the smarthost.
+        raise ForwardError(f"unusable email address {addr!r}")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")  # IDN -> punycode
+        return Address(display_name=clean_header_text(name), username=local, domain=ascii_domain)
+    except (UnicodeError, ValueError, errors.HeaderParseError) as exc:
+        raise ForwardError(f"unusable email address {addr!r}: {exc}") from exc
+
+
+def _message_id(value: str) -> str | None:
+    cleaned = clean_header_text(value)
+    return cleaned if _MESSAGE_ID.fullmatch(cleaned) else None
+
+
+def _buyer(inquiry: Inquiry) -> Address:
+    address = inquiry.reply_to or inquiry.sender
+    if not address:
+        # Without a Reply-To the rep's reply would go back to the shared mailbox and be lost.
+        raise ForwardError("the inquiry names no buyer address to reply to")
+    return _address(inquiry.sender_name, address)
+
+
+def _headers(
+    inquiry: Inquiry, decision: Decision, spec: ForwardSpec, now: datetime, body_type: str, cte: str
+) -> bytes:
+    message_id = _message_id(spec.message_id)
+    if message_id is None:
+        raise ValueError(f"ForwardSpec.message_id must look like <id@host>: {spec.message_id!r}")
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware: the Date header states its offset")
+    msg = EmailMessage(policy=_HEADER_POLICY)
+    msg["From"] = _address(spec.shared_name, spec.shared_address)
+    msg["To"] = _address(spec.rep_name, spec.rep_address)
+    msg["Reply-To"] = _buyer(inquiry)
+    msg["Subject"] = clean_header_text(spec.subject)
+    msg["Date"] = now
+    msg["Message-ID"] = message_id
+    if original := _message_id(inquiry.message_id):
+        msg["In-Reply-To"] = original
+        msg["References"] = original
+    # Ask auto-responders (RFC 3834, Exchange) not to answer the forward: no loops.
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    rule, rep = decision.rule or "none", decision.rep or spec.rep_address
+    msg[ROUTER_HEADER] = f"forward; rule={clean_header_text(rule)}; rep={clean_header_text(rep)}"
+    msg["MIME-Version"] = "1.0"
+    msg["Content-Type"] = body_type
+    msg["Content-Transfer-Encoding"] = cte
+    return b"".join(_HEADER_POLICY.fold_binary(name, value) for name, value in msg.items())
+
+
+def _template_context(inquiry: Inquiry, decision: Decision, spec: ForwardSpec) -> dict[str, object]:
+    buyer = _buyer(inquiry)
+    return {
+        "rule": decision.rule,
+        "reason": clean_header_text(decision.reason),
+        "country": inquiry.country,
+        "language": inquiry.language,
+        "products": inquiry.products,
+        "shared_address": spec.shared_address,
+        "buyer_name": clean_header_text(inquiry.sender_name),
+        "buyer_address": buyer.addr_spec,
+        "company": clean_header_text(inquiry.company or "") or None,
+        "attachments": [
+            Attachment(clean_header_text(a.filename) or "(unnamed)", a.content_type, a.size)
+            for a in inquiry.attachments
+        ],
+        "extra": {clean_header_text(k): clean_header_text(v) for k, v in spec.extra.items()},
+        "text": _clean_body_text(inquiry.text),
+    }
+
+
+def _alternative_part(context: dict[str, object], language: str, env: jinja2.Environment) -> bytes:
+    part = MIMEPart(policy=_PART_POLICY)
+    part.set_content(render(env, "forward.txt.j2", language, **context))
+    part.add_alternative(render(env, "forward.html.j2", language, **context), subtype="html")
+    leaves = b"".join(leaf.as_bytes() for leaf in part.iter_parts())
+    part.set_boundary(choose_boundary(leaves))
+    return part.as_bytes()
+
+
+def raw_transfer_encoding(raw: bytes) -> str:
+    """The narrowest Content-Transfer-Encoding (RFC 2045) the original fits, unchanged.
+
+    LF alone counts as a line ending (a file's local form); bare CR, NUL or a line over
+    998 octets make it binary.
+    """
+    lines = (line.removesuffix(b"\r") for line in raw.split(b"\n"))
+    if b"\0" in raw or _BARE_CR.search(raw) or any(len(l) > MAX_LINE_OCTETS for l in lines):
+        return "binary"
+    return "7bit" if raw.isascii() else "8bit"
+
+
+def choose_boundary(*contents: bytes) -> str:
+    """Deterministic boundary occurring in none of `contents` (same input, same bytes out).
+
+    "=_" cannot occur in quoted-printable or base64 text, so a clash needs raw 8bit content
+    and is then skipped by counting on.
+    """
+    digest = hashlib.sha256()
+    for content in contents:
+        digest.update(hashlib.sha256(content).digest())
+    for attempt in count():
+        candidate = "=_mr_" + hashlib.sha256(digest.digest() + str(attempt).encode()).hexdigest()[:32]
+        if not any(candidate.encode() in content for content in contents):
+            return candidate
+    raise AssertionError("unreachable")
+
+
+def build_forward(
+    raw: bytes,
+    inquiry: Inquiry,
+    decision: Decision,
+    spec: ForwardSpec,
+    env: jinja2.Environment,
+    now: datetime,
+) -> bytes:
+    """The forward as CRLF bytes ready for SMTP, with `raw` embedded unchanged.
+
+    The outer multipart is assembled here rather than by the email package, which would
+    re-serialise (and so alter) the message/rfc822 part.
+    """
+    alternative = _alternative_part(_template_context(inquiry, decision, spec), spec.language, env)
+    raw_cte = raw_transfer_encoding(raw)
+    boundary = choose_boundary(raw, alternative)
+    body_type = f'multipart/mixed; boundary="{boundary}"'
+    delimiter = b"--" + boundary.encode("ascii")
+    return b"".join((
+        # Our own parts are 7bit, so the original alone sets the outer encoding.
+        _headers(inquiry, decision, spec, now, body_type, raw_cte),
+        b"\r\n",
+        delimiter, b"\r\n",
+        alternative.rstrip(b"\r\n"), b"\r\n",
+        delimiter, b"\r\n",
+        b"Content-Type: message/rfc822\r\n",
+        f'Content-Disposition: attachment; filename="{ORIGINAL_FILENAME}"\r\n'.encode("ascii"),
+        f"Content-Transfer-Encoding: {raw_cte}\r\n".encode("ascii"),
+        b"\r\n",
+        raw,
+        b"\r\n", delimiter, b"--\r\n",
+    ))

@@ -1,0 +1,430 @@
+"""The one adapter between mailrouter and an IMAP server (over imapclient).
+
+Everything server-specific lives here: MOVE vs COPY+EXPUNGE, keywords allowed or not, IDLE
+vs polling, hierarchy separator and namespace prefix. Callers use "/"-separated logical
+folder names and catch the `ImapError` hierarchy; imapclient/socket/ssl errors never leak.
+"""
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import re
+import socket
+import ssl
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+import imapclient
+from imapclient import exceptions as imap_exc
+from imapclient.util import to_unicode
+
+log = logging.getLogger("mailrouter.imap")
+
+CLIENT_NAME = "mailrouter"
+SEEN = rb"\Seen"
+DELETED = rb"\Deleted"
+# RFC 3501 flag-keyword atoms; narrower on purpose (no specials, no 8-bit).
+_KEYWORD = re.compile(r"^[A-Za-z0-9$_.:+\-]{1,64}$")
+_NEWS = (b"EXISTS", b"RECENT")
+
+TlsMode = Literal["implicit", "starttls", "none"]
+
+
+def _client_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("mailrouter")
+    except Exception:  # not installed (running from a checkout)
+        return "0"
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    port: int
+    tls: TlsMode
+    user: str
+    password: str
+    inbox: str = "INBOX"
+    ca_file: str | None = None
+    timeout: float = 60.0
+    poll_interval: float = 30.0  # NOOP period when the server lacks IDLE
+    allow_plaintext: bool = False  # tls="none" off loopback needs this explicitly
+
+    def __repr__(self) -> str:  # keep the password out of logs and tracebacks
+        return (
+            f"ImapSettings(host={self.host!r}, port={self.port}, tls={self.tls!r}, "
+            f"user={self.user!r})"
+        )
+
+
+class ImapError(Exception):
+    """Anything that went wrong talking IMAP."""
+
+
+class ImapConnectionLost(ImapError):
+    """Network trouble, timeout or server hang-up: reconnect and retry later."""
+
+
+class ImapAuthError(ImapError):
+    """The server refused the credentials: retrying will not help."""
+
+
+class ImapTlsError(ImapError):
+    """TLS could not be set up or the certificate did not verify: a configuration problem."""
+
+
+class ImapCommandError(ImapError):
+    """The server answered NO or BAD to a command."""
+
+
+@contextlib.contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """Map imapclient/socket/ssl exceptions onto the ImapError hierarchy at this boundary."""
+    try:
+        yield
+    except ImapError:
+        raise
+    except imap_exc.LoginError as exc:
+        raise ImapAuthError(f"{action}: login refused: {exc}") from exc
+    except imap_exc.IMAPClientAbortError as exc:
+        raise ImapConnectionLost(f"{action}: connection lost: {exc}") from exc
+    except (ssl.SSLCertVerificationError, ssl.CertificateError) as exc:
+        raise ImapTlsError(f"{action}: certificate not trusted: {exc}") from exc
+    except ssl.SSLError as exc:
+        raise ImapTlsError(f"{action}: TLS failed: {exc}") from exc
+    except OSError as exc:  # includes socket.timeout / TimeoutError
+        raise ImapConnectionLost(f"{action}: {exc.__class__.__name__}: {exc}") from exc
+    except imap_exc.IMAPClientError as exc:
+        raise ImapCommandError(f"{action}: {exc}") from exc
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _tls_context(settings: ImapSettings) -> ssl.SSLContext | None:
+    if settings.tls == "none":
+        if not (settings.allow_plaintext or _is_loopback(settings.host)):
+            raise ImapTlsError(
+                f"refusing to send the password unencrypted to {settings.host}: use tls = "
+                '"implicit" or "starttls" (or set allow_plaintext for a trusted network)'
+            )
+        return None
+    return ssl.create_default_context(cafile=settings.ca_file)  # verifies host and chain
+
+
+def parse_uid_set(text: bytes) -> set[int]:
+    """'1:3,7' -> {1, 2, 3, 7} (a COPYUID source set)."""
+    uids: set[int] = set()
+    if not re.fullmatch(rb"[0-9]+(:[0-9]+)?(,[0-9]+(:[0-9]+)?)*", text):
+        raise ImapCommandError(f"bad UID set from server: {text!r}")
+    for part in text.decode().split(","):
+        lo, _, hi = part.partition(":")
+        a, b = int(lo), int(hi or lo)
+        uids.update(range(min(a, b), max(a, b) + 1))
+    return uids
+
+
+class FolderNames:
+    """Logical "/"-separated names <-> server names; the only place that knows the namespace."""
+
+    def __init__(self, prefix: str, separator: str | None) -> None:
+        self.prefix = prefix
+        self.separator = separator or "/"  # None: flat server; nesting fails at CREATE
+
+    def server_name(self, logical: str) -> str:
+        if logical.upper() == "INBOX":
+            return "INBOX"
+        parts = logical.strip("/").split("/")
+        if self.separator != "/" and any(self.separator in p for p in parts):
+            raise ValueError(
+                f"folder {logical!r}: a part contains the server's separator {self.separator!r}"
+            )
+        return self.prefix + self.separator.join(parts)
+
+    def with_parents(self, logical: str) -> list[str]:
+        """'Routed/zhang' -> server names of 'Routed' and 'Routed/zhang', parents first."""
+        parts = logical.strip("/").split("/")
+        return [self.server_name("/".join(parts[: i + 1])) for i in range(len(parts))]
+
+
+class Mailbox:
+    """A logged-in IMAP session on the shared inbox; not thread-safe (one per worker)."""
+
+    def __init__(self, client: imapclient.IMAPClient, settings: ImapSettings) -> None:
+        self._client = client
+        self.settings = settings
+        with _translated("CAPABILITY"):
+            self.capabilities = frozenset(to_unicode(c).upper() for c in client.capabilities())
+        self.names = self._folder_names()
+        self._custom_keywords = False
+        self._selected = False
+        self._known_folders: set[str] = set()  # server names seen or created this session
+
+    # -- connecting
+
+    @classmethod
+    def connect(cls, settings: ImapSettings) -> Mailbox:
+        """Connect, (STARTTLS), log in, and introduce ourselves with ID when offered."""
+        context = _tls_context(settings)
+        action = f"connect to {settings.host}:{settings.port}"
+        with _translated(action):
+            client = imapclient.IMAPClient(
+                settings.host,
+                settings.port,
+                ssl=settings.tls == "implicit",
+                ssl_context=context,
+                timeout=settings.timeout,
+            )
+        try:
+            with _translated(action):
+                if settings.tls == "starttls":
+                    client.starttls(context)
+                client.login(settings.user, settings.password)
+                cls._send_id(client)
+            mailbox = cls(client, settings)
+        except BaseException:
+            _close_quietly(client)
+            raise
+        log.info("logged in to %s:%s as %s", settings.host, settings.port, settings.user)
+        return mailbox
+
+    @staticmethod
+    def _send_id(client: imapclient.IMAPClient) -> None:
+        # Some servers (NetEase 163/126) refuse SELECT from clients that did not send ID.
+        if client.has_capability("ID"):
+            client.id_({"name": CLIENT_NAME, "version": _client_version()})
+
+    def _folder_names(self) -> FolderNames:
+        with _translated("NAMESPACE"):
+            if "NAMESPACE" in self.capabilities:
+                personal = self._client.namespace().personal
+                if personal:
+                    prefix, separator = personal[0]
+                    sep = to_unicode(separator) if separator else None
+                    return FolderNames(to_unicode(prefix), sep)
+            # No NAMESPACE: LIST "" "" reports the separator of the root.
+            listing = self._client.list_folders("", "")
+            separator = listing[0][1] if listing else None
+            return FolderNames("", to_unicode(separator) if separator else None)
+
+    # -- capabilities
+
+    @property
+    def has_move(self) -> bool:
+        return "MOVE" in self.capabilities
+
+    @property
+    def has_uidplus(self) -> bool:
+        return "UIDPLUS" in self.capabilities
+
+    @property
+    def has_idle(self) -> bool:
+        return "IDLE" in self.capabilities
+
+    @property
+    def custom_keywords(self) -> bool:
+        """Whether the selected inbox lets us create keywords (PERMANENTFLAGS has \\*)."""
+        return self._custom_keywords
+
+    # -- reading
+
+    def select_inbox(self) -> int:
+        """SELECT the shared inbox (read-write); returns its UIDVALIDITY."""
+        with _translated(f"SELECT {self.settings.inbox}"):
+            info = self._client.select_folder(self.names.server_name(self.settings.inbox))
+        # Without PERMANENTFLAGS we cannot know keywords stick; assume they don't.
+        self._custom_keywords = rb"\*" in info.get(b"PERMANENTFLAGS", ())
+        self._selected = True
+        return int(info[b"UIDVALIDITY"])
+
+    def unprocessed_uids(self) -> list[int]:
+        """UIDs not flagged \\Deleted; the caller filters out the ones its database knows."""
+        with _translated("UID SEARCH"):
+            return sorted(int(u) for u in self._client.search(["UNDELETED"]))
+
+    def fetch(self, uids: Sequence[int], batch: int = 200) -> Iterator[tuple[int, bytes]]:
+        """(uid, raw message) in UID order; BODY.PEEK so \\Seen stays as the reps left it."""
+        ordered = sorted(uids)
+        for start in range(0, len(ordered), batch):
+            chunk = ordered[start : start + batch]
+            with _translated("UID FETCH"):
+                data = self._client.fetch(chunk, ["BODY.PEEK[]"])
+            for uid in chunk:
+                body = data.get(uid, {}).get(b"BODY[]")
+                if body is not None:  # absent: expunged by someone else meanwhile
+                    yield uid, bytes(body)
+
+    # -- folders and filing
+
+    def ensure_folders(self, names: Iterable[str]) -> None:
+        """Create (and subscribe) the logical folders and their parents that don't exist yet."""
+        wanted = [n for logical in names for n in self.names.with_parents(logical)]
+        if set(wanted) <= self._known_folders:
+            return  # called before every filing: skip the LIST round trip
+        with _translated("LIST"):
+            self._known_folders |= {to_unicode(n) for _f, _s, n in self._client.list_folders()}
+        for server_name in wanted:
+            if server_name not in self._known_folders:
+                self._create(server_name)
+                self._known_folders.add(server_name)
+
+    def _create(self, server_name: str) -> None:
+        with _translated(f"CREATE {server_name}"):
+            try:
+                self._client.create_folder(server_name)
+            except imap_exc.IMAPClientError:
+                # Another client may have created it a moment ago; only that is fine.
+                if not self._client.folder_exists(server_name):
+                    raise
+            self._client.subscribe_folder(server_name)  # reps' mail clients show subscribed only
+        log.info("created folder %s", server_name)
+
+    def file(
+        self, uids: Sequence[int], folder: str, keywords: Iterable[str] = (), seen: bool = True
+    ) -> None:
+        """Flag, then move `uids` out of the inbox into logical `folder`, in one batch.
+
+        Never deletes anything except exactly `uids` after a verified copy; without UIDPLUS
+        the originals stay behind flagged \\Deleted \\Seen (a bare EXPUNGE on a shared mailbox
+        would also remove other people's \\Deleted mail).
+        """
+        if not uids:
+            return
+        uid_list = sorted(uids)
+        target = self.names.server_name(folder)
+        self._store(uid_list, self._flags(keywords, seen))
+        if self.has_move:
+            with _translated(f"UID MOVE to {target}"):
+                self._client.move(uid_list, target)
+            return
+        copied = self._confirmed(uid_list, self._copy(uid_list, target))
+        if copied:
+            self._store(copied, [DELETED])
+            with _translated("UID EXPUNGE"):
+                self._client.uid_expunge(copied)
+        else:
+            self._store(uid_list, [DELETED, SEEN])
+
+    def _flags(self, keywords: Iterable[str], seen: bool) -> list[bytes]:
+        flags = [SEEN] if seen else []
+        for keyword in keywords:
+            if not _KEYWORD.match(keyword):
+                raise ValueError(f"not a valid IMAP keyword: {keyword!r}")
+            if self._custom_keywords:  # otherwise the folder alone records the filing
+                flags.append(keyword.encode("ascii"))
+        return flags
+
+    def _store(self, uids: list[int], flags: list[bytes]) -> None:
+        if flags:
+            with _translated("UID STORE"):
+                self._client.add_flags(uids, flags, silent=True)
+
+    def _copy(self, uids: list[int], target: str) -> bytes | None:
+        """UID COPY (raises unless OK); returns the COPYUID code data, if the server sent one."""
+        # imapclient returns nothing useful for UID COPY; imaplib files response codes of
+        # tagged replies under their name and never clears them, so empty the slot first.
+        codes = self._client._imap.untagged_responses
+        codes.pop("COPYUID", None)
+        with _translated(f"UID COPY to {target}"):
+            self._client.copy(uids, target)
+        found = codes.pop("COPYUID", None)
+        return bytes(found[-1]) if found else None
+
+    def _confirmed(self, uids: list[int], copyuid: bytes | None) -> list[int]:
+        """The UIDs we may expunge: with UIDPLUS, those COPYUID says were copied; else none."""
+        if not self.has_uidplus:
+            return []
+        if copyuid is None:  # allowed by RFC 4315 (no persistent UIDs): play safe
+            log.warning("COPY gave no COPYUID; leaving originals flagged \\Deleted")
+            return []
+        fields = copyuid.split()
+        source = parse_uid_set(fields[1]) if len(fields) == 3 else set()
+        # A subset is fine (someone expunged the rest meanwhile); strangers are not.
+        if not source or not source <= set(uids):
+            raise ImapCommandError(f"COPYUID {copyuid!r} does not match the UIDs copied")
+        return sorted(source)
+
+    # -- waiting
+
+    def wait_for_news(self, timeout: float) -> bool:
+        """Block up to `timeout` s; True when the inbox got new mail (IDLE, else NOOP polling).
+
+        The caller loops; each call renews IDLE, so keep `timeout` under the server's
+        inactivity limit (RFC 2177: re-issue IDLE at least every 29 minutes; 10 is safer).
+        """
+        if not self._selected:
+            raise ImapError("wait_for_news needs select_inbox() first")
+        if self.has_idle:
+            return self._idle(timeout)
+        return self._poll(timeout)
+
+    def _idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        news = False
+        with _translated("IDLE"):
+            while not news and (remaining := deadline - time.monotonic()) > 0:
+                self._client.idle()
+                try:
+                    responses = self._client.idle_check(timeout=remaining)
+                finally:
+                    # DONE waits for the tagged OK with the normal socket timeout: a server
+                    # that vanished silently shows up here as a timeout -> ImapConnectionLost.
+                    self._client.idle_done()
+                news = _has_news(responses)
+        return news
+
+    def _poll(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            if _has_news(self.noop()):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(self.settings.poll_interval, remaining))
+
+    def noop(self) -> list[tuple[object, ...]]:
+        """NOOP; returns the untagged responses (keeps the session alive, reports new mail)."""
+        with _translated("NOOP"):
+            _text, responses = self._client.noop()
+        return list(responses)
+
+    # -- closing
+
+    def logout(self) -> None:
+        """Log out; never raises (used on shutdown and after errors)."""
+        _close_quietly(self._client)
+
+    close = logout
+
+    def __enter__(self) -> Mailbox:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.logout()
+
+
+def _has_news(responses: Iterable[tuple[object, ...]]) -> bool:
+    return any(len(r) > 1 and r[1] in _NEWS for r in responses)
+
+
+def _close_quietly(client: imapclient.IMAPClient) -> None:
+    try:
+        client.logout()
+    except (imap_exc.IMAPClientError, OSError):
+        with contextlib.suppress(Exception):
+            client.shutdown()

@@ -1,0 +1,159 @@
+"""The persistent outbox: forwards are sent from the database, retried, and never lost.
+
+A temporary SMTP failure (4xx, connection trouble) is retried with backoff until the row's
+deadline; a permanent one (5xx) or a passed deadline makes the message UNDELIVERABLE, and its
+copy is filed where the manager looks, with the reason.
+
+The one window for a second forward: the SMTP server accepted the message and the process
+died before `_mark_sent` committed. The retry then sends it again, with the same Message-ID.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+from datetime import timedelta
+
+import aiosmtplib
+from sqlalchemy import select
+
+from . import store
+from .config import Config, ServerConfig
+from .model import Outcome
+from .pipeline import Clock
+from .store import AssignmentRow, MessageRow, OutboxRow
+
+log = logging.getLogger("mailrouter.outbox")
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    permanent: bool = False
+    error: str = ""
+
+
+def classify_smtp_error(exc: Exception) -> SendResult:
+    """5xx answers are permanent; everything else (4xx, timeouts, refused connections) is not."""
+    code = getattr(exc, "code", None)
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        code = exc.recipients[0].code
+        exc = exc.recipients[0]
+    message = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+    text = f"{code} {message}" if code else f"{type(exc).__name__}: {message}"
+    return SendResult(False, permanent=isinstance(code, int) and 500 <= code < 600, error=text)
+
+
+def smtp_client(server: ServerConfig) -> aiosmtplib.SMTP:
+    context = None
+    if server.tls != "none":
+        context = ssl.create_default_context(cafile=server.ca_file)  # verifies by default
+    return aiosmtplib.SMTP(
+        hostname=server.host, port=server.port, timeout=server.timeout,
+        use_tls=server.tls == "implicit", start_tls=server.tls == "starttls",
+        tls_context=context,
+        username=server.user or None,
+        password=server.password.reveal() if server.user else None)
+
+
+class Outbox:
+    def __init__(self, config: Config, sessions, clock: Clock = store.utcnow):
+        self.config = config
+        self.sessions = sessions
+        self.clock = clock
+
+    def due(self, mailbox: str) -> list[OutboxRow]:
+        with self.sessions() as session:
+            return list(session.scalars(
+                select(OutboxRow).join(MessageRow, MessageRow.id == OutboxRow.message).where(
+                    MessageRow.mailbox == mailbox, OutboxRow.status == "pending",
+                    OutboxRow.next_attempt_at <= self.clock()).order_by(OutboxRow.id)))
+
+    def next_due_in(self, mailbox: str) -> float | None:
+        """Seconds until the next retry is due, for the worker's wait."""
+        with self.sessions() as session:
+            when = session.scalar(
+                select(OutboxRow.next_attempt_at).join(MessageRow, MessageRow.id == OutboxRow.message)
+                .where(MessageRow.mailbox == mailbox, OutboxRow.status == "pending")
+                .order_by(OutboxRow.next_attempt_at).limit(1))
+        return None if when is None else max(0.0, (when - self.clock()).total_seconds())
+
+    def flush(self, mailbox: str) -> int:
+        """Send what is due for one mailbox over one SMTP connection; return how many went out."""
+        items = self.due(mailbox)
+        if not items:
+            return 0
+        return asyncio.run(self._send_all(items))
+
+    async def _send_all(self, items: list[OutboxRow]) -> int:
+        sent = 0
+        client = smtp_client(self.config.smtp.server)
+        try:
+            await client.connect()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            result = classify_smtp_error(exc)
+            for item in items:  # the server being down is never the message's fault
+                self._record_failure(item, SendResult(False, False, result.error))
+            return 0
+        try:
+            for item in items:
+                result = await self._send_one(client, item)
+                if result.ok:
+                    self._mark_sent(item)
+                    sent += 1
+                else:
+                    self._record_failure(item, result)
+        finally:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                pass
+        return sent
+
+    async def _send_one(self, client: aiosmtplib.SMTP, item: OutboxRow) -> SendResult:
+        try:
+            if not client.is_connected:
+                await client.connect()
+            await client.sendmail(item.sender, [item.recipient], item.payload)
+            return SendResult(True)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            return classify_smtp_error(exc)
+
+    def _mark_sent(self, item: OutboxRow) -> None:
+        now = self.clock()
+        with self.sessions.begin() as session:
+            session.execute(OutboxRow.__table__.update().where(OutboxRow.id == item.id).values(
+                status="sent", sent_at=now, payload=None, attempts=OutboxRow.attempts + 1))
+            session.execute(MessageRow.__table__.update().where(MessageRow.id == item.message)
+                            .values(state=store.SENT, sent_at=now))
+        log.debug("forward for message #%d accepted for %s", item.message, item.recipient)
+
+    def _record_failure(self, item: OutboxRow, result: SendResult) -> None:
+        now = self.clock()
+        attempts = item.attempts + 1
+        if result.permanent or now >= item.deadline:
+            why = "permanent failure" if result.permanent else "retry deadline passed"
+            self._give_up(item, attempts, f"forward to {item.recipient} failed ({why}): {result.error}")
+            return
+        delay = min(self.config.smtp.retry_max, self.config.smtp.retry_initial * 2 ** (attempts - 1))
+        with self.sessions.begin() as session:
+            session.execute(OutboxRow.__table__.update().where(OutboxRow.id == item.id).values(
+                attempts=attempts, last_error=result.error,
+                next_attempt_at=now + timedelta(seconds=delay)))
+        log.warning("forward for message #%d to %s deferred %.0fs (attempt %d): %s",
+                    item.message, item.recipient, delay, attempts, result.error)
+
+    def _give_up(self, item: OutboxRow, attempts: int, reason: str) -> None:
+        folder = self.config.folders.undeliverable
+        keywords = self.config.keyword_prefix + Outcome.UNDELIVERABLE.value
+        with self.sessions.begin() as session:
+            session.execute(OutboxRow.__table__.update().where(OutboxRow.id == item.id).values(
+                status="failed", attempts=attempts, last_error=reason, payload=None))
+            row = session.get(MessageRow, item.message)
+            row.outcome, row.folder, row.keywords = Outcome.UNDELIVERABLE.value, folder, keywords
+            row.reason = f"{row.reason}; {reason}"
+            row.state = store.SENT  # nothing more to send: ready to file for the manager
+            session.execute(AssignmentRow.__table__.update().where(
+                AssignmentRow.message == item.message).values(closed_at=self.clock()))
+        log.error("message #%d: %s", item.message, reason)

@@ -1,0 +1,66 @@
+"""Walking the MIME tree: which leaves are attachments, and what they are called."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from email.message import Message
+
+from mailrouter.model import Attachment
+
+from .headers import decode_words
+from .text import one_line, restore_surrogates
+
+MAX_PARTS = 500  # a hostile message may nest thousands of parts; past this we stop looking
+_FORWARDED = frozenset({"message/rfc822", "message/global"})
+_PATH_PREFIX = re.compile(r"^.*[/\\]")
+
+
+def leaf_parts(msg: Message) -> Iterator[Message]:
+    """Non-multipart parts in document order; an attached message is one leaf, not entered."""
+    stack = [msg]
+    seen = 0
+    while stack and seen < MAX_PARTS:
+        part = stack.pop()
+        seen += 1
+        payload = part.get_payload()
+        if part.get_content_maintype() == "multipart" and isinstance(payload, list):
+            stack.extend(reversed(payload))
+        else:
+            yield part
+
+
+def filename(part: Message) -> str:
+    """The decoded file name: RFC 2231 parameters, and the RFC 2047 words Outlook puts there."""
+    try:
+        raw = part.get_filename() or ""
+    except Exception:  # malformed RFC 2231 continuations
+        return ""
+    name = one_line(decode_words(restore_surrogates(str(raw))), 255)
+    # Only the base name: a name is data to display, never a path to follow.
+    return _PATH_PREFIX.sub("", name)
+
+
+def is_attachment(part: Message) -> bool:
+    """Named parts, explicit attachments and forwarded messages; unnamed inline images are not."""
+    if part.get_content_type() in _FORWARDED:
+        return True
+    disposition = (part.get_content_disposition() or "").lower()
+    return bool(filename(part)) or disposition == "attachment"
+
+
+def size_of(part: Message) -> int:
+    try:
+        payload = part.get_payload(decode=True)
+        if payload is None:  # an attached message: its payload is a list of messages
+            return sum(len(sub.as_bytes()) for sub in part.get_payload())
+    except Exception:
+        return 0
+    return len(payload)
+
+
+def attachments(msg: Message) -> tuple[Attachment, ...]:
+    return tuple(
+        Attachment(filename(part), part.get_content_type(), size_of(part))
+        for part in leaf_parts(msg)
+        if is_attachment(part)
+    )

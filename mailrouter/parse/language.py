@@ -1,0 +1,43 @@
+"""Language of the buyer's own words, with langdetect made deterministic."""
+from __future__ import annotations
+
+import re
+
+from langdetect import DetectorFactory, detect_langs
+from langdetect.lang_detect_exception import LangDetectException
+
+# langdetect samples randomly; a fixed seed makes the same mail give the same answer.
+DetectorFactory.seed = 0
+
+MIN_BODY_LETTERS = 20  # below this the subject is added to the sample
+MIN_LETTERS = 10  # below this no language is claimed at all ("OK 123" looks like anything)
+CJK_WEIGHT = 3  # one Han/kana/hangul character carries about a word's information
+SAMPLE_LIMIT = 5_000  # langdetect needs a few sentences, not the whole mail
+_NOISE = re.compile(r"https?://\S+|www\.\S+|\S+@\S+|\d+")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+def letter_weight(text: str) -> int:
+    letters = sum(ch.isalpha() for ch in text)
+    return letters + (CJK_WEIGHT - 1) * len(_CJK.findall(text))
+
+
+def sample(body: str, subject: str) -> str:
+    """The text to detect on: the body, plus the subject when the body is too short."""
+    cleaned = _NOISE.sub(" ", body)
+    if letter_weight(cleaned) < MIN_BODY_LETTERS:
+        cleaned = _NOISE.sub(" ", subject) + "\n" + cleaned
+    return cleaned[:SAMPLE_LIMIT]
+
+
+def detect(body: str, subject: str, threshold: float) -> tuple[str | None, float]:
+    """(ISO 639-1 code, probability), or (None, probability) below the threshold."""
+    text = sample(body, subject)
+    if letter_weight(text) < MIN_LETTERS:
+        return None, 0.0
+    try:
+        best = detect_langs(text)[0]
+    except LangDetectException:  # no usable features (only symbols, say)
+        return None, 0.0
+    lang = best.lang.split("-")[0]  # zh-cn and zh-tw are both "zh" for routing
+    return (lang if best.prob >= threshold else None), best.prob

@@ -1,0 +1,124 @@
+"""parse_message: raw RFC 5322 bytes -> Inquiry."""
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+from dataclasses import dataclass
+from email.message import Message
+
+import mailparser
+
+from mailrouter.model import FormSender, Inquiry, ParseSettings
+
+from . import body, domain, forms, headers
+from .attachments import attachments
+from .errors import UnreadableMessage
+from .language import detect
+from .products import match_products
+
+log = logging.getLogger("mailrouter.parse")
+
+# At least one of these must be present for bytes to count as an email at all. Trace headers
+# (Received, Return-Path, Delivered-To) don't count: the delivering server adds them to anything.
+_MAIL_HEADERS = frozenset({
+    "from", "to", "cc", "subject", "date", "message-id", "sender", "reply-to", "mime-version",
+    "content-type",
+})
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the buyer is, after resolving form and platform relays."""
+
+    from_address: str
+    sender: str
+    sender_name: str
+    reply_to: str
+    country: str | None = None
+    company: str | None = None
+    via_form: str | None = None
+
+
+def load(raw: bytes) -> Message:
+    """The message tree: mail-parser first, the stdlib's lenient compat32 parser if it fails."""
+    try:
+        parsed = mailparser.parse_from_bytes(raw).message
+        if parsed is not None:
+            return parsed
+    except Exception as exc:  # mail-parser raises its own and stdlib types on hostile input
+        log.info("mail-parser failed (%s); falling back to the stdlib parser", exc)
+    try:
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
+    except Exception as exc:
+        raise UnreadableMessage(f"not parseable as email: {exc}") from exc
+
+
+def check_readable(raw: bytes, msg: Message) -> None:
+    if not raw.strip():
+        raise UnreadableMessage("empty message")
+    names = {str(name).lower() for name in msg.keys()}
+    if not names & _MAIL_HEADERS:
+        raise UnreadableMessage("no email headers found")
+
+
+def identity(msg: Message, text: str, settings: ParseSettings) -> Identity:
+    """The buyer: From (or Sender), unless From is a configured form or platform robot."""
+    from_name, from_address = headers.first_address(msg, "from")
+    sender_name, sender = from_name, from_address
+    if not sender:
+        sender_name, sender = headers.first_address(msg, "sender")
+    _reply_name, reply_to = headers.first_address(msg, "reply-to")
+    robot = forms.find_form_sender(from_address, settings.form_senders) if from_address else None
+    if robot is None:
+        return Identity(from_address, sender or reply_to, sender_name, reply_to or sender)
+    return form_identity(msg, text, settings, from_address, robot)
+
+
+def form_identity(msg: Message, text: str, settings: ParseSettings, from_address: str,
+                  robot: FormSender) -> Identity:
+    fields = forms.read_fields(text)
+    reply_name, reply_to = headers.first_address(msg, "reply-to")
+    if reply_to and forms.find_form_sender(reply_to, settings.form_senders) is None:
+        buyer, name = reply_to, reply_name or fields.name
+    else:
+        buyer, name = fields.email or from_address, fields.name
+    return Identity(from_address, buyer, name, buyer, fields.country, fields.company, robot.name)
+
+
+def parse_message(raw: bytes, settings: ParseSettings) -> Inquiry:
+    """Everything the router needs to know about one message; damage is tolerated.
+
+    Raises UnreadableMessage only when the bytes are not an email at all.
+    """
+    msg = load(raw)
+    check_readable(raw, msg)
+    subject = headers.subject(msg)
+    full = body.full_text(msg)
+    text, signature = body.split_reply(full)
+    who = identity(msg, full, settings)
+    host = domain.host_of(who.sender)
+    language, confidence = detect(text, subject, settings.language_threshold)
+    return Inquiry(
+        message_id=headers.message_id(msg),
+        subject=subject,
+        from_address=who.from_address,
+        sender=who.sender,
+        sender_name=who.sender_name,
+        reply_to=who.reply_to,
+        domain=domain.registered_domain(host),
+        country=who.country or domain.country_of(host),
+        free_mail=domain.is_free_mail(host, settings.free_mail_domains),
+        recipients=headers.recipients(msg),
+        text=text,
+        signature=signature,
+        language=language,
+        language_confidence=confidence,
+        products=match_products(subject, text, settings.products),
+        attachments=attachments(msg),
+        date=headers.date(msg),
+        headers=headers.header_map(msg),
+        content_type=msg.get_content_type().lower(),
+        company=who.company,
+        via_form=who.via_form,
+    )

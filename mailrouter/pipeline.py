@@ -1,0 +1,208 @@
+"""From raw bytes to a recorded decision: parse, classify, decide, queue the forward.
+
+`examine` is pure (used by `explain` and the daemon alike); `Router.admit` records its result,
+the assignment and the queued forward in one transaction, before anything is sent or moved.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import store
+from .config import Config
+from .decide import TeamState, decide
+from .fingerprint import content_key, raw_sha256
+from .forward import ForwardError, ForwardSpec, build_forward, tag_subject
+from .model import Decision, Inquiry, Outcome
+from .parse import UnreadableMessage, parse_message
+from .store import AssignmentRow, MessageRow, OutboxRow, TeamCursorRow
+from .templating import make_environment
+
+log = logging.getLogger("mailrouter.route")
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Examined:
+    """What the pure stages made of one message."""
+
+    inquiry: Inquiry | None  # None when the message could not be parsed at all
+    decision: Decision
+
+
+def examine(raw: bytes, config: Config, state: TeamState) -> Examined:
+    """Parse and decide without side effects; an unreadable or hostile message is quarantined."""
+    try:
+        inquiry = parse_message(raw, config.parse)
+    except UnreadableMessage as exc:
+        return Examined(None, Decision(Outcome.QUARANTINED, f"unreadable: {exc}"))
+    except Exception as exc:  # a parser bug must not stop the daemon: keep the message aside
+        log.exception("parser failed")
+        return Examined(None, Decision(Outcome.QUARANTINED, f"parser error: {type(exc).__name__}: {exc}"))
+    try:
+        return Examined(inquiry, decide(inquiry, config, state))
+    except Exception as exc:
+        log.exception("decision failed for %s", inquiry.message_id)
+        return Examined(inquiry, Decision(Outcome.QUARANTINED, f"rule error: {type(exc).__name__}: {exc}"))
+
+
+def destination(decision: Decision, config: Config) -> tuple[str, tuple[str, ...]]:
+    """The folder and IMAP keywords for the shared copy."""
+    f, prefix = config.folders, config.keyword_prefix
+    if decision.outcome is Outcome.ROUTED:
+        rep = config.reps[decision.rep]
+        return f.routed.format(rep=rep.folder), (prefix + "routed", prefix + rep.id)
+    folder = {
+        Outcome.UNRECOGNIZED: f.unrecognized, Outcome.IGNORED: f.ignored,
+        Outcome.DUPLICATE: f.duplicate, Outcome.QUARANTINED: f.quarantine,
+        Outcome.UNDELIVERABLE: f.undeliverable,
+    }[decision.outcome]
+    return folder, (prefix + decision.outcome.value,)
+
+
+def forward_message_id(key: str, rep: str, shared_address: str) -> str:
+    """Deterministic, so a forward re-sent after a crash carries the same Message-ID."""
+    domain = shared_address.rpartition("@")[2] or "mailrouter.invalid"
+    return f"<mr.{key[:24]}.{rep}@{domain}>"
+
+
+class Router:
+    """Records decisions; one lock makes check-for-duplicate and insert atomic across mailboxes."""
+
+    def __init__(self, config: Config, sessions: sessionmaker[Session], clock: Clock = store.utcnow):
+        self.config = config
+        self.sessions = sessions
+        self.clock = clock
+        self.templates = make_environment(config.template_dir)
+        self._lock = threading.Lock()
+
+    def admit(self, mailbox: str, uidvalidity: int, uid: int, raw: bytes) -> MessageRow:
+        """Record what to do with a message new to this mailbox; return its row."""
+        with self._lock, self.sessions.begin() as session:
+            sha = raw_sha256(raw)
+            adopted = self._adopt_after_uidvalidity_change(session, mailbox, uidvalidity, uid, sha)
+            if adopted:
+                return adopted
+            key = content_key(raw)
+            earlier = session.scalars(select(MessageRow).where(MessageRow.content_key == key)
+                                      .order_by(MessageRow.id).limit(1)).first()
+            if earlier:
+                examined = Examined(None, Decision(
+                    Outcome.DUPLICATE,
+                    f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))
+            else:
+                state = TeamState(store.team_cursors(session), store.open_assignment_counts(session))
+                examined = examine(raw, self.config, state)
+            row = self._insert_message(session, mailbox, uidvalidity, uid, raw, sha, key, examined)
+            if earlier:
+                row.duplicate_of = earlier.id
+                row.message_id, row.sender, row.subject = earlier.message_id, earlier.sender, earlier.subject
+            if examined.decision.outcome is Outcome.ROUTED:
+                self._assign_and_queue(session, row, raw, examined, mailbox)
+            return row
+
+    def _adopt_after_uidvalidity_change(self, session: Session, mailbox: str, uidvalidity: int,
+                                        uid: int, sha: str) -> MessageRow | None:
+        """The same bytes under a new UID in the same mailbox are the same message, not a copy."""
+        row = session.scalars(select(MessageRow).where(
+            MessageRow.mailbox == mailbox, MessageRow.raw_sha256 == sha,
+            MessageRow.state != store.FILED, MessageRow.uidvalidity != uidvalidity)).first()
+        if row:
+            log.info("message #%d %s: UIDVALIDITY changed, now uid %d", row.id, row.message_id, uid)
+            row.uidvalidity, row.uid = uidvalidity, uid
+        return row
+
+    def _insert_message(self, session: Session, mailbox: str, uidvalidity: int, uid: int,
+                        raw: bytes, sha: str, key: str, examined: Examined) -> MessageRow:
+        decision, q = examined.decision, examined.inquiry
+        folder, keywords = destination(decision, self.config)
+        now = self.clock()
+        row = MessageRow(
+            mailbox=mailbox, uidvalidity=uidvalidity, uid=uid, raw_sha256=sha, content_key=key,
+            size=len(raw), state=store.DECIDED, outcome=decision.outcome.value,
+            reason=decision.reason, rule=decision.rule, rep=decision.rep, team=decision.team,
+            folder=folder, keywords=" ".join(keywords),
+            message_id=q.message_id[:500] if q else "", sender=q.sender if q else "",
+            subject=q.subject[:500] if q else "", country=q.country if q else None,
+            language=q.language if q else None, products=" ".join(q.products) if q else "",
+            received_at=now, decided_at=now,
+        )
+        session.add(row)
+        session.flush()  # assigns row.id
+        return row
+
+    def _assign_and_queue(self, session: Session, row: MessageRow, raw: bytes,
+                          examined: Examined, mailbox_name: str) -> None:
+        q, decision = examined.inquiry, examined.decision
+        assert q is not None and decision.rep is not None
+        rep = self.config.reps[decision.rep]
+        mailbox = next(m for m in self.config.mailboxes if m.name == mailbox_name)
+        now = self.clock()
+        row.forward_message_id = forward_message_id(row.content_key, rep.id, mailbox.address)
+        spec = ForwardSpec(
+            shared_address=mailbox.address, shared_name=mailbox.display_name,
+            rep_address=rep.email, rep_name=rep.name, message_id=row.forward_message_id,
+            subject=tag_subject(self.config.subject_format, q, decision), language=rep.language)
+        try:
+            payload = build_forward(raw, q, decision, spec, self.templates, now.astimezone(self.config.timezone))
+        except ForwardError as exc:  # e.g. no address a Reply could reach: the manager must look
+            self._downgrade(row, Decision(Outcome.UNRECOGNIZED, f"{decision.reason}; cannot forward: {exc}",
+                                          rule=decision.rule))
+            return
+        session.add(AssignmentRow(message=row.id, rep=rep.id, team=decision.team,
+                                  customer=q.sender, assigned_at=now))
+        if decision.team:
+            session.merge(TeamCursorRow(team=decision.team, last_rep=rep.id))
+        session.add(OutboxRow(
+            message=row.id, sender=mailbox.address, recipient=rep.email, payload=payload,
+            next_attempt_at=now, deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
+
+    def _downgrade(self, row: MessageRow, decision: Decision) -> None:
+        row.folder, keywords = destination(decision, self.config)
+        row.keywords = " ".join(keywords)
+        row.outcome, row.reason, row.rep, row.team = decision.outcome.value, decision.reason, None, None
+        row.forward_message_id = None
+
+    def awaiting_filing(self, mailbox: str) -> list[MessageRow]:
+        """Rows whose copy can be filed now: non-routed ones at once, routed ones once sent."""
+        with self.sessions() as session:
+            return list(session.scalars(select(MessageRow).where(
+                MessageRow.mailbox == mailbox,
+                ((MessageRow.state == store.SENT)
+                 | ((MessageRow.state == store.DECIDED) & (MessageRow.outcome != Outcome.ROUTED.value))),
+            ).order_by(MessageRow.id)))
+
+    def known_uids(self, mailbox: str, uidvalidity: int) -> set[int]:
+        with self.sessions() as session:
+            return set(session.scalars(select(MessageRow.uid).where(
+                MessageRow.mailbox == mailbox, MessageRow.uidvalidity == uidvalidity)))
+
+    def mark_filed(self, rows: list[MessageRow], note: str = "") -> None:
+        now = self.clock()
+        with self.sessions.begin() as session:
+            for row in rows:
+                session.execute(MessageRow.__table__.update().where(MessageRow.id == row.id)
+                                .values(state=store.FILED, filed_at=now, last_error=None))
+        for row in rows:
+            log_decision(row, now, note)
+
+    def mark_filing_failed(self, rows: list[MessageRow], error: str) -> None:
+        with self.sessions.begin() as session:
+            for row in rows:
+                session.execute(MessageRow.__table__.update().where(MessageRow.id == row.id)
+                                .values(file_attempts=MessageRow.file_attempts + 1, last_error=error))
+
+
+def log_decision(row: MessageRow, now: datetime, note: str = "") -> None:
+    """The one line per message a person reads in the journal."""
+    seconds = (now - row.received_at).total_seconds()
+    log.info("%s %s from %s -> %s; %s; filed in %s%s (%.2fs)",
+             row.outcome, row.message_id or "(no Message-ID)", row.sender or "(unknown sender)",
+             row.rep or "-", row.reason, row.folder, f" ({note})" if note else "", seconds)
+

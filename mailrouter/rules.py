@@ -1,0 +1,248 @@
+"""Routing rules: compiled once from rules/*.toml into an ordered list; first match wins.
+
+Every condition has one shape - `name`, `matches(inquiry)`, `describe(inquiry)` - so a decision
+can say in words why it fired. Unknown keys, regions, products, reps and teams fail at load
+time with the file and key, never in the middle of the night.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+from .config import Problem, RepConfig, TeamConfig, _Reader, read_toml
+from .model import Inquiry, ProductLine
+from .parse.products import KeywordMatcher
+
+
+class Condition(Protocol):
+    name: str
+
+    def matches(self, inquiry: Inquiry) -> bool: ...
+
+    def describe(self, inquiry: Inquiry) -> str: ...
+
+
+@dataclass(frozen=True)
+class FieldIn:
+    """The inquiry's field (country, language, ...) is one of the listed values."""
+
+    name: str
+    values: frozenset[str]
+    get: Callable[[Inquiry], str | None]
+    label: str = ""  # e.g. "region europe"
+
+    def matches(self, inquiry: Inquiry) -> bool:
+        value = self.get(inquiry)
+        return value is not None and value in self.values
+
+    def describe(self, inquiry: Inquiry) -> str:
+        where = self.label or ", ".join(sorted(self.values))
+        return f"{self.name} {self.get(inquiry)} in {where}"
+
+
+@dataclass(frozen=True)
+class AnyIn:
+    """At least one of the inquiry's values (products, recipients) is listed."""
+
+    name: str
+    values: frozenset[str]
+    get: Callable[[Inquiry], tuple[str, ...]]
+
+    def matches(self, inquiry: Inquiry) -> bool:
+        return any(v in self.values for v in self.get(inquiry))
+
+    def describe(self, inquiry: Inquiry) -> str:
+        hits = [v for v in self.get(inquiry) if v in self.values]
+        return f"{self.name} {', '.join(hits)}"
+
+
+@dataclass(frozen=True)
+class SenderDomain:
+    """Exact domain ("acme.de", also matching its subdomains) or suffix (".gov.cn")."""
+
+    name: str
+    domains: tuple[str, ...]
+
+    def _hit(self, inquiry: Inquiry) -> str | None:
+        host = inquiry.sender.rpartition("@")[2]
+        for d in self.domains:
+            if d.startswith("."):
+                if host.endswith(d):
+                    return d
+            elif host == d or host.endswith("." + d):
+                return d
+        return None
+
+    def matches(self, inquiry: Inquiry) -> bool:
+        return self._hit(inquiry) is not None
+
+    def describe(self, inquiry: Inquiry) -> str:
+        return f"sender domain {inquiry.sender.rpartition('@')[2]} matches {self._hit(inquiry)}"
+
+
+@dataclass(frozen=True)
+class FreeMail:
+    name: str
+    wanted: bool
+
+    def matches(self, inquiry: Inquiry) -> bool:
+        return inquiry.free_mail == self.wanted
+
+    def describe(self, inquiry: Inquiry) -> str:
+        return "free-mail sender" if inquiry.free_mail else "corporate sender"
+
+
+@dataclass(frozen=True)
+class Keywords:
+    name: str
+    matcher: KeywordMatcher
+
+    def matches(self, inquiry: Inquiry) -> bool:
+        return bool(self.matcher.find(inquiry.subject + "\n" + inquiry.text))
+
+    def describe(self, inquiry: Inquiry) -> str:
+        found = self.matcher.find(inquiry.subject + "\n" + inquiry.text)
+        return "keywords " + ", ".join(found)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    file: str
+    conditions: tuple[Condition, ...]
+    rep: str | None
+    team: str | None
+
+    def matches(self, inquiry: Inquiry) -> bool:
+        return all(c.matches(inquiry) for c in self.conditions)
+
+    def reason(self, inquiry: Inquiry) -> str:
+        if not self.conditions:
+            return "matches every message"
+        return "; ".join(c.describe(inquiry) for c in self.conditions)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    regions: dict[str, frozenset[str]]
+    products: tuple[ProductLine, ...]
+    files: tuple[str, ...]
+
+    def first_match(self, inquiry: Inquiry) -> Rule | None:
+        return next((rule for rule in self.rules if rule.matches(inquiry)), None)
+
+
+RULE_KEYS = {"name", "country", "region", "language", "product", "sender_domain", "sender",
+             "recipient", "free_mail", "keywords", "rep", "team"}
+
+
+def load_rules(rules_dir: Path, reps: dict[str, RepConfig], teams: dict[str, TeamConfig],
+               problems: list[Problem]) -> RuleSet:
+    """Read every rules/*.toml in name order: [regions], [products.ID], then [[rule]]s."""
+    files = sorted(rules_dir.glob("*.toml")) if rules_dir.is_dir() else []
+    docs = [(str(f), read_toml(f, problems)) for f in files]
+    regions: dict[str, frozenset[str]] = {}
+    products: list[ProductLine] = []
+    for file, doc in docs:
+        r = _Reader(file, problems)
+        r.unknown_keys(doc, {"regions", "products", "rule"})
+        _read_regions(r, r.table(doc, "regions"), regions)
+        _read_products(r, r.table(doc, "products"), products)
+    product_ids = {p.id for p in products}
+    rules: list[Rule] = []
+    for file, doc in docs:
+        r = _Reader(file, problems)
+        items = doc.get("rule", [])
+        if not isinstance(items, list):
+            r.problem("rule", "must be an array of tables: [[rule]]")
+            continue
+        for i, d in enumerate(items):
+            rule = _compile_rule(r, d, f"rule[{i}].", regions, product_ids, reps, teams)
+            if rule and any(x.name == rule.name for x in rules):
+                r.problem(f"rule[{i}].name", f"duplicate rule name {rule.name!r}")
+            elif rule:
+                rules.append(rule)
+    return RuleSet(tuple(rules), regions, tuple(products), tuple(f for f, _ in docs))
+
+
+def _read_regions(r: _Reader, d: dict, regions: dict[str, frozenset[str]]) -> None:
+    for name, countries in d.items():
+        codes = r.str_list(d, name, "regions.")
+        bad = [c for c in codes if len(c) != 2 or not c.isalpha() or not c.isupper()]
+        if bad:
+            r.problem(f"regions.{name}", f"country codes are ISO 3166 alpha-2 in capitals, not {bad}")
+        if name in regions:
+            r.problem(f"regions.{name}", "region defined twice")
+        regions[name] = frozenset(codes)
+
+
+def _read_products(r: _Reader, d: dict, products: list[ProductLine]) -> None:
+    for pid, pd in d.items():
+        p = f"products.{pid}."
+        if not isinstance(pd, dict):
+            r.problem(p[:-1], "must be a table with keywords = [...]")
+            continue
+        r.unknown_keys(pd, {"keywords"}, p)
+        keywords = r.str_list(pd, "keywords", p)
+        if not keywords:
+            r.problem(p + "keywords", "a product line needs at least one keyword")
+        if any(x.id == pid for x in products):
+            r.problem(p[:-1], "product line defined twice")
+        products.append(ProductLine(pid, keywords))
+
+
+def _compile_rule(r: _Reader, d: dict, p: str, regions: dict[str, frozenset[str]],
+                  product_ids: set[str], reps: dict[str, RepConfig],
+                  teams: dict[str, TeamConfig]) -> Rule | None:
+    if not isinstance(d, dict):
+        r.problem(p[:-1], "must be a table")
+        return None
+    name = r.get(d, "name", str, "", p, required=True)
+    if name:
+        p = f"rule {name!r}: "
+    r.unknown_keys(d, RULE_KEYS, p)
+    conditions = _conditions(r, d, p, regions, product_ids)
+    rep = r.get(d, "rep", str, "", p) or None
+    team = r.get(d, "team", str, "", p) or None
+    if bool(rep) == bool(team):
+        r.problem(p + "rep", "a rule targets exactly one of rep = \"...\" or team = \"...\"")
+    if rep and rep not in reps:
+        r.problem(p + "rep", f"unknown rep {rep!r} (known: {', '.join(sorted(reps))})")
+    if team and team not in teams:
+        r.problem(p + "team", f"unknown team {team!r} (known: {', '.join(sorted(teams)) or 'none'})")
+    return Rule(name, r.file, tuple(conditions), rep, team) if name else None
+
+
+def _conditions(r: _Reader, d: dict, p: str, regions: dict[str, frozenset[str]],
+                product_ids: set[str]) -> list[Condition]:
+    conds: list[Condition] = []
+    countries = {c.upper() for c in r.str_list(d, "country", p)}
+    region_names = r.str_list(d, "region", p)
+    for name in region_names:
+        if name not in regions:
+            r.problem(p + "region", f"unknown region {name!r} (define it under [regions])")
+        else:
+            countries |= regions[name]
+    if countries:
+        label = "region " + ", ".join(region_names) if region_names else ""
+        conds.append(FieldIn("country", frozenset(countries), lambda q: q.country, label))
+    if languages := r.str_list(d, "language", p):
+        conds.append(FieldIn("language", frozenset(x.lower() for x in languages), lambda q: q.language))
+    if products := r.str_list(d, "product", p):
+        for pid in products:
+            if pid not in product_ids:
+                r.problem(p + "product", f"unknown product line {pid!r} (define [products.{pid}])")
+        conds.append(AnyIn("product", frozenset(products), lambda q: q.products))
+    if domains := r.str_list(d, "sender_domain", p):
+        conds.append(SenderDomain("sender_domain", tuple(x.lower() for x in domains)))
+    if senders := r.str_list(d, "sender", p):
+        conds.append(AnyIn("sender", frozenset(x.lower() for x in senders), lambda q: (q.sender,)))
+    if recipients := r.str_list(d, "recipient", p):
+        conds.append(AnyIn("recipient", frozenset(x.lower() for x in recipients), lambda q: q.recipients))
+    if "free_mail" in d:
+        conds.append(FreeMail("free_mail", r.get(d, "free_mail", bool, False, p)))
+    if keywords := r.str_list(d, "keywords", p):
+        conds.append(Keywords("keywords", KeywordMatcher(keywords)))
+    return conds

@@ -1,0 +1,153 @@
+"""The database: every step of a message's life is recorded here before the next is taken.
+
+A message row moves through states  decided -> sent -> filed  (non-routed ones skip `sent`).
+A restart reads the rows that are not `filed` and carries on from there, so nothing is lost.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (DateTime, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator,
+                        UniqueConstraint, create_engine, event, func, select)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+# Message states
+DECIDED = "decided"  # decision recorded; forward (if any) queued in the outbox
+SENT = "sent"  # the forward was accepted by SMTP (or nothing had to be sent)
+FILED = "filed"  # the copy in the shared mailbox was tagged and moved: done
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (which has no time zones) too."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use aware UTC times")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime}
+
+
+class MessageRow(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_message_location"),
+        Index("ix_messages_state", "mailbox", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(100))
+    uidvalidity: Mapped[int]
+    uid: Mapped[int]
+    message_id: Mapped[str] = mapped_column(String(500), default="")
+    raw_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    content_key: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(default=0)
+    state: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    rule: Mapped[str | None] = mapped_column(String(200))
+    rep: Mapped[str | None] = mapped_column(String(100), index=True)
+    team: Mapped[str | None] = mapped_column(String(100))
+    folder: Mapped[str] = mapped_column(String(500))
+    keywords: Mapped[str] = mapped_column(String(500), default="")  # space-separated
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    subject: Mapped[str] = mapped_column(String(500), default="")
+    country: Mapped[str | None] = mapped_column(String(2))
+    language: Mapped[str | None] = mapped_column(String(8))
+    products: Mapped[str] = mapped_column(String(500), default="")
+    forward_message_id: Mapped[str | None] = mapped_column(String(500))
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    received_at: Mapped[datetime]  # when the daemon first saw it
+    decided_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    filed_at: Mapped[datetime | None]
+    file_attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxRow(Base):
+    """A forward waiting for SMTP; its bytes are kept until accepted, then dropped."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    sender: Mapped[str] = mapped_column(String(320))
+    recipient: Mapped[str] = mapped_column(String(320))
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    deadline: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]
+
+
+class AssignmentRow(Base):
+    """One inquiry given to one rep: the unit the first-reply clock and reports count."""
+
+    __tablename__ = "assignments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    rep: Mapped[str] = mapped_column(String(100), index=True)
+    team: Mapped[str | None] = mapped_column(String(100))
+    customer: Mapped[str] = mapped_column(String(320), index=True)
+    assigned_at: Mapped[datetime]
+    first_reply_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+
+class TeamCursorRow(Base):
+    """Round-robin position per team, so a restart does not start the rotation over."""
+
+    __tablename__ = "team_cursor"
+
+    team: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_rep: Mapped[str] = mapped_column(String(100))
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers (reports, status) never block the daemon
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across process crashes
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def open_database(url: str) -> sessionmaker[Session]:
+    engine: Engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    Base.metadata.create_all(engine)
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def open_assignment_counts(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(AssignmentRow.rep, func.count()).where(
+            AssignmentRow.first_reply_at.is_(None), AssignmentRow.closed_at.is_(None)
+        ).group_by(AssignmentRow.rep))
+    return {rep: n for rep, n in rows}
+
+
+def team_cursors(session: Session) -> dict[str, str]:
+    return {r.team: r.last_rep for r in session.scalars(select(TeamCursorRow))}

@@ -1,0 +1,60 @@
+"""Jinja2 environment and per-language template lookup for the mail the router writes."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jinja2
+
+DEFAULT_LANGUAGE = "en"
+
+# Language codes as config and langdetect write them ("zh", "zh-cn", "pt_BR"); anything else
+# (say a path) never reaches the loader.
+_LANGUAGE = re.compile(r"[a-z]{2,3}(?:[-_][a-z0-9]{2,8})?")
+
+
+def make_environment(template_dir: Path) -> jinja2.Environment:
+    """Strict (a missing variable is an error, not a blank) and HTML-escaping for .html.j2."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir),
+        undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "htm", "html.j2"),
+            disabled_extensions=("txt", "txt.j2"),
+            default_for_string=False,
+            default=False,
+        ),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["filesize"] = filesize
+    return env
+
+
+def filesize(size: int) -> str:
+    """Human-readable size, the same in every language ("980 B", "12.3 KB", "4.0 MB")."""
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def candidate_languages(language: str | None) -> list[str]:
+    """"zh-CN" -> ["zh-cn", "zh", "en"]: the exact code, its primary subtag, then the default."""
+    code = (language or "").strip().lower()
+    candidates = []
+    if _LANGUAGE.fullmatch(code):
+        candidates += [code.replace("_", "-"), re.split(r"[-_]", code)[0]]
+    candidates.append(DEFAULT_LANGUAGE)
+    return list(dict.fromkeys(candidates))
+
+
+def render(env: jinja2.Environment, name: str, language: str | None, /, **ctx: object) -> str:
+    """Render `<language>/<name>`, falling back to English when that language lacks it.
+
+    Positional-only, so templates may use `language` (the buyer's) and `name` as variables.
+    """
+    template = env.select_template([f"{code}/{name}" for code in candidate_languages(language)])
+    return template.render(**ctx)

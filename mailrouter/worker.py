@@ -1,0 +1,125 @@
+"""One shared mailbox's loop: catch up, send, file, wait for news; reconnect with backoff.
+
+Each round is idempotent: it looks at what the database says is unfinished and at what is in
+the INBOX now, so a round interrupted anywhere (crash, dropped connection) is simply repeated.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from typing import Iterable
+
+from .config import Config, MailboxConfig
+from .imap import ImapError, ImapSettings, Mailbox
+from .outbox import Outbox
+from .pipeline import Router
+from .store import MessageRow
+
+log = logging.getLogger("mailrouter.worker")
+
+FETCH_BATCH = 100  # messages per FETCH round trip: large enough to amortise, small enough for memory
+MAX_WAIT = 2.0  # seconds; how quickly a stop request is noticed while idling
+
+
+def imap_settings(mailbox: MailboxConfig) -> ImapSettings:
+    s = mailbox.server
+    return ImapSettings(host=s.host, port=s.port, tls=s.tls, user=s.user,
+                        password=s.password.reveal(), inbox=mailbox.inbox, ca_file=s.ca_file,
+                        timeout=s.timeout)
+
+
+class MailboxWorker:
+    def __init__(self, mailbox: MailboxConfig, config: Config, router: Router, outbox: Outbox,
+                 stop: threading.Event):
+        self.mailbox = mailbox
+        self.config = config
+        self.router = router
+        self.outbox = outbox
+        self.stop = stop
+        self.rounds = 0  # completed rounds, for tests and status
+
+    def run(self) -> None:
+        """Serve the mailbox until `stop` is set; connection trouble means reconnect, not exit."""
+        delay = 1.0
+        while not self.stop.is_set():
+            try:
+                self._serve()
+                return
+            except ImapError as exc:
+                log.warning("%s: IMAP trouble, reconnecting in %.0fs: %s", self.mailbox.name, delay, exc)
+            except Exception:  # a bug or a database hiccup: the round is idempotent, so retry it
+                log.exception("%s: unexpected error, retrying in %.0fs", self.mailbox.name, delay)
+            self.stop.wait(delay)
+            delay = min(delay * 2, 300.0)
+
+    def _serve(self) -> None:
+        conn = Mailbox.connect(imap_settings(self.mailbox))
+        try:
+            uidvalidity = conn.select_inbox()
+            conn.ensure_folders(self._static_folders())
+            log.info("%s: connected to %s (IDLE %s, MOVE %s, keywords %s)", self.mailbox.name,
+                     self.mailbox.server.host, conn.has_idle and self.mailbox.idle, conn.has_move,
+                     conn.custom_keywords)
+            self.round(conn, uidvalidity)  # catch up on everything since the last connection
+            last_round = time.monotonic()
+            while not self.stop.is_set():
+                news = self._wait(conn)
+                if news or self._outbox_due() or time.monotonic() - last_round >= self.mailbox.poll_interval:
+                    self.round(conn, uidvalidity)
+                    last_round = time.monotonic()
+        finally:
+            conn.logout()
+
+    def _static_folders(self) -> list[str]:
+        f = self.config.folders
+        routed = [f.routed.format(rep=rep.folder) for rep in self.config.reps.values()]
+        return [f.unrecognized, f.ignored, f.duplicate, f.quarantine, f.undeliverable, *routed]
+
+    def round(self, conn: Mailbox, uidvalidity: int) -> None:
+        """Admit new messages, send what is due, file what is ready."""
+        in_inbox = set(conn.unprocessed_uids())
+        new = sorted(in_inbox - self.router.known_uids(self.mailbox.name, uidvalidity))
+        for start in range(0, len(new), FETCH_BATCH):
+            for uid, raw in conn.fetch(new[start:start + FETCH_BATCH]):
+                self.router.admit(self.mailbox.name, uidvalidity, uid, raw)
+            self.outbox.flush(self.mailbox.name)
+            self._file(conn, uidvalidity, in_inbox)
+            if self.stop.is_set():
+                return
+        self.outbox.flush(self.mailbox.name)
+        self._file(conn, uidvalidity, in_inbox)
+        self.rounds += 1
+
+    def _file(self, conn: Mailbox, uidvalidity: int, in_inbox: set[int]) -> None:
+        ready = [r for r in self.router.awaiting_filing(self.mailbox.name) if r.uidvalidity == uidvalidity]
+        gone = [r for r in ready if r.uid not in in_inbox]
+        if gone:  # moved by a run that crashed before recording it, or by a person
+            self.router.mark_filed(gone, note="no longer in INBOX")
+        for (folder, keywords), rows in group_by_destination(r for r in ready if r.uid in in_inbox):
+            try:
+                conn.ensure_folders([folder])
+                conn.file([r.uid for r in rows], folder, keywords)
+            except ImapError as exc:
+                self.router.mark_filing_failed(rows, str(exc))
+                raise
+            self.router.mark_filed(rows)
+            in_inbox.difference_update(r.uid for r in rows)
+
+    def _outbox_due(self) -> bool:
+        due = self.outbox.next_due_in(self.mailbox.name)
+        return due is not None and due <= 0
+
+    def _wait(self, conn: Mailbox) -> bool:
+        """Wait briefly for new mail (IDLE or a poll); short, so a stop request is seen soon."""
+        due = self.outbox.next_due_in(self.mailbox.name)
+        timeout = MAX_WAIT if due is None else max(0.05, min(MAX_WAIT, due))
+        return conn.wait_for_news(timeout)
+
+
+def group_by_destination(rows: Iterable[MessageRow]) -> list[tuple[tuple[str, tuple[str, ...]], list[MessageRow]]]:
+    groups: dict[tuple[str, tuple[str, ...]], list[MessageRow]] = defaultdict(list)
+    for row in rows:
+        groups[(row.folder, tuple(row.keywords.split()))].append(row)
+    return list(groups.items())

@@ -1,0 +1,100 @@
+"""Config validation: every mistake reported with file, key and what is wrong, all at once."""
+from pathlib import Path
+
+import pytest
+
+from mailrouter.config import ConfigError, load_config
+from tests.factories import EXAMPLE_ENV, copy_example, example_config
+
+
+def problems_of(path: Path, env=EXAMPLE_ENV) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=env)
+    return [str(p) for p in info.value.problems]
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_example_config_loads_with_every_section():
+    config = example_config()
+    assert [m.name for m in config.mailboxes] == ["sales", "info"]
+    assert config.reps["zhang"].folder == "张伟"
+    assert config.teams["americas"].strategy == "least_loaded"
+    assert config.rules.rules[0].name == "america-alias"
+    assert {p.id for p in config.parse.products} == {"PCB", "LED", "VALVE"}
+    assert "zhang@example.com" in config.own_addresses and "sales@example.com" in config.own_addresses
+
+
+def test_secret_never_shows_in_repr():
+    config = example_config()
+    assert "s" == config.mailboxes[0].server.password.reveal()
+    assert "'s'" not in repr(config.mailboxes[0])
+
+
+def test_missing_password_variable_names_file_and_key(tmp_path):
+    path = copy_example(tmp_path)
+    found = problems_of(path, env={})
+    assert f"{path}: mailbox[0].password_env: environment variable MAILROUTER_SALES_PASSWORD is not set" in found
+    assert any("smtp.password_env" in p for p in found)
+
+
+def test_all_problems_reported_together(tmp_path):
+    path = copy_example(tmp_path)
+    edit(path, 'tls = "implicit"', 'tls = "maybe"')
+    edit(path, 'strategy = "round_robin"', 'strategy = "random"')
+    edit(path, 'members = ["chen", "li"]', 'members = ["chen", "nobody"]')
+    edit(path, "timeout = 60", 'timeout = "sixty"')
+    edit(path, "[folders]", "[folders]\ncolour = \"red\"")
+    found = problems_of(path)
+    assert any("mailbox[0].tls: must be one of implicit, starttls, none, not 'maybe'" in p for p in found)
+    assert any("teams.europe.strategy" in p and "'random'" in p for p in found)
+    assert any("teams.americas.members: unknown rep 'nobody'" in p for p in found)
+    assert any("mailbox[0].timeout: must be a number" in p for p in found)
+    assert any("folders.colour: unknown key" in p for p in found)
+    assert all(p.startswith(str(path)) for p in found)
+
+
+def test_inline_password_is_refused(tmp_path):
+    path = copy_example(tmp_path)
+    edit(path, 'password_env = "MAILROUTER_SMTP_PASSWORD"', 'password = "hunter2"')
+    found = problems_of(path)
+    assert any("smtp.password: passwords are never written in the config file" in p for p in found)
+    assert not any("hunter2" in p for p in found)
+
+
+def test_plaintext_to_a_remote_server_is_refused(tmp_path):
+    path = copy_example(tmp_path)
+    edit(path, 'tls = "starttls"', 'tls = "none"')
+    assert any("smtp.tls: plaintext to smtp.example.com" in p for p in problems_of(path))
+
+
+def test_bad_toml_names_the_file(tmp_path):
+    path = copy_example(tmp_path)
+    path.write_text("[daemon\n", encoding="utf-8")
+    found = problems_of(path)
+    assert len(found) == 1 and found[0].startswith(f"{path}: -: not valid TOML")
+
+
+def test_rule_mistakes_name_the_rule_file(tmp_path):
+    path = copy_example(tmp_path)
+    rules = tmp_path / "rules" / "50-routing.toml"
+    edit(rules, 'region = ["dach"]', 'region = ["atlantis"]')
+    edit(rules, 'rep = "chen"', 'rep = "ghost"')
+    edit(rules, 'product = ["PCB"]\nrep', 'colour = "blue"\nproduct = ["PCB"]\nrep')
+    (tmp_path / "rules" / "60-more.toml").write_text(
+        '[[rule]]\nname = "both"\nrep = "li"\nteam = "europe"\n', encoding="utf-8")
+    found = problems_of(path)
+    assert f"{rules}: rule 'german-pcb': region: unknown region 'atlantis' (define it under [regions])" in found
+    assert any(p.startswith(f"{rules}: rule 'russian-speaking': rep: unknown rep 'ghost'") for p in found)
+    assert any(p.startswith(f"{rules}: rule 'german-pcb': colour: unknown key") for p in found)
+    assert any("60-more.toml: rule 'both': rep: a rule targets exactly one of" in p for p in found)
+
+
+def test_bad_country_code_in_region(tmp_path):
+    path = copy_example(tmp_path)
+    edit(tmp_path / "rules" / "00-regions.toml", '"DE", "AT", "CH"]', '"DE", "Austria"]')
+    assert any("regions.dach: country codes are ISO 3166" in p for p in problems_of(path))

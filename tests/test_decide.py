@@ -1,0 +1,89 @@
+"""Rules and assignment as pure functions: an inquiry in, a decision with its reason out."""
+from dataclasses import replace
+
+import pytest
+
+from mailrouter.decide import TeamState, decide, next_in_rotation
+from mailrouter.model import Outcome
+from tests.factories import example_config, make_inquiry
+
+
+@pytest.fixture(scope="module")
+def config():
+    return example_config()
+
+
+def test_german_pcb_goes_to_zhang_with_reason(config):
+    d = decide(make_inquiry(country="DE", products=("PCB",)), config, TeamState())
+    assert (d.outcome, d.rep, d.rule) == (Outcome.ROUTED, "zhang", "german-pcb")
+    assert d.reason == "rule 'german-pcb': country DE in region dach; product PCB"
+
+
+def test_first_match_wins_in_file_order(config):
+    # america-alias comes first, so it beats german-pcb
+    q = make_inquiry(country="DE", products=("PCB",), recipients=("america@example.com",))
+    d = decide(q, config, TeamState())
+    assert d.rule == "america-alias" and d.team == "americas"
+
+
+def test_no_rule_means_unrecognized(config):
+    d = decide(make_inquiry(country=None, language="en", products=()), config, TeamState())
+    assert d.outcome is Outcome.UNRECOGNIZED and d.reason == "no rule matched"
+
+
+def test_round_robin_continues_after_the_last_assignee(config):
+    q = make_inquiry(country="FR", language="fr")
+    first = decide(q, config, TeamState())
+    second = decide(q, config, TeamState(last_assigned={"europe": first.rep}))
+    assert {first.rep, second.rep} == {"zhang", "li"}
+    assert "team europe round robin" in second.reason
+
+
+def test_least_loaded_picks_fewest_open(config):
+    q = make_inquiry(country="BR", language="pt")
+    d = decide(q, config, TeamState(open_counts={"chen": 4, "li": 1}))
+    assert d.rep == "li" and "li has 1 open" in d.reason
+    d = decide(q, config, TeamState(open_counts={"chen": 0, "li": 1}))
+    assert d.rep == "chen"
+
+
+def test_inactive_rep_is_skipped_by_team(config):
+    li_away = replace(config, reps={**config.reps, "li": replace(config.reps["li"], active=False)})
+    q = make_inquiry(country="FR", language="fr")
+    for last in ("zhang", "li", None):
+        assert decide(q, li_away, TeamState(last_assigned={"europe": last} if last else {})).rep == "zhang"
+
+
+def test_inactive_direct_target_goes_to_manager(config):
+    off = replace(config, reps={**config.reps, "chen": replace(config.reps["chen"], active=False)})
+    d = decide(make_inquiry(country="RU", language="ru"), off, TeamState())
+    assert d.outcome is Outcome.UNRECOGNIZED and "rep chen is inactive" in d.reason
+
+
+def test_auto_reply_is_ignored_before_rules(config):
+    q = make_inquiry(country="DE", products=("PCB",), headers={"auto-submitted": "auto-replied"})
+    d = decide(q, config, TeamState())
+    assert d.outcome is Outcome.IGNORED and d.rep is None
+
+
+def test_own_rep_mail_is_ignored(config):
+    q = make_inquiry(from_address="li@example.com", sender="li@example.com")
+    assert decide(q, config, TeamState()).outcome is Outcome.IGNORED
+
+
+def test_sender_domain_exact_and_suffix(config):
+    from mailrouter.rules import SenderDomain
+    cond = SenderDomain("sender_domain", ("acme.de", ".gov.cn"))
+    assert cond.matches(make_inquiry(sender="a@acme.de"))
+    assert cond.matches(make_inquiry(sender="a@mail.acme.de"))
+    assert not cond.matches(make_inquiry(sender="a@notacme.de"))
+    assert cond.matches(make_inquiry(sender="a@customs.gov.cn"))
+    assert "matches .gov.cn" in cond.describe(make_inquiry(sender="a@customs.gov.cn"))
+
+
+def test_rotation_wraps_and_skips_unavailable():
+    from mailrouter.config import TeamConfig
+    team = TeamConfig("t", ("a", "b", "c"), "round_robin", None)
+    assert next_in_rotation(team, ["a", "b", "c"], "c") == "a"
+    assert next_in_rotation(team, ["a", "c"], "a") == "c"
+    assert next_in_rotation(team, ["a", "b", "c"], "gone") == "a"

@@ -1,0 +1,412 @@
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+from pathlib import Path
+
+import jinja2
+import mailparser
+import pytest
+
+from mailrouter.forward import (
+    ForwardError,
+    ForwardSpec,
+    build_forward,
+    choose_boundary,
+    clean_header_text,
+    raw_transfer_encoding,
+    tag_subject,
+)
+from mailrouter.model import ROUTER_HEADER, Attachment, Decision, Inquiry, Outcome
+from mailrouter.templating import candidate_languages, filesize, make_environment, render
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+NOW = datetime(2024, 5, 6, 9, 30, tzinfo=timezone(timedelta(hours=8)))
+FORMAT = "[{country}][{products}] {subject}"
+
+RAW_CRLF = (
+    b"Return-Path: <hans@buyer.de>\r\n"
+    b"From: =?utf-8?q?Hans_M=C3=BCller?= <hans@buyer.de>\r\n"
+    b"To: sales@example.com\r\n"
+    b"Subject: Inquiry: LED panels\r\n"
+    b"Message-ID: <q1@buyer.de>\r\n"
+    b"Date: Mon, 06 May 2024 03:00:00 +0200\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n"
+    b"\r\n"
+    b"Gr\xc3\xbc\xc3\x9fe, please quote 500 pcs.\r\n"
+    b"--\r\n"
+    b"Hans\r\n"
+)
+
+
+def make_inquiry(**overrides: object) -> Inquiry:
+    base = Inquiry(
+        message_id="<q1@buyer.de>",
+        subject="Inquiry: LED panels",
+        from_address="hans@buyer.de",
+        sender="hans@buyer.de",
+        sender_name="Hans Müller",
+        reply_to="hans@buyer.de",
+        domain="buyer.de",
+        country="DE",
+        free_mail=False,
+        recipients=("sales@example.com",),
+        text="Grüße, please quote 500 pcs.",
+        signature="Hans",
+        language="de",
+        language_confidence=0.97,
+        products=("LED", "PCB"),
+        attachments=(Attachment("spec.pdf", "application/pdf", 123_456),),
+        date=None,
+        company="Buyer GmbH",
+    )
+    return replace(base, **overrides)
+
+
+DECISION = Decision(Outcome.ROUTED, "country DE -> team Europe", rule="europe", rep="zhang")
+
+
+def make_spec(**overrides: object) -> ForwardSpec:
+    base = ForwardSpec(
+        shared_address="sales@example.com",
+        shared_name="Sales Inbox",
+        rep_address="zhang@example.com",
+        rep_name="Zhang Wei",
+        message_id="<fwd.q1@mailrouter.example.com>",
+        subject="[DE][LED/PCB] Inquiry: LED panels",
+    )
+    return replace(base, **overrides)
+
+
+@pytest.fixture(scope="module")
+def env() -> jinja2.Environment:
+    return make_environment(TEMPLATES)
+
+
+def forward(env: jinja2.Environment, raw: bytes = RAW_CRLF, inquiry: Inquiry | None = None,
+            **spec: object) -> bytes:
+    return build_forward(raw, inquiry or make_inquiry(), DECISION, make_spec(**spec), env, NOW)
+
+
+def parse(data: bytes) -> EmailMessage:
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def header_block(data: bytes) -> bytes:
+    return data.split(b"\r\n\r\n", 1)[0]
+
+
+def body_part(message: EmailMessage, content_type: str) -> EmailMessage:
+    return next(part for part in message.walk() if part.get_content_type() == content_type)
+
+
+def embedded_original(data: bytes) -> bytes:
+    """The rfc822 part's bytes exactly as they sit in the forward, cut out by its boundary."""
+    boundary = parse(data).get_boundary()
+    assert boundary
+    delimiter = b"\r\n--" + boundary.encode()
+    last_part = data.split(delimiter)[-2]
+    headers, _, body = last_part.partition(b"\r\n\r\n")
+    assert b"Content-Type: message/rfc822" in headers
+    return body
+
+
+# --- tag_subject -----------------------------------------------------------------------------
+
+def test_tag_subject_fills_the_fields() -> None:
+    assert tag_subject(FORMAT, make_inquiry(), DECISION) == "[DE][LED/PCB] Inquiry: LED panels"
+
+
+def test_tag_subject_drops_empty_fields_with_their_brackets() -> None:
+    inquiry = make_inquiry(country=None, products=())
+    assert tag_subject(FORMAT, inquiry, DECISION) == "Inquiry: LED panels"
+    assert tag_subject("({country}) 【{products}】 {subject}", inquiry, DECISION) == "Inquiry: LED panels"
+
+
+def test_tag_subject_keeps_brackets_that_belong_to_the_buyer_subject() -> None:
+    inquiry = make_inquiry(country=None, subject="Price for [] brackets")
+    assert tag_subject(FORMAT, inquiry, DECISION) == "[LED/PCB] Price for [] brackets"
+
+
+def test_tag_subject_is_one_line_and_capped() -> None:
+    inquiry = make_inquiry(subject="Hi\r\nBcc: evil@x\t" + "long " * 100)
+    subject = tag_subject(FORMAT, inquiry, DECISION, max_length=80)
+    assert "\r" not in subject and "\n" not in subject and "\t" not in subject
+    assert subject.startswith("[DE][LED/PCB] Hi Bcc: evil@x long")
+    assert len(subject) <= 80 and subject.endswith("…")
+
+
+def test_tag_subject_rejects_an_unknown_field() -> None:
+    with pytest.raises(ValueError, match="unknown field {price}"):
+        tag_subject("[{price}] {subject}", make_inquiry(), DECISION)
+
+
+def test_tag_subject_with_nothing_at_all() -> None:
+    inquiry = make_inquiry(country=None, products=(), subject="")
+    assert tag_subject(FORMAT, inquiry, DECISION) == "(no subject)"
+
+
+# --- headers ---------------------------------------------------------------------------------
+
+def test_forward_headers(env: jinja2.Environment) -> None:
+    message = parse(forward(env))
+    assert message["From"].addresses[0].display_name == "Sales Inbox"
+    assert message["From"].addresses[0].addr_spec == "sales@example.com"
+    assert str(message["To"]) == "Zhang Wei <zhang@example.com>"
+    assert str(message["Reply-To"]) == "Hans Müller <hans@buyer.de>"
+    assert message["Subject"] == "[DE][LED/PCB] Inquiry: LED panels"
+    assert message["Date"].datetime == NOW
+    assert message["Date"].endswith("+0800")
+    assert message["Message-ID"] == "<fwd.q1@mailrouter.example.com>"
+    assert message["In-Reply-To"] == "<q1@buyer.de>"
+    assert message["References"] == "<q1@buyer.de>"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["X-Auto-Response-Suppress"] == "All"
+    assert message[ROUTER_HEADER] == "forward; rule=europe; rep=zhang"
+    assert message["MIME-Version"] == "1.0"
+    assert message.get_content_type() == "multipart/mixed"
+
+
+def test_reply_to_prefers_the_buyers_reply_to_address(env: jinja2.Environment) -> None:
+    inquiry = make_inquiry(reply_to="purchasing@buyer.de")
+    message = parse(forward(env, inquiry=inquiry))
+    assert message["Reply-To"].addresses[0].addr_spec == "purchasing@buyer.de"
+
+
+def test_no_threading_headers_without_an_original_message_id(env: jinja2.Environment) -> None:
+    message = parse(forward(env, inquiry=make_inquiry(message_id="")))
+    assert "In-Reply-To" not in message and "References" not in message
+
+
+def test_chinese_name_and_subject_are_rfc2047_encoded(env: jinja2.Environment) -> None:
+    inquiry = make_inquiry(sender_name="张伟", subject="询价：LED面板")
+    data = forward(env, inquiry=inquiry, subject="[CN][LED] 询价：LED面板")
+    assert header_block(data).isascii()
+    message = parse(data)
+    assert message["Reply-To"].addresses[0].display_name == "张伟"
+    assert message["Subject"] == "[CN][LED] 询价：LED面板"
+
+
+def test_idn_buyer_domain_becomes_punycode(env: jinja2.Environment) -> None:
+    message = parse(forward(env, inquiry=make_inquiry(reply_to="info@bücher.de")))
+    assert message["Reply-To"].addresses[0].addr_spec == "info@xn--bcher-kva.de"
+
+
+EXPECTED_HEADERS = {
+    "from", "to", "reply-to", "subject", "date", "message-id", "auto-submitted",
+    "x-auto-response-suppress", ROUTER_HEADER.lower(), "mime-version", "content-type",
+    "content-transfer-encoding",
+}
+
+
+def test_hostile_header_text_cannot_inject_headers(env: jinja2.Environment) -> None:
+    inquiry = make_inquiry(
+        sender_name='Evil\r\nBcc: evil@x\r\n',
+        subject="Quote\r\nBcc: evil@x",
+        message_id="<q1@buyer.de>\r\nBcc: evil@x",
+        company="ACME\nBcc: evil@x",
+    )
+    data = forward(env, inquiry=inquiry, subject="Quote\r\nBcc: evil@x\nX-Evil: 1",
+                   rep_name="Zhang\rBcc: evil@x")
+    message = parse(data)
+    assert {name.lower() for name in message.keys()} == EXPECTED_HEADERS
+    assert not re.search(rb"^(Bcc|X-Evil):", header_block(data), re.MULTILINE | re.IGNORECASE)
+    assert message["Subject"] == "Quote Bcc: evil@x X-Evil: 1"
+    assert message["Reply-To"].addresses[0].display_name == "Evil Bcc: evil@x"
+    assert message["Reply-To"].addresses[0].addr_spec == "hans@buyer.de"
+    assert message["To"].addresses[0].addr_spec == "zhang@example.com"
+    assert message.defects == []
+
+
+def test_forward_message_id_must_be_well_formed(env: jinja2.Environment) -> None:
+    with pytest.raises(ValueError, match="message_id"):
+        forward(env, message_id="<a@b>\r\nBcc: evil@x")
+
+
+def test_naive_datetime_is_refused(env: jinja2.Environment) -> None:
+    with pytest.raises(ValueError, match="timezone"):
+        build_forward(RAW_CRLF, make_inquiry(), DECISION, make_spec(), env, datetime(2024, 5, 6))
+
+
+@pytest.mark.parametrize("address", ["", "not-an-address", "张伟@buyer.de"])
+def test_unusable_buyer_address_is_an_error(env: jinja2.Environment, address: str) -> None:
+    with pytest.raises(ForwardError):
+        forward(env, inquiry=make_inquiry(reply_to="", sender=address))
+
+
+def test_clean_header_text() -> None:
+    assert clean_header_text(" a\r\n b\x00c\x7f\u2028d\x85e\ud800 ") == "a b c d e\ufffd"
+
+
+# --- body --------------------------------------------------------------------------------------
+
+def test_body_structure(env: jinja2.Environment) -> None:
+    message = parse(forward(env))
+    types = [part.get_content_type() for part in message.walk()]
+    assert types[:5] == [
+        "multipart/mixed", "multipart/alternative", "text/plain", "text/html", "message/rfc822",
+    ]
+    original = body_part(message, "message/rfc822")
+    assert original.get_filename() == "original.eml"
+    assert original.get_content_disposition() == "attachment"
+
+
+def test_routing_block_in_english(env: jinja2.Environment) -> None:
+    message = parse(forward(env, extra={"Score": "0.93"}))
+    text = body_part(message, "text/plain").get_content()
+    assert "Reply to this message to answer the buyer directly." in text
+    for line in ("Buyer:       Hans Müller <hans@buyer.de>", "Company:     Buyer GmbH",
+                 "Country:     DE", "Language:    de", "Products:    LED, PCB", "Rule:        europe",
+                 "Reason:      country DE -> team Europe", "Received at: sales@example.com",
+                 "Score:       0.93", "  - spec.pdf (120.6 KB)"):
+        assert line in text.splitlines(), line
+    assert text.rstrip().endswith("Grüße, please quote 500 pcs.")
+
+
+def test_chinese_template_renders_chinese(env: jinja2.Environment) -> None:
+    message = parse(forward(env, language="zh"))
+    text = body_part(message, "text/plain").get_content()
+    html = body_part(message, "text/html").get_content()
+    assert "直接回复本邮件即可回复客户。" in text
+    assert "产品线：LED、PCB" in text
+    assert "直接回复本邮件即可回复客户。" in html
+    assert 'lang="zh-CN"' in html
+
+
+def test_unknown_template_language_falls_back_to_english(env: jinja2.Environment) -> None:
+    text = body_part(parse(forward(env, language="fr")), "text/plain").get_content()
+    assert text.startswith("Reply to this message to answer the buyer directly.")
+
+
+def test_html_escapes_the_buyers_text(env: jinja2.Environment) -> None:
+    inquiry = make_inquiry(text="Hi <script>alert(1)</script> & bye", sender_name="<b>Hans</b>")
+    message = parse(forward(env, inquiry=inquiry))
+    html = body_part(message, "text/html").get_content()
+    assert "<script>" not in html and "<b>Hans" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; bye" in html
+    # The plain-text part shows the buyer's text as written.
+    assert "<script>alert(1)</script>" in body_part(message, "text/plain").get_content()
+
+
+def test_inquiry_without_attachments_or_company(env: jinja2.Environment) -> None:
+    inquiry = make_inquiry(attachments=(), company=None, country=None, language=None, products=())
+    text = body_part(parse(forward(env, inquiry=inquiry)), "text/plain").get_content()
+    assert "Attachments: none" in text and "Company:" not in text
+    assert "Country:     unknown" in text and "Products:    none recognised" in text
+
+
+# --- the original, byte for byte ---------------------------------------------------------------
+
+def test_original_is_embedded_unchanged(env: jinja2.Environment) -> None:
+    data = forward(env)
+    assert embedded_original(data) == RAW_CRLF
+    original = body_part(parse(data), "message/rfc822")
+    assert original["Content-Transfer-Encoding"] == "8bit"
+    # The email package sees the same message (compat32 keeps header lines as they were).
+    inner = original.get_payload(0)
+    assert inner.as_bytes(policy=email.policy.compat32.clone(linesep="\r\n")) == RAW_CRLF
+
+
+def test_lf_only_original_keeps_its_line_endings(env: jinja2.Environment) -> None:
+    raw = RAW_CRLF.replace(b"\r\n", b"\n")
+    data = forward(env, raw=raw)
+    assert embedded_original(data) == raw
+    # Everything the router wrote is CRLF; only the original's own bytes may use bare LF.
+    assert not re.search(rb"(?<!\r)\n", data.replace(raw, b""))
+    inner = body_part(parse(data), "message/rfc822").get_payload(0)
+    assert inner.as_bytes(policy=email.policy.compat32) == raw
+
+
+def test_everything_outside_the_original_is_crlf_and_short(env: jinja2.Environment) -> None:
+    data = forward(env, language="zh")
+    outside = data.replace(RAW_CRLF, b"")
+    assert not re.search(rb"(?<!\r)\n|\r(?!\n)", outside)
+    assert max(len(line) for line in outside.split(b"\r\n")) <= 78
+    assert outside.isascii()  # our own parts are quoted-printable/base64
+
+
+@pytest.mark.parametrize(
+    ("raw", "cte"),
+    [
+        (b"Subject: a\r\n\r\nplain ascii\r\n", "7bit"),
+        (b"Subject: a\n\nplain ascii\n", "7bit"),
+        ("Subject: a\r\n\r\n中文\r\n".encode(), "8bit"),
+        (b"Subject: a\r\n\r\n" + b"x" * 998 + b"\r\n", "7bit"),
+        (b"Subject: a\r\n\r\n" + b"x" * 999 + b"\r\n", "binary"),
+        (b"Subject: a\r\n\r\nnul\x00\r\n", "binary"),
+        (b"Subject: a\r\n\r\nbare\rcr\r\n", "binary"),
+    ],
+)
+def test_raw_transfer_encoding(raw: bytes, cte: str) -> None:
+    assert raw_transfer_encoding(raw) == cte
+
+
+def test_binary_original_is_declared_and_kept(env: jinja2.Environment) -> None:
+    raw = b"Subject: long\r\n\r\n" + "长".encode() * 400 + b"\r\n"
+    data = forward(env, raw=raw)
+    assert embedded_original(data) == raw
+    assert body_part(parse(data), "message/rfc822")["Content-Transfer-Encoding"] == "binary"
+    assert parse(data)["Content-Transfer-Encoding"] == "binary"
+
+
+def test_boundary_avoids_the_originals_content(env: jinja2.Environment) -> None:
+    first = parse(forward(env)).get_boundary()
+    assert first
+    # An original that happens to contain that very boundary, as a delimiter line.
+    raw = RAW_CRLF + b"--" + first.encode() + b"\r\n"
+    data = forward(env, raw=raw)
+    assert first not in (parse(data).get_boundary() or "")
+    assert embedded_original(data) == raw
+
+
+def test_choose_boundary_is_deterministic_and_avoids_content() -> None:
+    boundary = choose_boundary(b"abc")
+    assert boundary == choose_boundary(b"abc")
+    assert choose_boundary(b"abc" + boundary.encode()) != boundary
+
+
+def test_forward_is_deterministic(env: jinja2.Environment) -> None:
+    assert forward(env) == forward(env)
+
+
+def test_mail_parser_reads_the_forward(env: jinja2.Environment) -> None:
+    inquiry = make_inquiry(sender_name="张伟")
+    mail = mailparser.parse_from_bytes(forward(env, inquiry=inquiry, subject="[DE] 询价", language="zh"))
+    assert mail.subject == "[DE] 询价"
+    assert mail.message_id == "<fwd.q1@mailrouter.example.com>"
+    assert mail.reply_to == [("张伟", "hans@buyer.de")]
+    assert "直接回复本邮件即可回复客户。" in mail.text_plain[0]
+    assert [a["filename"] for a in mail.attachments] == ["original.eml"]
+
+
+# --- templating ------------------------------------------------------------------------------
+
+def test_candidate_languages() -> None:
+    assert candidate_languages("zh-CN") == ["zh-cn", "zh", "en"]
+    assert candidate_languages("zh") == ["zh", "en"]
+    assert candidate_languages(None) == ["en"]
+    assert candidate_languages("../../etc") == ["en"]
+
+
+def test_environment_is_strict_and_escapes_only_html(tmp_path: Path) -> None:
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "t.txt.j2").write_text("{{ value }}", encoding="utf-8")
+    (tmp_path / "en" / "t.html.j2").write_text("{{ value }}", encoding="utf-8")
+    env = make_environment(tmp_path)
+    assert render(env, "t.txt.j2", "en", value="<b>") == "<b>"
+    assert render(env, "t.html.j2", "zh", value="<b>") == "&lt;b&gt;"
+    with pytest.raises(jinja2.UndefinedError):
+        render(env, "t.txt.j2", "en")
+
+
+@pytest.mark.parametrize(("size", "text"), [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KB"),
+                                            (5 * 1024 * 1024, "5.0 MB")])
+def test_filesize(size: int, text: str) -> None:
+    assert filesize(size) == text

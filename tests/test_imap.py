@@ -1,0 +1,245 @@
+"""The IMAP adapter against a real Dovecot (and the capability-hiding proxy), no mocks."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+
+import imapclient
+import pytest
+
+from mailrouter.imap import (
+    ImapAuthError,
+    ImapConnectionLost,
+    ImapSettings,
+    ImapTlsError,
+    Mailbox,
+    parse_uid_set,
+)
+from mailrouter.testbed import TestBed, free_port
+from tests.conftest import BedFactory
+
+pytestmark = pytest.mark.integration
+
+SALES = "sales@example.com"
+GUARD = 30.0  # generous: only there so a broken test fails instead of hanging
+
+
+def settings(bed: TestBed, **overrides: object) -> ImapSettings:
+    values: dict[str, object] = dict(
+        host=bed.host, port=bed.imap_port, tls="none", user=SALES, password=bed.password,
+        timeout=GUARD,
+    )
+    values.update(overrides)
+    return ImapSettings(**values)  # type: ignore[arg-type]
+
+
+def message(n: int) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "buyer@customer.test"
+    msg["To"] = SALES
+    msg["Subject"] = f"RFQ {n}"
+    msg["Message-ID"] = f"<rfq{n}@customer.test>"
+    msg.set_content(f"Inquiry number {n}\n")
+    return msg.as_bytes()
+
+
+MailboxFactory = Callable[..., Mailbox]
+
+
+@pytest.fixture
+def open_mailbox() -> Iterator[MailboxFactory]:
+    """connect + select_inbox, logged out after the test."""
+    opened: list[Mailbox] = []
+
+    def connect(bed: TestBed, **overrides: object) -> Mailbox:
+        mailbox = Mailbox.connect(settings(bed, **overrides))
+        opened.append(mailbox)
+        mailbox.select_inbox()
+        return mailbox
+
+    yield connect
+    for mailbox in opened:
+        mailbox.logout()
+
+
+def flags_in(bed: TestBed, folder: str) -> list[set[bytes]]:
+    """Flags of every message in a server-side folder (\\Recent aside), in UID order."""
+    with bed.imap(SALES) as client:
+        client.select_folder(folder, readonly=True)
+        uids = client.search(["ALL"])
+        found = sorted(client.fetch(uids, ["FLAGS"]).items())
+    return [set(data[b"FLAGS"]) - {rb"\Recent"} for _uid, data in found]
+
+
+def test_connect_sends_id_and_reports_capabilities(
+    bed: TestBed, open_mailbox: MailboxFactory
+) -> None:
+    mailbox = open_mailbox(bed)
+    assert mailbox.has_move and mailbox.has_uidplus and mailbox.has_idle
+    assert mailbox.custom_keywords
+    assert "ID sent: name=mailrouter" in (bed.root / "dovecot.log").read_text()
+
+
+def test_password_never_logged(bed: TestBed, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with Mailbox.connect(settings(bed)) as mailbox:
+        mailbox.select_inbox()
+    with pytest.raises(ImapAuthError) as refused:
+        Mailbox.connect(settings(bed, password="wrong-" + bed.password))
+    assert bed.password not in caplog.text + str(refused.value)
+    assert bed.password not in repr(settings(bed))
+
+
+def test_connection_errors_are_typed(bed: TestBed) -> None:
+    with pytest.raises(ImapTlsError, match="unencrypted"):
+        Mailbox.connect(settings(bed, host="mail.example.com"))
+    with pytest.raises(ImapTlsError):  # TLS handshake against a plaintext port
+        Mailbox.connect(settings(bed, tls="implicit"))
+    with pytest.raises(ImapConnectionLost):  # nothing listens there
+        Mailbox.connect(settings(bed, port=free_port(), timeout=2))
+    with pytest.raises(ImapConnectionLost):  # not an IMAP server
+        Mailbox.connect(settings(bed, port=bed.smtp_port, timeout=2))
+
+
+def test_fetch_returns_raw_bytes_in_batches_without_setting_seen(
+    bed: TestBed, open_mailbox: MailboxFactory
+) -> None:
+    for n in range(5):
+        bed.deliver(SALES, message(n))
+    mailbox = open_mailbox(bed)
+    uids = mailbox.unprocessed_uids()
+    fetched = list(mailbox.fetch(uids, batch=2))
+    assert [uid for uid, _ in fetched] == uids
+    assert [raw for _, raw in fetched] == bed.fetch_all(SALES)
+    assert all(rb"\Seen" not in flags for flags in flags_in(bed, "INBOX"))
+
+
+def test_file_with_move(bed: TestBed, open_mailbox: MailboxFactory) -> None:
+    bed.deliver(SALES, message(1))
+    bed.deliver(SALES, message(2))
+    mailbox = open_mailbox(bed)
+    mailbox.ensure_folders(["Routed/zhang"])
+    mailbox.file(mailbox.unprocessed_uids(), "Routed/zhang", keywords=["$Routed"])
+    assert bed.fetch_all(SALES) == []
+    assert flags_in(bed, "Routed/zhang") == [{rb"\Seen", b"$Routed"}] * 2
+
+
+def add_foreign_deleted(bed: TestBed) -> None:
+    """A message someone else flagged \\Deleted: filing must never expunge it."""
+    bed.deliver(SALES, message(99))
+    with bed.imap(SALES) as client:
+        client.select_folder("INBOX")
+        client.add_flags(client.search(["ALL"]), [rb"\Deleted"])
+
+
+def test_file_without_move_copies_and_expunges_exactly_those(
+    make_bed: BedFactory, open_mailbox: MailboxFactory
+) -> None:
+    bed = make_bed(proxy_hide={"MOVE"})
+    add_foreign_deleted(bed)
+    bed.deliver(SALES, message(1))
+    mailbox = open_mailbox(bed)
+    assert not mailbox.has_move and mailbox.has_uidplus
+    mailbox.ensure_folders(["Routed/li"])
+    mailbox.file(mailbox.unprocessed_uids(), "Routed/li", keywords=["$Routed"])
+    assert mailbox.unprocessed_uids() == []
+    assert flags_in(bed, "INBOX") == [{rb"\Deleted"}]  # the foreign one survived
+    assert flags_in(bed, "Routed/li") == [{rb"\Seen", b"$Routed"}]
+
+
+def test_file_without_move_or_uidplus_never_expunges(
+    make_bed: BedFactory, open_mailbox: MailboxFactory
+) -> None:
+    bed = make_bed(proxy_hide={"MOVE", "UIDPLUS"}, proxy_no_keywords=True)
+    add_foreign_deleted(bed)
+    bed.deliver(SALES, message(1))
+    mailbox = open_mailbox(bed)
+    assert not (mailbox.has_move or mailbox.has_uidplus or mailbox.custom_keywords)
+    [uid] = mailbox.unprocessed_uids()
+    mailbox.ensure_folders(["Routed/wang"])
+    mailbox.file([uid], "Routed/wang", keywords=["$Routed"])
+    assert mailbox.unprocessed_uids() == []
+    assert len(flags_in(bed, "INBOX")) == 2  # nothing expunged, not even the foreign one
+    assert flags_in(bed, "INBOX")[1] == {rb"\Seen", rb"\Deleted"}
+    assert flags_in(bed, "Routed/wang") == [{rb"\Seen"}]  # keyword skipped, still filed
+
+
+def test_invalid_keyword_is_refused(bed: TestBed, open_mailbox: MailboxFactory) -> None:
+    bed.deliver(SALES, message(1))
+    mailbox = open_mailbox(bed)
+    with pytest.raises(ValueError):
+        mailbox.file(mailbox.unprocessed_uids(), "Sent", keywords=["two words"])
+    assert len(mailbox.unprocessed_uids()) == 1
+
+
+def test_non_ascii_folders_round_trip(bed: TestBed, open_mailbox: MailboxFactory) -> None:
+    bed.deliver(SALES, message(1))
+    mailbox = open_mailbox(bed)
+    mailbox.ensure_folders(["分配/张伟", "Routed/zhang"])
+    mailbox.ensure_folders(["分配/张伟"])  # idempotent
+    mailbox.file(mailbox.unprocessed_uids(), "分配/张伟")
+    client = imapclient.IMAPClient(bed.host, bed.imap_port, ssl=False, timeout=GUARD)
+    with client:
+        client.login(SALES, bed.password)
+        names = {name for _f, _s, name in client.list_folders()}
+        subscribed = {name for _f, _s, name in client.list_sub_folders()}
+        assert client.select_folder("分配/张伟")[b"EXISTS"] == 1
+    assert {"分配", "分配/张伟", "Routed", "Routed/zhang"} <= names
+    assert {"分配/张伟", "Routed/zhang"} <= subscribed
+
+
+def test_inbox_dot_namespace_translation(
+    make_bed: BedFactory, open_mailbox: MailboxFactory
+) -> None:
+    bed = make_bed(namespace_prefix="INBOX.")
+    bed.deliver(SALES, message(1))
+    mailbox = open_mailbox(bed)
+    mailbox.ensure_folders(["Routed/zhang"])
+    mailbox.file(mailbox.unprocessed_uids(), "Routed/zhang")
+    assert "INBOX.Routed.zhang" in bed.folders(SALES)
+    assert len(bed.fetch_all(SALES, "INBOX.Routed.zhang")) == 1
+    with pytest.raises(ValueError):  # "." would silently create a level on this server
+        mailbox.ensure_folders(["Dr. Wang"])
+
+
+def deliver_soon(bed: TestBed, delay: float = 0.3) -> threading.Timer:
+    timer = threading.Timer(delay, bed.deliver, args=(SALES, message(7)))
+    timer.start()
+    return timer
+
+
+def test_wait_for_news_with_idle(bed: TestBed, open_mailbox: MailboxFactory) -> None:
+    mailbox = open_mailbox(bed)
+    assert mailbox.wait_for_news(timeout=0.2) is False
+    timer = deliver_soon(bed)
+    assert mailbox.wait_for_news(timeout=GUARD) is True
+    timer.join()
+    assert len(mailbox.unprocessed_uids()) == 1
+    mailbox.noop()  # the session is usable after IDLE
+
+
+def test_wait_for_news_by_polling(make_bed: BedFactory, open_mailbox: MailboxFactory) -> None:
+    bed = make_bed(proxy_hide={"IDLE"})
+    mailbox = open_mailbox(bed, poll_interval=0.1)
+    assert not mailbox.has_idle
+    assert mailbox.wait_for_news(timeout=0.2) is False
+    timer = deliver_soon(bed)
+    assert mailbox.wait_for_news(timeout=GUARD) is True
+    timer.join()
+
+
+def test_dropped_connection_during_idle_raises_connection_lost(
+    make_bed: BedFactory, open_mailbox: MailboxFactory
+) -> None:
+    bed = make_bed(proxy_hide={"ACL"})  # any proxy: we cut the connection there
+    mailbox = open_mailbox(bed)
+    assert bed._proxy is not None
+    threading.Timer(0.3, bed._proxy.stop).start()
+    with pytest.raises(ImapConnectionLost):
+        mailbox.wait_for_news(timeout=GUARD)
+
+
+def test_parse_uid_set() -> None:
+    assert parse_uid_set(b"1:3,7,10:9") == {1, 2, 3, 7, 9, 10}

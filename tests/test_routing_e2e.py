@@ -1,0 +1,164 @@
+"""The whole pipeline against real servers: mail in over LMTP, forwards read back over IMAP."""
+from __future__ import annotations
+
+import email
+import email.policy
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mailrouter.config import Config, load_config
+from mailrouter.daemon import Daemon
+from mailrouter.demo import deliver_samples, wait_until_filed, write_testbed_config
+from mailrouter.fingerprint import content_key
+from mailrouter.samples import Sample, demo_samples
+from mailrouter.testbed import TestBed
+from tests.factories import ROOT
+
+pytestmark = pytest.mark.integration
+
+def configure(bed: TestBed, workdir: Path, **daemon) -> Config:
+    return load_config(write_testbed_config(ROOT / "config.toml", bed, workdir, **daemon))
+
+
+def route_all(bed: TestBed, config: Config, samples: list[Sample]) -> None:
+    copies = deliver_samples(bed, samples)
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        assert wait_until_filed(config, copies, timeout=90), "not every message was filed"
+    finally:
+        daemon.stop()
+
+
+def parsed(raw: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+def attached_original(forward: email.message.EmailMessage) -> bytes:
+    part = next(p for p in forward.walk() if p.get_content_type() == "message/rfc822")
+    return part.get_payload(0).as_bytes() if not isinstance(part.get_payload(), bytes) else part.get_payload()
+
+
+def forwards_by_original(bed: TestBed, config: Config) -> dict[str, list[tuple[str, email.message.EmailMessage]]]:
+    """Original Message-ID -> [(rep id, forward)] across every rep's INBOX."""
+    found: dict[str, list] = {}
+    for rep in config.reps.values():
+        for raw in bed.fetch_all(rep.email):
+            fwd = parsed(raw)
+            found.setdefault(str(fwd["In-Reply-To"]), []).append((rep.id, fwd))
+    return found
+
+
+def shared_copies(bed: TestBed, user: str) -> dict[str, list[bytes]]:
+    """Folder -> raw messages in one shared mailbox (INBOX included)."""
+    return {folder: bed.fetch_all(user, folder) for folder in bed.folders(user)}
+
+
+def folder_of(copies: dict[str, list[bytes]], sample: Sample) -> list[str]:
+    key = content_key(sample.raw)
+    return [folder for folder, raws in copies.items() for raw in raws if content_key(raw) == key]
+
+
+def server_folder(bed: TestBed, user: str, logical: str) -> str:
+    names = bed.folders(user)
+    for sep in ("/", "."):
+        candidate = logical.replace("/", sep)
+        if candidate in names:
+            return candidate
+    raise AssertionError(f"{logical} not among {names}")
+
+
+@pytest.fixture
+def routed(bed: TestBed, tmp_path: Path):
+    config = configure(bed, tmp_path)
+    samples = demo_samples()
+    route_all(bed, config, samples)
+    return bed, config, samples
+
+
+def test_every_inquiry_reaches_exactly_one_right_rep(routed):
+    bed, config, samples = routed
+    forwards = forwards_by_original(bed, config)
+    routed_samples = [s for s in samples if s.outcome == "routed"]
+    assert len(routed_samples) >= 20 - 5  # the rest are ignored/unrecognized/quarantined on purpose
+    for sample in routed_samples:
+        message_id = str(parsed(sample.raw)["Message-ID"])
+        got = forwards.get(message_id, [])
+        assert len(got) == 1, f"{sample.label}: {len(got)} forwards"
+        rep, fwd = got[0]
+        if sample.target.startswith("team:"):
+            assert rep in config.teams[sample.target[5:]].members, sample.label
+        else:
+            assert rep == sample.target, sample.label
+        buyer = parsed(sample.raw)
+        expected = sample.buyer or (buyer["Reply-To"] or buyer["From"]).addresses[0].addr_spec
+        assert fwd["Reply-To"].addresses[0].addr_spec.lower() == expected.lower(), sample.label
+        assert str(fwd["From"]).endswith("@example.com>")
+        subject = str(fwd["Subject"])
+        assert subject.endswith(" ".join(str(buyer["Subject"]).split())), subject
+        assert "\n" not in subject and "\r" not in subject and "Bcc" not in fwd
+        assert fwd["Auto-Submitted"] == "auto-generated"
+    german = next(s for s in samples if s.label == "German PCB buyer")
+    (_, fwd), = forwards[str(parsed(german.raw)["Message-ID"])]
+    assert str(fwd["Subject"]) == "[DE][PCB] Anfrage Leiterplatten 5000 Stück"
+    # nothing else was forwarded: ignored, unrecognized and quarantined mail stays with the manager
+    expected_ids = {str(parsed(s.raw)["Message-ID"]) for s in routed_samples}
+    assert set(forwards) == expected_ids
+
+
+def test_team_round_robin_spreads_the_work(routed):
+    bed, config, samples = routed
+    forwards = forwards_by_original(bed, config)
+    europe = Counter(forwards[str(parsed(s.raw)["Message-ID"])][0][0]
+                     for s in samples if s.target == "team:europe")
+    assert set(europe) == {"zhang", "li"} and abs(europe["zhang"] - europe["li"]) <= 1
+
+
+def test_attachment_and_original_bytes_survive(routed):
+    bed, config, samples = routed
+    sample = next(s for s in samples if "drawing" in s.label)
+    (_, fwd), = forwards_by_original(bed, config)[str(parsed(sample.raw)["Message-ID"])]
+    original = parsed(attached_original(fwd))
+    pdf = next(p for p in original.walk() if p.get_filename() == "Zeichnung-4711.pdf")
+    expected = next(p for p in parsed(sample.raw).walk() if p.get_filename() == "Zeichnung-4711.pdf")
+    assert pdf.get_content() == expected.get_content()
+    assert content_key(attached_original(fwd)) == content_key(sample.raw)
+
+
+def test_every_copy_is_filed_in_its_folder(routed):
+    bed, config, samples = routed
+    sales, info = shared_copies(bed, "sales@example.com"), shared_copies(bed, "info@example.com")
+    assert sales["INBOX"] == [] and info["INBOX"] == []
+    expected_folder = {
+        "unrecognized": config.folders.unrecognized, "ignored": config.folders.ignored,
+        "quarantined": config.folders.quarantine}
+    for sample in samples:
+        places = folder_of(sales, sample)
+        assert len(places) == 1, f"{sample.label}: {places}"
+        if sample.duplicate_in:
+            continue
+        if sample.outcome == "routed":
+            assert places[0].split("/")[0].split(".")[0] == "Routed", (sample.label, places)
+        else:
+            assert places == [server_folder(bed, "sales@example.com", expected_folder[sample.outcome])]
+    # one copy of the inquiry sent to both mailboxes is routed, the other filed as a duplicate
+    dup = next(s for s in samples if s.duplicate_in)
+    places = sorted(folder_of(info, dup) + folder_of(sales, dup))
+    assert len(places) == 2 and places[0] == config.folders.duplicate and places[1].startswith("Routed")
+
+
+def test_routed_copy_is_read_tagged_and_under_the_rep_folder(routed):
+    bed, config, samples = routed
+    folder = server_folder(bed, "sales@example.com", "Routed/张伟")
+    client = bed.imap("sales@example.com")
+    try:
+        client.select_folder(folder, readonly=True)
+        flags = client.get_flags(client.search(["ALL"]))
+    finally:
+        client.logout()
+    zhang_samples = [s for s in samples if s.target == "zhang" and s.to == ("sales@example.com",)]
+    assert len(flags) >= len(zhang_samples)
+    for uid_flags in flags.values():
+        assert b"\\Seen" in uid_flags and b"mr-routed" in uid_flags and b"mr-zhang" in uid_flags
