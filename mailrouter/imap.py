@@ -53,8 +53,14 @@ class ImapSettings:
     inbox: str = "INBOX"
     ca_file: str | None = None
     timeout: float = 60.0
-    poll_interval: float = 30.0  # NOOP period when the server lacks IDLE
+    poll_interval: float = 30.0  # NOOP period when the server lacks IDLE (or use_idle is off)
+    use_idle: bool = True  # False: poll even when IDLE is offered (fast-poll mode, broken IDLE)
+    idle_renew: float = 540.0  # re-issue IDLE this often (RFC 2177: before 29 minutes)
     allow_plaintext: bool = False  # tls="none" off loopback needs this explicitly
+
+    def __post_init__(self) -> None:
+        if self.tls not in ("implicit", "starttls", "none"):
+            raise ValueError(f'tls must be "implicit", "starttls" or "none", not {self.tls!r}')
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return (
@@ -171,6 +177,7 @@ class Mailbox:
         self._custom_keywords = False
         self._selected = False
         self._known_folders: set[str] = set()  # server names seen or created this session
+        self._idle_since: float | None = None  # monotonic time IDLE began; None when not idling
 
     # -- connecting
 
@@ -190,7 +197,7 @@ class Mailbox:
         try:
             with _translated(action):
                 if settings.tls == "starttls":
-                    client.starttls(context)
+                    cls._starttls(client, context)
                 client.login(settings.user, settings.password)
                 cls._send_id(client)
             mailbox = cls(client, settings)
@@ -199,6 +206,12 @@ class Mailbox:
             raise
         log.info("logged in to %s:%s as %s", settings.host, settings.port, settings.user)
         return mailbox
+
+    @staticmethod
+    def _starttls(client: imapclient.IMAPClient, context: ssl.SSLContext | None) -> None:
+        if not client.has_capability("STARTTLS"):  # never fall back to plaintext
+            raise ImapTlsError("server does not offer STARTTLS; use tls = \"implicit\"?")
+        client.starttls(context)
 
     @staticmethod
     def _send_id(client: imapclient.IMAPClient) -> None:
@@ -234,6 +247,11 @@ class Mailbox:
         return "IDLE" in self.capabilities
 
     @property
+    def uses_idle(self) -> bool:
+        """IDLE is offered and not switched off in config."""
+        return self.has_idle and self.settings.use_idle
+
+    @property
     def custom_keywords(self) -> bool:
         """Whether the selected inbox lets us create keywords (PERMANENTFLAGS has \\*)."""
         return self._custom_keywords
@@ -242,6 +260,7 @@ class Mailbox:
 
     def select_inbox(self) -> int:
         """SELECT the shared inbox (read-write); returns its UIDVALIDITY."""
+        self._end_idle()
         with _translated(f"SELECT {self.settings.inbox}"):
             info = self._client.select_folder(self.names.server_name(self.settings.inbox))
         # Without PERMANENTFLAGS we cannot know keywords stick; assume they don't.
@@ -251,11 +270,13 @@ class Mailbox:
 
     def unprocessed_uids(self) -> list[int]:
         """UIDs not flagged \\Deleted; the caller filters out the ones its database knows."""
+        self._end_idle()
         with _translated("UID SEARCH"):
             return sorted(int(u) for u in self._client.search(["UNDELETED"]))
 
     def fetch(self, uids: Sequence[int], batch: int = 200) -> Iterator[tuple[int, bytes]]:
         """(uid, raw message) in UID order; BODY.PEEK so \\Seen stays as the reps left it."""
+        self._end_idle()
         ordered = sorted(uids)
         for start in range(0, len(ordered), batch):
             chunk = ordered[start : start + batch]
@@ -270,6 +291,7 @@ class Mailbox:
 
     def ensure_folders(self, names: Iterable[str]) -> None:
         """Create (and subscribe) the logical folders and their parents that don't exist yet."""
+        self._end_idle()
         wanted = [n for logical in names for n in self.names.with_parents(logical)]
         if set(wanted) <= self._known_folders:
             return  # called before every filing: skip the LIST round trip
@@ -302,6 +324,7 @@ class Mailbox:
         """
         if not uids:
             return
+        self._end_idle()
         uid_list = sorted(uids)
         target = self.names.server_name(folder)
         self._store(uid_list, self._flags(keywords, seen))
@@ -361,29 +384,44 @@ class Mailbox:
     def wait_for_news(self, timeout: float) -> bool:
         """Block up to `timeout` s; True when the inbox got new mail (IDLE, else NOOP polling).
 
-        The caller loops; each call renews IDLE, so keep `timeout` under the server's
-        inactivity limit (RFC 2177: re-issue IDLE at least every 29 minutes; 10 is safer).
+        IDLE stays open across calls, so a short `timeout` (to notice a stop request) costs no
+        round trips; it is renewed every `idle_renew` seconds, and ended by any other command.
         """
         if not self._selected:
             raise ImapError("wait_for_news needs select_inbox() first")
-        if self.has_idle:
+        if self.uses_idle:
             return self._idle(timeout)
         return self._poll(timeout)
 
     def _idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        news = False
         with _translated("IDLE"):
-            while not news and (remaining := deadline - time.monotonic()) > 0:
+            if self._idle_since is None:
                 self._client.idle()
-                try:
-                    responses = self._client.idle_check(timeout=remaining)
-                finally:
-                    # DONE waits for the tagged OK with the normal socket timeout: a server
-                    # that vanished silently shows up here as a timeout -> ImapConnectionLost.
-                    self._client.idle_done()
-                news = _has_news(responses)
-        return news
+                self._idle_since = time.monotonic()
+            while (remaining := deadline - time.monotonic()) > 0:
+                responses = self._client.idle_check(timeout=remaining)
+                if _has_news(responses):
+                    self._end_idle()
+                    return True
+                if not responses and deadline - time.monotonic() > 0.05 * timeout:
+                    # idle_check swallows EOF: woken early with nothing to read means the server
+                    # may have closed the connection; DONE finds out (and raises if it is gone).
+                    return self._end_idle()
+            if time.monotonic() - self._idle_since >= self.settings.idle_renew:
+                # DONE waits for the tagged OK with the normal socket timeout: a server that
+                # dropped IDLE silently shows up here as a timeout -> ImapConnectionLost.
+                return self._end_idle()
+        return False
+
+    def _end_idle(self) -> bool:
+        """Leave IDLE before any other command; True if its closing responses carried news."""
+        if self._idle_since is None:
+            return False
+        self._idle_since = None
+        with _translated("DONE"):
+            _text, responses = self._client.idle_done()
+        return _has_news(responses)
 
     def _poll(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -397,6 +435,7 @@ class Mailbox:
 
     def noop(self) -> list[tuple[object, ...]]:
         """NOOP; returns the untagged responses (keeps the session alive, reports new mail)."""
+        self._end_idle()
         with _translated("NOOP"):
             _text, responses = self._client.noop()
         return list(responses)
@@ -405,6 +444,10 @@ class Mailbox:
 
     def logout(self) -> None:
         """Log out; never raises (used on shutdown and after errors)."""
+        try:
+            self._end_idle()  # LOGOUT inside IDLE would wait for a reply that never comes
+        except ImapError:
+            pass
         _close_quietly(self._client)
 
     close = logout

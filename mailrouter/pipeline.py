@@ -178,10 +178,15 @@ class Router:
                  | ((MessageRow.state == store.DECIDED) & (MessageRow.outcome != Outcome.ROUTED.value))),
             ).order_by(MessageRow.id)))
 
-    def known_uids(self, mailbox: str, uidvalidity: int) -> set[int]:
+    def known_uids(self, mailbox: str, uidvalidity: int, candidates: set[int]) -> set[int]:
+        """Which of the UIDs now in INBOX were seen before (the INBOX is small, history is not)."""
+        ordered, known = sorted(candidates), set()
         with self.sessions() as session:
-            return set(session.scalars(select(MessageRow.uid).where(
-                MessageRow.mailbox == mailbox, MessageRow.uidvalidity == uidvalidity)))
+            for start in range(0, len(ordered), 5000):  # stay under SQL parameter limits
+                known.update(session.scalars(select(MessageRow.uid).where(
+                    MessageRow.mailbox == mailbox, MessageRow.uidvalidity == uidvalidity,
+                    MessageRow.uid.in_(ordered[start:start + 5000]))))
+        return known
 
     def mark_filed(self, rows: list[MessageRow], note: str = "") -> None:
         now = self.clock()

@@ -175,3 +175,27 @@ def _header(raw: bytes, name: bytes) -> str:
         if not line.strip():
             break
     return ""
+
+
+# Buyers for bulk samples: (domain, language body, subject); all routable by the example rules.
+_BULK_BUYERS = (
+    ("de", GERMAN, "Anfrage Leiterplatten"), ("fr", FRENCH, "Demande de prix LED"),
+    ("it", ITALIAN, "Richiesta preventivo valvole"), ("com.br", PORTUGUESE, "Cotação de válvulas"),
+    ("com.mx", SPANISH, "Cotización válvulas"), ("ru", RUSSIAN, "Запрос: печатные платы"),
+    ("nl", DUTCH, "Offerte LED lampen"), ("es", SPANISH, "Consulta de precios válvulas"),
+)
+
+
+def bulk_samples(count: int, start: int = 1000, attachment_every: int = 0,
+                 attachment_size: int = 200_000) -> list[Sample]:
+    """`count` distinct routable inquiries in several languages (for backlogs and benchmarks)."""
+    result = []
+    for i in range(count):
+        tld, body, subject = _BULK_BUYERS[i % len(_BULK_BUYERS)]
+        sender = f"Buyer {i} <buyer{i}@company{i}.{tld}>"
+        attachment = None
+        if attachment_every and i % attachment_every == 0:
+            attachment = (f"RFQ-{i}.pdf", b"%PDF-1.4\n" + bytes(range(256)) * (attachment_size // 256))
+        raw = _mail(sender, f"{subject} #{i}", f"{body}\n\nRef. {i}", attachment=attachment, n=start + i)
+        result.append(Sample(f"bulk {i}", (SALES,), raw, "routed"))
+    return result

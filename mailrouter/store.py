@@ -134,6 +134,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def open_database(url: str) -> sessionmaker[Session]:
+    from .registry import models  # noqa: F401  (registers its tables; imports Base from here)
+
     engine: Engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

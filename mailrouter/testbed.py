@@ -95,6 +95,8 @@ default_login_user = dovenull
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# Tests try wrong passwords on purpose; no 2 s penalty per failure.
+auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 mail_plugins =
 {capability}# Log the client's IMAP ID so tests can see it was sent.
@@ -335,6 +337,8 @@ class CapabilityProxy:
                 client.close()
                 continue
             server.settimeout(None)
+            for s in (client, server):  # line-by-line writes + Nagle = 40 ms per round trip
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 if self._closed:
                     client.close()

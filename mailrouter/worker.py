@@ -27,7 +27,8 @@ def imap_settings(mailbox: MailboxConfig) -> ImapSettings:
     s = mailbox.server
     return ImapSettings(host=s.host, port=s.port, tls=s.tls, user=s.user,
                         password=s.password.reveal(), inbox=mailbox.inbox, ca_file=s.ca_file,
-                        timeout=s.timeout)
+                        timeout=s.timeout, poll_interval=mailbox.poll_interval,
+                        use_idle=mailbox.idle, idle_renew=mailbox.idle_renew)
 
 
 class MailboxWorker:
@@ -60,13 +61,14 @@ class MailboxWorker:
             uidvalidity = conn.select_inbox()
             conn.ensure_folders(self._static_folders())
             log.info("%s: connected to %s (IDLE %s, MOVE %s, keywords %s)", self.mailbox.name,
-                     self.mailbox.server.host, conn.has_idle and self.mailbox.idle, conn.has_move,
-                     conn.custom_keywords)
+                     self.mailbox.server.host, conn.uses_idle, conn.has_move, conn.custom_keywords)
+            # with IDLE a full round is only a safety net; without it, the round is the poll
+            interval = self.mailbox.idle_renew if conn.uses_idle else self.mailbox.poll_interval
             self.round(conn, uidvalidity)  # catch up on everything since the last connection
             last_round = time.monotonic()
             while not self.stop.is_set():
-                news = self._wait(conn)
-                if news or self._outbox_due() or time.monotonic() - last_round >= self.mailbox.poll_interval:
+                news = self._wait(conn, interval - (time.monotonic() - last_round))
+                if news or self._outbox_due() or time.monotonic() - last_round >= interval:
                     self.round(conn, uidvalidity)
                     last_round = time.monotonic()
         finally:
@@ -80,7 +82,7 @@ class MailboxWorker:
     def round(self, conn: Mailbox, uidvalidity: int) -> None:
         """Admit new messages, send what is due, file what is ready."""
         in_inbox = set(conn.unprocessed_uids())
-        new = sorted(in_inbox - self.router.known_uids(self.mailbox.name, uidvalidity))
+        new = sorted(in_inbox - self.router.known_uids(self.mailbox.name, uidvalidity, in_inbox))
         for start in range(0, len(new), FETCH_BATCH):
             for uid, raw in conn.fetch(new[start:start + FETCH_BATCH]):
                 self.router.admit(self.mailbox.name, uidvalidity, uid, raw)
@@ -111,11 +113,14 @@ class MailboxWorker:
         due = self.outbox.next_due_in(self.mailbox.name)
         return due is not None and due <= 0
 
-    def _wait(self, conn: Mailbox) -> bool:
-        """Wait briefly for new mail (IDLE or a poll); short, so a stop request is seen soon."""
+    def _wait(self, conn: Mailbox, until_round: float) -> bool:
+        """Wait briefly for news (IDLE) or the next poll; short, so a stop request is seen soon."""
         due = self.outbox.next_due_in(self.mailbox.name)
-        timeout = MAX_WAIT if due is None else max(0.05, min(MAX_WAIT, due))
-        return conn.wait_for_news(timeout)
+        timeout = min(MAX_WAIT, max(until_round, 0.0), MAX_WAIT if due is None else due)
+        if conn.uses_idle:
+            return conn.wait_for_news(max(timeout, 0.01))
+        self.stop.wait(timeout)
+        return False
 
 
 def group_by_destination(rows: Iterable[MessageRow]) -> list[tuple[tuple[str, tuple[str, ...]], list[MessageRow]]]:

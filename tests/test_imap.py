@@ -97,6 +97,10 @@ def test_connection_errors_are_typed(bed: TestBed) -> None:
         Mailbox.connect(settings(bed, host="mail.example.com"))
     with pytest.raises(ImapTlsError):  # TLS handshake against a plaintext port
         Mailbox.connect(settings(bed, tls="implicit"))
+    with pytest.raises(ImapTlsError, match="STARTTLS"):  # the bed runs with ssl = no
+        Mailbox.connect(settings(bed, tls="starttls"))
+    with pytest.raises(ValueError):
+        settings(bed, tls="ssl")
     with pytest.raises(ImapConnectionLost):  # nothing listens there
         Mailbox.connect(settings(bed, port=free_port(), timeout=2))
     with pytest.raises(ImapConnectionLost):  # not an IMAP server

@@ -1,74 +1,18 @@
 """The whole pipeline against real servers: mail in over LMTP, forwards read back over IMAP."""
 from __future__ import annotations
 
-import email
-import email.policy
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from mailrouter.config import Config, load_config
-from mailrouter.daemon import Daemon
-from mailrouter.demo import deliver_samples, wait_until_filed, write_testbed_config
 from mailrouter.fingerprint import content_key
-from mailrouter.samples import Sample, demo_samples
+from mailrouter.samples import demo_samples
 from mailrouter.testbed import TestBed
-from tests.factories import ROOT
+from tests.mailcheck import (attached_original, configure, folder_of, forwards_by_original, parsed,
+                             route_all, server_folder, shared_copies)
 
 pytestmark = pytest.mark.integration
-
-def configure(bed: TestBed, workdir: Path, **daemon) -> Config:
-    return load_config(write_testbed_config(ROOT / "config.toml", bed, workdir, **daemon))
-
-
-def route_all(bed: TestBed, config: Config, samples: list[Sample]) -> None:
-    copies = deliver_samples(bed, samples)
-    daemon = Daemon(config)
-    daemon.start()
-    try:
-        assert wait_until_filed(config, copies, timeout=90), "not every message was filed"
-    finally:
-        daemon.stop()
-
-
-def parsed(raw: bytes) -> email.message.EmailMessage:
-    return email.message_from_bytes(raw, policy=email.policy.default)
-
-
-def attached_original(forward: email.message.EmailMessage) -> bytes:
-    part = next(p for p in forward.walk() if p.get_content_type() == "message/rfc822")
-    return part.get_payload(0).as_bytes() if not isinstance(part.get_payload(), bytes) else part.get_payload()
-
-
-def forwards_by_original(bed: TestBed, config: Config) -> dict[str, list[tuple[str, email.message.EmailMessage]]]:
-    """Original Message-ID -> [(rep id, forward)] across every rep's INBOX."""
-    found: dict[str, list] = {}
-    for rep in config.reps.values():
-        for raw in bed.fetch_all(rep.email):
-            fwd = parsed(raw)
-            found.setdefault(str(fwd["In-Reply-To"]), []).append((rep.id, fwd))
-    return found
-
-
-def shared_copies(bed: TestBed, user: str) -> dict[str, list[bytes]]:
-    """Folder -> raw messages in one shared mailbox (INBOX included)."""
-    return {folder: bed.fetch_all(user, folder) for folder in bed.folders(user)}
-
-
-def folder_of(copies: dict[str, list[bytes]], sample: Sample) -> list[str]:
-    key = content_key(sample.raw)
-    return [folder for folder, raws in copies.items() for raw in raws if content_key(raw) == key]
-
-
-def server_folder(bed: TestBed, user: str, logical: str) -> str:
-    names = bed.folders(user)
-    for sep in ("/", "."):
-        candidate = logical.replace("/", sep)
-        if candidate in names:
-            return candidate
-    raise AssertionError(f"{logical} not among {names}")
-
 
 @pytest.fixture
 def routed(bed: TestBed, tmp_path: Path):

@@ -1,0 +1,274 @@
+"""Import contact lists (trade-show scanners, B2B platforms, spreadsheets) and export the registry.
+
+One call is one transaction: the caller commits only after every row went in, so a failure
+leaves nothing half-imported. Rows are recognised with match.first_hit, the rule routing uses,
+against the registry and against the rows before them in the same file.
+"""
+from __future__ import annotations
+
+import csv
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from ..parse.countries import country_code
+from ..parse.text import fold
+from .batch import Batch
+from .match import SenderKeys, corporate_domain
+from .models import CustomerRow
+from .normalise import company_key, normalise_phone
+from .record import RegistryError, parse_status
+from .tabular import Row, read_rows
+
+FIELDS = ("name", "email", "company", "phone", "country", "owner", "source", "status", "reason")
+HEADER_ALIASES: dict[str, tuple[str, ...]] = {
+    "name": ("name", "contact", "contact name", "contact person", "full name", "姓名", "联系人",
+             "名字", "客户姓名"),
+    "email": ("email", "e-mail", "email address", "e-mail address", "mail", "emails", "邮箱",
+              "电子邮件", "电子邮箱", "邮件", "邮箱地址"),
+    "company": ("company", "company name", "organisation", "organization", "firm", "公司",
+                "公司名称", "单位", "企业名称", "客户名称"),
+    "phone": ("phone", "tel", "telephone", "mobile", "cell", "mobile phone", "whatsapp",
+              "phone number", "phones", "电话", "手机", "联系电话", "手机号", "手机号码", "座机"),
+    "country": ("country", "country/region", "country region", "国家", "国家/地区", "国家地区"),
+    "owner": ("owner", "rep", "sales", "sales rep", "salesperson", "负责人", "业务员", "跟进人"),
+    "source": ("source", "lead source", "来源", "客户来源"),
+    "status": ("status", "状态"),
+    "reason": ("reason", "status reason", "原因", "备注原因"),
+}
+IGNORE = ("", "-", "ignore")
+_EMAIL = re.compile(r"^[^@\s<>(),;:\"]+@[^@\s<>(),;:\"]+\.[^@\s<>(),;:\"]+$")
+_EMAIL_SPLIT = re.compile(r"[;,\s]+")
+_PHONE_SPLIT = re.compile(r"[;,/|\n]+")
+CHUNK = 1000  # rows looked up together: three IN queries per chunk instead of three per row
+
+
+def header_key(header: str) -> str:
+    """"E-mail:", "EMAIL " and "e mail" agree; Chinese headers keep their characters."""
+    return "".join(ch for ch in fold(header) if unicodedata.category(ch)[0] in "LN")
+
+
+_ALIAS_TO_FIELD = {header_key(a): f for f, aliases in HEADER_ALIASES.items() for a in aliases}
+
+
+class ImportFailed(RegistryError):
+    """The file cannot be imported at all (no usable columns, bad --map, unreadable)."""
+
+
+@dataclass(frozen=True)
+class InvalidRow:
+    line: int  # 1-based, as a spreadsheet shows it
+    reason: str
+    cells: tuple[str, ...] = ()
+
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0  # known customers the file had nothing new about
+    skipped: int = 0  # known customers left alone with --on-duplicate skip
+    invalid: list[InvalidRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. owner conflicts kept as they were
+    columns: dict[str, list[str]] = field(default_factory=dict)  # field -> headers used
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class ImportRecord:
+    line: int
+    emails: tuple[str, ...]
+    phones: tuple[str, ...]
+    company: str
+    name: str
+    country: str | None
+    owner: str | None
+    source: str
+    status: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class RowRules:
+    """What validating a row needs besides the row."""
+
+    owner_aliases: Mapping[str, str]  # rep id or name, folded -> rep id
+    default_owner: str | None
+    source: str
+
+
+ProgressCallback = Callable[[int, int], None]  # (rows done, rows in all)
+
+
+def detect_mapping(header: Sequence[str], overrides: Mapping[str, str] | None = None,
+                   ) -> dict[str, list[int]]:
+    """field -> column indexes; `overrides` maps a header (or its alias form) to a field."""
+    forced = {header_key(col): fld.strip().lower() for col, fld in (overrides or {}).items()}
+    for col, fld in forced.items():
+        if fld not in FIELDS and fld not in IGNORE:
+            raise ImportFailed(f"--map {col}={fld}: unknown field (known: {', '.join(FIELDS)})")
+    missing = set(forced) - {header_key(h) for h in header}
+    if missing:
+        raise ImportFailed(f"--map names column(s) not in the file: {', '.join(sorted(missing))}")
+    mapping: dict[str, list[int]] = {}
+    for index, title in enumerate(header):
+        key = header_key(title)
+        fld = forced.get(key, _ALIAS_TO_FIELD.get(key, ""))
+        if fld not in IGNORE:
+            mapping.setdefault(fld, []).append(index)
+    return mapping
+
+
+def find_header(rows: Sequence[Row], overrides: Mapping[str, str] | None) -> int:
+    """Index of the header row: exports often start with a title line or two."""
+    wanted = {header_key(k) for k in (overrides or {})}
+    for i, (_, cells) in enumerate(rows[:10]):
+        titles = {header_key(c) for c in cells if c.strip()}
+        known = {t for t in titles if t in _ALIAS_TO_FIELD}
+        # two known titles, or a row made only of titles, is a header and not a contact
+        if len(known) >= 2 or (known and known == titles) or (wanted and wanted <= titles):
+            return i
+    raise ImportFailed("no header row found in the first 10 rows (looked for Email/邮箱, "
+                       "Company/公司, Phone/电话 ...); name the columns with --map col=field")
+
+
+def _cell(cells: Sequence[str], mapping: Mapping[str, list[int]], fld: str, sep: str = " ") -> str:
+    return sep.join(cells[i] for i in mapping.get(fld, ()) if i < len(cells) and cells[i]).strip()
+
+
+def validate_row(line: int, cells: Sequence[str], mapping: Mapping[str, list[int]],
+                 rules: RowRules) -> ImportRecord | InvalidRow:
+    """A clean record, or the first reason the row cannot be imported."""
+    try:
+        return _record(line, cells, mapping, rules)
+    except ValueError as exc:
+        return InvalidRow(line, str(exc), tuple(cells))
+
+
+def _record(line: int, cells: Sequence[str], mapping: Mapping[str, list[int]],
+            rules: RowRules) -> ImportRecord:
+    country_text = _cell(cells, mapping, "country")
+    country = country_code(country_text) if country_text else None  # unknown: no region hint
+    emails = _emails(_cell(cells, mapping, "email", ";"))
+    phones = _phones(_cell(cells, mapping, "phone", ";"), country)
+    company = _cell(cells, mapping, "company")
+    if not emails and not (phones and company_key(company)):
+        raise ValueError("nothing to recognise the customer by: needs an email, "
+                         "or a company name and a phone")
+    status_text = _cell(cells, mapping, "status")
+    try:
+        status = parse_status(status_text) if status_text else None
+    except RegistryError as exc:
+        raise ValueError(str(exc)) from None
+    return ImportRecord(line, emails, phones, company, _cell(cells, mapping, "name"), country,
+                        _owner(_cell(cells, mapping, "owner"), rules),
+                        _cell(cells, mapping, "source") or rules.source, status,
+                        _cell(cells, mapping, "reason"))
+
+
+def _emails(text: str) -> tuple[str, ...]:
+    found = [e.strip().strip("<>").lower() for e in _EMAIL_SPLIT.split(text) if e.strip()]
+    for email in found:
+        if not _EMAIL.match(email):
+            raise ValueError(f"bad email {email!r}")
+    return tuple(dict.fromkeys(found))
+
+
+def _phones(text: str, country: str | None) -> tuple[str, ...]:
+    result: list[str] = []
+    for raw in (p.strip() for p in _PHONE_SPLIT.split(text)):
+        if not raw:
+            continue
+        phone = normalise_phone(raw, country)
+        if phone is None:
+            hint = "" if country else " (no country column to read a national number)"
+            raise ValueError(f"unparseable phone {raw!r}{hint}")
+        result.append(phone.e164)
+    return tuple(dict.fromkeys(result))
+
+
+def _owner(text: str, rules: RowRules) -> str | None:
+    if not text:
+        return rules.default_owner
+    rep = rules.owner_aliases.get(fold(text).strip())
+    if rep is None:
+        raise ValueError(f"unknown owner rep {text!r}")
+    return rep
+
+
+def record_keys(record: ImportRecord, free_mail_domains: frozenset[str]) -> SenderKeys:
+    domains = (corporate_domain(e, free_mail_domains) for e in record.emails)
+    key = company_key(record.company)
+    return SenderKeys(emails=record.emails, domains=tuple(dict.fromkeys(d for d in domains if d)),
+                      phones=record.phones, company_keys=(key,) if key else ())
+
+
+def import_file(session: Session, path: Path, *, source: str, owner_aliases: Mapping[str, str],
+                free_mail_domains: frozenset[str], now: datetime, owner: str | None = None,
+                on_duplicate: str = "update", dry_run: bool = False,
+                mapping: Mapping[str, str] | None = None,
+                progress: ProgressCallback | None = None) -> ImportResult:
+    """Import one CSV/XLSX file in the session's transaction; the caller commits.
+
+    With `dry_run` everything is checked and counted, then rolled back.
+    """
+    if on_duplicate not in ("update", "skip"):
+        raise ImportFailed(f"on_duplicate must be update or skip, not {on_duplicate!r}")
+    header, columns, body = open_table(Path(path), mapping)
+    rules = RowRules(owner_aliases, owner, source)
+    result = ImportResult(dry_run=dry_run, columns={
+        f: [header[i] for i in idx] for f, idx in columns.items()})
+    batch = Batch(session, free_mail_domains, now, on_duplicate == "skip", result)
+    with session.no_autoflush:
+        for start in range(0, len(body), CHUNK):
+            records = [validate_row(n, c, columns, rules) for n, c in body[start:start + CHUNK]]
+            result.invalid += [r for r in records if isinstance(r, InvalidRow)]
+            batch.apply([r for r in records if isinstance(r, ImportRecord)])
+            if progress:
+                progress(min(start + CHUNK, len(body)), len(body))
+    if dry_run:
+        session.rollback()
+    return result
+
+
+def open_table(path: Path, mapping: Mapping[str, str] | None,
+               ) -> tuple[list[str], dict[str, list[int]], list[Row]]:
+    """The header, the field -> columns mapping and the data rows; fails if none is usable."""
+    rows = read_rows(path)
+    if not rows:
+        raise ImportFailed(f"{path} has no rows")
+    head = find_header(rows, mapping)
+    header = rows[head][1]
+    columns = detect_mapping(header, mapping)
+    if "email" not in columns and not {"phone", "company"} <= set(columns):
+        raise ImportFailed(f"no Email column, nor Company and Phone columns, among "
+                           f"{header}; name them with --map col=field")
+    return header, columns, rows[head + 1:]
+
+
+EXPORT_HEADER = ("Company", "Name", "Email", "Phone", "Country", "Owner", "Status", "Reason",
+                 "Source")
+
+
+def export_csv(session: Session, out: TextIO) -> int:
+    """Write every customer as one CSV row that `import_file` reads back; returns the count."""
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_HEADER)
+    query = (select(CustomerRow).order_by(CustomerRow.id)
+             .options(selectinload(CustomerRow.emails), selectinload(CustomerRow.phones))
+             .execution_options(yield_per=1000))
+    count = 0
+    for row in session.scalars(query):
+        writer.writerow((row.company, row.contact_name,
+                         "; ".join(sorted(e.email for e in row.emails)),
+                         "; ".join(sorted(p.e164 for p in row.phones)), row.country or "",
+                         row.owner or "", row.status, row.status_reason, row.source))
+        count += 1
+    return count

@@ -1,0 +1,160 @@
+"""Who is this sender? Email, then corporate domain, then company name + phone together.
+
+The order lives in `first_hit`, a pure function over three lookups; `match_sender` backs the
+lookups with indexed queries, the importer with dictionaries of a whole batch, so an inquiry
+and an imported row are recognised by exactly the same rule.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..model import Inquiry
+from ..parse.domain import host_of, is_free_mail, registered_domain
+from .models import CustomerDomainRow, CustomerEmailRow, CustomerPhoneRow, CustomerRow
+from .normalise import company_candidates, company_key, extract_phones
+
+EMAIL, DOMAIN, COMPANY_PHONE = "email", "domain", "company+phone"
+_TAIL_LINES = 15  # a signature the parser missed is usually in the body's last lines
+
+
+@dataclass(frozen=True)
+class SenderKeys:
+    """Everything a customer can be recognised by; empty parts simply never match."""
+
+    emails: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()  # corporate registered domains only
+    phones: tuple[str, ...] = ()  # E.164
+    company_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hit:
+    customer_id: int
+    how: str  # EMAIL | DOMAIN | COMPANY_PHONE
+    detail: str  # the address, domain or "company / phone" that matched
+
+
+EmailLookup = Callable[[str], int | None]
+DomainLookup = Callable[[str], int | None]
+PhoneLookup = Callable[[str], Iterable[tuple[int, str]]]  # e164 -> (customer id, company key)
+
+
+def first_hit(keys: SenderKeys, by_email: EmailLookup, by_domain: DomainLookup,
+              by_phone: PhoneLookup) -> Hit | None:
+    for email in keys.emails:
+        if (cid := by_email(email)) is not None:
+            return Hit(cid, EMAIL, email)
+    for domain in keys.domains:
+        if (cid := by_domain(domain)) is not None:
+            return Hit(cid, DOMAIN, domain)
+    wanted = {k for k in keys.company_keys if k}
+    for phone in keys.phones if wanted else ():
+        for cid, key in by_phone(phone):
+            if key in wanted:  # a shared switchboard alone is not enough: the name must agree
+                return Hit(cid, COMPANY_PHONE, f"{key} / {phone}")
+    return None
+
+
+def corporate_domain(address: str, free_mail_domains: frozenset[str]) -> str | None:
+    host = host_of(address)
+    if not host or "@" not in address or is_free_mail(host, free_mail_domains):
+        return None
+    return registered_domain(host)
+
+
+def inquiry_keys(inquiry: Inquiry, free_mail_domains: frozenset[str]) -> SenderKeys:
+    sender = inquiry.sender.strip().lower()
+    domain = None if inquiry.free_mail else corporate_domain(sender, free_mail_domains)
+    tail = "\n".join(inquiry.text.splitlines()[-_TAIL_LINES:])
+    phones = extract_phones(inquiry.signature + "\n" + tail, inquiry.country)
+    names = company_candidates(inquiry.signature, inquiry.company, tail)
+    return SenderKeys(emails=(sender,) if sender else (), domains=(domain,) if domain else (),
+                      phones=tuple(p.e164 for p in phones),
+                      company_keys=tuple(dict.fromkeys(company_key(n) for n in names if n)))
+
+
+def db_lookups(session: Session) -> tuple[EmailLookup, DomainLookup, PhoneLookup]:
+    """Indexed single-key queries (unique indexes on email and domain, an index on e164)."""
+    def by_email(email: str) -> int | None:
+        return session.scalar(select(CustomerEmailRow.customer_id)
+                              .where(CustomerEmailRow.email == email))
+
+    def by_domain(domain: str) -> int | None:
+        return session.scalar(select(CustomerDomainRow.customer_id)
+                              .where(CustomerDomainRow.domain == domain))
+
+    def by_phone(e164: str) -> list[tuple[int, str]]:
+        rows = session.execute(
+            select(CustomerPhoneRow.customer_id, CustomerRow.company_key)
+            .join(CustomerRow, CustomerRow.id == CustomerPhoneRow.customer_id)
+            .where(CustomerPhoneRow.e164 == e164))
+        return [(cid, key) for cid, key in rows]
+
+    return by_email, by_domain, by_phone
+
+
+def find_hit(session: Session, keys: SenderKeys) -> Hit | None:
+    return first_hit(keys, *db_lookups(session))
+
+
+@dataclass(frozen=True)
+class CustomerSummary:
+    company: str
+    contact_name: str
+    country: str | None
+    source: str
+    first_seen: datetime
+    last_inquiry: datetime | None
+    last_contact: datetime
+    owner_since: datetime
+
+
+@dataclass(frozen=True)
+class RegistryMatch:
+    customer_id: int
+    owner: str | None
+    status: str
+    status_reason: str
+    how: str  # "email" | "domain" | "company+phone"
+    evidence: str  # e.g. "same domain as acme.de, owned by zhang"
+    lapsed: bool  # last contact older than the quiet period: the rules decide again
+    customer: CustomerSummary
+
+
+def is_lapsed(last_contact: datetime, now: datetime, quiet_days: int) -> bool:
+    return now - last_contact > timedelta(days=quiet_days)
+
+
+def describe(hit: Hit, owner: str | None) -> str:
+    what = {EMAIL: f"same address {hit.detail}", DOMAIN: f"same domain as {hit.detail}",
+            COMPANY_PHONE: f"same company and phone ({hit.detail})"}[hit.how]
+    return f"{what}, owned by {owner}" if owner else f"{what}, no owner"
+
+
+def summary(row: CustomerRow) -> CustomerSummary:
+    return CustomerSummary(row.company, row.contact_name, row.country, row.source,
+                           row.first_seen, row.last_inquiry, row.last_contact, row.owner_since)
+
+
+def to_match(hit: Hit, row: CustomerRow, now: datetime, quiet_days: int) -> RegistryMatch:
+    lapsed = is_lapsed(row.last_contact, now, quiet_days)
+    evidence = describe(hit, row.owner)
+    if lapsed:
+        evidence += (f"; ownership lapsed: last contact {row.last_contact:%Y-%m-%d}, "
+                     f"quiet for more than {quiet_days} days")
+    return RegistryMatch(row.id, row.owner, row.status, row.status_reason, hit.how, evidence,
+                         lapsed, summary(row))
+
+
+def match_sender(session: Session, inquiry: Inquiry, free_mail_domains: frozenset[str],
+                 now: datetime, quiet_days: int) -> RegistryMatch | None:
+    """The registry's customer behind this inquiry, with how we know; reads only."""
+    hit = find_hit(session, inquiry_keys(inquiry, free_mail_domains))
+    if hit is None:
+        return None
+    return to_match(hit, session.get_one(CustomerRow, hit.customer_id), now, quiet_days)

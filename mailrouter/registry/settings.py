@@ -1,0 +1,58 @@
+"""The `[registry]` section of config.toml, read with config.py's problem-collecting reader."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..parse.countries import country_code
+from .score import POINT_KEYS, ScoreSettings
+
+if TYPE_CHECKING:  # config.py imports this module to read [registry]; no runtime cycle
+    from ..config import _Reader
+
+POSITIONS = ("before_rules", "after_rules")
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    enabled: bool = True
+    position: str = "before_rules"  # a match routes to the owner before (or after) the rules
+    quiet_days: int = 180  # ownership lapses after this long without contact
+    source: str = "Email"  # source recorded on customers created by routing
+    score: ScoreSettings = field(default_factory=ScoreSettings)
+
+
+def read_registry_section(r: _Reader, d: dict) -> RegistrySettings:
+    """Validate `[registry]` (and `[registry.score]`), recording every problem in `r`."""
+    p = "registry."
+    r.unknown_keys(d, {"enabled", "position", "quiet_days", "source", "score"}, p)
+    position = r.get(d, "position", str, "before_rules", p)
+    if position not in POSITIONS:
+        r.problem(p + "position", f"must be one of {', '.join(POSITIONS)}, not {position!r}")
+        position = "before_rules"
+    quiet = r.get(d, "quiet_days", int, 180, p)
+    if quiet < 1:
+        r.problem(p + "quiet_days", "must be at least 1 day")
+    return RegistrySettings(enabled=r.get(d, "enabled", bool, True, p), position=position,
+                            quiet_days=max(quiet, 1), source=r.get(d, "source", str, "Email", p),
+                            score=_score_section(r, r.table(d, "score", p)))
+
+
+def _score_section(r: _Reader, d: dict) -> ScoreSettings:
+    p = "registry.score."
+    r.unknown_keys(d, set(POINT_KEYS) | {"key_account_domains", "countries"}, p)
+    defaults = ScoreSettings()
+    points = {k: r.get(d, k, int, getattr(defaults, k), p) for k in POINT_KEYS}
+    if points["tier_b"] > points["tier_a"]:
+        r.problem(p + "tier_b", "must not be above tier_a")
+    countries: dict[str, int] = {}
+    for name, value in r.table(d, "countries", p).items():
+        code = country_code(name)
+        if code is None:
+            r.problem(f"{p}countries.{name}", "unknown country (use an ISO code such as DE)")
+        elif not isinstance(value, int) or isinstance(value, bool):
+            r.problem(f"{p}countries.{name}", f"must be an integer, not {value!r}")
+        else:
+            countries[code] = value
+    domains = frozenset(x.lower() for x in r.str_list(d, "key_account_domains", p))
+    return ScoreSettings(**points, key_account_domains=domains, countries=countries)

@@ -1,0 +1,229 @@
+"""Posting notices to chat webhooks without ever holding up routing.
+
+`send` only queues; one background thread posts, retries temporary failures with exponential
+backoff and drops permanent ones, logging each outcome. Webhook URLs carry their secret in the
+query (WeCom key=, DingTalk access_token=) or the path (Slack, Feishu), so logs name the
+target and its host only.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import logging
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from .notify import FORMATS, Notice, webhook_payload
+from .settings import Collector, ConfigProblem
+
+log = logging.getLogger("mailrouter.webhook")
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    name: str
+    url: str = field(repr=False)  # a secret: never in a repr, a traceback or a log line
+    format: str = "json"
+
+    @property
+    def where(self) -> str:
+        """What logs may say about the destination."""
+        return f"{self.name} ({urlsplit(self.url).hostname or '?'})"
+
+
+def redact_url(url: str) -> str:
+    """scheme://host/… : enough to tell endpoints apart, no token from the path or query."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}/…"
+
+
+@dataclass
+class _Job:
+    target: WebhookTarget
+    body: bytes
+    attempt: int = 0
+
+
+class WebhookSender:
+    """Background poster. Thread-safe; `close()` (or `flush()`) before the process exits."""
+
+    def __init__(self, *, timeout: float = 10.0, attempts: int = 5, backoff_initial: float = 2.0,
+                 backoff_max: float = 300.0, max_queue: int = 1000, ca_file: str | None = None):
+        self.timeout = timeout
+        self.attempts = attempts
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.max_queue = max_queue
+        # Certificates and host names are always verified; ca_file only adds a company CA.
+        self._tls = ssl.create_default_context(cafile=ca_file)
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Job]] = []
+        self._seq = itertools.count()
+        self._busy = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="webhook-sender", daemon=True)
+        self._thread.start()
+
+    def notify(self, target: WebhookTarget, notice: Notice) -> bool:
+        return self.send(target, webhook_payload(target.format, notice))
+
+    def send(self, target: WebhookTarget, payload: dict[str, Any]) -> bool:
+        """Queue one POST; False (logged) when closed or the queue is full, never blocks."""
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        with self._cond:
+            if self._closed or len(self._heap) + self._busy >= self.max_queue:
+                log.error("webhook %s: not queued (%s)", target.where,
+                          "sender closed" if self._closed else "queue full")
+                return False
+            self._push(time.monotonic(), _Job(target, body))
+        return True
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued POST has succeeded or been given up; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._heap and not self._busy, timeout)
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Give queued POSTs up to `timeout`, then stop; returns whether everything went out."""
+        flushed = self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            dropped = len(self._heap)
+            self._heap.clear()
+            self._cond.notify_all()
+        if dropped:
+            log.error("webhook sender stopped with %d POST(s) unsent", dropped)
+        self._thread.join(timeout=max(self.timeout, 1.0))
+        return flushed
+
+    def _push(self, due: float, job: _Job) -> None:
+        heapq.heappush(self._heap, (due, next(self._seq), job))
+        self._cond.notify_all()
+
+    def _next_job(self) -> _Job | None:
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                if self._heap and self._heap[0][0] <= now:
+                    self._busy += 1
+                    return heapq.heappop(self._heap)[2]
+                self._cond.wait(self._heap[0][0] - now if self._heap else None)
+            return None
+
+    def _run(self) -> None:
+        while (job := self._next_job()) is not None:
+            retry_in: float | None = None
+            try:
+                retry_in = self._attempt(job)
+            except Exception:  # a bug here must not kill the thread and silence every alert
+                log.exception("webhook %s: unexpected error, POST dropped", job.target.where)
+            finally:
+                with self._cond:
+                    if retry_in is not None and not self._closed:
+                        self._push(time.monotonic() + retry_in, job)
+                    self._busy -= 1
+                    self._cond.notify_all()
+
+    def _attempt(self, job: _Job) -> float | None:
+        """POST once; the delay before a retry, or None when done (delivered or given up)."""
+        job.attempt += 1
+        error, retryable, hint = self._post(job)
+        if error is None:
+            log.info("webhook %s: delivered (attempt %d)", job.target.where, job.attempt)
+            return None
+        if not retryable or job.attempt >= self.attempts:
+            log.error("webhook %s: %s; giving up after %d attempt(s)", job.target.where, error, job.attempt)
+            return None
+        delay = min(self.backoff_max, max(hint or 0.0, self.backoff_initial * 2.0 ** (job.attempt - 1)))
+        log.warning("webhook %s: %s; retry %d/%d in %.1fs", job.target.where, error,
+                    job.attempt + 1, self.attempts, delay)
+        return delay
+
+    def _post(self, job: _Job) -> tuple[str | None, bool, float | None]:
+        """(error or None, retryable, Retry-After seconds); messages never contain the URL."""
+        request = urllib.request.Request(job.target.url, data=job.body, method="POST", headers={
+            "Content-Type": "application/json; charset=utf-8", "User-Agent": "mailrouter"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._tls) as resp:
+                reply = resp.read(65536)
+        except urllib.error.HTTPError as exc:
+            with exc:  # it holds the socket; an unclosed one warns (an error under pytest)
+                retry_after = exc.headers.get("Retry-After", "") if exc.headers else ""
+                hint = float(retry_after) if retry_after.isdigit() else None
+                return f"HTTP {exc.code}", exc.code in RETRY_STATUSES, hint
+        except urllib.error.URLError as exc:
+            return f"cannot connect: {exc.reason}", True, None
+        except (TimeoutError, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}", True, None
+        return _platform_error(reply), True, None
+
+
+def _platform_error(reply: bytes) -> str | None:
+    """WeCom, DingTalk and Feishu answer 200 with an error code in the body; 0 means sent."""
+    try:
+        data = json.loads(reply or b"{}")
+    except ValueError:
+        return None  # a receiver that answers 2xx with non-JSON accepted it
+    if not isinstance(data, dict):
+        return None
+    code = data.get("errcode", data.get("code", 0))
+    if code in (0, None, "0"):
+        return None
+    message = str(data.get("errmsg", data.get("msg", "")))[:200]
+    return f"platform error {code}: {message}"
+
+
+WEBHOOK_KEYS = {"name", "format", "url_env", "url_file"}
+
+
+def webhook_from_config(raw: dict[str, Any], file: str, key_prefix: str,
+                        environ: dict[str, str]) -> tuple[WebhookTarget | None, list[ConfigProblem]]:
+    """One `[[sla.webhook]]` table. The URL is a secret, so like passwords it comes from an
+    environment variable or a file, never from config.toml itself."""
+    c = Collector(file, key_prefix)
+    c.unknown_keys(raw, WEBHOOK_KEYS | {"url"})
+    if "url" in raw:
+        c.add("url", "webhook URLs contain their token; use url_env or url_file")
+    name = c.typed(raw, "name", str, "")
+    if not name:
+        c.add("name", "is required")
+    fmt = c.typed(raw, "format", str, "json")
+    if fmt not in FORMATS:
+        c.add("format", f"must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    url = _url(c, raw, environ)
+    if c.problems or not url:
+        return None, c.problems
+    return WebhookTarget(name, url, fmt), []
+
+
+def _url(c: Collector, raw: dict[str, Any], environ: dict[str, str]) -> str:
+    env_name, file_name = raw.get("url_env"), raw.get("url_file")
+    if bool(env_name) == bool(file_name):
+        c.add("url_env", "give exactly one of url_env or url_file")
+        return ""
+    if env_name:
+        url = environ.get(str(env_name), "")
+        if not url:
+            c.add("url_env", f"environment variable {env_name} is not set")
+    else:
+        try:
+            with open(str(file_name), encoding="utf-8") as fh:
+                url = fh.read().strip()
+        except OSError as exc:
+            c.add("url_file", f"cannot read {file_name}: {exc.strerror}")
+            return ""
+    parts = urlsplit(url)
+    if url and not (parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)):
+        c.add("url_env" if env_name else "url_file",
+              f"{redact_url(url)}: must be https (plain http only to loopback)")
+    return url

@@ -1,0 +1,159 @@
+"""Nothing is lost: crashes, SMTP failures and servers without MOVE, UIDPLUS or keywords."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from mailrouter.config import Config
+from mailrouter.daemon import Daemon
+from mailrouter.demo import deliver_samples, wait_until_filed, write_testbed_config
+from mailrouter.samples import bulk_samples, demo_samples
+from mailrouter.store import FILED, MessageRow, OutboxRow, open_database
+from mailrouter.testbed import TestBed
+from tests.factories import ROOT
+from tests.mailcheck import configure, folder_of, forwards_by_original, parsed, route_all, shared_copies
+
+pytestmark = pytest.mark.integration
+
+
+def forward_counts(bed: TestBed, config: Config) -> Counter:
+    return Counter({mid: len(v) for mid, v in forwards_by_original(bed, config).items()})
+
+
+def all_messages(bed: TestBed, user: str) -> list[bytes]:
+    return [raw for raws in shared_copies(bed, user).values() for raw in raws]
+
+
+def count_rows(config: Config, *where) -> int:
+    with open_database(config.database)() as session:
+        return session.scalar(select(func.count()).select_from(MessageRow).where(*where))
+
+
+def start_daemon_process(config_path: Path, log: Path) -> subprocess.Popen:
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, str(ROOT / "run.py"), "-c", str(config_path), "run"],
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_sigkill_in_the_middle_of_a_backlog_loses_nothing(bed, tmp_path):
+    samples = bulk_samples(150)
+    config_path = write_testbed_config(ROOT / "config.toml", bed, tmp_path)
+    config = configure(bed, tmp_path)
+    deliver_samples(bed, samples)
+    log = tmp_path / "daemon.log"
+    first = start_daemon_process(config_path, log)
+    try:
+        deadline = time.monotonic() + 60
+        while count_rows(config, MessageRow.state == FILED) < 10:
+            assert first.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "daemon made no progress"
+            time.sleep(0.01)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    filed_at_kill = count_rows(config, MessageRow.state == FILED)
+    assert filed_at_kill < len(samples), "the backlog finished before the kill; make it larger"
+
+    second = start_daemon_process(config_path, log)
+    try:
+        assert wait_until_filed(config, len(samples), timeout=120), log.read_text()
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+
+    counts = forward_counts(bed, config)
+    for sample in samples:
+        assert counts[str(parsed(sample.raw)["Message-ID"])] >= 1, sample.label
+    # at most the one message in the documented window (accepted by SMTP, not yet committed)
+    assert sum(n - 1 for n in counts.values()) <= 1, counts.most_common(3)
+    assert len(all_messages(bed, "sales@example.com")) == len(samples)
+    assert bed.fetch_all("sales@example.com") == []
+
+
+@pytest.mark.parametrize("hide", [{"MOVE"}, {"MOVE", "UIDPLUS"}], ids=["no-move", "no-move-no-uidplus"])
+def test_server_without_move_or_keywords_still_files_every_copy(make_bed, tmp_path, hide):
+    bed = make_bed(proxy_hide=hide, proxy_no_keywords=True)
+    samples = demo_samples()
+    config = configure(bed, tmp_path)
+    route_all(bed, config, samples)
+
+    copies = shared_copies(bed, "sales@example.com")
+    delivered = [s for s in samples if "sales@example.com" in s.to]
+    for sample in delivered:
+        filed = [f for f in folder_of(copies, sample) if f != "INBOX"]
+        assert len(filed) == 1, (sample.label, folder_of(copies, sample))
+    client = bed.imap("sales@example.com")  # through the proxy, as the daemon saw it
+    try:
+        client.select_folder("INBOX", readonly=True)
+        left = client.search(["ALL"])
+        deleted = client.search(["DELETED"])
+        keywords = {f for flags in client.get_flags(left).values() for f in flags}
+    finally:
+        client.logout()
+    if "UIDPLUS" in hide:
+        # no UID EXPUNGE: the originals stay, flagged \Deleted, for a person to expunge
+        assert len(left) == len(delivered) and set(deleted) == set(left)
+    else:
+        assert left == []  # removed with UID EXPUNGE of exactly our UIDs
+    assert not any(k.startswith(b"mr-") for k in keywords)
+    assert len(forwards_by_original(bed, config)) == len([s for s in samples if s.outcome == "routed"])
+
+
+def test_temporary_smtp_failure_is_retried_until_accepted(bed, tmp_path):
+    config = configure(bed, tmp_path)
+    sample = demo_samples()[0]
+    bed.smtp_fail_next(2, code=451)
+    route_all(bed, config, [sample])
+    assert forward_counts(bed, config)[str(parsed(sample.raw)["Message-ID"])] == 1
+    with open_database(config.database)() as session:
+        item = session.scalars(select(OutboxRow)).one()
+    assert (item.status, item.attempts, item.payload) == ("sent", 3, None)
+    assert item.last_error.startswith("451")
+
+
+def test_permanent_smtp_failure_files_the_copy_for_the_manager(bed, tmp_path):
+    config = configure(bed, tmp_path)
+    sample = demo_samples()[0]
+    bed.smtp_fail_next(1, code=550)
+    route_all(bed, config, [sample])
+    assert forward_counts(bed, config) == Counter()
+    copies = shared_copies(bed, "sales@example.com")
+    assert folder_of(copies, sample) == [config.folders.undeliverable]
+    with open_database(config.database)() as session:
+        row = session.scalars(select(MessageRow)).one()
+    assert row.outcome == "undeliverable" and "550" in row.reason and "permanent" in row.reason
+
+
+def test_restart_sends_what_was_decided_while_smtp_was_down(bed, tmp_path):
+    up = configure(bed, tmp_path)
+    # first run: SMTP unreachable, so decisions are recorded and the copies stay in INBOX
+    down = replace(up, smtp=replace(up.smtp, server=replace(up.smtp.server, port=1)))
+    samples = demo_samples()[:3]
+    deliver_samples(bed, samples)
+    daemon = Daemon(down)
+    daemon.start()
+    deadline = time.monotonic() + 30
+    while count_rows(down) < len(samples):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    daemon.stop()
+    assert len(bed.fetch_all("sales@example.com")) == len(samples)  # nothing filed before it is sent
+    assert forward_counts(bed, down) == Counter()
+    # second run with SMTP back: the queued forwards go out, then the copies are filed
+    daemon = Daemon(up)
+    daemon.start()
+    try:
+        assert wait_until_filed(up, len(samples), timeout=60)
+    finally:
+        daemon.stop()
+    assert sum(forward_counts(bed, up).values()) == len(samples)
+    assert bed.fetch_all("sales@example.com") == []
