@@ -155,5 +155,5 @@ class Outbox:
             row.reason = f"{row.reason}; {reason}"
             row.state = store.SENT  # nothing more to send: ready to file for the manager
             session.execute(AssignmentRow.__table__.update().where(
-                AssignmentRow.message == item.message).values(closed_at=self.clock()))
+                AssignmentRow.message == item.message).values(ended_at=self.clock(), end_reason="undeliverable"))
         log.error("message #%d: %s", item.message, reason)

@@ -156,7 +156,8 @@ class Router:
                                           rule=decision.rule))
             return
         session.add(AssignmentRow(message=row.id, rep=rep.id, team=decision.team,
-                                  customer=q.sender, assigned_at=now))
+                                  customer=q.sender, assigned_at=now,
+                                  forward_message_id=row.forward_message_id))
         if decision.team:
             session.merge(TeamCursorRow(team=decision.team, last_rep=rep.id))
         session.add(OutboxRow(

@@ -101,18 +101,71 @@ class OutboxRow(Base):
 
 
 class AssignmentRow(Base):
-    """One inquiry given to one rep: the unit the first-reply clock and reports count."""
+    """One inquiry given to one rep: the unit the first-reply clock and reports count.
+
+    A reassignment ends this row (end_reason "reassigned") and starts a new one for the next
+    rep, linked by `reassigned_from`, so each rep's figures stay their own.
+    """
 
     __tablename__ = "assignments"
+    __table_args__ = (Index("ix_assignments_open", "first_reply_at", "ended_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
     rep: Mapped[str] = mapped_column(String(100), index=True)
     team: Mapped[str | None] = mapped_column(String(100))
     customer: Mapped[str] = mapped_column(String(320), index=True)
-    assigned_at: Mapped[datetime]
+    assigned_at: Mapped[datetime] = mapped_column(index=True)
+    how: Mapped[str] = mapped_column(String(20), default="rule")  # rule|registry|manual|reassign
+    due_at: Mapped[datetime | None]  # first reply due (business hours applied)
+    ladder: Mapped[str] = mapped_column(String(50), default="default")
+    forward_message_id: Mapped[str | None] = mapped_column(String(500), index=True)
     first_reply_at: Mapped[datetime | None]
-    closed_at: Mapped[datetime | None]
+    reply_message_id: Mapped[str | None] = mapped_column(String(500))
+    reply_seconds: Mapped[float | None]  # wall time, assigned -> first reply
+    reply_business_seconds: Mapped[float | None]  # the same in the team's business hours
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(30))  # reassigned|undeliverable|pooled
+    reassigned_from: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"))
+
+
+class SlaStepRow(Base):
+    """A ladder step taken (reminder, escalation, reassignment); unique, so never taken twice."""
+
+    __tablename__ = "sla_steps"
+    __table_args__ = (UniqueConstraint("assignment", "step", name="uq_sla_step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment: Mapped[int] = mapped_column(ForeignKey("assignments.id"), index=True)
+    step: Mapped[str] = mapped_column(String(50))  # e.g. "remind@5m"
+    kind: Mapped[str] = mapped_column(String(20))
+    due_at: Mapped[datetime]
+    done_at: Mapped[datetime]
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class CollisionRow(Base):
+    """A rep wrote to a customer the registry gives to another rep (撞单)."""
+
+    __tablename__ = "collisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer: Mapped[str] = mapped_column(String(320), index=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    rep: Mapped[str] = mapped_column(String(100), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    message_id: Mapped[str] = mapped_column(String(500), default="")
+    notified: Mapped[bool] = mapped_column(default=False)
+
+
+class SentCursorRow(Base):
+    """How far a watched Sent/journal folder has been read, so a restart reads on from there."""
+
+    __tablename__ = "sent_cursors"
+
+    source: Mapped[str] = mapped_column(String(200), primary_key=True)  # e.g. "rep:zhang:Sent"
+    uidvalidity: Mapped[int]
+    last_uid: Mapped[int]
 
 
 class TeamCursorRow(Base):
@@ -146,7 +199,7 @@ def open_database(url: str) -> sessionmaker[Session]:
 def open_assignment_counts(session: Session) -> dict[str, int]:
     rows = session.execute(
         select(AssignmentRow.rep, func.count()).where(
-            AssignmentRow.first_reply_at.is_(None), AssignmentRow.closed_at.is_(None)
+            AssignmentRow.first_reply_at.is_(None), AssignmentRow.ended_at.is_(None)
         ).group_by(AssignmentRow.rep))
     return {rep: n for rep, n in rows}
 
