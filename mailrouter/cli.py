@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="route sample inquiries on a throwaway local mail server")
     demo.add_argument("--keep", action="store_true", help="leave the demo's files in .demo/ for a look")
     demo.set_defaults(func=cmd_demo)
+    from .registry.cli import add_registry_parser
+
+    add_registry_parser(sub)
     return parser
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .forward import SUBJECT_FIELDS
 from .model import FormSender, ParseSettings
 from .parse.freemail import DEFAULT_FREE_MAIL_DOMAINS
+from .registry.settings import RegistrySettings, read_registry_section
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ class Config:
     parse: ParseSettings
     rules: Any = None  # RuleSet, compiled by mailrouter.rules (kept loose to avoid an import cycle)
     own_addresses: frozenset[str] = field(default_factory=frozenset)
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
 
 
 class _Reader:
@@ -210,7 +213,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
         raise ConfigError(problems)
     r = _Reader(str(path), problems)
     r.unknown_keys(data, {"daemon", "mailbox", "smtp", "reps", "teams", "folders", "forward",
-                          "classify", "form_sender"})
+                          "classify", "form_sender", "registry"})
     base = path.parent
     daemon = _daemon_section(r, r.table(data, "daemon"), base)
     mailboxes = _mailboxes(r, data.get("mailbox", []), environ, base)
@@ -221,6 +224,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
     subject_format, keyword_prefix, template_dir = _forward_section(r, r.table(data, "forward"), base)
     free_mail, threshold, own_extra = _classify_section(r, r.table(data, "classify"))
     form_senders = _form_senders(r, data.get("form_sender", []))
+    registry = read_registry_section(r, r.table(data, "registry"))
     ruleset = load_rules(daemon["rules_dir"], reps, teams, problems)
     if problems:
         raise ConfigError(problems)
@@ -233,7 +237,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
         template_dir=template_dir, rules_dir=daemon["rules_dir"],
         parse=ParseSettings(free_mail_domains=free_mail, form_senders=form_senders,
                             products=ruleset.products, language_threshold=threshold),
-        rules=ruleset, own_addresses=own,
+        rules=ruleset, own_addresses=own, registry=registry,
     )
 
 
@@ -416,12 +420,12 @@ def _folders(r: _Reader, d: dict) -> FoldersConfig:
 def _forward_section(r: _Reader, d: dict, base: Path) -> tuple[str, str, Path]:
     p = "forward."
     r.unknown_keys(d, {"subject_format", "keyword_prefix", "template_dir"}, p)
-    fmt = r.get(d, "subject_format", str, "[{country}][{products}] {subject}", p)
+    fmt = r.get(d, "subject_format", str, "[{reinquiry}][{country}][{products}] {subject}", p)
     try:
-        fmt.format(country="", products="", language="", rep="", rule="", subject="", tier="")
+        fmt.format(**{name: "" for name in SUBJECT_FIELDS})
     except (KeyError, IndexError, ValueError) as exc:
-        r.problem(p + "subject_format", f"bad placeholder {exc}; use {{country}} {{products}} "
-                  "{language} {rep} {rule} {subject}")
+        r.problem(p + "subject_format", f"bad placeholder {exc}; use "
+                  + " ".join("{" + name + "}" for name in SUBJECT_FIELDS))
     prefix = r.get(d, "keyword_prefix", str, "mr-", p)
     if not re.fullmatch(r"[A-Za-z0-9_-]*", prefix):
         r.problem(p + "keyword_prefix", "IMAP keywords allow only ASCII letters, digits, - and _")

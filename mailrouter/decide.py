@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from .classify import not_an_inquiry
 from .config import Config, TeamConfig
 from .model import Decision, Inquiry, Outcome
+from .registry import DO_NOT_CONTACT, REJECTED, RegistryMatch
 
 
 @dataclass(frozen=True)
@@ -21,14 +22,30 @@ class TeamState:
     open_counts: dict[str, int] = field(default_factory=dict)  # rep -> unreplied assignments
 
 
-def decide(inquiry: Inquiry, config: Config, state: TeamState) -> Decision:
+def decide(inquiry: Inquiry, config: Config, state: TeamState,
+           match: RegistryMatch | None = None) -> Decision:
+    """Not an inquiry → Ignored; a known customer → its owner (before or after the rules, as
+    configured); else the first matching rule; else Unrecognized for the manager."""
     reason = not_an_inquiry(inquiry, config.own_addresses)
     if reason:
         return Decision(Outcome.IGNORED, reason)
+    live = match if match is not None and not match.lapsed and config.registry.enabled else None
+    before = config.registry.position == "before_rules"
+    if live and before and (owner_decision := to_owner(live, config, state)):
+        return owner_decision
+    by_rule = by_rules(inquiry, config, state, match)
+    if by_rule.outcome is Outcome.UNRECOGNIZED and live and not before:
+        return to_owner(live, config, state) or by_rule
+    return by_rule
+
+
+def by_rules(inquiry: Inquiry, config: Config, state: TeamState,
+             match: RegistryMatch | None = None) -> Decision:
     rule = config.rules.first_match(inquiry)
+    lapsed = (f"; {match.evidence}",) if match is not None and match.lapsed else ()
     if rule is None:
-        return Decision(Outcome.UNRECOGNIZED, "no rule matched")
-    why = f"rule {rule.name!r}: {rule.reason(inquiry)}"
+        return Decision(Outcome.UNRECOGNIZED, "no rule matched" + "".join(lapsed))
+    why = f"rule {rule.name!r}: {rule.reason(inquiry)}" + "".join(lapsed)
     if rule.rep:
         rep = config.reps[rule.rep]
         if rep.active:
@@ -41,6 +58,31 @@ def decide(inquiry: Inquiry, config: Config, state: TeamState) -> Decision:
                         rule=rule.name, team=team.id)
     rep_id, how = choose_member(team, available, state)
     return Decision(Outcome.ROUTED, f"{why}; {how}", rule=rule.name, rep=rep_id, team=team.id)
+
+
+def to_owner(match: RegistryMatch, config: Config, state: TeamState) -> Decision | None:
+    """Route a known customer to its owner, or to the owner's team when the owner is away.
+
+    None when nobody can take it (no owner, or a departed owner with no team): rules decide.
+    """
+    notes = [("Re-inquiry 再次询盘", match.evidence)]
+    if match.status == REJECTED:
+        notes.append(("Previously rejected", match.status_reason or "(no reason given)"))
+    if match.status == DO_NOT_CONTACT:
+        return Decision(Outcome.UNRECOGNIZED, f"{match.evidence}; customer is marked do-not-contact"
+                        + (f": {match.status_reason}" if match.status_reason else ""))
+    owner = config.reps.get(match.owner or "")
+    if owner is not None and owner.active:
+        return Decision(Outcome.ROUTED, match.evidence, rep=owner.id, how="registry", notes=tuple(notes))
+    team = next((t for t in config.teams.values() if match.owner in t.members), None)
+    available = [m for m in team.members if config.reps[m].active] if team else []
+    if team is None or not available:
+        return None
+    rep_id, how = choose_member(team, available, state)
+    away = f"owner {match.owner} is away or has left; {how}"
+    notes.append(("Handover", away))
+    return Decision(Outcome.ROUTED, f"{match.evidence}; {away}", rep=rep_id, team=team.id,
+                    how="registry", notes=tuple(notes))
 
 
 def choose_member(team: TeamConfig, available: list[str], state: TeamState) -> tuple[str, str]:

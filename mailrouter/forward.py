@@ -86,8 +86,15 @@ def _subject_fields(inquiry: Inquiry, decision: Decision) -> dict[str, str]:
         "rule": decision.rule or "",
         "rep": decision.rep or "",
         "team": decision.team or "",
+        "tier": inquiry.tier or "",
+        "reinquiry": REINQUIRY_TAG if decision.reinquiry else "",
     }
     return {name: clean_header_text(value) for name, value in fields.items()}
+
+
+REINQUIRY_TAG = "再次询盘"
+SUBJECT_FIELDS = ("subject", "country", "products", "language", "domain", "company", "rule", "rep",
+                  "team", "tier", "reinquiry")
 
 
 def tag_subject(
@@ -158,6 +165,9 @@ def _headers(
     # Ask auto-responders (RFC 3834, Exchange) not to answer the forward: no loops.
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
+    if decision.reinquiry:  # a returning buyer: most mail clients show this as "important"
+        msg["Importance"] = "high"
+        msg["X-Priority"] = "2 (High)"
     rule, rep = decision.rule or "none", decision.rep or spec.rep_address
     msg[ROUTER_HEADER] = f"forward; rule={clean_header_text(rule)}; rep={clean_header_text(rep)}"
     msg["MIME-Version"] = "1.0"

@@ -46,6 +46,8 @@ class Inquiry:
     content_type: str = "text/plain"  # top-level MIME type, e.g. "multipart/report"
     company: str | None = None  # from a form's labelled fields
     via_form: str | None = None  # name of the form/platform sender that relayed it
+    score: int | None = None  # lead score 0..100, set once the registry has been consulted
+    tier: str | None = None  # "A" | "B" | "C" from the score bands
 
 
 class Outcome(str, enum.Enum):
@@ -66,6 +68,13 @@ class Decision:
     rule: str | None = None
     rep: str | None = None
     team: str | None = None
+    how: str = "rule"  # rule | registry | manual | reassign: what chose the rep
+    notes: tuple[tuple[str, str], ...] = ()  # extra routing-block lines (re-inquiry, score…)
+
+    @property
+    def reinquiry(self) -> bool:
+        """A known customer routed to its owner (再次询盘): tagged and raised in priority."""
+        return self.how == "registry"
 
 
 # The router marks every message it sends with this header (and Auto-Submitted), so its own

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable
 
@@ -21,11 +21,19 @@ from .fingerprint import content_key, raw_sha256
 from .forward import ForwardError, ForwardSpec, build_forward, tag_subject
 from .model import Decision, Inquiry, Outcome
 from .parse import UnreadableMessage, parse_message
+from .registry import RegistryMatch, Score, match_sender, record_routed, score_inquiry
 from .store import AssignmentRow, MessageRow, OutboxRow, TeamCursorRow
 from .templating import make_environment
 
 log = logging.getLogger("mailrouter.route")
 Clock = Callable[[], datetime]
+
+
+Lookup = Callable[[Inquiry], "RegistryMatch | None"]
+
+
+def no_registry(_inquiry: Inquiry) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -34,10 +42,16 @@ class Examined:
 
     inquiry: Inquiry | None  # None when the message could not be parsed at all
     decision: Decision
+    match: RegistryMatch | None = None
+    score: Score | None = None
 
 
-def examine(raw: bytes, config: Config, state: TeamState) -> Examined:
-    """Parse and decide without side effects; an unreadable or hostile message is quarantined."""
+def examine(raw: bytes, config: Config, state: TeamState, lookup: Lookup = no_registry) -> Examined:
+    """Parse, consult the registry (read only), score and decide; nothing else.
+
+    An unreadable or hostile message, or a bug in any stage, quarantines the message instead
+    of stopping the daemon.
+    """
     try:
         inquiry = parse_message(raw, config.parse)
     except UnreadableMessage as exc:
@@ -46,10 +60,22 @@ def examine(raw: bytes, config: Config, state: TeamState) -> Examined:
         log.exception("parser failed")
         return Examined(None, Decision(Outcome.QUARANTINED, f"parser error: {type(exc).__name__}: {exc}"))
     try:
-        return Examined(inquiry, decide(inquiry, config, state))
+        match = lookup(inquiry) if config.registry.enabled else None
+        score = score_inquiry(inquiry, config.registry.score,
+                              reinquiry=match is not None and not match.lapsed)
+        inquiry = replace(inquiry, score=score.points, tier=score.tier)
+        decision = decide(inquiry, config, state, match)
+        return Examined(inquiry, _with_score(decision, score), match, score)
     except Exception as exc:
         log.exception("decision failed for %s", inquiry.message_id)
         return Examined(inquiry, Decision(Outcome.QUARANTINED, f"rule error: {type(exc).__name__}: {exc}"))
+
+
+def _with_score(decision: Decision, score: Score) -> Decision:
+    if decision.outcome is not Outcome.ROUTED:
+        return decision
+    line = f"{score.points} ({score.tier})" + (": " + "; ".join(score.reasons) if score.reasons else "")
+    return replace(decision, notes=decision.notes + (("Lead score", line),))
 
 
 def destination(decision: Decision, config: Config) -> tuple[str, tuple[str, ...]]:
@@ -98,7 +124,7 @@ class Router:
                     f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))
             else:
                 state = TeamState(store.team_cursors(session), store.open_assignment_counts(session))
-                examined = examine(raw, self.config, state)
+                examined = examine(raw, self.config, state, self._registry_lookup(session))
             row = self._insert_message(session, mailbox, uidvalidity, uid, raw, sha, key, examined)
             if earlier:
                 row.duplicate_of = earlier.id
@@ -106,6 +132,10 @@ class Router:
             if examined.decision.outcome is Outcome.ROUTED:
                 self._assign_and_queue(session, row, raw, examined, mailbox)
             return row
+
+    def _registry_lookup(self, session: Session) -> Lookup:
+        registry, free = self.config.registry, self.config.parse.free_mail_domains
+        return lambda q: match_sender(session, q, free, self.clock(), registry.quiet_days)
 
     def _adopt_after_uidvalidity_change(self, session: Session, mailbox: str, uidvalidity: int,
                                         uid: int, sha: str) -> MessageRow | None:
@@ -148,7 +178,8 @@ class Router:
         spec = ForwardSpec(
             shared_address=mailbox.address, shared_name=mailbox.display_name,
             rep_address=rep.email, rep_name=rep.name, message_id=row.forward_message_id,
-            subject=tag_subject(self.config.subject_format, q, decision), language=rep.language)
+            subject=tag_subject(self.config.subject_format, q, decision), language=rep.language,
+            extra=dict(decision.notes))
         try:
             payload = build_forward(raw, q, decision, spec, self.templates, now.astimezone(self.config.timezone))
         except ForwardError as exc:  # e.g. no address a Reply could reach: the manager must look
@@ -156,8 +187,11 @@ class Router:
                                           rule=decision.rule))
             return
         session.add(AssignmentRow(message=row.id, rep=rep.id, team=decision.team,
-                                  customer=q.sender, assigned_at=now,
+                                  customer=q.sender, assigned_at=now, how=decision.how,
                                   forward_message_id=row.forward_message_id))
+        if self.config.registry.enabled:
+            record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
+                          quiet_days=self.config.registry.quiet_days, reason=_handover_reason(decision))
         if decision.team:
             session.merge(TeamCursorRow(team=decision.team, last_rep=rep.id))
         session.add(OutboxRow(
@@ -203,6 +237,10 @@ class Router:
             for row in rows:
                 session.execute(MessageRow.__table__.update().where(MessageRow.id == row.id)
                                 .values(file_attempts=MessageRow.file_attempts + 1, last_error=error))
+
+
+def _handover_reason(decision: Decision) -> str:
+    return dict(decision.notes).get("Handover", "")
 
 
 def log_decision(row: MessageRow, now: datetime, note: str = "") -> None:

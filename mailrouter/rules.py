@@ -94,6 +94,18 @@ class FreeMail:
 
 
 @dataclass(frozen=True)
+class MinScore:
+    name: str
+    minimum: int
+
+    def matches(self, inquiry: Inquiry) -> bool:
+        return inquiry.score is not None and inquiry.score >= self.minimum
+
+    def describe(self, inquiry: Inquiry) -> str:
+        return f"score {inquiry.score} >= {self.minimum}"
+
+
+@dataclass(frozen=True)
 class Keywords:
     name: str
     matcher: KeywordMatcher
@@ -135,7 +147,7 @@ class RuleSet:
 
 
 RULE_KEYS = {"name", "country", "region", "language", "product", "sender_domain", "sender",
-             "recipient", "free_mail", "keywords", "rep", "team"}
+             "recipient", "free_mail", "keywords", "score_min", "tier", "rep", "team"}
 
 
 def load_rules(rules_dir: Path, reps: dict[str, RepConfig], teams: dict[str, TeamConfig],
@@ -245,4 +257,13 @@ def _conditions(r: _Reader, d: dict, p: str, regions: dict[str, frozenset[str]],
         conds.append(FreeMail("free_mail", r.get(d, "free_mail", bool, False, p)))
     if keywords := r.str_list(d, "keywords", p):
         conds.append(Keywords("keywords", KeywordMatcher(keywords)))
+    if "score_min" in d:
+        minimum = r.get(d, "score_min", int, 0, p)
+        if not 0 <= minimum <= 100:
+            r.problem(p + "score_min", "a lead score is between 0 and 100")
+        conds.append(MinScore("score", minimum))
+    if tiers := r.str_list(d, "tier", p):
+        if bad := [t for t in tiers if t not in ("A", "B", "C")]:
+            r.problem(p + "tier", f"tiers are A, B and C, not {bad}")
+        conds.append(FieldIn("tier", frozenset(tiers), lambda q: q.tier))
     return conds

@@ -32,7 +32,7 @@ class Sample:
         return "" if sender.lower().startswith("mailer-daemon@") else sender
 
 
-def _mail(sender: str, subject: str, body: str, *, to: str = SALES, html: str | None = None,
+def compose(sender: str, subject: str, body: str, *, to: str = SALES, html: str | None = None,
           headers: dict[str, str] | None = None, attachment: tuple[str, bytes] | None = None,
           n: int = 0) -> bytes:
     msg = EmailMessage()
@@ -87,68 +87,68 @@ def demo_samples() -> list[Sample]:
     def add(label, raw, outcome, target=None, to=(SALES,), duplicate_in=None, buyer=None):
         s.append(Sample(label, to, raw, outcome, target, duplicate_in, buyer))
 
-    add("German PCB buyer", _mail("Klaus Becker <k.becker@becker-elektronik.de>",
+    add("German PCB buyer", compose("Klaus Becker <k.becker@becker-elektronik.de>",
                                   "Anfrage Leiterplatten 5000 Stück", GERMAN, n=1), "routed", "zhang")
-    add("Austrian PCB buyer, HTML only", _mail(
+    add("Austrian PCB buyer, HTML only", compose(
         "Einkauf <einkauf@steuer-technik.at>", "Anfrage PCB", GERMAN,
         html=f"<html><body><p>{GERMAN.replace(chr(10), '<br>')}</p></body></html>", n=2),
         "routed", "zhang")
-    add("French LED distributor", _mail("Marie Dubois <m.dubois@lumiere-lyon.fr>",
+    add("French LED distributor", compose("Marie Dubois <m.dubois@lumiere-lyon.fr>",
                                         "Demande de prix panneaux LED", FRENCH, n=3), "routed", "team:europe")
-    add("Italian valve buyer", _mail("Luca Rossi <luca.rossi@idraulica-milano.it>",
+    add("Italian valve buyer", compose("Luca Rossi <luca.rossi@idraulica-milano.it>",
                                      "Richiesta preventivo valvole", ITALIAN, n=4), "routed", "team:europe")
-    add("Dutch LED wholesaler", _mail("Pieter de Vries <pieter@verlichting-groothandel.nl>",
+    add("Dutch LED wholesaler", compose("Pieter de Vries <pieter@verlichting-groothandel.nl>",
                                       "Offerte LED lampen", DUTCH, n=5), "routed", "team:europe")
-    add("Mexican valve buyer", _mail("Juan Pérez <compras@construcciones-gdl.com.mx>",
+    add("Mexican valve buyer", compose("Juan Pérez <compras@construcciones-gdl.com.mx>",
                                      "Cotización válvulas", SPANISH, n=6), "routed", "team:americas")
-    add("Brazilian distributor", _mail("Ana Souza <ana@distribuidora-sp.com.br>",
+    add("Brazilian distributor", compose("Ana Souza <ana@distribuidora-sp.com.br>",
                                        "Cotação de válvulas", PORTUGUESE, n=7), "routed", "team:americas")
-    add("Spanish speaker on gmail", _mail("Carlos Gómez <carlos.gomez.compras@gmail.com>",
+    add("Spanish speaker on gmail", compose("Carlos Gómez <carlos.gomez.compras@gmail.com>",
                                           "Consulta de precios", SPANISH, n=8), "routed", "team:americas")
-    add("Russian PCB buyer", _mail("Иван Петров <ivan@elektronika-msk.ru>",
+    add("Russian PCB buyer", compose("Иван Петров <ivan@elektronika-msk.ru>",
                                    "Запрос: печатные платы", RUSSIAN, n=9), "routed", "chen")
-    add("Russian speaker on mail.ru", _mail("Ivan <ivan.petrov1980@mail.ru>",
+    add("Russian speaker on mail.ru", compose("Ivan <ivan.petrov1980@mail.ru>",
                                             "Запрос цены", RUSSIAN, n=10), "routed", "chen")
-    add("Chinese-speaking buyer", _mail("李先生 <li@trading-sg.com>", "询价：电路板", CHINESE, n=11),
+    add("Chinese-speaking buyer", compose("李先生 <li@trading-sg.com>", "询价：电路板", CHINESE, n=11),
         "routed", "wang")
-    add("US buyer via the america@ alias", _mail("John Smith <john@components-usa.com>",
+    add("US buyer via the america@ alias", compose("John Smith <john@components-usa.com>",
                                                  "Request for quotation", ENGLISH, to=AMERICA, n=12),
         "routed", "team:americas")  # the alias delivers into sales@; its To: is the routing signal
-    add("German buyer with a drawing attached", _mail(
+    add("German buyer with a drawing attached", compose(
         "Technik <technik@maschinenbau-koeln.de>", "Anfrage Leiterplatten nach Zeichnung", GERMAN,
         attachment=("Zeichnung-4711.pdf", b"%PDF-1.4\n" + b"0" * 20000), n=13), "routed", "zhang")
-    add("Same inquiry to sales@ and info@", _mail(
+    add("Same inquiry to sales@ and info@", compose(
         "Sophie Martin <sophie.martin@eclairage-paris.fr>", "Demande de devis LED", FRENCH,
         to=f"{SALES}, {INFO}", n=14), "routed", "team:europe", to=(SALES, INFO), duplicate_in=INFO)
-    add("English gmail sender, no product", _mail("buyer.jones@gmail.com", "Price list please",
+    add("English gmail sender, no product", compose("buyer.jones@gmail.com", "Price list please",
                                                   ENGLISH, n=15), "unrecognized")
-    add("English .com importer", _mail("Sam Lee <sam@global-imports.com>", "Catalogue request",
+    add("English .com importer", compose("Sam Lee <sam@global-imports.com>", "Catalogue request",
                                        ENGLISH, n=16), "unrecognized")
-    add("Website contact form (buyer in Reply-To)", _mail(
+    add("Website contact form (buyer in Reply-To)", compose(
         "Website <noreply@example.com>", "New contact form submission",
         "Name: Giulia Bianchi\nCompany: Bianchi Illuminazione Srl\nCountry: Italy\n"
         "Email: giulia@bianchi-illuminazione.it\n\nMessage:\nBuongiorno, vorremmo un preventivo per "
         "lampade LED da incasso, 800 pezzi, consegna a Napoli. Grazie mille.",
         headers={"Reply-To": "Giulia Bianchi <giulia@bianchi-illuminazione.it>"}, n=17),
         "routed", "team:europe")
-    add("B2B platform notification (buyer in fields)", _mail(
+    add("B2B platform notification (buyer in fields)", compose(
         "Alibaba <inquiry@notice.alibaba.com>", "You have a new inquiry",
         "Buyer inquiry details\n\nName: Hans Müller\nCompany: Müller Antriebstechnik GmbH\n"
         "Country: Germany\nEmail: h.mueller@mueller-antriebe.de\n\nMessage:\nWir benötigen ein "
         "Angebot für Leiterplatten, 2000 Stück, mit Lieferung nach Hamburg. Bitte mit Preis und "
         "Lieferzeit.", n=18), "routed", "zhang", buyer="h.mueller@mueller-antriebe.de")
-    add("Out-of-office auto-reply", _mail(
+    add("Out-of-office auto-reply", compose(
         "Peter Braun <p.braun@kunde-gmbh.de>", "Abwesenheitsnotiz: Ihre Nachricht",
         "Ich bin bis zum 15. November nicht im Büro.", headers={"Auto-Submitted": "auto-replied"},
         n=19), "ignored")
     add("Delivery failure (bounce)", _bounce(n=20), "ignored")
-    add("Newsletter", _mail("Trade Fair News <news@fair-newsletter.com>", "November newsletter",
+    add("Newsletter", compose("Trade Fair News <news@fair-newsletter.com>", "November newsletter",
                             ENGLISH, headers={"List-Id": "<news.fair-newsletter.com>",
                                               "List-Unsubscribe": "<mailto:unsub@fair-newsletter.com>",
                                               "Precedence": "bulk"}, n=21), "ignored")
-    add("Mail from our own rep", _mail("Li Na <li@example.com>", "FYI customer list", ENGLISH, n=22),
+    add("Mail from our own rep", compose("Li Na <li@example.com>", "FYI customer list", ENGLISH, n=22),
         "ignored")
-    add("Hostile subject with encoded CR/LF", _mail(
+    add("Hostile subject with encoded CR/LF", compose(
         "Mallory <m@evil-buyer.de>", "=?utf-8?q?Anfrage=0D=0ABcc:_victim@example.org?=", GERMAN,
         n=23), "routed", "zhang")
     add("Not an email at all", b"\x00\x01\x02 this is not a message \xff\xfe\n", "quarantined")
@@ -196,6 +196,6 @@ def bulk_samples(count: int, start: int = 1000, attachment_every: int = 0,
         attachment = None
         if attachment_every and i % attachment_every == 0:
             attachment = (f"RFQ-{i}.pdf", b"%PDF-1.4\n" + bytes(range(256)) * (attachment_size // 256))
-        raw = _mail(sender, f"{subject} #{i}", f"{body}\n\nRef. {i}", attachment=attachment, n=start + i)
+        raw = compose(sender, f"{subject} #{i}", f"{body}\n\nRef. {i}", attachment=attachment, n=start + i)
         result.append(Sample(f"bulk {i}", (SALES,), raw, "routed"))
     return result

@@ -5,7 +5,11 @@ import email
 import email.policy
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from mailrouter.config import Config, load_config
+from mailrouter.pipeline import Clock
+from mailrouter.store import MessageRow, open_database, utcnow
 from mailrouter.daemon import Daemon
 from mailrouter.demo import deliver_samples, wait_until_filed, write_testbed_config
 from mailrouter.fingerprint import content_key
@@ -18,12 +22,15 @@ def configure(bed: TestBed, workdir: Path, **daemon) -> Config:
     return load_config(write_testbed_config(ROOT / "config.toml", bed, workdir, **daemon))
 
 
-def route_all(bed: TestBed, config: Config, samples: list[Sample]) -> None:
+def route_all(bed: TestBed, config: Config, samples: list[Sample], clock: Clock = utcnow) -> None:
+    """Deliver, run the daemon until every message (old and new) is filed, stop it."""
+    with open_database(config.database)() as session:
+        before = session.scalar(select(func.count()).select_from(MessageRow))
     copies = deliver_samples(bed, samples)
-    daemon = Daemon(config)
+    daemon = Daemon(config, clock)
     daemon.start()
     try:
-        assert wait_until_filed(config, copies, timeout=90), "not every message was filed"
+        assert wait_until_filed(config, before + copies, timeout=90), "not every message was filed"
     finally:
         daemon.stop()
 

@@ -137,6 +137,11 @@ def company_candidates(signature: str, company: str | None = None, tail: str = "
     labelled = [_LABEL.sub("", ln) for ln in lines if _LABEL.match(ln)]
     plain = [ln for ln in lines if 2 <= len(ln) <= 80 and not _NOT_A_NAME.search(ln)]
     for line in labelled + plain:
-        if line and line not in result:
-            result.append(line)
+        # "Einkauf, Becker Elektronik GmbH", "Purchasing | Acme Ltd": a title and the company
+        for part in (line, *(p.strip() for p in _LINE_PARTS.split(line))):
+            if len(part) >= 2 and part not in result:
+                result.append(part)
     return tuple(result)
+
+
+_LINE_PARTS = re.compile(r"\s*[,|·•/–—]\s*|\s+-\s+")

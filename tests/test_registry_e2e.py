@@ -1,0 +1,96 @@
+"""One client, one rep — on the real mail test bed, with the clock moved instead of slept."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from mailrouter.cli import main
+from mailrouter.samples import FRENCH, GERMAN, SPANISH, Sample, compose
+from tests.mailcheck import configure, forwards_by_original, parsed, route_all
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 10, 20, 9, 0, tzinfo=timezone.utc)
+
+
+class MovableClock:
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def inquiry(sender: str, subject: str, body: str, n: int) -> Sample:
+    return Sample(subject, ("sales@example.com",), compose(sender, subject, body, n=n), "routed")
+
+
+def forward_of(bed, config, sample):
+    (rep, fwd), = forwards_by_original(bed, config)[str(parsed(sample.raw)["Message-ID"])]
+    return rep, fwd
+
+
+def test_colleague_at_the_same_company_reaches_the_same_rep(bed, tmp_path):
+    config = configure(bed, tmp_path)
+    clock = MovableClock(START)
+    first = inquiry("Marie Dubois <m.dubois@lumiere-lyon.fr>", "Demande de prix LED", FRENCH, 301)
+    route_all(bed, config, [first], clock)
+    owner, _ = forward_of(bed, config, first)
+
+    clock.now = START + timedelta(days=30)  # "last month"
+    # round robin alone would now give the other member of the team
+    colleague = inquiry("Paul Martin <p.martin@lumiere-lyon.fr>", "Nouvelle demande LED", FRENCH, 302)
+    route_all(bed, config, [colleague], clock)
+    rep, fwd = forward_of(bed, config, colleague)
+    assert rep == owner
+    assert str(fwd["Subject"]).startswith("[再次询盘][FR]")
+    assert fwd["Importance"] == "high"
+    body = fwd.get_body(("plain",)).get_content()
+    assert "same domain as lumiere-lyon.fr" in body and f"owned by {owner}" in body
+
+
+def test_free_mail_senders_are_never_matched_by_domain(bed, tmp_path):
+    config = configure(bed, tmp_path)
+    clock = MovableClock(START)
+    first = inquiry("Carlos <carlos.compras@gmail.com>", "Consulta de precios", SPANISH, 311)
+    other = inquiry("Lucia <lucia.ventas@gmail.com>", "Consulta de precios", SPANISH, 312)
+    route_all(bed, config, [first], clock)
+    clock.now += timedelta(days=1)
+    route_all(bed, config, [other], clock)
+    _, fwd = forward_of(bed, config, other)
+    assert "再次询盘" not in str(fwd["Subject"]) and fwd["Importance"] is None
+    assert "spanish-portuguese" in fwd["X-Mailrouter"]  # decided by the rules, not the registry
+
+
+def test_trade_show_contact_writing_from_free_mail_reaches_the_importing_owner(bed, tmp_path, capsys):
+    config = configure(bed, tmp_path)
+    sheet = tmp_path / "canton-fair.csv"
+    sheet.write_text("姓名,公司,电话,国家\n"
+                     "Klaus Becker,Becker Elektronik GmbH,+49 89 1234567,德国\n", encoding="utf-8-sig")
+    assert main(["-c", str(config.path), "registry", "import", str(sheet),
+                 "--source", "Canton Fair 2025", "--owner", "li"]) == 0
+    assert "created 1" in capsys.readouterr().out.replace(":", "")
+    # GERMAN ends with the signature "Becker Elektronik GmbH / Tel. +49 89 1234567";
+    # the rules alone would give a German PCB inquiry to zhang.
+    mail = inquiry("Klaus <klaus.becker.1970@gmail.com>", "Anfrage Leiterplatten", GERMAN, 321)
+    route_all(bed, config, [mail], MovableClock(START))
+    rep, fwd = forward_of(bed, config, mail)
+    assert rep == "li"
+    assert str(fwd["Subject"]).startswith("[再次询盘]")
+
+
+def test_ownership_lapses_after_the_quiet_period(bed, tmp_path):
+    config = configure(bed, tmp_path)
+    clock = MovableClock(START)
+    first = inquiry("Marie Dubois <m.dubois@lumiere-lyon.fr>", "Demande de prix LED", FRENCH, 331)
+    route_all(bed, config, [first], clock)
+    owner, _ = forward_of(bed, config, first)
+
+    clock.now = START + timedelta(days=config.registry.quiet_days + 1)
+    again = inquiry("Paul Martin <p.martin@lumiere-lyon.fr>", "Nouvelle demande LED", FRENCH, 332)
+    route_all(bed, config, [again], clock)
+    rep, fwd = forward_of(bed, config, again)
+    assert "再次询盘" not in str(fwd["Subject"])
+    assert rep != owner  # the rules decided again: round robin moved on to the other member
+    assert "rule=europe" in fwd["X-Mailrouter"]
