@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,6 +17,7 @@ from .forward import SUBJECT_FIELDS
 from .model import FormSender, ParseSettings
 from .parse.freemail import DEFAULT_FREE_MAIL_DOMAINS
 from .registry.settings import RegistrySettings, read_registry_section
+from .sla.config import SlaConfig, read_sla
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class FoldersConfig:
     duplicate: str = "Duplicates"
     quarantine: str = "Quarantine"
     undeliverable: str = "Undeliverable"
+    pool: str = "Pool"  # inquiries taken from a rep who did not answer, for anyone to pick up
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ class Config:
     rules: Any = None  # RuleSet, compiled by mailrouter.rules (kept loose to avoid an import cycle)
     own_addresses: frozenset[str] = field(default_factory=frozenset)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
+    sla: SlaConfig = field(default_factory=SlaConfig)
 
 
 class _Reader:
@@ -213,7 +216,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
         raise ConfigError(problems)
     r = _Reader(str(path), problems)
     r.unknown_keys(data, {"daemon", "mailbox", "smtp", "reps", "teams", "folders", "forward",
-                          "classify", "form_sender", "registry"})
+                          "classify", "form_sender", "registry", "sla", "reply_source"})
     base = path.parent
     daemon = _daemon_section(r, r.table(data, "daemon"), base)
     mailboxes = _mailboxes(r, data.get("mailbox", []), environ, base)
@@ -225,6 +228,16 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
     free_mail, threshold, own_extra = _classify_section(r, r.table(data, "classify"))
     form_senders = _form_senders(r, data.get("form_sender", []))
     registry = read_registry_section(r, r.table(data, "registry"))
+    team_hours = {t: h for t, td in r.table(data, "teams").items()
+                  if isinstance(td, dict) and isinstance(h := td.get("hours", {}), dict)}
+
+    def reply_server(d: dict, p: str, own: set[str]) -> ServerConfig:
+        r.unknown_keys(d, SERVER_KEYS | own, p)
+        return _server(r, d, p, environ, base, {"implicit": 993, "starttls": 143, "none": 143})
+
+    sla = read_sla(r, data, team_hours, daemon["timezone"].key, environ, reply_server,
+                   set(reps), {m.name for m in mailboxes})
+    sla = replace(sla, max_open={rep: n for rep, n in _rep_caps(r, r.table(data, "reps")).items()})
     ruleset = load_rules(daemon["rules_dir"], reps, teams, problems)
     if problems:
         raise ConfigError(problems)
@@ -237,7 +250,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
         template_dir=template_dir, rules_dir=daemon["rules_dir"],
         parse=ParseSettings(free_mail_domains=free_mail, form_senders=form_senders,
                             products=ruleset.products, language_threshold=threshold),
-        rules=ruleset, own_addresses=own, registry=registry,
+        rules=ruleset, own_addresses=own, registry=registry, sla=sla,
     )
 
 
@@ -362,7 +375,7 @@ def _reps(r: _Reader, d: dict) -> dict[str, RepConfig]:
         if not ID_PATTERN.match(rep_id):
             r.problem(p[:-1], "rep ids are lower-case ASCII letters, digits, - and _ "
                       "(they become IMAP keywords); put the full name in name =")
-        r.unknown_keys(rd, {"name", "email", "language", "folder", "active"}, p)
+        r.unknown_keys(rd, {"name", "email", "language", "folder", "active", "max_open"}, p)
         email = r.get(rd, "email", str, "", p, required=True).strip().lower()
         if email and "@" not in email:
             r.problem(p + "email", f"{email!r} is not an email address")
@@ -386,7 +399,7 @@ def _teams(r: _Reader, d: dict, reps: dict[str, RepConfig]) -> dict[str, TeamCon
             continue
         if team_id in reps:
             r.problem(p[:-1], "a team cannot have the same id as a rep")
-        r.unknown_keys(td, {"members", "strategy", "supervisor"}, p)
+        r.unknown_keys(td, {"members", "strategy", "supervisor", "hours"}, p)
         members = r.str_list(td, "members", p)
         for m in members:
             if m not in reps:
@@ -401,6 +414,18 @@ def _teams(r: _Reader, d: dict, reps: dict[str, RepConfig]) -> dict[str, TeamCon
             r.problem(p + "supervisor", f"unknown rep {supervisor!r}")
         teams[team_id] = TeamConfig(team_id, members, strategy, supervisor)
     return teams
+
+
+def _rep_caps(r: _Reader, d: dict) -> dict[str, int]:
+    """reps.X.max_open: a rep with this many unreplied inquiries gets no new ones."""
+    caps = {}
+    for rep_id, rd in d.items():
+        if isinstance(rd, dict) and "max_open" in rd:
+            cap = r.get(rd, "max_open", int, 0, f"reps.{rep_id}.")
+            if cap < 1:
+                r.problem(f"reps.{rep_id}.max_open", "must be at least 1 (leave it out for no cap)")
+            caps[rep_id] = cap
+    return caps
 
 
 def _folders(r: _Reader, d: dict) -> FoldersConfig:

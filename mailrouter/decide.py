@@ -20,6 +20,23 @@ class TeamState:
 
     last_assigned: dict[str, str] = field(default_factory=dict)  # team -> rep last given one
     open_counts: dict[str, int] = field(default_factory=dict)  # rep -> unreplied assignments
+    away: frozenset[str] = frozenset()  # reps marked away (`mailrouter rep away`)
+
+
+def is_available(rep_id: str, config: Config, state: TeamState) -> bool:
+    """Active, not away, and under the rep's cap on unreplied inquiries (reps.X.max_open)."""
+    rep = config.reps.get(rep_id)
+    cap = config.sla.max_open.get(rep_id)
+    return (rep is not None and rep.active and rep_id not in state.away
+            and (cap is None or state.open_counts.get(rep_id, 0) < cap))
+
+
+def why_unavailable(rep_id: str, config: Config, state: TeamState) -> str:
+    if rep_id not in config.reps or not config.reps[rep_id].active:
+        return f"rep {rep_id} is inactive"
+    if rep_id in state.away:
+        return f"rep {rep_id} is away"
+    return f"rep {rep_id} has {state.open_counts.get(rep_id, 0)} unreplied (cap {config.sla.max_open.get(rep_id)})"
 
 
 def decide(inquiry: Inquiry, config: Config, state: TeamState,
@@ -47,12 +64,12 @@ def by_rules(inquiry: Inquiry, config: Config, state: TeamState,
         return Decision(Outcome.UNRECOGNIZED, "no rule matched" + "".join(lapsed))
     why = f"rule {rule.name!r}: {rule.reason(inquiry)}" + "".join(lapsed)
     if rule.rep:
-        rep = config.reps[rule.rep]
-        if rep.active:
-            return Decision(Outcome.ROUTED, why, rule=rule.name, rep=rep.id)
-        return Decision(Outcome.UNRECOGNIZED, f"{why}; but rep {rep.id} is inactive", rule=rule.name)
+        if is_available(rule.rep, config, state):
+            return Decision(Outcome.ROUTED, why, rule=rule.name, rep=rule.rep)
+        return Decision(Outcome.UNRECOGNIZED, f"{why}; but {why_unavailable(rule.rep, config, state)}",
+                        rule=rule.name)
     team = config.teams[rule.team]
-    available = [m for m in team.members if config.reps[m].active]
+    available = [m for m in team.members if is_available(m, config, state)]
     if not available:
         return Decision(Outcome.UNRECOGNIZED, f"{why}; but team {team.id} has no active member",
                         rule=rule.name, team=team.id)
@@ -71,15 +88,14 @@ def to_owner(match: RegistryMatch, config: Config, state: TeamState) -> Decision
     if match.status == DO_NOT_CONTACT:
         return Decision(Outcome.UNRECOGNIZED, f"{match.evidence}; customer is marked do-not-contact"
                         + (f": {match.status_reason}" if match.status_reason else ""))
-    owner = config.reps.get(match.owner or "")
-    if owner is not None and owner.active:
-        return Decision(Outcome.ROUTED, match.evidence, rep=owner.id, how="registry", notes=tuple(notes))
+    if match.owner and is_available(match.owner, config, state):
+        return Decision(Outcome.ROUTED, match.evidence, rep=match.owner, how="registry", notes=tuple(notes))
     team = next((t for t in config.teams.values() if match.owner in t.members), None)
-    available = [m for m in team.members if config.reps[m].active] if team else []
+    available = [m for m in team.members if is_available(m, config, state)] if team else []
     if team is None or not available:
         return None
     rep_id, how = choose_member(team, available, state)
-    away = f"owner {match.owner} is away or has left; {how}"
+    away = f"owner {match.owner} is not available ({why_unavailable(match.owner or '-', config, state)}); {how}"
     notes.append(("Handover", away))
     return Decision(Outcome.ROUTED, f"{match.evidence}; {away}", rep=rep_id, team=team.id,
                     how="registry", notes=tuple(notes))

@@ -32,9 +32,14 @@ def testbed_users(config_path: Path) -> list[str]:
     return list(dict.fromkeys(users + extra))
 
 
-def write_testbed_config(config_path: Path, bed: TestBed, workdir: Path, **daemon: object) -> Path:
-    """Copy a config with its servers pointed at the test bed; return the new file's path."""
+def write_testbed_config(config_path: Path, bed: TestBed, workdir: Path,
+                         overrides: dict | None = None, **daemon: object) -> Path:
+    """Copy a config with its servers pointed at the test bed; return the new file's path.
+
+    `overrides` are merged into the TOML tables (e.g. {"sla": {"sweep_interval": 0.1}}).
+    """
     data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    _merge(data, overrides or {})
     password_file = workdir / "password"
     password_file.write_text(bed.password, encoding="utf-8")
     password_file.chmod(0o600)
@@ -56,6 +61,23 @@ def write_testbed_config(config_path: Path, bed: TestBed, workdir: Path, **daemo
     out = workdir / "config.toml"
     out.write_text(tomli_w.dumps(data), encoding="utf-8")
     return out
+
+
+def _merge(into: dict, extra: dict) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def rep_reply_sources(config_path: Path, bed: TestBed, password_file: Path,
+                      poll_interval: float = 0.2) -> list[dict]:
+    """[[reply_source]] tables watching every rep's own Sent folder on the test bed."""
+    data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    return [{"kind": "rep_mailbox", "rep": rep_id, "host": bed.host, "port": bed.imap_port,
+             "tls": "none", "user": rep["email"], "password_file": str(password_file),
+             "poll_interval": poll_interval} for rep_id, rep in data["reps"].items()]
 
 
 def deliver_samples(bed: TestBed, samples: list[Sample]) -> int:

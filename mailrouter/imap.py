@@ -13,6 +13,7 @@ import re
 import socket
 import ssl
 import time
+from datetime import datetime
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -159,6 +160,13 @@ class FolderNames:
             )
         return self.prefix + self.separator.join(parts)
 
+    def logical_name(self, server_name: str) -> str:
+        """The inverse of server_name: "INBOX.Sent" -> "Sent" on an INBOX. server."""
+        if server_name.upper() == "INBOX":
+            return "INBOX"
+        name = server_name[len(self.prefix):] if self.prefix and server_name.startswith(self.prefix) else server_name
+        return name.replace(self.separator, "/") if self.separator else name
+
     def with_parents(self, logical: str) -> list[str]:
         """'Routed/zhang' -> server names of 'Routed' and 'Routed/zhang', parents first."""
         parts = logical.strip("/").split("/")
@@ -260,13 +268,50 @@ class Mailbox:
 
     def select_inbox(self) -> int:
         """SELECT the shared inbox (read-write); returns its UIDVALIDITY."""
+        return self.select_folder(self.settings.inbox)
+
+    def select_folder(self, logical: str, readonly: bool = False) -> int:
+        """SELECT (or EXAMINE, read-only) a logical folder; returns its UIDVALIDITY."""
         self._end_idle()
-        with _translated(f"SELECT {self.settings.inbox}"):
-            info = self._client.select_folder(self.names.server_name(self.settings.inbox))
+        with _translated(f"SELECT {logical}"):
+            info = self._client.select_folder(self.names.server_name(logical), readonly=readonly)
         # Without PERMANENTFLAGS we cannot know keywords stick; assume they don't.
         self._custom_keywords = rb"\*" in info.get(b"PERMANENTFLAGS", ())
         self._selected = True
         return int(info[b"UIDVALIDITY"])
+
+    def folders_with_flags(self) -> list[tuple[frozenset[str], str]]:
+        """(flags, logical "/"-separated name) of every folder, e.g. to find the one marked \\Sent."""
+        self._end_idle()
+        with _translated("LIST"):
+            listing = self._client.list_folders()
+        return [(frozenset(to_unicode(f) for f in flags), self.names.logical_name(to_unicode(name)))
+                for flags, _sep, name in listing]
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs above `last_uid` in the selected folder (for reading a Sent folder onwards)."""
+        self._end_idle()
+        with _translated("UID SEARCH"):
+            return sorted(u for u in self._client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
+
+    def search_header(self, name: str, value: str) -> list[int]:
+        """UIDs in the selected folder whose header `name` contains `value`."""
+        self._end_idle()
+        with _translated("UID SEARCH HEADER"):
+            return sorted(self._client.search(["HEADER", name, value]))
+
+    def fetch_headers(self, uids: Sequence[int]) -> Iterator[tuple[int, bytes, datetime | None]]:
+        """(uid, header bytes, INTERNALDATE) without setting \\Seen."""
+        self._end_idle()
+        ordered = sorted(uids)
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start:start + 500]
+            with _translated("UID FETCH"):
+                data = self._client.fetch(chunk, ["BODY.PEEK[HEADER]", "INTERNALDATE"])
+            for uid in chunk:
+                item = data.get(uid, {})
+                if b"BODY[HEADER]" in item:
+                    yield uid, bytes(item[b"BODY[HEADER]"]), _aware(item.get(b"INTERNALDATE"))
 
     def unprocessed_uids(self) -> list[int]:
         """UIDs not flagged \\Deleted; the caller filters out the ones its database knows."""
@@ -459,6 +504,13 @@ class Mailbox:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.logout()
+
+
+def _aware(value: object) -> datetime | None:
+    """imapclient gives INTERNALDATE as a naive local-time datetime unless told otherwise."""
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.astimezone()
 
 
 def _has_news(responses: Iterable[tuple[object, ...]]) -> bool:

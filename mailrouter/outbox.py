@@ -65,17 +65,16 @@ class Outbox:
 
     def due(self, mailbox: str) -> list[OutboxRow]:
         with self.sessions() as session:
-            return list(session.scalars(
-                select(OutboxRow).join(MessageRow, MessageRow.id == OutboxRow.message).where(
-                    MessageRow.mailbox == mailbox, OutboxRow.status == "pending",
-                    OutboxRow.next_attempt_at <= self.clock()).order_by(OutboxRow.id)))
+            return list(session.scalars(select(OutboxRow).where(
+                OutboxRow.mailbox == mailbox, OutboxRow.status == "pending",
+                OutboxRow.next_attempt_at <= self.clock()).order_by(OutboxRow.id)))
 
     def next_due_in(self, mailbox: str) -> float | None:
         """Seconds until the next retry is due, for the worker's wait."""
         with self.sessions() as session:
             when = session.scalar(
-                select(OutboxRow.next_attempt_at).join(MessageRow, MessageRow.id == OutboxRow.message)
-                .where(MessageRow.mailbox == mailbox, OutboxRow.status == "pending")
+                select(OutboxRow.next_attempt_at)
+                .where(OutboxRow.mailbox == mailbox, OutboxRow.status == "pending")
                 .order_by(OutboxRow.next_attempt_at).limit(1))
         return None if when is None else max(0.0, (when - self.clock()).total_seconds())
 
@@ -125,35 +124,51 @@ class Outbox:
         with self.sessions.begin() as session:
             session.execute(OutboxRow.__table__.update().where(OutboxRow.id == item.id).values(
                 status="sent", sent_at=now, payload=None, attempts=OutboxRow.attempts + 1))
-            session.execute(MessageRow.__table__.update().where(MessageRow.id == item.message)
-                            .values(state=store.SENT, sent_at=now))
-        log.debug("forward for message #%d accepted for %s", item.message, item.recipient)
+            if item.kind == "forward":
+                session.execute(MessageRow.__table__.update().where(
+                    MessageRow.id == item.message, MessageRow.state == store.DECIDED)
+                    .values(state=store.SENT, sent_at=now))
+        log.debug("%s #%d accepted for %s", item.kind, item.id, item.recipient)
 
     def _record_failure(self, item: OutboxRow, result: SendResult) -> None:
         now = self.clock()
         attempts = item.attempts + 1
         if result.permanent or now >= item.deadline:
             why = "permanent failure" if result.permanent else "retry deadline passed"
-            self._give_up(item, attempts, f"forward to {item.recipient} failed ({why}): {result.error}")
+            reason = f"{item.kind} to {item.recipient} failed ({why}): {result.error}"
+            if item.kind == "forward":
+                self._give_up(item, attempts, reason)
+            else:
+                self._mark_failed(item, attempts, reason)
             return
         delay = min(self.config.smtp.retry_max, self.config.smtp.retry_initial * 2 ** (attempts - 1))
         with self.sessions.begin() as session:
             session.execute(OutboxRow.__table__.update().where(OutboxRow.id == item.id).values(
                 attempts=attempts, last_error=result.error,
                 next_attempt_at=now + timedelta(seconds=delay)))
-        log.warning("forward for message #%d to %s deferred %.0fs (attempt %d): %s",
-                    item.message, item.recipient, delay, attempts, result.error)
+        log.warning("%s #%d to %s deferred %.0fs (attempt %d): %s",
+                    item.kind, item.id, item.recipient, delay, attempts, result.error)
+
+    def _mark_failed(self, item: OutboxRow, attempts: int, reason: str) -> None:
+        with self.sessions.begin() as session:
+            session.execute(OutboxRow.__table__.update().where(OutboxRow.id == item.id).values(
+                status="failed", attempts=attempts, last_error=reason, payload=None))
+        log.error("outbox #%d: %s", item.id, reason)
 
     def _give_up(self, item: OutboxRow, attempts: int, reason: str) -> None:
-        folder = self.config.folders.undeliverable
-        keywords = self.config.keyword_prefix + Outcome.UNDELIVERABLE.value
+        """The forward will never arrive: end the assignment; a copy still in INBOX is filed
+        for the manager (a reassigned one stays where it is, with the reason recorded)."""
         with self.sessions.begin() as session:
             session.execute(OutboxRow.__table__.update().where(OutboxRow.id == item.id).values(
                 status="failed", attempts=attempts, last_error=reason, payload=None))
             row = session.get(MessageRow, item.message)
-            row.outcome, row.folder, row.keywords = Outcome.UNDELIVERABLE.value, folder, keywords
             row.reason = f"{row.reason}; {reason}"
-            row.state = store.SENT  # nothing more to send: ready to file for the manager
+            if row.state == store.DECIDED:  # nothing more to send: ready to file for the manager
+                row.outcome, row.state = Outcome.UNDELIVERABLE.value, store.SENT
+                row.folder = self.config.folders.undeliverable
+                row.keywords = self.config.keyword_prefix + Outcome.UNDELIVERABLE.value
+            reps = [rep.id for rep in self.config.reps.values() if rep.email == item.recipient]
             session.execute(AssignmentRow.__table__.update().where(
-                AssignmentRow.message == item.message).values(ended_at=self.clock(), end_reason="undeliverable"))
+                AssignmentRow.message == item.message, AssignmentRow.rep.in_(reps),
+                AssignmentRow.ended_at.is_(None)).values(ended_at=self.clock(), end_reason="undeliverable"))
         log.error("message #%d: %s", item.message, reason)

@@ -22,6 +22,7 @@ from .forward import ForwardError, ForwardSpec, build_forward, tag_subject
 from .model import Decision, Inquiry, Outcome
 from .parse import UnreadableMessage, parse_message
 from .registry import RegistryMatch, Score, match_sender, record_routed, score_inquiry
+from .sla.ladder import AssignmentSnapshot, step_time
 from .store import AssignmentRow, MessageRow, OutboxRow, TeamCursorRow
 from .templating import make_environment
 
@@ -123,7 +124,8 @@ class Router:
                     Outcome.DUPLICATE,
                     f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))
             else:
-                state = TeamState(store.team_cursors(session), store.open_assignment_counts(session))
+                state = TeamState(store.team_cursors(session), store.open_assignment_counts(session),
+                                  frozenset(store.away_reps(session, self.clock())))
                 examined = examine(raw, self.config, state, self._registry_lookup(session))
             row = self._insert_message(session, mailbox, uidvalidity, uid, raw, sha, key, examined)
             if earlier:
@@ -186,8 +188,10 @@ class Router:
             self._downgrade(row, Decision(Outcome.UNRECOGNIZED, f"{decision.reason}; cannot forward: {exc}",
                                           rule=decision.rule))
             return
-        session.add(AssignmentRow(message=row.id, rep=rep.id, team=decision.team,
-                                  customer=q.sender, assigned_at=now, how=decision.how,
+        team = decision.team or next((t.id for t in self.config.teams.values() if rep.id in t.members), None)
+        session.add(AssignmentRow(message=row.id, rep=rep.id, team=team, customer=q.sender,
+                                  assigned_at=now, how=decision.how, ladder=self.config.sla.default_ladder,
+                                  due_at=self._first_reply_due(team, rep.id, now),
                                   forward_message_id=row.forward_message_id))
         if self.config.registry.enabled:
             record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
@@ -195,8 +199,16 @@ class Router:
         if decision.team:
             session.merge(TeamCursorRow(team=decision.team, last_rep=rep.id))
         session.add(OutboxRow(
-            message=row.id, sender=mailbox.address, recipient=rep.email, payload=payload,
+            mailbox=mailbox.name, message=row.id, sender=mailbox.address, recipient=rep.email, payload=payload,
             next_attempt_at=now, deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
+
+    def _first_reply_due(self, team: str | None, rep: str, now: datetime) -> datetime | None:
+        """The first ladder step's time: +5 min in business hours, next opening + grace outside."""
+        ladder = self.config.sla.ladder(None)
+        if not ladder.steps:
+            return None
+        calendar = self.config.sla.calendar_for(team)
+        return step_time(ladder.steps[0], ladder, AssignmentSnapshot(rep, now), calendar)
 
     def _downgrade(self, row: MessageRow, decision: Decision) -> None:
         row.folder, keywords = destination(decision, self.config)

@@ -85,10 +85,12 @@ class OutboxRow(Base):
     """A forward waiting for SMTP; its bytes are kept until accepted, then dropped."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_due", "mailbox", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    message: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    mailbox: Mapped[str] = mapped_column(String(100))  # whose worker sends it
+    kind: Mapped[str] = mapped_column(String(20), default="forward")  # forward | notice
+    message: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
     sender: Mapped[str] = mapped_column(String(320))
     recipient: Mapped[str] = mapped_column(String(320))
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -122,6 +124,7 @@ class AssignmentRow(Base):
     forward_message_id: Mapped[str | None] = mapped_column(String(500), index=True)
     first_reply_at: Mapped[datetime | None]
     reply_message_id: Mapped[str | None] = mapped_column(String(500))
+    replied_by: Mapped[str | None] = mapped_column(String(100))  # usually the rep; else a colleague
     reply_seconds: Mapped[float | None]  # wall time, assigned -> first reply
     reply_business_seconds: Mapped[float | None]  # the same in the team's business hours
     ended_at: Mapped[datetime | None]
@@ -168,6 +171,16 @@ class SentCursorRow(Base):
     last_uid: Mapped[int]
 
 
+class RepStatusRow(Base):
+    """A rep marked away (`mailrouter rep away`): no new assignments until `away_until`."""
+
+    __tablename__ = "rep_status"
+
+    rep: Mapped[str] = mapped_column(String(100), primary_key=True)
+    away_until: Mapped[datetime | None]
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
 class TeamCursorRow(Base):
     """Round-robin position per team, so a restart does not start the rotation over."""
 
@@ -202,6 +215,11 @@ def open_assignment_counts(session: Session) -> dict[str, int]:
             AssignmentRow.first_reply_at.is_(None), AssignmentRow.ended_at.is_(None)
         ).group_by(AssignmentRow.rep))
     return {rep: n for rep, n in rows}
+
+
+def away_reps(session: Session, now: datetime) -> set[str]:
+    return set(session.scalars(select(RepStatusRow.rep).where(
+        RepStatusRow.away_until.is_not(None), RepStatusRow.away_until > now)))
 
 
 def team_cursors(session: Session) -> dict[str, str]:

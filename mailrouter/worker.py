@@ -12,6 +12,7 @@ from collections import defaultdict
 from typing import Iterable
 
 from .config import Config, MailboxConfig
+from .followup import FollowUp
 from .imap import ImapError, ImapSettings, Mailbox
 from .outbox import Outbox
 from .pipeline import Router
@@ -33,13 +34,15 @@ def imap_settings(mailbox: MailboxConfig) -> ImapSettings:
 
 class MailboxWorker:
     def __init__(self, mailbox: MailboxConfig, config: Config, router: Router, outbox: Outbox,
-                 stop: threading.Event):
+                 stop: threading.Event, followup: FollowUp | None = None):
         self.mailbox = mailbox
         self.config = config
         self.router = router
         self.outbox = outbox
         self.stop = stop
+        self.followup = followup
         self.rounds = 0  # completed rounds, for tests and status
+        self._last_sweep = 0.0
 
     def run(self) -> None:
         """Serve the mailbox until `stop` is set; connection trouble means reconnect, not exit."""
@@ -68,7 +71,8 @@ class MailboxWorker:
             last_round = time.monotonic()
             while not self.stop.is_set():
                 news = self._wait(conn, interval - (time.monotonic() - last_round))
-                if news or self._outbox_due() or time.monotonic() - last_round >= interval:
+                swept = self._sweep_if_due()
+                if news or swept or self._outbox_due() or time.monotonic() - last_round >= interval:
                     self.round(conn, uidvalidity)
                     last_round = time.monotonic()
         finally:
@@ -108,6 +112,13 @@ class MailboxWorker:
                 raise
             self.router.mark_filed(rows)
             in_inbox.difference_update(r.uid for r in rows)
+
+    def _sweep_if_due(self) -> bool:
+        """Run the escalation ladder every sla.sweep_interval; True if it took any step."""
+        if self.followup is None or time.monotonic() - self._last_sweep < self.config.sla.sweep_interval:
+            return False
+        self._last_sweep = time.monotonic()
+        return self.followup.sweep(self.mailbox) > 0
 
     def _outbox_due(self) -> bool:
         due = self.outbox.next_due_in(self.mailbox.name)

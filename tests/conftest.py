@@ -57,9 +57,9 @@ def make_bed(bed_root: Path) -> Iterator[BedFactory]:
     """Start test beds with options (proxy, namespace...); all are stopped after the test."""
     started: list[TestBed] = []
 
-    def make(**options: Any) -> TestBed:
+    def make(extra_addresses: tuple[str, ...] = (), **options: Any) -> TestBed:
         root = bed_root / f"bed{len(started)}"
-        bed = TestBed(root, ADDRESSES, **options)
+        bed = TestBed(root, [*ADDRESSES, *extra_addresses], **options)
         bed.start()
         started.append(bed)
         return bed

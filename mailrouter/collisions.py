@@ -1,0 +1,78 @@
+"""撞单: a rep writes to a customer the registry gives to another rep.
+
+Recorded every time; the owner's supervisor is told once per customer per day.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .config import Config
+from .followup import notice_email
+from .registry.match import SenderKeys, corporate_domain, find_hit
+from .registry.models import CustomerRow
+from .replies import Outgoing
+from .sla.notify import Notice, NoticeKind, render_notice
+from .store import CollisionRow, OutboxRow
+from .templating import make_environment
+
+log = logging.getLogger("mailrouter.collisions")
+
+
+class CollisionCheck:
+    def __init__(self, config: Config, clock, webhooks=None):
+        self.config = config
+        self.clock = clock
+        self.webhooks = webhooks
+        self.templates = make_environment(config.template_dir)
+        self._notices: list[Notice] = []
+
+    def __call__(self, session: Session, out: Outgoing, rep: str) -> None:
+        """Called inside the reply recorder's transaction for every message a rep sent."""
+        for address in sorted(out.recipients):
+            owner = self._owner_of(session, address)
+            if owner and owner != rep and owner in self.config.reps:
+                self._record(session, address, owner, rep, out)
+
+    def _owner_of(self, session: Session, address: str) -> str | None:
+        domain = corporate_domain(address, self.config.parse.free_mail_domains)
+        hit = find_hit(session, SenderKeys(emails=(address,), domains=(domain,) if domain else ()))
+        return session.get(CustomerRow, hit.customer_id).owner if hit else None
+
+    def _record(self, session: Session, customer: str, owner: str, rep: str, out: Outgoing) -> None:
+        now = self.clock()
+        recent = session.scalar(select(CollisionRow.id).where(
+            CollisionRow.customer == customer, CollisionRow.notified.is_(True),
+            CollisionRow.at > now - timedelta(days=1)))
+        row = CollisionRow(customer=customer, owner=owner, rep=rep, at=now,
+                           message_id=out.message_id[:500], notified=recent is None)
+        session.add(row)
+        log.warning("collision: %s wrote to %s, a customer of %s%s", rep, customer, owner,
+                    "" if recent is None else " (supervisor already told today)")
+        if recent is None:
+            self._notify(session, customer, owner, rep, out, now)
+
+    def _notify(self, session: Session, customer: str, owner: str, rep: str, out: Outgoing,
+                now: datetime) -> None:
+        team = next((t for t in self.config.teams.values() if owner in t.members), None)
+        to = self.config.reps[team.supervisor if team and team.supervisor else owner]
+        notice = Notice(kind=NoticeKind.COLLISION, rep=self.config.reps[owner].name, customer=customer,
+                        subject="", message_id=out.message_id, age=timedelta(0), language=to.language,
+                        supervisor=to.name, other_rep=self.config.reps[rep].name)
+        rendered = render_notice(self.templates, notice)
+        mailbox = self.config.mailboxes[0]
+        domain = mailbox.address.rpartition("@")[2]
+        key = hashlib.sha256(customer.encode()).hexdigest()[:16]
+        notice_id = f"<mr.collision.{now:%Y%m%d}.{key}.{rep}@{domain}>"
+        payload = notice_email(mailbox, to.email, rendered.subject, rendered.body, notice_id,
+                               now.astimezone(self.config.timezone))
+        session.add(OutboxRow(mailbox=mailbox.name, kind="notice", message=None, sender=mailbox.address,
+                              recipient=to.email, payload=payload, next_attempt_at=now,
+                              deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
+        if self.webhooks:
+            for target in self.config.sla.webhooks:
+                self.webhooks.notify(target, notice)

@@ -1,0 +1,291 @@
+"""`mailrouter dry-run`: replay past mail through the current rules, changing nothing anywhere.
+
+A backtest before a rule change goes live: each message in a folder is examined with the
+rules as they are on disk now and compared with the decision the database recorded for the
+same message (by content key). The server is only ever EXAMINEd (read-only SELECT) and read
+with BODY.PEEK, so no flag changes, nothing moves, and the database is only read.
+
+The comparison is by outcome, rule and target. For a team target the member is not compared:
+round robin depends on the team's history, which a replay does not reproduce.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import TextIO
+
+import imapclient
+from imapclient.util import to_unicode
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from tqdm import tqdm
+
+from .config import Config, MailboxConfig
+from .decide import TeamState
+from .fingerprint import content_key
+from .imap import CLIENT_NAME, FolderNames, ImapError, ImapSettings, ImapTlsError, _tls_context, _translated
+from .model import Outcome
+from .pipeline import examine
+from .store import AssignmentRow, MessageRow, open_database
+from .worker import imap_settings
+
+FETCH_BATCH = 100  # bounded memory on a mailbox of years
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The decision the daemon stored for the same message."""
+
+    outcome: str
+    rule: str | None
+    rep: str | None
+    team: str | None
+    how: str = "rule"  # "registry": a known customer went to its owner; rules were not asked
+
+
+@dataclass(frozen=True)
+class DryRunResult:
+    folder: str
+    uid: int
+    message_id: str
+    sender: str
+    subject: str
+    outcome: str
+    rule: str | None
+    rep: str | None
+    team: str | None
+    reason: str
+    old: Recorded | None  # None: never handled by the daemon (or another database)
+
+    @property
+    def by_registry(self) -> bool:
+        """Routed to the customer's owner before any rule: a rule change cannot move it."""
+        return self.old is not None and self.old.how == "registry"
+
+    @property
+    def changed(self) -> bool:
+        return self.old is not None and not self.by_registry and target(self.old.outcome, self.old.rule, self.old.rep, self.old.team) \
+            != target(self.outcome, self.rule, self.rep, self.team)
+
+
+def target(outcome: str, rule: str | None, rep: str | None, team: str | None) -> tuple[str, str | None, str | None]:
+    return outcome, rule, f"team {team}" if team else rep
+
+
+def describe(outcome: str, rule: str | None, rep: str | None, team: str | None) -> str:
+    who = f"team {team}" if team else rep
+    return outcome + (f" {who}" if who else "") + (f" ({rule})" if rule else "")
+
+
+# -- reading the server, read-only
+
+def connect_readonly(settings: ImapSettings) -> imapclient.IMAPClient:
+    """Log in as the worker does (TLS verified, STARTTLS never downgraded, ID sent) but
+    without the adapter, whose SELECT is read-write."""
+    context = _tls_context(settings)
+    with _translated(f"connect to {settings.host}:{settings.port}"):
+        client = imapclient.IMAPClient(settings.host, settings.port, ssl=settings.tls == "implicit",
+                                       ssl_context=context, timeout=settings.timeout)
+        try:
+            if settings.tls == "starttls":
+                if not client.has_capability("STARTTLS"):
+                    raise ImapTlsError('server does not offer STARTTLS; use tls = "implicit"?')
+                client.starttls(context)
+            client.login(settings.user, settings.password)
+            if client.has_capability("ID"):  # NetEase refuses SELECT without it
+                client.id_({"name": CLIENT_NAME})
+        except BaseException:
+            client.shutdown()
+            raise
+    return client
+
+
+def folder_names(client: imapclient.IMAPClient) -> FolderNames:
+    with _translated("NAMESPACE"):
+        if client.has_capability("NAMESPACE"):
+            personal = client.namespace().personal
+            if personal:
+                prefix, separator = personal[0]
+                return FolderNames(to_unicode(prefix), to_unicode(separator) if separator else None)
+        listing = client.list_folders("", "")
+        separator = listing[0][1] if listing else None
+        return FolderNames("", to_unicode(separator) if separator else None)
+
+
+def examine_folder(client: imapclient.IMAPClient, server_name: str) -> int:
+    """EXAMINE: the read-only SELECT (no \\Seen, no \\Recent taken, no expunge on close)."""
+    with _translated(f"EXAMINE {server_name}"):
+        return int(client.select_folder(server_name, readonly=True)[b"UIDVALIDITY"])
+
+
+def uids_since(client: imapclient.IMAPClient, since: date | None) -> list[int]:
+    with _translated("UID SEARCH"):
+        return sorted(client.search(["SINCE", since] if since else ["ALL"]))
+
+
+def fetch_peek(client: imapclient.IMAPClient, uids: Sequence[int]) -> Iterator[tuple[int, bytes]]:
+    for start in range(0, len(uids), FETCH_BATCH):
+        chunk = list(uids[start:start + FETCH_BATCH])
+        with _translated("UID FETCH"):
+            data = client.fetch(chunk, ["BODY.PEEK[]"])
+        for uid in chunk:
+            body = data.get(uid, {}).get(b"BODY[]")
+            if body is not None:
+                yield uid, bytes(body)
+
+
+def existing_folders(client: imapclient.IMAPClient) -> set[str]:
+    with _translated("LIST"):
+        return {name for _flags, _sep, name in client.list_folders()}
+
+
+def filed_folders(config: Config, mailbox: MailboxConfig) -> list[str]:
+    """Where past mail is: the inbox and every folder the daemon files into."""
+    f = config.folders
+    routed = [f.routed.format(rep=rep.folder) for rep in config.reps.values()]
+    return [mailbox.inbox, *routed, f.unrecognized, f.ignored, f.duplicate, f.quarantine, f.undeliverable]
+
+
+# -- replay
+
+def dry_run(config: Config, mailbox_name: str, folder: str | Sequence[str] | None = None,
+            since: date | None = None, progress: bool = False,
+            sessions: sessionmaker[Session] | None = None) -> Iterator[DryRunResult]:
+    """Examine each message of the folder(s) (default: inbox and filing folders) with today's
+    rules; yields as it goes, so a long run prints while it works."""
+    mailbox = find_mailbox(config, mailbox_name)
+    sessions = open_database(config.database) if sessions is None else sessions
+    client = connect_readonly(imap_settings(mailbox))
+    try:
+        names = folder_names(client)
+        present = existing_folders(client)
+        logical = [folder] if isinstance(folder, str) else list(folder or filed_folders(config, mailbox))
+        wanted = [(name, names.server_name(name)) for name in dict.fromkeys(logical)]
+        missing = [name for name, server in wanted if server not in present]
+        if isinstance(folder, str) and missing:
+            raise ImapError(f"{mailbox_name}: no folder {folder!r} on the server")
+        for name, server in wanted:
+            if server in present:
+                yield from _replay_folder(client, config, sessions, name, server, since, progress)
+    finally:
+        try:
+            client.logout()
+        except Exception:  # closing after an error: nothing left to protect
+            client.shutdown()
+
+
+def find_mailbox(config: Config, name: str) -> MailboxConfig:
+    for mailbox in config.mailboxes:
+        if mailbox.name == name:
+            return mailbox
+    known = ", ".join(m.name for m in config.mailboxes)
+    raise ValueError(f"no mailbox named {name!r} in {config.path} (known: {known})")
+
+
+def _replay_folder(client: imapclient.IMAPClient, config: Config, sessions: sessionmaker[Session],
+                   name: str, server: str, since: date | None, progress: bool) -> Iterator[DryRunResult]:
+    examine_folder(client, server)
+    uids = uids_since(client, since)
+    with tqdm(total=len(uids), desc=name, unit="msg", file=sys.stderr, disable=not progress,
+              leave=False) as bar:
+        for uid, raw in fetch_peek(client, uids):
+            yield replay_one(raw, config, sessions, name, uid)
+            bar.update(1)
+
+
+def replay_one(raw: bytes, config: Config, sessions: sessionmaker[Session], folder: str, uid: int) -> DryRunResult:
+    """The pure decision for `raw` next to the one stored for the same content."""
+    examined = examine(raw, config, TeamState())
+    d, q = examined.decision, examined.inquiry
+    return DryRunResult(
+        folder=folder, uid=uid, message_id=q.message_id if q else "", sender=q.sender if q else "",
+        subject=q.subject if q else "", outcome=d.outcome.value, rule=d.rule, rep=d.rep, team=d.team,
+        reason=d.reason, old=recorded_decision(sessions, content_key(raw)))
+
+
+def recorded_decision(sessions: sessionmaker[Session], key: str) -> Recorded | None:
+    """The first decision for this content; a copy filed as a duplicate defers to its original."""
+    with sessions() as session:
+        rows = session.scalars(select(MessageRow).where(MessageRow.content_key == key)
+                               .order_by(MessageRow.id)).all()
+        rows = sorted(rows, key=lambda r: r.outcome == Outcome.DUPLICATE.value)
+        if not rows:
+            return None
+        row = rows[0]
+        how = session.scalars(select(AssignmentRow.how).where(AssignmentRow.message == row.id)
+                              .order_by(AssignmentRow.id).limit(1)).first()
+    return Recorded(row.outcome, row.rule, row.rep, row.team, how or "rule")
+
+
+# -- report
+
+@dataclass
+class DryRunTotals:
+    examined: int = 0
+    changed: int = 0
+    unseen: int = 0
+    by_registry: int = 0
+    changes: Counter[str] = field(default_factory=Counter)  # "zhang -> li" -> how many
+
+    def summary(self) -> str:
+        head = f"{self.changed} of {self.examined} would change"
+        parts = [f"{n} {what}" for what, n in self.changes.most_common()]
+        text = head + (": " + "; ".join(parts) if parts else "")
+        notes = [f"{self.unseen} not in the database"] if self.unseen else []
+        if self.by_registry:
+            notes.append(f"{self.by_registry} routed by the customer registry, which rules do not change")
+        return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def format_result(r: DryRunResult) -> str:
+    new = describe(r.outcome, r.rule, r.rep, r.team)
+    if r.old is None:
+        mark, what = "new", new
+    elif r.old is not None and r.by_registry:
+        mark, what = "registry", f"{describe(r.old.outcome, r.old.rule, r.old.rep, r.old.team)} (known customer; rules not asked)"
+    elif r.old is not None and r.changed:
+        mark, what = "CHANGED", f"{describe(r.old.outcome, r.old.rule, r.old.rep, r.old.team)} -> {new}"
+    else:
+        mark, what = "same", new
+    return f"{mark:<8} {r.folder}#{r.uid} {r.message_id or '(no Message-ID)'} from {r.sender or '?'}: {what}"
+
+
+def format_dry_run(results: Iterable[DryRunResult], out: TextIO, only_changes: bool = False) -> DryRunTotals:
+    """Print one line per message as results arrive, then the summary; return the totals."""
+    totals = DryRunTotals()
+    for r in results:
+        totals.examined += 1
+        totals.unseen += r.old is None
+        totals.by_registry += r.by_registry
+        if r.changed:
+            totals.changed += 1
+            assert r.old is not None
+            totals.changes[f"{_short(r.old.outcome, r.old.rep, r.old.team)} -> "
+                           f"{_short(r.outcome, r.rep, r.team)}"] += 1
+        if r.changed or not only_changes:
+            print(format_result(r), file=out)
+    print(totals.summary(), file=out)
+    return totals
+
+
+def _short(outcome: str, rep: str | None, team: str | None) -> str:
+    return f"team {team}" if team else rep or outcome
+
+
+_SINCE = re.compile(r"^(\d+)([dwmy])$")
+
+
+def parse_since(text: str, today: date) -> date:
+    """'30d', '2w', '6m', '1y' before `today`, or an ISO date; for --since."""
+    match = _SINCE.match(text.strip())
+    if match:
+        n, unit = int(match.group(1)), match.group(2)
+        return today - timedelta(days=n * {"d": 1, "w": 7, "m": 30, "y": 365}[unit])
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"--since takes 30d, 2w, 6m, 1y or a date like 2026-01-31, not {text!r}") from None

@@ -1,0 +1,306 @@
+"""The escalation ladder in action: remind, escalate, reassign or pool late inquiries.
+
+Each sweep asks the pure ladder (`sla.ladder.due_steps`) what is due for every open
+assignment of one shared mailbox, and carries each step out in one transaction that records
+the step (unique per assignment and step, so never twice) together with the mail it sends
+(queued in the outbox). A restart simply sweeps again: nothing is repeated or skipped.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import store
+from .config import Config, MailboxConfig
+from .decide import TeamState, is_available
+from .forward import ForwardSpec, build_forward, clean_header_text
+from .imap import ImapError, Mailbox
+from .model import ROUTER_HEADER, Decision, Outcome
+from .parse import parse_message
+from .pipeline import Clock, forward_message_id
+from .registry import handover
+from .registry.match import match_sender
+from .sla.ladder import AssignmentSnapshot, Step, StepKind, due_steps, pick_reassignee
+from .sla.notify import Notice, NoticeKind, render_notice
+from .sla.webhook import WebhookSender
+from .store import AssignmentRow, MessageRow, OutboxRow, SlaStepRow
+from .templating import make_environment
+
+log = logging.getLogger("mailrouter.sla")
+
+
+@dataclass(frozen=True)
+class Move:
+    """Refile the shared copy so its folder follows its owner."""
+
+    message_id: str
+    source: str
+    target: str
+    keywords: tuple[str, ...]
+
+
+@dataclass
+class Pending:
+    """What a sweep decided to do after its transaction: webhooks and IMAP moves."""
+
+    notices: list[Notice]
+    moves: list[Move]
+
+
+class FollowUp:
+    def __init__(self, config: Config, sessions, clock: Clock = store.utcnow,
+                 webhooks: WebhookSender | None = None, originals=None):
+        self.config = config
+        self.sessions = sessions
+        self.clock = clock
+        self.webhooks = webhooks
+        self.templates = make_environment(config.template_dir)
+        # fetches an original message's bytes from the shared mailbox: (mailbox, row) -> bytes
+        self.originals = originals or fetch_original
+
+    def sweep(self, mailbox: MailboxConfig) -> int:
+        """Carry out every step due now for this mailbox's open assignments; return how many."""
+        if not self.config.sla.enabled:
+            return 0
+        taken = 0
+        for assignment_id in self._open_assignments(mailbox.name):
+            taken += self._advance(mailbox, assignment_id)
+        return taken
+
+    def _open_assignments(self, mailbox: str) -> list[int]:
+        with self.sessions() as session:
+            return list(session.scalars(
+                select(AssignmentRow.id).join(MessageRow, MessageRow.id == AssignmentRow.message)
+                .where(MessageRow.mailbox == mailbox, AssignmentRow.first_reply_at.is_(None),
+                       AssignmentRow.ended_at.is_(None), AssignmentRow.assigned_at <= self.clock())
+                .order_by(AssignmentRow.assigned_at)))
+
+    def _advance(self, mailbox: MailboxConfig, assignment_id: int) -> int:
+        now = self.clock()
+        pending = Pending([], [])
+        with self.sessions.begin() as session:
+            assignment = session.get(AssignmentRow, assignment_id)
+            if assignment is None or assignment.first_reply_at or assignment.ended_at:
+                return 0  # answered or ended since the list was read
+            message = session.get(MessageRow, assignment.message)
+            steps = due_steps(self._snapshot(session, assignment), self.config.sla.ladder(assignment.ladder),
+                              self.config.sla.calendar_for(assignment.team), now)
+            for step in steps:
+                self._take(session, mailbox, assignment, message, step, now, pending)
+        self._after_commit(mailbox, pending)
+        return len(steps)
+
+    def _snapshot(self, session: Session, a: AssignmentRow) -> AssignmentSnapshot:
+        done = frozenset(session.scalars(select(SlaStepRow.step).where(SlaStepRow.assignment == a.id)))
+        previous: list[str] = []
+        cursor = a.reassigned_from
+        while cursor is not None:
+            earlier = session.get(AssignmentRow, cursor)
+            previous.append(earlier.rep)
+            cursor = earlier.reassigned_from
+        return AssignmentSnapshot(rep=a.rep, started_at=a.assigned_at, done=done,
+                                  replied_at=a.first_reply_at, reassignments=len(previous),
+                                  previous_reps=tuple(previous))
+
+    def _take(self, session: Session, mailbox: MailboxConfig, a: AssignmentRow, message: MessageRow,
+              step: Step, now: datetime, pending: Pending) -> None:
+        detail = {
+            StepKind.REMIND: self._remind,
+            StepKind.ESCALATE: self._escalate,
+            StepKind.REASSIGN: self._reassign,
+            StepKind.POOL: self._pool,
+        }[step.kind](session, mailbox, a, message, step, now, pending)
+        session.add(SlaStepRow(assignment=a.id, step=step.key, kind=step.kind.value,
+                               due_at=now, done_at=now, detail=detail))
+        log.info("%s %s for %s (assignment #%d of %s): %s", step.kind.value, step.key,
+                 message.message_id or f"message #{message.id}", a.id, a.rep, detail)
+
+    # --- the four kinds of step ----------------------------------------------------------
+
+    def _remind(self, session, mailbox, a, message, step, now, pending) -> str:
+        notice = self._notice(NoticeKind.REMIND, a, message, step, now, self.config.reps[a.rep].language)
+        self._queue_notice(session, mailbox, notice, self.config.reps[a.rep].email, a, step)
+        pending.notices.append(notice)
+        return f"reminded {a.rep}"
+
+    def _escalate(self, session, mailbox, a, message, step, now, pending) -> str:
+        supervisor = self._supervisor(a)
+        if supervisor is None:
+            return "no supervisor configured for this team"
+        sup = self.config.reps[supervisor]
+        notice = self._notice(NoticeKind.ESCALATE, a, message, step, now, sup.language,
+                              supervisor=sup.name)
+        self._queue_notice(session, mailbox, notice, sup.email, a, step)
+        pending.notices.append(notice)
+        return f"told supervisor {supervisor}"
+
+    def _reassign(self, session, mailbox, a, message, step, now, pending) -> str:
+        team = self.config.teams.get(a.team or "") or self._team_of(a.rep)
+        state = TeamState(open_counts=store.open_assignment_counts(session),
+                          away=frozenset(store.away_reps(session, now)))
+        members = list(team.members) if team else []
+        available = [m for m in members if is_available(m, self.config, state)]
+        snap = self._snapshot(session, a)
+        new_rep = pick_reassignee(members, available, a.rep, snap.previous_reps, state.open_counts)
+        if new_rep is None:
+            return self._pool(session, mailbox, a, message, step, now, pending,
+                              why="nobody else in the team is available")
+        raw = self.originals(mailbox, message)
+        if raw is None:
+            return self._pool(session, mailbox, a, message, step, now, pending,
+                              why=f"original not found in {message.folder}")
+        self._hand_over(session, mailbox, a, message, new_rep, raw, now)
+        old, new = self.config.reps[a.rep], self.config.reps[new_rep]
+        away_notice = self._notice(NoticeKind.REASSIGNED_AWAY, a, message, step, now, old.language,
+                                   other_rep=new.name)
+        self._queue_notice(session, mailbox, away_notice, old.email, a, step)
+        pending.notices.append(self._notice(NoticeKind.REASSIGN, a, message, step, now, new.language,
+                                            rep=new.name, other_rep=old.name))
+        folder = self.config.folders.routed.format(rep=new.folder)
+        keywords = (self.config.keyword_prefix + "routed", self.config.keyword_prefix + new.id)
+        pending.moves.append(Move(message.message_id, message.folder, folder, keywords))
+        message.folder, message.rep = folder, new.id
+        return f"reassigned from {a.rep} to {new_rep}"
+
+    def _pool(self, session, mailbox, a, message, step, now, pending, why: str = "") -> str:
+        folder = (self.config.folders.pool if step.folder == "pool" else self.config.folders.unrecognized)
+        a.ended_at, a.end_reason = now, "pooled"
+        pending.moves.append(Move(message.message_id, message.folder, folder,
+                                  (self.config.keyword_prefix + "pooled",)))
+        message.folder = folder
+        return f"taken from {a.rep}, filed in {folder}" + (f" ({why})" if why else "")
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _hand_over(self, session: Session, mailbox: MailboxConfig, a: AssignmentRow,
+                   message: MessageRow, new_rep: str, raw: bytes, now: datetime) -> None:
+        """End this assignment, start the new rep's, forward with the history, move the owner."""
+        a.ended_at, a.end_reason = now, "reassigned"
+        rep = self.config.reps[new_rep]
+        inquiry = parse_message(raw, self.config.parse)
+        fwd_id = forward_message_id(message.content_key, rep.id, mailbox.address)
+        age = now - message.received_at
+        decision = Decision(Outcome.ROUTED, f"reassigned from {a.rep}", rule=message.rule, rep=rep.id,
+                            team=a.team, how="reassign",
+                            notes=(("Reassigned 转派", f"from {a.rep}: no reply after {_minutes(age)}"),))
+        spec = ForwardSpec(shared_address=mailbox.address, shared_name=mailbox.display_name,
+                           rep_address=rep.email, rep_name=rep.name, message_id=fwd_id,
+                           subject=f"[转派 Reassigned] {message.subject}", language=rep.language,
+                           extra=dict(decision.notes))
+        payload = build_forward(raw, inquiry, decision, spec, self.templates,
+                                now.astimezone(self.config.timezone))
+        new = AssignmentRow(message=message.id, rep=rep.id, team=a.team, customer=a.customer,
+                            assigned_at=now, how="reassign", ladder=a.ladder, reassigned_from=a.id,
+                            forward_message_id=fwd_id)
+        session.add(new)
+        session.add(OutboxRow(mailbox=mailbox.name, kind="forward", message=message.id,
+                              sender=mailbox.address, recipient=rep.email, payload=payload,
+                              next_attempt_at=now, deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
+        match = match_sender(session, inquiry, self.config.parse.free_mail_domains, now,
+                             self.config.registry.quiet_days)
+        if match is not None and self.config.registry.enabled:
+            handover(session, match.customer_id, rep.id, f"reassigned: {a.rep} did not reply", now)
+
+    def _notice(self, kind: NoticeKind, a: AssignmentRow, message: MessageRow, step: Step,
+                now: datetime, language: str, **fields) -> Notice:
+        values = dict(rep=self.config.reps[a.rep].name, customer=a.customer, subject=message.subject,
+                      message_id=message.message_id, age=now - message.received_at,
+                      language=language, step=step.key)
+        values.update(fields)
+        return Notice(kind=kind, **values)
+
+    def _queue_notice(self, session: Session, mailbox: MailboxConfig, notice: Notice, to: str,
+                      a: AssignmentRow, step: Step) -> None:
+        rendered = render_notice(self.templates, notice)
+        domain = mailbox.address.rpartition("@")[2]
+        notice_id = f"<mr.notice.{a.id}.{step.key.replace('@', '-').replace(':', '-')}.{notice.kind.value}@{domain}>"
+        payload = notice_email(mailbox, to, rendered.subject, rendered.body, notice_id,
+                               self.clock().astimezone(self.config.timezone))
+        now = self.clock()
+        session.add(OutboxRow(mailbox=mailbox.name, kind="notice", message=a.message,
+                              sender=mailbox.address, recipient=to, payload=payload, next_attempt_at=now,
+                              deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
+
+    def _supervisor(self, a: AssignmentRow) -> str | None:
+        team = self.config.teams.get(a.team or "") or self._team_of(a.rep)
+        return team.supervisor if team else None
+
+    def _team_of(self, rep: str):
+        return next((t for t in self.config.teams.values() if rep in t.members), None)
+
+    def _after_commit(self, mailbox: MailboxConfig, pending: Pending) -> None:
+        if self.webhooks:
+            for notice in pending.notices:
+                for target in self.config.sla.webhooks:
+                    self.webhooks.notify(target, notice)
+        for move in pending.moves:
+            move_shared_copy(mailbox, move)
+
+
+def _minutes(age: timedelta) -> str:
+    return f"{int(age.total_seconds() // 60)} min"
+
+
+def notice_email(mailbox: MailboxConfig, to: str, subject: str, body: str, message_id: str,
+                 now: datetime) -> bytes:
+    """A plain-text notice from the shared mailbox, marked so no auto-responder answers it."""
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = f"{clean_header_text(mailbox.display_name)} <{mailbox.address}>"
+    msg["To"] = to
+    msg["Subject"] = clean_header_text(subject)
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = message_id
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg[ROUTER_HEADER] = "notice"
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+def _connect(mailbox: MailboxConfig) -> Mailbox:
+    from .worker import imap_settings  # the worker owns the mapping from config to IMAP settings
+
+    return Mailbox.connect(imap_settings(mailbox))
+
+
+def fetch_original(mailbox: MailboxConfig, message: MessageRow) -> bytes | None:
+    """The shared copy's bytes, found in its folder by Message-ID (a short, separate session)."""
+    if not message.message_id:
+        return None
+    try:
+        conn = _connect(mailbox)
+        try:
+            conn.select_folder(message.folder, readonly=True)
+            uids = conn.search_header("Message-ID", message.message_id)
+            found = [raw for _uid, raw in conn.fetch(uids[:1])]
+            return found[0] if found else None
+        finally:
+            conn.logout()
+    except ImapError as exc:
+        log.warning("could not fetch %s from %s: %s", message.message_id, message.folder, exc)
+        return None
+
+
+def move_shared_copy(mailbox: MailboxConfig, move: Move) -> None:
+    """Refile the shared copy to follow its new owner; cosmetic, so failures are only logged."""
+    if not move.message_id or move.source == move.target:
+        return
+    try:
+        conn = _connect(mailbox)
+        try:
+            conn.select_folder(move.source)
+            uids = conn.search_header("Message-ID", move.message_id)
+            if uids:
+                conn.ensure_folders([move.target])
+                conn.file(uids, move.target, move.keywords)
+        finally:
+            conn.logout()
+    except ImapError as exc:
+        log.warning("could not move %s to %s: %s", move.message_id, move.target, exc)

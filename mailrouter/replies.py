@@ -1,0 +1,210 @@
+"""Seeing the reps' replies: read Sent (or journal) folders and stop the first-reply clock.
+
+A first reply is the earliest outgoing message after assignment that is addressed to the
+buyer, or whose In-Reply-To/References name the inquiry or its forward. The matching is pure
+(`Outgoing`, `is_reply_to`); the watcher thread only reads folders onwards from a cursor kept
+in the database, so a restart reads on where it stopped and nothing is counted twice.
+"""
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterable
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from .config import Config
+from .imap import ImapError, ImapSettings, Mailbox
+from .parse import headers
+from .pipeline import Clock
+from .sla.config import ReplySource
+from .store import AssignmentRow, MessageRow, SentCursorRow, utcnow
+
+log = logging.getLogger("mailrouter.replies")
+
+# Sent folders by name when the server marks none \Sent (RFC 6154), most common first.
+SENT_NAMES = ("Sent", "Sent Items", "Sent Messages", "Sent Mail", "INBOX/Sent", "[Gmail]/Sent Mail",
+              "Gesendet", "Gesendete Elemente", "Gesendete Objekte", "Éléments envoyés",
+              "Messages envoyés", "Enviados", "Elementos enviados", "Posta inviata", "Inviati",
+              "Verzonden items", "Отправленные", "已发送", "已发送邮件", "已傳送", "送信済み")
+_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message a rep sent, as far as the clock needs it."""
+
+    message_id: str
+    sender: str  # From, lower-cased
+    recipients: frozenset[str]  # To, Cc, Bcc (a journal copy may carry Bcc), lower-cased
+    references: frozenset[str]  # In-Reply-To and References ids, "<...>"
+    sent_at: datetime
+
+
+def read_outgoing(header: bytes, fallback_time: datetime | None) -> Outgoing | None:
+    """Parse the header block of a sent message; None if it names no recipient at all."""
+    msg = email.message_from_bytes(header, policy=email.policy.compat32)
+    recipients = frozenset(addr for _name, addr in headers.addresses(msg, "to", "cc", "bcc"))
+    if not recipients:
+        return None
+    refs = " ".join(headers.header_text(msg, n) for n in ("in-reply-to", "references"))
+    return Outgoing(
+        message_id=headers.message_id(msg),
+        sender=headers.first_address(msg, "from")[1],
+        recipients=recipients,
+        references=frozenset(_MESSAGE_ID.findall(refs)),
+        sent_at=headers.date(msg) or fallback_time or utcnow(),
+    )
+
+
+def is_reply_to(out: Outgoing, customer: str, ids: Iterable[str], assigned_at: datetime) -> bool:
+    """The rule for a first reply (pure)."""
+    if out.sent_at < assigned_at - timedelta(seconds=1):  # client clocks are a little off
+        return False
+    return customer in out.recipients or bool(out.references & set(filter(None, ids)))
+
+
+def find_sent_folder(folders: list[tuple[frozenset[str], str]], configured: str | None) -> str | None:
+    """Configured name first, then the folder marked \\Sent, then a known localised name."""
+    names = {name for _flags, name in folders}
+    if configured:
+        return configured if configured in names else None
+    marked = [name for flags, name in folders if "\\Sent" in flags]
+    if marked:
+        return marked[0]
+    lowered = {name.lower(): name for name in names}
+    return next((lowered[n.lower()] for n in SENT_NAMES if n.lower() in lowered), None)
+
+
+class ReplyRecorder:
+    """Stops the clock of every open assignment an outgoing message answers."""
+
+    def __init__(self, config: Config, sessions, clock: Clock = utcnow, on_collision=None):
+        self.config = config
+        self.sessions = sessions
+        self.clock = clock
+        self.on_collision = on_collision  # called with (session, outgoing, rep) for 撞单 checks
+        self.rep_by_address = {rep.email: rep.id for rep in config.reps.values()}
+
+    def record(self, out: Outgoing, rep_hint: str | None) -> int:
+        """Record `out`; return how many assignments it answered first."""
+        rep = self.rep_by_address.get(out.sender) or rep_hint
+        with self.sessions.begin() as session:
+            answered = 0
+            for assignment, original_id in self._open_candidates(session, out):
+                ids = (assignment.forward_message_id, original_id)
+                if is_reply_to(out, assignment.customer, ids, assignment.assigned_at):
+                    self._stop_clock(assignment, out, rep)
+                    answered += 1
+            if self.on_collision and rep:
+                self.on_collision(session, out, rep)
+        return answered
+
+    def _open_candidates(self, session: Session, out: Outgoing) -> list[tuple[AssignmentRow, str]]:
+        refs = list(out.references)
+        rows = session.execute(
+            select(AssignmentRow, MessageRow.message_id)
+            .join(MessageRow, MessageRow.id == AssignmentRow.message)
+            .where(AssignmentRow.first_reply_at.is_(None), AssignmentRow.ended_at.is_(None),
+                   or_(AssignmentRow.customer.in_(list(out.recipients)),
+                       AssignmentRow.forward_message_id.in_(refs),
+                       MessageRow.message_id.in_(refs))))
+        return [(a, mid) for a, mid in rows]
+
+    def _stop_clock(self, assignment: AssignmentRow, out: Outgoing, rep: str | None) -> None:
+        calendar = self.config.sla.calendar_for(assignment.team)
+        start, end = assignment.assigned_at, max(out.sent_at, assignment.assigned_at)
+        assignment.first_reply_at = end
+        assignment.reply_message_id = out.message_id[:500]
+        assignment.replied_by = rep
+        assignment.reply_seconds = (end - start).total_seconds()
+        assignment.reply_business_seconds = calendar.business_seconds_between(start, end)
+        log.info("reply %s from %s to %s answers assignment #%d of %s after %.0fs (%.0fs business)",
+                 out.message_id or "(no Message-ID)", rep or out.sender, assignment.customer,
+                 assignment.id, assignment.rep, assignment.reply_seconds,
+                 assignment.reply_business_seconds)
+
+
+class ReplyWatcher:
+    """Reads one reply source onwards from its cursor, every poll_interval seconds."""
+
+    def __init__(self, source: ReplySource, config: Config, recorder: ReplyRecorder,
+                 stop: threading.Event, settings):
+        self.source = source
+        self.config = config
+        self.recorder = recorder
+        self.stop = stop
+        self.settings = settings  # ImapSettings for this source
+        self.rounds = 0
+
+    def run(self) -> None:
+        delay = 1.0
+        while not self.stop.is_set():
+            try:
+                self._serve()
+                return
+            except ImapError as exc:
+                log.warning("%s: IMAP trouble, reconnecting in %.0fs: %s", self.source.name, delay, exc)
+            except Exception:
+                log.exception("%s: unexpected error, retrying in %.0fs", self.source.name, delay)
+            self.stop.wait(delay)
+            delay = min(delay * 2, 300.0)
+
+    def _serve(self) -> None:
+        conn = Mailbox.connect(self.settings)
+        try:
+            folder = self._folder(conn)
+            while not self.stop.is_set():
+                self.read_new(conn, folder)
+                self.rounds += 1
+                self.stop.wait(self.source.poll_interval)
+        finally:
+            conn.logout()
+
+    def _folder(self, conn: Mailbox) -> str:
+        if self.source.kind == "journal":
+            return self.source.folder or "INBOX"
+        folder = find_sent_folder(conn.folders_with_flags(), self.source.folder)
+        if folder is None:
+            raise ImapError(f"no Sent folder found for {self.source.name}; set folder = \"...\"")
+        return folder
+
+    def read_new(self, conn: Mailbox, folder: str) -> None:
+        uidvalidity = conn.select_folder(folder, readonly=True)
+        key = f"{self.source.name}:{folder}"
+        last = self._cursor(key, uidvalidity)
+        uids = conn.uids_after(last)
+        for uid, header, internal in conn.fetch_headers(uids):
+            out = read_outgoing(header, internal)
+            if out is not None:
+                self.recorder.record(out, self.source.rep)
+            self._advance(key, uidvalidity, uid)
+
+    def _cursor(self, key: str, uidvalidity: int) -> int:
+        with self.recorder.sessions() as session:
+            row = session.get(SentCursorRow, key)
+        # First look, or the folder was rebuilt: read it all. Old mail answers nothing, since only
+        # open assignments are candidates and a reply must postdate its assignment.
+        return row.last_uid if row is not None and row.uidvalidity == uidvalidity else 0
+
+    def _advance(self, key: str, uidvalidity: int, uid: int) -> None:
+        with self.recorder.sessions.begin() as session:
+            session.merge(SentCursorRow(source=key, uidvalidity=uidvalidity, last_uid=uid))
+
+
+def reply_settings(source: ReplySource, config: Config) -> ImapSettings:
+    """IMAP settings for a reply source; a shared_sent source logs in as its shared mailbox."""
+    if source.server is None:
+        mailbox = next(m for m in config.mailboxes if m.name == source.mailbox)
+        server = mailbox.server
+    else:
+        server = source.server
+    return ImapSettings(host=server.host, port=server.port, tls=server.tls, user=server.user,
+                        password=server.password.reveal(), ca_file=server.ca_file,
+                        timeout=server.timeout, poll_interval=source.poll_interval)

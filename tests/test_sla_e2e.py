@@ -1,0 +1,229 @@
+"""The first-reply clock on the real mail test bed: replies seen in Sent, the ladder at moved times."""
+from __future__ import annotations
+
+import json
+import smtplib
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from mailrouter.config import Config, load_config
+from mailrouter.daemon import Daemon
+from mailrouter.demo import deliver_samples, rep_reply_sources, write_testbed_config
+from mailrouter.samples import FRENCH, Sample, compose
+from mailrouter.store import AssignmentRow, SlaStepRow, open_database
+from mailrouter.testbed import TestBed
+from tests.factories import ROOT
+from tests.mailcheck import parsed
+
+pytestmark = pytest.mark.integration
+
+BUYER = "marie@lumiere-lyon.fr"
+# Tuesday 10:00 in Asia/Shanghai: inside the default business hours
+TUESDAY_10 = datetime(2026, 11, 17, 2, 0, tzinfo=timezone.utc)
+
+
+class MovableClock:
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def buyer_bed(make_bed) -> TestBed:
+    """The bed also hosts the buyer's mailbox, so a rep's reply can really be sent."""
+    return make_bed(extra_addresses=(BUYER,))
+
+
+def sla_config(bed: TestBed, workdir: Path, **sla) -> Config:
+    overrides = {"sla": {"sweep_interval": 0.1, **sla},
+                 "reply_source": rep_reply_sources(ROOT / "config.toml", bed, workdir / "password")}
+    return load_config(write_testbed_config(ROOT / "config.toml", bed, workdir, overrides))
+
+
+def french_inquiry(n: int = 401) -> Sample:
+    return Sample("French buyer", ("sales@example.com",),
+                  compose(f"Marie Dubois <{BUYER}>", "Demande de prix LED", FRENCH, n=n), "routed")
+
+
+def wait_for(predicate, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def assignments(config: Config) -> list[AssignmentRow]:
+    with open_database(config.database)() as session:
+        return list(session.scalars(select(AssignmentRow).order_by(AssignmentRow.id)))
+
+
+def steps(config: Config) -> list[str]:
+    with open_database(config.database)() as session:
+        return list(session.scalars(select(SlaStepRow.step).order_by(SlaStepRow.id)))
+
+
+def inbox_subjects(bed: TestBed, user: str) -> list[str]:
+    return [str(parsed(raw)["Subject"]) for raw in bed.fetch_all(user)]
+
+
+def reply_as_client(bed: TestBed, rep_email: str, forward_id: str, when: datetime) -> None:
+    """What a mail client does on Reply: send over SMTP and keep a copy in Sent."""
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = rep_email, BUYER, "Re: Demande de prix LED"
+    msg["Date"] = format_datetime(when)
+    msg["Message-ID"] = f"<reply.{int(when.timestamp())}@example.com>"
+    msg["In-Reply-To"] = msg["References"] = forward_id
+    msg.set_content("Bonjour Marie, voici notre offre.")
+    with smtplib.SMTP(bed.host, bed.smtp_port) as smtp:
+        smtp.send_message(msg)
+    client = bed.imap(rep_email)
+    try:
+        client.append("Sent", msg.as_bytes(), flags=[b"\\Seen"])
+    finally:
+        client.logout()
+
+
+@pytest.fixture
+def running(buyer_bed, tmp_path):
+    """Start a daemon on demand with a movable clock; stop whatever was started."""
+    started: list[Daemon] = []
+
+    def start(config: Config, clock: MovableClock) -> Daemon:
+        daemon = Daemon(config, clock)
+        daemon.start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+
+
+def route_one(bed, config, clock, running) -> AssignmentRow:
+    deliver_samples(bed, [french_inquiry()])
+    daemon = running(config, clock)
+    first = wait_for(lambda: assignments(config), "the assignment")[0]
+    wait_for(lambda: bed.fetch_all(config.reps[first.rep].email), "the forward")
+    return daemon, first
+
+
+def test_a_reply_from_the_reps_mail_client_stops_the_clock(buyer_bed, tmp_path, running):
+    config = sla_config(buyer_bed, tmp_path)
+    clock = MovableClock(TUESDAY_10)
+    _daemon, first = route_one(buyer_bed, config, clock, running)
+    rep = config.reps[first.rep]
+    reply_as_client(buyer_bed, rep.email, first.forward_message_id, TUESDAY_10 + timedelta(minutes=3))
+    answered = wait_for(lambda: [a for a in assignments(config) if a.first_reply_at], "the reply")[0]
+    assert answered.reply_seconds == 180
+    assert answered.reply_business_seconds == 180
+    assert answered.replied_by == rep.id
+    clock.now = TUESDAY_10 + timedelta(hours=2)  # long past every step: none may fire now
+    time.sleep(0.5)
+    assert steps(config) == []
+    assert len(buyer_bed.fetch_all(BUYER)) == 1  # the buyer really got the reply
+
+
+def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buyer_bed, tmp_path, running):
+    config = sla_config(buyer_bed, tmp_path)
+    clock = MovableClock(TUESDAY_10)
+    _daemon, first = route_one(buyer_bed, config, clock, running)
+    rep = config.reps[first.rep]
+    other = next(m for m in config.teams["europe"].members if m != rep.id)
+
+    clock.now = TUESDAY_10 + timedelta(minutes=6)
+    wait_for(lambda: any("Reminder" in s or "提醒" in s for s in inbox_subjects(buyer_bed, rep.email)),
+             "the reminder")
+    assert steps(config) == ["remind@5m"]
+
+    clock.now = TUESDAY_10 + timedelta(minutes=16)
+    wait_for(lambda: inbox_subjects(buyer_bed, "wang@example.com"), "the escalation")
+    assert steps(config) == ["remind@5m", "escalate@15m"]
+
+    clock.now = TUESDAY_10 + timedelta(minutes=31)
+    wait_for(lambda: len(assignments(config)) == 2, "the reassignment")
+    old, new = assignments(config)
+    assert (old.end_reason, new.rep, new.how, new.reassigned_from) == ("reassigned", other, "reassign", old.id)
+    forwarded = wait_for(lambda: [s for s in inbox_subjects(buyer_bed, config.reps[other].email)
+                                  if "Reassigned" in s], "the forward to the new rep")
+    assert "Demande de prix LED" in forwarded[0]
+    wait_for(lambda: len(inbox_subjects(buyer_bed, rep.email)) == 3, "the notice to the previous rep")
+
+    reply_as_client(buyer_bed, config.reps[other].email, new.forward_message_id,
+                    TUESDAY_10 + timedelta(minutes=40))
+    done = wait_for(lambda: [a for a in assignments(config) if a.first_reply_at], "the new rep's reply")
+    assert done[0].id == new.id and done[0].reply_seconds == 9 * 60
+
+
+def test_inquiry_on_friday_night_is_due_monday_at_opening_plus_grace(buyer_bed, tmp_path, running):
+    config = sla_config(buyer_bed, tmp_path)
+    friday_23 = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)  # 23:00 Asia/Shanghai
+    _daemon, first = route_one(buyer_bed, config, MovableClock(friday_23), running)
+    monday = datetime(2026, 11, 23, 9, 15, tzinfo=config.timezone)
+    assert first.due_at == monday
+
+
+def test_restart_between_steps_neither_repeats_nor_skips(buyer_bed, tmp_path, running):
+    config = sla_config(buyer_bed, tmp_path)
+    clock = MovableClock(TUESDAY_10)
+    daemon, first = route_one(buyer_bed, config, clock, running)
+    rep = config.reps[first.rep]
+    clock.now = TUESDAY_10 + timedelta(minutes=6)
+    wait_for(lambda: len(buyer_bed.fetch_all(rep.email)) == 2, "the reminder")
+    daemon.stop()
+
+    clock.now = TUESDAY_10 + timedelta(minutes=16)
+    running(config, clock)
+    wait_for(lambda: inbox_subjects(buyer_bed, "wang@example.com"), "the escalation after restart")
+    time.sleep(0.5)  # several sweeps: none may repeat the reminder
+    assert steps(config) == ["remind@5m", "escalate@15m"]
+    assert len(buyer_bed.fetch_all(rep.email)) == 2  # forward + one reminder
+    assert len(buyer_bed.fetch_all("wang@example.com")) == 1
+
+
+class Receiver(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Receiver.received.append(json.loads(body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"errcode": 0, "errmsg": "ok"}')
+
+    def log_message(self, *args):
+        pass
+
+
+def test_wecom_webhook_receives_the_escalation(buyer_bed, tmp_path, running, monkeypatch):
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Receiver.received = []
+    monkeypatch.setenv("WECOM_URL", f"http://127.0.0.1:{server.server_port}/cgi-bin/webhook/send?key=SECRET")
+    try:
+        config = sla_config(buyer_bed, tmp_path, webhook=[{"name": "sales-group", "format": "wecom",
+                                                           "url_env": "WECOM_URL"}])
+        clock = MovableClock(TUESDAY_10)
+        route_one(buyer_bed, config, clock, running)
+        clock.now = TUESDAY_10 + timedelta(minutes=16)
+        wait_for(lambda: len(Receiver.received) >= 2, "the webhook posts")
+    finally:
+        server.shutdown()
+        server.server_close()
+    escalation = next(p for p in Receiver.received if "wang" in json.dumps(p, ensure_ascii=False).lower()
+                      or "升级" in json.dumps(p, ensure_ascii=False) or "Escalation" in json.dumps(p))
+    assert escalation["msgtype"] == "markdown"
+    assert "Demande de prix LED" in escalation["markdown"]["content"]
