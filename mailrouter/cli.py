@@ -1,12 +1,17 @@
-"""Command line: `mailrouter run | check | explain | demo` (also `python run.py ...`)."""
+"""Command line: `mailrouter run | check | explain | demo | status | dry-run | rep | registry …`.
+
+`python run.py …` is the same from a checkout. Commands import what they need when they run,
+so `mailrouter check` on a broken install still says what is wrong.
+"""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+from datetime import date, datetime
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .logsetup import setup_logging
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -14,7 +19,7 @@ DEFAULT_CONFIG = "config.toml"
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
     except ConfigError as exc:
@@ -28,25 +33,50 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailrouter", description=__doc__)
     parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: %(default)s)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="text (journald-friendly) or one JSON object per line")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT").set_defaults(func=cmd_run)
+    sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT; SIGHUP reloads").set_defaults(func=cmd_run)
     sub.add_parser("check", help="validate config and rules, then try the IMAP and SMTP logins"
                    ).set_defaults(func=cmd_check)
     explain = sub.add_parser("explain", help="show which rule fires for a message file, and why")
     explain.add_argument("eml", type=Path, help="a message saved as .eml")
     explain.set_defaults(func=cmd_explain)
     demo = sub.add_parser("demo", help="route sample inquiries on a throwaway local mail server")
-    demo.add_argument("--keep", action="store_true", help="leave the demo's files in .demo/ for a look")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's files for a look")
     demo.set_defaults(func=cmd_demo)
+    sub.add_parser("status", help="health summary from the database").set_defaults(func=cmd_status)
+    _add_dry_run(sub)
+    _add_rep(sub)
     from .registry.cli import add_registry_parser
+    from .reports.cli import add_report_parsers
 
     add_registry_parser(sub)
+    add_report_parsers(sub)
     return parser
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _add_dry_run(sub) -> None:
+    dry = sub.add_parser("dry-run", help="replay past mail through the current rules; changes nothing")
+    dry.add_argument("--mailbox", required=True, help="a [[mailbox]] name")
+    dry.add_argument("--folder", help="one folder (default: INBOX and every folder mailrouter files into)")
+    dry.add_argument("--since", help="e.g. 30d, 2w, 6m or 2026-10-01")
+    dry.add_argument("--changes-only", action="store_true", help="print only what would change")
+    dry.set_defaults(func=cmd_dry_run)
+
+
+def _add_rep(sub) -> None:
+    rep = sub.add_parser("rep", help="mark reps away or back")
+    actions = rep.add_subparsers(required=True, metavar="ACTION")
+    away = actions.add_parser("away", help="no new assignments until a date; open ones follow the ladder")
+    away.add_argument("rep")
+    away.add_argument("--until", required=True, help="date (YYYY-MM-DD) or date and time, in the config's time zone")
+    away.add_argument("--note", default="")
+    away.set_defaults(func=cmd_rep_away)
+    back = actions.add_parser("back", help="take new assignments again")
+    back.add_argument("rep")
+    back.set_defaults(func=cmd_rep_back)
+    actions.add_parser("list", help="who is away").set_defaults(func=cmd_rep_list)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -78,6 +108,63 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     return run_demo(Path(args.config), keep=args.keep)
 
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .status import format_status, status_summary
+    from .store import open_database, utcnow
+
+    config = load_config(args.config)
+    print(format_status(status_summary(open_database(config.database), config, utcnow())))
+    return 0
+
+
+def cmd_dry_run(args: argparse.Namespace) -> int:
+    from .dryrun import dry_run, format_dry_run, parse_since
+    from .imap import ImapError
+
+    config = load_config(args.config)
+    try:
+        since = parse_since(args.since, date.today()) if args.since else None
+        results = dry_run(config, args.mailbox, args.folder, since, progress=sys.stderr.isatty())
+        format_dry_run(results, sys.stdout, args.changes_only)
+    except (ImapError, ValueError) as exc:
+        print(f"dry-run: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_rep_away(args: argparse.Namespace) -> int:
+    from .availability import set_away
+
+    config = load_config(args.config)
+    until = _parse_local(args.until, config)
+    print(set_away(config, args.rep, until, args.note))
+    return 0
+
+
+def cmd_rep_back(args: argparse.Namespace) -> int:
+    from .availability import set_back
+
+    print(set_back(load_config(args.config), args.rep))
+    return 0
+
+
+def cmd_rep_list(args: argparse.Namespace) -> int:
+    from .availability import list_away
+
+    print(list_away(load_config(args.config)))
+    return 0
+
+
+def _parse_local(text: str, config) -> datetime:
+    """A date means the end of that day; times are in the config's time zone."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"--until: {text!r} is not a date like 2026-12-24 or 2026-12-24T18:00")
+    if len(text) <= 10:
+        value = value.replace(hour=23, minute=59, second=59)
+    return value.replace(tzinfo=config.timezone) if value.tzinfo is None else value
 
 
 if __name__ == "__main__":

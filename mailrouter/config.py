@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .credentials import CREDENTIAL_KEYS, CredentialSource, StaticSource, read_source
 from .forward import SUBJECT_FIELDS
 from .model import FormSender, ParseSettings
 from .parse.freemail import DEFAULT_FREE_MAIL_DOMAINS
@@ -36,21 +37,6 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-class Secret:
-    """A password that never shows itself in a repr, a traceback or a log line."""
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-
 TLS_MODES = ("implicit", "starttls", "none")
 STRATEGIES = ("round_robin", "least_loaded")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -62,7 +48,7 @@ class ServerConfig:
     port: int
     tls: str
     user: str
-    password: Secret
+    credentials: CredentialSource  # password (env, file, command) or an OAuth2 token source
     ca_file: str | None
     timeout: float
 
@@ -117,6 +103,13 @@ class FoldersConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"  # the figures name mailboxes and reps: keep them local by default
+    port: int = 9464
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: str
@@ -135,6 +128,7 @@ class Config:
     own_addresses: frozenset[str] = field(default_factory=frozenset)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     sla: SlaConfig = field(default_factory=SlaConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 class _Reader:
@@ -216,7 +210,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
         raise ConfigError(problems)
     r = _Reader(str(path), problems)
     r.unknown_keys(data, {"daemon", "mailbox", "smtp", "reps", "teams", "folders", "forward",
-                          "classify", "form_sender", "registry", "sla", "reply_source"})
+                          "classify", "form_sender", "registry", "sla", "reply_source", "metrics"})
     base = path.parent
     daemon = _daemon_section(r, r.table(data, "daemon"), base)
     mailboxes = _mailboxes(r, data.get("mailbox", []), environ, base)
@@ -251,6 +245,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
         parse=ParseSettings(free_mail_domains=free_mail, form_senders=form_senders,
                             products=ruleset.products, language_threshold=threshold),
         rules=ruleset, own_addresses=own, registry=registry, sla=sla,
+        metrics=_metrics_section(r, r.table(data, "metrics")),
     )
 
 
@@ -278,7 +273,7 @@ def _daemon_section(r: _Reader, d: dict, base: Path) -> dict:
     return {"database": database, "timezone": tz, "rules_dir": rules_dir}
 
 
-SERVER_KEYS = {"host", "port", "tls", "user", "password_env", "password_file", "ca_file", "timeout"}
+SERVER_KEYS = {"host", "port", "tls", "user", "ca_file", "timeout"} | CREDENTIAL_KEYS
 
 
 def _server(r: _Reader, d: dict, prefix: str, environ: dict[str, str], base: Path,
@@ -297,31 +292,20 @@ def _server(r: _Reader, d: dict, prefix: str, environ: dict[str, str], base: Pat
         r.problem(prefix + "ca_file", f"file {ca_file} does not exist")
     return ServerConfig(
         host=host, port=port, tls=tls, user=r.get(d, "user", str, "", prefix),
-        password=_password(r, d, prefix, environ, base),
+        credentials=_credentials(r, d, prefix, environ, base),
         ca_file=str(_resolve(base, ca_file)) if ca_file else None,
         timeout=r.get(d, "timeout", float, 60.0, prefix),
     )
 
 
-def _password(r: _Reader, d: dict, prefix: str, environ: dict[str, str], base: Path) -> Secret:
+def _credentials(r: _Reader, d: dict, prefix: str, environ: dict[str, str], base: Path) -> CredentialSource:
     if "password" in d:
         r.problem(prefix + "password", "passwords are never written in the config file; "
-                  "use password_env or password_file")
-    env_name = r.get(d, "password_env", str, "", prefix)
-    file_name = r.get(d, "password_file", str, "", prefix)
-    if env_name and file_name:
-        r.problem(prefix + "password_env", "give password_env or password_file, not both")
-    if env_name:
-        if env_name not in environ:
-            r.problem(prefix + "password_env", f"environment variable {env_name} is not set")
-            return Secret("")
-        return Secret(environ[env_name])
-    if file_name:
-        try:
-            return Secret(_resolve(base, file_name).read_text(encoding="utf-8").strip())
-        except OSError as exc:
-            r.problem(prefix + "password_file", f"cannot read {file_name}: {exc.strerror}")
-    return Secret("")
+                  "use password_env, password_file or password_command")
+    result = read_source(d, prefix, environ, base)
+    for key, message in result.problems:
+        r.problem(key, message)
+    return result.source or StaticSource("")
 
 
 def _mailboxes(r: _Reader, items: Any, environ: dict[str, str], base: Path) -> tuple[MailboxConfig, ...]:
@@ -414,6 +398,13 @@ def _teams(r: _Reader, d: dict, reps: dict[str, RepConfig]) -> dict[str, TeamCon
             r.problem(p + "supervisor", f"unknown rep {supervisor!r}")
         teams[team_id] = TeamConfig(team_id, members, strategy, supervisor)
     return teams
+
+
+def _metrics_section(r: _Reader, d: dict) -> MetricsConfig:
+    p = "metrics."
+    r.unknown_keys(d, {"enabled", "host", "port"}, p)
+    return MetricsConfig(enabled=r.get(d, "enabled", bool, False, p),
+                         host=r.get(d, "host", str, "127.0.0.1", p), port=r.get(d, "port", int, 9464, p))
 
 
 def _rep_caps(r: _Reader, d: dict) -> dict[str, int]:

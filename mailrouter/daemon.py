@@ -1,46 +1,70 @@
-"""The long-running process: one worker thread per shared mailbox, stopped cleanly by signal."""
+"""The long-running process: one worker thread per shared mailbox and per reply source.
+
+SIGTERM/SIGINT: every worker finishes the batch in hand, connections close, exit 0.
+SIGHUP: config, rules and templates are read again; a file with mistakes keeps the old ones
+running and logs every mistake. Under systemd (Type=notify) it reports READY, RELOADING,
+STOPPING and pings the watchdog from the main loop.
+"""
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
+from pathlib import Path
 
-from .config import Config
+from . import service
+from .collisions import CollisionCheck
+from .config import Config, ConfigError, load_config
+from .followup import FollowUp
+from .metrics import Metrics, MetricsServer, start_metrics_server
 from .outbox import Outbox
 from .pipeline import Clock, Router
-from .store import open_database, utcnow
-from .collisions import CollisionCheck
-from .followup import FollowUp
 from .replies import ReplyRecorder, ReplyWatcher, reply_settings
 from .sla.webhook import WebhookSender
+from .store import open_database, utcnow
+from .templating import make_environment
 from .worker import MailboxWorker
 
 log = logging.getLogger("mailrouter.daemon")
+GAUGE_INTERVAL = 30.0  # seconds between refreshes of the database-derived gauges and status
 
 
 class Daemon:
     def __init__(self, config: Config, clock: Clock = utcnow):
         self.config = config
         self.stop_event = threading.Event()
-        sessions = open_database(config.database)
+        self.reload_requested = threading.Event()
+        self.sessions = open_database(config.database)
+        self.metrics = Metrics()
         self.webhooks = WebhookSender() if config.sla.webhooks else None
-        self.router = Router(config, sessions, clock)
-        self.outbox = Outbox(config, sessions, clock)
-        self.followup = FollowUp(config, sessions, clock, self.webhooks)
-        self.workers = [MailboxWorker(mb, config, self.router, self.outbox, self.stop_event, self.followup)
-                        for mb in config.mailboxes]
-        recorder = ReplyRecorder(config, sessions, clock, CollisionCheck(config, clock, self.webhooks))
-        self.reply_watchers = [ReplyWatcher(src, config, recorder, self.stop_event, reply_settings(src, config))
+        self.router = Router(config, self.sessions, clock, self.metrics)
+        self.outbox = Outbox(config, self.sessions, clock, self.metrics)
+        self.followup = FollowUp(config, self.sessions, clock, self.webhooks, metrics=self.metrics)
+        self.workers = [MailboxWorker(mb, config, self.router, self.outbox, self.stop_event,
+                                      self.followup, self.metrics) for mb in config.mailboxes]
+        self.recorder = ReplyRecorder(config, self.sessions, clock,
+                                      CollisionCheck(config, clock, self.webhooks), self.metrics)
+        self.reply_watchers = [ReplyWatcher(src, config, self.recorder, self.stop_event,
+                                            reply_settings(src, config))
                                for src in config.sla.reply_sources]
         self._threads: list[threading.Thread] = []
+        self._metrics_server: MetricsServer | None = None
 
     def start(self) -> None:
         for worker in self.workers:
             self._spawn(worker.run, f"mailbox-{worker.mailbox.name}")
         for watcher in self.reply_watchers:
             self._spawn(watcher.run, f"replies-{watcher.source.name}")
-        log.info("mailrouter started: %d mailbox(es), %d rule(s), %d rep(s)",
-                 len(self.workers), len(self.config.rules.rules), len(self.config.reps))
+        if self.config.metrics.enabled:
+            self._metrics_server = start_metrics_server(self.config.metrics.host,
+                                                        self.config.metrics.port, self.metrics)
+        log.info("mailrouter started: %s", self.summary())
+
+    def summary(self) -> str:
+        c = self.config
+        return (f"{len(c.mailboxes)} mailbox(es), {len(c.rules.rules)} rule(s), {len(c.reps)} rep(s), "
+                f"{len(c.sla.reply_sources)} reply source(s)")
 
     def _spawn(self, target, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -54,19 +78,65 @@ class Daemon:
             t.join(timeout)
         if self.webhooks:
             self.webhooks.close(timeout=5.0)
+        if self._metrics_server:
+            self._metrics_server.stop()
         log.info("mailrouter stopped")
 
+    def reload(self, path: Path) -> bool:
+        """Read config, rules and templates again; on any mistake keep what is running."""
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload refused, old config kept: %s", problem)
+            return False
+        if [m.name for m in new.mailboxes] != [m.name for m in self.config.mailboxes] \
+                or new.database != self.config.database:
+            log.warning("mailboxes and database change only with a restart; the rest is reloaded")
+        self._apply(new)
+        log.info("reloaded %s: %s", path, self.summary())
+        return True
+
+    def _apply(self, new: Config) -> None:
+        # Each component reads self.config on every message: a plain swap is enough, and a
+        # message already in hand finishes with the config it started with.
+        templates = make_environment(new.template_dir)
+        self.config = new
+        for component in (self.router, self.outbox, self.followup, self.recorder):
+            component.config = new
+        self.router.templates = self.followup.templates = templates
+        for worker in self.workers:
+            worker.config = new
+            worker.mailbox = next((m for m in new.mailboxes if m.name == worker.mailbox.name), worker.mailbox)
+
     def run_forever(self) -> None:
-        """Run until SIGTERM or SIGINT (systemd sends SIGTERM)."""
-        def on_signal(signum, _frame):
+        """Run until SIGTERM or SIGINT (systemd sends SIGTERM); SIGHUP reloads."""
+        def on_stop(signum, _frame):
             log.info("received %s, stopping", signal.Signals(signum).name)
             self.stop_event.set()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, lambda _s, _f: self.reload_requested.set())
         self.start()
-        while not self.stop_event.wait(1.0):
-            if not any(t.is_alive() for t in self._threads):
-                log.error("all mailbox workers ended; stopping")
-                break
+        service.notify_ready(self.summary())
+        self._main_loop()
+        service.notify_stopping()
         self.stop()
+
+    def _main_loop(self) -> None:
+        tick = min(1.0, service.watchdog_interval() or 1.0)
+        last_gauges = 0.0
+        while not self.stop_event.wait(tick):
+            if not any(t.is_alive() for t in self._threads):
+                log.error("all workers ended; stopping")
+                return
+            service.watchdog_ping()  # only while workers live: a hung daemon gets restarted
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                service.notify_reloading()
+                self.reload(self.config.path)
+                service.notify_ready(self.summary())  # systemd waits for READY after RELOADING
+            if time.monotonic() - last_gauges >= GAUGE_INTERVAL:
+                last_gauges = time.monotonic()
+                self.metrics.update_from_db(self.sessions)

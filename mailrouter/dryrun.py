@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TextIO
 
-import imapclient
-from imapclient.util import to_unicode
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
@@ -27,7 +25,7 @@ from tqdm import tqdm
 from .config import Config, MailboxConfig
 from .decide import TeamState
 from .fingerprint import content_key
-from .imap import CLIENT_NAME, FolderNames, ImapError, ImapSettings, ImapTlsError, _tls_context, _translated
+from .imap import ImapError, Mailbox
 from .model import Outcome
 from .pipeline import examine
 from .store import AssignmentRow, MessageRow, open_database
@@ -83,66 +81,6 @@ def describe(outcome: str, rule: str | None, rep: str | None, team: str | None) 
 
 # -- reading the server, read-only
 
-def connect_readonly(settings: ImapSettings) -> imapclient.IMAPClient:
-    """Log in as the worker does (TLS verified, STARTTLS never downgraded, ID sent) but
-    without the adapter, whose SELECT is read-write."""
-    context = _tls_context(settings)
-    with _translated(f"connect to {settings.host}:{settings.port}"):
-        client = imapclient.IMAPClient(settings.host, settings.port, ssl=settings.tls == "implicit",
-                                       ssl_context=context, timeout=settings.timeout)
-        try:
-            if settings.tls == "starttls":
-                if not client.has_capability("STARTTLS"):
-                    raise ImapTlsError('server does not offer STARTTLS; use tls = "implicit"?')
-                client.starttls(context)
-            client.login(settings.user, settings.password)
-            if client.has_capability("ID"):  # NetEase refuses SELECT without it
-                client.id_({"name": CLIENT_NAME})
-        except BaseException:
-            client.shutdown()
-            raise
-    return client
-
-
-def folder_names(client: imapclient.IMAPClient) -> FolderNames:
-    with _translated("NAMESPACE"):
-        if client.has_capability("NAMESPACE"):
-            personal = client.namespace().personal
-            if personal:
-                prefix, separator = personal[0]
-                return FolderNames(to_unicode(prefix), to_unicode(separator) if separator else None)
-        listing = client.list_folders("", "")
-        separator = listing[0][1] if listing else None
-        return FolderNames("", to_unicode(separator) if separator else None)
-
-
-def examine_folder(client: imapclient.IMAPClient, server_name: str) -> int:
-    """EXAMINE: the read-only SELECT (no \\Seen, no \\Recent taken, no expunge on close)."""
-    with _translated(f"EXAMINE {server_name}"):
-        return int(client.select_folder(server_name, readonly=True)[b"UIDVALIDITY"])
-
-
-def uids_since(client: imapclient.IMAPClient, since: date | None) -> list[int]:
-    with _translated("UID SEARCH"):
-        return sorted(client.search(["SINCE", since] if since else ["ALL"]))
-
-
-def fetch_peek(client: imapclient.IMAPClient, uids: Sequence[int]) -> Iterator[tuple[int, bytes]]:
-    for start in range(0, len(uids), FETCH_BATCH):
-        chunk = list(uids[start:start + FETCH_BATCH])
-        with _translated("UID FETCH"):
-            data = client.fetch(chunk, ["BODY.PEEK[]"])
-        for uid in chunk:
-            body = data.get(uid, {}).get(b"BODY[]")
-            if body is not None:
-                yield uid, bytes(body)
-
-
-def existing_folders(client: imapclient.IMAPClient) -> set[str]:
-    with _translated("LIST"):
-        return {name for _flags, _sep, name in client.list_folders()}
-
-
 def filed_folders(config: Config, mailbox: MailboxConfig) -> list[str]:
     """Where past mail is: the inbox and every folder the daemon files into."""
     f = config.folders
@@ -159,23 +97,14 @@ def dry_run(config: Config, mailbox_name: str, folder: str | Sequence[str] | Non
     rules; yields as it goes, so a long run prints while it works."""
     mailbox = find_mailbox(config, mailbox_name)
     sessions = open_database(config.database) if sessions is None else sessions
-    client = connect_readonly(imap_settings(mailbox))
-    try:
-        names = folder_names(client)
-        present = existing_folders(client)
-        logical = [folder] if isinstance(folder, str) else list(folder or filed_folders(config, mailbox))
-        wanted = [(name, names.server_name(name)) for name in dict.fromkeys(logical)]
-        missing = [name for name, server in wanted if server not in present]
-        if isinstance(folder, str) and missing:
+    with Mailbox.connect(imap_settings(mailbox)) as conn:
+        present = {name for _flags, name in conn.folders_with_flags()}
+        wanted = [folder] if isinstance(folder, str) else list(folder or filed_folders(config, mailbox))
+        if isinstance(folder, str) and folder not in present:
             raise ImapError(f"{mailbox_name}: no folder {folder!r} on the server")
-        for name, server in wanted:
-            if server in present:
-                yield from _replay_folder(client, config, sessions, name, server, since, progress)
-    finally:
-        try:
-            client.logout()
-        except Exception:  # closing after an error: nothing left to protect
-            client.shutdown()
+        for name in dict.fromkeys(wanted):
+            if name in present:
+                yield from _replay_folder(conn, config, sessions, name, since, progress)
 
 
 def find_mailbox(config: Config, name: str) -> MailboxConfig:
@@ -186,13 +115,13 @@ def find_mailbox(config: Config, name: str) -> MailboxConfig:
     raise ValueError(f"no mailbox named {name!r} in {config.path} (known: {known})")
 
 
-def _replay_folder(client: imapclient.IMAPClient, config: Config, sessions: sessionmaker[Session],
-                   name: str, server: str, since: date | None, progress: bool) -> Iterator[DryRunResult]:
-    examine_folder(client, server)
-    uids = uids_since(client, since)
+def _replay_folder(conn: Mailbox, config: Config, sessions: sessionmaker[Session], name: str,
+                   since: date | None, progress: bool) -> Iterator[DryRunResult]:
+    conn.select_folder(name, readonly=True)  # EXAMINE: no flag changes, no expunge on close
+    uids = conn.uids_since(since)
     with tqdm(total=len(uids), desc=name, unit="msg", file=sys.stderr, disable=not progress,
               leave=False) as bar:
-        for uid, raw in fetch_peek(client, uids):
+        for uid, raw in conn.fetch(uids, batch=FETCH_BATCH):
             yield replay_one(raw, config, sessions, name, uid)
             bar.update(1)
 

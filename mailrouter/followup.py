@@ -22,6 +22,7 @@ from .config import Config, MailboxConfig
 from .decide import TeamState, is_available
 from .forward import ForwardSpec, build_forward, clean_header_text
 from .imap import ImapError, Mailbox
+from .metrics import Metrics
 from .model import ROUTER_HEADER, Decision, Outcome
 from .parse import parse_message
 from .pipeline import Clock, forward_message_id
@@ -56,11 +57,12 @@ class Pending:
 
 class FollowUp:
     def __init__(self, config: Config, sessions, clock: Clock = store.utcnow,
-                 webhooks: WebhookSender | None = None, originals=None):
+                 webhooks: WebhookSender | None = None, originals=None, metrics: Metrics | None = None):
         self.config = config
         self.sessions = sessions
         self.clock = clock
         self.webhooks = webhooks
+        self.metrics = metrics or Metrics()
         self.templates = make_environment(config.template_dir)
         # fetches an original message's bytes from the shared mailbox: (mailbox, row) -> bytes
         self.originals = originals or fetch_original
@@ -119,6 +121,7 @@ class FollowUp:
         }[step.kind](session, mailbox, a, message, step, now, pending)
         session.add(SlaStepRow(assignment=a.id, step=step.key, kind=step.kind.value,
                                due_at=now, done_at=now, detail=detail))
+        self.metrics.sla_step_taken(step.kind.value)
         log.info("%s %s for %s (assignment #%d of %s): %s", step.kind.value, step.key,
                  message.message_id or f"message #{message.id}", a.id, a.rep, detail)
 

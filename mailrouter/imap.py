@@ -13,7 +13,7 @@ import re
 import socket
 import ssl
 import time
-from datetime import datetime
+from datetime import date, datetime
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -56,6 +56,7 @@ class ImapSettings:
     timeout: float = 60.0
     poll_interval: float = 30.0  # NOOP period when the server lacks IDLE (or use_idle is off)
     use_idle: bool = True  # False: poll even when IDLE is offered (fast-poll mode, broken IDLE)
+    auth: str = "password"  # or "xoauth2": `password` then holds an OAuth2 access token
     idle_renew: float = 540.0  # re-issue IDLE this often (RFC 2177: before 29 minutes)
     allow_plaintext: bool = False  # tls="none" off loopback needs this explicitly
 
@@ -206,7 +207,10 @@ class Mailbox:
             with _translated(action):
                 if settings.tls == "starttls":
                     cls._starttls(client, context)
-                client.login(settings.user, settings.password)
+                if settings.auth == "xoauth2":  # Gmail, Microsoft 365
+                    client.oauth2_login(settings.user, settings.password)
+                else:
+                    client.login(settings.user, settings.password)
                 cls._send_id(client)
             mailbox = cls(client, settings)
         except BaseException:
@@ -293,6 +297,12 @@ class Mailbox:
         self._end_idle()
         with _translated("UID SEARCH"):
             return sorted(u for u in self._client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
+
+    def uids_since(self, since: date | None) -> list[int]:
+        """UIDs in the selected folder that arrived on or after `since` (all when None)."""
+        self._end_idle()
+        with _translated("UID SEARCH"):
+            return sorted(self._client.search(["SINCE", since] if since else ["ALL"]))
 
     def search_header(self, name: str, value: str) -> list[int]:
         """UIDs in the selected folder whose header `name` contains `value`."""
@@ -442,6 +452,10 @@ class Mailbox:
         deadline = time.monotonic() + timeout
         with _translated("IDLE"):
             if self._idle_since is None:
+                # Mail that arrived since the last command may not be announced by IDLE
+                # (seen with Dovecot): ask once before idling.
+                if _has_news(self._client.noop()[1]):
+                    return True
                 self._client.idle()
                 self._idle_since = time.monotonic()
             while (remaining := deadline - time.monotonic()) > 0:

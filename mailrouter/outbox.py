@@ -20,6 +20,8 @@ from sqlalchemy import select
 
 from . import store
 from .config import Config, ServerConfig
+from .credentials import async_token_generator
+from .metrics import Metrics
 from .model import Outcome
 from .pipeline import Clock
 from .store import AssignmentRow, MessageRow, OutboxRow
@@ -49,19 +51,24 @@ def smtp_client(server: ServerConfig) -> aiosmtplib.SMTP:
     context = None
     if server.tls != "none":
         context = ssl.create_default_context(cafile=server.ca_file)  # verifies by default
+    login: dict = {}
+    if server.user and server.credentials.kind == "xoauth2":
+        login = {"username": server.user, "oauth_token_generator": async_token_generator(server.credentials)}
+    elif server.user:
+        login = {"username": server.user, "password": server.credentials.get()}
     return aiosmtplib.SMTP(
         hostname=server.host, port=server.port, timeout=server.timeout,
         use_tls=server.tls == "implicit", start_tls=server.tls == "starttls",
-        tls_context=context,
-        username=server.user or None,
-        password=server.password.reveal() if server.user else None)
+        tls_context=context, **login)
 
 
 class Outbox:
-    def __init__(self, config: Config, sessions, clock: Clock = store.utcnow):
+    def __init__(self, config: Config, sessions, clock: Clock = store.utcnow,
+                 metrics: Metrics | None = None):
         self.config = config
         self.sessions = sessions
         self.clock = clock
+        self.metrics = metrics or Metrics()
 
     def due(self, mailbox: str) -> list[OutboxRow]:
         with self.sessions() as session:
@@ -128,6 +135,8 @@ class Outbox:
                 session.execute(MessageRow.__table__.update().where(
                     MessageRow.id == item.message, MessageRow.state == store.DECIDED)
                     .values(state=store.SENT, sent_at=now))
+                received = session.scalar(select(MessageRow.received_at).where(MessageRow.id == item.message))
+                self.metrics.forward_accepted((now - received).total_seconds())
         log.debug("%s #%d accepted for %s", item.kind, item.id, item.recipient)
 
     def _record_failure(self, item: OutboxRow, result: SendResult) -> None:

@@ -23,6 +23,7 @@ from .model import Decision, Inquiry, Outcome
 from .parse import UnreadableMessage, parse_message
 from .registry import RegistryMatch, Score, match_sender, record_routed, score_inquiry
 from .sla.ladder import AssignmentSnapshot, step_time
+from .metrics import Metrics
 from .store import AssignmentRow, MessageRow, OutboxRow, TeamCursorRow
 from .templating import make_environment
 
@@ -102,10 +103,12 @@ def forward_message_id(key: str, rep: str, shared_address: str) -> str:
 class Router:
     """Records decisions; one lock makes check-for-duplicate and insert atomic across mailboxes."""
 
-    def __init__(self, config: Config, sessions: sessionmaker[Session], clock: Clock = store.utcnow):
+    def __init__(self, config: Config, sessions: sessionmaker[Session], clock: Clock = store.utcnow,
+                 metrics: Metrics | None = None):
         self.config = config
         self.sessions = sessions
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self.templates = make_environment(config.template_dir)
         self._lock = threading.Lock()
 
@@ -243,6 +246,7 @@ class Router:
                                 .values(state=store.FILED, filed_at=now, last_error=None))
         for row in rows:
             log_decision(row, now, note)
+            self.metrics.message_decided(row.outcome)
 
     def mark_filing_failed(self, rows: list[MessageRow], error: str) -> None:
         with self.sessions.begin() as session:
@@ -256,9 +260,11 @@ def _handover_reason(decision: Decision) -> str:
 
 
 def log_decision(row: MessageRow, now: datetime, note: str = "") -> None:
-    """The one line per message a person reads in the journal."""
+    """The one line per message a person reads in the journal (fields too, for JSON logs)."""
     seconds = (now - row.received_at).total_seconds()
     log.info("%s %s from %s -> %s; %s; filed in %s%s (%.2fs)",
              row.outcome, row.message_id or "(no Message-ID)", row.sender or "(unknown sender)",
-             row.rep or "-", row.reason, row.folder, f" ({note})" if note else "", seconds)
-
+             row.rep or "-", row.reason, row.folder, f" ({note})" if note else "", seconds,
+             extra={"outcome": row.outcome, "message_id": row.message_id, "sender": row.sender,
+                    "rule": row.rule, "rep": row.rep, "folder": row.folder,
+                    "latency": round(seconds, 3), "mailbox": row.mailbox})

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from .config import Config
 from .imap import ImapError, ImapSettings, Mailbox
+from .metrics import Metrics
 from .parse import headers
 from .pipeline import Clock
 from .sla.config import ReplySource
@@ -85,10 +86,12 @@ def find_sent_folder(folders: list[tuple[frozenset[str], str]], configured: str 
 class ReplyRecorder:
     """Stops the clock of every open assignment an outgoing message answers."""
 
-    def __init__(self, config: Config, sessions, clock: Clock = utcnow, on_collision=None):
+    def __init__(self, config: Config, sessions, clock: Clock = utcnow, on_collision=None,
+                 metrics: Metrics | None = None):
         self.config = config
         self.sessions = sessions
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self.on_collision = on_collision  # called with (session, outgoing, rep) for 撞单 checks
         self.rep_by_address = {rep.email: rep.id for rep in config.reps.values()}
 
@@ -125,6 +128,8 @@ class ReplyRecorder:
         assignment.replied_by = rep
         assignment.reply_seconds = (end - start).total_seconds()
         assignment.reply_business_seconds = calendar.business_seconds_between(start, end)
+        if assignment.due_at and end > assignment.due_at:
+            self.metrics.sla_breached()
         log.info("reply %s from %s to %s answers assignment #%d of %s after %.0fs (%.0fs business)",
                  out.message_id or "(no Message-ID)", rep or out.sender, assignment.customer,
                  assignment.id, assignment.rep, assignment.reply_seconds,
@@ -206,5 +211,6 @@ def reply_settings(source: ReplySource, config: Config) -> ImapSettings:
     else:
         server = source.server
     return ImapSettings(host=server.host, port=server.port, tls=server.tls, user=server.user,
-                        password=server.password.reveal(), ca_file=server.ca_file,
+                        password=server.credentials.get(), auth=server.credentials.kind,
+                        ca_file=server.ca_file,
                         timeout=server.timeout, poll_interval=source.poll_interval)

@@ -51,10 +51,15 @@ def compose(sender: str, subject: str, body: str, *, to: str = SALES, html: str 
     return msg.as_bytes()
 
 
-GERMAN = ("Sehr geehrte Damen und Herren,\n\nwir suchen einen Lieferanten für mehrlagige "
-          "Leiterplatten für unsere Steuergeräte. Bitte senden Sie uns ein Angebot für 5000 Stück "
-          "inklusive Lieferzeit und Zahlungsbedingungen.\n\nMit freundlichen Grüßen\nKlaus Becker\n"
-          "Einkauf, Becker Elektronik GmbH\nTel. +49 89 1234567")
+GERMAN_REQUEST = ("Sehr geehrte Damen und Herren,\n\nwir suchen einen Lieferanten für mehrlagige "
+                  "Leiterplatten für unsere Steuergeräte. Bitte senden Sie uns ein Angebot für 5000 "
+                  "Stück inklusive Lieferzeit und Zahlungsbedingungen.\n\nMit freundlichen Grüßen\n")
+GERMAN = GERMAN_REQUEST + "Klaus Becker\nEinkauf, Becker Elektronik GmbH\nTel. +49 89 1234567"
+
+
+def german(name: str, company: str, phone: str) -> str:
+    """The German request signed by another buyer (each company its own signature)."""
+    return f"{GERMAN_REQUEST}{name}\nEinkauf, {company}\nTel. {phone}"
 FRENCH = ("Bonjour,\n\nNous sommes un distributeur de luminaires à Lyon et nous cherchons des "
           "panneaux LED pour nos clients. Pourriez-vous nous envoyer votre catalogue et vos prix "
           "pour une commande de 2000 pièces ?\n\nCordialement,\nMarie Dubois")
@@ -90,8 +95,10 @@ def demo_samples() -> list[Sample]:
     add("German PCB buyer", compose("Klaus Becker <k.becker@becker-elektronik.de>",
                                   "Anfrage Leiterplatten 5000 Stück", GERMAN, n=1), "routed", "zhang")
     add("Austrian PCB buyer, HTML only", compose(
-        "Einkauf <einkauf@steuer-technik.at>", "Anfrage PCB", GERMAN,
-        html=f"<html><body><p>{GERMAN.replace(chr(10), '<br>')}</p></body></html>", n=2),
+        "Einkauf <einkauf@steuer-technik.at>", "Anfrage PCB",
+        german("Anna Huber", "Steuer-Technik GmbH", "+43 1 5876543"),
+        html="<html><body><p>" + german("Anna Huber", "Steuer-Technik GmbH", "+43 1 5876543")
+        .replace("\n", "<br>") + "</p></body></html>", n=2),
         "routed", "zhang")
     add("French LED distributor", compose("Marie Dubois <m.dubois@lumiere-lyon.fr>",
                                         "Demande de prix panneaux LED", FRENCH, n=3), "routed", "team:europe")
@@ -115,7 +122,8 @@ def demo_samples() -> list[Sample]:
                                                  "Request for quotation", ENGLISH, to=AMERICA, n=12),
         "routed", "team:americas")  # the alias delivers into sales@; its To: is the routing signal
     add("German buyer with a drawing attached", compose(
-        "Technik <technik@maschinenbau-koeln.de>", "Anfrage Leiterplatten nach Zeichnung", GERMAN,
+        "Technik <technik@maschinenbau-koeln.de>", "Anfrage Leiterplatten nach Zeichnung",
+        german("Jürgen Schmitz", "Maschinenbau Köln AG", "+49 221 7654321"),
         attachment=("Zeichnung-4711.pdf", b"%PDF-1.4\n" + b"0" * 20000), n=13), "routed", "zhang")
     add("Same inquiry to sales@ and info@", compose(
         "Sophie Martin <sophie.martin@eclairage-paris.fr>", "Demande de devis LED", FRENCH,
@@ -149,7 +157,8 @@ def demo_samples() -> list[Sample]:
     add("Mail from our own rep", compose("Li Na <li@example.com>", "FYI customer list", ENGLISH, n=22),
         "ignored")
     add("Hostile subject with encoded CR/LF", compose(
-        "Mallory <m@evil-buyer.de>", "=?utf-8?q?Anfrage=0D=0ABcc:_victim@example.org?=", GERMAN,
+        "Mallory <m@evil-buyer.de>", "=?utf-8?q?Anfrage=0D=0ABcc:_victim@example.org?=",
+        german("Mallory", "Evil Buyer GmbH", "+49 30 9988776"),
         n=23), "routed", "zhang")
     add("Not an email at all", b"\x00\x01\x02 this is not a message \xff\xfe\n", "quarantined")
     return s
@@ -179,7 +188,7 @@ def _header(raw: bytes, name: bytes) -> str:
 
 # Buyers for bulk samples: (domain, language body, subject); all routable by the example rules.
 _BULK_BUYERS = (
-    ("de", GERMAN, "Anfrage Leiterplatten"), ("fr", FRENCH, "Demande de prix LED"),
+    ("de", GERMAN_REQUEST, "Anfrage Leiterplatten"), ("fr", FRENCH, "Demande de prix LED"),
     ("it", ITALIAN, "Richiesta preventivo valvole"), ("com.br", PORTUGUESE, "Cotação de válvulas"),
     ("com.mx", SPANISH, "Cotización válvulas"), ("ru", RUSSIAN, "Запрос: печатные платы"),
     ("nl", DUTCH, "Offerte LED lampen"), ("es", SPANISH, "Consulta de precios válvulas"),

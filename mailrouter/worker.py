@@ -13,6 +13,7 @@ from typing import Iterable
 
 from .config import Config, MailboxConfig
 from .followup import FollowUp
+from .metrics import Metrics
 from .imap import ImapError, ImapSettings, Mailbox
 from .outbox import Outbox
 from .pipeline import Router
@@ -27,20 +28,22 @@ MAX_WAIT = 2.0  # seconds; how quickly a stop request is noticed while idling
 def imap_settings(mailbox: MailboxConfig) -> ImapSettings:
     s = mailbox.server
     return ImapSettings(host=s.host, port=s.port, tls=s.tls, user=s.user,
-                        password=s.password.reveal(), inbox=mailbox.inbox, ca_file=s.ca_file,
+                        password=s.credentials.get(), auth=s.credentials.kind,
+                        inbox=mailbox.inbox, ca_file=s.ca_file,
                         timeout=s.timeout, poll_interval=mailbox.poll_interval,
                         use_idle=mailbox.idle, idle_renew=mailbox.idle_renew)
 
 
 class MailboxWorker:
     def __init__(self, mailbox: MailboxConfig, config: Config, router: Router, outbox: Outbox,
-                 stop: threading.Event, followup: FollowUp | None = None):
+                 stop: threading.Event, followup: FollowUp | None = None, metrics: Metrics | None = None):
         self.mailbox = mailbox
         self.config = config
         self.router = router
         self.outbox = outbox
         self.stop = stop
         self.followup = followup
+        self.metrics = metrics or Metrics()
         self.rounds = 0  # completed rounds, for tests and status
         self._last_sweep = 0.0
 
@@ -53,6 +56,7 @@ class MailboxWorker:
                 return
             except ImapError as exc:
                 log.warning("%s: IMAP trouble, reconnecting in %.0fs: %s", self.mailbox.name, delay, exc)
+                self.metrics.imap_reconnected(self.mailbox.name)
             except Exception:  # a bug or a database hiccup: the round is idempotent, so retry it
                 log.exception("%s: unexpected error, retrying in %.0fs", self.mailbox.name, delay)
             self.stop.wait(delay)
@@ -65,8 +69,9 @@ class MailboxWorker:
             conn.ensure_folders(self._static_folders())
             log.info("%s: connected to %s (IDLE %s, MOVE %s, keywords %s)", self.mailbox.name,
                      self.mailbox.server.host, conn.uses_idle, conn.has_move, conn.custom_keywords)
-            # with IDLE a full round is only a safety net; without it, the round is the poll
-            interval = self.mailbox.idle_renew if conn.uses_idle else self.mailbox.poll_interval
+            # without IDLE the round is the poll; with IDLE it is the safety net for a
+            # notification a server failed to send
+            interval = self.mailbox.poll_interval
             self.round(conn, uidvalidity)  # catch up on everything since the last connection
             last_round = time.monotonic()
             while not self.stop.is_set():

@@ -72,3 +72,18 @@ def make_bed(bed_root: Path) -> Iterator[BedFactory]:
 @pytest.fixture
 def bed(make_bed: BedFactory) -> TestBed:
     return make_bed()
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logging() -> Iterator[None]:
+    """Tests that run the CLI install log handlers on pytest's capture streams; remove them
+    afterwards, so later threads never log to a stream that is closed."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)

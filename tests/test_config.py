@@ -31,7 +31,7 @@ def test_example_config_loads_with_every_section():
 
 def test_secret_never_shows_in_repr():
     config = example_config()
-    assert "s" == config.mailboxes[0].server.password.reveal()
+    assert "s" == config.mailboxes[0].server.credentials.get()
     assert "'s'" not in repr(config.mailboxes[0])
 
 

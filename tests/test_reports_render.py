@@ -14,7 +14,7 @@ import pytest
 
 from mailrouter.reports.figures import Report, Scope, compute_report
 from mailrouter.reports.render import align_table, render_report, width
-from tests.test_reports_fixture import HOSTILE_NAME, NOW, PERIOD, make_db, report_config
+from tests.test_reports_fixture import NOW, PERIOD, make_db, report_config
 
 CONFIG = report_config()
 

@@ -67,7 +67,7 @@ def stacked_columns(label: str, x_labels: Sequence[str], series: Sequence[tuple[
     parts = _legend(left, 16, [name for name, _ in series], PALETTE)
     parts += _y_axis(left, top, plot_w, plot_h, peak, lambda v: str(round(v)))
     for i, x_label in enumerate(x_labels):
-        y = top + plot_h
+        y: float = top + plot_h
         for k, (name, values) in enumerate(series):
             h = plot_h * values[i] / peak
             y -= h
@@ -84,7 +84,7 @@ def share_line(label: str, x_labels: Sequence[str], shares: Sequence[float | Non
     plot_w, plot_h = width - left - right, height - top - bottom
     step = plot_w / max(len(x_labels), 1)
     parts = _y_axis(left, top, plot_w, plot_h, 1.0, lambda v: f"{v:.0%}")
-    points = []
+    points: list[tuple[float, float] | None] = []
     for i, share in enumerate(shares):
         parts.append(_x_label(i, left + (i + 0.5) * step, top + plot_h, x_labels[i], len(x_labels)))
         if share is None:

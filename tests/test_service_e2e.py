@@ -1,0 +1,124 @@
+"""The daemon as a service: SIGTERM mid-backlog, SIGHUP with a broken rule file, metrics."""
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mailrouter.config import load_config
+from mailrouter.demo import deliver_samples, wait_until_filed, write_testbed_config
+from mailrouter.samples import bulk_samples, demo_samples
+from mailrouter.store import FILED, MessageRow
+from tests.factories import ROOT
+from tests.mailcheck import forwards_by_original, parsed
+from tests.test_resilience import count_rows, start_daemon_process
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sigterm_during_a_backlog_stops_cleanly_and_a_restart_finishes_it(bed, tmp_path):
+    samples = bulk_samples(150)
+    config_path = write_testbed_config(ROOT / "config.toml", bed, tmp_path)
+    config = load_config(config_path)
+    deliver_samples(bed, samples)
+    log = tmp_path / "daemon.log"
+    first = start_daemon_process(config_path, log)
+    deadline = time.monotonic() + 60
+    while count_rows(config, MessageRow.state == FILED) < 10:
+        assert first.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.01)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0, log.read_text()
+    assert "received SIGTERM, stopping" in log.read_text()
+    assert count_rows(config, MessageRow.state == FILED) < len(samples), "finished before SIGTERM"
+
+    second = start_daemon_process(config_path, log)
+    try:
+        assert wait_until_filed(config, len(samples), timeout=120), log.read_text()
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    counts = Counter({mid: len(v) for mid, v in forwards_by_original(bed, config).items()})
+    assert all(counts[str(parsed(s.raw)["Message-ID"])] == 1 for s in samples), counts.most_common(2)
+
+
+def test_sighup_with_a_broken_rule_file_keeps_the_old_rules(bed, tmp_path):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    config_path = write_testbed_config(ROOT / "config.toml", bed, workdir, rules_dir=str(rules))
+    config = load_config(config_path)
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon_process(config_path, log)
+    try:
+        german = demo_samples()[0]
+        deliver_samples(bed, [german])
+        assert wait_until_filed(config, 1, timeout=60), log.read_text()
+        (rules / "50-routing.toml").write_text('[[rule]]\nname = "broken"\nrep = "nobody"\n', encoding="utf-8")
+        daemon.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "reload refused" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert "50-routing.toml: rule 'broken': rep: unknown rep 'nobody'" in log.read_text()
+        # still routing, by the old rules (the broken file would route nothing to zhang)
+        russian = next(s for s in demo_samples() if s.label == "Russian PCB buyer")
+        deliver_samples(bed, [russian])
+        assert wait_until_filed(config, 2, timeout=60), log.read_text()
+        (rep, _fwd), = forwards_by_original(bed, config)[str(parsed(russian.raw)["Message-ID"])]
+        assert rep == "chen"
+        assert daemon.poll() is None
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def metric(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and not line.startswith("#"))
+
+
+def test_metrics_endpoint_counts_messages_as_they_are_routed(bed, tmp_path):
+    port = free_port()
+    config_path = write_testbed_config(ROOT / "config.toml", bed, tmp_path,
+                                       {"metrics": {"enabled": True, "port": port}})
+    config = load_config(config_path)
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon_process(config_path, log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                before = scrape(port)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        assert metric(before, 'mailrouter_messages_total{outcome="routed"}') == 0
+        samples = demo_samples()[:5]
+        deliver_samples(bed, samples)
+        assert wait_until_filed(config, 5, timeout=60), log.read_text()
+        after = scrape(port)
+        assert metric(after, 'mailrouter_messages_total{outcome="routed"}') == 5
+        assert metric(after, "mailrouter_forward_latency_seconds_count") == 5
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0
