@@ -100,6 +100,8 @@ class FoldersConfig:
     quarantine: str = "Quarantine"
     undeliverable: str = "Undeliverable"
     pool: str = "Pool"  # inquiries taken from a rep who did not answer, for anyone to pick up
+    assign: str = "Assign"  # managers move mail into Assign/<rep> or Assign/<team> to assign it
+    not_inquiry: str = "Not an inquiry"  # ... or into Assign/Not an inquiry to file it as ignored
 
 
 @dataclass(frozen=True)
@@ -425,6 +427,8 @@ def _folders(r: _Reader, d: dict) -> FoldersConfig:
     names = set(FoldersConfig.__dataclass_fields__)
     r.unknown_keys(d, names, p)
     values = {n: r.get(d, n, str, getattr(defaults, n), p) for n in names}
+    if "/" in values["not_inquiry"]:
+        r.problem(p + "not_inquiry", "is one folder name under the assign folder, without /")
     if "{rep}" not in values["routed"]:
         r.problem(p + "routed", "must contain {rep}, e.g. \"Routed/{rep}\"")
     for n, v in values.items():

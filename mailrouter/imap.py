@@ -298,6 +298,12 @@ class Mailbox:
         with _translated("UID SEARCH"):
             return sorted(u for u in self._client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
 
+    def count(self, logical: str) -> int:
+        """Messages in a folder, without selecting it (STATUS)."""
+        self._end_idle()
+        with _translated(f"STATUS {logical}"):
+            return int(self._client.folder_status(self.names.server_name(logical), ["MESSAGES"])[b"MESSAGES"])
+
     def uids_since(self, since: date | None) -> list[int]:
         """UIDs in the selected folder that arrived on or after `since` (all when None)."""
         self._end_idle()

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import store
 from .config import Config
-from .decide import TeamState, decide
+from .decide import TeamState, choose_member, decide, is_available
 from .fingerprint import content_key, raw_sha256
 from .forward import ForwardError, ForwardSpec, build_forward, tag_subject
 from .model import Decision, Inquiry, Outcome
@@ -73,6 +73,32 @@ def examine(raw: bytes, config: Config, state: TeamState, lookup: Lookup = no_re
         return Examined(inquiry, Decision(Outcome.QUARANTINED, f"rule error: {type(exc).__name__}: {exc}"))
 
 
+@dataclass(frozen=True)
+class ManualTarget:
+    """What an Assign/ folder means: a rep, a team (its strategy picks), or not an inquiry."""
+
+    kind: str  # "rep" | "team" | "ignore"
+    id: str = ""
+
+
+def examine_manual(raw: bytes, config: Config, state: TeamState, target: ManualTarget,
+                   folder: str) -> Examined:
+    """The manager's choice, as a Decision the rest of the pipeline treats like any other."""
+    try:
+        inquiry = parse_message(raw, config.parse)
+    except Exception as exc:  # the manager asked for it: an unreadable message still goes to Quarantine
+        return Examined(None, Decision(Outcome.QUARANTINED, f"unreadable: {exc}"))
+    why = f"moved into {folder} by a manager"
+    if target.kind == "ignore":
+        return Examined(inquiry, Decision(Outcome.IGNORED, f"not an inquiry: {why}", how="manual"))
+    if target.kind == "rep":
+        return Examined(inquiry, Decision(Outcome.ROUTED, why, rep=target.id, how="manual"))
+    team = config.teams[target.id]
+    available = [m for m in team.members if is_available(m, config, state)] or list(team.members)
+    rep, how = choose_member(team, available, state)
+    return Examined(inquiry, Decision(Outcome.ROUTED, f"{why}; {how}", rep=rep, team=team.id, how="manual"))
+
+
 def _with_score(decision: Decision, score: Score) -> Decision:
     if decision.outcome is not Outcome.ROUTED:
         return decision
@@ -113,7 +139,7 @@ class Router:
         self._lock = threading.Lock()
 
     def admit(self, mailbox: str, uidvalidity: int, uid: int, raw: bytes) -> MessageRow:
-        """Record what to do with a message new to this mailbox; return its row."""
+        """Record what to do with a message new to this mailbox's INBOX; return its row."""
         with self._lock, self.sessions.begin() as session:
             sha = raw_sha256(raw)
             adopted = self._adopt_after_uidvalidity_change(session, mailbox, uidvalidity, uid, sha)
@@ -138,6 +164,43 @@ class Router:
                 self._assign_and_queue(session, row, raw, examined, mailbox)
             return row
 
+    def assign_manually(self, mailbox: str, source: str, uidvalidity: int, uid: int, raw: bytes,
+                        target: ManualTarget) -> MessageRow:
+        """A manager moved this message into an Assign/ folder: route it as the folder says.
+
+        The message's existing row (usually an Unrecognized one) is taken over, so its history
+        stays one row; its location becomes the Assign/ folder until it is filed again.
+        """
+        with self._lock, self.sessions.begin() as session:
+            existing = session.scalars(select(MessageRow).where(
+                MessageRow.mailbox == mailbox, MessageRow.source == source,
+                MessageRow.uidvalidity == uidvalidity, MessageRow.uid == uid)).first()
+            if existing:
+                return existing  # seen before a restart: the round will file it once sent
+            state = TeamState(store.team_cursors(session), store.open_assignment_counts(session),
+                              frozenset(store.away_reps(session, self.clock())))
+            examined = examine_manual(raw, self.config, state, target, source)
+            key = content_key(raw)
+            row = session.scalars(select(MessageRow).where(
+                MessageRow.mailbox == mailbox, MessageRow.content_key == key)
+                .order_by(MessageRow.id.desc()).limit(1)).first()
+            if row is None:
+                row = self._insert_message(session, mailbox, uidvalidity, uid, raw, raw_sha256(raw),
+                                           key, examined)
+            else:
+                self._retarget(row, examined.decision)
+            row.source, row.uidvalidity, row.uid = source, uidvalidity, uid
+            if examined.decision.outcome is Outcome.ROUTED:
+                self._assign_and_queue(session, row, raw, examined, mailbox)
+            return row
+
+    def _retarget(self, row: MessageRow, decision: Decision) -> None:
+        row.folder, keywords = destination(decision, self.config)
+        row.keywords = " ".join(keywords)
+        row.outcome, row.reason, row.rule = decision.outcome.value, decision.reason, decision.rule
+        row.rep, row.team, row.state = decision.rep, decision.team, store.DECIDED
+        row.decided_at, row.filed_at = self.clock(), None
+
     def _registry_lookup(self, session: Session) -> Lookup:
         registry, free = self.config.registry, self.config.parse.free_mail_domains
         return lambda q: match_sender(session, q, free, self.clock(), registry.quiet_days)
@@ -146,7 +209,7 @@ class Router:
                                         uid: int, sha: str) -> MessageRow | None:
         """The same bytes under a new UID in the same mailbox are the same message, not a copy."""
         row = session.scalars(select(MessageRow).where(
-            MessageRow.mailbox == mailbox, MessageRow.raw_sha256 == sha,
+            MessageRow.mailbox == mailbox, MessageRow.raw_sha256 == sha, MessageRow.source == "INBOX",
             MessageRow.state != store.FILED, MessageRow.uidvalidity != uidvalidity)).first()
         if row:
             log.info("message #%d %s: UIDVALIDITY changed, now uid %d", row.id, row.message_id, uid)
@@ -219,22 +282,23 @@ class Router:
         row.outcome, row.reason, row.rep, row.team = decision.outcome.value, decision.reason, None, None
         row.forward_message_id = None
 
-    def awaiting_filing(self, mailbox: str) -> list[MessageRow]:
+    def awaiting_filing(self, mailbox: str, source: str) -> list[MessageRow]:
         """Rows whose copy can be filed now: non-routed ones at once, routed ones once sent."""
         with self.sessions() as session:
             return list(session.scalars(select(MessageRow).where(
-                MessageRow.mailbox == mailbox,
+                MessageRow.mailbox == mailbox, MessageRow.source == source,
                 ((MessageRow.state == store.SENT)
                  | ((MessageRow.state == store.DECIDED) & (MessageRow.outcome != Outcome.ROUTED.value))),
             ).order_by(MessageRow.id)))
 
-    def known_uids(self, mailbox: str, uidvalidity: int, candidates: set[int]) -> set[int]:
-        """Which of the UIDs now in INBOX were seen before (the INBOX is small, history is not)."""
+    def known_uids(self, mailbox: str, source: str, uidvalidity: int, candidates: set[int]) -> set[int]:
+        """Which of the UIDs now in a folder were seen before (the folder is small, history is not)."""
         ordered, known = sorted(candidates), set()
         with self.sessions() as session:
             for start in range(0, len(ordered), 5000):  # stay under SQL parameter limits
                 known.update(session.scalars(select(MessageRow.uid).where(
-                    MessageRow.mailbox == mailbox, MessageRow.uidvalidity == uidvalidity,
+                    MessageRow.mailbox == mailbox, MessageRow.source == source,
+                    MessageRow.uidvalidity == uidvalidity,
                     MessageRow.uid.in_(ordered[start:start + 5000]))))
         return known
 

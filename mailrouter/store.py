@@ -46,12 +46,13 @@ class Base(DeclarativeBase):
 class MessageRow(Base):
     __tablename__ = "messages"
     __table_args__ = (
-        UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_message_location"),
+        UniqueConstraint("mailbox", "source", "uidvalidity", "uid", name="uq_message_location"),
         Index("ix_messages_state", "mailbox", "state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     mailbox: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(300), default="INBOX")  # folder the copy is in now
     uidvalidity: Mapped[int]
     uid: Mapped[int]
     message_id: Mapped[str] = mapped_column(String(500), default="")

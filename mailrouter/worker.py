@@ -16,13 +16,16 @@ from .followup import FollowUp
 from .metrics import Metrics
 from .imap import ImapError, ImapSettings, Mailbox
 from .outbox import Outbox
-from .pipeline import Router
+from .pipeline import ManualTarget, Router
 from .store import MessageRow
 
 log = logging.getLogger("mailrouter.worker")
 
 FETCH_BATCH = 100  # messages per FETCH round trip: large enough to amortise, small enough for memory
 MAX_WAIT = 2.0  # seconds; how quickly a stop request is noticed while idling
+# Managers' moves into Assign/ folders need no sub-second answer: a STATUS per folder at most
+# this often keeps fast-poll rounds cheap.
+ASSIGN_CHECK_INTERVAL = 5.0
 
 
 def imap_settings(mailbox: MailboxConfig) -> ImapSettings:
@@ -46,6 +49,7 @@ class MailboxWorker:
         self.metrics = metrics or Metrics()
         self.rounds = 0  # completed rounds, for tests and status
         self._last_sweep = 0.0
+        self._last_assign_check = 0.0
 
     def run(self) -> None:
         """Serve the mailbox until `stop` is set; connection trouble means reconnect, not exit."""
@@ -86,12 +90,45 @@ class MailboxWorker:
     def _static_folders(self) -> list[str]:
         f = self.config.folders
         routed = [f.routed.format(rep=rep.folder) for rep in self.config.reps.values()]
-        return [f.unrecognized, f.ignored, f.duplicate, f.quarantine, f.undeliverable, *routed]
+        return [f.unrecognized, f.ignored, f.duplicate, f.quarantine, f.undeliverable, f.pool,
+                *routed, *self.assign_folders()]
+
+    def assign_folders(self) -> dict[str, ManualTarget]:
+        """Assign/<rep folder>, Assign/<team>, Assign/Not an inquiry -> what moving mail there means."""
+        f = self.config.folders
+        folders = {f"{f.assign}/{rep.folder}": ManualTarget("rep", rep.id) for rep in self.config.reps.values()}
+        folders.update({f"{f.assign}/{team}": ManualTarget("team", team) for team in self.config.teams})
+        folders[f"{f.assign}/{f.not_inquiry}"] = ManualTarget("ignore")
+        return folders
 
     def round(self, conn: Mailbox, uidvalidity: int) -> None:
-        """Admit new messages, send what is due, file what is ready."""
+        """Admit new messages, send what is due, file what is ready; then the Assign/ folders."""
+        self._inbox_round(conn, uidvalidity)
+        if time.monotonic() - self._last_assign_check >= ASSIGN_CHECK_INTERVAL:
+            self._last_assign_check = time.monotonic()
+            if self._assign_round(conn):
+                conn.select_inbox()
+        self.rounds += 1
+
+    def _assign_round(self, conn: Mailbox) -> bool:
+        """Route what managers moved into Assign/ folders; True if another folder was selected."""
+        selected = False
+        for folder, target in self.assign_folders().items():
+            if conn.count(folder) == 0:
+                continue
+            selected = True
+            validity = conn.select_folder(folder)
+            present = set(conn.unprocessed_uids())
+            new = sorted(present - self.router.known_uids(self.mailbox.name, folder, validity, present))
+            for uid, raw in conn.fetch(new):
+                self.router.assign_manually(self.mailbox.name, folder, validity, uid, raw, target)
+            self.outbox.flush(self.mailbox.name)
+            self._file(conn, validity, present, source=folder)
+        return selected
+
+    def _inbox_round(self, conn: Mailbox, uidvalidity: int) -> None:
         in_inbox = set(conn.unprocessed_uids())
-        new = sorted(in_inbox - self.router.known_uids(self.mailbox.name, uidvalidity, in_inbox))
+        new = sorted(in_inbox - self.router.known_uids(self.mailbox.name, "INBOX", uidvalidity, in_inbox))
         for start in range(0, len(new), FETCH_BATCH):
             for uid, raw in conn.fetch(new[start:start + FETCH_BATCH]):
                 self.router.admit(self.mailbox.name, uidvalidity, uid, raw)
@@ -101,10 +138,10 @@ class MailboxWorker:
                 return
         self.outbox.flush(self.mailbox.name)
         self._file(conn, uidvalidity, in_inbox)
-        self.rounds += 1
 
-    def _file(self, conn: Mailbox, uidvalidity: int, in_inbox: set[int]) -> None:
-        ready = [r for r in self.router.awaiting_filing(self.mailbox.name) if r.uidvalidity == uidvalidity]
+    def _file(self, conn: Mailbox, uidvalidity: int, in_inbox: set[int], source: str = "INBOX") -> None:
+        """File the selected folder's ready copies; `in_inbox` is what the folder holds now."""
+        ready = [r for r in self.router.awaiting_filing(self.mailbox.name, source) if r.uidvalidity == uidvalidity]
         gone = [r for r in ready if r.uid not in in_inbox]
         if gone:  # moved by a run that crashed before recording it, or by a person
             self.router.mark_filed(gone, note="no longer in INBOX")

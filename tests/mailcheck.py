@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import email
+import time
 import email.policy
 from pathlib import Path
 
@@ -31,6 +32,19 @@ def route_all(bed: TestBed, config: Config, samples: list[Sample], clock: Clock 
     daemon.start()
     try:
         assert wait_until_filed(config, before + copies, timeout=90), "not every message was filed"
+    finally:
+        daemon.stop()
+
+
+def run_until(config: Config, predicate, what: str, timeout: float = 60.0, clock: Clock = utcnow) -> None:
+    """Run the daemon until `predicate()` holds (polled), then stop it."""
+    daemon = Daemon(config, clock)
+    daemon.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.2)
     finally:
         daemon.stop()
 
