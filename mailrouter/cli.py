@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="health summary from the database").set_defaults(func=cmd_status)
     _add_dry_run(sub)
     _add_rep(sub)
+    suggest = sub.add_parser("suggest-rules", help="rules that would have caught recent manual assignments")
+    suggest.add_argument("--last", type=int, default=50, help="how many manual assignments (default 50)")
+    suggest.add_argument("--min-hits", type=int, default=3)
+    suggest.set_defaults(func=cmd_suggest)
     from .registry.cli import add_registry_parser
     from .reports.cli import add_report_parsers
 
@@ -130,6 +134,17 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     except (ImapError, ValueError) as exc:
         print(f"dry-run: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from .store import open_database
+    from .suggest import format_suggestions, recent_manual, suggest
+
+    config = load_config(args.config)
+    with open_database(config.database)() as session:
+        cases = recent_manual(session, args.last)
+    print(format_suggestions(suggest(cases, min_hits=args.min_hits), len(cases)))
     return 0
 
 

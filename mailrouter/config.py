@@ -105,6 +105,11 @@ class FoldersConfig:
 
 
 @dataclass(frozen=True)
+class DigestConfig:
+    schedules: tuple = ()  # digests.Schedule: daily and/or weekly
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     enabled: bool = False
     host: str = "127.0.0.1"  # the figures name mailboxes and reps: keep them local by default
@@ -131,6 +136,7 @@ class Config:
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     sla: SlaConfig = field(default_factory=SlaConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    digest: DigestConfig = field(default_factory=DigestConfig)
 
 
 class _Reader:
@@ -212,7 +218,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
         raise ConfigError(problems)
     r = _Reader(str(path), problems)
     r.unknown_keys(data, {"daemon", "mailbox", "smtp", "reps", "teams", "folders", "forward",
-                          "classify", "form_sender", "registry", "sla", "reply_source", "metrics"})
+                          "classify", "form_sender", "registry", "sla", "reply_source", "metrics", "digest"})
     base = path.parent
     daemon = _daemon_section(r, r.table(data, "daemon"), base)
     mailboxes = _mailboxes(r, data.get("mailbox", []), environ, base)
@@ -248,6 +254,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
                             products=ruleset.products, language_threshold=threshold),
         rules=ruleset, own_addresses=own, registry=registry, sla=sla,
         metrics=_metrics_section(r, r.table(data, "metrics")),
+        digest=_digest_section(r, r.table(data, "digest")),
     )
 
 
@@ -400,6 +407,22 @@ def _teams(r: _Reader, d: dict, reps: dict[str, RepConfig]) -> dict[str, TeamCon
             r.problem(p + "supervisor", f"unknown rep {supervisor!r}")
         teams[team_id] = TeamConfig(team_id, members, strategy, supervisor)
     return teams
+
+
+def _digest_section(r: _Reader, d: dict) -> DigestConfig:
+    from .digests import parse_schedule
+
+    p = "digest."
+    r.unknown_keys(d, {"daily", "weekly"}, p)
+    schedules = []
+    for kind, default in (("daily", "08:30"), ("weekly", "mon 08:30")):
+        text = r.get(d, kind, str, default, p)
+        if text:
+            try:
+                schedules.append(parse_schedule(kind, text))
+            except ValueError as exc:
+                r.problem(p + kind, str(exc))
+    return DigestConfig(tuple(schedules))
 
 
 def _metrics_section(r: _Reader, d: dict) -> MetricsConfig:

@@ -16,6 +16,7 @@ from pathlib import Path
 from . import service
 from .collisions import CollisionCheck
 from .config import Config, ConfigError, load_config
+from .digests import queue_due_digests
 from .followup import FollowUp
 from .metrics import Metrics, MetricsServer, start_metrics_server
 from .outbox import Outbox
@@ -33,6 +34,7 @@ GAUGE_INTERVAL = 30.0  # seconds between refreshes of the database-derived gauge
 class Daemon:
     def __init__(self, config: Config, clock: Clock = utcnow):
         self.config = config
+        self.clock = clock
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
         self.sessions = open_database(config.database)
@@ -81,6 +83,11 @@ class Daemon:
         if self._metrics_server:
             self._metrics_server.stop()
         log.info("mailrouter stopped")
+
+    def send_digests(self) -> int:
+        """Queue the daily/weekly digests that are due (the mailbox workers send them)."""
+        with self.sessions.begin() as session:
+            return queue_due_digests(session, self.config, self.clock())
 
     def reload(self, path: Path) -> bool:
         """Read config, rules and templates again; on any mistake keep what is running."""
@@ -140,3 +147,4 @@ class Daemon:
             if time.monotonic() - last_gauges >= GAUGE_INTERVAL:
                 last_gauges = time.monotonic()
                 self.metrics.update_from_db(self.sessions)
+                self.send_digests()

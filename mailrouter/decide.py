@@ -22,6 +22,14 @@ class TeamState:
     open_counts: dict[str, int] = field(default_factory=dict)  # rep -> unreplied assignments
     away: frozenset[str] = frozenset()  # reps marked away (`mailrouter rep away`)
 
+    def after(self, decision: Decision) -> TeamState:
+        """The state once `decision` is recorded: lets a batch be decided from one snapshot."""
+        if decision.outcome is not Outcome.ROUTED or decision.rep is None:
+            return self
+        counts = {**self.open_counts, decision.rep: self.open_counts.get(decision.rep, 0) + 1}
+        last = {**self.last_assigned, decision.team: decision.rep} if decision.team else self.last_assigned
+        return TeamState(last, counts, self.away)
+
 
 def is_available(rep_id: str, config: Config, state: TeamState) -> bool:
     """Active, not away, and under the rep's cap on unreplied inquiries (reps.X.max_open)."""

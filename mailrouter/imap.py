@@ -332,6 +332,9 @@ class Mailbox:
     def unprocessed_uids(self) -> list[int]:
         """UIDs not flagged \\Deleted; the caller filters out the ones its database knows."""
         self._end_idle()
+        # Dovecot answers SEARCH from the mailbox as of the previous command; a NOOP first
+        # makes mail that arrived since then visible now, not a poll later.
+        self.noop()
         with _translated("UID SEARCH"):
             return sorted(int(u) for u in self._client.search(["UNDELETED"]))
 

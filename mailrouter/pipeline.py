@@ -140,29 +140,46 @@ class Router:
 
     def admit(self, mailbox: str, uidvalidity: int, uid: int, raw: bytes) -> MessageRow:
         """Record what to do with a message new to this mailbox's INBOX; return its row."""
+        return self.admit_batch(mailbox, uidvalidity, [(uid, raw)])[0]
+
+    def admit_batch(self, mailbox: str, uidvalidity: int,
+                    messages: list[tuple[int, bytes]]) -> list[MessageRow]:
+        """Record decisions for a fetched batch in one transaction: nothing is sent or moved
+        before it commits, so a crash loses only undecided work, and the team state is read
+        once and carried forward in memory instead of per message."""
+        if not messages:
+            return []
         with self._lock, self.sessions.begin() as session:
-            sha = raw_sha256(raw)
-            adopted = self._adopt_after_uidvalidity_change(session, mailbox, uidvalidity, uid, sha)
-            if adopted:
-                return adopted
-            key = content_key(raw)
-            earlier = session.scalars(select(MessageRow).where(MessageRow.content_key == key)
-                                      .order_by(MessageRow.id).limit(1)).first()
-            if earlier:
-                examined = Examined(None, Decision(
-                    Outcome.DUPLICATE,
-                    f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))
-            else:
-                state = TeamState(store.team_cursors(session), store.open_assignment_counts(session),
-                                  frozenset(store.away_reps(session, self.clock())))
-                examined = examine(raw, self.config, state, self._registry_lookup(session))
-            row = self._insert_message(session, mailbox, uidvalidity, uid, raw, sha, key, examined)
-            if earlier:
-                row.duplicate_of = earlier.id
-                row.message_id, row.sender, row.subject = earlier.message_id, earlier.sender, earlier.subject
-            if examined.decision.outcome is Outcome.ROUTED:
-                self._assign_and_queue(session, row, raw, examined, mailbox)
-            return row
+            state = TeamState(store.team_cursors(session), store.open_assignment_counts(session),
+                              frozenset(store.away_reps(session, self.clock())))
+            rows = []
+            for uid, raw in messages:
+                row, decision = self._admit_one(session, mailbox, uidvalidity, uid, raw, state)
+                state = state.after(decision)
+                rows.append(row)
+            return rows
+
+    def _admit_one(self, session: Session, mailbox: str, uidvalidity: int, uid: int, raw: bytes,
+                   state: TeamState) -> tuple[MessageRow, Decision]:
+        sha = raw_sha256(raw)
+        adopted = self._adopt_after_uidvalidity_change(session, mailbox, uidvalidity, uid, sha)
+        if adopted:
+            return adopted, Decision(Outcome.DUPLICATE, "adopted")  # already decided before
+        key = content_key(raw)
+        earlier = session.scalars(select(MessageRow).where(MessageRow.content_key == key)
+                                  .order_by(MessageRow.id).limit(1)).first()
+        if earlier:
+            examined = Examined(None, Decision(
+                Outcome.DUPLICATE, f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))
+        else:
+            examined = examine(raw, self.config, state, self._registry_lookup(session))
+        row = self._insert_message(session, mailbox, uidvalidity, uid, raw, sha, key, examined)
+        if earlier:
+            row.duplicate_of = earlier.id
+            row.message_id, row.sender, row.subject = earlier.message_id, earlier.sender, earlier.subject
+        if examined.decision.outcome is Outcome.ROUTED:
+            self._assign_and_queue(session, row, raw, examined, mailbox)
+        return row, examined.decision
 
     def assign_manually(self, mailbox: str, source: str, uidvalidity: int, uid: int, raw: bytes,
                         target: ManualTarget) -> MessageRow:

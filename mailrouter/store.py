@@ -182,6 +182,17 @@ class RepStatusRow(Base):
     note: Mapped[str] = mapped_column(Text, default="")
 
 
+class DigestSentRow(Base):
+    """A digest queued for a supervisor, so it goes out once per period."""
+
+    __tablename__ = "digests_sent"
+
+    supervisor: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)  # daily | weekly
+    period_end: Mapped[datetime] = mapped_column(primary_key=True)
+    queued_at: Mapped[datetime]
+
+
 class TeamCursorRow(Base):
     """Round-robin position per team, so a restart does not start the rotation over."""
 

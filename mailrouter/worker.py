@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections import defaultdict
 from typing import Iterable
 
@@ -50,6 +51,7 @@ class MailboxWorker:
         self.rounds = 0  # completed rounds, for tests and status
         self._last_sweep = 0.0
         self._last_assign_check = 0.0
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtp-{mailbox.name}")
 
     def run(self) -> None:
         """Serve the mailbox until `stop` is set; connection trouble means reconnect, not exit."""
@@ -127,15 +129,22 @@ class MailboxWorker:
         return selected
 
     def _inbox_round(self, conn: Mailbox, uidvalidity: int) -> None:
+        """Batches overlap: while one batch's forwards go out over SMTP (waiting on the
+        network), the next is fetched and decided; each batch is filed once sent."""
         in_inbox = set(conn.unprocessed_uids())
         new = sorted(in_inbox - self.router.known_uids(self.mailbox.name, "INBOX", uidvalidity, in_inbox))
+        sending = None
         for start in range(0, len(new), FETCH_BATCH):
-            for uid, raw in conn.fetch(new[start:start + FETCH_BATCH]):
-                self.router.admit(self.mailbox.name, uidvalidity, uid, raw)
-            self.outbox.flush(self.mailbox.name)
-            self._file(conn, uidvalidity, in_inbox)
+            batch = list(conn.fetch(new[start:start + FETCH_BATCH]))
+            self.router.admit_batch(self.mailbox.name, uidvalidity, batch)
+            if sending is not None:
+                sending.result()
+                self._file(conn, uidvalidity, in_inbox)
+            sending = self._sender.submit(self.outbox.flush, self.mailbox.name)
             if self.stop.is_set():
-                return
+                break
+        if sending is not None:
+            sending.result()
         self.outbox.flush(self.mailbox.name)
         self._file(conn, uidvalidity, in_inbox)
 

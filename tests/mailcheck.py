@@ -19,8 +19,8 @@ from mailrouter.testbed import TestBed
 from tests.factories import ROOT
 
 
-def configure(bed: TestBed, workdir: Path, **daemon) -> Config:
-    return load_config(write_testbed_config(ROOT / "config.toml", bed, workdir, **daemon))
+def configure(bed: TestBed, workdir: Path, overrides: dict | None = None, **daemon) -> Config:
+    return load_config(write_testbed_config(ROOT / "config.toml", bed, workdir, overrides, **daemon))
 
 
 def route_all(bed: TestBed, config: Config, samples: list[Sample], clock: Clock = utcnow) -> None:

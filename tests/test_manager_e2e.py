@@ -57,3 +57,40 @@ def test_not_an_inquiry_folder_files_as_ignored(bed, tmp_path):
               "the copy to be filed as ignored")
     assert folder_of(shared_copies(bed, "sales@example.com"), spam) == ["Ignored"]
     assert forwards_by_original(bed, config) == {}
+
+
+def test_digest_reaches_each_supervisor_with_only_their_teams(bed, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from mailrouter.samples import demo_samples
+    from tests.test_sla_e2e import MovableClock
+
+    config = configure(bed, tmp_path, overrides={"teams": {"americas": {"supervisor": "zhang"}}})
+    tuesday_10 = datetime(2026, 11, 17, 2, 0, tzinfo=timezone.utc)  # 10:00 in Asia/Shanghai
+    clock = MovableClock(tuesday_10)
+    samples = [s for s in demo_samples() if s.target in ("team:europe", "team:americas")]
+    route_all(bed, config, samples, clock)
+
+    clock.now = tuesday_10 + timedelta(hours=22, minutes=31)  # Wednesday 08:31: the daily digest
+    from mailrouter.daemon import Daemon
+
+    daemon = Daemon(config, clock)
+    assert daemon.send_digests() == 2  # wang (europe) and zhang (americas)
+    assert daemon.send_digests() == 0  # never twice for one period
+    daemon.start()
+    try:
+        import time
+        deadline = time.monotonic() + 30
+        while not (digests(bed, "wang@example.com") and digests(bed, "zhang@example.com")):
+            assert time.monotonic() < deadline, "digests not delivered"
+            time.sleep(0.2)
+    finally:
+        daemon.stop()
+    (digest_wang,), (digest_zhang,) = digests(bed, "wang@example.com"), digests(bed, "zhang@example.com")
+    assert "europe" in digest_wang and "americas" not in digest_wang
+    assert "americas" in digest_zhang and "europe" not in digest_zhang
+
+
+def digests(bed, user: str) -> list[str]:
+    return [parsed(raw).get_body(("plain",)).get_content() for raw in bed.fetch_all(user)
+            if str(parsed(raw)["X-Mailrouter"]).startswith("digest")]

@@ -45,7 +45,7 @@ def start_daemon_process(config_path: Path, log: Path) -> subprocess.Popen:
 
 
 def test_sigkill_in_the_middle_of_a_backlog_loses_nothing(bed, tmp_path):
-    samples = bulk_samples(150)
+    samples = bulk_samples(400)
     config_path = write_testbed_config(ROOT / "config.toml", bed, tmp_path)
     config = configure(bed, tmp_path)
     deliver_samples(bed, samples)

@@ -29,7 +29,7 @@ def free_port() -> int:
 
 
 def test_sigterm_during_a_backlog_stops_cleanly_and_a_restart_finishes_it(bed, tmp_path):
-    samples = bulk_samples(150)
+    samples = bulk_samples(400)
     config_path = write_testbed_config(ROOT / "config.toml", bed, tmp_path)
     config = load_config(config_path)
     deliver_samples(bed, samples)

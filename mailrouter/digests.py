@@ -1,0 +1,104 @@
+"""Scheduled digests: daily and weekly figures to each supervisor, for their teams only.
+
+The schedule is checked from the daemon's main loop; each (supervisor, kind, period) is
+recorded when queued, so a restart never sends one twice. A digest missed by more than an
+hour (the daemon was down) is skipped rather than sent late.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+
+from sqlalchemy.orm import Session
+
+from .config import Config
+from .forward import clean_header_text
+from .model import ROUTER_HEADER
+from .reports.digest import digest_for_supervisor
+from .reports.figures import Period
+from .store import DigestSentRow, OutboxRow
+
+log = logging.getLogger("mailrouter.digest")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+LATE_LIMIT = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    kind: str  # daily | weekly
+    at: time
+    weekday: int | None = None  # weekly only, 0 = Monday
+
+
+def parse_schedule(kind: str, text: str) -> Schedule:
+    """"08:30" (daily) or "mon 08:30" (weekly); ValueError says what is wrong."""
+    parts = text.split()
+    weekday = None
+    if kind == "weekly":
+        if len(parts) != 2 or parts[0].lower()[:3] not in WEEKDAYS:
+            raise ValueError(f'must be like "mon 08:30", not {text!r}')
+        weekday = WEEKDAYS.index(parts[0].lower()[:3])
+        parts = parts[1:]
+    try:
+        at = time.fromisoformat(parts[0])
+    except (ValueError, IndexError):
+        raise ValueError(f'must be a time like "08:30", not {text!r}') from None
+    return Schedule(kind, at, weekday)
+
+
+def last_occurrence(schedule: Schedule, now: datetime, tz) -> datetime:
+    """The most recent scheduled moment at or before `now`, in `tz`."""
+    local = now.astimezone(tz)
+    at = datetime.combine(local.date(), schedule.at, tzinfo=tz)
+    if schedule.weekday is not None:
+        at -= timedelta(days=(local.weekday() - schedule.weekday) % 7)
+    if at > local:
+        at -= timedelta(days=7 if schedule.weekday is not None else 1)
+    return at
+
+
+def period_of(schedule: Schedule, at: datetime) -> Period:
+    return Period(at - timedelta(days=7 if schedule.kind == "weekly" else 1), at)
+
+
+def supervisors(config: Config) -> list[str]:
+    return sorted({t.supervisor for t in config.teams.values() if t.supervisor})
+
+
+def queue_due_digests(session: Session, config: Config, now: datetime) -> int:
+    """Queue every digest due now and not yet sent; return how many."""
+    queued = 0
+    for schedule in config.digest.schedules:
+        at = last_occurrence(schedule, now, config.timezone)
+        if now - at > LATE_LIMIT:
+            continue
+        for supervisor in supervisors(config):
+            if session.get(DigestSentRow, (supervisor, schedule.kind, at)) is None:
+                _queue(session, config, supervisor, schedule, at, now)
+                queued += 1
+    return queued
+
+
+def _queue(session: Session, config: Config, supervisor: str, schedule: Schedule, at: datetime,
+           now: datetime) -> None:
+    subject, text, html = digest_for_supervisor(session, config, supervisor, period_of(schedule, at), now)
+    rep, mailbox = config.reps[supervisor], config.mailboxes[0]
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = f"{clean_header_text(mailbox.display_name)} <{mailbox.address}>"
+    msg["To"] = rep.email
+    msg["Subject"] = clean_header_text(subject)
+    msg["Date"] = format_datetime(now.astimezone(config.timezone))
+    msg["Message-ID"] = f"<mr.digest.{schedule.kind}.{at:%Y%m%d%H%M}.{supervisor}@{mailbox.address.rpartition('@')[2]}>"
+    msg["Auto-Submitted"] = "auto-generated"
+    msg[ROUTER_HEADER] = f"digest; {schedule.kind}"
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    session.add(DigestSentRow(supervisor=supervisor, kind=schedule.kind, period_end=at, queued_at=now))
+    session.add(OutboxRow(mailbox=mailbox.name, kind="notice", message=None, sender=mailbox.address,
+                          recipient=rep.email, payload=msg.as_bytes(), next_attempt_at=now,
+                          deadline=now + timedelta(seconds=config.smtp.retry_deadline)))
+    log.info("%s digest for %s (%s) queued", schedule.kind, supervisor, rep.email)
