@@ -1,43 +1,52 @@
-"""`mailrouter check`: after the config validates, try every login so problems show at install time."""
+"""Start-up checks: log in to every server, so a wrong password shows at install time (`check`)
+and a daemon that cannot work fails its start instead of looking active (`run`)."""
 from __future__ import annotations
 
 import asyncio
 
 import aiosmtplib
 
-from .config import Config
+from .config import Config, MailboxConfig
 from .imap import ImapError, Mailbox
 from .outbox import smtp_client
 from .worker import imap_settings
 
 
+def server_problems(config: Config) -> list[tuple[str, str | None, list[str]]]:
+    """(what, error or None, notes) for every IMAP mailbox and the SMTP server."""
+    results = []
+    for mailbox in config.mailboxes:
+        s = mailbox.server
+        label = f"IMAP {mailbox.name} ({s.user}@{s.host}:{s.port})"
+        results.append((label, *_check_imap(mailbox)))
+    results.append((f"SMTP {config.smtp.server.host}:{config.smtp.server.port}", _check_smtp(config), []))
+    return results
+
+
 def check_servers(config: Config) -> bool:
     ok = True
-    for mailbox in config.mailboxes:
-        ok &= _report(f"IMAP {mailbox.name} ({mailbox.server.user}@{mailbox.server.host}:"
-                      f"{mailbox.server.port})", _check_imap(mailbox))
-    ok &= _report(f"SMTP {config.smtp.server.host}:{config.smtp.server.port}", _check_smtp(config))
+    for label, error, notes in server_problems(config):
+        print(f"{label}: {'OK' if error is None else 'FAILED — ' + error}")
+        for note in notes:
+            print(f"  note: {note}")
+        ok &= error is None
     return ok
 
 
-def _report(label: str, error: str | None) -> bool:
-    print(f"{label}: {'OK' if error is None else 'FAILED — ' + error}")
-    return error is None
-
-
-def _check_imap(mailbox) -> str | None:
+def _check_imap(mailbox: MailboxConfig) -> tuple[str | None, list[str]]:
     try:
         conn = Mailbox.connect(imap_settings(mailbox))
     except ImapError as exc:
-        return f"{exc} (check host, port, tls and the password source)"
+        return f"{exc} (check host, port, tls and the password source)", []
     try:
         conn.select_inbox()
         missing = [c for c in ("IDLE", "MOVE", "UIDPLUS") if c not in conn.capabilities]
-        if missing:
-            print(f"  note: server lacks {', '.join(missing)}; mailrouter works around it")
-        return None
+        notes = [f"server lacks {', '.join(missing)}; mailrouter works around it"] if missing else []
+        if not conn.custom_keywords:
+            notes.append("server does not keep custom keywords; folders and the database carry the state")
+        return None, notes
     except ImapError as exc:
-        return str(exc)
+        return str(exc), []
     finally:
         conn.logout()
 

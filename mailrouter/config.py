@@ -241,6 +241,10 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
                    set(reps), {m.name for m in mailboxes})
     sla = replace(sla, max_open={rep: n for rep, n in _rep_caps(r, r.table(data, "reps")).items()})
     ruleset = load_rules(daemon["rules_dir"], reps, teams, problems)
+    for rule in ruleset.rules:
+        if rule.ladder and rule.ladder not in sla.ladders:
+            problems.append(Problem(rule.file, f"rule {rule.name!r}: ladder",
+                                    f"unknown ladder {rule.ladder!r} (known: {', '.join(sorted(sla.ladders))})"))
     if problems:
         raise ConfigError(problems)
     own = frozenset({rep.email.lower() for rep in reps.values()}

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from . import service
+from .checks import server_problems
 from .collisions import CollisionCheck
 from .config import Config, ConfigError, load_config
 from .digests import queue_due_digests
@@ -125,6 +126,11 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, lambda _s, _f: self.reload_requested.set())
+        failed = [(label, error) for label, error, _notes in server_problems(self.config) if error]
+        for label, error in failed:
+            log.error("start-up check failed: %s: %s (run `mailrouter check` for details)", label, error)
+        if failed:
+            raise SystemExit(1)  # systemd retries (Restart=on-failure); nothing half-started
         self.start()
         service.notify_ready(self.summary())
         self._main_loop()

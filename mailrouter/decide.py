@@ -73,7 +73,7 @@ def by_rules(inquiry: Inquiry, config: Config, state: TeamState,
     why = f"rule {rule.name!r}: {rule.reason(inquiry)}" + "".join(lapsed)
     if rule.rep:
         if is_available(rule.rep, config, state):
-            return Decision(Outcome.ROUTED, why, rule=rule.name, rep=rule.rep)
+            return Decision(Outcome.ROUTED, why, rule=rule.name, rep=rule.rep, ladder=rule.ladder)
         return Decision(Outcome.UNRECOGNIZED, f"{why}; but {why_unavailable(rule.rep, config, state)}",
                         rule=rule.name)
     team = config.teams[rule.team]
@@ -82,7 +82,8 @@ def by_rules(inquiry: Inquiry, config: Config, state: TeamState,
         return Decision(Outcome.UNRECOGNIZED, f"{why}; but team {team.id} has no active member",
                         rule=rule.name, team=team.id)
     rep_id, how = choose_member(team, available, state)
-    return Decision(Outcome.ROUTED, f"{why}; {how}", rule=rule.name, rep=rep_id, team=team.id)
+    return Decision(Outcome.ROUTED, f"{why}; {how}", rule=rule.name, rep=rep_id, team=team.id,
+                    ladder=rule.ladder)
 
 
 def to_owner(match: RegistryMatch, config: Config, state: TeamState) -> Decision | None:

@@ -69,6 +69,7 @@ class Decision:
     rep: str | None = None
     team: str | None = None
     how: str = "rule"  # rule | registry | manual | reassign: what chose the rep
+    ladder: str | None = None  # escalation ladder chosen by the rule (None: the default)
     notes: tuple[tuple[str, str], ...] = ()  # extra routing-block lines (re-inquiry, score…)
 
     @property

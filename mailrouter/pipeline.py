@@ -273,8 +273,9 @@ class Router:
             return
         team = decision.team or next((t.id for t in self.config.teams.values() if rep.id in t.members), None)
         session.add(AssignmentRow(message=row.id, rep=rep.id, team=team, customer=q.sender,
-                                  assigned_at=now, how=decision.how, ladder=self.config.sla.default_ladder,
-                                  due_at=self._first_reply_due(team, rep.id, now),
+                                  assigned_at=now, how=decision.how,
+                                  ladder=decision.ladder or self.config.sla.default_ladder,
+                                  due_at=self._first_reply_due(team, rep.id, now, decision.ladder),
                                   forward_message_id=row.forward_message_id))
         if self.config.registry.enabled:
             record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
@@ -285,9 +286,10 @@ class Router:
             mailbox=mailbox.name, message=row.id, sender=mailbox.address, recipient=rep.email, payload=payload,
             next_attempt_at=now, deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
 
-    def _first_reply_due(self, team: str | None, rep: str, now: datetime) -> datetime | None:
+    def _first_reply_due(self, team: str | None, rep: str, now: datetime,
+                         ladder_name: str | None = None) -> datetime | None:
         """The first ladder step's time: +5 min in business hours, next opening + grace outside."""
-        ladder = self.config.sla.ladder(None)
+        ladder = self.config.sla.ladder(ladder_name)
         if not ladder.steps:
             return None
         calendar = self.config.sla.calendar_for(team)

@@ -125,6 +125,7 @@ class Rule:
     conditions: tuple[Condition, ...]
     rep: str | None
     team: str | None
+    ladder: str | None = None  # an escalation ladder other than the default, e.g. "cold"
 
     def matches(self, inquiry: Inquiry) -> bool:
         return all(c.matches(inquiry) for c in self.conditions)
@@ -147,7 +148,7 @@ class RuleSet:
 
 
 RULE_KEYS = {"name", "country", "region", "language", "product", "sender_domain", "sender",
-             "recipient", "free_mail", "keywords", "score_min", "tier", "rep", "team"}
+             "recipient", "free_mail", "keywords", "score_min", "tier", "rep", "team", "ladder"}
 
 
 def load_rules(rules_dir: Path, reps: dict[str, RepConfig], teams: dict[str, TeamConfig],
@@ -224,7 +225,8 @@ def _compile_rule(r: _Reader, d: dict, p: str, regions: dict[str, frozenset[str]
         r.problem(p + "rep", f"unknown rep {rep!r} (known: {', '.join(sorted(reps))})")
     if team and team not in teams:
         r.problem(p + "team", f"unknown team {team!r} (known: {', '.join(sorted(teams)) or 'none'})")
-    return Rule(name, r.file, tuple(conditions), rep, team) if name else None
+    ladder = r.get(d, "ladder", str, "", p) or None
+    return Rule(name, r.file, tuple(conditions), rep, team, ladder) if name else None
 
 
 def _conditions(r: _Reader, d: dict, p: str, regions: dict[str, frozenset[str]],

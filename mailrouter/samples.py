@@ -80,6 +80,12 @@ ENGLISH = ("Hello,\n\nWe are an importer of electronic components and we are loo
            "minimum order quantity?\n\nBest regards,\nJohn Smith")
 CHINESE = ("您好，\n\n我们是一家位于新加坡的贸易公司，想采购一批电路板，数量大约两千片。"
            "请提供报价和交货期，谢谢！\n\n李先生")
+POLISH = ("Dzień dobry,\n\njesteśmy hurtownią elektroniki w Krakowie i szukamy dostawcy płytek "
+          "drukowanych PCB. Prosimy o ofertę cenową na 3000 sztuk wraz z terminem dostawy.\n\n"
+          "Z poważaniem,\nTomasz Nowak")
+ENGLISH_LED = ("Dear Sir or Madam,\n\nWe are a lighting wholesaler in Manchester and would like a "
+               "quotation for 2,000 LED panels, 600 x 600 mm, 40 W, delivered CIF Felixstowe. Please "
+               "include your lead time and payment terms.\n\nKind regards,\nOliver Brown")
 DUTCH = ("Goedendag,\n\nWij zijn een groothandel in verlichting in Rotterdam en zoeken een "
          "leverancier van LED lampen. Kunt u ons een offerte sturen voor 3000 stuks?\n\nMet "
          "vriendelijke groet,\nPieter de Vries")
@@ -154,6 +160,14 @@ def demo_samples() -> list[Sample]:
                             ENGLISH, headers={"List-Id": "<news.fair-newsletter.com>",
                                               "List-Unsubscribe": "<mailto:unsub@fair-newsletter.com>",
                                               "Precedence": "bulk"}, n=21), "ignored")
+    add("Polish PCB wholesaler", compose("Tomasz Nowak <t.nowak@hurtownia-krakow.pl>",
+                                         "Zapytanie ofertowe PCB", POLISH, n=24), "routed", "team:europe")
+    add("Chilean valve buyer", compose("Diego Rojas <compras@minera-norte.cl>", "Cotización de válvulas",
+                                       SPANISH, n=25), "routed", "team:americas")
+    add("Kazakh buyer writing Russian", compose("Азамат <azamat@stroy-almaty.kz>", "Запрос цены",
+                                                RUSSIAN, n=26), "routed", "chen")
+    add("British LED wholesaler", compose("Oliver Brown <oliver@lighting-manchester.co.uk>",
+                                          "RFQ: LED panels", ENGLISH_LED, n=27), "routed", "team:europe")
     add("Mail from our own rep", compose("Li Na <li@example.com>", "FYI customer list", ENGLISH, n=22),
         "ignored")
     add("Hostile subject with encoded CR/LF", compose(

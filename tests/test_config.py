@@ -98,3 +98,12 @@ def test_bad_country_code_in_region(tmp_path):
     path = copy_example(tmp_path)
     edit(tmp_path / "rules" / "00-regions.toml", '"DE", "AT", "CH"]', '"DE", "Austria"]')
     assert any("regions.dach: country codes are ISO 3166" in p for p in problems_of(path))
+
+
+def test_rule_naming_an_unknown_ladder_is_refused(tmp_path):
+    path = copy_example(tmp_path)
+    rules = tmp_path / "rules" / "50-routing.toml"
+    edit(rules, 'rep = "chen"', 'rep = "chen"\nladder = "glacial"')
+    assert any("rule 'russian-speaking': ladder: unknown ladder 'glacial'" in p for p in problems_of(path))
+    edit(rules, 'ladder = "glacial"', 'ladder = "cold"')
+    assert load_config(path, environ=EXAMPLE_ENV).rules.rules[2].ladder == "cold"

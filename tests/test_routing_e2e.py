@@ -26,7 +26,7 @@ def test_every_inquiry_reaches_exactly_one_right_rep(routed):
     bed, config, samples = routed
     forwards = forwards_by_original(bed, config)
     routed_samples = [s for s in samples if s.outcome == "routed"]
-    assert len(routed_samples) >= 20 - 5  # the rest are ignored/unrecognized/quarantined on purpose
+    assert len(routed_samples) >= 20  # the rest are ignored/unrecognized/quarantined on purpose
     for sample in routed_samples:
         message_id = str(parsed(sample.raw)["Message-ID"])
         got = forwards.get(message_id, [])

@@ -227,3 +227,28 @@ def test_wecom_webhook_receives_the_escalation(buyer_bed, tmp_path, running, mon
                       or "升级" in json.dumps(p, ensure_ascii=False) or "Escalation" in json.dumps(p))
     assert escalation["msgtype"] == "markdown"
     assert "Demande de prix LED" in escalation["markdown"]["content"]
+
+
+def test_another_rep_writing_to_the_customer_is_a_collision_told_once_a_day(buyer_bed, tmp_path, running):
+    from mailrouter.store import CollisionRow
+
+    config = sla_config(buyer_bed, tmp_path)
+    clock = MovableClock(TUESDAY_10)
+    _daemon, first = route_one(buyer_bed, config, clock, running)
+    owner = first.rep
+    other = next(m for m in config.teams["europe"].members if m != owner)
+    for minutes in (2, 3):  # the other rep writes to the owner's customer, twice
+        reply_as_client(buyer_bed, config.reps[other].email, "<unrelated@example.com>",
+                        TUESDAY_10 + timedelta(minutes=minutes))
+
+    def collisions():
+        with open_database(config.database)() as session:
+            return list(session.scalars(select(CollisionRow).order_by(CollisionRow.id)))
+
+    rows = wait_for(lambda: len(collisions()) == 2 and collisions(), "two collisions")
+    assert [(r.owner, r.rep, r.customer) for r in rows] == [(owner, other, BUYER)] * 2
+    assert [r.notified for r in rows] == [True, False]
+    notices = wait_for(lambda: [s for s in inbox_subjects(buyer_bed, "wang@example.com")
+                                if "撞单" in s or "ollision" in s], "the supervisor's notice")
+    time.sleep(0.5)
+    assert len(notices) == 1

@@ -1,7 +1,15 @@
 """Report figures, aggregated in SQL so that a million assignments come back in seconds.
 
-Everything here is one SQL statement per table of the report (SQLAlchemy Core, portable to
-SQLite >= 3.30 and PostgreSQL); Python only reshapes the few aggregated rows that come back.
+How (SQLAlchemy Core, portable to SQLite >= 3.30 and PostgreSQL; Python only reshapes the few
+aggregated rows that come back):
+1. The scope's assignments are read once into a narrow temporary table (rows.py).
+2. Three "cubes" count and sum them per key and reply-time bucket, one pass each for the
+   groupings that share a source: people (rep, team), message (rule, country, language) and
+   products; a second, smaller pass per family counts business-time buckets. Every figure
+   of a grouping is a sum over its family's cube (a few thousand rows).
+3. Percentiles come from the bucket counts plus a ranking of the rows inside the one bucket
+   that holds each rank (percentiles.py), so they stay exact without sorting every row once
+   per grouping and clock, which is what made the year report take minutes.
 
 Definitions, so the figures can be checked by hand:
 - A rep's figures count the assignments *given to that rep* in [since, until) (by
@@ -23,16 +31,20 @@ Definitions, so the figures can be checked by hand:
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
-from sqlalchemy import (ColumnElement, Integer, String, and_, case, exists, func, literal, or_,
-                        select, union_all)
+from sqlalchemy import (ColumnElement, Connection, Float, Integer, String, Table, case, exists,
+                        func, literal, literal_column, select, union_all)
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import FromClause, Subquery
+from sqlalchemy.sql import FromClause, Select, Subquery
 
-from ..store import AssignmentRow, CollisionRow, MessageRow, UTCDateTime
+from ..store import AssignmentRow, CollisionRow, MessageRow
+from .percentiles import CLOCKS, TARGETS, CANDIDATES, Key, KeySource, candidates_select, exact_values, targets_select
+from .rows import ROWS, period_id_range, rows_select, sort_threads, temp_table, temporary
 
 A = AssignmentRow.__table__
 M = MessageRow.__table__
@@ -43,7 +55,7 @@ REASSIGNED = "reassigned"
 THRESHOLDS = (300, 1800, 3600)  # seconds: the 5 / 30 / 60 minute columns
 # Edges (seconds, on the SLA clock) of the first-reply distribution chart.
 HISTOGRAM_EDGES = (300, 900, 1800, 3600, 4 * 3600, 24 * 3600)
-MAX_BUCKETS = 300  # time-series points; also keeps the UNION under SQLite's 500-term limit
+MAX_BUCKETS = 300  # time-series points; also bounds the bucket CASE tree (rows.bucket_index)
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,15 @@ class Report:
 
 
 GROUPINGS = ("rep", "team", "rule", "country", "language", "product")
+# Groupings counted together: one cube (one pass over the report's rows) serves each family.
+FAMILIES = {"people": ("team", "rep"), "message": ("rule", "country", "language"),
+            "products": ("products",)}
+FAMILY = {"rep": "people", "team": "people", "rule": "message", "country": "message",
+          "language": "message", "product": "products"}
+# The SLA clock's classes: fine enough for both the thresholds and the chart's buckets.
+CLASS_EDGES = tuple(sorted(set(THRESHOLDS) | set(HISTOGRAM_EDGES)))
+STATS = (("n", Integer), ("wall_sum", Float), ("business_n", Integer), ("business_sum", Float),
+         ("replied", Integer), ("met_due", Integer), ("never", Integer), ("reassigned", Integer))
 
 
 def compute_report(session: Session, scope: Scope, now: datetime, *, tz: tzinfo = timezone.utc,
@@ -151,59 +172,94 @@ def compute_report(session: Session, scope: Scope, now: datetime, *, tz: tzinfo 
                    names: Mapping[str, str] | None = None) -> Report:
     """All figures of one report. `members` (team -> reps, from config) lets fairness count
     members who got nothing; `tz` sets where the chart's days begin."""
-    total = scope_total(session, scope)
-    collisions = collision_counts(session, scope)
-    by_rep = grouped(session, scope, now, "rep", total, collisions)
-    return Report(
-        scope=scope, generated_at=now, total=total, by_rep=by_rep,
-        by_team=grouped(session, scope, now, "team", total),
-        by_rule=grouped(session, scope, now, "rule", total),
-        by_country=grouped(session, scope, now, "country", total),
-        by_language=grouped(session, scope, now, "language", total),
-        by_product=grouped(session, scope, now, "product", total),
-        fairness=fairness(session, scope, members or {}),
-        backlog=backlog(session, now),
-        series=series(session, scope, tz),
-        histogram=histogram(session, scope),
-        names=dict(names or {}),
-    )
+    conn = session.connection()
+    starts = bucket_starts(scope.period, tz)
+    with ExitStack() as stack:
+        stack.enter_context(sort_threads(conn))
+        rows = stack.enter_context(temporary(conn, ROWS, _rows_source(conn, scope, now, starts)))
+        cubes = {family: _cubes(stack, conn, rows, family, scope) for family in FAMILIES}
+        sources = _key_sources(conn, cubes["products"][0])
+        values = _percentiles(stack, conn, rows, cubes, sources, scope)
+        people = cubes["people"][0]
+        total = conn.execute(select(func.coalesce(func.sum(people.c.n), 0))).scalar_one()
+        collisions = collision_counts(session, scope)
+        by = {g: grouped(conn, scope, g, cubes[FAMILY[g]][0], sources[g], values, total,
+                         collisions if g == "rep" else None) if g in sources else ()
+              for g in GROUPINGS}
+        return Report(
+            scope=scope, generated_at=now, total=total, by_rep=by["rep"], by_team=by["team"],
+            by_rule=by["rule"], by_country=by["country"], by_language=by["language"],
+            by_product=by["product"], fairness=fairness(conn, people, scope, members or {}),
+            backlog=backlog(session, now), series=series(conn, rows, scope, starts),
+            histogram=histogram(conn, people, scope), names=dict(names or {}))
 
 
-def _where(scope: Scope, *, reps: bool = True) -> list[ColumnElement[bool]]:
-    clauses = [A.c.assigned_at >= scope.period.since, A.c.assigned_at < scope.period.until]
-    if scope.teams:
-        clauses.append(A.c.team.in_(scope.teams))
-    if reps and scope.reps:
-        clauses.append(A.c.rep.in_(scope.reps))
-    return clauses
+def _rows_source(conn: Connection, scope: Scope, now: datetime, starts: list[datetime]
+                 ) -> Select | None:
+    period = scope.period
+    id_range = period_id_range(conn, period.since, period.until)
+    if id_range is None:
+        return None
+    return rows_select(period.since, period.until, scope.teams, id_range, now, starts,
+                       CLASS_EDGES, REASSIGNED)
 
 
-def scope_total(session: Session, scope: Scope) -> int:
-    """The share denominator: the period and team filter, not the rep filter."""
-    return session.execute(select(func.count()).select_from(A).where(*_where(scope, reps=False))
-                           ).scalar_one()
+def _rep_filter(table: Table, scope: Scope) -> list[ColumnElement[bool]]:
+    """The rep filter, where the table still has reps (the people cube keeps every rep so
+    that fairness and shares see the whole team)."""
+    return [table.c.rep.in_(scope.reps)] if scope.reps and "rep" in table.c else []
 
 
-def collision_counts(session: Session, scope: Scope) -> dict[str, int]:
-    where = [C.c.at >= scope.period.since, C.c.at < scope.period.until]
-    if scope.reps:
-        where.append(C.c.rep.in_(scope.reps))
-    rows = session.execute(select(C.c.rep, func.count()).where(*where).group_by(C.c.rep))
-    return {rep: n for rep, n in rows}
+def _cube_tables(family: str) -> tuple[Table, Table]:
+    keys = [(k, String) for k in FAMILIES[family]]
+    return (temp_table(f"report_{family}_wall", *keys, ("wall_bucket", Integer),
+                       ("sla_class", Integer), *STATS),
+            temp_table(f"report_{family}_business", *keys, ("business_bucket", Integer),
+                       ("n", Integer)))
 
 
-def _sla_clock() -> ColumnElement[float]:
-    return func.coalesce(A.c.reply_business_seconds, A.c.reply_seconds)
+CUBES = {family: _cube_tables(family) for family in FAMILIES}
 
 
-def _products_table(session: Session, scope: Scope) -> Subquery | None:
-    """One row per product named in the period, with its LIKE pattern (wildcards escaped).
+def _cubes(stack: ExitStack, conn: Connection, rows: Table, family: str, scope: Scope
+           ) -> tuple[Table, Table]:
+    """The family's counts and sums per key, wall-time bucket and SLA class; and its counts per
+    key and business-time bucket. At most keys x buckets rows, whatever the assignments."""
+    r, (wall, business) = rows.c, CUBES[family]
+    where = [] if family == "people" else _rep_filter(rows, scope)
+    wall_groups = [*(r[k] for k in FAMILIES[family]), r.wall_bucket, r.sla_class]
+    wall_select = select(*wall_groups, func.count(), func.sum(r.wall), func.count(r.business),
+                         func.sum(r.business), func.sum(r.replied), func.sum(r.met_due),
+                         func.sum(r.never), func.sum(r.reassigned)
+                         ).where(*where).group_by(*wall_groups)
+    business_groups = [*(r[k] for k in FAMILIES[family]), r.business_bucket]
+    business_select = select(*business_groups, func.count()).where(*where).group_by(*business_groups)
+    return (stack.enter_context(temporary(conn, wall, wall_select)),
+            stack.enter_context(temporary(conn, business, business_select)))
+
+
+def _key_sources(conn: Connection, products_cube: Table) -> dict[str, KeySource]:
+    """How each grouping reads its key from a table holding its column ('' when unknown)."""
+    def column(name: str) -> KeySource:
+        return lambda t: (func.coalesce(t.c[name], literal_column("''")), t)
+
+    sources = {g: column(g) for g in GROUPINGS if g != "product"}
+    products = _products_table(conn, products_cube)
+    if products is not None:
+        def product(t: Table) -> tuple[ColumnElement[str], FromClause]:
+            padded = literal(" ") + t.c.products + literal(" ")
+            return products.c.product, t.join(products, padded.like(products.c.pattern, escape="\\"))
+        sources["product"] = product
+    return sources
+
+
+def _products_table(conn: Connection, products_cube: Table) -> Subquery | None:
+    """One row per product named in the report, with its LIKE pattern (wildcards escaped).
 
     The names come from the distinct `products` strings (few, however many assignments), so
     the grouping itself stays in SQL.
     """
-    distinct = session.scalars(select(M.c.products).distinct().select_from(
-        A.join(M, A.c.message == M.c.id)).where(*_where(scope)))
+    distinct = conn.scalars(select(products_cube.c.products).distinct())
     names = sorted({p for text in distinct if text for p in text.split()})
     if not names:
         return None
@@ -217,90 +273,84 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _key_and_source(session: Session, scope: Scope, grouping: str
-                    ) -> tuple[ColumnElement[str], FromClause] | None:
-    with_message = A.join(M, A.c.message == M.c.id)
-    if grouping in ("rep", "team"):
-        return A.c[grouping], A
-    if grouping in ("rule", "country", "language"):
-        return M.c[grouping], with_message
-    products = _products_table(session, scope)
-    if products is None:
-        return None
-    padded = literal(" ") + M.c.products + literal(" ")
-    return products.c.product, with_message.join(
-        products, padded.like(products.c.pattern, escape="\\"))
+def _percentiles(stack: ExitStack, conn: Connection, rows: Table,
+                 cubes: Mapping[str, tuple[Table, Table]], sources: Mapping[str, KeySource],
+                 scope: Scope) -> dict[Key, float]:
+    """Median and p90 of both clocks for every group: bucket counts from the cubes locate each
+    rank, then only the rows in those buckets are ranked (see percentiles.py)."""
+    targets = []
+    for grouping, source in sources.items():
+        for clock, cube in zip(CLOCKS, cubes[FAMILY[grouping]]):
+            bucket = cube.c[CLOCKS[clock][1]]
+            key, from_ = source(cube)
+            hist = (select(key.label("key"), bucket.label("bucket"), func.sum(cube.c.n).label("n"))
+                    .select_from(from_).where(bucket.is_not(None), *_rep_filter(cube, scope))
+                    .group_by(key, bucket))
+            targets.append(targets_select(grouping, clock, hist))
+    stack.enter_context(temporary(conn, TARGETS, union_all(*targets)))
+    stack.enter_context(temporary(conn, CANDIDATES, candidates_select(rows, _rep_filter(rows, scope))))
+    return exact_values(conn, sources.items())
 
 
-def _ranked(key: ColumnElement[str], source: FromClause, scope: Scope) -> Subquery:
-    """Assignment rows with their rank by reply time within their group (nulls last)."""
-    key = func.coalesce(key, "")
-    wall, business = A.c.reply_seconds, A.c.reply_business_seconds
-    return select(
-        key.label("key"), wall.label("wall"), business.label("business"),
-        _sla_clock().label("sla"), A.c.first_reply_at, A.c.ended_at, A.c.end_reason, A.c.due_at,
-        func.row_number().over(partition_by=key, order_by=wall.asc().nulls_last()).label("rn_wall"),
-        func.count(wall).over(partition_by=key).label("n_wall"),
-        func.row_number().over(partition_by=key, order_by=business.asc().nulls_last()).label("rn_business"),
-        func.count(business).over(partition_by=key).label("n_business"),
-    ).select_from(source).where(*_where(scope)).subquery("ranked")
+def collision_counts(session: Session, scope: Scope) -> dict[str, int]:
+    where = [C.c.at >= scope.period.since, C.c.at < scope.period.until]
+    if scope.reps:
+        where.append(C.c.rep.in_(scope.reps))
+    rows = session.execute(select(C.c.rep, func.count()).where(*where).group_by(C.c.rep))
+    return {rep: n for rep, n in rows}
 
 
-def _nearest_rank(q: Subquery, clock: str, p: int) -> ColumnElement[float]:
-    """The value at rank ceil(p*n/100), in integer arithmetic so both dialects agree."""
-    n, rn = q.c["n_" + clock], q.c["rn_" + clock]
-    return func.max(case((rn == (n * p + 99) // 100, q.c[clock])))
+def _sum_if(condition: ColumnElement[bool], value: ColumnElement[int]) -> ColumnElement[int]:
+    return func.sum(case((condition, value), else_=0))
 
 
-def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.sum(case((condition, 1), else_=0))
-
-
-def grouped(session: Session, scope: Scope, now: datetime, grouping: str, total: int,
-            collisions: Mapping[str, int] | None = None) -> tuple[GroupFigures, ...]:
-    """The figures of every group of one grouping (rep, team, rule, ...), in one statement."""
-    found = _key_and_source(session, scope, grouping)
-    if found is None:
-        return ()
-    q = _ranked(*found, scope)
-    replied = q.c.first_reply_at.is_not(None)
-    never = and_(q.c.first_reply_at.is_(None),
-                 or_(q.c.ended_at.is_not(None), q.c.due_at < literal(now, UTCDateTime)))
+def grouped(conn: Connection, scope: Scope, grouping: str, cube: Table, source: KeySource,
+            values: Mapping[Key, float], total: int, collisions: Mapping[str, int] | None = None
+            ) -> tuple[GroupFigures, ...]:
+    """The figures of every group of one grouping (rep, team, ...), summed from its cube."""
+    key, from_ = source(cube)
+    c, within = cube.c, CLASS_EDGES.index(THRESHOLDS[0])
     stmt = select(
-        q.c.key, func.count(), func.count(q.c.first_reply_at),
-        _nearest_rank(q, "wall", 50), func.avg(q.c.wall), _nearest_rank(q, "wall", 90),
-        _nearest_rank(q, "business", 50), func.avg(q.c.business), _nearest_rank(q, "business", 90),
-        _count_if(and_(replied, q.c.sla <= THRESHOLDS[0])),
-        *(_count_if(and_(replied, q.c.sla > t)) for t in THRESHOLDS),
-        _count_if(and_(replied, q.c.due_at.is_not(None), q.c.first_reply_at <= q.c.due_at)),
-        _count_if(never), _count_if(q.c.end_reason == REASSIGNED),
-    ).group_by(q.c.key).order_by(q.c.key)
-    return tuple(_figures(row, total, collisions) for row in session.execute(stmt))
+        key, func.sum(c.n), func.sum(c.replied), _sum_if(c.wall_bucket.is_not(None), c.n),
+        func.sum(c.wall_sum), func.sum(c.business_n), func.sum(c.business_sum),
+        _sum_if(c.sla_class <= within, c.replied),
+        *(_sum_if(c.sla_class > CLASS_EDGES.index(t), c.replied) for t in THRESHOLDS),
+        func.sum(c.met_due), func.sum(c.never), func.sum(c.reassigned),
+    ).select_from(from_).where(*_rep_filter(cube, scope)).group_by(key).order_by(key)
+    return tuple(_figures(grouping, row, values, total, collisions) for row in conn.execute(stmt))
 
 
-def _figures(row: Sequence, total: int, collisions: Mapping[str, int] | None) -> GroupFigures:
-    key, assigned, replied, *times = row[:9]
-    counts = [int(v or 0) for v in row[9:]]
-    f = [None if v is None else float(v) for v in times]
+def _reply_times(grouping: str, clock: str, key: str, n: int, total: float | None,
+                 values: Mapping[Key, float]) -> ReplyTimes:
+    mean = None if not n or total is None else float(total) / n
+    return ReplyTimes(values.get((grouping, clock, key, 50)), mean,
+                      values.get((grouping, clock, key, 90)))
+
+
+def _figures(grouping: str, row: Sequence, values: Mapping[Key, float], total: int,
+             collisions: Mapping[str, int] | None) -> GroupFigures:
+    key, assigned, replied, wall_n, wall_sum, business_n, business_sum = row[:7]
+    counts = [int(v or 0) for v in row[7:]]
     return GroupFigures(
-        key=key, assigned=assigned, replied=replied, share=assigned / total if total else 0.0,
-        wall=ReplyTimes(*f[0:3]), business=ReplyTimes(*f[3:6]),
+        key=key, assigned=assigned, replied=int(replied or 0),
+        share=assigned / total if total else 0.0,
+        wall=_reply_times(grouping, "wall", key, int(wall_n or 0), wall_sum, values),
+        business=_reply_times(grouping, "business", key, int(business_n or 0), business_sum, values),
         within_5m=counts[0], over_5m=counts[1], over_30m=counts[2], over_60m=counts[3],
         met_due=counts[4], never_answered=counts[5], reassigned_away=counts[6],
         collisions=None if collisions is None else collisions.get(key, 0))
 
 
-def fairness(session: Session, scope: Scope, members: Mapping[str, Sequence[str]]
+def fairness(conn: Connection, people: Table, scope: Scope, members: Mapping[str, Sequence[str]]
              ) -> tuple[Fairness, ...]:
     """Each rep's share of their team's assignments against the team average share.
 
     Counted without the rep filter, so filtering on one rep still compares them with the team.
     """
-    stmt = (select(A.c.team, A.c.rep, func.count()).where(*_where(scope, reps=False),
-                                                          A.c.team.is_not(None))
-            .group_by(A.c.team, A.c.rep))
+    stmt = (select(people.c.team, people.c.rep, func.sum(people.c.n))
+            .where(people.c.team.is_not(None)).group_by(people.c.team, people.c.rep))
     counts: dict[str, dict[str, int]] = {}
-    for team, rep, n in session.execute(stmt):
+    for team, rep, n in conn.execute(stmt):
         counts.setdefault(team, {})[rep] = n
     for team, reps in members.items():  # members who got nothing are the least fair case
         if scope.teams and team not in scope.teams:
@@ -344,27 +394,15 @@ def _local_midnight(day: date, tz: tzinfo) -> datetime:
     return datetime.combine(day, time(0), tz).astimezone(timezone.utc)
 
 
-def _buckets_table(starts: list[datetime], until: datetime) -> Subquery:
-    """Bucket bounds as a literal table, so the database does the bucketing in any dialect
-    and in any time zone (no dialect-specific date functions, DST handled in Python)."""
-    ends = starts[1:] + [max(until, starts[-1] + timedelta(days=1))]
-    rows = [select(literal(i, Integer).label("i"), literal(s, UTCDateTime).label("start"),
-                   literal(e, UTCDateTime).label("end"))
-            for i, (s, e) in enumerate(zip(starts, ends))]
-    return (union_all(*rows) if len(rows) > 1 else rows[0]).subquery("buckets")
-
-
-def series(session: Session, scope: Scope, tz: tzinfo) -> Series:
-    starts = bucket_starts(scope.period, tz)
-    b = _buckets_table(starts, scope.period.until)
-    on = and_(A.c.assigned_at >= b.c.start, A.c.assigned_at < b.c.end)
-    with_due = A.c.due_at.is_not(None)
-    stmt = (select(b.c.i, func.coalesce(A.c.team, ""), func.count(), _count_if(with_due),
-                   _count_if(and_(with_due, A.c.first_reply_at <= A.c.due_at)))
-            .select_from(A.join(b, on)).where(*_where(scope)).group_by(b.c.i, A.c.team))
+def series(conn: Connection, rows: Table, scope: Scope, starts: list[datetime]) -> Series:
+    """Volume per team and SLA met per time bucket (each row's bucket was set in `rows`)."""
+    team = func.coalesce(rows.c.team, literal_column("''"))
+    stmt = (select(rows.c.day, team, func.count(), func.sum(rows.c.with_due),
+                   func.sum(rows.c.met_due))
+            .where(*_rep_filter(rows, scope)).group_by(rows.c.day, team))
     volume: dict[str, list[int]] = {}
     due, met = [0] * len(starts), [0] * len(starts)
-    for i, team, n, n_due, n_met in session.execute(stmt):
+    for i, team, n, n_due, n_met in conn.execute(stmt):
         volume.setdefault(team, [0] * len(starts))[i] += n
         due[i] += int(n_due or 0)
         met[i] += int(n_met or 0)
@@ -372,16 +410,13 @@ def series(session: Session, scope: Scope, tz: tzinfo) -> Series:
                   tuple(due), tuple(met))
 
 
-def histogram(session: Session, scope: Scope) -> Histogram:
-    """Replies per rep in SLA-clock buckets (see HISTOGRAM_EDGES)."""
-    clock = _sla_clock()
-    bucket = case(*((clock <= edge, i) for i, edge in enumerate(HISTOGRAM_EDGES)),
-                  else_=len(HISTOGRAM_EDGES))
-    # Grouped in an outer query: PostgreSQL will not match a GROUP BY expression holding
-    # bound parameters against the same expression in the SELECT list.
-    q = select(A.c.rep, bucket.label("bucket")).where(*_where(scope), clock.is_not(None)).subquery()
-    stmt = select(q.c.rep, q.c.bucket, func.count()).group_by(q.c.rep, q.c.bucket)
+def histogram(conn: Connection, people: Table, scope: Scope) -> Histogram:
+    """Replies per rep in SLA-clock buckets (see HISTOGRAM_EDGES), from the SLA classes."""
+    stmt = (select(people.c.rep, people.c.sla_class, func.sum(people.c.n))
+            .where(people.c.sla_class.is_not(None), *_rep_filter(people, scope))
+            .group_by(people.c.rep, people.c.sla_class))
     counts: dict[str, list[int]] = {}
-    for rep, i, n in session.execute(stmt):
-        counts.setdefault(rep, [0] * (len(HISTOGRAM_EDGES) + 1))[i] = n
+    for rep, cls, n in conn.execute(stmt):
+        edge = CLASS_EDGES[cls] if cls < len(CLASS_EDGES) else math.inf
+        counts.setdefault(rep, [0] * (len(HISTOGRAM_EDGES) + 1))[bisect_left(HISTOGRAM_EDGES, edge)] += n
     return Histogram(HISTOGRAM_EDGES, {r: tuple(c) for r, c in sorted(counts.items())})
