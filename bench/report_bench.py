@@ -4,7 +4,9 @@
 
 Builds (or reuses, with --db) a database of N assignments over a year for 40 reps in 8
 teams, then times the whole report for all reps and for one team, the overdue list and the
-rendering; prints the figures and writes bench/results/report.json.
+rendering; prints the figures and writes bench/results/report.json. The machine's load
+average is recorded before and after: other work on a small machine moves these timings.
+Add --profile to list the report's slowest SQL statements (all reps, whole year).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from zoneinfo import ZoneInfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import func, insert, select  # noqa: E402
+from sqlalchemy import event, func, insert, select  # noqa: E402
 
 from mailrouter.reports.figures import Period, Scope, compute_report  # noqa: E402
 from mailrouter.reports.overdue import overdue_now  # noqa: E402
@@ -107,10 +109,32 @@ def timed(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
     return best, result
 
 
+def profile(factory: Any, run: Callable[[], Any], top: int = 12) -> None:
+    """Time every statement of one run (SQLAlchemy events) and print the slowest."""
+    engine, spent = factory.kw["bind"], []
+
+    def before(conn: Any, *_: Any) -> None:
+        conn.info["started"] = time.perf_counter()
+
+    def after(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        spent.append((time.perf_counter() - conn.info["started"], " ".join(statement.split())[:110]))
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+    for seconds, statement in sorted(spent, reverse=True)[:top]:
+        print(f"{seconds:7.3f} s  {statement}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--assignments", type=int, default=1_000_000)
     parser.add_argument("--db", type=Path, help="keep the database here (reused when it has N rows)")
+    parser.add_argument("--profile", action="store_true", help="print the slowest statements")
     args = parser.parse_args()
     db = args.db or Path(tempfile.mkdtemp(prefix="report-bench-")) / "bench.db"
     url = f"sqlite:///{db}"
@@ -118,6 +142,7 @@ def main() -> None:
     build(url, args.assignments)
     build_s = time.perf_counter() - t
     factory = open_database(url)
+    load_before = os.getloadavg()
     members = {team: tuple(reps) for team, reps in TEAMS.items()}
     year, month = Period(START, NOW), Period(NOW - timedelta(days=30), NOW)
     with factory() as s:
@@ -130,9 +155,13 @@ def main() -> None:
         seconds = {name: round(timed(fn)[0], 3) for name, fn in cases.items()}
         report = cases["all_reps_year"]()
         seconds["render_table"] = round(timed(lambda: render_table(report, "en", TZ))[0], 4)
+        if args.profile:
+            profile(factory, lambda: cases["all_reps_year"]())
     result = {"assignments": args.assignments, "report_seconds": seconds, "build_seconds": round(build_s, 1),
               "database_mib": round(db.stat().st_size / 2**20, 1), "sqlite": sqlite3.sqlite_version,
               "python": platform.python_version(), "nproc": os.cpu_count(),
+              "load_average_before": [round(x, 2) for x in load_before],
+              "load_average_after": [round(x, 2) for x in os.getloadavg()],
               "check_total": report.total, "run_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)

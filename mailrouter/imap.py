@@ -10,11 +10,11 @@ import contextlib
 import ipaddress
 import logging
 import re
-import socket
 import ssl
+import threading
 import time
 from datetime import date, datetime
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
@@ -527,6 +527,27 @@ class Mailbox:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.logout()
+
+
+def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
+                 on_lost: Callable[[], None] = lambda: None) -> None:
+    """Run `serve` until `stop` is set, reconnecting with backoff (1 s doubling to 5 min).
+
+    Connection trouble means reconnect, never exit; an unexpected error is logged in full and
+    retried the same way, since every round starts again from the database and the server.
+    """
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            serve()
+            return
+        except ImapError as exc:
+            log.warning("%s: IMAP trouble, reconnecting in %.0fs: %s", name, delay, exc)
+            on_lost()
+        except Exception:
+            log.exception("%s: unexpected error, retrying in %.0fs", name, delay)
+        stop.wait(delay)
+        delay = min(delay * 2, 300.0)
 
 
 def _aware(value: object) -> datetime | None:

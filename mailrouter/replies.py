@@ -20,7 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from .config import Config
-from .imap import ImapError, ImapSettings, Mailbox
+from .imap import ImapError, ImapSettings, Mailbox, keep_serving
 from .metrics import Metrics
 from .parse import headers
 from .pipeline import Clock
@@ -149,17 +149,7 @@ class ReplyWatcher:
         self.rounds = 0
 
     def run(self) -> None:
-        delay = 1.0
-        while not self.stop.is_set():
-            try:
-                self._serve()
-                return
-            except ImapError as exc:
-                log.warning("%s: IMAP trouble, reconnecting in %.0fs: %s", self.source.name, delay, exc)
-            except Exception:
-                log.exception("%s: unexpected error, retrying in %.0fs", self.source.name, delay)
-            self.stop.wait(delay)
-            delay = min(delay * 2, 300.0)
+        keep_serving(self.source.name, self._serve, self.stop)
 
     def _serve(self) -> None:
         conn = Mailbox.connect(self.settings)

@@ -15,7 +15,7 @@ from typing import Iterable
 from .config import Config, MailboxConfig
 from .followup import FollowUp
 from .metrics import Metrics
-from .imap import ImapError, ImapSettings, Mailbox
+from .imap import ImapError, ImapSettings, Mailbox, keep_serving
 from .outbox import Outbox
 from .pipeline import ManualTarget, Router
 from .store import MessageRow
@@ -55,18 +55,8 @@ class MailboxWorker:
 
     def run(self) -> None:
         """Serve the mailbox until `stop` is set; connection trouble means reconnect, not exit."""
-        delay = 1.0
-        while not self.stop.is_set():
-            try:
-                self._serve()
-                return
-            except ImapError as exc:
-                log.warning("%s: IMAP trouble, reconnecting in %.0fs: %s", self.mailbox.name, delay, exc)
-                self.metrics.imap_reconnected(self.mailbox.name)
-            except Exception:  # a bug or a database hiccup: the round is idempotent, so retry it
-                log.exception("%s: unexpected error, retrying in %.0fs", self.mailbox.name, delay)
-            self.stop.wait(delay)
-            delay = min(delay * 2, 300.0)
+        keep_serving(self.mailbox.name, self._serve, self.stop,
+                     on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name))
 
     def _serve(self) -> None:
         conn = Mailbox.connect(imap_settings(self.mailbox))

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import email
+import subprocess
+import sys
 import time
 import email.policy
 from pathlib import Path
@@ -10,11 +12,11 @@ from sqlalchemy import func, select
 
 from mailrouter.config import Config, load_config
 from mailrouter.pipeline import Clock
-from mailrouter.store import MessageRow, open_database, utcnow
+from mailrouter.store import FILED, MessageRow, open_database, utcnow
 from mailrouter.daemon import Daemon
 from mailrouter.demo import deliver_samples, wait_until_filed, write_testbed_config
 from mailrouter.fingerprint import content_key
-from mailrouter.samples import Sample
+from mailrouter.samples import Sample, bulk_samples
 from mailrouter.testbed import TestBed
 from tests.factories import ROOT
 
@@ -87,3 +89,32 @@ def server_folder(bed: TestBed, user: str, logical: str) -> str:
     raise AssertionError(f"{logical} not among {names}")
 
 
+
+
+def start_daemon_process(config_path: Path, log: Path) -> subprocess.Popen:
+    """The daemon as systemd runs it: `run.py -c CONFIG run` in its own process."""
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, str(ROOT / "run.py"), "-c", str(config_path), "run"],
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def count_rows(config: Config, *where) -> int:
+    with open_database(config.database)() as session:
+        return session.scalar(select(func.count()).select_from(MessageRow).where(*where))
+
+
+def backlog_in_progress(bed: TestBed, workdir: Path, count: int) -> tuple[Config, Path, Path, subprocess.Popen, list[Sample]]:
+    """A daemon process working through `count` bulk inquiries, returned once it has filed some."""
+    samples = bulk_samples(count)
+    config_path = write_testbed_config(ROOT / "config.toml", bed, workdir)
+    config = load_config(config_path)
+    deliver_samples(bed, samples)
+    log = workdir / "daemon.log"
+    process = start_daemon_process(config_path, log)
+    deadline = time.monotonic() + 60
+    while count_rows(config, MessageRow.state == FILED) < 10:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("the daemon made no progress:\n" + log.read_text())
+        time.sleep(0.01)
+    return config, config_path, log, process, samples

@@ -1,17 +1,18 @@
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pytest
 
 from mailrouter.classify import OUT_OF_OFFICE_SUBJECTS, not_an_inquiry
 from mailrouter.model import ROUTER_HEADER, Inquiry
+from tests.factories import make_inquiry as factory_inquiry
 
 OWN = frozenset({"sales@example.com", "info@example.com", "zhang@example.com"})
 
 
 def make_inquiry(**overrides: object) -> Inquiry:
-    base = Inquiry(
+    """tests.factories.make_inquiry with this file's defaults."""
+    return factory_inquiry(**{**dict(
         message_id="<q1@buyer.de>",
         subject="Inquiry: LED panels 600x600",
         from_address="hans@buyer.de",
@@ -29,9 +30,8 @@ def make_inquiry(**overrides: object) -> Inquiry:
         products=("LED",),
         attachments=(),
         date=None,
-        headers={"from": "Hans Müller <hans@buyer.de>", "subject": "Inquiry: LED panels 600x600"},
-    )
-    return replace(base, **overrides)
+        headers={"from": "Hans Müller <hans@buyer.de>", "subject": "Inquiry: LED panels 600x600"}
+    ), **overrides})
 
 
 def reason_for(**overrides: object) -> str | None:

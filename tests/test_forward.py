@@ -23,6 +23,7 @@ from mailrouter.forward import (
 )
 from mailrouter.model import ROUTER_HEADER, Attachment, Decision, Inquiry, Outcome
 from mailrouter.templating import candidate_languages, filesize, make_environment, render
+from tests.factories import make_inquiry as factory_inquiry
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 NOW = datetime(2024, 5, 6, 9, 30, tzinfo=timezone(timedelta(hours=8)))
@@ -45,7 +46,8 @@ RAW_CRLF = (
 
 
 def make_inquiry(**overrides: object) -> Inquiry:
-    base = Inquiry(
+    """tests.factories.make_inquiry with this file's defaults."""
+    return factory_inquiry(**{**dict(
         message_id="<q1@buyer.de>",
         subject="Inquiry: LED panels",
         from_address="hans@buyer.de",
@@ -63,9 +65,8 @@ def make_inquiry(**overrides: object) -> Inquiry:
         products=("LED", "PCB"),
         attachments=(Attachment("spec.pdf", "application/pdf", 123_456),),
         date=None,
-        company="Buyer GmbH",
-    )
-    return replace(base, **overrides)
+        company="Buyer GmbH"
+    ), **overrides})
 
 
 DECISION = Decision(Outcome.ROUTED, "country DE -> team Europe", rule="europe", rep="zhang")

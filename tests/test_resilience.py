@@ -1,26 +1,22 @@
 """Nothing is lost: crashes, SMTP failures and servers without MOVE, UIDPLUS or keywords."""
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from mailrouter.config import Config
 from mailrouter.daemon import Daemon
-from mailrouter.demo import deliver_samples, wait_until_filed, write_testbed_config
-from mailrouter.samples import bulk_samples, demo_samples
+from mailrouter.demo import deliver_samples, wait_until_filed
+from mailrouter.samples import demo_samples
 from mailrouter.store import FILED, MessageRow, OutboxRow, open_database
 from mailrouter.testbed import TestBed
-from tests.factories import ROOT
-from tests.mailcheck import configure, folder_of, forwards_by_original, parsed, route_all, shared_copies
+from tests.mailcheck import (backlog_in_progress, configure, count_rows, folder_of, forwards_by_original,
+                             parsed, route_all, shared_copies, start_daemon_process)
 
 pytestmark = pytest.mark.integration
 
@@ -33,33 +29,10 @@ def all_messages(bed: TestBed, user: str) -> list[bytes]:
     return [raw for raws in shared_copies(bed, user).values() for raw in raws]
 
 
-def count_rows(config: Config, *where) -> int:
-    with open_database(config.database)() as session:
-        return session.scalar(select(func.count()).select_from(MessageRow).where(*where))
-
-
-def start_daemon_process(config_path: Path, log: Path) -> subprocess.Popen:
-    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, str(ROOT / "run.py"), "-c", str(config_path), "run"],
-                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-
-
 def test_sigkill_in_the_middle_of_a_backlog_loses_nothing(bed, tmp_path):
-    samples = bulk_samples(400)
-    config_path = write_testbed_config(ROOT / "config.toml", bed, tmp_path)
-    config = configure(bed, tmp_path)
-    deliver_samples(bed, samples)
-    log = tmp_path / "daemon.log"
-    first = start_daemon_process(config_path, log)
-    try:
-        deadline = time.monotonic() + 60
-        while count_rows(config, MessageRow.state == FILED) < 10:
-            assert first.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "daemon made no progress"
-            time.sleep(0.01)
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+    config, config_path, log, first, samples = backlog_in_progress(bed, tmp_path, 400)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
     filed_at_kill = count_rows(config, MessageRow.state == FILED)
     assert filed_at_kill < len(samples), "the backlog finished before the kill; make it larger"
 

@@ -7,17 +7,16 @@ import socket
 import time
 import urllib.request
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from mailrouter.config import load_config
 from mailrouter.demo import deliver_samples, wait_until_filed, write_testbed_config
-from mailrouter.samples import bulk_samples, demo_samples
+from mailrouter.samples import demo_samples
 from mailrouter.store import FILED, MessageRow
 from tests.factories import ROOT
-from tests.mailcheck import forwards_by_original, parsed
-from tests.test_resilience import count_rows, start_daemon_process
+from tests.mailcheck import (backlog_in_progress, count_rows, forwards_by_original, parsed,
+                             start_daemon_process)
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +28,7 @@ def free_port() -> int:
 
 
 def test_sigterm_during_a_backlog_stops_cleanly_and_a_restart_finishes_it(bed, tmp_path):
-    samples = bulk_samples(400)
-    config_path = write_testbed_config(ROOT / "config.toml", bed, tmp_path)
-    config = load_config(config_path)
-    deliver_samples(bed, samples)
-    log = tmp_path / "daemon.log"
-    first = start_daemon_process(config_path, log)
-    deadline = time.monotonic() + 60
-    while count_rows(config, MessageRow.state == FILED) < 10:
-        assert first.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.01)
+    config, config_path, log, first, samples = backlog_in_progress(bed, tmp_path, 400)
     first.send_signal(signal.SIGTERM)
     assert first.wait(30) == 0, log.read_text()
     assert "received SIGTERM, stopping" in log.read_text()
