@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from .classify import not_an_inquiry
 from .config import Config, TeamConfig
 from .model import Decision, Inquiry, Outcome
-from .registry import DO_NOT_CONTACT, REJECTED, RegistryMatch
+from .registry import BLOCKED, DO_NOT_CONTACT, REJECTED, RegistryMatch
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ def decide(inquiry: Inquiry, config: Config, state: TeamState,
     reason = not_an_inquiry(inquiry, config.own_addresses)
     if reason:
         return Decision(Outcome.IGNORED, reason)
+    if match is not None and match.status == BLOCKED and config.registry.enabled:
+        return Decision(Outcome.IGNORED, f"sender blocked: {match.status_reason or match.evidence}")
     live = match if match is not None and not match.lapsed and config.registry.enabled else None
     before = config.registry.position == "before_rules"
     if live and before and (owner_decision := to_owner(live, config, state)):

@@ -21,7 +21,7 @@ from .fingerprint import content_key, raw_sha256
 from .forward import ForwardError, ForwardSpec, build_forward, tag_subject
 from .model import Decision, Inquiry, Outcome
 from .parse import UnreadableMessage, parse_message
-from .registry import RegistryMatch, Score, match_sender, record_routed, score_inquiry
+from .registry import RegistryMatch, Score, block_sender, match_sender, record_routed, score_inquiry
 from .sla.ladder import AssignmentSnapshot, step_time
 from .metrics import Metrics
 from .store import AssignmentRow, MessageRow, OutboxRow, TeamCursorRow
@@ -209,6 +209,10 @@ class Router:
             row.source, row.uidvalidity, row.uid = source, uidvalidity, uid
             if examined.decision.outcome is Outcome.ROUTED:
                 self._assign_and_queue(session, row, raw, examined, mailbox)
+            elif (target.kind == "ignore" and self.config.registry.block_not_inquiry
+                  and examined.inquiry and examined.inquiry.sender):
+                block_sender(session, examined.inquiry.sender, f"filed as not an inquiry from {source}",
+                             self.clock())
             return row
 
     def _retarget(self, row: MessageRow, decision: Decision) -> None:
@@ -277,7 +281,7 @@ class Router:
                                   ladder=decision.ladder or self.config.sla.default_ladder,
                                   due_at=self._first_reply_due(team, rep.id, now, decision.ladder),
                                   forward_message_id=row.forward_message_id))
-        if self.config.registry.enabled:
+        if self.config.registry.enabled and (decision.how != "manual" or self.config.registry.learn_from_manual):
             record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
                           quiet_days=self.config.registry.quiet_days, reason=_handover_reason(decision))
         if decision.team:

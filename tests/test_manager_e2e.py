@@ -94,3 +94,24 @@ def test_digest_reaches_each_supervisor_with_only_their_teams(bed, tmp_path):
 def digests(bed, user: str) -> list[str]:
     return [parsed(raw).get_body(("plain",)).get_content() for raw in bed.fetch_all(user)
             if str(parsed(raw)["X-Mailrouter"]).startswith("digest")]
+
+
+def test_not_an_inquiry_can_block_the_sender(bed, tmp_path):
+    config = configure(bed, tmp_path, overrides={"registry": {"block_not_inquiry": True}})
+    spam = unrecognized("Promo <deals@cheap-seo.com>", "Boost your ranking", 521)
+    route_all(bed, config, [spam])
+    move(bed, "sales@example.com", "Unrecognized", "Assign/Not an inquiry")
+    run_until(config, lambda: folder_of(shared_copies(bed, "sales@example.com"), spam) == ["Ignored"],
+              "the copy to be filed as ignored")
+    # from now on their mail is ignored without the manager, even with a product in it
+    again = Sample("again", ("sales@example.com",),
+                   compose("Promo <deals@cheap-seo.com>", "LED panels cheap!!!", "Buy LED panels now.", n=522),
+                   "ignored")
+    route_all(bed, config, [again])
+    assert folder_of(shared_copies(bed, "sales@example.com"), again) == ["Ignored"]
+    from sqlalchemy import select
+
+    from mailrouter.store import MessageRow, open_database
+    with open_database(config.database)() as session:
+        reason = session.scalars(select(MessageRow.reason).where(MessageRow.subject == "LED panels cheap!!!")).one()
+    assert reason.startswith("sender blocked: filed as not an inquiry")

@@ -49,9 +49,9 @@ def add_registry_parser(subparsers: Any) -> None:
     tr = _action(sub, "transfer", cmd_transfer, "give all of one rep's customers to another")
     tr.add_argument("--from", dest="from_rep", required=True, metavar="REP")
     tr.add_argument("--to", dest="to_rep", required=True, metavar="REP")
-    st = _action(sub, "set-status", cmd_set_status, "mark a customer active, rejected or do-not-contact")
+    st = _action(sub, "set-status", cmd_set_status, "mark a customer active, rejected, do-not-contact or blocked")
     st.add_argument("key", metavar="ADDRESS|DOMAIN|COMPANY")
-    st.add_argument("status", choices=("active", "rejected", "do-not-contact"))
+    st.add_argument("status", choices=("active", "rejected", "do-not-contact", "blocked"))
     st.add_argument("--reason", default="")
 
 

@@ -15,7 +15,8 @@ from ..store import Base
 ACTIVE = "active"
 REJECTED = "rejected"
 DO_NOT_CONTACT = "do_not_contact"
-STATUSES = (ACTIVE, REJECTED, DO_NOT_CONTACT)
+BLOCKED = "blocked"  # a manager filed their mail as not an inquiry: it is ignored from now on
+STATUSES = (ACTIVE, REJECTED, DO_NOT_CONTACT, BLOCKED)
 
 
 class CustomerRow(Base):

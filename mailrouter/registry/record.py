@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from ..model import Inquiry
 from ..parse.domain import registered_domain
 from .match import SenderKeys, find_hit, inquiry_keys, is_lapsed
-from .models import (ACTIVE, STATUSES, CustomerDomainRow, CustomerEmailRow,
+from .models import (ACTIVE, BLOCKED, STATUSES, CustomerDomainRow, CustomerEmailRow,
                      CustomerPhoneRow, CustomerRow, InquiryHistoryRow, OwnerHistoryRow)
 from .normalise import company_candidates, company_key, has_legal_form
 
@@ -121,7 +121,7 @@ def transfer(session: Session, from_rep: str, to_rep: str, now: datetime) -> int
 def parse_status(value: str) -> str:
     status = value.strip().lower().replace("-", "_").replace(" ", "_")
     if status not in STATUSES:
-        raise RegistryError(f"unknown status {value!r} (use active, rejected or do-not-contact)")
+        raise RegistryError(f"unknown status {value!r} (use active, rejected, do-not-contact or blocked)")
     return status
 
 
@@ -132,6 +132,23 @@ def set_status(session: Session, key: str, status: str, reason: str = "") -> Cus
     row.status_reason = reason if row.status != ACTIVE else ""
     session.flush()
     return row
+
+
+def block_sender(session: Session, address: str, reason: str, now: datetime) -> None:
+    """Ignore a sender's mail from now on: their customer row (or a new, unowned one) is blocked.
+
+    Only the address: a free-mail or shared domain must not take innocent senders with it.
+    """
+    address = address.strip().lower()
+    cid = session.scalar(select(CustomerEmailRow.customer_id).where(CustomerEmailRow.email == address))
+    row = session.get(CustomerRow, cid) if cid else None
+    if row is None:
+        row = CustomerRow(company="", company_key="", owner=None, source="blocked by a manager",
+                          first_seen=now, last_contact=now, owner_since=now)
+        session.add(row)
+        session.add(CustomerEmailRow(customer=row, email=address))
+    row.status, row.status_reason = BLOCKED, reason
+    session.flush()
 
 
 def find_customer(session: Session, key: str) -> CustomerRow:

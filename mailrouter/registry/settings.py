@@ -19,13 +19,16 @@ class RegistrySettings:
     position: str = "before_rules"  # a match routes to the owner before (or after) the rules
     quiet_days: int = 180  # ownership lapses after this long without contact
     source: str = "Email"  # source recorded on customers created by routing
+    learn_from_manual: bool = True  # a manual assignment makes its sender a customer of that rep
+    block_not_inquiry: bool = False  # "Not an inquiry" also blocks the sender's address
     score: ScoreSettings = field(default_factory=ScoreSettings)
 
 
 def read_registry_section(r: _Reader, d: dict) -> RegistrySettings:
     """Validate `[registry]` (and `[registry.score]`), recording every problem in `r`."""
     p = "registry."
-    r.unknown_keys(d, {"enabled", "position", "quiet_days", "source", "score"}, p)
+    r.unknown_keys(d, {"enabled", "position", "quiet_days", "source", "score", "learn_from_manual",
+                       "block_not_inquiry"}, p)
     position = r.get(d, "position", str, "before_rules", p)
     if position not in POSITIONS:
         r.problem(p + "position", f"must be one of {', '.join(POSITIONS)}, not {position!r}")
@@ -35,6 +38,8 @@ def read_registry_section(r: _Reader, d: dict) -> RegistrySettings:
         r.problem(p + "quiet_days", "must be at least 1 day")
     return RegistrySettings(enabled=r.get(d, "enabled", bool, True, p), position=position,
                             quiet_days=max(quiet, 1), source=r.get(d, "source", str, "Email", p),
+                            learn_from_manual=r.get(d, "learn_from_manual", bool, True, p),
+                            block_not_inquiry=r.get(d, "block_not_inquiry", bool, False, p),
                             score=_score_section(r, r.table(d, "score", p)))
 
 
