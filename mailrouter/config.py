@@ -131,6 +131,7 @@ class Config:
     template_dir: Path
     rules_dir: Path
     parse: ParseSettings
+    connection_limit: int  # IMAP sessions per server from this process
     rules: Any = None  # RuleSet, compiled by mailrouter.rules (kept loose to avoid an import cycle)
     own_addresses: frozenset[str] = field(default_factory=frozenset)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
@@ -253,7 +254,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
         path=path, database=daemon["database"], timezone=daemon["timezone"],
         mailboxes=mailboxes, smtp=smtp, reps=reps, teams=teams, folders=folders,
         subject_format=subject_format, keyword_prefix=keyword_prefix,
-        template_dir=template_dir, rules_dir=daemon["rules_dir"],
+        template_dir=template_dir, rules_dir=daemon["rules_dir"], connection_limit=daemon["connection_limit"],
         parse=ParseSettings(free_mail_domains=free_mail, form_senders=form_senders,
                             products=ruleset.products, language_threshold=threshold),
         rules=ruleset, own_addresses=own, registry=registry, sla=sla,
@@ -269,7 +270,7 @@ def _resolve(base: Path, value: str) -> Path:
 
 def _daemon_section(r: _Reader, d: dict, base: Path) -> dict:
     p = "daemon."
-    r.unknown_keys(d, {"database", "timezone", "rules_dir"}, p)
+    r.unknown_keys(d, {"database", "timezone", "rules_dir", "max_connections_per_server"}, p)
     database = r.get(d, "database", str, "sqlite:///mailrouter.db", p)
     if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
         # a relative SQLite path is relative to the config file, not to the current directory
@@ -283,7 +284,10 @@ def _daemon_section(r: _Reader, d: dict, base: Path) -> dict:
     rules_dir = _resolve(base, r.get(d, "rules_dir", str, "rules", p))
     if not rules_dir.is_dir():
         r.problem(p + "rules_dir", f"folder {rules_dir} does not exist")
-    return {"database": database, "timezone": tz, "rules_dir": rules_dir}
+    limit = r.get(d, "max_connections_per_server", int, 8, p)
+    if limit < 1:
+        r.problem(p + "max_connections_per_server", "must be at least 1")
+    return {"database": database, "timezone": tz, "rules_dir": rules_dir, "connection_limit": limit}
 
 
 SERVER_KEYS = {"host", "port", "tls", "user", "ca_file", "timeout"} | CREDENTIAL_KEYS

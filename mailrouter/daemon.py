@@ -19,6 +19,7 @@ from .collisions import CollisionCheck
 from .config import Config, ConfigError, load_config
 from .digests import queue_due_digests
 from .followup import FollowUp
+from .imap import CONNECTION_LIMITS
 from .metrics import Metrics, MetricsServer, start_metrics_server
 from .outbox import Outbox
 from .pipeline import Clock, Router
@@ -55,6 +56,7 @@ class Daemon:
         self._metrics_server: MetricsServer | None = None
 
     def start(self) -> None:
+        CONNECTION_LIMITS.limit = self.config.connection_limit
         for worker in self.workers:
             self._spawn(worker.run, f"mailbox-{worker.mailbox.name}")
         for watcher in self.reply_watchers:

@@ -91,6 +91,21 @@ class ImapCommandError(ImapError):
     """The server answered NO or BAD to a command."""
 
 
+class ImapThrottled(ImapError):
+    """The provider asks us to slow down (Microsoft 365, Gmail, NetEase): back off for minutes."""
+
+
+# How providers say "too many requests": RFC 5530 response codes and free text.
+_THROTTLED = re.compile(r"\[(THROTTLED|LIMIT|UNAVAILABLE|OVERQUOTA)\]|throttl|too many (connections|requests|"
+                        r"simultaneous)|rate limit|try again later", re.IGNORECASE)
+
+
+def _command_error(action: str, exc: Exception) -> ImapError:
+    if _THROTTLED.search(str(exc)):
+        return ImapThrottled(f"{action}: server is throttling: {exc}")
+    return ImapCommandError(f"{action}: {exc}")
+
+
 @contextlib.contextmanager
 def _translated(action: str) -> Iterator[None]:
     """Map imapclient/socket/ssl exceptions onto the ImapError hierarchy at this boundary."""
@@ -99,6 +114,8 @@ def _translated(action: str) -> Iterator[None]:
     except ImapError:
         raise
     except imap_exc.LoginError as exc:
+        if _THROTTLED.search(str(exc)):  # "too many connections" arrives as a failed login
+            raise ImapThrottled(f"{action}: server is throttling: {exc}") from exc
         raise ImapAuthError(f"{action}: login refused: {exc}") from exc
     except imap_exc.IMAPClientAbortError as exc:
         raise ImapConnectionLost(f"{action}: connection lost: {exc}") from exc
@@ -109,7 +126,7 @@ def _translated(action: str) -> Iterator[None]:
     except OSError as exc:  # includes socket.timeout / TimeoutError
         raise ImapConnectionLost(f"{action}: {exc.__class__.__name__}: {exc}") from exc
     except imap_exc.IMAPClientError as exc:
-        raise ImapCommandError(f"{action}: {exc}") from exc
+        raise _command_error(action, exc) from exc
 
 
 def _is_loopback(host: str) -> bool:
@@ -187,6 +204,7 @@ class Mailbox:
         self._selected = False
         self._known_folders: set[str] = set()  # server names seen or created this session
         self._idle_since: float | None = None  # monotonic time IDLE began; None when not idling
+        self._slot: tuple[str, int] | None = None  # our place under CONNECTION_LIMITS
 
     # -- connecting
 
@@ -195,14 +213,19 @@ class Mailbox:
         """Connect, (STARTTLS), log in, and introduce ourselves with ID when offered."""
         context = _tls_context(settings)
         action = f"connect to {settings.host}:{settings.port}"
-        with _translated(action):
-            client = imapclient.IMAPClient(
-                settings.host,
-                settings.port,
-                ssl=settings.tls == "implicit",
-                ssl_context=context,
-                timeout=settings.timeout,
-            )
+        slot = CONNECTION_LIMITS.acquire(settings.host, settings.port, settings.timeout)
+        try:
+            with _translated(action):
+                client = imapclient.IMAPClient(
+                    settings.host,
+                    settings.port,
+                    ssl=settings.tls == "implicit",
+                    ssl_context=context,
+                    timeout=settings.timeout,
+                )
+        except BaseException:
+            CONNECTION_LIMITS.release(slot)
+            raise
         try:
             with _translated(action):
                 if settings.tls == "starttls":
@@ -213,8 +236,10 @@ class Mailbox:
                     client.login(settings.user, settings.password)
                 cls._send_id(client)
             mailbox = cls(client, settings)
+            mailbox._slot = slot
         except BaseException:
             _close_quietly(client)
+            CONNECTION_LIMITS.release(slot)
             raise
         log.info("logged in to %s:%s as %s", settings.host, settings.port, settings.user)
         return mailbox
@@ -517,6 +542,8 @@ class Mailbox:
         except ImapError:
             pass
         _close_quietly(self._client)
+        slot, self._slot = self._slot, None  # release once, however often logout is called
+        CONNECTION_LIMITS.release(slot)
 
     close = logout
 
@@ -533,21 +560,75 @@ def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
                  on_lost: Callable[[], None] = lambda: None) -> None:
     """Run `serve` until `stop` is set, reconnecting with backoff (1 s doubling to 5 min).
 
-    Connection trouble means reconnect, never exit; an unexpected error is logged in full and
-    retried the same way, since every round starts again from the database and the server.
+    Connection trouble means reconnect, never exit; a throttling provider gets minutes of
+    quiet (1 doubling to 15); an unexpected error is logged in full and retried the same way,
+    since every round starts again from the database and the server.
     """
-    delay = 1.0
+    backoff = Backoff()
     while not stop.is_set():
+        started = time.monotonic()
         try:
             serve()
             return
+        except ImapThrottled as exc:
+            delay = backoff.throttled()
+            log.warning("%s: throttled by the server, quiet for %.0fs: %s", name, delay, exc)
+            on_lost()
         except ImapError as exc:
+            delay = backoff.failed()
             log.warning("%s: IMAP trouble, reconnecting in %.0fs: %s", name, delay, exc)
             on_lost()
         except Exception:
+            delay = backoff.failed()
             log.exception("%s: unexpected error, retrying in %.0fs", name, delay)
+        if time.monotonic() - started > 300:  # a long good session: the next trouble is new
+            backoff = Backoff()
         stop.wait(delay)
-        delay = min(delay * 2, 300.0)
+
+
+class ConnectionLimits:
+    """At most N sessions per server from this process: providers refuse (or throttle) more,
+    and one busy mailbox must not take the slots another needs. Process-wide, set at start."""
+
+    def __init__(self) -> None:
+        self.limit: int | None = None
+        self._slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, host: str, port: int, timeout: float) -> tuple[str, int] | None:
+        """Take a slot (waiting up to `timeout`); the key to release, or None when unlimited."""
+        if self.limit is None:
+            return None
+        key = (host.lower(), port)
+        with self._lock:
+            slot = self._slots.setdefault(key, threading.BoundedSemaphore(self.limit))
+        if not slot.acquire(timeout=timeout):
+            raise ImapThrottled(f"{host}:{port}: already {self.limit} connections from mailrouter "
+                                "(daemon.max_connections_per_server)")
+        return key
+
+    def release(self, key: tuple[str, int] | None) -> None:
+        if key is not None:
+            self._slots[key].release()
+
+
+CONNECTION_LIMITS = ConnectionLimits()
+
+
+class Backoff:
+    """Reconnect delays: trouble doubles from 1 s to 5 min; throttling from 1 to 15 min."""
+
+    def __init__(self) -> None:
+        self._trouble = 1.0
+        self._throttle = 60.0
+
+    def failed(self) -> float:
+        delay, self._trouble = self._trouble, min(self._trouble * 2, 300.0)
+        return delay
+
+    def throttled(self) -> float:
+        delay, self._throttle = self._throttle, min(self._throttle * 2, 900.0)
+        return delay
 
 
 def _aware(value: object) -> datetime | None:

@@ -247,3 +247,39 @@ def test_dropped_connection_during_idle_raises_connection_lost(
 
 def test_parse_uid_set() -> None:
     assert parse_uid_set(b"1:3,7,10:9") == {1, 2, 3, 7, 9, 10}
+
+
+def test_connection_limit_per_server(bed: TestBed) -> None:
+    from mailrouter.imap import CONNECTION_LIMITS, ImapThrottled
+
+    CONNECTION_LIMITS.limit = 1
+    try:
+        first = Mailbox.connect(settings(bed))
+        with pytest.raises(ImapThrottled, match="already 1 connections"):
+            Mailbox.connect(settings(bed, timeout=0.5))
+        first.logout()
+        first.logout()  # a second logout must not free a slot twice
+        second = Mailbox.connect(settings(bed))  # the slot is free again
+        second.logout()
+    finally:
+        CONNECTION_LIMITS.limit = None
+
+
+def test_throttling_answers_are_told_apart_and_backed_off_for_minutes() -> None:
+    import imapclient.exceptions as imap_exc
+
+    from mailrouter.imap import Backoff, ImapCommandError, ImapThrottled, _translated
+
+    with pytest.raises(ImapThrottled):
+        with _translated("UID FETCH"):
+            raise imap_exc.IMAPClientError("NO [THROTTLED] Request is throttled. Suggested Backoff Time: 1000 ms")
+    with pytest.raises(ImapThrottled):
+        with _translated("LOGIN"):
+            raise imap_exc.LoginError("NO [UNAVAILABLE] Too many simultaneous connections")
+    with pytest.raises(ImapCommandError) as info:
+        with _translated("SELECT"):
+            raise imap_exc.IMAPClientError("NO Mailbox doesn't exist: Routed")
+    assert not isinstance(info.value, ImapThrottled)
+    backoff = Backoff()
+    assert [backoff.failed() for _ in range(11)][-3:] == [256.0, 300.0, 300.0]
+    assert [backoff.throttled() for _ in range(6)] == [60.0, 120.0, 240.0, 480.0, 900.0, 900.0]
