@@ -155,16 +155,18 @@ class Router:
             rows = []
             for uid, raw in messages:
                 row, decision = self._admit_one(session, mailbox, uidvalidity, uid, raw, state)
-                state = state.after(decision)
+                if decision is not None:
+                    state = state.after(decision)
                 rows.append(row)
             return rows
 
     def _admit_one(self, session: Session, mailbox: str, uidvalidity: int, uid: int, raw: bytes,
-                   state: TeamState) -> tuple[MessageRow, Decision]:
+                   state: TeamState) -> tuple[MessageRow, Decision | None]:
+        """The row and the new decision (None: a known message under a new UID, decided before)."""
         sha = raw_sha256(raw)
         adopted = self._adopt_after_uidvalidity_change(session, mailbox, uidvalidity, uid, sha)
         if adopted:
-            return adopted, Decision(Outcome.DUPLICATE, "adopted")  # already decided before
+            return adopted, None
         key = content_key(raw)
         earlier = session.scalars(select(MessageRow).where(MessageRow.content_key == key)
                                   .order_by(MessageRow.id).limit(1)).first()

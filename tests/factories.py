@@ -23,6 +23,15 @@ def make_inquiry(**fields) -> Inquiry:
     return replace(base, **fields)
 
 
+HANS = dict(message_id="<q1@buyer.de>", from_address="hans@buyer.de", sender="hans@buyer.de",
+            sender_name="Hans Müller", reply_to="hans@buyer.de", domain="buyer.de")
+
+
+def hans_inquiry(**fields) -> Inquiry:
+    """An inquiry from Hans Müller of buyer.de, the buyer the classifier and forward tests use."""
+    return make_inquiry(**{**HANS, **fields})
+
+
 def example_config() -> Config:
     """The annotated config.toml and rules/ exactly as shipped."""
     return load_config(ROOT / "config.toml", environ=EXAMPLE_ENV)

@@ -23,7 +23,7 @@ from mailrouter.forward import (
 )
 from mailrouter.model import ROUTER_HEADER, Attachment, Decision, Inquiry, Outcome
 from mailrouter.templating import candidate_languages, filesize, make_environment, render
-from tests.factories import make_inquiry as factory_inquiry
+from tests.factories import hans_inquiry
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 NOW = datetime(2024, 5, 6, 9, 30, tzinfo=timezone(timedelta(hours=8)))
@@ -46,26 +46,15 @@ RAW_CRLF = (
 
 
 def make_inquiry(**overrides: object) -> Inquiry:
-    """tests.factories.make_inquiry with this file's defaults."""
-    return factory_inquiry(**{**dict(
-        message_id="<q1@buyer.de>",
+    """tests.factories.hans_inquiry with this file's defaults."""
+    return hans_inquiry(**{**dict(
         subject="Inquiry: LED panels",
-        from_address="hans@buyer.de",
-        sender="hans@buyer.de",
-        sender_name="Hans Müller",
-        reply_to="hans@buyer.de",
-        domain="buyer.de",
-        country="DE",
-        free_mail=False,
-        recipients=("sales@example.com",),
         text="Grüße, please quote 500 pcs.",
         signature="Hans",
-        language="de",
         language_confidence=0.97,
         products=("LED", "PCB"),
         attachments=(Attachment("spec.pdf", "application/pdf", 123_456),),
-        date=None,
-        company="Buyer GmbH"
+        company="Buyer GmbH",
     ), **overrides})
 
 

@@ -1,0 +1,44 @@
+"""Router bookkeeping on a real SQLite database: each message handled once."""
+from dataclasses import replace
+
+from sqlalchemy import func, select
+
+from mailrouter.pipeline import Router
+from mailrouter.samples import demo_samples
+from mailrouter.store import MessageRow, OutboxRow, open_database
+from tests.factories import example_config
+
+
+def router(tmp_path) -> Router:
+    config = replace(example_config(), database=f"sqlite:///{tmp_path / 'r.db'}")
+    return Router(config, open_database(config.database))
+
+
+def count(r: Router, table) -> int:
+    with r.sessions() as session:
+        return session.scalar(select(func.count()).select_from(table))
+
+
+def test_uidvalidity_change_adopts_the_unfinished_row_instead_of_routing_again(tmp_path):
+    r = router(tmp_path)
+    raw = demo_samples()[0].raw
+    first = r.admit("sales", 100, 7, raw)
+    again = r.admit("sales", 200, 1, raw)  # the server renumbered INBOX before we filed it
+    assert again.id == first.id and (again.uidvalidity, again.uid) == (200, 1)
+    assert count(r, MessageRow) == 1 and count(r, OutboxRow) == 1
+
+
+def test_the_same_inquiry_in_a_second_mailbox_is_a_duplicate(tmp_path):
+    r = router(tmp_path)
+    raw = demo_samples()[0].raw
+    first = r.admit("sales", 1, 1, raw)
+    second = r.admit("info", 1, 1, b"Delivered-To: info@example.com\n" + raw)  # its own trace header
+    assert (first.outcome, second.outcome, second.duplicate_of) == ("routed", "duplicate", first.id)
+    assert count(r, OutboxRow) == 1  # one forward
+
+
+def test_a_batch_rotates_the_team_from_one_snapshot(tmp_path):
+    r = router(tmp_path)
+    french = [s for s in demo_samples() if s.target == "team:europe"][:4]
+    rows = r.admit_batch("sales", 1, [(i + 1, s.raw) for i, s in enumerate(french)])
+    assert [row.rep for row in rows] == ["zhang", "li", "zhang", "li"]
