@@ -17,7 +17,7 @@ def server_problems(config: Config) -> list[tuple[str, str | None, list[str]]]:
     results = []
     for mailbox in config.mailboxes:
         s = mailbox.server
-        label = f"IMAP {mailbox.name} ({s.user}@{s.host}:{s.port})"
+        label = f"IMAP {mailbox.name} ({s.user} at {s.host}:{s.port})"
         results.append((label, *_check_imap(mailbox)))
     results.append((f"SMTP {config.smtp.server.host}:{config.smtp.server.port}", _check_smtp(config), []))
     return results
