@@ -196,6 +196,11 @@ CHECKS: tuple[Callable[[Inquiry], str | None], ...] = (
 )
 
 
+def is_auto_reply(inquiry: Inquiry) -> bool:
+    """An automatic answer (out-of-office and the like), whoever sent it."""
+    return any(check(inquiry) for check in (auto_submitted, auto_reply_header, out_of_office_subject))
+
+
 def not_an_inquiry(inquiry: Inquiry, own_addresses: frozenset[str]) -> str | None:
     """Why this message is not a buyer's inquiry, or None if it may be one.
 

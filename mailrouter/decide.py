@@ -76,12 +76,17 @@ def by_rules(inquiry: Inquiry, config: Config, state: TeamState,
     if rule.rep:
         if is_available(rule.rep, config, state):
             return Decision(Outcome.ROUTED, why, rule=rule.name, rep=rule.rep, ladder=rule.ladder)
-        return Decision(Outcome.UNRECOGNIZED, f"{why}; but {why_unavailable(rule.rep, config, state)}",
-                        rule=rule.name)
-    team = config.teams[rule.team]
+        stand_in = next((t for t in config.teams.values() if rule.rep in t.members), None)
+        if stand_in is None:
+            return Decision(Outcome.UNRECOGNIZED, f"{why}; but {why_unavailable(rule.rep, config, state)}",
+                            rule=rule.name)
+        why = f"{why}; {why_unavailable(rule.rep, config, state)}, so their team"  # away: the team covers
+        team = stand_in
+    else:
+        team = config.teams[rule.team]
     available = [m for m in team.members if is_available(m, config, state)]
     if not available:
-        return Decision(Outcome.UNRECOGNIZED, f"{why}; but team {team.id} has no active member",
+        return Decision(Outcome.UNRECOGNIZED, f"{why}; but team {team.id} has no available member",
                         rule=rule.name, team=team.id)
     rep_id, how = choose_member(team, available, state)
     return Decision(Outcome.ROUTED, f"{why}; {how}", rule=rule.name, rep=rep_id, team=team.id,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import store
 from .config import Config
+from .classify import is_auto_reply
 from .decide import TeamState, choose_member, decide, is_available
 from .fingerprint import content_key, raw_sha256
 from .forward import ForwardError, ForwardSpec, build_forward, tag_subject
@@ -28,6 +29,7 @@ from .store import AssignmentRow, MessageRow, OutboxRow, TeamCursorRow
 from .templating import make_environment
 
 log = logging.getLogger("mailrouter.route")
+OUT_OF_OFFICE_AWAY = timedelta(days=1)  # renewed by every auto-reply; `rep back` ends it at once
 Clock = Callable[[], datetime]
 
 
@@ -181,6 +183,8 @@ class Router:
             row.message_id, row.sender, row.subject = earlier.message_id, earlier.sender, earlier.subject
         if examined.decision.outcome is Outcome.ROUTED:
             self._assign_and_queue(session, row, raw, examined, mailbox)
+        elif examined.inquiry is not None:
+            self._note_rep_out_of_office(session, examined.inquiry)
         return row, examined.decision
 
     def assign_manually(self, mailbox: str, source: str, uidvalidity: int, uid: int, raw: bytes,
@@ -216,6 +220,19 @@ class Router:
                 block_sender(session, examined.inquiry.sender, f"filed as not an inquiry from {source}",
                              self.clock())
             return row
+
+    def _note_rep_out_of_office(self, session: Session, inquiry: Inquiry) -> None:
+        """A rep's out-of-office answer (to a forward) marks them away for a day, renewed by the
+        next one: no new inquiries meanwhile; open ones follow the ladder as usual."""
+        rep = next((r for r in self.config.reps.values() if r.email == inquiry.from_address), None)
+        if rep is None or not is_auto_reply(inquiry):
+            return
+        until = self.clock() + OUT_OF_OFFICE_AWAY
+        current = session.get(store.RepStatusRow, rep.id)
+        if current is None or current.away_until is None or current.away_until < until:
+            session.merge(store.RepStatusRow(rep=rep.id, away_until=until,
+                                             note=f"out-of-office reply: {inquiry.subject[:200]}"))
+            log.info("rep %s sent an out-of-office reply; away until %s", rep.id, until.isoformat())
 
     def _retarget(self, row: MessageRow, decision: Decision) -> None:
         row.folder, keywords = destination(decision, self.config)

@@ -54,10 +54,19 @@ def test_inactive_rep_is_skipped_by_team(config):
         assert decide(q, li_away, TeamState(last_assigned={"europe": last} if last else {})).rep == "zhang"
 
 
-def test_inactive_direct_target_goes_to_manager(config):
+def test_unavailable_direct_target_is_covered_by_their_team(config):
     off = replace(config, reps={**config.reps, "chen": replace(config.reps["chen"], active=False)})
     d = decide(make_inquiry(country="RU", language="ru"), off, TeamState())
-    assert d.outcome is Outcome.UNRECOGNIZED and "rep chen is inactive" in d.reason
+    assert (d.outcome, d.rep, d.team) == (Outcome.ROUTED, "li", "americas")
+    assert "rep chen is inactive, so their team" in d.reason
+    away = decide(make_inquiry(country="RU", language="ru"), config, TeamState(away=frozenset({"chen"})))
+    assert away.rep == "li" and "rep chen is away" in away.reason
+
+
+def test_unavailable_direct_target_without_a_team_goes_to_manager(config):
+    off = replace(config, reps={**config.reps, "wang": replace(config.reps["wang"], active=False)})
+    d = decide(make_inquiry(country=None, language="zh"), off, TeamState())
+    assert d.outcome is Outcome.UNRECOGNIZED and "rep wang is inactive" in d.reason
 
 
 def test_auto_reply_is_ignored_before_rules(config):

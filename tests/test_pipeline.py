@@ -42,3 +42,20 @@ def test_a_batch_rotates_the_team_from_one_snapshot(tmp_path):
     french = [s for s in demo_samples() if s.target == "team:europe"][:4]
     rows = r.admit_batch("sales", 1, [(i + 1, s.raw) for i, s in enumerate(french)])
     assert [row.rep for row in rows] == ["zhang", "li", "zhang", "li"]
+
+
+def test_a_reps_out_of_office_reply_marks_them_away_for_a_day(tmp_path):
+    from mailrouter.samples import compose
+    from mailrouter.store import RepStatusRow
+
+    r = router(tmp_path)
+    ooo = compose("Zhang Wei <zhang@example.com>", "自动回复: Anfrage Leiterplatten", "我正在休假，12月1日回来。",
+                  headers={"Auto-Submitted": "auto-replied"}, n=900)
+    row = r.admit("sales", 1, 1, ooo)
+    assert row.outcome == "ignored"
+    with r.sessions() as session:
+        status = session.get(RepStatusRow, "zhang")
+    assert status is not None and status.away_until > row.received_at
+    german = demo_samples()[0].raw  # german-pcb names zhang; the europe team covers for him
+    routed = r.admit("sales", 1, 2, german)
+    assert routed.rep == "li" and "rep zhang is away" in routed.reason
