@@ -17,6 +17,7 @@ from datetime import timedelta
 
 import aiosmtplib
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 from . import store
 from .config import Config, ServerConfig
@@ -72,9 +73,15 @@ class Outbox:
 
     def due(self, mailbox: str) -> list[OutboxRow]:
         with self.sessions() as session:
-            return list(session.scalars(select(OutboxRow).where(
+            # payloads stay in the database until each is sent: a batch of big forwards must
+            # not be in memory at once
+            return list(session.scalars(select(OutboxRow).options(defer(OutboxRow.payload)).where(
                 OutboxRow.mailbox == mailbox, OutboxRow.status == "pending",
                 OutboxRow.next_attempt_at <= self.clock()).order_by(OutboxRow.id)))
+
+    def _payload(self, item: OutboxRow) -> bytes:
+        with self.sessions() as session:
+            return session.scalar(select(OutboxRow.payload).where(OutboxRow.id == item.id)) or b""
 
     def next_due_in(self, mailbox: str) -> float | None:
         """Seconds until the next retry is due, for the worker's wait."""
@@ -121,7 +128,7 @@ class Outbox:
         try:
             if not client.is_connected:
                 await client.connect()
-            await client.sendmail(item.sender, [item.recipient], item.payload)
+            await client.sendmail(item.sender, [item.recipient], self._payload(item))
             return SendResult(True)
         except (aiosmtplib.SMTPException, OSError) as exc:
             return classify_smtp_error(exc)

@@ -219,3 +219,16 @@ def test_encoded_newline_in_address_is_not_accepted_as_an_address() -> None:
     raw = mail(b"From: =?utf-8?q?a=0A@evil.com?=", b"Reply-To: b@acme.de")
     inquiry = parse_message(raw, SETTINGS)
     assert inquiry.from_address == "" and no_controls(inquiry.sender)
+
+
+def test_big_messages_are_read_without_decoding_attachments_and_sizes_stay_exact():
+    from mailrouter.model import ParseSettings
+    from mailrouter.parse.message import MAIL_PARSER_LIMIT
+    from mailrouter.samples import GERMAN, compose
+
+    settings = ParseSettings(free_mail_domains=frozenset())
+    for size in (0, 1, 2, 3, 20_002, MAIL_PARSER_LIMIT + 1):
+        raw = compose("Klaus <k@becker.de>", "Anfrage", GERMAN, attachment=("drawing.pdf", b"%" * size), n=1)
+        q = parse_message(raw, settings)
+        assert [(a.filename, a.size) for a in q.attachments] == [("drawing.pdf", size)]
+        assert q.language == "de" and "Leiterplatten" in q.text

@@ -49,7 +49,13 @@ def is_attachment(part: Message) -> bool:
 
 
 def size_of(part: Message) -> int:
+    """Decoded size; for base64 computed from the encoded text, so a 25 MB file is not decoded
+    just to be measured."""
     try:
+        encoded = part.get_payload()
+        if isinstance(encoded, str) and part.get("content-transfer-encoding", "").strip().lower() == "base64":
+            data = len(encoded) - sum(encoded.count(c) for c in "\r\n \t")
+            return data * 3 // 4 - encoded.rstrip().count("=")
         payload = part.get_payload(decode=True)
         if payload is None:  # an attached message: its payload is a list of messages
             return sum(len(sub.as_bytes()) for sub in part.get_payload())
