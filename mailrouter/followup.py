@@ -86,18 +86,28 @@ class FollowUp:
 
     def _advance(self, mailbox: MailboxConfig, assignment_id: int) -> int:
         now = self.clock()
+        with self.sessions() as session:  # read first: the IMAP fetch must not hold a write lock
+            steps = self._due(session, assignment_id, now)
+            message = session.get(MessageRow, session.get(AssignmentRow, assignment_id).message) if steps else None
+        if not steps:
+            return 0
+        raw = self.originals(mailbox, message) if any(s.kind is StepKind.REASSIGN for s in steps) else None
         pending = Pending([], [])
         with self.sessions.begin() as session:
+            steps = self._due(session, assignment_id, now)  # a reply may have come in meanwhile
             assignment = session.get(AssignmentRow, assignment_id)
-            if assignment is None or assignment.first_reply_at or assignment.ended_at:
-                return 0  # answered or ended since the list was read
-            message = session.get(MessageRow, assignment.message)
-            steps = due_steps(self._snapshot(session, assignment), self.config.sla.ladder(assignment.ladder),
-                              self.config.sla.calendar_for(assignment.team), now)
+            message = session.get(MessageRow, assignment.message) if steps else None
             for step in steps:
-                self._take(session, mailbox, assignment, message, step, now, pending)
+                self._take(session, mailbox, assignment, message, step, now, pending, raw)
         self._after_commit(mailbox, pending)
         return len(steps)
+
+    def _due(self, session: Session, assignment_id: int, now: datetime) -> list[Step]:
+        assignment = session.get(AssignmentRow, assignment_id)
+        if assignment is None or assignment.first_reply_at or assignment.ended_at:
+            return []  # answered or ended since the list was read
+        return due_steps(self._snapshot(session, assignment), self.config.sla.ladder(assignment.ladder),
+                         self.config.sla.calendar_for(assignment.team), now)
 
     def _snapshot(self, session: Session, a: AssignmentRow) -> AssignmentSnapshot:
         done = frozenset(session.scalars(select(SlaStepRow.step).where(SlaStepRow.assignment == a.id)))
@@ -112,13 +122,15 @@ class FollowUp:
                                   previous_reps=tuple(previous))
 
     def _take(self, session: Session, mailbox: MailboxConfig, a: AssignmentRow, message: MessageRow,
-              step: Step, now: datetime, pending: Pending) -> None:
-        detail = {
-            StepKind.REMIND: self._remind,
-            StepKind.ESCALATE: self._escalate,
-            StepKind.REASSIGN: self._reassign,
-            StepKind.POOL: self._pool,
-        }[step.kind](session, mailbox, a, message, step, now, pending)
+              step: Step, now: datetime, pending: Pending, raw: bytes | None) -> None:
+        if step.kind is StepKind.REASSIGN:
+            detail = self._reassign(session, mailbox, a, message, step, now, pending, raw)
+        else:
+            detail = {
+                StepKind.REMIND: self._remind,
+                StepKind.ESCALATE: self._escalate,
+                StepKind.POOL: self._pool,
+            }[step.kind](session, mailbox, a, message, step, now, pending)
         session.add(SlaStepRow(assignment=a.id, step=step.key, kind=step.kind.value,
                                due_at=now, done_at=now, detail=detail))
         self.metrics.sla_step_taken(step.kind.value)
@@ -144,7 +156,7 @@ class FollowUp:
         pending.notices.append(notice)
         return f"told supervisor {supervisor}"
 
-    def _reassign(self, session, mailbox, a, message, step, now, pending) -> str:
+    def _reassign(self, session, mailbox, a, message, step, now, pending, raw: bytes | None) -> str:
         team = self.config.teams.get(a.team or "") or self._team_of(a.rep)
         state = TeamState(open_counts=store.open_assignment_counts(session),
                           away=frozenset(store.away_reps(session, now)))
@@ -155,7 +167,6 @@ class FollowUp:
         if new_rep is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
                               why="nobody else in the team is available")
-        raw = self.originals(mailbox, message)
         if raw is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
                               why=f"original not found in {message.folder}")

@@ -206,7 +206,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")  # readers (reports, status) never block the daemon
     cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across process crashes
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA busy_timeout=60000")  # a batch of big messages may hold the writer a while
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
