@@ -440,15 +440,23 @@ class TestBed:
     ) -> None:
         self.stop()
 
-    def start(self) -> None:
-        try:
-            self._prepare_dirs()
-            self._start_dovecot()
-            self._start_smtp()
-            self._start_proxy()
-        except BaseException:
-            self.stop()  # partial start: leave nothing running
-            raise
+    def start(self, attempts: int = 3) -> None:
+        """Start everything; a port taken between choosing and binding it (free_port's race
+        with other processes) is retried with fresh ports."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._prepare_dirs()
+                self._start_dovecot()
+                self._start_smtp()
+                self._start_proxy()
+                return
+            except (TestBedError, OSError):
+                self.stop()  # partial start: leave nothing running
+                if attempt == attempts:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
 
     def stop(self) -> None:
         """Stop whatever was started; safe to call twice or after a failed start."""
