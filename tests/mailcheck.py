@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import email.policy
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -43,10 +44,7 @@ def run_until(config: Config, predicate, what: str, timeout: float = 60.0, clock
     daemon = Daemon(config, clock)
     daemon.start()
     try:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.2)
+        wait_for(predicate, what, timeout)
     finally:
         daemon.stop()
 
@@ -118,3 +116,24 @@ def backlog_in_progress(bed: TestBed, workdir: Path, count: int) -> tuple[Config
             raise AssertionError("the daemon made no progress:\n" + log.read_text())
         time.sleep(0.01)
     return config, config_path, log, process, samples
+
+
+class MovableClock:
+    """An injectable clock that tests move instead of sleeping."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def wait_for(predicate, what: str, timeout: float = 30.0):
+    """Poll `predicate` until it returns something true; that value, or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from mailrouter.samples import ENGLISH, Sample, compose
-from tests.mailcheck import (configure, folder_of, forwards_by_original, parsed, route_all, run_until,
-                             shared_copies)
+from tests.mailcheck import (MovableClock, configure, folder_of, forwards_by_original, parsed, route_all,
+                             run_until, shared_copies, wait_for)
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,6 @@ def test_digest_reaches_each_supervisor_with_only_their_teams(bed, tmp_path):
     from datetime import datetime, timedelta, timezone
 
     from mailrouter.samples import demo_samples
-    from tests.test_sla_e2e import MovableClock
 
     config = configure(bed, tmp_path, overrides={"teams": {"americas": {"supervisor": "zhang"}}})
     tuesday_10 = datetime(2026, 11, 17, 2, 0, tzinfo=timezone.utc)  # 10:00 in Asia/Shanghai
@@ -79,11 +78,7 @@ def test_digest_reaches_each_supervisor_with_only_their_teams(bed, tmp_path):
     assert daemon.send_digests() == 0  # never twice for one period
     daemon.start()
     try:
-        import time
-        deadline = time.monotonic() + 30
-        while not (digests(bed, "wang@example.com") and digests(bed, "zhang@example.com")):
-            assert time.monotonic() < deadline, "digests not delivered"
-            time.sleep(0.2)
+        wait_for(lambda: digests(bed, "wang@example.com") and digests(bed, "zhang@example.com"), "the digests")
     finally:
         daemon.stop()
     (digest_wang,), (digest_zhang,) = digests(bed, "wang@example.com"), digests(bed, "zhang@example.com")

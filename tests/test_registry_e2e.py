@@ -7,19 +7,12 @@ import pytest
 
 from mailrouter.cli import main
 from mailrouter.samples import FRENCH, GERMAN, SPANISH, Sample, compose
-from tests.mailcheck import configure, forwards_by_original, parsed, route_all
+from tests.mailcheck import MovableClock, configure, forwards_by_original, parsed, route_all
 
 pytestmark = pytest.mark.integration
 
 START = datetime(2026, 10, 20, 9, 0, tzinfo=timezone.utc)
 
-
-class MovableClock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def inquiry(sender: str, subject: str, body: str, n: int) -> Sample:

@@ -21,7 +21,7 @@ from mailrouter.samples import FRENCH, Sample, compose
 from mailrouter.store import AssignmentRow, SlaStepRow, open_database
 from mailrouter.testbed import TestBed
 from tests.factories import ROOT
-from tests.mailcheck import parsed
+from tests.mailcheck import MovableClock, parsed, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,6 @@ BUYER = "marie@lumiere-lyon.fr"
 # Tuesday 10:00 in Asia/Shanghai: inside the default business hours
 TUESDAY_10 = datetime(2026, 11, 17, 2, 0, tzinfo=timezone.utc)
 
-
-class MovableClock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -55,14 +48,6 @@ def french_inquiry(n: int = 401) -> Sample:
                   compose(f"Marie Dubois <{BUYER}>", "Demande de prix LED", FRENCH, n=n), "routed")
 
 
-def wait_for(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def assignments(config: Config) -> list[AssignmentRow]:
