@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import re
 
-from langdetect import DetectorFactory, detect_langs
 from langdetect.lang_detect_exception import LangDetectException
 
-# langdetect samples randomly; a fixed seed makes the same mail give the same answer.
-DetectorFactory.seed = 0
+from .langprofiles import detect_languages
 
 MIN_BODY_LETTERS = 20  # below this the subject is added to the sample
 MIN_LETTERS = 10  # below this no language is claimed at all ("OK 123" looks like anything)
@@ -36,8 +34,8 @@ def detect(body: str, subject: str, threshold: float) -> tuple[str | None, float
     if letter_weight(text) < MIN_LETTERS:
         return None, 0.0
     try:
-        best = detect_langs(text)[0]
-    except LangDetectException:  # no usable features (only symbols, say)
+        best = detect_languages(text)[0]
+    except (LangDetectException, IndexError):  # no usable features (only symbols, say)
         return None, 0.0
     lang = best.lang.split("-")[0]  # zh-cn and zh-tw are both "zh" for routing
     return (lang if best.prob >= threshold else None), best.prob
