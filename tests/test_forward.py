@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from pathlib import Path
 
+from email.header import decode_header, make_header
+
 import jinja2
 import mailparser
 import pytest
@@ -182,6 +184,27 @@ def test_chinese_name_and_subject_are_rfc2047_encoded(env: jinja2.Environment) -
     message = parse(data)
     assert message["Reply-To"].addresses[0].display_name == "张伟"
     assert message["Subject"] == "[CN][LED] 询价：LED面板"
+
+
+@pytest.mark.parametrize(("name", "subject"), [
+    ("Dr. Hans \"Hansi\" Müller, GmbH & Co. (Einkauf)", "Angebot " * 40),
+    ("张伟" * 60, "询价：LED面板 " * 30),
+    ("O'Brien; Sales <Dept>", "x" * 300),  # one word longer than a line: kept whole, still valid
+])
+def test_long_and_special_header_text_round_trips(env: jinja2.Environment, name: str, subject: str) -> None:
+    data = forward(env, inquiry=make_inquiry(sender_name=name), subject=subject.strip())
+    head = header_block(data)
+    assert head.isascii()
+    assert all(len(line) <= 998 for line in head.split(b"\r\n"))
+    assert all(len(line) <= 78 for line in head.split(b"\r\n") if b"x" * 100 not in line)
+    message = parse(data)
+    assert message["Reply-To"].addresses[0].addr_spec == "hans@buyer.de"
+    assert message["Subject"] == subject.strip()
+    # RFC 2047 6.2: white space between encoded-words is not text (Python's address parser
+    # keeps it, mail clients do not), so the name is decoded as a client would.
+    raw_reply_to = re.search(rb"\r\nReply-To: (.*?) <hans@buyer\.de>\r\n", head + b"\r\n", re.S)[1].decode()
+    decoded = str(make_header(decode_header(raw_reply_to.replace("\r\n", ""))))
+    assert decoded.strip('"').replace('\\"', '"') == name
 
 
 def test_idn_buyer_domain_becomes_punycode(env: jinja2.Environment) -> None:
