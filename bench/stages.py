@@ -169,7 +169,7 @@ PROFILE_PARTS = (
     ("record.py", "record_routed", "  registry record_routed"),
     ("store.py", "open_assignment_counts", "  open_assignment_counts"),
     ("outbox.py", "flush", "Outbox.flush (SMTP, incl. waiting)"),
-    ("outbox.py", "_mark_sent", "  _mark_sent (one transaction each)"),
+    ("outbox.py", "_mark_sent", "  _mark_sent (one transaction per flush)"),
     ("worker.py", "_file", "filing (STORE + MOVE + DB)"),
 )
 

@@ -71,6 +71,7 @@ class SmtpConfig:
     retry_initial: float
     retry_max: float
     retry_deadline: float
+    connections: int = 3  # parallel SMTP sessions when there is a queue to send
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class Config:
     rules_dir: Path
     parse: ParseSettings
     connection_limit: int  # IMAP sessions per server from this process
+    parse_workers: int = 1  # processes parsing fetched mail; 0: in the mailbox threads
     rules: Any = None  # RuleSet, compiled by mailrouter.rules (kept loose to avoid an import cycle)
     own_addresses: frozenset[str] = field(default_factory=frozenset)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
@@ -255,6 +257,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
         mailboxes=mailboxes, smtp=smtp, reps=reps, teams=teams, folders=folders,
         subject_format=subject_format, keyword_prefix=keyword_prefix,
         template_dir=template_dir, rules_dir=daemon["rules_dir"], connection_limit=daemon["connection_limit"],
+        parse_workers=daemon["parse_workers"],
         parse=ParseSettings(free_mail_domains=free_mail, form_senders=form_senders,
                             products=ruleset.products, language_threshold=threshold),
         rules=ruleset, own_addresses=own, registry=registry, sla=sla,
@@ -270,7 +273,7 @@ def _resolve(base: Path, value: str) -> Path:
 
 def _daemon_section(r: _Reader, d: dict, base: Path) -> dict:
     p = "daemon."
-    r.unknown_keys(d, {"database", "timezone", "rules_dir", "max_connections_per_server"}, p)
+    r.unknown_keys(d, {"database", "timezone", "rules_dir", "max_connections_per_server", "parse_workers"}, p)
     database = r.get(d, "database", str, "sqlite:///mailrouter.db", p)
     if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
         # a relative SQLite path is relative to the config file, not to the current directory
@@ -287,7 +290,11 @@ def _daemon_section(r: _Reader, d: dict, base: Path) -> dict:
     limit = r.get(d, "max_connections_per_server", int, 8, p)
     if limit < 1:
         r.problem(p + "max_connections_per_server", "must be at least 1")
-    return {"database": database, "timezone": tz, "rules_dir": rules_dir, "connection_limit": limit}
+    workers = r.get(d, "parse_workers", int, 1, p)
+    if not 0 <= workers <= 8:
+        r.problem(p + "parse_workers", f"must be between 0 and 8, not {workers}")
+    return {"database": database, "timezone": tz, "rules_dir": rules_dir, "connection_limit": limit,
+            "parse_workers": workers}
 
 
 SERVER_KEYS = {"host", "port", "tls", "user", "ca_file", "timeout"} | CREDENTIAL_KEYS
@@ -355,10 +362,14 @@ def _mailboxes(r: _Reader, items: Any, environ: dict[str, str], base: Path) -> t
 
 def _smtp_section(r: _Reader, d: dict, environ: dict[str, str], base: Path) -> SmtpConfig:
     p = "smtp."
-    r.unknown_keys(d, SERVER_KEYS | {"retry_initial", "retry_max", "retry_deadline"}, p)
+    r.unknown_keys(d, SERVER_KEYS | {"retry_initial", "retry_max", "retry_deadline", "connections"}, p)
     if not d:
         r.problem("smtp", "an [smtp] section is required to send forwards")
+    connections = r.get(d, "connections", int, 3, p)
+    if not 1 <= connections <= 20:
+        r.problem(p + "connections", f"must be between 1 and 20, not {connections}")
     return SmtpConfig(
+        connections=connections,
         server=_server(r, d, p, environ, base, {"implicit": 465, "starttls": 587, "none": 25}),
         retry_initial=r.get(d, "retry_initial", float, 30.0, p),
         retry_max=r.get(d, "retry_max", float, 900.0, p),

@@ -22,6 +22,7 @@ from .followup import FollowUp
 from .imap import CONNECTION_LIMITS
 from .metrics import Metrics, MetricsServer, start_metrics_server
 from .outbox import Outbox
+from .parsing import make_parser
 from .pipeline import Clock, Router
 from .replies import ReplyRecorder, ReplyWatcher, reply_settings
 from .sla.webhook import WebhookSender
@@ -42,7 +43,8 @@ class Daemon:
         self.sessions = open_database(config.database)
         self.metrics = Metrics()
         self.webhooks = WebhookSender() if config.sla.webhooks else None
-        self.router = Router(config, self.sessions, clock, self.metrics)
+        self.parser = make_parser(config.parse_workers)
+        self.router = Router(config, self.sessions, clock, self.metrics, self.parser)
         self.outbox = Outbox(config, self.sessions, clock, self.metrics)
         self.followup = FollowUp(config, self.sessions, clock, self.webhooks, metrics=self.metrics)
         self.workers = [MailboxWorker(mb, config, self.router, self.outbox, self.stop_event,
@@ -81,6 +83,7 @@ class Daemon:
         self.stop_event.set()
         for t in self._threads:
             t.join(timeout)
+        self.parser.close()
         if self.webhooks:
             self.webhooks.close(timeout=5.0)
         if self._metrics_server:

@@ -6,6 +6,9 @@ copy is filed where the manager looks, with the reason.
 
 The one window for a second forward: the SMTP server accepted the message and the process
 died before `_mark_sent` committed. The retry then sends it again, with the same Message-ID.
+Sending writes nothing (`send_due`); the outcomes of one flush are recorded together
+(`record`), so during a backlog the window spans one flush (up to a fetched batch of
+forwards, well under a second), not one message.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from .pipeline import Clock
 from .store import AssignmentRow, MessageRow, OutboxRow
 
 log = logging.getLogger("mailrouter.outbox")
+ITEMS_PER_EXTRA_SESSION = 10  # a few forwards go over one session; a queue spreads over more
 
 
 @dataclass(frozen=True)
@@ -93,36 +97,51 @@ class Outbox:
         return None if when is None else max(0.0, (when - self.clock()).total_seconds())
 
     def flush(self, mailbox: str) -> int:
-        """Send what is due for one mailbox over one SMTP connection; return how many went out."""
+        """Send what is due for one mailbox and record the outcome; return how many went out."""
+        return self.record(self.send_due(mailbox))
+
+    def send_due(self, mailbox: str) -> list[tuple[OutboxRow, SendResult]]:
+        """Send what is due without writing to the database (so a thread can send while
+        another holds the write lock); `record` writes the outcome."""
         items = self.due(mailbox)
         if not items:
-            return 0
+            return []
         return asyncio.run(self._send_all(items))
 
-    async def _send_all(self, items: list[OutboxRow]) -> int:
-        sent = 0
+    def record(self, results: list[tuple[OutboxRow, SendResult]]) -> int:
+        """Mark accepted forwards sent (one transaction) and schedule or give up the rest."""
+        accepted = [item for item, result in results if result.ok]
+        if accepted:
+            self._mark_sent(accepted)
+        for item, result in results:
+            if not result.ok:
+                self._record_failure(item, result)
+        return len(accepted)
+
+    async def _send_all(self, items: list[OutboxRow]) -> list[tuple[OutboxRow, SendResult]]:
+        """Up to `smtp.connections` sessions at once: each forward waits for the server's 250,
+        and a server that delivers before answering makes one session a queue."""
+        lanes = max(1, min(self.config.smtp.connections, len(items) // ITEMS_PER_EXTRA_SESSION + 1))
+        done = await asyncio.gather(*(self._send_lane(items[lane::lanes]) for lane in range(lanes)))
+        return [pair for lane in done for pair in lane]
+
+    async def _send_lane(self, items: list[OutboxRow]) -> list[tuple[OutboxRow, SendResult]]:
         client = smtp_client(self.config.smtp.server)
         try:
             await client.connect()
         except (aiosmtplib.SMTPException, OSError) as exc:
-            result = classify_smtp_error(exc)
-            for item in items:  # the server being down is never the message's fault
-                self._record_failure(item, SendResult(False, False, result.error))
-            return 0
+            down = SendResult(False, False, classify_smtp_error(exc).error)
+            return [(item, down) for item in items]  # the server being down is never the message's fault
+        results = []
         try:
             for item in items:
-                result = await self._send_one(client, item)
-                if result.ok:
-                    self._mark_sent(item)
-                    sent += 1
-                else:
-                    self._record_failure(item, result)
+                results.append((item, await self._send_one(client, item)))
         finally:
             try:
                 await client.quit()
             except (aiosmtplib.SMTPException, OSError):
                 pass
-        return sent
+        return results
 
     async def _send_one(self, client: aiosmtplib.SMTP, item: OutboxRow) -> SendResult:
         try:
@@ -133,18 +152,21 @@ class Outbox:
         except (aiosmtplib.SMTPException, OSError) as exc:
             return classify_smtp_error(exc)
 
-    def _mark_sent(self, item: OutboxRow) -> None:
+    def _mark_sent(self, items: list[OutboxRow]) -> None:
         now = self.clock()
+        ids = [item.id for item in items]
+        forwards = [item.message for item in items if item.kind == "forward"]
         with self.sessions.begin() as session:
-            session.execute(OutboxRow.__table__.update().where(OutboxRow.id == item.id).values(
+            session.execute(OutboxRow.__table__.update().where(OutboxRow.id.in_(ids)).values(
                 status="sent", sent_at=now, payload=None, attempts=OutboxRow.attempts + 1))
-            if item.kind == "forward":
+            if forwards:
                 session.execute(MessageRow.__table__.update().where(
-                    MessageRow.id == item.message, MessageRow.state == store.DECIDED)
+                    MessageRow.id.in_(forwards), MessageRow.state == store.DECIDED)
                     .values(state=store.SENT, sent_at=now))
-                received = session.scalar(select(MessageRow.received_at).where(MessageRow.id == item.message))
-                self.metrics.forward_accepted((now - received).total_seconds())
-        log.debug("%s #%d accepted for %s", item.kind, item.id, item.recipient)
+                for received in session.scalars(select(MessageRow.received_at).where(MessageRow.id.in_(forwards))):
+                    self.metrics.forward_accepted((now - received).total_seconds())
+        for item in items:
+            log.debug("%s #%d accepted for %s", item.kind, item.id, item.recipient)
 
     def _record_failure(self, item: OutboxRow, result: SendResult) -> None:
         now = self.clock()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable
@@ -21,8 +22,10 @@ from .decide import TeamState, choose_member, decide, is_available
 from .fingerprint import content_key, raw_sha256
 from .forward import ForwardError, ForwardSpec, build_forward, tag_subject
 from .model import Decision, Inquiry, Outcome
-from .parse import UnreadableMessage, parse_message
-from .registry import RegistryMatch, Score, block_sender, match_sender, record_routed, score_inquiry
+from .parse import parse_message
+from .parsing import InlineParser, Parsed, Parser, parse_one
+from .registry import RegistryMatch, Score, block_sender, record_routed, score_inquiry
+from .registry.match import SenderLookup, lookup_sender
 from .sla.ladder import AssignmentSnapshot, step_time
 from .metrics import Metrics
 from .store import AssignmentRow, MessageRow, OutboxRow, TeamCursorRow
@@ -48,21 +51,21 @@ class Examined:
     decision: Decision
     match: RegistryMatch | None = None
     score: Score | None = None
+    looked_up: SenderLookup | None = None  # the registry lookup behind `match`, for recording
 
 
-def examine(raw: bytes, config: Config, state: TeamState, lookup: Lookup = no_registry) -> Examined:
-    """Parse, consult the registry (read only), score and decide; nothing else.
+def examine(raw: bytes, config: Config, state: TeamState, lookup: Lookup = no_registry,
+            parsed: Parsed | None = None) -> Examined:
+    """Parse (unless `parsed` already holds the parse), consult the registry (read only),
+    score and decide; nothing else.
 
     An unreadable or hostile message, or a bug in any stage, quarantines the message instead
     of stopping the daemon.
     """
-    try:
-        inquiry = parse_message(raw, config.parse)
-    except UnreadableMessage as exc:
-        return Examined(None, Decision(Outcome.QUARANTINED, f"unreadable: {exc}"))
-    except Exception as exc:  # a parser bug must not stop the daemon: keep the message aside
-        log.exception("parser failed")
-        return Examined(None, Decision(Outcome.QUARANTINED, f"parser error: {type(exc).__name__}: {exc}"))
+    parsed = parsed or parse_one(raw, config.parse)
+    inquiry = parsed.inquiry
+    if inquiry is None:
+        return Examined(None, Decision(Outcome.QUARANTINED, parsed.problem))
     try:
         match = lookup(inquiry) if config.registry.enabled else None
         score = score_inquiry(inquiry, config.registry.score,
@@ -132,8 +135,9 @@ class Router:
     """Records decisions; one lock makes check-for-duplicate and insert atomic across mailboxes."""
 
     def __init__(self, config: Config, sessions: sessionmaker[Session], clock: Clock = store.utcnow,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, parser: Parser | None = None):
         self.config = config
+        self.parser = parser or InlineParser()
         self.sessions = sessions
         self.clock = clock
         self.metrics = metrics or Metrics()
@@ -144,29 +148,53 @@ class Router:
         """Record what to do with a message new to this mailbox's INBOX; return its row."""
         return self.admit_batch(mailbox, uidvalidity, [(uid, raw)])[0]
 
-    def admit_batch(self, mailbox: str, uidvalidity: int,
-                    messages: list[tuple[int, bytes]]) -> list[MessageRow]:
+    def parse_ahead(self, messages: list[tuple[int, bytes]]) -> "Future[list[Parsed]]":
+        """Start parsing a fetched batch (in the parser process); hand the result to admit_batch."""
+        return self.parser.submit([raw for _uid, raw in messages], self.config.parse)
+
+    def admit_batch(self, mailbox: str, uidvalidity: int, messages: list[tuple[int, bytes]],
+                    parsing: "Future[list[Parsed]] | None" = None) -> list[MessageRow]:
         """Record decisions for a fetched batch in one transaction: nothing is sent or moved
         before it commits, so a crash loses only undecided work, and the team state is read
         once and carried forward in memory instead of per message."""
         if not messages:
             return []
+        parsed = (parsing or self.parse_ahead(messages)).result()
         with self._lock, self.sessions.begin() as session:
             state = TeamState(store.team_cursors(session), store.open_assignment_counts(session),
                               frozenset(store.away_reps(session, self.clock())))
-            rows = []
-            for uid, raw in messages:
-                row, decision = self._admit_one(session, mailbox, uidvalidity, uid, raw, state)
+            adoptable = self._has_unfiled_from_other_validity(session, mailbox, uidvalidity)
+            rows, decided = [], []
+            for (uid, raw), parse in zip(messages, parsed, strict=True):
+                row, decision = self._admit_one(session, mailbox, uidvalidity, uid, raw, state, parse,
+                                                adoptable)
                 if decision is not None:
                     state = state.after(decision)
+                    decided.append(row)
                 rows.append(row)
+            self._save_team_cursors(session, decided)
             return rows
 
+    @staticmethod
+    def _save_team_cursors(session: Session, rows: list[MessageRow]) -> None:
+        """Each team's round-robin position after the batch, written once per team."""
+        last = {row.team: row.rep for row in rows
+                if row.outcome == Outcome.ROUTED.value and row.team and row.rep}
+        for team, rep in last.items():
+            session.merge(TeamCursorRow(team=team, last_rep=rep))
+
+    @staticmethod
+    def _has_unfiled_from_other_validity(session: Session, mailbox: str, uidvalidity: int) -> bool:
+        """Only after a UIDVALIDITY change can a fetched message be one already known."""
+        return session.scalar(select(MessageRow.id).where(
+            MessageRow.mailbox == mailbox, MessageRow.source == "INBOX",
+            MessageRow.state != store.FILED, MessageRow.uidvalidity != uidvalidity).limit(1)) is not None
+
     def _admit_one(self, session: Session, mailbox: str, uidvalidity: int, uid: int, raw: bytes,
-                   state: TeamState) -> tuple[MessageRow, Decision | None]:
+                   state: TeamState, parsed: Parsed | None, adoptable: bool) -> tuple[MessageRow, Decision | None]:
         """The row and the new decision (None: a known message under a new UID, decided before)."""
         sha = raw_sha256(raw)
-        adopted = self._adopt_after_uidvalidity_change(session, mailbox, uidvalidity, uid, sha)
+        adopted = adoptable and self._adopt_after_uidvalidity_change(session, mailbox, uidvalidity, uid, sha)
         if adopted:
             return adopted, None
         key = content_key(raw)
@@ -176,7 +204,10 @@ class Router:
             examined = Examined(None, Decision(
                 Outcome.DUPLICATE, f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))
         else:
-            examined = examine(raw, self.config, state, self._registry_lookup(session))
+            parsed = parsed or parse_one(raw, self.config.parse)
+            looked_up = self._look_up(session, parsed.inquiry)
+            examined = examine(raw, self.config, state, lambda _q: looked_up and looked_up.match, parsed)
+            examined = replace(examined, looked_up=looked_up)
         row = self._insert_message(session, mailbox, uidvalidity, uid, raw, sha, key, examined)
         if earlier:
             row.duplicate_of = earlier.id
@@ -215,6 +246,7 @@ class Router:
             row.source, row.uidvalidity, row.uid = source, uidvalidity, uid
             if examined.decision.outcome is Outcome.ROUTED:
                 self._assign_and_queue(session, row, raw, examined, mailbox)
+                self._save_team_cursors(session, [row])
             elif (target.kind == "ignore" and self.config.registry.block_not_inquiry
                   and examined.inquiry and examined.inquiry.sender):
                 block_sender(session, examined.inquiry.sender, f"filed as not an inquiry from {source}",
@@ -241,9 +273,11 @@ class Router:
         row.rep, row.team, row.state = decision.rep, decision.team, store.DECIDED
         row.decided_at, row.filed_at = self.clock(), None
 
-    def _registry_lookup(self, session: Session) -> Lookup:
-        registry, free = self.config.registry, self.config.parse.free_mail_domains
-        return lambda q: match_sender(session, q, free, self.clock(), registry.quiet_days)
+    def _look_up(self, session: Session, inquiry: Inquiry | None) -> SenderLookup | None:
+        if inquiry is None or not self.config.registry.enabled:
+            return None
+        return lookup_sender(session, inquiry, self.config.parse.free_mail_domains, self.clock(),
+                             self.config.registry.quiet_days)
 
     def _adopt_after_uidvalidity_change(self, session: Session, mailbox: str, uidvalidity: int,
                                         uid: int, sha: str) -> MessageRow | None:
@@ -300,14 +334,14 @@ class Router:
                                   ladder=decision.ladder or self.config.sla.default_ladder,
                                   due_at=self._first_reply_due(team, rep.id, now, decision.ladder),
                                   forward_message_id=row.forward_message_id))
-        if self.config.registry.enabled and (decision.how != "manual" or self.config.registry.learn_from_manual):
-            record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
-                          quiet_days=self.config.registry.quiet_days, reason=_handover_reason(decision))
-        if decision.team:
-            session.merge(TeamCursorRow(team=decision.team, last_rep=rep.id))
         session.add(OutboxRow(
             mailbox=mailbox.name, message=row.id, sender=mailbox.address, recipient=rep.email, payload=payload,
             next_attempt_at=now, deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
+        if self.config.registry.enabled and (decision.how != "manual" or self.config.registry.learn_from_manual):
+            # last: a new customer's flush writes the rows above in the same round trip
+            record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
+                          quiet_days=self.config.registry.quiet_days, reason=_handover_reason(decision),
+                          looked_up=examined.looked_up)
 
     def _first_reply_due(self, team: str | None, rep: str, now: datetime,
                          ladder_name: str | None = None) -> datetime | None:
@@ -346,9 +380,10 @@ class Router:
 
     def mark_filed(self, rows: list[MessageRow], note: str = "") -> None:
         now = self.clock()
+        ids = [row.id for row in rows]
         with self.sessions.begin() as session:
-            for row in rows:
-                session.execute(MessageRow.__table__.update().where(MessageRow.id == row.id)
+            for start in range(0, len(ids), 1000):  # stay under SQL parameter limits
+                session.execute(MessageRow.__table__.update().where(MessageRow.id.in_(ids[start:start + 1000]))
                                 .values(state=store.FILED, filed_at=now, last_error=None))
         for row in rows:
             log_decision(row, now, note)

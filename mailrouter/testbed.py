@@ -8,6 +8,8 @@ Runs as root (Dovecot drops to the `dovecot`/`dovenull` users). Usable without p
 """
 from __future__ import annotations
 
+import asyncio
+
 import logging
 import os
 import pwd
@@ -242,7 +244,9 @@ class LmtpRelayHandler:
             return f"{code} {code // 100}.3.0 Injected failure (test bed)"
         raw = envelope.original_content or b""
         try:
-            lmtp_deliver(self.lmtp_port, envelope.mail_from or "", envelope.rcpt_tos, raw)
+            # in a thread, so concurrent sessions are not queued behind one delivery (as on any MTA)
+            await asyncio.get_running_loop().run_in_executor(
+                None, lmtp_deliver, self.lmtp_port, envelope.mail_from or "", envelope.rcpt_tos, raw)
         except (OSError, smtplib.SMTPException) as exc:
             log.warning("LMTP delivery failed: %s", exc)
             return "451 4.3.0 Local delivery failed"

@@ -119,24 +119,35 @@ class MailboxWorker:
         return selected
 
     def _inbox_round(self, conn: Mailbox, uidvalidity: int) -> None:
-        """Batches overlap: while one batch's forwards go out over SMTP (waiting on the
-        network), the next is fetched and decided; each batch is filed once sent."""
+        """Three batches in flight: while one is recorded here, the next is parsed in the
+        parser process and the previous one's forwards go out over SMTP; each batch is filed
+        once sent. Only this thread writes to the database (the sender's outcomes are recorded
+        here), so sending never waits for the batch transaction's lock."""
         in_inbox = set(conn.unprocessed_uids())
         new = sorted(in_inbox - self.router.known_uids(self.mailbox.name, "INBOX", uidvalidity, in_inbox))
+        batches = [new[start:start + FETCH_BATCH] for start in range(0, len(new), FETCH_BATCH)]
         sending = None
-        for start in range(0, len(new), FETCH_BATCH):
-            batch = list(conn.fetch(new[start:start + FETCH_BATCH]))
-            self.router.admit_batch(self.mailbox.name, uidvalidity, batch)
+        ahead = self._fetch_and_parse(conn, batches[0]) if batches else None
+        for index in range(len(batches)):
+            batch, parsing = ahead
+            ahead = None
+            if index + 1 < len(batches) and not self.stop.is_set():
+                ahead = self._fetch_and_parse(conn, batches[index + 1])
+            self.router.admit_batch(self.mailbox.name, uidvalidity, batch, parsing)
             if sending is not None:
-                sending.result()
+                self.outbox.record(sending.result())
                 self._file(conn, uidvalidity, in_inbox)
-            sending = self._sender.submit(self.outbox.flush, self.mailbox.name)
-            if self.stop.is_set():
+            sending = self._sender.submit(self.outbox.send_due, self.mailbox.name)
+            if ahead is None:
                 break
         if sending is not None:
-            sending.result()
+            self.outbox.record(sending.result())
         self.outbox.flush(self.mailbox.name)
         self._file(conn, uidvalidity, in_inbox)
+
+    def _fetch_and_parse(self, conn: Mailbox, uids: list[int]):
+        batch = list(conn.fetch(uids))
+        return batch, self.router.parse_ahead(batch)
 
     def _file(self, conn: Mailbox, uidvalidity: int, in_inbox: set[int], source: str = "INBOX") -> None:
         """File the selected folder's ready copies; `in_inbox` is what the folder holds now."""

@@ -151,10 +151,26 @@ def to_match(hit: Hit, row: CustomerRow, now: datetime, quiet_days: int) -> Regi
                          lapsed, summary(row))
 
 
+@dataclass(frozen=True)
+class SenderLookup:
+    """What the registry knows of a sender, with the keys it looked for (so that recording
+    the inquiry afterwards, in the same transaction, does not look again)."""
+
+    keys: SenderKeys
+    hit: Hit | None
+    match: RegistryMatch | None
+
+
+def lookup_sender(session: Session, inquiry: Inquiry, free_mail_domains: frozenset[str],
+                  now: datetime, quiet_days: int) -> SenderLookup:
+    keys = inquiry_keys(inquiry, free_mail_domains)
+    hit = find_hit(session, keys)
+    if hit is None:
+        return SenderLookup(keys, None, None)
+    return SenderLookup(keys, hit, to_match(hit, session.get_one(CustomerRow, hit.customer_id), now, quiet_days))
+
+
 def match_sender(session: Session, inquiry: Inquiry, free_mail_domains: frozenset[str],
                  now: datetime, quiet_days: int) -> RegistryMatch | None:
     """The registry's customer behind this inquiry, with how we know; reads only."""
-    hit = find_hit(session, inquiry_keys(inquiry, free_mail_domains))
-    if hit is None:
-        return None
-    return to_match(hit, session.get_one(CustomerRow, hit.customer_id), now, quiet_days)
+    return lookup_sender(session, inquiry, free_mail_domains, now, quiet_days).match

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from ..model import Inquiry
 from ..parse.domain import registered_domain
-from .match import SenderKeys, find_hit, inquiry_keys, is_lapsed
+from .match import SenderKeys, SenderLookup, find_hit, inquiry_keys, is_lapsed
 from .models import (ACTIVE, BLOCKED, STATUSES, CustomerDomainRow, CustomerEmailRow,
                      CustomerPhoneRow, CustomerRow, InquiryHistoryRow, OwnerHistoryRow)
 from .normalise import company_candidates, company_key, has_legal_form
@@ -27,18 +27,23 @@ class Recorded:
 
 def record_routed(session: Session, inquiry: Inquiry, rep_id: str, now: datetime,
                   source: str = "Email", *, message_row: int | None = None,
-                  quiet_days: int = 180, reason: str = "") -> Recorded:
+                  quiet_days: int = 180, reason: str = "", looked_up: SenderLookup | None = None) -> Recorded:
     """Remember an inquiry routed to `rep_id`: a new customer, or the history of a known one.
 
     When a known customer reaches someone other than its owner (lapsed ownership, owner away)
-    the change is recorded as a handover with `reason`.
+    the change is recorded as a handover with `reason`. `looked_up`: the lookup already made
+    for this inquiry in this transaction.
     """
-    # The parse stage already decided free vs corporate (inquiry.free_mail): no list needed.
-    keys = inquiry_keys(inquiry, frozenset())
-    hit = find_hit(session, keys)
+    if looked_up is None:
+        # The parse stage already decided free vs corporate (inquiry.free_mail): no list needed.
+        keys = inquiry_keys(inquiry, frozenset())
+        hit = find_hit(session, keys)
+    else:
+        keys, hit = looked_up.keys, looked_up.hit
     if hit is None:
         row = _new_customer(session, inquiry, keys, rep_id, now, source)
         _add_inquiry(session, row, inquiry, rep_id, now, message_row)
+        session.flush()  # one flush writes the customer with everything else pending
         return Recorded(row.id, True)
     row = session.get_one(CustomerRow, hit.customer_id)
     if row.owner != rep_id:
@@ -57,10 +62,12 @@ def _new_customer(session: Session, inquiry: Inquiry, keys: SenderKeys, rep_id: 
                       contact_name=inquiry.sender_name, country=inquiry.country, owner=rep_id,
                       source=source, first_seen=now, last_contact=now, owner_since=now)
     session.add(row)
-    add_contact_points(session, row, keys)
+    # find_hit just found none of these addresses and domains: no one has claimed them
+    row.emails.extend(CustomerEmailRow(email=email) for email in keys.emails if email)
+    row.domains.extend(CustomerDomainRow(domain=domain) for domain in keys.domains if domain)
+    row.phones.extend(CustomerPhoneRow(e164=e164) for e164 in dict.fromkeys(keys.phones))
     session.add(OwnerHistoryRow(customer=row, from_rep=None, to_rep=rep_id, at=now,
                                 reason=f"first inquiry ({source})"))
-    session.flush()
     return row
 
 
@@ -90,10 +97,9 @@ def _add_inquiry(session: Session, row: CustomerRow, inquiry: Inquiry, rep_id: s
                  now: datetime, message_row: int | None) -> None:
     row.last_inquiry = now
     row.last_contact = now
-    session.add(InquiryHistoryRow(customer_id=row.id, message_row=message_row,
+    session.add(InquiryHistoryRow(customer=row, message_row=message_row,
                                   message_id=inquiry.message_id, sender=inquiry.sender,
                                   subject=inquiry.subject[:500], at=now, rep=rep_id))
-    session.flush()
 
 
 def handover(session: Session, customer_id: int, to_rep: str, reason: str,

@@ -1,0 +1,79 @@
+"""The parse stage in a worker process gives the same answers, and survives its death."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mailrouter.parsing import InlineParser, Parsed, ProcessParser, parse_all, parse_one
+from mailrouter.samples import bulk_samples, demo_samples
+from tests.factories import example_config
+
+SETTINGS = example_config().parse
+
+
+@pytest.fixture(scope="module")
+def process_parser():
+    parser = ProcessParser(1, min_batch=1)
+    yield parser
+    parser.close()
+
+
+def test_worker_process_parses_like_the_daemon_thread(process_parser: ProcessParser) -> None:
+    raws = [s.raw for s in demo_samples()] + [s.raw for s in bulk_samples(40)]
+    got = process_parser.submit(raws, SETTINGS).result(timeout=120)
+    assert got == parse_all(raws, SETTINGS)
+    assert any(p.inquiry is None and p.problem.startswith("unreadable") for p in got)  # the demo's junk
+    assert sum(p.inquiry is not None for p in got) >= len(raws) - 2
+
+
+def test_inline_parser_is_the_same_function() -> None:
+    raw = bulk_samples(1)[0].raw
+    assert InlineParser().submit([raw], SETTINGS).result() == [parse_one(raw, SETTINGS)]
+
+
+def test_a_killed_worker_costs_nothing_but_a_retry(process_parser: ProcessParser, caplog) -> None:
+    raws = [s.raw for s in bulk_samples(300)]
+    process_parser.submit(raws[:1], SETTINGS).result(timeout=120)  # the process is up
+    future = process_parser.submit(raws, SETTINGS)
+    pids = list(process_parser._pool._processes)  # noqa: SLF001 (the test plays the OOM killer)
+    os.kill(pids[0], 9)
+    got = future.result(timeout=300)
+    assert [p.inquiry.message_id if p.inquiry else None for p in got] == \
+        [p.inquiry.message_id if p.inquiry else None for p in parse_all(raws, SETTINGS)]
+    assert "parser process died on a batch of 300" in caplog.text
+    assert process_parser.submit(raws[:2], SETTINGS).result(timeout=120)[0].inquiry is not None
+
+
+class _KillsTheParser:
+    """Settings whose unpickling ends the worker process, as a parser crash on a message would."""
+
+    def __reduce__(self):
+        return (os._exit, (3,))
+
+
+def test_a_message_that_kills_every_worker_is_quarantined_not_lost() -> None:
+    parser = ProcessParser(1, min_batch=1)
+    try:
+        got = parser.submit([b"From: a@b.c\r\n\r\nhi", b"From: d@e.f\r\n\r\nho"], _KillsTheParser()).result(timeout=120)
+    finally:
+        parser.close()
+    assert got == [Parsed(None, "parser crashed on this message (its process died)")] * 2
+
+
+def test_a_lone_message_is_parsed_without_a_process_and_the_processes_end_when_idle() -> None:
+    import time
+    parser = ProcessParser(1, min_batch=8, idle_exit=1.0)
+    raws = [s.raw for s in bulk_samples(8)]
+    try:
+        assert parser.submit(raws[:1], SETTINGS).result().pop().inquiry is not None
+        assert not parser.running
+        assert len(parser.submit(raws, SETTINGS).result(timeout=120)) == 8
+        assert parser.running
+        deadline = time.monotonic() + 30
+        while parser.running and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not parser.running
+        assert parser.submit(raws, SETTINGS).result(timeout=120) == parse_all(raws, SETTINGS)  # and back
+    finally:
+        parser.close()
