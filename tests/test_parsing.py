@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -36,8 +37,7 @@ def test_a_killed_worker_costs_nothing_but_a_retry(process_parser: ProcessParser
     raws = [s.raw for s in bulk_samples(300)]
     process_parser.submit(raws[:1], SETTINGS).result(timeout=120)  # the process is up
     future = process_parser.submit(raws, SETTINGS)
-    pids = list(process_parser._pool._processes)  # noqa: SLF001 (the test plays the OOM killer)
-    os.kill(pids[0], 9)
+    process_parser._procs[0].kill()  # noqa: SLF001 (the test plays the OOM killer)
     got = future.result(timeout=300)
     assert [p.inquiry.message_id if p.inquiry else None for p in got] == \
         [p.inquiry.message_id if p.inquiry else None for p in parse_all(raws, SETTINGS)]
@@ -77,3 +77,38 @@ def test_a_lone_message_is_parsed_without_a_process_and_the_processes_end_when_i
         assert parser.submit(raws, SETTINGS).result(timeout=120) == parse_all(raws, SETTINGS)  # and back
     finally:
         parser.close()
+
+
+def test_the_parser_process_ends_when_the_daemon_is_killed(tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "daemon.py"
+    script.write_text(
+        "import sys, time\n"
+        "from mailrouter.parsing import ProcessParser\n"
+        "from mailrouter.samples import bulk_samples\n"
+        "from tests.factories import example_config\n"
+        "parser = ProcessParser(1, min_batch=1)\n"
+        "assert parser.submit([bulk_samples(1)[0].raw], example_config().parse).result(timeout=60)\n"
+        "print(parser._procs[0].process.pid, flush=True)\n"
+        "time.sleep(120)\n")
+    root = str(Path(__file__).resolve().parent.parent)
+    daemon = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=root,
+                              env={**os.environ, "PYTHONPATH": root})
+    child = int(daemon.stdout.readline())
+    os.kill(daemon.pid, signal.SIGKILL)  # no clean-up at all, as after an OOM kill
+    daemon.wait()
+    daemon.stdout.close()
+
+    def running() -> bool:  # an orphan is reaped by init; a zombie has ended too
+        try:
+            return "zombie" not in Path(f"/proc/{child}/status").read_text()
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and running():
+        time.sleep(0.1)
+    assert not running()
