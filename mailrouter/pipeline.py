@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import store
@@ -329,16 +329,16 @@ class Router:
                                           rule=decision.rule))
             return
         team = decision.team or next((t.id for t in self.config.teams.values() if rep.id in t.members), None)
-        session.add(AssignmentRow(message=row.id, rep=rep.id, team=team, customer=q.sender,
-                                  assigned_at=now, how=decision.how,
-                                  ladder=decision.ladder or self.config.sla.default_ladder,
-                                  due_at=self._first_reply_due(team, rep.id, now, decision.ladder),
-                                  forward_message_id=row.forward_message_id))
-        session.add(OutboxRow(
+        # plain INSERTs: nothing reads these back as objects in this transaction (issue 7)
+        session.execute(insert(AssignmentRow.__table__).values(
+            message=row.id, rep=rep.id, team=team, customer=q.sender, assigned_at=now, how=decision.how,
+            ladder=decision.ladder or self.config.sla.default_ladder,
+            due_at=self._first_reply_due(team, rep.id, now, decision.ladder),
+            forward_message_id=row.forward_message_id))
+        session.execute(insert(OutboxRow.__table__).values(
             mailbox=mailbox.name, message=row.id, sender=mailbox.address, recipient=rep.email, payload=payload,
             next_attempt_at=now, deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
         if self.config.registry.enabled and (decision.how != "manual" or self.config.registry.learn_from_manual):
-            # last: a new customer's flush writes the rows above in the same round trip
             record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
                           quiet_days=self.config.registry.quiet_days, reason=_handover_reason(decision),
                           looked_up=examined.looked_up)
