@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
 import re
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -18,6 +19,7 @@ from mailrouter.forward import (
     build_forward,
     choose_boundary,
     clean_header_text,
+    forward_frame,
     raw_transfer_encoding,
     tag_subject,
 )
@@ -400,3 +402,21 @@ def test_environment_is_strict_and_escapes_only_html(tmp_path: Path) -> None:
                                             (5 * 1024 * 1024, "5.0 MB")])
 def test_filesize(size: int, text: str) -> None:
     assert filesize(size) == text
+
+
+# --- split around the original (big originals are streamed from a spool file) ----------------
+
+def test_build_forward_bytes_are_unchanged_by_the_split(env: jinja2.Environment) -> None:
+    """Pinned from build_forward as it was before forward_frame existed (commit 4a73926)."""
+    binary = b"Subject: long\r\n\r\n" + "长".encode() * 400 + b"\r\n"
+    assert hashlib.sha256(forward(env)).hexdigest() == \
+        "1586450382e355f0197abd3f9e576e294b7c7b88068208178dcb7219d5e488cc"
+    assert hashlib.sha256(forward(env, raw=binary, language="zh")).hexdigest() == \
+        "608b4483b9496b3acd308eea6d1b2b2edb70879d3cee97a698f507c92ca6c1e3"
+
+
+def test_forward_frame_is_the_forward_around_the_original(env: jinja2.Environment) -> None:
+    head, tail = forward_frame(make_inquiry(), DECISION, make_spec(), env, NOW, raw_transfer_encoding(RAW_CRLF),
+                               lambda alternative: choose_boundary(RAW_CRLF, alternative))
+    assert head + RAW_CRLF + tail == forward(env)
+    assert tail == b"\r\n--" + parse(forward(env)).get_boundary().encode() + b"--\r\n"
