@@ -207,25 +207,19 @@ def _alternative_part(context: dict[str, object], language: str, env: jinja2.Env
 
 
 class TransferEncodingTracker:
-    """`raw_transfer_encoding` over a message fed in chunks (lines and CRLF pairs may span
-    chunks); also counts what SMTP's line-ending normalisation will add."""
+    """`raw_transfer_encoding` over a message fed in chunks (lines and CRLF pairs may span chunks)."""
 
     def __init__(self) -> None:
         self._binary = False
         self._eight_bit = False
         self._cr = False  # the last chunk ended with \r
         self._line = 0  # octets of the line being read so far
-        self.bare_line_ends = 0  # lone \r or \n: each becomes \r\n on the wire (one octet more)
 
     def update(self, data: bytes) -> None:
         if not data:
             return
-        paired = self._cr and data[:1] == b"\n"  # the \r that ended the last chunk, and its \n
-        if self._cr and not paired:
-            self._binary = True  # that \r was a bare CR
-        crlf = data.count(b"\r\n")
-        self.bare_line_ends += (data.count(b"\n") - crlf - paired) + (self._cr and not paired)
-        self.bare_line_ends += data.count(b"\r") - crlf - data.endswith(b"\r")
+        if self._cr and data[:1] != b"\n":
+            self._binary = True  # the \r that ended the last chunk was a bare CR
         self._eight_bit = self._eight_bit or not data.isascii()
         if not self._binary and (b"\0" in data or _BARE_CR.search(data, 0, len(data) - data.endswith(b"\r"))):
             self._binary = True
@@ -247,7 +241,6 @@ class TransferEncodingTracker:
         """The encoding; call once, after the last chunk."""
         if self._cr:
             self._binary = True  # a message ending in \r: a bare CR
-            self.bare_line_ends += 1
         self._end_line(self._line, self._cr)
         if self._binary:
             return "binary"

@@ -46,7 +46,6 @@ class SpooledMessage:
     sha256: str
     content_key: str
     transfer_encoding: str  # as forward.raw_transfer_encoding
-    bare_line_ends: int  # octets SMTP's line-ending normalisation adds
     reduced: bytes  # headers and text parts: what parse_message reads
     attachments: tuple[Attachment, ...]  # with their real sizes
     has_boundary_prefix: bool  # contains "=_mr_": boundaries must be checked against the file
@@ -88,11 +87,9 @@ class MessageScanner:
     def result(self, path: Path) -> SpooledMessage:
         """Call once, after the last chunk."""
         reduced = self._reducer.close()
-        transfer_encoding = self._cte.result()
         return SpooledMessage(
             path=path, size=self.size, sha256=self._sha.hexdigest(), content_key=self._key.hexdigest(),
-            transfer_encoding=transfer_encoding, bare_line_ends=self._cte.bare_line_ends,
-            reduced=reduced.message, attachments=reduced.attachments,
+            transfer_encoding=self._cte.result(), reduced=reduced.message, attachments=reduced.attachments,
             has_boundary_prefix=self._prefix_seen)
 
 

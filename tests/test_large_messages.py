@@ -1,20 +1,23 @@
 """Big messages on the test bed: spooled, forwarded byte for byte from the file, never lost."""
 from __future__ import annotations
 
+import signal
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from mailrouter.config import Config
+from mailrouter.config import Config, load_config
 from mailrouter.daemon import Daemon
-from mailrouter.demo import deliver_samples
+from mailrouter.demo import deliver_samples, wait_until_filed, write_testbed_config
 from mailrouter.samples import Sample, bulk_samples
 from mailrouter.store import MessageRow, OutboxRow, open_database
 from mailrouter.templating import filesize
 from mailrouter.testbed import TestBed
-from tests.mailcheck import configure, count_rows, parsed, route_all, server_folder, shared_copies, wait_for
+from tests.factories import ROOT
+from tests.mailcheck import (configure, count_rows, parsed, route_all, server_folder, shared_copies,
+                             start_daemon_process, wait_for)
 
 pytestmark = pytest.mark.integration
 THRESHOLD = 64 * 1024
@@ -70,27 +73,35 @@ def test_a_big_inquiry_is_forwarded_from_the_spool_byte_for_byte(bed: TestBed, t
     assert list(config.spool_dir.iterdir()) == []
 
 
-def test_a_spooled_forward_waits_out_an_smtp_outage_and_a_restart(bed: TestBed, tmp_path: Path) -> None:
-    up = configure(bed, tmp_path, large_message_bytes=THRESHOLD)
-    down = replace(up, smtp=replace(up.smtp, server=replace(up.smtp.server, port=1)))
+def test_sigkill_while_a_spooled_forward_waits_loses_nothing(bed: TestBed, tmp_path: Path) -> None:
+    config_path = write_testbed_config(ROOT / "config.toml", bed, tmp_path, large_message_bytes=THRESHOLD)
+    config = load_config(config_path)
+    bed.smtp_fail_next(1000, code=451)  # every DATA answered "try again later", after the whole message
     deliver_samples(bed, [big_inquiry()])
-    daemon = Daemon(down)
-    daemon.start()
+    log = tmp_path / "daemon.log"
+    first = start_daemon_process(config_path, log)
     try:
-        wait_for(lambda: count_rows(down) == 1, "the decision")
+        item = wait_for(lambda: next((r for r in rows(config, OutboxRow) if r.attempts >= 1), None),
+                        "a failed attempt", timeout=60)
     finally:
-        daemon.stop()
-    (item,) = rows(down, OutboxRow)
-    assert item.status == "pending" and Path(item.spool_path).is_file()
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert item.status == "pending" and item.last_error.startswith("451") and Path(item.spool_path).is_file()
     assert len(bed.fetch_all("sales@example.com")) == 1  # not filed before it is sent
     # what a crash between writing a spool file and recording it leaves behind
-    stray = up.spool_dir / "sales-00000000-1-99.eml"
+    stray = config.spool_dir / "sales-00000000-1-99.eml"
     stray.write_bytes(b"From: x@y.z\r\n\r\nleft by a crash\r\n")
 
-    route_all(bed, up, [])
-    delivered = shared_copy(bed, rows(up, MessageRow)[0].folder)
-    assert embedded_original(the_forward(bed, up)) == delivered
-    assert list(up.spool_dir.iterdir()) == []
+    bed.smtp_fail_next(0)
+    second = start_daemon_process(config_path, log)
+    try:
+        assert wait_until_filed(config, 1, timeout=60), log.read_text()
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    delivered = shared_copy(bed, rows(config, MessageRow)[0].folder)
+    assert embedded_original(the_forward(bed, config)) == delivered
+    assert list(config.spool_dir.iterdir()) == []
 
 
 def test_a_lost_spool_file_is_fetched_again_from_the_inbox(bed: TestBed, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import random
 from dataclasses import replace
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -188,3 +189,14 @@ def test_the_boundary_prefix_is_noticed_across_chunks(cut: int) -> None:
     at = raw.index(b"=_mr_") + cut - 2
     assert scan([raw[:at], raw[at:]]).has_boundary_prefix
     assert not scan([simple()]).has_boundary_prefix
+
+
+def test_identities_on_random_messages_and_splits() -> None:
+    rnd = random.Random(11)
+    pieces = [b"a", b" ", b"\t", b"\x0b", b"\r", b"\n", b"\r\n", b"\n\n", b"\r\n\r\n", b"From: x", b"to: y",
+              b"Subject:", b" folded", b"Message-ID: <m>", b"\0", b"\xc3\xa4", b"x" * 999]
+    for _ in range(3000):
+        raw = b"".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 25)))
+        cuts = sorted(rnd.randint(0, len(raw)) for _ in range(rnd.randint(0, 6)))
+        got = scan(raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)]))
+        assert (got.content_key, got.transfer_encoding) == (content_key(raw), raw_transfer_encoding(raw)), raw
