@@ -206,6 +206,18 @@ def _alternative_part(context: dict[str, object], language: str, env: jinja2.Env
     return part.as_bytes()
 
 
+def raw_transfer_encoding(raw: bytes) -> str:
+    """The narrowest Content-Transfer-Encoding (RFC 2045) the original fits, unchanged.
+
+    LF alone counts as a line ending (a file's local form); bare CR, NUL or a line over
+    998 octets make it binary.
+    """
+    lines = (line.removesuffix(b"\r") for line in raw.split(b"\n"))
+    if b"\0" in raw or _BARE_CR.search(raw) or any(len(l) > MAX_LINE_OCTETS for l in lines):
+        return "binary"
+    return "7bit" if raw.isascii() else "8bit"
+
+
 class TransferEncodingTracker:
     """`raw_transfer_encoding` over a message fed in chunks (lines and CRLF pairs may span chunks)."""
 
@@ -245,18 +257,6 @@ class TransferEncodingTracker:
         if self._binary:
             return "binary"
         return "8bit" if self._eight_bit else "7bit"
-
-
-def raw_transfer_encoding(raw: bytes) -> str:
-    """The narrowest Content-Transfer-Encoding (RFC 2045) the original fits, unchanged.
-
-    LF alone counts as a line ending (a file's local form); bare CR, NUL or a line over
-    998 octets make it binary.
-    """
-    lines = (line.removesuffix(b"\r") for line in raw.split(b"\n"))
-    if b"\0" in raw or _BARE_CR.search(raw) or any(len(l) > MAX_LINE_OCTETS for l in lines):
-        return "binary"
-    return "7bit" if raw.isascii() else "8bit"
 
 
 def choose_boundary(*contents: bytes) -> str:
