@@ -8,8 +8,9 @@ is delivered to sales@, and VmHWM is read again once the copy is filed. Also che
 forward reached the rep whole. Writes bench/results/memory.json.
 
 --trace instead runs the daemon's stages on that message in this process under tracemalloc
-(fetch, parse, build the forward, admit with its database transaction, SMTP send) and prints
-each stage's peak of Python allocations above what was live before it: where the RSS goes.
+(size, spool, admit with its database transaction, SMTP send; with --in-memory the path for
+small messages: whole fetch, parse, admit, send) and prints each stage's peak of Python
+allocations above what was live before it: where the RSS goes.
 
 --attachment-mb 25 makes a 25 MB *attachment* (a ~33 MB message): its forward is larger than
 the test bed's SMTP limit (aiosmtpd's 32 MiB default), so it ends Undeliverable, as it would
@@ -18,8 +19,14 @@ on most real servers.
 from __future__ import annotations
 
 import argparse
+import socket
+import subprocess
+import sys
 import time
 import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 
 from common import (SALES, DaemonProcess, LmtpSender, envelope, load, load_average, mib, print_table,
                     sessions_for, test_bed, write_config, write_result)
@@ -32,6 +39,8 @@ from mailrouter.parse import parse_message
 from mailrouter.pipeline import Router
 from mailrouter.store import MessageRow, OutboxRow, open_database
 from mailrouter.samples import bulk_samples
+from mailrouter.spool import Spool
+from mailrouter.testbed import HOST, free_port
 from mailrouter.worker import imap_settings
 
 GOAL_MIB = 150.0  # issue 7
@@ -48,7 +57,7 @@ def wait_filed(sessions, key: str, timeout: float) -> None:
     raise RuntimeError("the warm-up inquiry was not filed in time")
 
 
-def trace_stages(sample) -> list[tuple[str, float, float]]:
+def trace_stages(sample, in_memory: bool = False) -> list[tuple[str, float, float]]:
     """(stage, peak MiB above the start of the stage, MiB still held after it) per stage."""
     rows = []
     with test_bed() as (bed, workdir):
@@ -70,18 +79,62 @@ def trace_stages(sample) -> list[tuple[str, float, float]]:
             rows.append((name, round((peak - before) / 2**20, 1), round((now - before) / 2**20, 1)))
             return out
 
-        uid, raw = stage("IMAP fetch (imapclient, whole message)",
-                         lambda: list(conn.fetch(conn.unprocessed_uids()))[0])
-        stage("parse_message alone", lambda: parse_message(raw, config.parse))
-        stage("Router.admit (parse + decide + forward + DB insert)",
-              lambda: router.admit("sales", uidvalidity, uid, raw))
+        if in_memory:
+            uid, raw = stage("IMAP fetch (imapclient, whole message)",
+                             lambda: list(conn.fetch(conn.unprocessed_uids()))[0])
+            stage("parse_message alone", lambda: parse_message(raw, config.parse))
+            stage("Router.admit (parse + decide + forward + DB insert)",
+                  lambda: router.admit("sales", uidvalidity, uid, raw))
+        else:  # the daemon's path for a message over daemon.large_message_bytes
+            uid = conn.unprocessed_uids()[0]
+            size = stage("IMAP FETCH RFC822.SIZE", lambda: conn.sizes([uid])[uid])
+            assert size > config.large_message_bytes, "the message is under the large-message threshold"
+            spool = Spool(config.spool_dir)
+            path = spool.path_for("sales", "INBOX", uidvalidity, uid)
+            original = stage("spool: FETCH BODY.PEEK[]<…> 1 MiB chunks + scan + fsync",
+                             lambda: spool.receive(path, conn.fetch_chunks(uid)))
+            rows.append(("  (reduced message for parsing)", round(len(original.reduced) / 2**20, 3), 0.0))
+            stage("Router.admit_spooled (parse reduced + decide + forward head/tail + DB)",
+                  lambda: router.admit_spooled("sales", uidvalidity, uid, original))
         with sessions() as session:
-            payload = len(session.get(OutboxRow, 1).payload or b"")
-        rows.append(("  (forward payload stored in the outbox row)", round(payload / 2**20, 1), 0.0))
-        stage("Outbox.flush (load payload + aiosmtplib send)", lambda: outbox.flush("sales"))
+            item = session.get(OutboxRow, 1)
+            stored = len(item.payload or b"") + len(item.tail or b"")
+        rows.append(("  (forward bytes stored in the outbox row)", round(stored / 2**20, 3), 0.0))
+        with smtp_sink() as port:  # the bed's SMTP server runs in this process: its copies would count
+            outbox.config = replace(config, smtp=replace(config.smtp, server=replace(config.smtp.server, port=port)))
+            stage("Outbox.flush (aiosmtplib sendmail, or head + spool file + tail streamed)",
+                  lambda: outbox.flush("sales"))
+        with sessions() as session:
+            assert session.get(OutboxRow, 1).status == "sent", "the forward was not accepted"
         tracemalloc.stop()
         conn.logout()
     return rows
+
+
+@contextmanager
+def smtp_sink() -> Iterator[int]:
+    """An SMTP server in its own process that accepts and discards (aiosmtpd's Sink)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink",
+                                "-l", f"{HOST}:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not _listening(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the SMTP sink did not start")
+            time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection((HOST, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def main() -> None:
@@ -90,6 +143,8 @@ def main() -> None:
     parser.add_argument("--attachment-mb", type=float, help="attachment size in MB instead")
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--trace", action="store_true", help="tracemalloc per stage, in this process")
+    parser.add_argument("--in-memory", action="store_true",
+                        help="with --trace: the small-message path (whole message in memory) instead")
     args = parser.parse_args()
 
     if args.attachment_mb:
@@ -100,7 +155,7 @@ def main() -> None:
     key = content_key(sample.raw)
     if args.trace:
         result = envelope(attachment_bytes=size, message_bytes=len(sample.raw))
-        result["trace"] = trace_stages(sample)
+        result["trace"] = trace_stages(sample, args.in_memory)
         print_table(("stage", "peak MiB above start", "MiB held after"), result["trace"])
         write_result("memory-trace", result)
         return

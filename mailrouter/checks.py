@@ -20,6 +20,7 @@ def server_problems(config: Config) -> list[tuple[str, str | None, list[str]]]:
         label = f"IMAP {mailbox.name} ({s.user} at {s.host}:{s.port})"
         results.append((label, *_check_imap(mailbox)))
     results.append((f"SMTP {config.smtp.server.host}:{config.smtp.server.port}", _check_smtp(config), []))
+    results.append((f"spool folder {config.spool_dir}", _check_spool(config), []))
     return results
 
 
@@ -49,6 +50,18 @@ def _check_imap(mailbox: MailboxConfig) -> tuple[str | None, list[str]]:
         return str(exc), []
     finally:
         conn.logout()
+
+
+def _check_spool(config: Config) -> str | None:
+    """Messages over daemon.large_message_bytes are written here: find out now, not on the first one."""
+    probe = config.spool_dir / ".write-test"
+    try:
+        config.spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+        return None
+    except OSError as exc:
+        return f"cannot write there: {exc.strerror} (set daemon.spool_dir to a folder the daemon may write)"
 
 
 def _check_smtp(config: Config) -> str | None:

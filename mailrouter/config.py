@@ -42,6 +42,9 @@ STRATEGIES = ("round_robin", "least_loaded")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
+DEFAULT_LARGE_MESSAGE_BYTES = 2 * 2**20
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str
@@ -140,6 +143,8 @@ class Config:
     sla: SlaConfig = field(default_factory=SlaConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     digest: DigestConfig = field(default_factory=DigestConfig)
+    large_message_bytes: int = DEFAULT_LARGE_MESSAGE_BYTES  # bigger messages go through the spool
+    spool_dir: Path = Path("spool")  # their files, between fetch and forward
 
 
 class _Reader:
@@ -263,6 +268,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
         rules=ruleset, own_addresses=own, registry=registry, sla=sla,
         metrics=_metrics_section(r, r.table(data, "metrics")),
         digest=_digest_section(r, r.table(data, "digest")),
+        large_message_bytes=daemon["large_message_bytes"], spool_dir=daemon["spool_dir"],
     )
 
 
@@ -273,7 +279,8 @@ def _resolve(base: Path, value: str) -> Path:
 
 def _daemon_section(r: _Reader, d: dict, base: Path) -> dict:
     p = "daemon."
-    r.unknown_keys(d, {"database", "timezone", "rules_dir", "max_connections_per_server", "parse_workers"}, p)
+    r.unknown_keys(d, {"database", "timezone", "rules_dir", "max_connections_per_server", "parse_workers",
+                       "large_message_bytes", "spool_dir"}, p)
     database = r.get(d, "database", str, "sqlite:///mailrouter.db", p)
     if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
         # a relative SQLite path is relative to the config file, not to the current directory
@@ -294,7 +301,29 @@ def _daemon_section(r: _Reader, d: dict, base: Path) -> dict:
     if not 0 <= workers <= 8:
         r.problem(p + "parse_workers", f"must be between 0 and 8, not {workers}")
     return {"database": database, "timezone": tz, "rules_dir": rules_dir, "connection_limit": limit,
-            "parse_workers": workers}
+            "parse_workers": workers, **_spool_keys(r, d, base, database)}
+
+
+def _spool_keys(r: _Reader, d: dict, base: Path, database: str) -> dict:
+    p = "daemon."
+    threshold = r.get(d, "large_message_bytes", int, DEFAULT_LARGE_MESSAGE_BYTES, p)
+    if threshold < 1:
+        r.problem(p + "large_message_bytes", f"must be a positive number of bytes, not {threshold}")
+        threshold = DEFAULT_LARGE_MESSAGE_BYTES
+    # next to the SQLite database (the daemon's state directory); else next to this file
+    home = Path(database[len("sqlite:///"):]).parent if database.startswith("sqlite:///") else base
+    spool_dir = _resolve(base, r.get(d, "spool_dir", str, str(home / "spool"), p))
+    if spool_dir.exists() and not spool_dir.is_dir():
+        r.problem(p + "spool_dir", f"{spool_dir} exists and is not a folder")
+    elif not spool_dir.exists() and not _nearest_existing(spool_dir).is_dir():
+        r.problem(p + "spool_dir", f"{spool_dir} cannot be created: {_nearest_existing(spool_dir)} is not a folder")
+    return {"large_message_bytes": threshold, "spool_dir": spool_dir}
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 SERVER_KEYS = {"host", "port", "tls", "user", "ca_file", "timeout"} | CREDENTIAL_KEYS

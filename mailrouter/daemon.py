@@ -26,6 +26,7 @@ from .parsing import make_parser
 from .pipeline import Clock, Router
 from .replies import ReplyRecorder, ReplyWatcher, reply_settings
 from .sla.webhook import WebhookSender
+from .spool import Spool
 from .store import open_database, utcnow
 from .templating import make_environment
 from .worker import MailboxWorker
@@ -59,6 +60,7 @@ class Daemon:
 
     def start(self) -> None:
         CONNECTION_LIMITS.limit = self.config.connection_limit
+        Spool(self.config.spool_dir).remove_unreferenced(self.sessions)  # before any worker spools
         for worker in self.workers:
             self._spawn(worker.run, f"mailbox-{worker.mailbox.name}")
         for watcher in self.reply_watchers:

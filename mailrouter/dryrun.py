@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 from .config import Config, MailboxConfig
 from .decide import TeamState
-from .fingerprint import content_key
 from .imap import ImapError, Mailbox
 from .model import Outcome
-from .pipeline import examine
+from .pipeline import examine, examine_spooled
+from .spool import SpooledMessage, fingerprints, scan
 from .store import AssignmentRow, MessageRow, open_database
 from .worker import imap_settings
 
@@ -121,19 +121,28 @@ def _replay_folder(conn: Mailbox, config: Config, sessions: sessionmaker[Session
     uids = conn.uids_since(since)
     with tqdm(total=len(uids), desc=name, unit="msg", file=sys.stderr, disable=not progress,
               leave=False) as bar:
-        for uid, raw in conn.fetch(uids, batch=FETCH_BATCH):
+        sizes = conn.sizes(uids) if uids else {}
+        large = [u for u in uids if sizes.get(u, 0) > config.large_message_bytes]
+        for uid, raw in conn.fetch([u for u in uids if u not in set(large)], batch=FETCH_BATCH):
             yield replay_one(raw, config, sessions, name, uid)
+            bar.update(1)
+        for uid in large:  # read in chunks and scanned on the way: never whole in memory, no file
+            yield replay_one(scan(conn.fetch_chunks(uid)), config, sessions, name, uid)
             bar.update(1)
 
 
-def replay_one(raw: bytes, config: Config, sessions: sessionmaker[Session], folder: str, uid: int) -> DryRunResult:
+def replay_one(raw: bytes | SpooledMessage, config: Config, sessions: sessionmaker[Session], folder: str,
+               uid: int) -> DryRunResult:
     """The pure decision for `raw` next to the one stored for the same content."""
-    examined = examine(raw, config, TeamState())
+    if isinstance(raw, bytes):
+        examined = examine(raw, config, TeamState())
+    else:
+        examined = examine_spooled(raw, config, TeamState())
     d, q = examined.decision, examined.inquiry
     return DryRunResult(
         folder=folder, uid=uid, message_id=q.message_id if q else "", sender=q.sender if q else "",
         subject=q.subject if q else "", outcome=d.outcome.value, rule=d.rule, rep=d.rep, team=d.team,
-        reason=d.reason, old=recorded_decision(sessions, content_key(raw)))
+        reason=d.reason, old=recorded_decision(sessions, fingerprints(raw)[1]))
 
 
 def recorded_decision(sessions: sessionmaker[Session], key: str) -> Recorded | None:

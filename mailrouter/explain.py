@@ -7,16 +7,22 @@ from .config import Config
 from .decide import TeamState
 from .forward import tag_subject
 from .model import Outcome
-from .pipeline import destination, examine
+from .pipeline import Examined, destination, examine, examine_spooled
+from .spool import file_chunks, scan
 
 
 def explain_file(config: Config, path: Path) -> str:
+    if path.stat().st_size > config.large_message_bytes:  # read in chunks, as the daemon would
+        return explain_examined(config, examine_spooled(scan(file_chunks(path), path), config, TeamState()))
     return explain_bytes(config, path.read_bytes())
 
 
 def explain_bytes(config: Config, raw: bytes) -> str:
     """Team rotations are shown from their start: `explain` reads no database."""
-    examined = examine(raw, config, TeamState())
+    return explain_examined(config, examine(raw, config, TeamState()))
+
+
+def explain_examined(config: Config, examined: Examined) -> str:
     q, d = examined.inquiry, examined.decision
     folder, keywords = destination(d, config)
     lines = []

@@ -52,3 +52,110 @@ def _header_value(head: bytes, name: bytes) -> bytes:
                 value.append(cont)
             return b" ".join(b" ".join(value).split())
     return b""
+
+
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+
+
+class ContentKeyHasher:
+    """`content_key` over a message fed in chunks, never holding more than its header block.
+
+    Mirrors the whole-bytes functions step by step: the head ends at the first empty line (as
+    `split_head`), header values are read as `_header_value` reads them, and the body is
+    normalised as `normalised_body` does (line breaks \\r\\n, \\r or \\n; trailing white space
+    of each line and of the whole body dropped), a chunk boundary anywhere.
+    """
+
+    def __init__(self) -> None:
+        self._line = bytearray()  # the head line being read
+        self._first_line = True
+        self._in_head = True
+        self._values: dict[bytes, bytes] = {}
+        self._collecting: bytes | None = None  # the header whose continuation lines may follow
+        self._parts: list[bytes] = []
+        self._digest = hashlib.sha256()
+        self._body = _BodyNormaliser(self._digest)
+
+    def update(self, data: bytes) -> None:
+        if not self._in_head:
+            self._body.update(data)
+            return
+        start = 0
+        while self._in_head:
+            end = data.find(b"\n", start)
+            if end < 0:
+                self._line += data[start:]
+                return
+            self._line += data[start:end]
+            start = end + 1
+            self._head_line(bytes(self._line))
+            self._line.clear()
+        self._body.update(data[start:])
+
+    def _head_line(self, line: bytes) -> None:
+        """One complete head line, without its \\n."""
+        if not self._first_line and line in (b"", b"\r"):
+            self._end_head()
+            return
+        self._first_line = False
+        self._header_line(line.removesuffix(b"\r"))
+
+    def _header_line(self, line: bytes) -> None:
+        if self._collecting is not None:
+            if line[:1] in (b" ", b"\t"):
+                self._parts.append(line)
+                return
+            self._values[self._collecting] = b" ".join(b" ".join(self._parts).split())
+            self._collecting = None
+        lower = line[:20].lower()
+        for name in SENDER_HEADERS:
+            if name not in self._values and lower.startswith(name + b":"):
+                self._collecting, self._parts = name, [line[len(name) + 1:]]
+                break
+
+    def _end_head(self) -> None:
+        self._header_line(b"")  # closes a header still collecting continuation lines
+        self._in_head = False
+        for name in SENDER_HEADERS:
+            self._digest.update(name + b":" + self._values.get(name, b"") + b"\n")
+
+    def hexdigest(self) -> str:
+        """The key; call once, after the last chunk."""
+        if self._in_head:  # no empty line at all: everything was head (split_head's raw, b"")
+            if self._line:
+                self._header_line(bytes(self._line))  # the last line keeps a \r it ends with
+            self._end_head()
+        return self._digest.hexdigest()
+
+
+class _BodyNormaliser:
+    """Feeds `normalised_body` of a body given in chunks into a digest."""
+
+    def __init__(self, digest: "hashlib._Hash") -> None:
+        self._digest = digest
+        self._cr = False  # the previous chunk ended with \r: a \n starting the next is its pair
+        self._breaks = 0  # line breaks owed before the next non-blank text
+        self._space = b""  # trailing white space of the current line, kept until text follows
+
+    def update(self, data: bytes) -> None:
+        if self._cr and data[:1] == b"\n":
+            data = data[1:]
+            self._cr = False
+        if not data:
+            return
+        self._cr = data.endswith(b"\r")
+        pieces = _LINE_BREAK.split(data)
+        self._text(pieces[0])
+        for piece in pieces[1:]:
+            self._space = b""
+            self._breaks += 1
+            self._text(piece)
+
+    def _text(self, piece: bytes) -> None:
+        stripped = piece.rstrip()
+        if not stripped:
+            self._space += piece
+            return
+        # blank lines count once text follows them; at the end they are dropped (rstrip)
+        self._digest.update(b"\n" * self._breaks + self._space + stripped)
+        self._breaks, self._space = 0, piece[len(stripped):]

@@ -20,17 +20,17 @@ from sqlalchemy.orm import Session
 from . import store
 from .config import Config, MailboxConfig
 from .decide import TeamState, is_available
-from .forward import ForwardSpec, build_forward, clean_header_text
+from .forward import ForwardSpec, clean_header_text
 from .imap import ImapError, Mailbox
 from .metrics import Metrics
 from .model import ROUTER_HEADER, Decision, Outcome
-from .parse import parse_message
-from .pipeline import Clock, forward_message_id
+from .pipeline import Clock, forward_message_id, parse_original
 from .registry import handover
 from .registry.match import match_sender
 from .sla.ladder import AssignmentSnapshot, Step, StepKind, due_steps, pick_reassignee
 from .sla.notify import Notice, NoticeKind, render_notice
 from .sla.webhook import WebhookSender
+from .spool import Spool, SpooledMessage, is_referenced, queued_forward
 from .store import AssignmentRow, MessageRow, OutboxRow, SlaStepRow
 from .templating import make_environment
 
@@ -64,8 +64,14 @@ class FollowUp:
         self.webhooks = webhooks
         self.metrics = metrics or Metrics()
         self.templates = make_environment(config.template_dir)
-        # fetches an original message's bytes from the shared mailbox: (mailbox, row) -> bytes
-        self.originals = originals or fetch_original
+        # fetches an original message from the shared mailbox: (mailbox, row) -> bytes (or a
+        # spool file for a big one), None if not found
+        self.originals = originals or self._fetch_original
+
+    def _fetch_original(self, mailbox: MailboxConfig, message: MessageRow) -> bytes | SpooledMessage | None:
+        if message.size > self.config.large_message_bytes:
+            return fetch_original(mailbox, message, Spool(self.config.spool_dir))
+        return fetch_original(mailbox, message)
 
     def sweep(self, mailbox: MailboxConfig) -> int:
         """Carry out every step due now for this mailbox's open assignments; return how many."""
@@ -93,12 +99,16 @@ class FollowUp:
             return 0
         raw = self.originals(mailbox, message) if any(s.kind is StepKind.REASSIGN for s in steps) else None
         pending = Pending([], [])
-        with self.sessions.begin() as session:
-            steps = self._due(session, assignment_id, now)  # a reply may have come in meanwhile
-            assignment = session.get(AssignmentRow, assignment_id)
-            message = session.get(MessageRow, assignment.message) if steps else None
-            for step in steps:
-                self._take(session, mailbox, assignment, message, step, now, pending, raw)
+        try:
+            with self.sessions.begin() as session:
+                steps = self._due(session, assignment_id, now)  # a reply may have come in meanwhile
+                assignment = session.get(AssignmentRow, assignment_id)
+                message = session.get(MessageRow, assignment.message) if steps else None
+                for step in steps:
+                    self._take(session, mailbox, assignment, message, step, now, pending, raw)
+        finally:
+            if isinstance(raw, SpooledMessage) and not is_referenced(self.sessions, raw.path):
+                raw.path.unlink(missing_ok=True)  # no forward streams it (pooled, answered meanwhile)
         self._after_commit(mailbox, pending)
         return len(steps)
 
@@ -122,7 +132,7 @@ class FollowUp:
                                   previous_reps=tuple(previous))
 
     def _take(self, session: Session, mailbox: MailboxConfig, a: AssignmentRow, message: MessageRow,
-              step: Step, now: datetime, pending: Pending, raw: bytes | None) -> None:
+              step: Step, now: datetime, pending: Pending, raw: bytes | SpooledMessage | None) -> None:
         if step.kind is StepKind.REASSIGN:
             detail = self._reassign(session, mailbox, a, message, step, now, pending, raw)
         else:
@@ -156,7 +166,8 @@ class FollowUp:
         pending.notices.append(notice)
         return f"told supervisor {supervisor}"
 
-    def _reassign(self, session, mailbox, a, message, step, now, pending, raw: bytes | None) -> str:
+    def _reassign(self, session, mailbox, a, message, step, now, pending,
+                  raw: bytes | SpooledMessage | None) -> str:
         team = self.config.teams.get(a.team or "") or self._team_of(a.rep)
         state = TeamState(open_counts=store.open_assignment_counts(session),
                           away=frozenset(store.away_reps(session, now)))
@@ -194,11 +205,11 @@ class FollowUp:
     # --- helpers ------------------------------------------------------------------------
 
     def _hand_over(self, session: Session, mailbox: MailboxConfig, a: AssignmentRow,
-                   message: MessageRow, new_rep: str, raw: bytes, now: datetime) -> None:
+                   message: MessageRow, new_rep: str, raw: bytes | SpooledMessage, now: datetime) -> None:
         """End this assignment, start the new rep's, forward with the history, move the owner."""
         a.ended_at, a.end_reason = now, "reassigned"
         rep = self.config.reps[new_rep]
-        inquiry = parse_message(raw, self.config.parse)
+        inquiry = parse_original(raw, self.config.parse)
         fwd_id = forward_message_id(message.content_key, rep.id, mailbox.address)
         age = now - message.received_at
         decision = Decision(Outcome.ROUTED, f"reassigned from {a.rep}", rule=message.rule, rep=rep.id,
@@ -208,14 +219,14 @@ class FollowUp:
                            rep_address=rep.email, rep_name=rep.name, message_id=fwd_id,
                            subject=f"[转派 Reassigned] {message.subject}", language=rep.language,
                            extra=dict(decision.notes))
-        payload = build_forward(raw, inquiry, decision, spec, self.templates,
-                                now.astimezone(self.config.timezone))
+        forward = queued_forward(raw, inquiry, decision, spec, self.templates,
+                                 now.astimezone(self.config.timezone))
         new = AssignmentRow(message=message.id, rep=rep.id, team=a.team, customer=a.customer,
                             assigned_at=now, how="reassign", ladder=a.ladder, reassigned_from=a.id,
                             forward_message_id=fwd_id)
         session.add(new)
         session.add(OutboxRow(mailbox=mailbox.name, kind="forward", message=message.id,
-                              sender=mailbox.address, recipient=rep.email, payload=payload,
+                              sender=mailbox.address, recipient=rep.email, **forward,
                               next_attempt_at=now, deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
         match = match_sender(session, inquiry, self.config.parse.free_mail_domains, now,
                              self.config.registry.quiet_days)
@@ -284,15 +295,20 @@ def _connect(mailbox: MailboxConfig) -> Mailbox:
     return Mailbox.connect(imap_settings(mailbox))
 
 
-def fetch_original(mailbox: MailboxConfig, message: MessageRow) -> bytes | None:
-    """The shared copy's bytes, found in its folder by Message-ID (a short, separate session)."""
+def fetch_original(mailbox: MailboxConfig, message: MessageRow,
+                   spool: Spool | None = None) -> bytes | SpooledMessage | None:
+    """The shared copy, found in its folder by Message-ID (a short, separate session): its
+    bytes, or with `spool` a spool file of it (for a big one)."""
     if not message.message_id:
         return None
     try:
         conn = _connect(mailbox)
         try:
-            conn.select_folder(message.folder, readonly=True)
+            validity = conn.select_folder(message.folder, readonly=True)
             uids = conn.search_header("Message-ID", message.message_id)
+            if spool is not None and uids:
+                path = spool.path_for(mailbox.name, message.folder, validity, uids[0])
+                return spool.receive(path, conn.fetch_chunks(uids[0]))
             found = [raw for _uid, raw in conn.fetch(uids[:1])]
             return found[0] if found else None
         finally:

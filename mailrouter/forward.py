@@ -15,7 +15,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import errors
@@ -273,20 +273,67 @@ def raw_transfer_encoding(raw: bytes) -> str:
     return "7bit" if raw.isascii() else "8bit"
 
 
+class TransferEncodingTracker:
+    """`raw_transfer_encoding` over a message fed in chunks (lines and CRLF pairs may span chunks)."""
+
+    def __init__(self) -> None:
+        self._binary = False
+        self._eight_bit = False
+        self._cr = False  # the last chunk ended with \r
+        self._line = 0  # octets of the line being read so far
+
+    def update(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._cr and data[:1] != b"\n":
+            self._binary = True  # the \r that ended the last chunk was a bare CR
+        self._eight_bit = self._eight_bit or not data.isascii()
+        if not self._binary and (b"\0" in data or _BARE_CR.search(data, 0, len(data) - data.endswith(b"\r"))):
+            self._binary = True
+        lines = data.split(b"\n")
+        if len(lines) > 1:
+            self._end_line(self._line + len(lines[0]), lines[0][-1:] == b"\r" if lines[0] else self._cr)
+            if max(map(len, lines[1:-1]), default=0) > MAX_LINE_OCTETS:
+                for line in lines[1:-1]:
+                    self._end_line(len(line), line.endswith(b"\r"))
+            self._line = 0
+        self._line += len(lines[-1])
+        self._cr = data.endswith(b"\r")
+
+    def _end_line(self, octets: int, ends_with_cr: bool) -> None:
+        if octets - ends_with_cr > MAX_LINE_OCTETS:
+            self._binary = True
+
+    def result(self) -> str:
+        """The encoding; call once, after the last chunk."""
+        if self._cr:
+            self._binary = True  # a message ending in \r: a bare CR
+        self._end_line(self._line, self._cr)
+        if self._binary:
+            return "binary"
+        return "8bit" if self._eight_bit else "7bit"
+
+
 def choose_boundary(*contents: bytes) -> str:
     """Deterministic boundary occurring in none of `contents` (same input, same bytes out).
 
     "=_" cannot occur in quoted-printable or base64 text, so a clash needs raw 8bit content
     and is then skipped by counting on.
     """
-    digest = hashlib.sha256()
-    for content in contents:
-        digest.update(hashlib.sha256(content).digest())
-    for attempt in count():
-        candidate = "=_mr_" + hashlib.sha256(digest.digest() + str(attempt).encode()).hexdigest()[:32]
+    for candidate in boundary_candidates(*(hashlib.sha256(content).digest() for content in contents)):
         if not any(candidate.encode() in content for content in contents):
             return candidate
     raise AssertionError("unreachable")
+
+
+BOUNDARY_PREFIX = b"=_mr_"  # every boundary we choose starts so: content without it never clashes
+
+
+def boundary_candidates(*digests: bytes) -> Iterator[str]:
+    """The boundaries `choose_boundary` tries, in order, from the sha256 digests of the contents."""
+    digest = hashlib.sha256(b"".join(digests)).digest()
+    for attempt in count():
+        yield BOUNDARY_PREFIX.decode() + hashlib.sha256(digest + str(attempt).encode()).hexdigest()[:32]
 
 
 def build_forward(
@@ -302,12 +349,31 @@ def build_forward(
     The outer multipart is assembled here rather than by the email package, which would
     re-serialise (and so alter) the message/rfc822 part.
     """
+    head, tail = forward_frame(inquiry, decision, spec, env, now, raw_transfer_encoding(raw),
+                               lambda alternative: choose_boundary(raw, alternative))
+    return b"".join((head, raw, tail))
+
+
+def forward_frame(
+    inquiry: Inquiry,
+    decision: Decision,
+    spec: ForwardSpec,
+    env: jinja2.Environment,
+    now: datetime,
+    raw_cte: str,
+    boundary_for: Callable[[bytes], str],
+) -> tuple[bytes, bytes]:
+    """The forward's bytes before and after the original, built without it: a big original
+    stays in its spool file and is streamed between the two (see mailrouter.spool).
+
+    `raw_cte` is `raw_transfer_encoding` of the original; `boundary_for(alternative)` returns
+    the boundary `choose_boundary(raw, alternative)` would.
+    """
     alternative = _alternative_part(_template_context(inquiry, decision, spec), spec.language, env)
-    raw_cte = raw_transfer_encoding(raw)
-    boundary = choose_boundary(raw, alternative)
+    boundary = boundary_for(alternative)
     body_type = f'multipart/mixed; boundary="{boundary}"'
     delimiter = b"--" + boundary.encode("ascii")
-    return b"".join((
+    head = b"".join((
         # Our own parts are 7bit, so the original alone sets the outer encoding.
         _headers(inquiry, decision, spec, now, body_type, raw_cte),
         b"\r\n",
@@ -318,6 +384,5 @@ def build_forward(
         f'Content-Disposition: attachment; filename="{ORIGINAL_FILENAME}"\r\n'.encode("ascii"),
         f"Content-Transfer-Encoding: {raw_cte}\r\n".encode("ascii"),
         b"\r\n",
-        raw,
-        b"\r\n", delimiter, b"--\r\n",
     ))
+    return head, b"\r\n" + delimiter + b"--\r\n"

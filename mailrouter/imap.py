@@ -376,6 +376,33 @@ class Mailbox:
                 if body is not None:  # absent: expunged by someone else meanwhile
                     yield uid, bytes(body)
 
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """uid -> RFC822.SIZE, so big messages can take the chunked path (absent: expunged)."""
+        self._end_idle()
+        ordered, found = sorted(uids), {}
+        for start in range(0, len(ordered), 500):
+            with _translated("UID FETCH RFC822.SIZE"):
+                data = self._client.fetch(ordered[start:start + 500], ["RFC822.SIZE"])
+            found.update({uid: int(item[b"RFC822.SIZE"]) for uid, item in data.items()
+                          if b"RFC822.SIZE" in item})
+        return found
+
+    def fetch_chunks(self, uid: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """One message's bytes in pieces (`BODY.PEEK[]<offset.length>`), so it is never in
+        memory whole; nothing when it was expunged. Ends with the first short piece."""
+        offset = 0
+        while True:
+            self._end_idle()
+            with _translated("UID FETCH partial"):
+                item = self._client.fetch([uid], [f"BODY.PEEK[]<{offset}.{chunk}>"]).get(uid, {})
+            piece = next((bytes(v) for k, v in item.items() if k.startswith(b"BODY[]")), None)
+            if not piece:
+                return
+            yield piece
+            if len(piece) < chunk:
+                return
+            offset += len(piece)
+
     # -- folders and filing
 
     def ensure_folders(self, names: Iterable[str]) -> None:

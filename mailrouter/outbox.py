@@ -13,10 +13,12 @@ forwards, well under a second), not one message.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import ssl
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import aiosmtplib
 from sqlalchemy import select
@@ -28,6 +30,8 @@ from .credentials import async_token_generator
 from .metrics import Metrics
 from .model import Outcome
 from .pipeline import Clock
+from .smtpstream import send_streamed, size_refusal
+from .spool import SEND_CHUNK, file_chunks, remove_file
 from .store import AssignmentRow, MessageRow, OutboxRow
 
 log = logging.getLogger("mailrouter.outbox")
@@ -79,13 +83,20 @@ class Outbox:
         with self.sessions() as session:
             # payloads stay in the database until each is sent: a batch of big forwards must
             # not be in memory at once
-            return list(session.scalars(select(OutboxRow).options(defer(OutboxRow.payload)).where(
+            return list(session.scalars(select(OutboxRow).options(
+                defer(OutboxRow.payload), defer(OutboxRow.tail)).where(
                 OutboxRow.mailbox == mailbox, OutboxRow.status == "pending",
                 OutboxRow.next_attempt_at <= self.clock()).order_by(OutboxRow.id)))
 
     def _payload(self, item: OutboxRow) -> bytes:
         with self.sessions() as session:
             return session.scalar(select(OutboxRow.payload).where(OutboxRow.id == item.id)) or b""
+
+    def _head_and_tail(self, item: OutboxRow) -> tuple[bytes, bytes]:
+        with self.sessions() as session:
+            head, tail = session.execute(select(OutboxRow.payload, OutboxRow.tail)
+                                         .where(OutboxRow.id == item.id)).one()
+        return head or b"", tail or b""
 
     def next_due_in(self, mailbox: str) -> float | None:
         """Seconds until the next retry is due, for the worker's wait."""
@@ -147,10 +158,30 @@ class Outbox:
         try:
             if not client.is_connected:
                 await client.connect()
-            await client.sendmail(item.sender, [item.recipient], self._payload(item))
+            if item.spool_path:
+                return await self._send_spooled(client, item)
+            payload = self._payload(item)
+            if refusal := await size_refusal(client, len(payload)):
+                return SendResult(False, permanent=True, error=refusal)
+            await client.sendmail(item.sender, [item.recipient], payload)
             return SendResult(True)
         except (aiosmtplib.SMTPException, OSError) as exc:
             return classify_smtp_error(exc)
+
+    async def _send_spooled(self, client: aiosmtplib.SMTP, item: OutboxRow) -> SendResult:
+        """A big forward: its head, the original streamed from the spool file, its tail."""
+        head, tail = self._head_and_tail(item)
+        original = Path(item.spool_path or "")
+        try:
+            size = len(head) + original.stat().st_size + len(tail)
+        except FileNotFoundError:
+            return SendResult(False, permanent=True, error=f"the original's spool file {original} is gone "
+                              "and could not be fetched again; the copy stays in the shared mailbox")
+        if refusal := await size_refusal(client, size):
+            return SendResult(False, permanent=True, error=refusal)
+        pieces = itertools.chain((head,), file_chunks(original, SEND_CHUNK), (tail,))
+        await send_streamed(client, item.sender, item.recipient, pieces, size, self.config.smtp.server.timeout)
+        return SendResult(True)
 
     def _mark_sent(self, items: list[OutboxRow]) -> None:
         now = self.clock()
@@ -158,7 +189,7 @@ class Outbox:
         forwards = [item.message for item in items if item.kind == "forward"]
         with self.sessions.begin() as session:
             session.execute(OutboxRow.__table__.update().where(OutboxRow.id.in_(ids)).values(
-                status="sent", sent_at=now, payload=None, attempts=OutboxRow.attempts + 1))
+                status="sent", sent_at=now, payload=None, tail=None, attempts=OutboxRow.attempts + 1))
             if forwards:
                 session.execute(MessageRow.__table__.update().where(
                     MessageRow.id.in_(forwards), MessageRow.state == store.DECIDED)
@@ -166,6 +197,7 @@ class Outbox:
                 for received in session.scalars(select(MessageRow.received_at).where(MessageRow.id.in_(forwards))):
                     self.metrics.forward_accepted((now - received).total_seconds())
         for item in items:
+            remove_file(item.spool_path)
             log.debug("%s #%d accepted for %s", item.kind, item.id, item.recipient)
 
     def _record_failure(self, item: OutboxRow, result: SendResult) -> None:
@@ -190,7 +222,8 @@ class Outbox:
     def _mark_failed(self, item: OutboxRow, attempts: int, reason: str) -> None:
         with self.sessions.begin() as session:
             session.execute(OutboxRow.__table__.update().where(OutboxRow.id == item.id).values(
-                status="failed", attempts=attempts, last_error=reason, payload=None))
+                status="failed", attempts=attempts, last_error=reason, payload=None, tail=None))
+        remove_file(item.spool_path)
         log.error("outbox #%d: %s", item.id, reason)
 
     def _give_up(self, item: OutboxRow, attempts: int, reason: str) -> None:
@@ -198,7 +231,7 @@ class Outbox:
         for the manager (a reassigned one stays where it is, with the reason recorded)."""
         with self.sessions.begin() as session:
             session.execute(OutboxRow.__table__.update().where(OutboxRow.id == item.id).values(
-                status="failed", attempts=attempts, last_error=reason, payload=None))
+                status="failed", attempts=attempts, last_error=reason, payload=None, tail=None))
             row = session.get(MessageRow, item.message)
             row.reason = f"{row.reason}; {reason}"
             if row.state == store.DECIDED:  # nothing more to send: ready to file for the manager
@@ -209,4 +242,5 @@ class Outbox:
             session.execute(AssignmentRow.__table__.update().where(
                 AssignmentRow.message == item.message, AssignmentRow.rep.in_(reps),
                 AssignmentRow.ended_at.is_(None)).values(ended_at=self.clock(), end_reason="undeliverable"))
+        remove_file(item.spool_path)
         log.error("message #%d: %s", item.message, reason)

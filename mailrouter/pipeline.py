@@ -20,13 +20,14 @@ from .config import Config
 from .classify import is_auto_reply
 from .decide import TeamState, choose_member, decide, is_available
 from .fingerprint import content_key, raw_sha256
-from .forward import ForwardError, ForwardSpec, build_forward, tag_subject
-from .model import Decision, Inquiry, Outcome
+from .forward import ForwardError, ForwardSpec, tag_subject
+from .model import Decision, Inquiry, Outcome, ParseSettings
 from .parse import parse_message
 from .parsing import InlineParser, Parsed, Parser, parse_one
 from .registry import RegistryMatch, Score, block_sender, record_routed, score_inquiry
 from .registry.match import SenderLookup, lookup_sender
 from .sla.ladder import AssignmentSnapshot, step_time
+from .spool import SpooledMessage, fingerprints, queued_forward
 from .metrics import Metrics
 from .store import AssignmentRow, MessageRow, OutboxRow, TeamCursorRow
 from .templating import make_environment
@@ -78,6 +79,23 @@ def examine(raw: bytes, config: Config, state: TeamState, lookup: Lookup = no_re
         return Examined(inquiry, Decision(Outcome.QUARANTINED, f"rule error: {type(exc).__name__}: {exc}"))
 
 
+def examine_spooled(original: SpooledMessage, config: Config, state: TeamState,
+                    lookup: Lookup = no_registry) -> Examined:
+    """`examine` for a message in a spool file: decided from its reduced copy (headers and
+    text), with the attachments as the scan found them (the copy has their bodies dropped)."""
+    examined = examine(original.reduced, config, state, lookup)
+    if examined.inquiry is None:
+        return examined
+    return replace(examined, inquiry=replace(examined.inquiry, attachments=original.attachments))
+
+
+def parse_original(original: bytes | SpooledMessage, settings: ParseSettings) -> Inquiry:
+    """parse_message for either kind of original (see examine_spooled)."""
+    if isinstance(original, bytes):
+        return parse_message(original, settings)
+    return replace(parse_message(original.reduced, settings), attachments=original.attachments)
+
+
 @dataclass(frozen=True)
 class ManualTarget:
     """What an Assign/ folder means: a rep, a team (its strategy picks), or not an inquiry."""
@@ -86,11 +104,11 @@ class ManualTarget:
     id: str = ""
 
 
-def examine_manual(raw: bytes, config: Config, state: TeamState, target: ManualTarget,
+def examine_manual(raw: bytes | SpooledMessage, config: Config, state: TeamState, target: ManualTarget,
                    folder: str) -> Examined:
     """The manager's choice, as a Decision the rest of the pipeline treats like any other."""
     try:
-        inquiry = parse_message(raw, config.parse)
+        inquiry = parse_original(raw, config.parse)
     except Exception as exc:  # the manager asked for it: an unreadable message still goes to Quarantine
         return Examined(None, Decision(Outcome.QUARANTINED, f"unreadable: {exc}"))
     why = f"moved into {folder} by a manager"
@@ -218,8 +236,8 @@ class Router:
             self._note_rep_out_of_office(session, examined.inquiry)
         return row, examined.decision
 
-    def assign_manually(self, mailbox: str, source: str, uidvalidity: int, uid: int, raw: bytes,
-                        target: ManualTarget) -> MessageRow:
+    def assign_manually(self, mailbox: str, source: str, uidvalidity: int, uid: int,
+                        raw: bytes | SpooledMessage, target: ManualTarget) -> MessageRow:
         """A manager moved this message into an Assign/ folder: route it as the folder says.
 
         The message's existing row (usually an Unrecognized one) is taken over, so its history
@@ -234,13 +252,13 @@ class Router:
             state = TeamState(store.team_cursors(session), store.open_assignment_counts(session),
                               frozenset(store.away_reps(session, self.clock())))
             examined = examine_manual(raw, self.config, state, target, source)
-            key = content_key(raw)
+            sha, key, size = fingerprints(raw)
             row = session.scalars(select(MessageRow).where(
                 MessageRow.mailbox == mailbox, MessageRow.content_key == key)
                 .order_by(MessageRow.id.desc()).limit(1)).first()
             if row is None:
-                row = self._insert_message(session, mailbox, uidvalidity, uid, raw, raw_sha256(raw),
-                                           key, examined)
+                row = self._insert_message(session, mailbox, uidvalidity, uid, b"", sha, key, examined)
+                row.size = size
             else:
                 self._retarget(row, examined.decision)
             row.source, row.uidvalidity, row.uid = source, uidvalidity, uid
@@ -309,7 +327,7 @@ class Router:
         session.flush()  # assigns row.id
         return row
 
-    def _assign_and_queue(self, session: Session, row: MessageRow, raw: bytes,
+    def _assign_and_queue(self, session: Session, row: MessageRow, raw: bytes | SpooledMessage,
                           examined: Examined, mailbox_name: str) -> None:
         q, decision = examined.inquiry, examined.decision
         assert q is not None and decision.rep is not None
@@ -323,7 +341,7 @@ class Router:
             subject=tag_subject(self.config.subject_format, q, decision), language=rep.language,
             extra=dict(decision.notes))
         try:
-            payload = build_forward(raw, q, decision, spec, self.templates, now.astimezone(self.config.timezone))
+            forward = queued_forward(raw, q, decision, spec, self.templates, now.astimezone(self.config.timezone))
         except ForwardError as exc:  # e.g. no address a Reply could reach: the manager must look
             self._downgrade(row, Decision(Outcome.UNRECOGNIZED, f"{decision.reason}; cannot forward: {exc}",
                                           rule=decision.rule))
@@ -336,7 +354,7 @@ class Router:
             due_at=self._first_reply_due(team, rep.id, now, decision.ladder),
             forward_message_id=row.forward_message_id))
         session.execute(insert(OutboxRow.__table__).values(
-            mailbox=mailbox.name, message=row.id, sender=mailbox.address, recipient=rep.email, payload=payload,
+            mailbox=mailbox.name, message=row.id, sender=mailbox.address, recipient=rep.email, **forward,
             next_attempt_at=now, deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
         if self.config.registry.enabled and (decision.how != "manual" or self.config.registry.learn_from_manual):
             record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
@@ -357,6 +375,42 @@ class Router:
         row.keywords = " ".join(keywords)
         row.outcome, row.reason, row.rep, row.team = decision.outcome.value, decision.reason, None, None
         row.forward_message_id = None
+
+    def admit_spooled(self, mailbox: str, uidvalidity: int, uid: int, original: SpooledMessage) -> MessageRow:
+        """`admit_batch` for one big message held in a spool file (the same steps as
+        `_admit_one`, from the facts the scan gathered): its forward streams from the file."""
+        with self._lock, self.sessions.begin() as session:
+            adopted = self._adopt_after_uidvalidity_change(session, mailbox, uidvalidity, uid, original.sha256)
+            if adopted:
+                return adopted
+            earlier = session.scalars(select(MessageRow).where(MessageRow.content_key == original.content_key)
+                                      .order_by(MessageRow.id).limit(1)).first()
+            if earlier:
+                examined = Examined(None, Decision(
+                    Outcome.DUPLICATE, f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))
+            else:
+                state = TeamState(store.team_cursors(session), store.open_assignment_counts(session),
+                                  frozenset(store.away_reps(session, self.clock())))
+                found: list[SenderLookup | None] = []
+
+                def lookup(inquiry: Inquiry) -> RegistryMatch | None:
+                    found.append(self._look_up(session, inquiry))
+                    return found[-1].match if found[-1] else None
+
+                examined = examine_spooled(original, self.config, state, lookup)
+                examined = replace(examined, looked_up=found[-1] if found else None)
+            row = self._insert_message(session, mailbox, uidvalidity, uid, b"", original.sha256,
+                                       original.content_key, examined)
+            row.size = original.size  # the bytes stay in the spool file
+            if earlier:
+                row.duplicate_of = earlier.id
+                row.message_id, row.sender, row.subject = earlier.message_id, earlier.sender, earlier.subject
+            if examined.decision.outcome is Outcome.ROUTED:
+                self._assign_and_queue(session, row, original, examined, mailbox)
+                self._save_team_cursors(session, [row])
+            elif examined.inquiry is not None:
+                self._note_rep_out_of_office(session, examined.inquiry)
+            return row
 
     def awaiting_filing(self, mailbox: str, source: str) -> list[MessageRow]:
         """Rows whose copy can be filed now: non-routed ones at once, routed ones once sent."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (DateTime, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator,
-                        UniqueConstraint, create_engine, event, func, select)
+                        UniqueConstraint, create_engine, event, func, inspect, select, text)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -83,7 +83,11 @@ class MessageRow(Base):
 
 
 class OutboxRow(Base):
-    """A forward waiting for SMTP; its bytes are kept until accepted, then dropped."""
+    """A forward waiting for SMTP; its bytes are kept until accepted, then dropped.
+
+    A big original is not copied in: `payload` is then the forward up to the original,
+    `tail` what follows it, and `spool_path` the file the original is streamed from.
+    """
 
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_due", "mailbox", "status", "next_attempt_at"),)
@@ -101,6 +105,8 @@ class OutboxRow(Base):
     deadline: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None]
+    tail: Mapped[bytes | None] = mapped_column(LargeBinary)
+    spool_path: Mapped[str | None] = mapped_column(String(1000))
 
 
 class AssignmentRow(Base):
@@ -218,7 +224,28 @@ def open_database(url: str) -> sessionmaker[Session]:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     Base.metadata.create_all(engine)
+    add_missing_columns(engine)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """create_all makes missing tables only: a database from an older release gets the
+    nullable columns added since (ALTER TABLE ADD COLUMN; existing rows read NULL)."""
+    existing = inspect(engine)
+    tables = set(existing.get_table_names())
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            if table.name not in tables:
+                continue
+            have = {c["name"] for c in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                if not column.nullable:
+                    raise RuntimeError(f"database table {table.name} lacks column {column.name}, which "
+                                       "cannot be added automatically; see the release notes")
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def open_assignment_counts(session: Session) -> dict[str, int]:

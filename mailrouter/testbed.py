@@ -414,6 +414,7 @@ class TestBed:
         namespace_prefix: str = "",
         proxy_hide: Iterable[str] = (),
         proxy_no_keywords: bool = False,
+        smtp_size_limit: int = 33_554_432,  # aiosmtpd's default; EHLO announces it as SIZE
     ) -> None:
         self.root = Path(root).resolve()
         self.addresses = [a.lower() for a in addresses]
@@ -423,6 +424,7 @@ class TestBed:
         self.namespace_prefix = namespace_prefix
         self.proxy_hide = frozenset(proxy_hide)
         self.proxy_no_keywords = proxy_no_keywords
+        self.smtp_size_limit = smtp_size_limit
         self.dovecot_imap_port = 0
         self.imap_port = 0
         self.lmtp_port = 0
@@ -547,6 +549,7 @@ class TestBed:
             authenticator=smtp_authenticator(set(self.addresses), self.password),
             auth_require_tls=False,
             ready_timeout=10,
+            data_size_limit=self.smtp_size_limit,
         )
         controller.start()
         self._smtp = controller

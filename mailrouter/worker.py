@@ -10,7 +10,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections import defaultdict
-from typing import Iterable
+from pathlib import Path
+from typing import Callable, Iterable
 
 from .config import Config, MailboxConfig
 from .followup import FollowUp
@@ -18,6 +19,7 @@ from .metrics import Metrics
 from .imap import ImapError, ImapSettings, Mailbox, keep_serving
 from .outbox import Outbox
 from .pipeline import ManualTarget, Router
+from .spool import Spool, SpooledMessage, is_referenced, missing_spool_files
 from .store import MessageRow
 
 log = logging.getLogger("mailrouter.worker")
@@ -52,6 +54,7 @@ class MailboxWorker:
         self._last_sweep = 0.0
         self._last_assign_check = 0.0
         self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtp-{mailbox.name}")
+        self.spool = Spool(config.spool_dir)
 
     def run(self) -> None:
         """Serve the mailbox until `stop` is set; connection trouble means reconnect, not exit."""
@@ -112,8 +115,12 @@ class MailboxWorker:
             validity = conn.select_folder(folder)
             present = set(conn.unprocessed_uids())
             new = sorted(present - self.router.known_uids(self.mailbox.name, folder, validity, present))
+            new, large = self._split_large(conn, new)
             for uid, raw in conn.fetch(new):
                 self.router.assign_manually(self.mailbox.name, folder, validity, uid, raw, target)
+            for uid in large:
+                self._spooled(conn, folder, validity, uid, lambda original, uid=uid: self.router.assign_manually(
+                    self.mailbox.name, folder, validity, uid, original, target))
             self.outbox.flush(self.mailbox.name)
             self._file(conn, validity, present, source=folder)
         return selected
@@ -125,6 +132,8 @@ class MailboxWorker:
         here), so sending never waits for the batch transaction's lock."""
         in_inbox = set(conn.unprocessed_uids())
         new = sorted(in_inbox - self.router.known_uids(self.mailbox.name, "INBOX", uidvalidity, in_inbox))
+        self._respool_missing(conn, uidvalidity)
+        new, large = self._split_large(conn, new)
         batches = [new[start:start + FETCH_BATCH] for start in range(0, len(new), FETCH_BATCH)]
         sending = None
         ahead = self._fetch_and_parse(conn, batches[0]) if batches else None
@@ -142,12 +151,52 @@ class MailboxWorker:
                 break
         if sending is not None:
             self.outbox.record(sending.result())
+        self._admit_large(conn, uidvalidity, large)
         self.outbox.flush(self.mailbox.name)
         self._file(conn, uidvalidity, in_inbox)
 
     def _fetch_and_parse(self, conn: Mailbox, uids: list[int]):
         batch = list(conn.fetch(uids))
         return batch, self.router.parse_ahead(batch)
+
+    def _split_large(self, conn: Mailbox, uids: list[int]) -> tuple[list[int], list[int]]:
+        """(small, large) by RFC822.SIZE: large ones go through the spool, one at a time."""
+        if not uids:
+            return [], []
+        sizes, limit = conn.sizes(uids), self.config.large_message_bytes
+        return [u for u in uids if sizes.get(u, 0) <= limit], [u for u in uids if sizes.get(u, 0) > limit]
+
+    def _admit_large(self, conn: Mailbox, uidvalidity: int, uids: list[int]) -> None:
+        """Each big message: spooled (fsynced), decided, sent from its file, before the next."""
+        for uid in uids:
+            if self.stop.is_set():
+                return
+            self._spooled(conn, "INBOX", uidvalidity, uid, lambda original, uid=uid: self.router.admit_spooled(
+                self.mailbox.name, uidvalidity, uid, original))
+            self.outbox.flush(self.mailbox.name)
+
+    def _spooled(self, conn: Mailbox, folder: str, uidvalidity: int, uid: int,
+                 record: Callable[[SpooledMessage], object]) -> None:
+        """Spool one message of the selected folder and `record` its decision; the file stays
+        only if a pending forward now streams it."""
+        path = self.spool.path_for(self.mailbox.name, folder, uidvalidity, uid)
+        original = self.spool.receive(path, conn.fetch_chunks(uid))
+        if original is None:
+            return  # expunged meanwhile
+        record(original)
+        if not is_referenced(self.router.sessions, path):
+            path.unlink(missing_ok=True)  # nothing to forward (a duplicate, unrecognised...)
+
+    def _respool_missing(self, conn: Mailbox, uidvalidity: int) -> None:
+        """A pending forward whose spool file is gone (deleted by hand, a lost disk) gets it
+        back from the copy still in INBOX; failing that the outbox gives up on it, with why."""
+        for path, uid, sha in missing_spool_files(self.router.sessions, self.mailbox.name, uidvalidity):
+            original = self.spool.receive(Path(path), conn.fetch_chunks(uid))
+            if original is not None and original.sha256 != sha:
+                Path(path).unlink()  # another message under that UID: never forward the wrong one
+                original = None
+            log.warning("%s: spool file %s was missing; %s", self.mailbox.name, path,
+                        "fetched again" if original else "not found again in INBOX")
 
     def _file(self, conn: Mailbox, uidvalidity: int, in_inbox: set[int], source: str = "INBOX") -> None:
         """File the selected folder's ready copies; `in_inbox` is what the folder holds now."""

@@ -107,3 +107,26 @@ def test_rule_naming_an_unknown_ladder_is_refused(tmp_path):
     assert any("rule 'russian-speaking': ladder: unknown ladder 'glacial'" in p for p in problems_of(path))
     edit(rules, 'ladder = "glacial"', 'ladder = "cold"')
     assert load_config(path, environ=EXAMPLE_ENV).rules.rules[2].ladder == "cold"
+
+
+def test_large_message_threshold_and_spool_folder(tmp_path):
+    path = copy_example(tmp_path)
+    config = load_config(path, environ=EXAMPLE_ENV)
+    assert config.large_message_bytes == 2 * 2**20
+    assert config.spool_dir == tmp_path / "spool"  # next to the SQLite database
+    edit(path, "large_message_bytes = 2097152", "large_message_bytes = 65536")
+    edit(path, '# spool_dir = "/var/lib/mailrouter/spool"', 'spool_dir = "var/spool"')
+    config = load_config(path, environ=EXAMPLE_ENV)
+    assert (config.large_message_bytes, config.spool_dir) == (65536, tmp_path / "var" / "spool")
+
+
+def test_bad_large_message_settings_name_file_and_key(tmp_path):
+    path = copy_example(tmp_path)
+    (tmp_path / "afile").write_text("")
+    edit(path, "large_message_bytes = 2097152", 'large_message_bytes = "2 MB"')
+    edit(path, '# spool_dir = "/var/lib/mailrouter/spool"', 'spool_dir = "afile"')
+    found = problems_of(path)
+    assert f"{path}: daemon.large_message_bytes: must be an integer, not '2 MB'" in found
+    assert any(p.startswith(f"{path}: daemon.spool_dir: ") and "not a folder" in p for p in found)
+    edit(path, 'large_message_bytes = "2 MB"', "large_message_bytes = 0")
+    assert any("daemon.large_message_bytes: must be a positive number of bytes" in p for p in problems_of(path))

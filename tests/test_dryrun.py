@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import shutil
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -68,6 +69,9 @@ def test_backtest_reports_changes_and_touches_nothing(bed: TestBed, tmp_path: Pa
     same = list(dry_run(config, "sales", progress=False))
     assert same and all(r.old is not None for r in same)
     assert [format_result(r) for r in same if r.changed] == []
+    # every message over the large-message threshold: read in chunks, decided from the scan
+    scanned = dry_run(replace(config, large_message_bytes=1), "sales")
+    assert sorted(scanned, key=lambda r: (r.folder, r.uid)) == sorted(same, key=lambda r: (r.folder, r.uid))
 
     new_config = load_config(write_testbed_config(ROOT / "config.toml", bed, tmp_path,
                                                    rules_dir=str(modified_rules(tmp_path))))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
 import re
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -20,6 +21,7 @@ from mailrouter.forward import (
     build_forward,
     choose_boundary,
     clean_header_text,
+    forward_frame,
     raw_transfer_encoding,
     tag_subject,
 )
@@ -423,3 +425,22 @@ def test_environment_is_strict_and_escapes_only_html(tmp_path: Path) -> None:
                                             (5 * 1024 * 1024, "5.0 MB")])
 def test_filesize(size: int, text: str) -> None:
     assert filesize(size) == text
+
+
+# --- split around the original (big originals are streamed from a spool file) ----------------
+
+def test_build_forward_bytes_are_pinned(env: jinja2.Environment) -> None:
+    """Pinned bytes: a change to the forward's layout must be deliberate (re-pinned when the
+    header fields came to be written directly, issue 7)."""
+    binary = b"Subject: long\r\n\r\n" + "长".encode() * 400 + b"\r\n"
+    assert hashlib.sha256(forward(env)).hexdigest() == \
+        "265af4436f4302284f4fa60b6d21b0b403ffd948a9c5331902e4635d3b7c154b"
+    assert hashlib.sha256(forward(env, raw=binary, language="zh")).hexdigest() == \
+        "fd78aedcc37446555eb60ab64438988c6a3113659048e0a65eadd976c4f13659"
+
+
+def test_forward_frame_is_the_forward_around_the_original(env: jinja2.Environment) -> None:
+    head, tail = forward_frame(make_inquiry(), DECISION, make_spec(), env, NOW, raw_transfer_encoding(RAW_CRLF),
+                               lambda alternative: choose_boundary(RAW_CRLF, alternative))
+    assert head + RAW_CRLF + tail == forward(env)
+    assert tail == b"\r\n--" + parse(forward(env)).get_boundary().encode() + b"--\r\n"

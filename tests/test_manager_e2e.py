@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from mailrouter.samples import ENGLISH, Sample, compose
+from mailrouter.store import OutboxRow, open_database
 from tests.mailcheck import (MovableClock, configure, folder_of, forwards_by_original, parsed, route_all,
                              run_until, shared_copies, wait_for)
 
@@ -24,8 +26,10 @@ def move(bed, user: str, source: str, target: str) -> None:
         client.logout()
 
 
-def test_moving_into_assign_routes_files_and_teaches_the_registry(bed, tmp_path):
-    config = configure(bed, tmp_path)
+@pytest.mark.parametrize("threshold", [None, 1], ids=["in-memory", "spooled"])
+def test_moving_into_assign_routes_files_and_teaches_the_registry(bed, tmp_path, threshold):
+    # spooled: every message counts as big, in INBOX and in the Assign/ folders
+    config = configure(bed, tmp_path, **({"large_message_bytes": threshold} if threshold else {}))
     first = unrecognized("Sam Lee <sam@global-imports.com>", "Catalogue request", 501)
     route_all(bed, config, [first])
     copies = shared_copies(bed, "sales@example.com")
@@ -40,6 +44,10 @@ def test_moving_into_assign_routes_files_and_teaches_the_registry(bed, tmp_path)
     copies = shared_copies(bed, "sales@example.com")
     assert folder_of(copies, first) == ["Routed/张伟"]
     assert copies["Assign/张伟"] == []
+    if threshold:
+        with open_database(config.database)() as session:
+            assert all(session.scalars(select(OutboxRow.spool_path)).all())  # streamed from a spool file
+        assert [p.name for p in config.spool_dir.iterdir()] == []
 
     # the next mail from the same company needs no manager: the registry learned the domain
     again = unrecognized("Amy Chan <amy@global-imports.com>", "Price list", 502)

@@ -14,11 +14,15 @@ from tests.mailcheck import (attached_original, configure, folder_of, forwards_b
 
 pytestmark = pytest.mark.integration
 
-@pytest.fixture
-def routed(bed: TestBed, tmp_path: Path):
-    config = configure(bed, tmp_path)
+@pytest.fixture(params=["in-memory", "spooled"])
+def routed(request, bed: TestBed, tmp_path: Path):
+    """Every sample through the usual path, and again with every message over the large-message
+    threshold (spooled, decided from its reduced copy, streamed to SMTP): same results."""
+    config = configure(bed, tmp_path, **({"large_message_bytes": 1} if request.param == "spooled" else {}))
     samples = demo_samples()
     route_all(bed, config, samples)
+    if request.param == "spooled":
+        assert not any(config.spool_dir.iterdir()), "spool files left behind"
     return bed, config, samples
 
 

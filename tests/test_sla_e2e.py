@@ -18,7 +18,7 @@ from mailrouter.config import Config, load_config
 from mailrouter.daemon import Daemon
 from mailrouter.demo import deliver_samples, rep_reply_sources, write_testbed_config
 from mailrouter.samples import FRENCH, Sample, compose
-from mailrouter.store import AssignmentRow, SlaStepRow, open_database
+from mailrouter.store import AssignmentRow, OutboxRow, SlaStepRow, open_database
 from mailrouter.testbed import TestBed
 from tests.factories import ROOT
 from tests.mailcheck import MovableClock, parsed, wait_for
@@ -37,8 +37,8 @@ def buyer_bed(make_bed) -> TestBed:
     return make_bed(extra_addresses=(BUYER,))
 
 
-def sla_config(bed: TestBed, workdir: Path, **sla) -> Config:
-    overrides = {"sla": {"sweep_interval": 0.1, **sla},
+def sla_config(bed: TestBed, workdir: Path, daemon: dict | None = None, **sla) -> Config:
+    overrides = {"sla": {"sweep_interval": 0.1, **sla}, "daemon": daemon or {},
                  "reply_source": rep_reply_sources(ROOT / "config.toml", bed, workdir / "password")}
     return load_config(write_testbed_config(ROOT / "config.toml", bed, workdir, overrides))
 
@@ -121,8 +121,11 @@ def test_a_reply_from_the_reps_mail_client_stops_the_clock(buyer_bed, tmp_path, 
     assert len(buyer_bed.fetch_all(BUYER)) == 1  # the buyer really got the reply
 
 
-def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buyer_bed, tmp_path, running):
-    config = sla_config(buyer_bed, tmp_path)
+@pytest.mark.parametrize("threshold", [None, 1], ids=["in-memory", "spooled"])
+def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buyer_bed, tmp_path, running,
+                                                                            threshold):
+    # spooled: the inquiry counts as big, so the reassignment forwards it from a spool file
+    config = sla_config(buyer_bed, tmp_path, {"large_message_bytes": threshold} if threshold else None)
     clock = MovableClock(TUESDAY_10)
     _daemon, first = route_one(buyer_bed, config, clock, running)
     rep = config.reps[first.rep]
@@ -144,6 +147,11 @@ def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buye
     forwarded = wait_for(lambda: [s for s in inbox_subjects(buyer_bed, config.reps[other].email)
                                   if "Reassigned" in s], "the forward to the new rep")
     assert "Demande de prix LED" in forwarded[0]
+    if threshold:
+        with open_database(config.database)() as session:
+            spooled = session.scalars(select(OutboxRow.spool_path).where(OutboxRow.kind == "forward")).all()
+        assert len(spooled) == 2 and all(spooled)  # the first forward and the reassigned one
+        wait_for(lambda: not any(config.spool_dir.iterdir()), "the spool files to be removed")
     wait_for(lambda: len(inbox_subjects(buyer_bed, rep.email)) == 3, "the notice to the previous rep")
 
     reply_as_client(buyer_bed, config.reps[other].email, new.forward_message_id,

@@ -1,0 +1,136 @@
+"""Big messages on the test bed: spooled, forwarded byte for byte from the file, never lost."""
+from __future__ import annotations
+
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from mailrouter.config import Config, load_config
+from mailrouter.daemon import Daemon
+from mailrouter.demo import deliver_samples, wait_until_filed, write_testbed_config
+from mailrouter.samples import Sample, bulk_samples
+from mailrouter.store import MessageRow, OutboxRow, open_database
+from mailrouter.templating import filesize
+from mailrouter.testbed import TestBed
+from tests.factories import ROOT
+from tests.mailcheck import (configure, count_rows, parsed, route_all, server_folder, shared_copies,
+                             start_daemon_process, wait_for)
+
+pytestmark = pytest.mark.integration
+THRESHOLD = 64 * 1024
+
+
+def big_inquiry(attachment_size: int = 1_000_000) -> Sample:
+    return bulk_samples(1, start=7_000, attachment_every=1, attachment_size=attachment_size)[0]
+
+
+def embedded_original(forward: bytes) -> bytes:
+    """The message/rfc822 part's bytes as they sit in the forward, cut out at its boundary
+    (what a mail client saves as original.eml)."""
+    boundary = parsed(forward).get_boundary().encode()
+    last_part = forward.split(b"\r\n--" + boundary)[-2]
+    headers, _, body = last_part.partition(b"\r\n\r\n")
+    assert b"Content-Type: message/rfc822" in headers
+    return body
+
+
+def rows(config: Config, table):
+    with open_database(config.database)() as session:
+        return list(session.scalars(select(table).order_by(table.id)))
+
+
+def the_forward(bed: TestBed, config: Config) -> bytes:
+    forwards = [raw for rep in config.reps.values() for raw in bed.fetch_all(rep.email)]
+    assert len(forwards) == 1, len(forwards)
+    return forwards[0]
+
+
+def shared_copy(bed: TestBed, folder: str) -> bytes:
+    (copy,) = bed.fetch_all("sales@example.com", server_folder(bed, "sales@example.com", folder))
+    return copy
+
+
+def test_a_big_inquiry_is_forwarded_from_the_spool_byte_for_byte(bed: TestBed, tmp_path: Path) -> None:
+    config = configure(bed, tmp_path, large_message_bytes=THRESHOLD)
+    sample = big_inquiry()
+    route_all(bed, config, [sample])
+
+    (message,), (item,) = rows(config, MessageRow), rows(config, OutboxRow)
+    assert message.outcome == "routed" and message.size > 1_000_000
+    assert item.status == "sent" and item.spool_path and item.payload is None and item.tail is None
+    forward = the_forward(bed, config)
+    delivered = shared_copy(bed, message.folder)  # the customer's mail as the server holds it
+    assert embedded_original(forward) == delivered
+    original = parsed(embedded_original(forward))
+    pdf = next(p for p in original.walk() if p.get_filename() == "RFQ-0.pdf").get_content()
+    assert pdf == next(p for p in parsed(sample.raw).walk() if p.get_filename() == "RFQ-0.pdf").get_content()
+    routing_block = parsed(forward).get_body(("plain",)).get_content()
+    assert f"RFQ-0.pdf（{filesize(len(pdf))}）" in routing_block  # its size, as the scan found it
+    assert bed.fetch_all("sales@example.com") == []
+    assert list(config.spool_dir.iterdir()) == []
+
+
+def test_sigkill_while_a_spooled_forward_waits_loses_nothing(bed: TestBed, tmp_path: Path) -> None:
+    config_path = write_testbed_config(ROOT / "config.toml", bed, tmp_path, large_message_bytes=THRESHOLD)
+    config = load_config(config_path)
+    bed.smtp_fail_next(1000, code=451)  # every DATA answered "try again later", after the whole message
+    deliver_samples(bed, [big_inquiry()])
+    log = tmp_path / "daemon.log"
+    first = start_daemon_process(config_path, log)
+    try:
+        item = wait_for(lambda: next((r for r in rows(config, OutboxRow) if r.attempts >= 1), None),
+                        "a failed attempt", timeout=60)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert item.status == "pending" and item.last_error.startswith("451") and Path(item.spool_path).is_file()
+    assert len(bed.fetch_all("sales@example.com")) == 1  # not filed before it is sent
+    # what a crash between writing a spool file and recording it leaves behind
+    stray = config.spool_dir / "sales-00000000-1-99.eml"
+    stray.write_bytes(b"From: x@y.z\r\n\r\nleft by a crash\r\n")
+
+    bed.smtp_fail_next(0)
+    second = start_daemon_process(config_path, log)
+    try:
+        assert wait_until_filed(config, 1, timeout=60), log.read_text()
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    delivered = shared_copy(bed, rows(config, MessageRow)[0].folder)
+    assert embedded_original(the_forward(bed, config)) == delivered
+    assert list(config.spool_dir.iterdir()) == []
+
+
+def test_a_lost_spool_file_is_fetched_again_from_the_inbox(bed: TestBed, tmp_path: Path) -> None:
+    up = configure(bed, tmp_path, large_message_bytes=THRESHOLD)
+    down = replace(up, smtp=replace(up.smtp, server=replace(up.smtp.server, port=1)))
+    deliver_samples(bed, [big_inquiry()])
+    daemon = Daemon(down)
+    daemon.start()
+    try:
+        wait_for(lambda: count_rows(down) == 1, "the decision")
+    finally:
+        daemon.stop()
+    (item,) = rows(down, OutboxRow)
+    Path(item.spool_path).unlink()
+
+    route_all(bed, up, [])
+    (item,) = rows(up, OutboxRow)
+    assert item.status == "sent"
+    assert embedded_original(the_forward(bed, up)) == shared_copy(bed, rows(up, MessageRow)[0].folder)
+
+
+def test_a_forward_over_the_servers_size_limit_is_not_sent(make_bed, tmp_path: Path) -> None:
+    bed = make_bed(smtp_size_limit=500_000)
+    config = configure(bed, tmp_path, large_message_bytes=THRESHOLD)
+    route_all(bed, config, [big_inquiry()])
+    (message,), (item,) = rows(config, MessageRow), rows(config, OutboxRow)
+    assert (message.outcome, item.status, item.attempts) == ("undeliverable", "failed", 1)
+    assert "over the SMTP server's limit of 500,000" in message.reason
+    assert shared_copies(bed, "sales@example.com")[server_folder(bed, "sales@example.com",
+                                                                 config.folders.undeliverable)]
+    assert [raw for rep in config.reps.values() for raw in bed.fetch_all(rep.email)] == []
+    assert list(config.spool_dir.iterdir()) == []
