@@ -74,7 +74,7 @@ def daemon_run(bed, workdir, count: int, timeout: float, sample_every: float) ->
     load_start = load_average()
     with DaemonProcess(config_path, workdir / "daemon.log") as daemon:
         started = time.time()
-        filed, peak_rss, progress = 0, 0, []
+        filed, peak_rss, progress, children = 0, 0, [], {}
         while time.time() - started < timeout:
             time.sleep(sample_every)
             daemon.check_alive()
@@ -83,12 +83,16 @@ def daemon_run(bed, workdir, count: int, timeout: float, sample_every: float) ->
                     MessageRow.mailbox == "sales", MessageRow.state == FILED))
             status = daemon.status()
             peak_rss = max(peak_rss, status["VmHWM"])
+            children.update(daemon.children_status())  # the parser process: last reading of each
             progress.append((round(time.time() - started, 2), filed, status["VmRSS"]))
             if filed >= count:
                 break
         done = time.time()
         cpu = daemon.cpu_seconds()
         peak_rss = max(peak_rss, daemon.status()["VmHWM"])
+        children.update(daemon.children_status())
+    child_cpu = sum(c["cpu"] for c in children.values())
+    child_peak = sum(c["VmHWM"] for c in children.values())
     with sessions() as session:
         first_seen, last_filed = session.execute(select(func.min(MessageRow.decided_at), func.max(
             MessageRow.filed_at)).where(MessageRow.mailbox == "sales")).one()
@@ -100,6 +104,8 @@ def daemon_run(bed, workdir, count: int, timeout: float, sample_every: float) ->
             "rate_from_spawn": filed / wall, "seconds_first_decided_to_last_filed": steady,
             "rate_steady": filed / steady if steady == steady and steady > 0 else float("nan"),
             "peak_rss_mib": mib(peak_rss), "daemon_cpu_s": cpu, "daemon_cpu_share": cpu / wall,
+            "parser_cpu_s": child_cpu, "parser_peak_rss_mib": mib(child_peak),
+            "cpu_ms_per_message": (cpu + child_cpu) / max(filed, 1) * 1000,
             "outcomes": dict(outcomes), "progress": progress,
             "load_during": (load_start, load_average())}
 
@@ -144,6 +150,8 @@ def main() -> None:
     print(f"\nratio daemon/raw: {result['ratio_daemon_to_raw']:.3f}   "
           f"daemon peak RSS (VmHWM): {d['peak_rss_mib']} MiB   daemon CPU: {d['daemon_cpu_s']:.1f}s "
           f"({d['daemon_cpu_share']:.0%} of one core)")
+    print(f"parser process: peak RSS {d['parser_peak_rss_mib']} MiB, CPU {d['parser_cpu_s']:.1f}s; "
+          f"daemon + parser CPU per message: {d['cpu_ms_per_message']:.1f} ms")
     print(f"outcomes: {d['outcomes']}   complete: {d['complete']}")
     print(f"load: before {result['load_before']}, after {result['load_after']}")
     write_result("backlog", result)

@@ -238,8 +238,27 @@ class DaemonProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the daemon (all threads) so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(self.pid)
+
+    def children(self) -> list[int]:
+        """The daemon's child processes now (the parser process during a backlog)."""
+        pids: list[int] = []
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            pids += [int(p) for p in (task / "children").read_text().split()]
+        return pids
+
+    def children_status(self) -> dict[int, dict[str, object]]:
+        """Per child: VmRSS, VmHWM (KiB) and CPU seconds; a child that ended is simply absent."""
+        out: dict[int, dict[str, object]] = {}
+        for pid in self.children():
+            try:
+                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+                cpu = _cpu_seconds(pid)
+            except FileNotFoundError:
+                continue
+            out[pid] = {key: int(value.split()[0]) for key, _, value in (l.partition(":") for l in lines)
+                        if key in ("VmRSS", "VmHWM")} | {"cpu": cpu}
+        return out
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -261,6 +280,11 @@ class DaemonProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def mib(kib: int) -> float:

@@ -133,12 +133,10 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, lambda _s, _f: self.reload_requested.set())
-        self.parser.warm()  # starts while the checks below wait on the servers
         failed = [(label, error) for label, error, _notes in server_problems(self.config) if error]
         for label, error in failed:
             log.error("start-up check failed: %s: %s (run `mailrouter check` for details)", label, error)
         if failed:
-            self.parser.close()
             raise SystemExit(1)  # systemd retries (Restart=on-failure); nothing half-started
         self.start()
         service.notify_ready(self.summary())

@@ -58,7 +58,6 @@ def parse_all(raws: Sequence[bytes], settings: ParseSettings) -> list[Parsed]:
 
 class Parser(Protocol):
     def submit(self, raws: Sequence[bytes], settings: ParseSettings) -> "Future[list[Parsed]]": ...
-    def warm(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -71,9 +70,6 @@ class InlineParser:
         return future
 
     def close(self) -> None:
-        pass
-
-    def warm(self) -> None:
         pass
 
 
@@ -203,11 +199,6 @@ class ProcessParser:
         self._idle_timer = threading.Timer(self.idle_exit, self._exit_if_idle)
         self._idle_timer.daemon = True
         self._idle_timer.start()
-
-    def warm(self) -> None:
-        """Start a parser process now (at daemon start, beside the start-up checks), so a
-        backlog waiting at start-up does not wait for it too."""
-        self._worker()
 
     def _exit_if_idle(self) -> None:
         with self._lock:
