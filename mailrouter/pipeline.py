@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import store
@@ -149,6 +149,13 @@ def forward_message_id(key: str, rep: str, shared_address: str) -> str:
     return f"<mr.{key[:24]}.{rep}@{domain}>"
 
 
+# Built once: constructing a statement per message cost more than executing it (issue 7).
+_INSERT_ASSIGNMENT = insert(AssignmentRow.__table__)
+_INSERT_OUTBOX = insert(OutboxRow.__table__)
+_SAME_CONTENT = (select(MessageRow).where(MessageRow.content_key == bindparam("key"))
+                 .order_by(MessageRow.id).limit(1))
+
+
 class Router:
     """Records decisions; one lock makes check-for-duplicate and insert atomic across mailboxes."""
 
@@ -216,8 +223,7 @@ class Router:
         if adopted:
             return adopted, None
         key = content_key(raw)
-        earlier = session.scalars(select(MessageRow).where(MessageRow.content_key == key)
-                                  .order_by(MessageRow.id).limit(1)).first()
+        earlier = session.scalars(_SAME_CONTENT, {"key": key}).first()
         if earlier:
             examined = Examined(None, Decision(
                 Outcome.DUPLICATE, f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))
@@ -348,12 +354,12 @@ class Router:
             return
         team = decision.team or next((t.id for t in self.config.teams.values() if rep.id in t.members), None)
         # plain INSERTs: nothing reads these back as objects in this transaction (issue 7)
-        session.execute(insert(AssignmentRow.__table__).values(
+        session.execute(_INSERT_ASSIGNMENT, dict(
             message=row.id, rep=rep.id, team=team, customer=q.sender, assigned_at=now, how=decision.how,
             ladder=decision.ladder or self.config.sla.default_ladder,
             due_at=self._first_reply_due(team, rep.id, now, decision.ladder),
             forward_message_id=row.forward_message_id))
-        session.execute(insert(OutboxRow.__table__).values(
+        session.execute(_INSERT_OUTBOX, dict(
             mailbox=mailbox.name, message=row.id, sender=mailbox.address, recipient=rep.email, **forward,
             next_attempt_at=now, deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
         if self.config.registry.enabled and (decision.how != "manual" or self.config.registry.learn_from_manual):

@@ -18,6 +18,7 @@ def make_environment(template_dir: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dir),
         undefined=jinja2.StrictUndefined,
+        auto_reload=False,  # no stat() per render; SIGHUP builds a new environment
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("html", "htm", "html.j2"),
             disabled_extensions=("txt", "txt.j2"),

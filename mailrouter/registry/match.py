@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ..model import Inquiry
@@ -78,15 +78,18 @@ def inquiry_keys(inquiry: Inquiry, free_mail_domains: frozenset[str]) -> SenderK
                       company_keys=tuple(dict.fromkeys(company_key(n) for n in names if n)))
 
 
+# Built once: constructing a statement per lookup cost as much as running it.
+_BY_EMAIL = select(CustomerEmailRow.customer_id).where(CustomerEmailRow.email == bindparam("email"))
+_BY_DOMAIN = select(CustomerDomainRow.customer_id).where(CustomerDomainRow.domain == bindparam("domain"))
+
+
 def db_lookups(session: Session) -> tuple[EmailLookup, DomainLookup, PhoneLookup]:
     """Indexed single-key queries (unique indexes on email and domain, an index on e164)."""
     def by_email(email: str) -> int | None:
-        return session.scalar(select(CustomerEmailRow.customer_id)
-                              .where(CustomerEmailRow.email == email))
+        return session.scalar(_BY_EMAIL, {"email": email})
 
     def by_domain(domain: str) -> int | None:
-        return session.scalar(select(CustomerDomainRow.customer_id)
-                              .where(CustomerDomainRow.domain == domain))
+        return session.scalar(_BY_DOMAIN, {"domain": domain})
 
     def by_phone(e164: str) -> list[tuple[int, str]]:
         rows = session.execute(

@@ -52,6 +52,11 @@ def record_routed(session: Session, inquiry: Inquiry, rep_id: str, now: datetime
     return Recorded(row.id, False)
 
 
+# Built once: constructing a statement per inquiry cost more than executing it.
+_INSERT = {table: insert(table.__table__) for table in (
+    CustomerRow, CustomerEmailRow, CustomerDomainRow, CustomerPhoneRow, OwnerHistoryRow, InquiryHistoryRow)}
+
+
 def _new_customer(session: Session, inquiry: Inquiry, keys: SenderKeys, rep_id: str,
                   now: datetime, source: str, message_row: int | None) -> int:
     """Insert a customer with its contact points and history; its id.
@@ -60,7 +65,7 @@ def _new_customer(session: Session, inquiry: Inquiry, keys: SenderKeys, rep_id: 
     and the unit of work cost several times the statements themselves (issue 7).
     """
     company = inquiry.company or _signature_company(inquiry.signature)
-    customer_id = session.execute(insert(CustomerRow.__table__).values(
+    customer_id = session.execute(_INSERT[CustomerRow], dict(
         company=company, company_key=company_key(company), contact_name=inquiry.sender_name,
         country=inquiry.country, owner=rep_id, source=source, first_seen=now, last_contact=now,
         owner_since=now, last_inquiry=now)).inserted_primary_key[0]
@@ -70,10 +75,10 @@ def _new_customer(session: Session, inquiry: Inquiry, keys: SenderKeys, rep_id: 
             (CustomerDomainRow, "domain", [d for d in keys.domains if d]),
             (CustomerPhoneRow, "e164", list(dict.fromkeys(keys.phones)))):
         if values:
-            session.execute(insert(table.__table__), [{"customer_id": customer_id, column: v} for v in values])
-    session.execute(insert(OwnerHistoryRow.__table__).values(
+            session.execute(_INSERT[table], [{"customer_id": customer_id, column: v} for v in values])
+    session.execute(_INSERT[OwnerHistoryRow], dict(
         customer_id=customer_id, from_rep=None, to_rep=rep_id, at=now, reason=f"first inquiry ({source})"))
-    session.execute(insert(InquiryHistoryRow.__table__).values(_history(customer_id, inquiry, rep_id, now, message_row)))
+    session.execute(_INSERT[InquiryHistoryRow], _history(customer_id, inquiry, rep_id, now, message_row))
     return customer_id
 
 
