@@ -39,6 +39,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")  # left by surrogateescape decoding of bad bytes
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _BARE_CR = re.compile(rb"\r(?!\n)")
+_LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE_OCTETS + 1))
 _SUBJECT_FIELD = re.compile(
     r"\[\{(?P<square>\w+)\}\]|\(\{(?P<round>\w+)\}\)|【\{(?P<cjk>\w+)\}】|\{(?P<bare>\w+)\}"
 )
@@ -255,8 +256,11 @@ def _alternative_part(context: dict[str, object], language: str, env: jinja2.Env
 def _text_leaf(text: str, subtype: str) -> bytes:
     data = "\n".join(text.splitlines()).encode("utf-8", "surrogateescape") + b"\n"
     quoted = binascii.b2a_qp(data, istext=True)
-    b64 = base64.encodebytes(data)
-    cte, body = ("quoted-printable", quoted) if len(quoted) <= len(b64) else ("base64", b64)
+    base64_length = (len(data) + 2) // 3 * 4 * 77 // 76  # with its line breaks, about
+    if len(quoted) <= base64_length:
+        cte, body = "quoted-printable", quoted
+    else:
+        cte, body = "base64", base64.encodebytes(data)
     return (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
             f"Content-Transfer-Encoding: {cte}\r\n\r\n").encode("ascii") + body.replace(b"\n", b"\r\n")
 
@@ -267,8 +271,9 @@ def raw_transfer_encoding(raw: bytes) -> str:
     LF alone counts as a line ending (a file's local form); bare CR, NUL or a line over
     998 octets make it binary.
     """
-    lines = (line.removesuffix(b"\r") for line in raw.split(b"\n"))
-    if b"\0" in raw or _BARE_CR.search(raw) or any(len(l) > MAX_LINE_OCTETS for l in lines):
+    # Once bare CRs are ruled out, a CR can only end a line, so 999 octets with no CR or LF
+    # among them are a line too long (regexes: no Python loop over the lines of an attachment).
+    if b"\0" in raw or _BARE_CR.search(raw) or _LONG_LINE.search(raw):
         return "binary"
     return "7bit" if raw.isascii() else "8bit"
 

@@ -152,6 +152,7 @@ def forward_message_id(key: str, rep: str, shared_address: str) -> str:
 # Built once: constructing a statement per message cost more than executing it (issue 7).
 _INSERT_ASSIGNMENT = insert(AssignmentRow.__table__)
 _INSERT_OUTBOX = insert(OutboxRow.__table__)
+_INSERT_MESSAGE = insert(MessageRow.__table__)
 _SAME_CONTENT = (select(MessageRow).where(MessageRow.content_key == bindparam("key"))
                  .order_by(MessageRow.id).limit(1))
 
@@ -232,15 +233,26 @@ class Router:
             looked_up = self._look_up(session, parsed.inquiry)
             examined = examine(raw, self.config, state, lambda _q: looked_up and looked_up.match, parsed)
             examined = replace(examined, looked_up=looked_up)
-        row = self._insert_message(session, mailbox, uidvalidity, uid, raw, sha, key, examined)
-        if earlier:
-            row.duplicate_of = earlier.id
-            row.message_id, row.sender, row.subject = earlier.message_id, earlier.sender, earlier.subject
+        row = self._write_message(session, mailbox, uidvalidity, uid, len(raw), sha, key, examined, earlier)
         if examined.decision.outcome is Outcome.ROUTED:
             self._assign_and_queue(session, row, raw, examined, mailbox)
         elif examined.inquiry is not None:
             self._note_rep_out_of_office(session, examined.inquiry)
         return row, examined.decision
+
+    def _write_message(self, session: Session, mailbox: str, uidvalidity: int, uid: int, size: int,
+                       sha: str, key: str, examined: Examined, earlier: MessageRow | None) -> MessageRow:
+        """`_insert_message` for the batch path: one INSERT with everything known up front
+        (no ORM flush, no UPDATE after it); returns the row as written, outside the session."""
+        values = self._message_values(mailbox, uidvalidity, uid, size, sha, key, examined)
+        if earlier:
+            values.update(duplicate_of=earlier.id, message_id=earlier.message_id, sender=earlier.sender,
+                          subject=earlier.subject)
+        if examined.decision.outcome is Outcome.ROUTED:
+            address = next(m.address for m in self.config.mailboxes if m.name == mailbox)
+            values["forward_message_id"] = forward_message_id(key, examined.decision.rep, address)
+        row_id = session.execute(_INSERT_MESSAGE, values).inserted_primary_key[0]
+        return MessageRow(id=row_id, **values)
 
     def assign_manually(self, mailbox: str, source: str, uidvalidity: int, uid: int,
                         raw: bytes | SpooledMessage, target: ManualTarget) -> MessageRow:
@@ -314,21 +326,25 @@ class Router:
             row.uidvalidity, row.uid = uidvalidity, uid
         return row
 
-    def _insert_message(self, session: Session, mailbox: str, uidvalidity: int, uid: int,
-                        raw: bytes, sha: str, key: str, examined: Examined) -> MessageRow:
+    def _message_values(self, mailbox: str, uidvalidity: int, uid: int, size: int, sha: str, key: str,
+                        examined: Examined) -> dict:
         decision, q = examined.decision, examined.inquiry
         folder, keywords = destination(decision, self.config)
         now = self.clock()
-        row = MessageRow(
-            mailbox=mailbox, uidvalidity=uidvalidity, uid=uid, raw_sha256=sha, content_key=key,
-            size=len(raw), state=store.DECIDED, outcome=decision.outcome.value,
+        return dict(
+            mailbox=mailbox, source="INBOX", uidvalidity=uidvalidity, uid=uid, raw_sha256=sha, content_key=key,
+            size=size, state=store.DECIDED, outcome=decision.outcome.value,
             reason=decision.reason, rule=decision.rule, rep=decision.rep, team=decision.team,
             folder=folder, keywords=" ".join(keywords),
             message_id=q.message_id[:500] if q else "", sender=q.sender if q else "",
             subject=q.subject[:500] if q else "", country=q.country if q else None,
             language=q.language if q else None, products=" ".join(q.products) if q else "",
-            received_at=now, decided_at=now,
+            received_at=now, decided_at=now, file_attempts=0,
         )
+
+    def _insert_message(self, session: Session, mailbox: str, uidvalidity: int, uid: int,
+                        raw: bytes, sha: str, key: str, examined: Examined) -> MessageRow:
+        row = MessageRow(**self._message_values(mailbox, uidvalidity, uid, len(raw), sha, key, examined))
         session.add(row)
         session.flush()  # assigns row.id
         return row
@@ -349,7 +365,7 @@ class Router:
         try:
             forward = queued_forward(raw, q, decision, spec, self.templates, now.astimezone(self.config.timezone))
         except ForwardError as exc:  # e.g. no address a Reply could reach: the manager must look
-            self._downgrade(row, Decision(Outcome.UNRECOGNIZED, f"{decision.reason}; cannot forward: {exc}",
+            self._downgrade(session, row, Decision(Outcome.UNRECOGNIZED, f"{decision.reason}; cannot forward: {exc}",
                                           rule=decision.rule))
             return
         team = decision.team or next((t.id for t in self.config.teams.values() if rep.id in t.members), None)
@@ -376,11 +392,14 @@ class Router:
         calendar = self.config.sla.calendar_for(team)
         return step_time(ladder.steps[0], ladder, AssignmentSnapshot(rep, now), calendar)
 
-    def _downgrade(self, row: MessageRow, decision: Decision) -> None:
-        row.folder, keywords = destination(decision, self.config)
-        row.keywords = " ".join(keywords)
-        row.outcome, row.reason, row.rep, row.team = decision.outcome.value, decision.reason, None, None
-        row.forward_message_id = None
+    def _downgrade(self, session: Session, row: MessageRow, decision: Decision) -> None:
+        folder, keywords = destination(decision, self.config)
+        values = dict(folder=folder, keywords=" ".join(keywords), outcome=decision.outcome.value,
+                      reason=decision.reason, rep=None, team=None, forward_message_id=None)
+        for name, value in values.items():
+            setattr(row, name, value)
+        if row not in session:  # written by _write_message: the session does not track it
+            session.execute(MessageRow.__table__.update().where(MessageRow.id == row.id).values(**values))
 
     def admit_spooled(self, mailbox: str, uidvalidity: int, uid: int, original: SpooledMessage) -> MessageRow:
         """`admit_batch` for one big message held in a spool file (the same steps as

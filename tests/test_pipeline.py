@@ -59,3 +59,20 @@ def test_a_reps_out_of_office_reply_marks_them_away_for_a_day(tmp_path):
     german = demo_samples()[0].raw  # german-pcb names zhang; the europe team covers for him
     routed = r.admit("sales", 1, 2, german)
     assert routed.rep == "li" and "rep zhang is away" in routed.reason
+
+
+def test_a_routed_inquiry_that_cannot_be_forwarded_is_recorded_as_unrecognized(tmp_path):
+    r = router(tmp_path)
+    german = demo_samples()[0].raw
+    # A non-ASCII local part needs SMTPUTF8 at the rep's server: no Reply-To the rep could use.
+    unusable = german.replace(b"From: Klaus Becker <k.becker@", b"From: Klaus Becker <k.b\xc3\xa4cker@", 1)
+    assert unusable != german
+    rows = r.admit_batch("sales", 1, [(1, unusable), (2, demo_samples()[1].raw)])
+    assert rows[0].outcome == "unrecognized" and "cannot forward" in rows[0].reason
+    with r.sessions() as session:
+        stored = session.get(MessageRow, rows[0].id)
+        assert (stored.outcome, stored.rep, stored.forward_message_id) == ("unrecognized", None, None)
+        assert "cannot forward" in stored.reason and stored.folder == rows[0].folder
+        assert session.scalar(select(func.count()).select_from(OutboxRow)
+                              .where(OutboxRow.message == rows[0].id)) == 0
+    assert rows[1].outcome == "routed"  # the rest of the batch goes on
