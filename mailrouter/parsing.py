@@ -267,6 +267,8 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the daemon, which then closes us
+    # stderr is the daemon's (the journal under systemd): say which process is speaking
+    logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s %(name)s[parser {os.getpid()}]: %(message)s")
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not corrupt the answers
     serve(sys.stdin.buffer, answers)

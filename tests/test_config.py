@@ -130,3 +130,18 @@ def test_bad_large_message_settings_name_file_and_key(tmp_path):
     assert any(p.startswith(f"{path}: daemon.spool_dir: ") and "not a folder" in p for p in found)
     edit(path, 'large_message_bytes = "2 MB"', "large_message_bytes = 0")
     assert any("daemon.large_message_bytes: must be a positive number of bytes" in p for p in problems_of(path))
+
+
+def test_backlog_keys_are_read_and_checked(tmp_path):
+    config = example_config()
+    assert (config.parse_workers, config.smtp.connections) == (1, 3)  # the annotated defaults
+    path = copy_example(tmp_path)
+    edit(path, "parse_workers = 1", "parse_workers = 0")
+    edit(path, "connections = 3", "connections = 1")
+    loaded = load_config(path, environ=EXAMPLE_ENV)
+    assert (loaded.parse_workers, loaded.smtp.connections) == (0, 1)
+    edit(path, "parse_workers = 0", "parse_workers = 99")
+    edit(path, "connections = 1", "connections = 0")
+    found = problems_of(path)
+    assert f"{path}: daemon.parse_workers: must be between 0 and 8, not 99" in found
+    assert f"{path}: smtp.connections: must be between 1 and 20, not 0" in found
