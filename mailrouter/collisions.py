@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from .config import Config
 from .followup import notice_email
-from .registry.match import SenderKeys, corporate_domain, find_hit
+from .registry.keys import SenderKeys, corporate_domain
+from .registry.match import find_hit
 from .registry.models import CustomerRow
 from .replies import Outgoing
 from .sla.notify import Notice, NoticeKind, render_notice

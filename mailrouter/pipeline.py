@@ -19,12 +19,12 @@ from . import store
 from .config import Config
 from .classify import is_auto_reply
 from .decide import TeamState, choose_member, decide, is_available
-from .fingerprint import content_key, raw_sha256
 from .forward import ForwardError, ForwardSpec, tag_subject
 from .model import Decision, Inquiry, Outcome, ParseSettings
 from .parse import parse_message
 from .parsing import InlineParser, Parsed, Parser, parse_one
 from .registry import RegistryMatch, Score, block_sender, record_routed, score_inquiry
+from .registry.keys import SenderKeys
 from .registry.match import SenderLookup, lookup_sender
 from .sla.ladder import AssignmentSnapshot, step_time
 from .spool import SpooledMessage, fingerprints, queued_forward
@@ -219,18 +219,17 @@ class Router:
     def _admit_one(self, session: Session, mailbox: str, uidvalidity: int, uid: int, raw: bytes,
                    state: TeamState, parsed: Parsed | None, adoptable: bool) -> tuple[MessageRow, Decision | None]:
         """The row and the new decision (None: a known message under a new UID, decided before)."""
-        sha = raw_sha256(raw)
+        parsed = parsed or parse_one(raw, self.config.parse)  # (the parser process did it in a backlog)
+        sha, key = parsed.sha256, parsed.content_key
         adopted = adoptable and self._adopt_after_uidvalidity_change(session, mailbox, uidvalidity, uid, sha)
         if adopted:
             return adopted, None
-        key = content_key(raw)
         earlier = session.scalars(_SAME_CONTENT, {"key": key}).first()
         if earlier:
             examined = Examined(None, Decision(
                 Outcome.DUPLICATE, f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))
         else:
-            parsed = parsed or parse_one(raw, self.config.parse)
-            looked_up = self._look_up(session, parsed.inquiry)
+            looked_up = self._look_up(session, parsed.inquiry, parsed.sender_keys)
             examined = examine(raw, self.config, state, lambda _q: looked_up and looked_up.match, parsed)
             examined = replace(examined, looked_up=looked_up)
         row = self._write_message(session, mailbox, uidvalidity, uid, len(raw), sha, key, examined, earlier)
@@ -309,11 +308,12 @@ class Router:
         row.rep, row.team, row.state = decision.rep, decision.team, store.DECIDED
         row.decided_at, row.filed_at = self.clock(), None
 
-    def _look_up(self, session: Session, inquiry: Inquiry | None) -> SenderLookup | None:
+    def _look_up(self, session: Session, inquiry: Inquiry | None,
+                 keys: SenderKeys | None = None) -> SenderLookup | None:
         if inquiry is None or not self.config.registry.enabled:
             return None
         return lookup_sender(session, inquiry, self.config.parse.free_mail_domains, self.clock(),
-                             self.config.registry.quiet_days)
+                             self.config.registry.quiet_days, keys)
 
     def _adopt_after_uidvalidity_change(self, session: Session, mailbox: str, uidvalidity: int,
                                         uid: int, sha: str) -> MessageRow | None:

@@ -112,3 +112,24 @@ def test_the_parser_process_ends_when_the_daemon_is_killed(tmp_path) -> None:
     while time.monotonic() < deadline and running():
         time.sleep(0.1)
     assert not running()
+
+
+def test_the_parser_process_imports_no_database_layer() -> None:
+    import subprocess
+    import sys
+    code = ("import sys, mailrouter.parsing as p; p._warm_up(); "
+            "print(sorted(m for m in ('sqlalchemy', 'imapclient', 'aiosmtplib', 'jinja2') if m in sys.modules))")
+    root = str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                         env={**os.environ, "PYTHONPATH": root}, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_parse_carries_the_fingerprints_and_the_sender_keys() -> None:
+    from mailrouter.fingerprint import content_key, raw_sha256
+    from mailrouter.registry.keys import inquiry_keys
+    raw = demo_samples()[0].raw
+    parsed = parse_one(raw, SETTINGS)
+    assert (parsed.sha256, parsed.content_key) == (raw_sha256(raw), content_key(raw))
+    assert parsed.sender_keys == inquiry_keys(parsed.inquiry, SETTINGS.free_mail_domains)
+    assert parsed.sender_keys.emails == (parsed.inquiry.sender.lower(),)

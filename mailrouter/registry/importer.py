@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 from ..parse.countries import country_code
 from ..parse.text import fold
 from .batch import Batch
-from .match import SenderKeys, corporate_domain
+from .keys import SenderKeys, corporate_domain
 from .models import CustomerRow
 from .normalise import company_key, normalise_phone
 from .record import RegistryError, parse_status

@@ -14,22 +14,10 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ..model import Inquiry
-from ..parse.domain import host_of, is_free_mail, registered_domain
 from .models import CustomerDomainRow, CustomerEmailRow, CustomerPhoneRow, CustomerRow
-from .normalise import company_candidates, company_key, extract_phones
+from .keys import SenderKeys, inquiry_keys
 
 EMAIL, DOMAIN, COMPANY_PHONE = "email", "domain", "company+phone"
-_TAIL_LINES = 15  # a signature the parser missed is usually in the body's last lines
-
-
-@dataclass(frozen=True)
-class SenderKeys:
-    """Everything a customer can be recognised by; empty parts simply never match."""
-
-    emails: tuple[str, ...] = ()
-    domains: tuple[str, ...] = ()  # corporate registered domains only
-    phones: tuple[str, ...] = ()  # E.164
-    company_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,24 +46,6 @@ def first_hit(keys: SenderKeys, by_email: EmailLookup, by_domain: DomainLookup,
             if key in wanted:  # a shared switchboard alone is not enough: the name must agree
                 return Hit(cid, COMPANY_PHONE, f"{key} / {phone}")
     return None
-
-
-def corporate_domain(address: str, free_mail_domains: frozenset[str]) -> str | None:
-    host = host_of(address)
-    if not host or "@" not in address or is_free_mail(host, free_mail_domains):
-        return None
-    return registered_domain(host)
-
-
-def inquiry_keys(inquiry: Inquiry, free_mail_domains: frozenset[str]) -> SenderKeys:
-    sender = inquiry.sender.strip().lower()
-    domain = None if inquiry.free_mail else corporate_domain(sender, free_mail_domains)
-    tail = "\n".join(inquiry.text.splitlines()[-_TAIL_LINES:])
-    phones = extract_phones(inquiry.signature + "\n" + tail, inquiry.country)
-    names = company_candidates(inquiry.signature, inquiry.company, tail)
-    return SenderKeys(emails=(sender,) if sender else (), domains=(domain,) if domain else (),
-                      phones=tuple(p.e164 for p in phones),
-                      company_keys=tuple(dict.fromkeys(company_key(n) for n in names if n)))
 
 
 # Built once: constructing a statement per lookup cost as much as running it.
@@ -165,8 +135,9 @@ class SenderLookup:
 
 
 def lookup_sender(session: Session, inquiry: Inquiry, free_mail_domains: frozenset[str],
-                  now: datetime, quiet_days: int) -> SenderLookup:
-    keys = inquiry_keys(inquiry, free_mail_domains)
+                  now: datetime, quiet_days: int, keys: SenderKeys | None = None) -> SenderLookup:
+    """`keys`: inquiry_keys(inquiry, free_mail_domains) when already computed (by the parser)."""
+    keys = keys or inquiry_keys(inquiry, free_mail_domains)
     hit = find_hit(session, keys)
     if hit is None:
         return SenderLookup(keys, None, None)

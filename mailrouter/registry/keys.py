@@ -1,0 +1,39 @@
+"""What a sender can be recognised by: pure, so the parser process computes it beside the parse
+(it imports no database code)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model import Inquiry
+from ..parse.domain import host_of, is_free_mail, registered_domain
+from .normalise import company_candidates, company_key, extract_phones
+
+_TAIL_LINES = 15  # a signature the parser missed is usually in the body's last lines
+
+
+@dataclass(frozen=True)
+class SenderKeys:
+    """Everything a customer can be recognised by; empty parts simply never match."""
+
+    emails: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()  # corporate registered domains only
+    phones: tuple[str, ...] = ()  # E.164
+    company_keys: tuple[str, ...] = ()
+
+
+def corporate_domain(address: str, free_mail_domains: frozenset[str]) -> str | None:
+    host = host_of(address)
+    if not host or "@" not in address or is_free_mail(host, free_mail_domains):
+        return None
+    return registered_domain(host)
+
+
+def inquiry_keys(inquiry: Inquiry, free_mail_domains: frozenset[str]) -> SenderKeys:
+    sender = inquiry.sender.strip().lower()
+    domain = None if inquiry.free_mail else corporate_domain(sender, free_mail_domains)
+    tail = "\n".join(inquiry.text.splitlines()[-_TAIL_LINES:])
+    phones = extract_phones(inquiry.signature + "\n" + tail, inquiry.country)
+    names = company_candidates(inquiry.signature, inquiry.company, tail)
+    return SenderKeys(emails=(sender,) if sender else (), domains=(domain,) if domain else (),
+                      phones=tuple(p.e164 for p in phones),
+                      company_keys=tuple(dict.fromkeys(company_key(n) for n in names if n)))
