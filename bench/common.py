@@ -229,12 +229,7 @@ class DaemonProcess:
 
     def status(self) -> dict[str, int]:
         """VmRSS, VmHWM (peak RSS) in KiB, from /proc/PID/status."""
-        out = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0])
-        return out
+        return _memory(self.pid)
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the daemon (all threads) so far."""
@@ -252,12 +247,9 @@ class DaemonProcess:
         out: dict[int, dict[str, object]] = {}
         for pid in self.children():
             try:
-                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-                cpu = _cpu_seconds(pid)
+                out[pid] = {**_memory(pid), "cpu": _cpu_seconds(pid)}
             except FileNotFoundError:
                 continue
-            out[pid] = {key: int(value.split()[0]) for key, _, value in (l.partition(":") for l in lines)
-                        if key in ("VmRSS", "VmHWM")} | {"cpu": cpu}
         return out
 
     def log_tail(self, lines: int = 30) -> str:
@@ -280,6 +272,12 @@ class DaemonProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of a process, KiB."""
+    fields = (line.partition(":") for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {key: int(value.split()[0]) for key, _, value in fields if key in ("VmRSS", "VmHWM")}
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -5,10 +5,11 @@ deadline; a permanent one (5xx) or a passed deadline makes the message UNDELIVER
 copy is filed where the manager looks, with the reason.
 
 The one window for a second forward: the SMTP server accepted the message and the process
-died before `_mark_sent` committed. The retry then sends it again, with the same Message-ID.
-Sending writes nothing (`send_due`); the outcomes of one flush are recorded together
-(`record`), so during a backlog the window spans one flush (up to a fetched batch of
-forwards, well under a second), not one message.
+died before that was written down. The retry then sends it again, with the same Message-ID.
+Sending writes no database rows (`send_due`, so it never waits for the batch transaction's
+lock); each acceptance is appended to the mailbox's AcceptedLog at once, and `record` writes
+a flush's outcomes to the database together. After a crash, the log's forwards are recorded
+as sent instead of sent again.
 """
 from __future__ import annotations
 
@@ -31,11 +32,34 @@ from .metrics import Metrics
 from .model import Outcome
 from .pipeline import Clock
 from .smtpstream import send_streamed, size_refusal
-from .spool import SEND_CHUNK, file_chunks, remove_file
+from .spool import SEND_CHUNK, file_chunks, file_name_part, remove_file
 from .store import AssignmentRow, MessageRow, OutboxRow
 
 log = logging.getLogger("mailrouter.outbox")
 ITEMS_PER_EXTRA_SESSION = 10  # a few forwards go over one session; a queue spreads over more
+
+
+class AcceptedLog:
+    """Forwards the SMTP server accepted that the database does not record yet: one outbox
+    id per line, appended as each 250 arrives (the kernel keeps a write(2) when the process
+    dies), removed once `Outbox.record` has committed them."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def add(self, outbox_id: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("ab", buffering=0) as log_file:
+            log_file.write(b"%d\n" % outbox_id)
+
+    def ids(self) -> set[int]:
+        try:
+            return {int(line) for line in self.path.read_text().split() if line.isdigit()}
+        except FileNotFoundError:
+            return set()
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -113,11 +137,18 @@ class Outbox:
 
     def send_due(self, mailbox: str) -> list[tuple[OutboxRow, SendResult]]:
         """Send what is due without writing to the database (so a thread can send while
-        another holds the write lock); `record` writes the outcome."""
+        another holds the write lock); `record` writes the outcome. What an interrupted
+        flush got accepted (its AcceptedLog) is not sent again but reported as accepted."""
         items = self.due(mailbox)
         if not items:
             return []
-        return asyncio.run(self._send_all(items))
+        accepted = self.accepted_log(mailbox)
+        earlier = accepted.ids()
+        results = [(item, SendResult(True)) for item in items if item.id in earlier]
+        rest = [item for item in items if item.id not in earlier]
+        if rest:
+            results += asyncio.run(self._send_all(rest, accepted))
+        return results
 
     def record(self, results: list[tuple[OutboxRow, SendResult]]) -> int:
         """Mark accepted forwards sent (one transaction) and schedule or give up the rest."""
@@ -127,16 +158,23 @@ class Outbox:
         for item, result in results:
             if not result.ok:
                 self._record_failure(item, result)
+        for mailbox in {item.mailbox for item, _result in results}:
+            self.accepted_log(mailbox).clear()  # the database says it all now
         return len(accepted)
 
-    async def _send_all(self, items: list[OutboxRow]) -> list[tuple[OutboxRow, SendResult]]:
+    def accepted_log(self, mailbox: str) -> AcceptedLog:
+        return AcceptedLog(self.config.spool_dir / f"accepted-{file_name_part(mailbox)}.log")
+
+    async def _send_all(self, items: list[OutboxRow],
+                        accepted: AcceptedLog) -> list[tuple[OutboxRow, SendResult]]:
         """Up to `smtp.connections` sessions at once: each forward waits for the server's 250,
         and a server that delivers before answering makes one session a queue."""
         lanes = max(1, min(self.config.smtp.connections, len(items) // ITEMS_PER_EXTRA_SESSION + 1))
-        done = await asyncio.gather(*(self._send_lane(items[lane::lanes]) for lane in range(lanes)))
+        done = await asyncio.gather(*(self._send_lane(items[lane::lanes], accepted) for lane in range(lanes)))
         return [pair for lane in done for pair in lane]
 
-    async def _send_lane(self, items: list[OutboxRow]) -> list[tuple[OutboxRow, SendResult]]:
+    async def _send_lane(self, items: list[OutboxRow],
+                         accepted: AcceptedLog) -> list[tuple[OutboxRow, SendResult]]:
         client = smtp_client(self.config.smtp.server)
         try:
             await client.connect()
@@ -146,7 +184,10 @@ class Outbox:
         results = []
         try:
             for item in items:
-                results.append((item, await self._send_one(client, item)))
+                result = await self._send_one(client, item)
+                if result.ok:
+                    accepted.add(item.id)
+                results.append((item, result))
         finally:
             try:
                 await client.quit()

@@ -45,6 +45,7 @@ class Parsed:
     problem: str = ""
     sha256: str = ""  # fingerprint.raw_sha256
     content_key: str = ""  # fingerprint.content_key
+    size: int = 0  # octets
     sender_keys: SenderKeys | None = None  # what the registry will look the sender up by
 
 
@@ -53,16 +54,16 @@ def parse_one(raw: bytes, settings: ParseSettings) -> Parsed:
     try:
         inquiry = parse_message(raw, settings)
     except UnreadableMessage as exc:
-        return Parsed(None, f"unreadable: {exc}", sha, key)
+        return Parsed(None, f"unreadable: {exc}", sha, key, len(raw))
     except Exception as exc:  # a parser bug must not stop the daemon: keep the message aside
         log.exception("parser failed")
-        return Parsed(None, f"parser error: {type(exc).__name__}: {exc}", sha, key)
+        return Parsed(None, f"parser error: {type(exc).__name__}: {exc}", sha, key, len(raw))
     try:
         keys = inquiry_keys(inquiry, settings.free_mail_domains)
     except Exception:  # the registry looks again itself; the message is not at fault
         log.exception("sender keys failed")
         keys = None
-    return Parsed(inquiry, "", sha, key, keys)
+    return Parsed(inquiry, "", sha, key, len(raw), keys)
 
 
 def parse_all(raws: Sequence[bytes], settings: ParseSettings) -> list[Parsed]:

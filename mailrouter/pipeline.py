@@ -79,14 +79,19 @@ def examine(raw: bytes, config: Config, state: TeamState, lookup: Lookup = no_re
         return Examined(inquiry, Decision(Outcome.QUARANTINED, f"rule error: {type(exc).__name__}: {exc}"))
 
 
+def parse_spooled(original: SpooledMessage, settings: ParseSettings) -> Parsed:
+    """The parse of a message in a spool file: from its reduced copy (headers and text), with
+    the attachments and fingerprints the scan found (the copy has the bodies dropped)."""
+    parsed = parse_one(original.reduced, settings)
+    inquiry = parsed.inquiry and replace(parsed.inquiry, attachments=original.attachments)
+    return replace(parsed, inquiry=inquiry, sha256=original.sha256, content_key=original.content_key,
+                   size=original.size)
+
+
 def examine_spooled(original: SpooledMessage, config: Config, state: TeamState,
                     lookup: Lookup = no_registry) -> Examined:
-    """`examine` for a message in a spool file: decided from its reduced copy (headers and
-    text), with the attachments as the scan found them (the copy has their bodies dropped)."""
-    examined = examine(original.reduced, config, state, lookup)
-    if examined.inquiry is None:
-        return examined
-    return replace(examined, inquiry=replace(examined.inquiry, attachments=original.attachments))
+    """`examine` for a message in a spool file (see parse_spooled)."""
+    return examine(original.reduced, config, state, lookup, parse_spooled(original, config.parse))
 
 
 def parse_original(original: bytes | SpooledMessage, settings: ParseSettings) -> Inquiry:
@@ -187,8 +192,7 @@ class Router:
             return []
         parsed = (parsing or self.parse_ahead(messages)).result()
         with self._lock, self.sessions.begin() as session:
-            state = TeamState(store.team_cursors(session), store.open_assignment_counts(session),
-                              frozenset(store.away_reps(session, self.clock())))
+            state = self._team_state(session)
             adoptable = self._has_unfiled_from_other_validity(session, mailbox, uidvalidity)
             rows, decided = [], []
             for (uid, raw), parse in zip(messages, parsed, strict=True):
@@ -200,6 +204,10 @@ class Router:
                 rows.append(row)
             self._save_team_cursors(session, decided)
             return rows
+
+    def _team_state(self, session: Session) -> TeamState:
+        return TeamState(store.team_cursors(session), store.open_assignment_counts(session),
+                         frozenset(store.away_reps(session, self.clock())))
 
     @staticmethod
     def _save_team_cursors(session: Session, rows: list[MessageRow]) -> None:
@@ -216,8 +224,9 @@ class Router:
             MessageRow.mailbox == mailbox, MessageRow.source == "INBOX",
             MessageRow.state != store.FILED, MessageRow.uidvalidity != uidvalidity).limit(1)) is not None
 
-    def _admit_one(self, session: Session, mailbox: str, uidvalidity: int, uid: int, raw: bytes,
-                   state: TeamState, parsed: Parsed | None, adoptable: bool) -> tuple[MessageRow, Decision | None]:
+    def _admit_one(self, session: Session, mailbox: str, uidvalidity: int, uid: int,
+                   raw: bytes | SpooledMessage, state: TeamState, parsed: Parsed | None,
+                   adoptable: bool) -> tuple[MessageRow, Decision | None]:
         """The row and the new decision (None: a known message under a new UID, decided before)."""
         parsed = parsed or parse_one(raw, self.config.parse)  # (the parser process did it in a backlog)
         sha, key = parsed.sha256, parsed.content_key
@@ -232,7 +241,7 @@ class Router:
             looked_up = self._look_up(session, parsed.inquiry, parsed.sender_keys)
             examined = examine(raw, self.config, state, lambda _q: looked_up and looked_up.match, parsed)
             examined = replace(examined, looked_up=looked_up)
-        row = self._write_message(session, mailbox, uidvalidity, uid, len(raw), sha, key, examined, earlier)
+        row = self._write_message(session, mailbox, uidvalidity, uid, parsed.size, sha, key, examined, earlier)
         if examined.decision.outcome is Outcome.ROUTED:
             self._assign_and_queue(session, row, raw, examined, mailbox)
         elif examined.inquiry is not None:
@@ -240,10 +249,11 @@ class Router:
         return row, examined.decision
 
     def _write_message(self, session: Session, mailbox: str, uidvalidity: int, uid: int, size: int,
-                       sha: str, key: str, examined: Examined, earlier: MessageRow | None) -> MessageRow:
-        """`_insert_message` for the batch path: one INSERT with everything known up front
-        (no ORM flush, no UPDATE after it); returns the row as written, outside the session."""
-        values = self._message_values(mailbox, uidvalidity, uid, size, sha, key, examined)
+                       sha: str, key: str, examined: Examined, earlier: MessageRow | None,
+                       source: str = "INBOX") -> MessageRow:
+        """A message's row, in one INSERT with everything known up front (no ORM flush, no
+        UPDATE after it); returns the row as written, outside the session."""
+        values = self._message_values(mailbox, source, uidvalidity, uid, size, sha, key, examined)
         if earlier:
             values.update(duplicate_of=earlier.id, message_id=earlier.message_id, sender=earlier.sender,
                           subject=earlier.subject)
@@ -266,19 +276,17 @@ class Router:
                 MessageRow.uidvalidity == uidvalidity, MessageRow.uid == uid)).first()
             if existing:
                 return existing  # seen before a restart: the round will file it once sent
-            state = TeamState(store.team_cursors(session), store.open_assignment_counts(session),
-                              frozenset(store.away_reps(session, self.clock())))
-            examined = examine_manual(raw, self.config, state, target, source)
+            examined = examine_manual(raw, self.config, self._team_state(session), target, source)
             sha, key, size = fingerprints(raw)
             row = session.scalars(select(MessageRow).where(
                 MessageRow.mailbox == mailbox, MessageRow.content_key == key)
                 .order_by(MessageRow.id.desc()).limit(1)).first()
             if row is None:
-                row = self._insert_message(session, mailbox, uidvalidity, uid, b"", sha, key, examined)
-                row.size = size
+                row = self._write_message(session, mailbox, uidvalidity, uid, size, sha, key, examined,
+                                          None, source=source)
             else:
                 self._retarget(row, examined.decision)
-            row.source, row.uidvalidity, row.uid = source, uidvalidity, uid
+                row.source, row.uidvalidity, row.uid = source, uidvalidity, uid
             if examined.decision.outcome is Outcome.ROUTED:
                 self._assign_and_queue(session, row, raw, examined, mailbox)
                 self._save_team_cursors(session, [row])
@@ -326,13 +334,13 @@ class Router:
             row.uidvalidity, row.uid = uidvalidity, uid
         return row
 
-    def _message_values(self, mailbox: str, uidvalidity: int, uid: int, size: int, sha: str, key: str,
-                        examined: Examined) -> dict:
+    def _message_values(self, mailbox: str, source: str, uidvalidity: int, uid: int, size: int, sha: str,
+                        key: str, examined: Examined) -> dict:
         decision, q = examined.decision, examined.inquiry
         folder, keywords = destination(decision, self.config)
         now = self.clock()
         return dict(
-            mailbox=mailbox, source="INBOX", uidvalidity=uidvalidity, uid=uid, raw_sha256=sha, content_key=key,
+            mailbox=mailbox, source=source, uidvalidity=uidvalidity, uid=uid, raw_sha256=sha, content_key=key,
             size=size, state=store.DECIDED, outcome=decision.outcome.value,
             reason=decision.reason, rule=decision.rule, rep=decision.rep, team=decision.team,
             folder=folder, keywords=" ".join(keywords),
@@ -341,13 +349,6 @@ class Router:
             language=q.language if q else None, products=" ".join(q.products) if q else "",
             received_at=now, decided_at=now, file_attempts=0,
         )
-
-    def _insert_message(self, session: Session, mailbox: str, uidvalidity: int, uid: int,
-                        raw: bytes, sha: str, key: str, examined: Examined) -> MessageRow:
-        row = MessageRow(**self._message_values(mailbox, uidvalidity, uid, len(raw), sha, key, examined))
-        session.add(row)
-        session.flush()  # assigns row.id
-        return row
 
     def _assign_and_queue(self, session: Session, row: MessageRow, raw: bytes | SpooledMessage,
                           examined: Examined, mailbox_name: str) -> None:
@@ -402,39 +403,14 @@ class Router:
             session.execute(MessageRow.__table__.update().where(MessageRow.id == row.id).values(**values))
 
     def admit_spooled(self, mailbox: str, uidvalidity: int, uid: int, original: SpooledMessage) -> MessageRow:
-        """`admit_batch` for one big message held in a spool file (the same steps as
-        `_admit_one`, from the facts the scan gathered): its forward streams from the file."""
+        """`admit_batch` for one big message held in a spool file: decided from the facts the
+        scan gathered; its forward streams from the file."""
+        parsed = parse_spooled(original, self.config.parse)
         with self._lock, self.sessions.begin() as session:
-            adopted = self._adopt_after_uidvalidity_change(session, mailbox, uidvalidity, uid, original.sha256)
-            if adopted:
-                return adopted
-            earlier = session.scalars(select(MessageRow).where(MessageRow.content_key == original.content_key)
-                                      .order_by(MessageRow.id).limit(1)).first()
-            if earlier:
-                examined = Examined(None, Decision(
-                    Outcome.DUPLICATE, f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))
-            else:
-                state = TeamState(store.team_cursors(session), store.open_assignment_counts(session),
-                                  frozenset(store.away_reps(session, self.clock())))
-                found: list[SenderLookup | None] = []
-
-                def lookup(inquiry: Inquiry) -> RegistryMatch | None:
-                    found.append(self._look_up(session, inquiry))
-                    return found[-1].match if found[-1] else None
-
-                examined = examine_spooled(original, self.config, state, lookup)
-                examined = replace(examined, looked_up=found[-1] if found else None)
-            row = self._insert_message(session, mailbox, uidvalidity, uid, b"", original.sha256,
-                                       original.content_key, examined)
-            row.size = original.size  # the bytes stay in the spool file
-            if earlier:
-                row.duplicate_of = earlier.id
-                row.message_id, row.sender, row.subject = earlier.message_id, earlier.sender, earlier.subject
-            if examined.decision.outcome is Outcome.ROUTED:
-                self._assign_and_queue(session, row, original, examined, mailbox)
+            row, decision = self._admit_one(session, mailbox, uidvalidity, uid, original, self._team_state(session),
+                                            parsed, self._has_unfiled_from_other_validity(session, mailbox, uidvalidity))
+            if decision is not None:
                 self._save_team_cursors(session, [row])
-            elif examined.inquiry is not None:
-                self._note_rep_out_of_office(session, examined.inquiry)
             return row
 
     def awaiting_filing(self, mailbox: str, source: str) -> list[MessageRow]:

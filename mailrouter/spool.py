@@ -55,6 +55,11 @@ class SpooledMessage:
         return file_chunks(self.path)
 
 
+def file_name_part(text: str) -> str:
+    """`text` (a mailbox name) made safe to use in a file name."""
+    return _UNSAFE.sub("_", text)
+
+
 def file_chunks(path: Path, size: int = CHUNK) -> Iterator[bytes]:
     with path.open("rb") as fh:
         while chunk := fh.read(size):
@@ -149,7 +154,7 @@ class Spool:
     def path_for(self, mailbox: str, folder: str, uidvalidity: int, uid: int) -> Path:
         """One name per message location, so a message fetched again replaces its own file."""
         where = hashlib.sha256(folder.encode()).hexdigest()[:8]
-        return self.directory / f"{_UNSAFE.sub('_', mailbox)}-{where}-{uidvalidity}-{uid}.eml"
+        return self.directory / f"{file_name_part(mailbox)}-{where}-{uidvalidity}-{uid}.eml"
 
     def receive(self, path: Path, chunks: Iterable[bytes]) -> SpooledMessage | None:
         """Write the chunks to `path`, scanned on the way, and make them durable; None (and no

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable
@@ -155,7 +155,7 @@ class MailboxWorker:
         self.outbox.flush(self.mailbox.name)
         self._file(conn, uidvalidity, in_inbox)
 
-    def _fetch_and_parse(self, conn: Mailbox, uids: list[int]):
+    def _fetch_and_parse(self, conn: Mailbox, uids: list[int]) -> tuple[list[tuple[int, bytes]], Future]:
         batch = list(conn.fetch(uids))
         return batch, self.router.parse_ahead(batch)
 

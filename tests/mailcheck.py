@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import email
+import signal
 import subprocess
 import sys
 import time
@@ -99,6 +100,17 @@ def start_daemon_process(config_path: Path, log: Path) -> subprocess.Popen:
 def count_rows(config: Config, *where) -> int:
     with open_database(config.database)() as session:
         return session.scalar(select(func.count()).select_from(MessageRow).where(*where))
+
+
+def restart_and_finish(config: Config, config_path: Path, log: Path, expected: int, timeout: float = 120) -> None:
+    """Start the daemon process again, wait until `expected` messages are filed, stop it with
+    SIGTERM (which must exit 0)."""
+    process = start_daemon_process(config_path, log)
+    try:
+        assert wait_until_filed(config, expected, timeout=timeout), log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
 
 
 def backlog_in_progress(bed: TestBed, workdir: Path, count: int) -> tuple[Config, Path, Path, subprocess.Popen, list[Sample]]:

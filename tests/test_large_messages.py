@@ -10,14 +10,14 @@ from sqlalchemy import select
 
 from mailrouter.config import Config, load_config
 from mailrouter.daemon import Daemon
-from mailrouter.demo import deliver_samples, wait_until_filed, write_testbed_config
+from mailrouter.demo import deliver_samples, write_testbed_config
 from mailrouter.samples import Sample, bulk_samples
 from mailrouter.store import MessageRow, OutboxRow, open_database
 from mailrouter.templating import filesize
 from mailrouter.testbed import TestBed
 from tests.factories import ROOT
-from tests.mailcheck import (configure, count_rows, parsed, route_all, server_folder, shared_copies,
-                             start_daemon_process, wait_for)
+from tests.mailcheck import (configure, count_rows, parsed, restart_and_finish, route_all, server_folder,
+                             shared_copies, start_daemon_process, wait_for)
 
 pytestmark = pytest.mark.integration
 THRESHOLD = 64 * 1024
@@ -93,12 +93,7 @@ def test_sigkill_while_a_spooled_forward_waits_loses_nothing(bed: TestBed, tmp_p
     stray.write_bytes(b"From: x@y.z\r\n\r\nleft by a crash\r\n")
 
     bed.smtp_fail_next(0)
-    second = start_daemon_process(config_path, log)
-    try:
-        assert wait_until_filed(config, 1, timeout=60), log.read_text()
-    finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(30) == 0
+    restart_and_finish(config, config_path, log, 1, timeout=60)
     delivered = shared_copy(bed, rows(config, MessageRow)[0].folder)
     assert embedded_original(the_forward(bed, config)) == delivered
     assert list(config.spool_dir.iterdir()) == []

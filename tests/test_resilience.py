@@ -16,7 +16,7 @@ from mailrouter.samples import demo_samples
 from mailrouter.store import FILED, MessageRow, OutboxRow, open_database
 from mailrouter.testbed import TestBed
 from tests.mailcheck import (backlog_in_progress, configure, count_rows, folder_of, forwards_by_original,
-                             parsed, route_all, shared_copies, start_daemon_process)
+                             parsed, restart_and_finish, route_all, shared_copies)
 
 pytestmark = pytest.mark.integration
 
@@ -36,12 +36,7 @@ def test_sigkill_in_the_middle_of_a_backlog_loses_nothing(bed, tmp_path):
     filed_at_kill = count_rows(config, MessageRow.state == FILED)
     assert filed_at_kill < len(samples), "the backlog finished before the kill; make it larger"
 
-    second = start_daemon_process(config_path, log)
-    try:
-        assert wait_until_filed(config, len(samples), timeout=120), log.read_text()
-    finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(30) == 0
+    restart_and_finish(config, config_path, log, len(samples), timeout=120)
 
     counts = forward_counts(bed, config)
     for sample in samples:
@@ -130,3 +125,29 @@ def test_restart_sends_what_was_decided_while_smtp_was_down(bed, tmp_path):
         daemon.stop()
     assert sum(forward_counts(bed, up).values()) == len(samples)
     assert bed.fetch_all("sales@example.com") == []
+
+
+def test_forwards_accepted_by_a_flush_that_never_recorded_them_are_not_sent_again(bed, tmp_path):
+    """The sender writes no database rows while the batch transaction holds the lock; a crash
+    between SMTP's 250 and the record must still not send those forwards twice."""
+    from mailrouter.outbox import Outbox
+    from mailrouter.pipeline import Router
+
+    config = configure(bed, tmp_path)
+    sessions = open_database(config.database)
+    samples = [s for s in demo_samples() if s.outcome == "routed" and not s.duplicate_in]
+    rows = Router(config, sessions).admit_batch("sales", 1, [(i + 1, s.raw) for i, s in enumerate(samples)])
+    routed = sum(row.outcome == "routed" for row in rows)
+    assert routed >= 10
+
+    results = Outbox(config, sessions).send_due("sales")  # accepted by SMTP ...
+    assert len(results) == routed and all(r.ok for _item, r in results)
+    # ... and the process dies here, before record(): a new daemon's outbox takes over
+    outbox = Outbox(config, sessions)
+    assert outbox.accepted_log("sales").ids() == {item.id for item, _r in results}
+    assert outbox.flush("sales") == routed  # recorded from the log, nothing sent
+    assert outbox.accepted_log("sales").ids() == set() and outbox.flush("sales") == 0
+    with sessions() as session:
+        assert {row.status for row in session.scalars(select(OutboxRow))} == {"sent"}
+    counts = Counter({mid: len(v) for mid, v in forwards_by_original(bed, config).items()})
+    assert sorted(counts.values()) == [1] * routed, counts

@@ -16,7 +16,7 @@ from mailrouter.samples import demo_samples
 from mailrouter.store import FILED, MessageRow
 from tests.factories import ROOT
 from tests.mailcheck import (backlog_in_progress, count_rows, forwards_by_original, parsed,
-                             start_daemon_process)
+                             restart_and_finish, start_daemon_process)
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +34,7 @@ def test_sigterm_during_a_backlog_stops_cleanly_and_a_restart_finishes_it(bed, t
     assert "received SIGTERM, stopping" in log.read_text()
     assert count_rows(config, MessageRow.state == FILED) < len(samples), "finished before SIGTERM"
 
-    second = start_daemon_process(config_path, log)
-    try:
-        assert wait_until_filed(config, len(samples), timeout=120), log.read_text()
-    finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(30) == 0
+    restart_and_finish(config, config_path, log, len(samples), timeout=120)
     counts = Counter({mid: len(v) for mid, v in forwards_by_original(bed, config).items()})
     assert all(counts[str(parsed(s.raw)["Message-ID"])] == 1 for s in samples), counts.most_common(2)
 
