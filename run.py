@@ -2,7 +2,7 @@
 """Run mailrouter from a checkout: `python run.py run|check|explain|demo`."""
 import sys
 
-from mailrouter.cli import main
+from mailrouter.commands.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

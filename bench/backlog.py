@@ -22,7 +22,7 @@ from common import (SALES, DaemonProcess, LmtpSender, envelope, load, load_avera
                     sessions_for, test_bed, write_config, write_result)
 from sqlalchemy import func, select
 
-from mailrouter.samples import bulk_samples
+from mailrouter.testing.samples import bulk_samples
 from mailrouter.store import FILED, MessageRow
 
 REFERENCE = "reference@example.com"  # a bed user the daemon does not watch

@@ -27,10 +27,10 @@ import tomli_w
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mailrouter.config import Config, load_config  # noqa: E402
-from mailrouter.demo import testbed_users, write_testbed_config  # noqa: E402
+from mailrouter.config.load import Config, load_config  # noqa: E402
+from mailrouter.commands.demo import testbed_users, write_testbed_config  # noqa: E402
 from mailrouter.store import open_database  # noqa: E402
-from mailrouter.testbed import HOST, TestBed  # noqa: E402
+from mailrouter.testing.testbed import HOST, TestBed  # noqa: E402
 
 # A harness stopped with SIGTERM still stops its daemon and Dovecot (context managers run).
 signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))

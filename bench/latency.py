@@ -25,8 +25,8 @@ from common import (SALES, DaemonProcess, LmtpSender, envelope, load, load_avera
                     sessions_for, summary, test_bed, write_config, write_result)
 from sqlalchemy import select
 
-from mailrouter.fingerprint import content_key
-from mailrouter.samples import bulk_samples
+from mailrouter.intake.fingerprint import content_key
+from mailrouter.testing.samples import bulk_samples
 from mailrouter.store import MessageRow
 
 WARMUP = 3  # first messages pay for lazy imports and langdetect's profiles: not counted

@@ -32,16 +32,16 @@ from common import (SALES, DaemonProcess, LmtpSender, envelope, load, load_avera
                     sessions_for, test_bed, write_config, write_result)
 from sqlalchemy import select
 
-from mailrouter.fingerprint import content_key
-from mailrouter.imap import Mailbox
-from mailrouter.outbox import Outbox
+from mailrouter.intake.fingerprint import content_key
+from mailrouter.intake.imap import Mailbox
+from mailrouter.act.outbox import Outbox
 from mailrouter.parse import parse_message
-from mailrouter.pipeline import Router
+from mailrouter.act.admit import Router
 from mailrouter.store import MessageRow, OutboxRow, open_database
-from mailrouter.samples import bulk_samples
-from mailrouter.spool import Spool
-from mailrouter.testbed import HOST, free_port
-from mailrouter.worker import imap_settings
+from mailrouter.testing.samples import bulk_samples
+from mailrouter.intake.spool import Spool
+from mailrouter.testing.testbed import HOST, free_port
+from mailrouter.runtime.mailbox import imap_settings
 
 GOAL_MIB = 150.0  # issue 7
 

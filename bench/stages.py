@@ -6,8 +6,8 @@ points at its stage:
 
   fingerprint      raw_sha256 + content_key
   parse            mailrouter.parse.parse_message (headers, body, language, products, forms)
-  decide           mailrouter.decide.decide with an empty TeamState (classify + rules + team)
-  build_forward    mailrouter.forward.build_forward (routed ones)
+  decide           mailrouter.decide.assign.decide with an empty TeamState (classify + rules + team)
+  build_forward    mailrouter.act.forward.build_forward (routed ones)
   admit            Router.admit on a fresh SQLite file: all of the above + the transaction
   smtp_connect     aiosmtplib connect (greeting + EHLO) + QUIT: paid once per Outbox.flush
   smtp_send        aiosmtplib sendmail of each forward to the bed, one connection
@@ -41,18 +41,18 @@ from collections.abc import Callable
 from common import (RESULTS, SALES, LmtpSender, envelope, load, load_average, print_table, summary,
                     test_bed, write_config, write_result)
 
-from mailrouter.decide import TeamState, decide
-from mailrouter.fingerprint import content_key, raw_sha256
-from mailrouter.forward import ForwardSpec, build_forward, tag_subject
-from mailrouter.imap import Mailbox
+from mailrouter.decide.assign import TeamState, decide
+from mailrouter.intake.fingerprint import content_key, raw_sha256
+from mailrouter.act.forward import ForwardSpec, build_forward, tag_subject
+from mailrouter.intake.imap import Mailbox
 from mailrouter.model import Outcome
-from mailrouter.outbox import Outbox, smtp_client
+from mailrouter.act.outbox import Outbox, smtp_client
 from mailrouter.parse import parse_message
-from mailrouter.pipeline import Router, forward_message_id
-from mailrouter.samples import bulk_samples, demo_samples
+from mailrouter.act.admit import Router, forward_message_id
+from mailrouter.testing.samples import bulk_samples, demo_samples
 from mailrouter.store import open_database, utcnow
-from mailrouter.templating import make_environment
-from mailrouter.worker import MailboxWorker, imap_settings
+from mailrouter.act.templating import make_environment
+from mailrouter.runtime.mailbox import MailboxWorker, imap_settings
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:

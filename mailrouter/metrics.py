@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .store import FILED, MessageRow, OutboxRow, utcnow
+from mailrouter.store import FILED, MessageRow, OutboxRow, utcnow
 
 log = logging.getLogger("mailrouter.metrics")
 NAMESPACE = "mailrouter"

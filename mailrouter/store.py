@@ -218,7 +218,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def open_database(url: str) -> sessionmaker[Session]:
-    from .registry import models  # noqa: F401  (registers its tables; imports Base from here)
+    from mailrouter.registry import models  # noqa: F401  (registers its tables; imports Base from here)
 
     engine: Engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mailrouter.testbed import INSTALL_HINT, TestBed
+from mailrouter.testing.testbed import INSTALL_HINT, TestBed
 
 ADDRESSES = [
     f"{name}@example.com"

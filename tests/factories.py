@@ -5,7 +5,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from mailrouter.config import Config, load_config
+from mailrouter.config.load import Config, load_config
 from mailrouter.model import Inquiry
 
 ROOT = Path(__file__).resolve().parent.parent

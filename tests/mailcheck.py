@@ -12,14 +12,14 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from mailrouter.config import Config, load_config
-from mailrouter.pipeline import Clock
+from mailrouter.config.load import Config, load_config
+from mailrouter.act.admit import Clock
 from mailrouter.store import FILED, MessageRow, open_database, utcnow
-from mailrouter.daemon import Daemon
-from mailrouter.demo import deliver_samples, wait_until_filed, write_testbed_config
-from mailrouter.fingerprint import content_key
-from mailrouter.samples import Sample, bulk_samples
-from mailrouter.testbed import TestBed
+from mailrouter.runtime.daemon import Daemon
+from mailrouter.commands.demo import deliver_samples, wait_until_filed, write_testbed_config
+from mailrouter.intake.fingerprint import content_key
+from mailrouter.testing.samples import Sample, bulk_samples
+from mailrouter.testing.testbed import TestBed
 from tests.factories import ROOT
 
 

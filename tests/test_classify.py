@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailrouter.classify import OUT_OF_OFFICE_SUBJECTS, not_an_inquiry
+from mailrouter.decide.classify import OUT_OF_OFFICE_SUBJECTS, not_an_inquiry
 from mailrouter.model import ROUTER_HEADER, Inquiry
 from tests.factories import hans_inquiry
 

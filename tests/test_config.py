@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from mailrouter.config import ConfigError, load_config
+from mailrouter.config.load import ConfigError, load_config
 from tests.factories import EXAMPLE_ENV, copy_example, example_config
 
 

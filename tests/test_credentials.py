@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from mailrouter import logsetup
-from mailrouter.credentials import (CommandSource, CredentialError, RefreshTokenSource,
+from mailrouter.runtime import logsetup
+from mailrouter.config.credentials import (CommandSource, CredentialError, RefreshTokenSource,
                                     StaticSource, credential_path, read_source, xoauth2_base64,
                                     xoauth2_string)
 

@@ -3,7 +3,7 @@ from dataclasses import replace
 
 import pytest
 
-from mailrouter.decide import TeamState, decide, next_in_rotation
+from mailrouter.decide.assign import TeamState, decide, next_in_rotation
 from mailrouter.model import Outcome
 from tests.factories import example_config, make_inquiry
 
@@ -81,7 +81,7 @@ def test_own_rep_mail_is_ignored(config):
 
 
 def test_sender_domain_exact_and_suffix(config):
-    from mailrouter.rules import SenderDomain
+    from mailrouter.decide.rules import SenderDomain
     cond = SenderDomain("sender_domain", ("acme.de", ".gov.cn"))
     assert cond.matches(make_inquiry(sender="a@acme.de"))
     assert cond.matches(make_inquiry(sender="a@mail.acme.de"))
@@ -91,7 +91,7 @@ def test_sender_domain_exact_and_suffix(config):
 
 
 def test_rotation_wraps_and_skips_unavailable():
-    from mailrouter.config import TeamConfig
+    from mailrouter.config.load import TeamConfig
     team = TeamConfig("t", ("a", "b", "c"), "round_robin", None)
     assert next_in_rotation(team, ["a", "b", "c"], "c") == "a"
     assert next_in_rotation(team, ["a", "c"], "a") == "c"

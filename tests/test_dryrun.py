@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from mailrouter.config import Config, load_config
-from mailrouter.daemon import Daemon
-from mailrouter.demo import deliver_samples, wait_until_filed, write_testbed_config
-from mailrouter.dryrun import (DryRunResult, Recorded, dry_run, format_dry_run, format_result,
+from mailrouter.config.load import Config, load_config
+from mailrouter.runtime.daemon import Daemon
+from mailrouter.commands.demo import deliver_samples, wait_until_filed, write_testbed_config
+from mailrouter.commands.dryrun import (DryRunResult, Recorded, dry_run, format_dry_run, format_result,
                                parse_since)
-from mailrouter.samples import SALES, demo_samples
-from mailrouter.testbed import TestBed
+from mailrouter.testing.samples import SALES, demo_samples
+from mailrouter.testing.testbed import TestBed
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERRIDE = """

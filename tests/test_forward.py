@@ -15,7 +15,7 @@ import jinja2
 import mailparser
 import pytest
 
-from mailrouter.forward import (
+from mailrouter.act.forward import (
     ForwardError,
     ForwardSpec,
     build_forward,
@@ -26,7 +26,7 @@ from mailrouter.forward import (
     tag_subject,
 )
 from mailrouter.model import ROUTER_HEADER, Attachment, Decision, Inquiry, Outcome
-from mailrouter.templating import candidate_languages, filesize, make_environment, render
+from mailrouter.act.templating import candidate_languages, filesize, make_environment, render
 from tests.factories import hans_inquiry
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 import imapclient
 import pytest
 
-from mailrouter.imap import (
+from mailrouter.intake.imap import (
     ImapAuthError,
     ImapConnectionLost,
     ImapSettings,
@@ -17,7 +17,7 @@ from mailrouter.imap import (
     Mailbox,
     parse_uid_set,
 )
-from mailrouter.testbed import TestBed, free_port
+from mailrouter.testing.testbed import TestBed, free_port
 from tests.conftest import BedFactory
 
 pytestmark = pytest.mark.integration
@@ -250,7 +250,7 @@ def test_parse_uid_set() -> None:
 
 
 def test_connection_limit_per_server(bed: TestBed) -> None:
-    from mailrouter.imap import CONNECTION_LIMITS, ImapThrottled
+    from mailrouter.intake.imap import CONNECTION_LIMITS, ImapThrottled
 
     CONNECTION_LIMITS.limit = 1
     try:
@@ -268,7 +268,7 @@ def test_connection_limit_per_server(bed: TestBed) -> None:
 def test_throttling_answers_are_told_apart_and_backed_off_for_minutes() -> None:
     import imapclient.exceptions as imap_exc
 
-    from mailrouter.imap import Backoff, ImapCommandError, ImapThrottled, _translated
+    from mailrouter.intake.imap import Backoff, ImapCommandError, ImapThrottled, _translated
 
     with pytest.raises(ImapThrottled):
         with _translated("UID FETCH"):

@@ -8,7 +8,7 @@ from langdetect.detector_factory import init_factory
 import langdetect.detector_factory as reference
 from mailrouter.parse.langprofiles import _PAIR, detect_languages, profiles
 from mailrouter.parse import UnreadableMessage, language, parse_message
-from mailrouter.samples import bulk_samples, demo_samples
+from mailrouter.testing.samples import bulk_samples, demo_samples
 from tests.factories import example_config
 
 DetectorFactory.seed = 0

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from mailrouter.config import Config, load_config
-from mailrouter.daemon import Daemon
-from mailrouter.demo import deliver_samples, write_testbed_config
-from mailrouter.samples import Sample, bulk_samples
+from mailrouter.config.load import Config, load_config
+from mailrouter.runtime.daemon import Daemon
+from mailrouter.commands.demo import deliver_samples, write_testbed_config
+from mailrouter.testing.samples import Sample, bulk_samples
 from mailrouter.store import MessageRow, OutboxRow, open_database
-from mailrouter.templating import filesize
-from mailrouter.testbed import TestBed
+from mailrouter.act.templating import filesize
+from mailrouter.testing.testbed import TestBed
 from tests.factories import ROOT
 from tests.mailcheck import (configure, count_rows, parsed, restart_and_finish, route_all, server_folder,
                              shared_copies, start_daemon_process, wait_for)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mailrouter import logsetup
-from mailrouter.logsetup import journal_attached, redact, register_secret, setup_logging
+from mailrouter.runtime import logsetup
+from mailrouter.runtime.logsetup import journal_attached, redact, register_secret, setup_logging
 
 log = logging.getLogger("mailrouter.route")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from mailrouter.samples import ENGLISH, Sample, compose
+from mailrouter.testing.samples import ENGLISH, Sample, compose
 from mailrouter.store import OutboxRow, open_database
 from tests.mailcheck import (MovableClock, configure, folder_of, forwards_by_original, parsed, route_all,
                              run_until, shared_copies, wait_for)
@@ -70,7 +70,7 @@ def test_not_an_inquiry_folder_files_as_ignored(bed, tmp_path):
 def test_digest_reaches_each_supervisor_with_only_their_teams(bed, tmp_path):
     from datetime import datetime, timedelta, timezone
 
-    from mailrouter.samples import demo_samples
+    from mailrouter.testing.samples import demo_samples
 
     config = configure(bed, tmp_path, overrides={"teams": {"americas": {"supervisor": "zhang"}}})
     tuesday_10 = datetime(2026, 11, 17, 2, 0, tzinfo=timezone.utc)  # 10:00 in Asia/Shanghai
@@ -79,7 +79,7 @@ def test_digest_reaches_each_supervisor_with_only_their_teams(bed, tmp_path):
     route_all(bed, config, samples, clock)
 
     clock.now = tuesday_10 + timedelta(hours=22, minutes=31)  # Wednesday 08:31: the daily digest
-    from mailrouter.daemon import Daemon
+    from mailrouter.runtime.daemon import Daemon
 
     daemon = Daemon(config, clock)
     assert daemon.send_digests() == 2  # wang (europe) and zhang (americas)

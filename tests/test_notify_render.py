@@ -11,7 +11,7 @@ import pytest
 from mailrouter.sla.notify import (
     FORMATS, Link, Notice, NoticeKind, format_age, render_notice, webhook_payload,
 )
-from mailrouter.templating import make_environment
+from mailrouter.act.templating import make_environment
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 

@@ -224,7 +224,7 @@ def test_encoded_newline_in_address_is_not_accepted_as_an_address() -> None:
 def test_big_messages_are_read_without_decoding_attachments_and_sizes_stay_exact():
     from mailrouter.model import ParseSettings
     from mailrouter.parse.message import MAIL_PARSER_LIMIT
-    from mailrouter.samples import GERMAN, compose
+    from mailrouter.testing.samples import GERMAN, compose
 
     settings = ParseSettings(free_mail_domains=frozenset())
     for size in (0, 1, 2, 3, 20_002, MAIL_PARSER_LIMIT + 1):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mailrouter.parsing import InlineParser, Parsed, ProcessParser, parse_all, parse_one
-from mailrouter.samples import bulk_samples, demo_samples
+from mailrouter.parse.process import InlineParser, Parsed, ProcessParser, parse_all, parse_one
+from mailrouter.testing.samples import bulk_samples, demo_samples
 from tests.factories import example_config
 
 SETTINGS = example_config().parse
@@ -87,8 +87,8 @@ def test_the_parser_process_ends_when_the_daemon_is_killed(tmp_path) -> None:
     script = tmp_path / "daemon.py"
     script.write_text(
         "import sys, time\n"
-        "from mailrouter.parsing import ProcessParser\n"
-        "from mailrouter.samples import bulk_samples\n"
+        "from mailrouter.parse.process import ProcessParser\n"
+        "from mailrouter.testing.samples import bulk_samples\n"
         "from tests.factories import example_config\n"
         "parser = ProcessParser(1, min_batch=1)\n"
         "assert parser.submit([bulk_samples(1)[0].raw], example_config().parse).result(timeout=60)\n"
@@ -117,7 +117,7 @@ def test_the_parser_process_ends_when_the_daemon_is_killed(tmp_path) -> None:
 def test_the_parser_process_imports_no_database_layer() -> None:
     import subprocess
     import sys
-    code = ("import sys, mailrouter.parsing as p; p._warm_up(); "
+    code = ("import sys, mailrouter.parse.process as p; p._warm_up(); "
             "print(sorted(m for m in ('sqlalchemy', 'imapclient', 'aiosmtplib', 'jinja2') if m in sys.modules))")
     root = str(Path(__file__).resolve().parent.parent)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
@@ -126,7 +126,7 @@ def test_the_parser_process_imports_no_database_layer() -> None:
 
 
 def test_the_parse_carries_the_fingerprints_and_the_sender_keys() -> None:
-    from mailrouter.fingerprint import content_key, raw_sha256
+    from mailrouter.intake.fingerprint import content_key, raw_sha256
     from mailrouter.registry.keys import inquiry_keys
     raw = demo_samples()[0].raw
     parsed = parse_one(raw, SETTINGS)

@@ -3,8 +3,8 @@ from dataclasses import replace
 
 from sqlalchemy import func, select
 
-from mailrouter.pipeline import Router
-from mailrouter.samples import demo_samples
+from mailrouter.act.admit import Router
+from mailrouter.testing.samples import demo_samples
 from mailrouter.store import MessageRow, OutboxRow, open_database
 from tests.factories import example_config
 
@@ -45,7 +45,7 @@ def test_a_batch_rotates_the_team_from_one_snapshot(tmp_path):
 
 
 def test_a_reps_out_of_office_reply_marks_them_away_for_a_day(tmp_path):
-    from mailrouter.samples import compose
+    from mailrouter.testing.samples import compose
     from mailrouter.store import RepStatusRow
 
     r = router(tmp_path)

@@ -177,7 +177,7 @@ def test_key_account_domain_scores() -> None:
 
 
 def test_registry_section_validated_with_every_problem() -> None:
-    from mailrouter.config import Problem, _Reader
+    from mailrouter.config.load import Problem, _Reader
     from mailrouter.registry.settings import read_registry_section
 
     problems: list[Problem] = []

@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from mailrouter.cli import main
-from mailrouter.samples import FRENCH, GERMAN, SPANISH, Sample, compose
+from mailrouter.commands.cli import main
+from mailrouter.testing.samples import FRENCH, GERMAN, SPANISH, Sample, compose
 from tests.mailcheck import MovableClock, configure, forwards_by_original, parsed, route_all
 
 pytestmark = pytest.mark.integration

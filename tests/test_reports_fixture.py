@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailrouter.config import Config, RepConfig, TeamConfig
+from mailrouter.config.load import Config, RepConfig, TeamConfig
 from mailrouter.reports.figures import Period
 from mailrouter.store import AssignmentRow, CollisionRow, MessageRow, SlaStepRow, open_database
 

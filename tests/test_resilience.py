@@ -9,12 +9,12 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
-from mailrouter.config import Config
-from mailrouter.daemon import Daemon
-from mailrouter.demo import deliver_samples, wait_until_filed
-from mailrouter.samples import demo_samples
+from mailrouter.config.load import Config
+from mailrouter.runtime.daemon import Daemon
+from mailrouter.commands.demo import deliver_samples, wait_until_filed
+from mailrouter.testing.samples import demo_samples
 from mailrouter.store import FILED, MessageRow, OutboxRow, open_database
-from mailrouter.testbed import TestBed
+from mailrouter.testing.testbed import TestBed
 from tests.mailcheck import (backlog_in_progress, configure, count_rows, folder_of, forwards_by_original,
                              parsed, restart_and_finish, route_all, shared_copies)
 
@@ -130,8 +130,8 @@ def test_restart_sends_what_was_decided_while_smtp_was_down(bed, tmp_path):
 def test_forwards_accepted_by_a_flush_that_never_recorded_them_are_not_sent_again(bed, tmp_path):
     """The sender writes no database rows while the batch transaction holds the lock; a crash
     between SMTP's 250 and the record must still not send those forwards twice."""
-    from mailrouter.outbox import Outbox
-    from mailrouter.pipeline import Router
+    from mailrouter.act.outbox import Outbox
+    from mailrouter.act.admit import Router
 
     config = configure(bed, tmp_path)
     sessions = open_database(config.database)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mailrouter.fingerprint import content_key
-from mailrouter.samples import demo_samples
-from mailrouter.testbed import TestBed
+from mailrouter.intake.fingerprint import content_key
+from mailrouter.testing.samples import demo_samples
+from mailrouter.testing.testbed import TestBed
 from tests.mailcheck import (attached_original, configure, folder_of, forwards_by_original, parsed,
                              route_all, server_folder, shared_copies)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailrouter import service
+from mailrouter.runtime import systemd as service
 
 
 @pytest.fixture

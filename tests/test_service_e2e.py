@@ -10,9 +10,9 @@ from collections import Counter
 
 import pytest
 
-from mailrouter.config import load_config
-from mailrouter.demo import deliver_samples, wait_until_filed, write_testbed_config
-from mailrouter.samples import demo_samples
+from mailrouter.config.load import load_config
+from mailrouter.commands.demo import deliver_samples, wait_until_filed, write_testbed_config
+from mailrouter.testing.samples import demo_samples
 from mailrouter.store import FILED, MessageRow
 from tests.factories import ROOT
 from tests.mailcheck import (backlog_in_progress, count_rows, forwards_by_original, parsed,

@@ -74,8 +74,8 @@ os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
 def test_python_stack_runs_without_writable_executable_memory() -> None:
     """MemoryDenyWriteExecute=yes forbids W+X mappings; the kernel's PR_SET_MDWE enforces the
     same rule, so the daemon's imports and a full examine() run under it here."""
-    script = ("import mmap, prometheus_client, mailrouter.cli, mailrouter.daemon, mailrouter.dryrun;"
-              "from mailrouter.parse import parse_message; from mailrouter.samples import demo_samples;"
+    script = ("import mmap, prometheus_client, mailrouter.commands.cli, mailrouter.runtime.daemon, mailrouter.commands.dryrun;"
+              "from mailrouter.parse import parse_message; from mailrouter.testing.samples import demo_samples;"
               "from mailrouter.model import ParseSettings;"
               "n = len([parse_message(s.raw, ParseSettings(frozenset())) for s in demo_samples()[:12]]);"
               "print('parsed', n, flush=True);"

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from mailrouter.config import Config, load_config
-from mailrouter.daemon import Daemon
-from mailrouter.demo import deliver_samples, rep_reply_sources, write_testbed_config
-from mailrouter.samples import FRENCH, Sample, compose
+from mailrouter.config.load import Config, load_config
+from mailrouter.runtime.daemon import Daemon
+from mailrouter.commands.demo import deliver_samples, rep_reply_sources, write_testbed_config
+from mailrouter.testing.samples import FRENCH, Sample, compose
 from mailrouter.store import AssignmentRow, OutboxRow, SlaStepRow, open_database
-from mailrouter.testbed import TestBed
+from mailrouter.testing.testbed import TestBed
 from tests.factories import ROOT
 from tests.mailcheck import MovableClock, parsed, wait_for
 

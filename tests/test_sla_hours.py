@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mailrouter.sla.hours import BusinessCalendar, Span, parse_span, parse_spans
-from mailrouter.sla.settings import calendar_from_config, format_duration, parse_duration
+from mailrouter.sla.durations import calendar_from_config, format_duration, parse_duration
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")

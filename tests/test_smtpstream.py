@@ -10,8 +10,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-from mailrouter.smtpstream import DotStuffer, send_streamed, size_refusal
-from mailrouter.testbed import HOST, free_port
+from mailrouter.act.smtpstream import DotStuffer, send_streamed, size_refusal
+from mailrouter.testing.testbed import HOST, free_port
 
 
 def whole_message_transform(message: bytes) -> bytes:

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from mailrouter.checks import _check_spool
-from mailrouter.explain import explain_file
-from mailrouter.forward import boundary_candidates, build_forward
-from mailrouter.spool import CHUNK, Spool, queued_forward, scan, spooled_boundary
+from mailrouter.runtime.preflight import _check_spool
+from mailrouter.commands.explain import explain_file
+from mailrouter.act.forward import boundary_candidates, build_forward
+from mailrouter.intake.spool import CHUNK, Spool, queued_forward, scan, spooled_boundary
 from mailrouter.store import OutboxRow, open_database
-from mailrouter.templating import make_environment
+from mailrouter.act.templating import make_environment
 from tests.factories import example_config
 from tests.test_forward import DECISION, NOW, RAW_CRLF, TEMPLATES, make_inquiry, make_spec
 from tests.test_spool_scan import nested

@@ -10,12 +10,12 @@ from email.policy import SMTP
 
 import pytest
 
-from mailrouter.fingerprint import content_key
-from mailrouter.forward import raw_transfer_encoding
+from mailrouter.intake.fingerprint import content_key
+from mailrouter.act.forward import raw_transfer_encoding
 from mailrouter.model import Attachment, ParseSettings
 from mailrouter.parse import DEFAULT_FREE_MAIL_DOMAINS, parse_message
 from mailrouter.parse.stream import MimeReducer, reduce_message
-from mailrouter.spool import scan
+from mailrouter.intake.spool import scan
 
 SETTINGS = ParseSettings(free_mail_domains=DEFAULT_FREE_MAIL_DOMAINS)
 GERMAN = ("Sehr geehrte Damen und Herren,\n\nwir bitten um ein Angebot für 5000 Leiterplatten, "

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailrouter.config import Config, load_config
-from mailrouter.status import format_age, format_status, status_summary
+from mailrouter.config.load import Config, load_config
+from mailrouter.commands.status import format_age, format_status, status_summary
 from mailrouter.store import DECIDED, FILED, SENT, AssignmentRow, MessageRow, OutboxRow, open_database
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,5 +1,5 @@
 """suggest-rules: traits that manual assignments share become candidate rules (pure)."""
-from mailrouter.suggest import ManualCase, suggest
+from mailrouter.commands.suggest import ManualCase, suggest
 
 
 def case(rep, country="VN", language="vi", products=(), sender="a@x.com.vn"):

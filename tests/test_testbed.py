@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailrouter.testbed import ResponseRewriter, TestBed, TestBedError
+from mailrouter.testing.testbed import ResponseRewriter, TestBed, TestBedError
 from tests.conftest import ADDRESSES, BedFactory
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ from email.message import Message
 
 from mailrouter.model import Attachment
 
-from .headers import decode_words
-from .text import one_line, restore_surrogates
+from mailrouter.parse.headers import decode_words
+from mailrouter.parse.text import one_line, restore_surrogates
 
 MAX_PARTS = 500  # a hostile message may nest thousands of parts; past this we stop looking
 _FORWARDED = frozenset({"message/rfc822", "message/global"})

@@ -7,8 +7,8 @@ from email.message import Message
 from inscriptis import get_text
 from mailparser_reply.parser import EmailMessage
 
-from .attachments import is_attachment, leaf_parts
-from .text import decode_bytes
+from mailrouter.parse.attachments import is_attachment, leaf_parts
+from mailrouter.parse.text import decode_bytes
 
 TEXT_LIMIT = 100_000  # characters considered; an inquiry never needs more
 PART_BYTES_LIMIT = 2_000_000  # raw bytes decoded per part, before the text limit applies

@@ -5,7 +5,7 @@ is not a dependency, and a form's free text needs aliases it would not have anyw
 """
 from __future__ import annotations
 
-from .text import fold
+from mailrouter.parse.text import fold
 
 _NAMES: dict[str, tuple[str, ...]] = {
     "US": ("United States", "USA", "United States of America", "America", "美国"),

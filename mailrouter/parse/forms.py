@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from mailrouter.model import FormSender
 
-from .countries import country_code
-from .headers import clean_address
-from .text import one_line
+from mailrouter.parse.countries import country_code
+from mailrouter.parse.headers import clean_address
+from mailrouter.parse.text import one_line
 
 _FIELD_LABELS: dict[str, tuple[str, ...]] = {
     "email": ("e-mail", "email", "email address", "邮箱", "电子邮件", "电子邮箱"),

@@ -7,7 +7,7 @@ import re
 from datetime import datetime, timezone
 from email.message import Message
 
-from .text import decode_bytes, one_line, restore_surrogates
+from mailrouter.parse.text import decode_bytes, one_line, restore_surrogates
 
 SUBJECT_LIMIT = 500
 NAME_LIMIT = 200

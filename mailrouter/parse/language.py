@@ -5,7 +5,7 @@ import re
 
 from langdetect.lang_detect_exception import LangDetectException
 
-from .langprofiles import detect_languages
+from mailrouter.parse.langprofiles import detect_languages
 
 MIN_BODY_LETTERS = 20  # below this the subject is added to the sample
 MIN_LETTERS = 10  # below this no language is claimed at all ("OK 123" looks like anything)

@@ -11,11 +11,11 @@ import mailparser
 
 from mailrouter.model import FormSender, Inquiry, ParseSettings
 
-from . import body, domain, forms, headers
-from .attachments import attachments
-from .errors import UnreadableMessage
-from .language import detect
-from .products import match_products
+from mailrouter.parse import body, domain, forms, headers
+from mailrouter.parse.attachments import attachments
+from mailrouter.parse.errors import UnreadableMessage
+from mailrouter.parse.language import detect
+from mailrouter.parse.products import match_products
 
 log = logging.getLogger("mailrouter.parse")
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from mailrouter.model import ProductLine
 
-from .text import fold
+from mailrouter.parse.text import fold
 
 SUBJECT_WEIGHT = 3
 BODY_WEIGHT = 1

@@ -17,7 +17,7 @@ from email.parser import BytesHeaderParser
 
 from mailrouter.model import Attachment
 
-from .attachments import MAX_PARTS, filename, is_attachment
+from mailrouter.parse.attachments import MAX_PARTS, filename, is_attachment
 
 TEXT_BUDGET = 1 << 20  # bytes of text bodies kept in all; the parser reads 100,000 characters
 HEADER_BUDGET = 256 << 10  # bytes kept of one header block; more is hostile, not mail

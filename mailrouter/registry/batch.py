@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from .match import SenderKeys, first_hit
-from .models import (CustomerDomainRow, CustomerEmailRow, CustomerPhoneRow, CustomerRow,
+from mailrouter.registry.match import SenderKeys, first_hit
+from mailrouter.registry.models import (CustomerDomainRow, CustomerEmailRow, CustomerPhoneRow, CustomerRow,
                      OwnerHistoryRow)
-from .normalise import company_key
+from mailrouter.registry.normalise import company_key
 
 if TYPE_CHECKING:
-    from .importer import ImportRecord, ImportResult
+    from mailrouter.registry.importer import ImportRecord, ImportResult
 
 
 class Batch:
@@ -37,7 +37,7 @@ class Batch:
         self._next_new = -1
 
     def apply(self, records: Sequence[ImportRecord]) -> None:
-        from .importer import record_keys
+        from mailrouter.registry.importer import record_keys
 
         keys = [record_keys(r, self.free) for r in records]
         self._prefetch(keys)

@@ -16,14 +16,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..config import Config
-from ..parse.text import fold
-from ..store import open_database, utcnow
-from .importer import ImportResult, export_csv, import_file
-from .match import is_lapsed
-from .models import CustomerRow, InquiryHistoryRow, OwnerHistoryRow
-from .record import RegistryError, find_customer, set_status, transfer
-from .settings import RegistrySettings
+from mailrouter.config.load import Config
+from mailrouter.parse.text import fold
+from mailrouter.store import open_database, utcnow
+from mailrouter.registry.importer import ImportResult, export_csv, import_file
+from mailrouter.registry.match import is_lapsed
+from mailrouter.registry.models import CustomerRow, InquiryHistoryRow, OwnerHistoryRow
+from mailrouter.registry.record import RegistryError, find_customer, set_status, transfer
+from mailrouter.registry.settings import RegistrySettings
 
 Handler = Callable[[argparse.Namespace, Config], int]
 SHOW_INQUIRIES = 20
@@ -62,7 +62,7 @@ def _action(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.A
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..config import load_config
+    from mailrouter.config.load import load_config
 
     return args.handler(args, load_config(args.config))
 

@@ -18,14 +18,14 @@ from typing import TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from ..parse.countries import country_code
-from ..parse.text import fold
-from .batch import Batch
-from .keys import SenderKeys, corporate_domain
-from .models import CustomerRow
-from .normalise import company_key, normalise_phone
-from .record import RegistryError, parse_status
-from .tabular import Row, read_rows
+from mailrouter.parse.countries import country_code
+from mailrouter.parse.text import fold
+from mailrouter.registry.batch import Batch
+from mailrouter.registry.keys import SenderKeys, corporate_domain
+from mailrouter.registry.models import CustomerRow
+from mailrouter.registry.normalise import company_key, normalise_phone
+from mailrouter.registry.record import RegistryError, parse_status
+from mailrouter.registry.tabular import Row, read_rows
 
 FIELDS = ("name", "email", "company", "phone", "country", "owner", "source", "status", "reason")
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {

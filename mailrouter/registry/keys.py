@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model import Inquiry
-from ..parse.domain import host_of, is_free_mail, registered_domain
-from .normalise import company_candidates, company_key, extract_phones
+from mailrouter.model import Inquiry
+from mailrouter.parse.domain import host_of, is_free_mail, registered_domain
+from mailrouter.registry.normalise import company_candidates, company_key, extract_phones
 
 _TAIL_LINES = 15  # a signature the parser missed is usually in the body's last lines
 

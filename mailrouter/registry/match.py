@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from ..model import Inquiry
-from .models import CustomerDomainRow, CustomerEmailRow, CustomerPhoneRow, CustomerRow
-from .keys import SenderKeys, inquiry_keys
+from mailrouter.model import Inquiry
+from mailrouter.registry.models import CustomerDomainRow, CustomerEmailRow, CustomerPhoneRow, CustomerRow
+from mailrouter.registry.keys import SenderKeys, inquiry_keys
 
 EMAIL, DOMAIN, COMPANY_PHONE = "email", "domain", "company+phone"
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..store import Base
+from mailrouter.store import Base
 
 ACTIVE = "active"
 REJECTED = "rejected"

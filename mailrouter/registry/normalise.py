@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from ..parse.text import fold
+from mailrouter.parse.text import fold
 
 # Legal forms as token sequences after punctuation is removed ("S.r.l." -> s r l), stripped
 # from the end of a name repeatedly ("Acme Co., Ltd." -> acme).

@@ -7,12 +7,12 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from ..model import Inquiry
-from ..parse.domain import registered_domain
-from .match import SenderKeys, SenderLookup, find_hit, inquiry_keys, is_lapsed
-from .models import (ACTIVE, BLOCKED, STATUSES, CustomerDomainRow, CustomerEmailRow,
+from mailrouter.model import Inquiry
+from mailrouter.parse.domain import registered_domain
+from mailrouter.registry.match import SenderKeys, SenderLookup, find_hit, inquiry_keys, is_lapsed
+from mailrouter.registry.models import (ACTIVE, BLOCKED, STATUSES, CustomerDomainRow, CustomerEmailRow,
                      CustomerPhoneRow, CustomerRow, InquiryHistoryRow, OwnerHistoryRow)
-from .normalise import company_candidates, company_key, has_legal_form
+from mailrouter.registry.normalise import company_candidates, company_key, has_legal_form
 
 
 class RegistryError(Exception):

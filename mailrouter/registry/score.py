@@ -5,8 +5,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-from ..model import Inquiry
-from .normalise import company_candidates, extract_phones, has_legal_form
+from mailrouter.model import Inquiry
+from mailrouter.registry.normalise import company_candidates, extract_phones, has_legal_form
 
 _INCOTERMS = re.compile(r"\b(FOB|CIF|CFR|EXW|DDP|DAP|FCA|CPT|CIP)\b")
 _QUANTITY = re.compile(r"\bMOQ\b|\b\d[\d,.\s]*\s*(pcs|pieces|units|sets|pairs|rolls|cartons|"

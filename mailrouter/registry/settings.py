@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..parse.countries import country_code
-from .score import POINT_KEYS, ScoreSettings
+from mailrouter.parse.countries import country_code
+from mailrouter.registry.score import POINT_KEYS, ScoreSettings
 
 if TYPE_CHECKING:  # config.py imports this module to read [registry]; no runtime cycle
-    from ..config import _Reader
+    from mailrouter.config.load import _Reader
 
 POSITIONS = ("before_rules", "after_rules")
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
 
-from ..config import Config
-from ..store import open_database
-from .figures import Period, Scope, compute_report
-from .overdue import overdue_now, render_overdue
-from .render import FORMATS, render_report
+from mailrouter.config.load import Config
+from mailrouter.store import open_database
+from mailrouter.reports.figures import Period, Scope, compute_report
+from mailrouter.reports.overdue import overdue_now, render_overdue
+from mailrouter.reports.render import FORMATS, render_report
 
 Handler = Callable[[argparse.Namespace, Config], int]
 _RELATIVE = re.compile(r"(\d+)\s*([mhdw])")
@@ -65,7 +65,7 @@ def add_report_parsers(subparsers: argparse._SubParsersAction) -> None:
 def _with_config(handler: Handler) -> Callable[[argparse.Namespace], int]:
     """Adapt a (args, config) handler to the main CLI's `func(args)`."""
     def run(args: argparse.Namespace) -> int:
-        from ..config import load_config
+        from mailrouter.config.load import load_config
 
         return handler(args, load_config(args.config))
 

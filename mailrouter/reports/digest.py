@@ -10,13 +10,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ..config import Config
-from ..sla.notify import one_line
-from ..templating import make_environment, render
-from .figures import Period, Report, Scope, compute_report
-from .overdue import HEADERS as OVERDUE_HEADERS
-from .overdue import Overdue, overdue_now, overdue_rows
-from .render import GROUP_COLUMNS, align_table, fairness_rows, group_rows, labels, period_text
+from mailrouter.config.load import Config
+from mailrouter.sla.notify import one_line
+from mailrouter.act.templating import make_environment, render
+from mailrouter.reports.figures import Period, Report, Scope, compute_report
+from mailrouter.reports.overdue import HEADERS as OVERDUE_HEADERS
+from mailrouter.reports.overdue import Overdue, overdue_now, overdue_rows
+from mailrouter.reports.render import GROUP_COLUMNS, align_table, fairness_rows, group_rows, labels, period_text
 
 # The columns a supervisor reads in a mail; the full set is in `mailrouter report`.
 DIGEST_COLUMNS = ("key", "assigned", "replied", "share", "b_median", "b_p90", "within_5m",

@@ -42,9 +42,9 @@ from sqlalchemy import (ColumnElement, Connection, Float, Integer, String, Table
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import FromClause, Select, Subquery
 
-from ..store import AssignmentRow, CollisionRow, MessageRow
-from .percentiles import CLOCKS, TARGETS, CANDIDATES, Key, KeySource, candidates_select, exact_values, targets_select
-from .rows import ROWS, period_id_range, rows_select, sort_threads, temp_table, temporary
+from mailrouter.store import AssignmentRow, CollisionRow, MessageRow
+from mailrouter.reports.percentiles import CLOCKS, TARGETS, CANDIDATES, Key, KeySource, candidates_select, exact_values, targets_select
+from mailrouter.reports.rows import ROWS, period_id_range, rows_select, sort_threads, temp_table, temporary
 
 A = AssignmentRow.__table__
 M = MessageRow.__table__

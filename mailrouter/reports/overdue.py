@@ -8,8 +8,8 @@ from datetime import datetime, tzinfo
 from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
-from ..store import AssignmentRow, MessageRow, SlaStepRow, UTCDateTime
-from .render import align_table, duration
+from mailrouter.store import AssignmentRow, MessageRow, SlaStepRow, UTCDateTime
+from mailrouter.reports.render import align_table, duration
 
 A = AssignmentRow.__table__
 M = MessageRow.__table__

@@ -15,7 +15,7 @@ from sqlalchemy import (BigInteger, ColumnElement, Connection, Float, Index, Int
                         union_all)
 from sqlalchemy.sql import FromClause, Select
 
-from .rows import temp_table
+from mailrouter.reports.rows import temp_table
 
 PERCENTILES = (50, 90)
 CLOCKS = {"wall": ("wall", "wall_bucket"), "business": ("business", "business_bucket")}

@@ -15,9 +15,9 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from ..templating import make_environment, render
-from . import svg
-from .figures import HISTOGRAM_EDGES, GroupFigures, Report
+from mailrouter.act.templating import make_environment, render
+from mailrouter.reports import svg
+from mailrouter.reports.figures import HISTOGRAM_EDGES, GroupFigures, Report
 
 FORMATS = ("table", "csv", "json", "html")
 BOM = "\ufeff"  # Excel reads a CSV as UTF-8 only when it starts with this

@@ -17,7 +17,7 @@ from sqlalchemy import (Column, ColumnElement, Connection, Float, Integer, MetaD
                         Table, and_, case, cast, func, literal, literal_column, or_, select)
 from sqlalchemy.sql import CompoundSelect, Select
 
-from ..store import AssignmentRow, MessageRow, UTCDateTime
+from mailrouter.store import AssignmentRow, MessageRow, UTCDateTime
 
 A = AssignmentRow.__table__
 M = MessageRow.__table__

@@ -4,13 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .hours import BusinessCalendar
-from .ladder import COLD_LADDER, DEFAULT_LADDER, Ladder, ladder_from_config
-from .settings import calendar_from_config
-from .webhook import WebhookTarget, webhook_from_config
+from mailrouter.sla.hours import BusinessCalendar
+from mailrouter.sla.ladder import COLD_LADDER, DEFAULT_LADDER, Ladder, ladder_from_config
+from mailrouter.sla.durations import calendar_from_config
+from mailrouter.sla.webhook import WebhookTarget, webhook_from_config
 
 if TYPE_CHECKING:
-    from ..config import ServerConfig, _Reader
+    from mailrouter.config.load import ServerConfig, _Reader
 
 SOURCE_KINDS = ("rep_mailbox", "journal", "shared_sent")
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .hours import BusinessCalendar
-from .settings import Collector, ConfigProblem, format_duration
+from mailrouter.sla.hours import BusinessCalendar
+from mailrouter.sla.durations import Collector, ConfigProblem, format_duration
 
 
 class StepKind(str, enum.Enum):

@@ -14,7 +14,7 @@ from typing import Any
 
 import jinja2
 
-from ..templating import candidate_languages, render
+from mailrouter.act.templating import candidate_languages, render
 
 
 class NoticeKind(str, enum.Enum):

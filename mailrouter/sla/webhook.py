@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .notify import FORMATS, Notice, webhook_payload
-from .settings import Collector, ConfigProblem
+from mailrouter.sla.notify import FORMATS, Notice, webhook_payload
+from mailrouter.sla.durations import Collector, ConfigProblem
 
 log = logging.getLogger("mailrouter.webhook")
 

@@ -27,7 +27,7 @@ from itertools import count
 import jinja2
 
 from mailrouter.model import ROUTER_HEADER, Attachment, Decision, Inquiry
-from mailrouter.templating import render
+from mailrouter.act.templating import render
 
 MAX_SUBJECT_CHARS = 200
 ORIGINAL_FILENAME = "original.eml"
@@ -374,7 +374,7 @@ def forward_frame(
     boundary_for: Callable[[bytes], str],
 ) -> tuple[bytes, bytes]:
     """The forward's bytes before and after the original, built without it: a big original
-    stays in its spool file and is streamed between the two (see mailrouter.spool).
+    stays in its spool file and is streamed between the two (see mailrouter.intake.spool).
 
     `raw_cte` is `raw_transfer_encoding` of the original; `boundary_for(alternative)` returns
     the boundary `choose_boundary(raw, alternative)` would.

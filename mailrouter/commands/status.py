@@ -13,8 +13,8 @@ from datetime import datetime, time, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .config import Config
-from .store import FILED, AssignmentRow, MessageRow, OutboxRow
+from mailrouter.config.load import Config
+from mailrouter.store import FILED, AssignmentRow, MessageRow, OutboxRow
 
 
 @dataclass(frozen=True)

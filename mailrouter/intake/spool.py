@@ -23,12 +23,12 @@ import jinja2
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .fingerprint import ContentKeyHasher, content_key, raw_sha256
-from .forward import (BOUNDARY_PREFIX, ForwardSpec, TransferEncodingTracker, boundary_candidates,
+from mailrouter.intake.fingerprint import ContentKeyHasher, content_key, raw_sha256
+from mailrouter.act.forward import (BOUNDARY_PREFIX, ForwardSpec, TransferEncodingTracker, boundary_candidates,
                       build_forward, forward_frame)
-from .model import Attachment, Decision, Inquiry
-from .parse.stream import MimeReducer
-from .store import FILED, MessageRow, OutboxRow
+from mailrouter.model import Attachment, Decision, Inquiry
+from mailrouter.parse.stream import MimeReducer
+from mailrouter.store import FILED, MessageRow, OutboxRow
 
 log = logging.getLogger("mailrouter.spool")
 

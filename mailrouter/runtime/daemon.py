@@ -13,23 +13,23 @@ import threading
 import time
 from pathlib import Path
 
-from . import service
-from .checks import server_problems
-from .collisions import CollisionCheck
-from .config import Config, ConfigError, load_config
-from .digests import queue_due_digests
-from .followup import FollowUp
-from .imap import CONNECTION_LIMITS
-from .metrics import Metrics, MetricsServer, start_metrics_server
-from .outbox import Outbox
-from .parsing import make_parser
-from .pipeline import Clock, Router
-from .replies import ReplyRecorder, ReplyWatcher, reply_settings
-from .sla.webhook import WebhookSender
-from .spool import Spool
-from .store import open_database, utcnow
-from .templating import make_environment
-from .worker import MailboxWorker
+from mailrouter.runtime import systemd as service
+from mailrouter.runtime.preflight import server_problems
+from mailrouter.registry.collisions import CollisionCheck
+from mailrouter.config.load import Config, ConfigError, load_config
+from mailrouter.reports.schedule import queue_due_digests
+from mailrouter.sla.sweep import FollowUp
+from mailrouter.intake.imap import CONNECTION_LIMITS
+from mailrouter.metrics import Metrics, MetricsServer, start_metrics_server
+from mailrouter.act.outbox import Outbox
+from mailrouter.parse.process import make_parser
+from mailrouter.act.admit import Clock, Router
+from mailrouter.sla.replies import ReplyRecorder, ReplyWatcher, reply_settings
+from mailrouter.sla.webhook import WebhookSender
+from mailrouter.intake.spool import Spool
+from mailrouter.store import open_database, utcnow
+from mailrouter.act.templating import make_environment
+from mailrouter.runtime.mailbox import MailboxWorker
 
 log = logging.getLogger("mailrouter.daemon")
 GAUGE_INTERVAL = 30.0  # seconds between refreshes of the database-derived gauges and status

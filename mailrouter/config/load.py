@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .credentials import CREDENTIAL_KEYS, CredentialSource, StaticSource, read_source
-from .forward import SUBJECT_FIELDS
-from .model import FormSender, ParseSettings
-from .parse.freemail import DEFAULT_FREE_MAIL_DOMAINS
-from .registry.settings import RegistrySettings, read_registry_section
-from .sla.config import SlaConfig, read_sla
+from mailrouter.config.credentials import CREDENTIAL_KEYS, CredentialSource, StaticSource, read_source
+from mailrouter.act.forward import SUBJECT_FIELDS
+from mailrouter.model import FormSender, ParseSettings
+from mailrouter.parse.freemail import DEFAULT_FREE_MAIL_DOMAINS
+from mailrouter.registry.settings import RegistrySettings, read_registry_section
+from mailrouter.sla.config import SlaConfig, read_sla
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ class Config:
     parse: ParseSettings
     connection_limit: int  # IMAP sessions per server from this process
     parse_workers: int = 1  # processes parsing fetched mail; 0: in the mailbox threads
-    rules: Any = None  # RuleSet, compiled by mailrouter.rules (kept loose to avoid an import cycle)
+    rules: Any = None  # RuleSet, compiled by mailrouter.decide.rules (kept loose to avoid an import cycle)
     own_addresses: frozenset[str] = field(default_factory=frozenset)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     sla: SlaConfig = field(default_factory=SlaConfig)
@@ -216,7 +216,7 @@ def read_toml(path: Path, problems: list[Problem]) -> dict:
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
     """Read config.toml and the rule files it names; raise ConfigError listing every problem."""
-    from .rules import load_rules  # rules need reps/teams from here
+    from mailrouter.decide.rules import load_rules  # rules need reps/teams from here
 
     path = Path(path)
     environ = dict(os.environ) if environ is None else environ
@@ -458,7 +458,7 @@ def _teams(r: _Reader, d: dict, reps: dict[str, RepConfig]) -> dict[str, TeamCon
 
 
 def _digest_section(r: _Reader, d: dict) -> DigestConfig:
-    from .digests import parse_schedule
+    from mailrouter.reports.schedule import parse_schedule
 
     p = "digest."
     r.unknown_keys(d, {"daily", "weekly"}, p)
@@ -520,7 +520,7 @@ def _forward_section(r: _Reader, d: dict, base: Path) -> tuple[str, str, Path]:
     prefix = r.get(d, "keyword_prefix", str, "mr-", p)
     if not re.fullmatch(r"[A-Za-z0-9_-]*", prefix):
         r.problem(p + "keyword_prefix", "IMAP keywords allow only ASCII letters, digits, - and _")
-    default_templates = Path(__file__).resolve().parent.parent / "templates"
+    default_templates = Path(__file__).resolve().parents[2] / "templates"
     template_dir = _resolve(base, r.get(d, "template_dir", str, str(default_templates), p))
     if not template_dir.is_dir():
         r.problem(p + "template_dir", f"folder {template_dir} does not exist")

@@ -7,7 +7,7 @@ The child also isolates the daemon from a message that crashes a parser outright
 child dies, the batch is parsed again one message at a time in a fresh child, and a message
 that kills that one too is quarantined.
 
-The child is `python -m mailrouter.parsing`, fed pickled batches on stdin and answering on
+The child is `python -m mailrouter.parse.process`, fed pickled batches on stdin and answering on
 stdout: it imports only the parse stage (not the daemon's main module, as multiprocessing's
 workers would), and it ends by itself when the daemon is gone, however it died (EOF).
 """
@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, Sequence
 
-from .fingerprint import content_key, raw_sha256
-from .model import Inquiry, ParseSettings
-from .parse import UnreadableMessage, parse_message
-from .registry.keys import SenderKeys, inquiry_keys
+from mailrouter.intake.fingerprint import content_key, raw_sha256
+from mailrouter.model import Inquiry, ParseSettings
+from mailrouter.parse import UnreadableMessage, parse_message
+from mailrouter.registry.keys import SenderKeys, inquiry_keys
 
 log = logging.getLogger("mailrouter.parse")
 
@@ -89,7 +89,7 @@ class InlineParser:
 
 def _warm_up() -> None:
     """Load the language profiles and lazy imports before the first real batch."""
-    from .samples import bulk_samples
+    from mailrouter.testing.samples import bulk_samples
     parse_one(bulk_samples(1)[0].raw, ParseSettings(free_mail_domains=frozenset()))
 
 
@@ -121,10 +121,10 @@ class WorkerProcess:
     """One parser child; batches are answered in the order they were sent."""
 
     def __init__(self) -> None:
-        package_root = str(Path(__file__).resolve().parent.parent)
+        package_root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)}
-        self.process = subprocess.Popen([sys.executable, "-m", "mailrouter.parsing"], env=env,
+        self.process = subprocess.Popen([sys.executable, "-m", "mailrouter.parse.process"], env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._pending: deque[Future[list[Parsed]]] = deque()
         self._lock = threading.Lock()
@@ -289,6 +289,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from mailrouter import parsing  # this file runs as __main__: answer with the module's classes
+    from mailrouter.parse import process as parsing  # this file runs as __main__: answer with the module's classes
 
     parsing.main()

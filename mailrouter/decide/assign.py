@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .classify import not_an_inquiry
-from .config import Config, TeamConfig
-from .model import Decision, Inquiry, Outcome
-from .registry import BLOCKED, DO_NOT_CONTACT, REJECTED, RegistryMatch
+from mailrouter.decide.classify import not_an_inquiry
+from mailrouter.config.load import Config, TeamConfig
+from mailrouter.model import Decision, Inquiry, Outcome
+from mailrouter.registry import BLOCKED, DO_NOT_CONTACT, REJECTED, RegistryMatch
 
 
 @dataclass(frozen=True)

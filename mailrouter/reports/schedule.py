@@ -15,12 +15,12 @@ from email.utils import format_datetime
 
 from sqlalchemy.orm import Session
 
-from .config import Config
-from .forward import clean_header_text
-from .model import ROUTER_HEADER
-from .reports.digest import digest_for_supervisor
-from .reports.figures import Period
-from .store import DigestSentRow, OutboxRow
+from mailrouter.config.load import Config
+from mailrouter.act.forward import clean_header_text
+from mailrouter.model import ROUTER_HEADER
+from mailrouter.reports.digest import digest_for_supervisor
+from mailrouter.reports.figures import Period
+from mailrouter.store import DigestSentRow, OutboxRow
 
 log = logging.getLogger("mailrouter.digest")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

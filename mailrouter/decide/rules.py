@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
-from .config import Problem, RepConfig, TeamConfig, _Reader, read_toml
-from .model import Inquiry, ProductLine
-from .parse.products import KeywordMatcher
+from mailrouter.config.load import Problem, RepConfig, TeamConfig, _Reader, read_toml
+from mailrouter.model import Inquiry, ProductLine
+from mailrouter.parse.products import KeywordMatcher
 
 
 class Condition(Protocol):

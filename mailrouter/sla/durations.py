@@ -1,6 +1,6 @@
 """Reading the SLA parts of config.toml: business calendars and durations.
 
-Like mailrouter.config, parsers collect every problem instead of stopping at the first, and
+Like mailrouter.config.load, parsers collect every problem instead of stopping at the first, and
 each problem names the file and the full key so a sysadmin can fix them all in one pass.
 """
 from __future__ import annotations
@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
-from .hours import DEFAULT_GRACE, WEEKDAY_NAMES, BusinessCalendar, Span, parse_span, parse_spans
+from mailrouter.sla.hours import DEFAULT_GRACE, WEEKDAY_NAMES, BusinessCalendar, Span, parse_span, parse_spans
 
 
 class ConfigProblem(NamedTuple):
-    """Same fields, in the same order, as mailrouter.config.Problem: `Problem(*p)` converts."""
+    """Same fields, in the same order, as mailrouter.config.load.Problem: `Problem(*p)` converts."""
 
     file: str
     key: str

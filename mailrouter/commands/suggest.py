@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .store import AssignmentRow, MessageRow
+from mailrouter.store import AssignmentRow, MessageRow
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,12 @@ from pathlib import Path
 import tomli_w
 from sqlalchemy import select
 
-from .config import Config, load_config
-from .daemon import Daemon
-from .fingerprint import content_key
-from .samples import Sample, demo_samples
-from .store import FILED, MessageRow, open_database
-from .testbed import TestBed
+from mailrouter.config.load import Config, load_config
+from mailrouter.runtime.daemon import Daemon
+from mailrouter.intake.fingerprint import content_key
+from mailrouter.testing.samples import Sample, demo_samples
+from mailrouter.store import FILED, MessageRow, open_database
+from mailrouter.testing.testbed import TestBed
 
 
 def testbed_users(config_path: Path) -> list[str]:

@@ -22,14 +22,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
-from .config import Config, MailboxConfig
-from .decide import TeamState
-from .imap import ImapError, Mailbox
-from .model import Outcome
-from .pipeline import examine, examine_spooled
-from .spool import SpooledMessage, fingerprints, scan
-from .store import AssignmentRow, MessageRow, open_database
-from .worker import imap_settings
+from mailrouter.config.load import Config, MailboxConfig
+from mailrouter.decide.assign import TeamState
+from mailrouter.intake.imap import ImapError, Mailbox
+from mailrouter.model import Outcome
+from mailrouter.act.admit import examine, examine_spooled
+from mailrouter.intake.spool import SpooledMessage, fingerprints, scan
+from mailrouter.store import AssignmentRow, MessageRow, open_database
+from mailrouter.runtime.mailbox import imap_settings
 
 FETCH_BATCH = 100  # bounded memory on a mailbox of years
 

@@ -15,22 +15,22 @@ from typing import Callable
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import store
-from .config import Config
-from .classify import is_auto_reply
-from .decide import TeamState, choose_member, decide, is_available
-from .forward import ForwardError, ForwardSpec, tag_subject
-from .model import Decision, Inquiry, Outcome, ParseSettings
-from .parse import parse_message
-from .parsing import InlineParser, Parsed, Parser, parse_one
-from .registry import RegistryMatch, Score, block_sender, record_routed, score_inquiry
-from .registry.keys import SenderKeys
-from .registry.match import SenderLookup, lookup_sender
-from .sla.ladder import AssignmentSnapshot, step_time
-from .spool import SpooledMessage, fingerprints, queued_forward
-from .metrics import Metrics
-from .store import AssignmentRow, MessageRow, OutboxRow, TeamCursorRow
-from .templating import make_environment
+from mailrouter import store
+from mailrouter.config.load import Config
+from mailrouter.decide.classify import is_auto_reply
+from mailrouter.decide.assign import TeamState, choose_member, decide, is_available
+from mailrouter.act.forward import ForwardError, ForwardSpec, tag_subject
+from mailrouter.model import Decision, Inquiry, Outcome, ParseSettings
+from mailrouter.parse import parse_message
+from mailrouter.parse.process import InlineParser, Parsed, Parser, parse_one
+from mailrouter.registry import RegistryMatch, Score, block_sender, record_routed, score_inquiry
+from mailrouter.registry.keys import SenderKeys
+from mailrouter.registry.match import SenderLookup, lookup_sender
+from mailrouter.sla.ladder import AssignmentSnapshot, step_time
+from mailrouter.intake.spool import SpooledMessage, fingerprints, queued_forward
+from mailrouter.metrics import Metrics
+from mailrouter.store import AssignmentRow, MessageRow, OutboxRow, TeamCursorRow
+from mailrouter.act.templating import make_environment
 
 log = logging.getLogger("mailrouter.route")
 OUT_OF_OFFICE_AWAY = timedelta(days=1)  # renewed by every auto-reply; `rep back` ends it at once

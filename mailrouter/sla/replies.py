@@ -19,13 +19,13 @@ from typing import Iterable
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from .config import Config
-from .imap import ImapError, ImapSettings, Mailbox, keep_serving
-from .metrics import Metrics
-from .parse import headers
-from .pipeline import Clock
-from .sla.config import ReplySource
-from .store import AssignmentRow, MessageRow, SentCursorRow, utcnow
+from mailrouter.config.load import Config
+from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving
+from mailrouter.metrics import Metrics
+from mailrouter.parse import headers
+from mailrouter.act.admit import Clock
+from mailrouter.sla.config import ReplySource
+from mailrouter.store import AssignmentRow, MessageRow, SentCursorRow, utcnow
 
 log = logging.getLogger("mailrouter.replies")
 

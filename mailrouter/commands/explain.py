@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Config
-from .decide import TeamState
-from .forward import tag_subject
-from .model import Outcome
-from .pipeline import Examined, destination, examine, examine_spooled
-from .spool import file_chunks, scan
+from mailrouter.config.load import Config
+from mailrouter.decide.assign import TeamState
+from mailrouter.act.forward import tag_subject
+from mailrouter.model import Outcome
+from mailrouter.act.admit import Examined, destination, examine, examine_spooled
+from mailrouter.intake.spool import file_chunks, scan
 
 
 def explain_file(config: Config, path: Path) -> str:

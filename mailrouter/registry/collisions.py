@@ -11,15 +11,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .config import Config
-from .followup import notice_email
-from .registry.keys import SenderKeys, corporate_domain
-from .registry.match import find_hit
-from .registry.models import CustomerRow
-from .replies import Outgoing
-from .sla.notify import Notice, NoticeKind, render_notice
-from .store import CollisionRow, OutboxRow
-from .templating import make_environment
+from mailrouter.config.load import Config
+from mailrouter.sla.sweep import notice_email
+from mailrouter.registry.keys import SenderKeys, corporate_domain
+from mailrouter.registry.match import find_hit
+from mailrouter.registry.models import CustomerRow
+from mailrouter.sla.replies import Outgoing
+from mailrouter.sla.notify import Notice, NoticeKind, render_notice
+from mailrouter.store import CollisionRow, OutboxRow
+from mailrouter.act.templating import make_environment
 
 log = logging.getLogger("mailrouter.collisions")
 

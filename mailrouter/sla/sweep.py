@@ -17,22 +17,22 @@ from email.utils import format_datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import store
-from .config import Config, MailboxConfig
-from .decide import TeamState, is_available
-from .forward import ForwardSpec, clean_header_text
-from .imap import ImapError, Mailbox
-from .metrics import Metrics
-from .model import ROUTER_HEADER, Decision, Outcome
-from .pipeline import Clock, forward_message_id, parse_original
-from .registry import handover
-from .registry.match import match_sender
-from .sla.ladder import AssignmentSnapshot, Step, StepKind, due_steps, pick_reassignee
-from .sla.notify import Notice, NoticeKind, render_notice
-from .sla.webhook import WebhookSender
-from .spool import Spool, SpooledMessage, is_referenced, queued_forward
-from .store import AssignmentRow, MessageRow, OutboxRow, SlaStepRow
-from .templating import make_environment
+from mailrouter import store
+from mailrouter.config.load import Config, MailboxConfig
+from mailrouter.decide.assign import TeamState, is_available
+from mailrouter.act.forward import ForwardSpec, clean_header_text
+from mailrouter.intake.imap import ImapError, Mailbox
+from mailrouter.metrics import Metrics
+from mailrouter.model import ROUTER_HEADER, Decision, Outcome
+from mailrouter.act.admit import Clock, forward_message_id, parse_original
+from mailrouter.registry import handover
+from mailrouter.registry.match import match_sender
+from mailrouter.sla.ladder import AssignmentSnapshot, Step, StepKind, due_steps, pick_reassignee
+from mailrouter.sla.notify import Notice, NoticeKind, render_notice
+from mailrouter.sla.webhook import WebhookSender
+from mailrouter.intake.spool import Spool, SpooledMessage, is_referenced, queued_forward
+from mailrouter.store import AssignmentRow, MessageRow, OutboxRow, SlaStepRow
+from mailrouter.act.templating import make_environment
 
 log = logging.getLogger("mailrouter.sla")
 
@@ -290,7 +290,7 @@ def notice_email(mailbox: MailboxConfig, to: str, subject: str, body: str, messa
 
 
 def _connect(mailbox: MailboxConfig) -> Mailbox:
-    from .worker import imap_settings  # the worker owns the mapping from config to IMAP settings
+    from mailrouter.runtime.mailbox import imap_settings  # the worker owns the mapping from config to IMAP settings
 
     return Mailbox.connect(imap_settings(mailbox))
 

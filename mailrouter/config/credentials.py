@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from .logsetup import redact, register_secret
+from mailrouter.runtime.logsetup import redact, register_secret
 
 Kind = Literal["password", "xoauth2"]
 COMMAND_TIMEOUT = 30.0  # seconds; a password manager waiting for a PIN would otherwise hang start-up

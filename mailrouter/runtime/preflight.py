@@ -6,10 +6,10 @@ import asyncio
 
 import aiosmtplib
 
-from .config import Config, MailboxConfig
-from .imap import ImapError, Mailbox
-from .outbox import smtp_client
-from .worker import imap_settings
+from mailrouter.config.load import Config, MailboxConfig
+from mailrouter.intake.imap import ImapError, Mailbox
+from mailrouter.act.outbox import smtp_client
+from mailrouter.runtime.mailbox import imap_settings
 
 
 def server_problems(config: Config) -> list[tuple[str, str | None, list[str]]]:

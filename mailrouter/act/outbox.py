@@ -25,15 +25,15 @@ import aiosmtplib
 from sqlalchemy import select
 from sqlalchemy.orm import defer
 
-from . import store
-from .config import Config, ServerConfig
-from .credentials import async_token_generator
-from .metrics import Metrics
-from .model import Outcome
-from .pipeline import Clock
-from .smtpstream import send_streamed, size_refusal
-from .spool import SEND_CHUNK, file_chunks, file_name_part, remove_file
-from .store import AssignmentRow, MessageRow, OutboxRow
+from mailrouter import store
+from mailrouter.config.load import Config, ServerConfig
+from mailrouter.config.credentials import async_token_generator
+from mailrouter.metrics import Metrics
+from mailrouter.model import Outcome
+from mailrouter.act.admit import Clock
+from mailrouter.act.smtpstream import send_streamed, size_refusal
+from mailrouter.intake.spool import SEND_CHUNK, file_chunks, file_name_part, remove_file
+from mailrouter.store import AssignmentRow, MessageRow, OutboxRow
 
 log = logging.getLogger("mailrouter.outbox")
 ITEMS_PER_EXTRA_SESSION = 10  # a few forwards go over one session; a queue spreads over more

@@ -13,16 +13,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .config import Config, MailboxConfig
-from .followup import FollowUp
-from .metrics import Metrics
-from .imap import ImapError, ImapSettings, Mailbox, keep_serving
-from .outbox import Outbox
-from .pipeline import ManualTarget, Router
-from .spool import Spool, SpooledMessage, is_referenced, missing_spool_files
-from .store import MessageRow
+from mailrouter.config.load import Config, MailboxConfig
+from mailrouter.sla.sweep import FollowUp
+from mailrouter.metrics import Metrics
+from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving
+from mailrouter.act.outbox import Outbox
+from mailrouter.act.admit import ManualTarget, Router
+from mailrouter.intake.spool import Spool, SpooledMessage, is_referenced, missing_spool_files
+from mailrouter.store import MessageRow
 
-log = logging.getLogger("mailrouter.worker")
+log = logging.getLogger("mailrouter.mailbox")
 
 FETCH_BATCH = 100  # messages per FETCH round trip: large enough to amortise, small enough for memory
 MAX_WAIT = 2.0  # seconds; how quickly a stop request is noticed while idling

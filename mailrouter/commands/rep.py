@@ -5,8 +5,8 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from .config import Config
-from .store import RepStatusRow, open_database, utcnow
+from mailrouter.config.load import Config
+from mailrouter.store import RepStatusRow, open_database, utcnow
 
 
 def _known(config: Config, rep: str) -> None:

@@ -10,8 +10,8 @@ import sys
 from datetime import date, datetime
 from pathlib import Path
 
-from .config import ConfigError, load_config
-from .logsetup import setup_logging
+from mailrouter.config.load import ConfigError, load_config
+from mailrouter.runtime.logsetup import setup_logging
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     suggest.add_argument("--last", type=int, default=50, help="how many manual assignments (default 50)")
     suggest.add_argument("--min-hits", type=int, default=3)
     suggest.set_defaults(func=cmd_suggest)
-    from .registry.cli import add_registry_parser
-    from .reports.cli import add_report_parsers
+    from mailrouter.registry.cli import add_registry_parser
+    from mailrouter.reports.cli import add_report_parsers
 
     add_registry_parser(sub)
     add_report_parsers(sub)
@@ -84,14 +84,14 @@ def _add_rep(sub) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .daemon import Daemon
+    from mailrouter.runtime.daemon import Daemon
 
     Daemon(load_config(args.config)).run_forever()
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .checks import check_servers
+    from mailrouter.runtime.preflight import check_servers
 
     config = load_config(args.config)
     print(f"{config.path}: OK — {len(config.mailboxes)} mailbox(es), {len(config.reps)} rep(s), "
@@ -101,21 +101,21 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import explain_file
+    from mailrouter.commands.explain import explain_file
 
     print(explain_file(load_config(args.config), args.eml))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from mailrouter.commands.demo import run_demo
 
     return run_demo(Path(args.config), keep=args.keep)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import format_status, status_summary
-    from .store import open_database, utcnow
+    from mailrouter.commands.status import format_status, status_summary
+    from mailrouter.store import open_database, utcnow
 
     config = load_config(args.config)
     print(format_status(status_summary(open_database(config.database), config, utcnow())))
@@ -123,8 +123,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_dry_run(args: argparse.Namespace) -> int:
-    from .dryrun import dry_run, format_dry_run, parse_since
-    from .imap import ImapError
+    from mailrouter.commands.dryrun import dry_run, format_dry_run, parse_since
+    from mailrouter.intake.imap import ImapError
 
     config = load_config(args.config)
     try:
@@ -138,8 +138,8 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
-    from .store import open_database
-    from .suggest import format_suggestions, recent_manual, suggest
+    from mailrouter.store import open_database
+    from mailrouter.commands.suggest import format_suggestions, recent_manual, suggest
 
     config = load_config(args.config)
     with open_database(config.database)() as session:
@@ -149,7 +149,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_rep_away(args: argparse.Namespace) -> int:
-    from .availability import set_away
+    from mailrouter.commands.rep import set_away
 
     config = load_config(args.config)
     until = _parse_local(args.until, config)
@@ -158,14 +158,14 @@ def cmd_rep_away(args: argparse.Namespace) -> int:
 
 
 def cmd_rep_back(args: argparse.Namespace) -> int:
-    from .availability import set_back
+    from mailrouter.commands.rep import set_back
 
     print(set_back(load_config(args.config), args.rep))
     return 0
 
 
 def cmd_rep_list(args: argparse.Namespace) -> int:
-    from .availability import list_away
+    from mailrouter.commands.rep import list_away
 
     print(list_away(load_config(args.config)))
     return 0

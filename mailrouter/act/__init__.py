@@ -1,0 +1,1 @@
+"""Act stage: record decisions, compose and send forwards and notices, file the copies."""

@@ -1,0 +1,1 @@
+"""Configuration: the ground floor every stage reads (schema, reader, credentials)."""

@@ -1,0 +1,1 @@
+"""Intake stage: the IMAP adapter, spool files for large messages, message fingerprints."""

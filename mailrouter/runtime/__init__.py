@@ -1,0 +1,1 @@
+"""The daemon's lifecycle: mailbox loops, systemd integration, logging, start-up checks."""
