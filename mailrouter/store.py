@@ -228,6 +228,14 @@ def open_database(url: str) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def optimize_database(sessions: sessionmaker[Session]) -> None:
+    """Nightly upkeep: SQLite's query-planner statistics (`PRAGMA optimize`, which SQLite
+    recommends for long-lived connections). PostgreSQL's autovacuum does this by itself."""
+    with sessions.begin() as session:
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(text("PRAGMA optimize"))
+
+
 def add_missing_columns(engine: Engine) -> None:
     """create_all makes missing tables only: a database from an older release gets the
     nullable columns added since (ALTER TABLE ADD COLUMN; existing rows read NULL)."""

@@ -1,6 +1,6 @@
 """Scheduled digests: daily and weekly figures to each supervisor, for their teams only.
 
-The schedule is checked from the daemon's main loop; each (supervisor, kind, period) is
+Each schedule is a job on the daemon's scheduler (runtime/timers.py); each (supervisor, kind, period) is
 recorded when queued, so a restart never sends one twice. A digest missed by more than an
 hour (the daemon was down) is skipped rather than sent late.
 """

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from pathlib import Path
 
 from mailrouter.runtime import systemd as service
@@ -30,9 +29,10 @@ from mailrouter.intake.spool import Spool
 from mailrouter.store import open_database, utcnow
 from mailrouter.act.templating import make_environment
 from mailrouter.runtime.mailbox import MailboxWorker
+from mailrouter.runtime.timers import TimedWork, Timers
+from mailrouter.store import optimize_database
 
 log = logging.getLogger("mailrouter.daemon")
-GAUGE_INTERVAL = 30.0  # seconds between refreshes of the database-derived gauges and status
 
 
 class Daemon:
@@ -55,6 +55,9 @@ class Daemon:
         self.reply_watchers = [ReplyWatcher(src, config, self.recorder, self.stop_event,
                                             reply_settings(src, config))
                                for src in config.sla.reply_sources]
+        self.timers = Timers(TimedWork(digests=self.send_digests, sweep=self.request_sweeps,
+                                       gauges=lambda: self.metrics.update_from_db(self.sessions),
+                                       housekeeping=lambda: optimize_database(self.sessions)))
         self._threads: list[threading.Thread] = []
         self._metrics_server: MetricsServer | None = None
 
@@ -65,6 +68,7 @@ class Daemon:
             self._spawn(worker.run, f"mailbox-{worker.mailbox.name}")
         for watcher in self.reply_watchers:
             self._spawn(watcher.run, f"replies-{watcher.source.name}")
+        self.timers.start(self.config)
         if self.config.metrics.enabled:
             self._metrics_server = start_metrics_server(self.config.metrics.host,
                                                         self.config.metrics.port, self.metrics)
@@ -83,6 +87,7 @@ class Daemon:
     def stop(self, timeout: float = 30.0) -> None:
         """Ask every worker to finish the batch in hand, then wait for them."""
         self.stop_event.set()
+        self.timers.shutdown()
         for t in self._threads:
             t.join(timeout)
         self.parser.close()
@@ -97,6 +102,11 @@ class Daemon:
         with self.sessions.begin() as session:
             return queue_due_digests(session, self.config, self.clock())
 
+    def request_sweeps(self) -> None:
+        """The ladder-sweep job: each mailbox sweeps on its own thread and connection."""
+        for worker in self.workers:
+            worker.request_sweep()
+
     def reload(self, path: Path) -> bool:
         """Read config, rules and templates again; on any mistake keep what is running."""
         try:
@@ -109,6 +119,7 @@ class Daemon:
                 or new.database != self.config.database:
             log.warning("mailboxes and database change only with a restart; the rest is reloaded")
         self._apply(new)
+        self.timers.reschedule(new)
         log.info("reloaded %s: %s", path, self.summary())
         return True
 
@@ -146,7 +157,6 @@ class Daemon:
 
     def _main_loop(self) -> None:
         tick = min(1.0, service.watchdog_interval() or 1.0)
-        last_gauges = 0.0
         while not self.stop_event.wait(tick):
             if not any(t.is_alive() for t in self._threads):
                 log.error("all workers ended; stopping")
@@ -157,7 +167,3 @@ class Daemon:
                 service.notify_reloading()
                 self.reload(self.config.path)
                 service.notify_ready(self.summary())  # systemd waits for READY after RELOADING
-            if time.monotonic() - last_gauges >= GAUGE_INTERVAL:
-                last_gauges = time.monotonic()
-                self.metrics.update_from_db(self.sessions)
-                self.send_digests()

@@ -51,7 +51,9 @@ class MailboxWorker:
         self.followup = followup
         self.metrics = metrics or Metrics()
         self.rounds = 0  # completed rounds, for tests and status
-        self._last_sweep = 0.0
+        # set by the scheduler's ladder-sweep job (runtime/timers.py); the sweep itself runs
+        # here, on this mailbox's thread, between rounds
+        self.sweep_due = threading.Event()
         self._last_assign_check = 0.0
         self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtp-{mailbox.name}")
         self.spool = Spool(config.spool_dir)
@@ -214,11 +216,15 @@ class MailboxWorker:
             self.router.mark_filed(rows)
             in_inbox.difference_update(r.uid for r in rows)
 
+    def request_sweep(self) -> None:
+        """Ask for a ladder sweep on this mailbox's next turn (called by the scheduler)."""
+        self.sweep_due.set()
+
     def _sweep_if_due(self) -> bool:
-        """Run the escalation ladder every sla.sweep_interval; True if it took any step."""
-        if self.followup is None or time.monotonic() - self._last_sweep < self.config.sla.sweep_interval:
+        """Run the escalation ladder if a sweep was requested; True if it took any step."""
+        if self.followup is None or not self.sweep_due.is_set():
             return False
-        self._last_sweep = time.monotonic()
+        self.sweep_due.clear()
         return self.followup.sweep(self.mailbox) > 0
 
     def _outbox_due(self) -> bool:
