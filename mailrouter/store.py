@@ -5,6 +5,7 @@ A restart reads the rows that are not `filed` and carries on from there, so noth
 """
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 
 from sqlalchemy import (DateTime, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator,
@@ -218,6 +219,27 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def open_database(url: str) -> sessionmaker[Session]:
+    """Sessions on the database at `url`, its tables created or brought up to date.
+
+    A server database (PostgreSQL) gets one engine, and so one connection pool, per process
+    and URL, shared by every caller until close_database(); a SQLite file is cheap to open.
+    """
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url) or _new_engine(url)
+        if engine.dialect.name != "sqlite":
+            _ENGINES[url] = engine
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def close_database(url: str) -> None:
+    """Close the pooled connections of a server database opened by open_database()."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _new_engine(url: str) -> Engine:
     from mailrouter.registry import models  # noqa: F401  (registers its tables; imports Base from here)
 
     engine: Engine = create_engine(url, future=True)
@@ -225,7 +247,11 @@ def open_database(url: str) -> sessionmaker[Session]:
         event.listen(engine, "connect", _sqlite_pragmas)
     Base.metadata.create_all(engine)
     add_missing_columns(engine)
-    return sessionmaker(engine, expire_on_commit=False)
+    return engine
+
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
 
 
 def optimize_database(sessions: sessionmaker[Session]) -> None:

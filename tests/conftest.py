@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
+from mailrouter.store import close_database, open_database
+from mailrouter.testing.postgres import INSTALL_HINT as PG_INSTALL_HINT
+from mailrouter.testing.postgres import ThrowawayPostgres, postgres_available
 from mailrouter.testing.testbed import INSTALL_HINT, TestBed
 
 ADDRESSES = [
@@ -87,3 +91,31 @@ def restore_root_logging() -> Iterator[None]:
         if handler not in handlers:
             root.removeHandler(handler)
     root.setLevel(level)
+
+
+# --- databases: every test that takes `database_url` runs on SQLite and on a real PostgreSQL ---
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[ThrowawayPostgres]:
+    """One throwaway PostgreSQL cluster per test session; each test gets its own database."""
+    if not postgres_available():
+        pytest.skip(f"PostgreSQL server not found ({PG_INSTALL_HINT})")
+    server = ThrowawayPostgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database's URL on each store mailrouter supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mailrouter.db'}"
+    server: ThrowawayPostgres = request.getfixturevalue("postgres")
+    return server.new_database()
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """The session factory on a fresh database (both stores), disposed of afterwards."""
+    yield open_database(database_url)
+    close_database(database_url)

@@ -5,13 +5,12 @@ import re
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter.metrics import Metrics, MetricsServer, start_metrics_server
-from mailrouter.store import DECIDED, FILED, MessageRow, OutboxRow, open_database
+from mailrouter.store import DECIDED, FILED, MessageRow, OutboxRow
 
 NOW = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
 
@@ -72,12 +71,7 @@ def add_message(session: Session, uid: int, state: str, received: datetime) -> M
     return row
 
 
-def database(tmp_path: Path) -> sessionmaker[Session]:
-    return open_database(f"sqlite:///{tmp_path / 'm.db'}")
-
-
-def test_gauges_from_database(tmp_path: Path) -> None:
-    sessions = database(tmp_path)
+def test_gauges_from_database(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
         add_message(session, 1, FILED, NOW - timedelta(hours=5))
         waiting = add_message(session, 2, DECIDED, NOW - timedelta(minutes=3))
@@ -91,7 +85,7 @@ def test_gauges_from_database(tmp_path: Path) -> None:
     assert metrics.registry.get_sample_value("mailrouter_oldest_unfiled_age_seconds") == 180
 
 
-def test_gauges_on_empty_database(tmp_path: Path) -> None:
+def test_gauges_on_empty_database(sessions: sessionmaker[Session]) -> None:
     metrics = Metrics()
-    metrics.update_from_db(database(tmp_path), NOW)
+    metrics.update_from_db(sessions, NOW)
     assert metrics.registry.get_sample_value("mailrouter_oldest_unfiled_age_seconds") == 0

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter.model import Attachment
 from mailrouter.parse import DEFAULT_FREE_MAIL_DOMAINS
@@ -16,7 +15,6 @@ from mailrouter.registry import (RegistryError, ScoreSettings, handover, match_s
 from mailrouter.registry.models import CustomerRow, InquiryHistoryRow, OwnerHistoryRow
 from mailrouter.registry.normalise import (company_candidates, company_key, extract_phones,
                                            normalise_phone)
-from mailrouter.store import open_database
 from tests.factories import make_inquiry
 
 FREE = DEFAULT_FREE_MAIL_DOMAINS
@@ -25,8 +23,8 @@ SIGNATURE = "Best regards\nHans Müller\nAcme Industrietechnik GmbH\nTel. +49 30
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    with open_database(f"sqlite:///{tmp_path / 'r.db'}")() as s:
+def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    with sessions() as s:
         yield s
 
 

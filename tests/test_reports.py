@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter.reports.figures import (GroupFigures, Period, Report, ReplyTimes, Scope,
                                         bucket_starts, compute_report)
@@ -14,8 +15,8 @@ from tests.test_reports_fixture import NOW, PERIOD, make_db, report_config
 
 
 @pytest.fixture
-def report(tmp_path: Path) -> Report:
-    factory, _ = make_db(tmp_path)
+def report(sessions: sessionmaker[Session], tmp_path: Path) -> Report:
+    factory, _ = make_db(sessions)
     config = report_config()
     with factory() as session:
         return compute_report(session, Scope(PERIOD), NOW, tz=config.timezone,
@@ -106,8 +107,8 @@ def test_series_and_histogram(report: Report) -> None:
     assert report.histogram.counts["zhang"] == (3, 0, 1, 0, 1, 0, 0)
 
 
-def test_filters(tmp_path: Path) -> None:
-    factory, _ = make_db(tmp_path)
+def test_filters(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    factory, _ = make_db(sessions)
     with factory() as session:
         team = compute_report(session, Scope(PERIOD, teams=("americas",)), NOW)
         rep = compute_report(session, Scope(PERIOD, reps=("zhang",)), NOW)

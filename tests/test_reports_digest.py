@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter.reports.cli import add_report_parsers, cmd_overdue, cmd_report, parse_when
 from mailrouter.reports.digest import digest_for_supervisor
@@ -19,8 +20,8 @@ from tests.test_reports_fixture import (HOSTILE_CUSTOMER, HOSTILE_NAME, NOW, PER
 CONFIG = report_config()
 
 
-def test_overdue_oldest_first_with_last_step(tmp_path: Path) -> None:
-    factory, ids = make_db(tmp_path)
+def test_overdue_oldest_first_with_last_step(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    factory, ids = make_db(sessions)
     with factory() as session:
         items = overdue_now(session, NOW)
         only_chen = overdue_now(session, NOW, reps=["chen"])
@@ -31,8 +32,8 @@ def test_overdue_oldest_first_with_last_step(tmp_path: Path) -> None:
     assert items[0].last_step is None and only_chen == []
 
 
-def test_digest_has_only_the_supervisors_team(tmp_path: Path) -> None:
-    factory, _ = make_db(tmp_path)
+def test_digest_has_only_the_supervisors_team(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    factory, _ = make_db(sessions)
     with factory() as session:
         subject, text, html = digest_for_supervisor(session, CONFIG, "wang", PERIOD, NOW)
     assert subject == "[mailrouter] europe：分配18封，超时2封（2026-11-02 – 2026-11-09）"
@@ -42,8 +43,8 @@ def test_digest_has_only_the_supervisors_team(tmp_path: Path) -> None:
     assert "&lt;img src=x onerror=alert(1)&gt;" in html and "<img" not in html
 
 
-def test_digest_in_english_escapes_hostile_rep(tmp_path: Path) -> None:
-    factory, _ = make_db(tmp_path)
+def test_digest_in_english_escapes_hostile_rep(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    factory, _ = make_db(sessions)
     with factory() as session:
         subject, text, html = digest_for_supervisor(session, CONFIG, "boss", PERIOD, NOW)
         with pytest.raises(ValueError):
@@ -69,9 +70,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_report_command_writes_csv(tmp_path: Path) -> None:
-    make_db(tmp_path)
-    config = replace(CONFIG, database=f"sqlite:///{tmp_path / 'reports.db'}")
+def test_report_command_writes_csv(database_url: str, sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    make_db(sessions)
+    config = replace(CONFIG, database=database_url)
     out = tmp_path / "r.csv"
     args = parse(["report", "--since", "2026-11-02T08:00", "--until", "2026-11-09T08:00",
                   "--team", "europe", "--format", "csv", "--output", str(out)])
@@ -81,9 +82,10 @@ def test_report_command_writes_csv(tmp_path: Path) -> None:
     assert cmd_report(parse(["report", "--rep", "nobody"]), config, now=NOW) == 2
 
 
-def test_overdue_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    make_db(tmp_path)
-    config = replace(CONFIG, database=f"sqlite:///{tmp_path / 'reports.db'}")
+def test_overdue_command(database_url: str, sessions: sessionmaker[Session],
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    make_db(sessions)
+    config = replace(CONFIG, database=database_url)
     assert cmd_overdue(parse(["overdue", "--team", "europe"]), config, now=NOW) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[2].startswith("Li Na") and out[3].startswith("张伟")

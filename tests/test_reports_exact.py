@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailrouter.reports.figures import (GroupFigures, Period, Report, ReplyTimes, Scope,
                                         bucket_starts, compute_report)
 from mailrouter.reports.rows import bucket_index, value_bucket
-from mailrouter.store import AssignmentRow, MessageRow, UTCDateTime, open_database
+from mailrouter.store import AssignmentRow, MessageRow, UTCDateTime
 
 UTC = timezone.utc
 SINCE = datetime(2026, 3, 1, tzinfo=UTC)
@@ -65,8 +65,7 @@ def random_rows(n: int, seed: int) -> list[Row]:
     return rows
 
 
-def make_db(tmp_path: Path, rows: list[Row]) -> sessionmaker[Session]:
-    factory = open_database(f"sqlite:///{tmp_path / 'exact.db'}")
+def make_db(factory: sessionmaker[Session], rows: list[Row]) -> sessionmaker[Session]:
     with factory() as session:
         for i, r in enumerate(rows, start=1):
             session.add(MessageRow(
@@ -152,9 +151,9 @@ def assert_matches(report: Report, rows: list[Row], scope: Scope) -> None:
     Scope(Period(SINCE, UNTIL), teams=("north",)),
     Scope(Period(SINCE, UNTIL), reps=("ann", "dee")),
 ], ids=["all", "team", "reps"])
-def test_report_matches_brute_force(tmp_path: Path, seed: int, scope: Scope) -> None:
+def test_report_matches_brute_force(sessions: sessionmaker[Session], tmp_path: Path, seed: int, scope: Scope) -> None:
     rows = random_rows(600, seed)
-    factory = make_db(tmp_path, rows)
+    factory = make_db(sessions, rows)
     with factory() as session:
         report = compute_report(session, scope, NOW)
         again = compute_report(session, scope, NOW)  # the temporary tables were cleaned up
@@ -162,11 +161,11 @@ def test_report_matches_brute_force(tmp_path: Path, seed: int, scope: Scope) -> 
     assert again.by_rep == report.by_rep and again.by_product == report.by_product
 
 
-def test_one_value_everywhere_and_empty_period(tmp_path: Path) -> None:
+def test_one_value_everywhere_and_empty_period(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     """All replies in one bucket (ranking happens among all of them); a period with nothing."""
     rows = [Row("ann", "north", "r1", "DE", "en", "valves", SINCE + timedelta(hours=i),
                 100.0 if i % 3 else 100.5, 100.0, False, None) for i in range(50)]
-    factory = make_db(tmp_path, rows)
+    factory = make_db(sessions, rows)
     with factory() as session:
         report = compute_report(session, Scope(Period(SINCE, UNTIL)), NOW)
         empty = compute_report(session, Scope(Period(UNTIL, UNTIL + timedelta(days=1))), NOW)

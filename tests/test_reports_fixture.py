@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter.config.load import Config, RepConfig, TeamConfig
 from mailrouter.reports.figures import Period
-from mailrouter.store import AssignmentRow, CollisionRow, MessageRow, SlaStepRow, open_database
+from mailrouter.store import AssignmentRow, CollisionRow, MessageRow, SlaStepRow
 
 from tests.factories import example_config
 
@@ -134,8 +133,8 @@ def _steps_collisions_backlog(session: Session, ids: dict[str, int]) -> None:
                               reply_business_seconds=60))
 
 
-def make_db(tmp_path: Path) -> tuple[sessionmaker[Session], dict[str, int]]:
-    factory = open_database(f"sqlite:///{tmp_path / 'reports.db'}")
+def make_db(factory: sessionmaker[Session]) -> tuple[sessionmaker[Session], dict[str, int]]:
+    """Fill a fresh database (the `sessions` fixture: SQLite and PostgreSQL) with the fixture."""
     with factory() as session:
         ids = populate(session)
     return factory, ids

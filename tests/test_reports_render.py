@@ -11,6 +11,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter.reports.figures import Report, Scope, compute_report
 from mailrouter.reports.render import align_table, render_report, width
@@ -20,8 +21,8 @@ CONFIG = report_config()
 
 
 @pytest.fixture
-def report(tmp_path: Path) -> Report:
-    factory, _ = make_db(tmp_path)
+def report(sessions: sessionmaker[Session], tmp_path: Path) -> Report:
+    factory, _ = make_db(sessions)
     with factory() as session:
         return compute_report(session, Scope(PERIOD), NOW, tz=CONFIG.timezone,
                               members={t.id: t.members for t in CONFIG.teams.values()},

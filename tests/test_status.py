@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter.config.load import Config, load_config
 from mailrouter.commands.status import format_age, format_status, status_summary
-from mailrouter.store import DECIDED, FILED, SENT, AssignmentRow, MessageRow, OutboxRow, open_database
+from mailrouter.store import DECIDED, FILED, SENT, AssignmentRow, MessageRow, OutboxRow
 
 ROOT = Path(__file__).resolve().parent.parent
 # 10:00 in Shanghai (the example config's timezone) is 02:00 UTC: "today" began at 16:00 UTC.
@@ -20,11 +20,6 @@ ENV = {"MAILROUTER_SALES_PASSWORD": "x", "MAILROUTER_INFO_PASSWORD": "x", "MAILR
 @pytest.fixture
 def config() -> Config:
     return load_config(ROOT / "config.toml", environ=ENV)
-
-
-@pytest.fixture
-def sessions(tmp_path: Path) -> sessionmaker[Session]:
-    return open_database(f"sqlite:///{tmp_path / 'status.db'}")
 
 
 def message(session: Session, mailbox: str, uid: int, ago: timedelta, outcome: str = "routed",
