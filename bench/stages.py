@@ -63,7 +63,7 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
 
 def pure_stages(raws: list[bytes], config) -> tuple[dict[str, list[float]], list[bytes]]:
     """fingerprint, parse, decide, build_forward; returns the timings and the forwards built."""
-    env = make_environment(config.template_dir)
+    env = make_environment(config.template_dirs)
     mailbox = config.mailboxes[0]
     times: dict[str, list[float]] = {"fingerprint": [], "parse": [], "decide": [], "build_forward": []}
     forwards = []

@@ -30,7 +30,7 @@ def report(sessions: sessionmaker[Session], tmp_path: Path) -> Report:
 
 
 def rendered(report: Report, fmt: str, language: str = "en") -> str:
-    return render_report(report, fmt, language, CONFIG.timezone, CONFIG.template_dir)
+    return render_report(report, fmt, language, CONFIG.timezone, CONFIG.template_dirs)
 
 
 def test_width_counts_cjk_as_two_columns() -> None:

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,8 @@ MAX_EXPOSURE = 2.0  # measured 1.1 with systemd 252; a rise means a hardening li
 
 def stub_unit(tmp_path: Path) -> Path:
     """The unit with ExecStart on /bin/true: `verify` insists the binary exists, and the
-    real one lives in /opt/mailrouter/.venv on a server, not on a developer's machine."""
-    text = re.sub(r"(?m)^ExecStart=\S+", "ExecStart=/bin/true", UNIT.read_text())
+    real one lives in /opt/mailrouter/bin on a server, not on a developer's machine."""
+    text = re.sub(r"(?m)^(Exec\w+)=/opt/mailrouter/bin/mailrouter", r"\1=/bin/true", UNIT.read_text())
     path = tmp_path / UNIT.name  # same file name: verify derives the unit name from it
     path.write_text(text)
     return path
@@ -55,10 +56,12 @@ def test_unit_has_the_promised_settings() -> None:
     d = directives()
     for key, value in {"Type": "notify", "Restart": "on-failure", "DynamicUser": "yes",
                        "StateDirectory": "mailrouter", "ConfigurationDirectory": "mailrouter",
-                       "ExecReload": "/bin/kill -HUP $MAINPID", "UMask": "0077",
+                       "UMask": "0077",
                        "MemoryDenyWriteExecute": "yes", "CapabilityBoundingSet": ""}.items():
         assert value in d.get(key, []), key
-    assert any(v.startswith("sales-password:") for v in d["LoadCredential"])
+    # secrets differ per config and a LoadCredential= whose file is missing fails the start:
+    # `mailrouter unit` writes them into a drop-in (tests/test_install.py)
+    assert "LoadCredential" not in d
     assert int(d["WatchdogSec"][0]) > 0
 
 
@@ -87,3 +90,25 @@ def test_python_stack_runs_without_writable_executable_memory() -> None:
     # Everything before the last line worked; the deliberate W+X mapping is what failed.
     assert result.stdout.strip() == "parsed 12", result.stderr
     assert result.stderr.strip().endswith("PermissionError: [Errno 13] Permission denied"), result.stderr
+
+
+def test_reload_runs_check_before_the_signal() -> None:
+    """`systemctl reload` fails and shows why when the new config is broken (review R10)."""
+    reload = directives()["ExecReload"]
+    assert reload == ["/opt/mailrouter/bin/mailrouter -c /etc/mailrouter/config.toml check",
+                      "/bin/kill -HUP $MAINPID"]
+    assert directives()["ExecStart"][0].startswith("/opt/mailrouter/bin/mailrouter -c /etc/mailrouter/config.toml")
+
+
+@needs_analyze
+def test_unit_with_the_generated_dropin_verifies(tmp_path: Path) -> None:
+    """The drop-in `mailrouter unit` prints, appended to the unit as systemd would merge it."""
+    from mailrouter.commands.unit import dropin
+    from tests.factories import ROOT
+
+    data = tomllib.loads((ROOT / "config.toml").read_text(encoding="utf-8"))
+    unit = stub_unit(tmp_path)
+    unit.write_text(unit.read_text() + "\n" + dropin(data, tmp_path / "config.toml", "/bin/true"))
+    result = subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr

@@ -172,7 +172,7 @@ class Router:
         self.sessions = sessions
         self.clock = clock
         self.metrics = metrics or Metrics()
-        self.templates = make_environment(config.template_dir)
+        self.templates = make_environment(config.template_dirs)
         self._lock = threading.Lock()
 
     def admit(self, mailbox: str, uidvalidity: int, uid: int, raw: bytes) -> MessageRow:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import jinja2
@@ -13,10 +14,12 @@ DEFAULT_LANGUAGE = "en"
 _LANGUAGE = re.compile(r"[a-z]{2,3}(?:[-_][a-z0-9]{2,8})?")
 
 
-def make_environment(template_dir: Path) -> jinja2.Environment:
-    """Strict (a missing variable is an error, not a blank) and HTML-escaping for .html.j2."""
+def make_environment(template_dirs: Path | Sequence[Path]) -> jinja2.Environment:
+    """Strict (a missing variable is an error, not a blank) and HTML-escaping for .html.j2.
+
+    Several folders are searched in order per template (overrides first, packaged last)."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(template_dir),
+        loader=jinja2.FileSystemLoader(template_dirs),
         undefined=jinja2.StrictUndefined,
         auto_reload=False,  # no stat() per render; SIGHUP builds a new environment
         autoescape=jinja2.select_autoescape(

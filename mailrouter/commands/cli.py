@@ -1,4 +1,4 @@
-"""Command line: `mailrouter run | check | explain | demo | status | dry-run | rep | registry …`.
+"""Command line: `mailrouter run | check | init | unit | explain | demo | status | dry-run | rep | registry …`.
 
 `python run.py …` is the same from a checkout. Commands import what they need when they run,
 so `mailrouter check` on a broken install still says what is wrong.
@@ -30,15 +30,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mailrouter.resources import version
+
     parser = argparse.ArgumentParser(prog="mailrouter", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mailrouter {version()}")
     parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: %(default)s)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"],
                         help="text (journald-friendly) or one JSON object per line")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT; SIGHUP reloads").set_defaults(func=cmd_run)
-    sub.add_parser("check", help="validate config and rules, then try the IMAP and SMTP logins"
-                   ).set_defaults(func=cmd_check)
+    sub.add_parser("check", help="validate config, rules and templates, then try every login "
+                   "(mailboxes, SMTP, reply sources)").set_defaults(func=cmd_check)
+    init = sub.add_parser("init", help="write the annotated config.toml and default rules into a folder")
+    init.add_argument("folder", type=Path, help="e.g. /etc/mailrouter; existing files are kept")
+    init.set_defaults(func=cmd_init)
+    unit = sub.add_parser("unit", help="print the systemd drop-in for this config "
+                          "(ExecStart, ExecReload with check, one LoadCredential= per secret)")
+    unit.add_argument("--service", action="store_true", help="print the packaged mailrouter.service instead")
+    unit.set_defaults(func=cmd_unit)
     explain = sub.add_parser("explain", help="show which rule fires for a message file, and why")
     explain.add_argument("eml", type=Path, help="a message saved as .eml")
     explain.set_defaults(func=cmd_explain)
@@ -98,6 +108,33 @@ def cmd_check(args: argparse.Namespace) -> int:
           f"{len(config.teams)} team(s), {len(config.rules.rules)} rule(s) from "
           f"{len(config.rules.files)} file(s)")
     return 0 if check_servers(config) else 1
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from mailrouter.commands.unit import init_config_dir
+
+    for path in init_config_dir(args.folder):
+        print(f"wrote {path}")
+    print(f"next: edit {args.folder / 'config.toml'}, put each password in "
+          f"{args.folder / 'credentials'}/<name> (mode 0600), then `mailrouter -c "
+          f"{args.folder / 'config.toml'} unit` lists the names")
+    return 0
+
+
+def cmd_unit(args: argparse.Namespace) -> int:
+    from mailrouter.commands.unit import dropin, installed_executable
+    from mailrouter.config.load import Problem, read_toml
+    from mailrouter.resources import packaged
+
+    if args.service:
+        print(packaged("systemd").joinpath("mailrouter.service").read_text(encoding="utf-8"), end="")
+        return 0
+    problems: list[Problem] = []
+    data = read_toml(Path(args.config), problems)
+    if problems:
+        raise ConfigError(problems)
+    print(dropin(data, Path(args.config), installed_executable()), end="")
+    return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

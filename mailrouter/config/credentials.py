@@ -341,7 +341,8 @@ def _secret_value(d: Mapping[str, Any], prefix: str, name: str, environ: Mapping
         path = credential_path(str(d[file_key]), environ, base)
         if path is None:
             problems.append((prefix + file_key, "uses $CREDENTIALS_DIRECTORY, which is set only when "
-                             "systemd starts the service with LoadCredential="))
+                             "systemd starts the service with LoadCredential=; from a shell the same "
+                             f"files are read from {base / SHELL_CREDENTIALS}/, which does not exist"))
             return None
         try:
             return path.read_text(encoding="utf-8").strip()
@@ -354,13 +355,21 @@ def _secret_value(d: Mapping[str, Any], prefix: str, name: str, environ: Mapping
     return ""
 
 
+# Beside config.toml: the folder `mailrouter unit` makes LoadCredential= read from, so `check`
+# and the admin commands in a root shell read the very files the service will get.
+SHELL_CREDENTIALS = "credentials"
+
+
 def credential_path(value: str, environ: Mapping[str, str], base: Path) -> Path | None:
-    """Expand $CREDENTIALS_DIRECTORY / ${CREDENTIALS_DIRECTORY}; relative paths are relative to
-    the config file. None when the variable is used but not set."""
+    """Expand $CREDENTIALS_DIRECTORY / ${CREDENTIALS_DIRECTORY} (outside systemd: credentials/
+    beside the config, if it exists); relative paths are relative to the config file. None when
+    the variable is used but there is no such folder."""
+    directory = environ.get("CREDENTIALS_DIRECTORY") or (
+        str(base / SHELL_CREDENTIALS) if (base / SHELL_CREDENTIALS).is_dir() else "")
     for spelling in ("${CREDENTIALS_DIRECTORY}", "$CREDENTIALS_DIRECTORY"):
         if spelling in value:
-            if not environ.get("CREDENTIALS_DIRECTORY"):
+            if not directory:
                 return None
-            value = value.replace(spelling, environ["CREDENTIALS_DIRECTORY"])
+            value = value.replace(spelling, directory)
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path

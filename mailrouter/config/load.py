@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mailrouter.config import paths
 from mailrouter.config.credentials import CREDENTIAL_KEYS, CredentialSource, StaticSource, read_source
 from mailrouter.act.forward import SUBJECT_FIELDS
 from mailrouter.model import FormSender, ParseSettings
@@ -132,7 +133,7 @@ class Config:
     folders: FoldersConfig
     subject_format: str
     keyword_prefix: str
-    template_dir: Path
+    template_dirs: tuple[Path, ...]  # searched in order: overrides, then the packaged templates
     rules_dir: Path
     parse: ParseSettings
     connection_limit: int  # IMAP sessions per server from this process
@@ -228,13 +229,13 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
     r.unknown_keys(data, {"daemon", "mailbox", "smtp", "reps", "teams", "folders", "forward",
                           "classify", "form_sender", "registry", "sla", "reply_source", "metrics", "digest"})
     base = path.parent
-    daemon = _daemon_section(r, r.table(data, "daemon"), base)
+    daemon = _daemon_section(r, r.table(data, "daemon"), base, paths.state_dir(base, environ))
     mailboxes = _mailboxes(r, data.get("mailbox", []), environ, base)
     smtp = _smtp_section(r, r.table(data, "smtp"), environ, base)
     reps = _reps(r, r.table(data, "reps"))
     teams = _teams(r, r.table(data, "teams"), reps)
     folders = _folders(r, r.table(data, "folders"))
-    subject_format, keyword_prefix, template_dir = _forward_section(r, r.table(data, "forward"), base)
+    subject_format, keyword_prefix, template_dirs = _forward_section(r, r.table(data, "forward"), base)
     free_mail, threshold, own_extra = _classify_section(r, r.table(data, "classify"))
     form_senders = _form_senders(r, data.get("form_sender", []))
     registry = read_registry_section(r, r.table(data, "registry"))
@@ -261,7 +262,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
         path=path, database=daemon["database"], timezone=daemon["timezone"],
         mailboxes=mailboxes, smtp=smtp, reps=reps, teams=teams, folders=folders,
         subject_format=subject_format, keyword_prefix=keyword_prefix,
-        template_dir=template_dir, rules_dir=daemon["rules_dir"], connection_limit=daemon["connection_limit"],
+        template_dirs=template_dirs, rules_dir=daemon["rules_dir"], connection_limit=daemon["connection_limit"],
         parse_workers=daemon["parse_workers"],
         parse=ParseSettings(free_mail_domains=free_mail, form_senders=form_senders,
                             products=ruleset.products, language_threshold=threshold),
@@ -277,11 +278,11 @@ def _resolve(base: Path, value: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def _daemon_section(r: _Reader, d: dict, base: Path) -> dict:
+def _daemon_section(r: _Reader, d: dict, base: Path, state_dir: Path) -> dict:
     p = "daemon."
     r.unknown_keys(d, {"database", "timezone", "rules_dir", "max_connections_per_server", "parse_workers",
                        "large_message_bytes", "spool_dir"}, p)
-    database = r.get(d, "database", str, "sqlite:///mailrouter.db", p)
+    database = r.get(d, "database", str, f"sqlite:///{state_dir / 'mailrouter.db'}", p)
     if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
         # a relative SQLite path is relative to the config file, not to the current directory
         database = "sqlite:///" + str(_resolve(base, database[len("sqlite:///"):]))
@@ -301,17 +302,17 @@ def _daemon_section(r: _Reader, d: dict, base: Path) -> dict:
     if not 0 <= workers <= 8:
         r.problem(p + "parse_workers", f"must be between 0 and 8, not {workers}")
     return {"database": database, "timezone": tz, "rules_dir": rules_dir, "connection_limit": limit,
-            "parse_workers": workers, **_spool_keys(r, d, base, database)}
+            "parse_workers": workers, **_spool_keys(r, d, base, database, state_dir)}
 
 
-def _spool_keys(r: _Reader, d: dict, base: Path, database: str) -> dict:
+def _spool_keys(r: _Reader, d: dict, base: Path, database: str, state_dir: Path) -> dict:
     p = "daemon."
     threshold = r.get(d, "large_message_bytes", int, DEFAULT_LARGE_MESSAGE_BYTES, p)
     if threshold < 1:
         r.problem(p + "large_message_bytes", f"must be a positive number of bytes, not {threshold}")
         threshold = DEFAULT_LARGE_MESSAGE_BYTES
-    # next to the SQLite database (the daemon's state directory); else next to this file
-    home = Path(database[len("sqlite:///"):]).parent if database.startswith("sqlite:///") else base
+    # next to the SQLite database; else in the state directory
+    home = Path(database[len("sqlite:///"):]).parent if database.startswith("sqlite:///") else state_dir
     spool_dir = _resolve(base, r.get(d, "spool_dir", str, str(home / "spool"), p))
     if spool_dir.exists() and not spool_dir.is_dir():
         r.problem(p + "spool_dir", f"{spool_dir} exists and is not a folder")
@@ -508,7 +509,7 @@ def _folders(r: _Reader, d: dict) -> FoldersConfig:
     return FoldersConfig(**values)
 
 
-def _forward_section(r: _Reader, d: dict, base: Path) -> tuple[str, str, Path]:
+def _forward_section(r: _Reader, d: dict, base: Path) -> tuple[str, str, tuple[Path, ...]]:
     p = "forward."
     r.unknown_keys(d, {"subject_format", "keyword_prefix", "template_dir"}, p)
     fmt = r.get(d, "subject_format", str, "[{reinquiry}][{country}][{products}] {subject}", p)
@@ -520,11 +521,11 @@ def _forward_section(r: _Reader, d: dict, base: Path) -> tuple[str, str, Path]:
     prefix = r.get(d, "keyword_prefix", str, "mr-", p)
     if not re.fullmatch(r"[A-Za-z0-9_-]*", prefix):
         r.problem(p + "keyword_prefix", "IMAP keywords allow only ASCII letters, digits, - and _")
-    default_templates = Path(__file__).resolve().parents[2] / "templates"
-    template_dir = _resolve(base, r.get(d, "template_dir", str, str(default_templates), p))
-    if not template_dir.is_dir():
+    configured = r.get(d, "template_dir", str, "", p)
+    template_dir = _resolve(base, configured) if configured else None
+    if template_dir is not None and not template_dir.is_dir():
         r.problem(p + "template_dir", f"folder {template_dir} does not exist")
-    return fmt, prefix, template_dir
+    return fmt, prefix, paths.template_dirs(base, template_dir)
 
 
 def _classify_section(r: _Reader, d: dict) -> tuple[frozenset[str], float, frozenset[str]]:

@@ -29,7 +29,7 @@ class CollisionCheck:
         self.config = config
         self.clock = clock
         self.webhooks = webhooks
-        self.templates = make_environment(config.template_dir)
+        self.templates = make_environment(config.template_dirs)
         self._notices: list[Notice] = []
 
     def __call__(self, session: Session, out: Outgoing, rep: str) -> None:

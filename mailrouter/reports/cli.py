@@ -95,7 +95,7 @@ def cmd_report(args: argparse.Namespace, config: Config, now: datetime | None = 
             session, Scope(period, tuple(args.team), tuple(args.rep)), now, tz=config.timezone,
             members={t.id: t.members for t in config.teams.values()},
             names={r.id: r.name for r in config.reps.values()})
-    _write(render_report(report, args.format, args.language, config.timezone, config.template_dir),
+    _write(render_report(report, args.format, args.language, config.timezone, config.template_dirs),
            args.output)
     return 0
 

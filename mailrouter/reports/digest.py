@@ -41,7 +41,7 @@ def digest_for_supervisor(session: Session, config: Config, supervisor_rep_id: s
     overdue = overdue_now(session, now, teams=teams)
     language = config.reps[supervisor_rep_id].language
     ctx = digest_context(report, overdue, config, supervisor_rep_id, teams, language)
-    env = make_environment(config.template_dir)
+    env = make_environment(config.template_dirs)
     text = render(env, "digest.txt.j2", language, **ctx)
     subject, _, body = text.partition("\n")
     return one_line(subject), body.lstrip("\n"), render(env, "digest.html.j2", language, **ctx)

@@ -257,12 +257,12 @@ def html_context(report: Report, language: str, tz: tzinfo) -> dict[str, Any]:
     }
 
 
-def render_html(report: Report, language: str, tz: tzinfo, template_dir: Path) -> str:
-    env = make_environment(template_dir)
+def render_html(report: Report, language: str, tz: tzinfo, template_dirs: Sequence[Path]) -> str:
+    env = make_environment(template_dirs)
     return render(env, "report.html.j2", language, **html_context(report, language, tz))
 
 
-def render_report(report: Report, fmt: str, language: str, tz: tzinfo, template_dir: Path) -> str:
+def render_report(report: Report, fmt: str, language: str, tz: tzinfo, template_dirs: Sequence[Path]) -> str:
     if fmt == "table":
         return render_table(report, language, tz)
     if fmt == "csv":
@@ -270,5 +270,5 @@ def render_report(report: Report, fmt: str, language: str, tz: tzinfo, template_
     if fmt == "json":
         return render_json(report)
     if fmt == "html":
-        return render_html(report, language, tz, template_dir)
+        return render_html(report, language, tz, template_dirs)
     raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 from mailrouter.runtime import systemd as service
-from mailrouter.runtime.preflight import server_problems
+from mailrouter.runtime.preflight import config_findings, server_problems
 from mailrouter.registry.collisions import CollisionCheck
 from mailrouter.config.load import Config, ConfigError, load_config
 from mailrouter.reports.schedule import queue_due_digests
@@ -126,7 +126,7 @@ class Daemon:
     def _apply(self, new: Config) -> None:
         # Each component reads self.config on every message: a plain swap is enough, and a
         # message already in hand finishes with the config it started with.
-        templates = make_environment(new.template_dir)
+        templates = make_environment(new.template_dirs)
         self.config = new
         for component in (self.router, self.outbox, self.followup, self.recorder):
             component.config = new
@@ -144,9 +144,12 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, lambda _s, _f: self.reload_requested.set())
-        failed = [(label, error) for label, error, _notes in server_problems(self.config) if error]
-        for label, error in failed:
-            log.error("start-up check failed: %s: %s (run `mailrouter check` for details)", label, error)
+        for finding in config_findings(self.config):
+            log.warning("%s: %s", finding.label, finding.error)
+        failed = [f for f in server_problems(self.config) if f.error]
+        for finding in failed:
+            log.error("start-up check failed: %s: %s (run `mailrouter check` for details)",
+                      finding.label, finding.error)
         if failed:
             raise SystemExit(1)  # systemd retries (Restart=on-failure); nothing half-started
         self.start()

@@ -41,6 +41,7 @@ class SlaConfig:
     webhooks: tuple[WebhookTarget, ...] = ()
     reply_sources: tuple[ReplySource, ...] = ()
     max_open: dict[str, int] = field(default_factory=dict)  # rep -> cap on unreplied inquiries
+    allow_no_reply_source: bool = False  # the sysadmin knows no reply will ever stop the clock
 
     def calendar_for(self, team: str | None) -> BusinessCalendar:
         assert self.default_calendar is not None
@@ -55,7 +56,8 @@ def read_sla(r: _Reader, data: dict, team_hours: dict[str, dict], tz_name: str,
              mailboxes: set[str]) -> SlaConfig:
     d = r.table(data, "sla")
     p = "sla."
-    r.unknown_keys(d, {"enabled", "sweep_interval", "ladder", "ladders", "hours", "webhook"}, p)
+    r.unknown_keys(d, {"enabled", "sweep_interval", "ladder", "ladders", "hours", "webhook",
+                       "allow_no_reply_source"}, p)
     ladders = {"default": DEFAULT_LADDER, "cold": COLD_LADDER}
     for name, raw in r.table(d, "ladders", p).items():
         ladder, problems = ladder_from_config(raw if isinstance(raw, dict) else {}, r.file,
@@ -75,6 +77,7 @@ def read_sla(r: _Reader, data: dict, team_hours: dict[str, dict], tz_name: str,
         calendars[team] = cal
     return SlaConfig(
         enabled=r.get(d, "enabled", bool, True, p),
+        allow_no_reply_source=r.get(d, "allow_no_reply_source", bool, False, p),
         sweep_interval=r.get(d, "sweep_interval", float, 30.0, p),
         default_ladder=default, ladders=ladders, default_calendar=calendar, calendars=calendars,
         webhooks=_webhooks(r, d.get("webhook", []), environ),

@@ -63,7 +63,7 @@ class FollowUp:
         self.clock = clock
         self.webhooks = webhooks
         self.metrics = metrics or Metrics()
-        self.templates = make_environment(config.template_dir)
+        self.templates = make_environment(config.template_dirs)
         # fetches an original message from the shared mailbox: (mailbox, row) -> bytes (or a
         # spool file for a big one), None if not found
         self.originals = originals or self._fetch_original

@@ -226,4 +226,6 @@ def _url(c: Collector, raw: dict[str, Any], environ: dict[str, str]) -> str:
     if url and not (parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)):
         c.add("url_env" if env_name else "url_file",
               f"{redact_url(url)}: must be https (plain http only to loopback)")
+    elif url and not parts.hostname:  # "https:///x" parses, and every post would fail
+        c.add("url_env" if env_name else "url_file", f"{redact_url(url)}: has no host name")
     return url

@@ -1,0 +1,141 @@
+"""`mailrouter unit` and `mailrouter init`: what a service install needs besides the wheel.
+
+`unit` reads config.toml as plain TOML (no secret is resolved: it runs before they exist) and
+prints a systemd drop-in with one LoadCredential= per secret the config names: every
+mailbox, SMTP, each reply source with a login of its own, each webhook URL. The credential
+files live in credentials/ beside the config, which is also where `check` looks for them
+from a root shell (config/credentials.py), so both read the same files.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mailrouter.config.credentials import SHELL_CREDENTIALS
+from mailrouter.resources import packaged
+
+SECRET_KINDS = ("password", "oauth2_client_secret", "oauth2_refresh_token")
+_IN_CREDENTIALS = re.compile(r"^\$\{?CREDENTIALS_DIRECTORY\}?/(?P<name>[^/]+)$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class Secret:
+    key: str  # the config key that names it, e.g. "mailbox[0].password_file"
+    credential: str  # the LoadCredential= name, e.g. "sales-password"
+    advice: str | None  # what to write instead, when the key does not read the credential yet
+
+
+def config_secrets(data: dict[str, Any]) -> list[Secret]:
+    """Every secret the config names, in file order."""
+    found: list[Secret] = []
+    for prefix, owner, table in _secret_tables(data):
+        for kind in SECRET_KINDS:
+            found += _secret(table, prefix, kind, f"{owner}-{kind.replace('_', '-')}")
+    for i, hook in enumerate(_tables(data.get("sla", {}).get("webhook", []))):
+        found += _secret(hook, f"sla.webhook[{i}].", "url", f"webhook-{hook.get('name', i)}-url")
+    return found
+
+
+def _tables(value: Any) -> list[dict]:
+    return [t for t in value if isinstance(t, dict)] if isinstance(value, list) else []
+
+
+def _secret_tables(data: dict[str, Any]) -> list[tuple[str, str, dict]]:
+    tables = [(f"mailbox[{i}].", str(m.get("name", f"mailbox{i}")), m)
+              for i, m in enumerate(_tables(data.get("mailbox", [])))]
+    if isinstance(data.get("smtp"), dict):
+        tables.append(("smtp.", "smtp", data["smtp"]))
+    for i, source in enumerate(_tables(data.get("reply_source", []))):
+        if source.get("kind") != "shared_sent":  # logs in as its shared mailbox
+            owner = source.get("rep") or source.get("name") or source.get("kind") or i
+            tables.append((f"reply_source[{i}].", f"reply-{owner}", source))
+    return tables
+
+
+def _secret(table: dict, prefix: str, kind: str, suggested: str) -> list[Secret]:
+    file_key, env_key = f"{kind}_file", f"{kind}_env"
+    name = _UNSAFE.sub("-", suggested)
+    if isinstance(table.get(file_key), str):
+        match = _IN_CREDENTIALS.match(table[file_key])
+        if match:
+            return [Secret(prefix + file_key, match["name"], None)]
+        return [Secret(prefix + file_key, name, f'write {file_key} = "$CREDENTIALS_DIRECTORY/{name}"')]
+    if env_key in table:
+        return [Secret(prefix + env_key, name, f'the unit passes no environment; write '
+                       f'{file_key} = "$CREDENTIALS_DIRECTORY/{name}" instead')]
+    return []
+
+
+def dropin(data: dict[str, Any], config_path: Path, executable: str) -> str:
+    """The drop-in for /etc/systemd/system/mailrouter.service.d/ for this config."""
+    config_path = config_path.resolve()
+    store = config_path.parent / SHELL_CREDENTIALS
+    command = f"{executable} -c {config_path}"
+    lines = [
+        f"# mailrouter.service drop-in for {config_path}, written by `mailrouter unit`.",
+        "#   mailrouter unit > /etc/systemd/system/mailrouter.service.d/local.conf",
+        f"# Each secret goes in {store}/<name> (root-owned, mode 0600): systemd copies it for the",
+        "# service alone, and `check` in a root shell reads the same file.",
+        "[Service]",
+        "ExecStart=",
+        f"ExecStart={command} run",
+        "# check first: a reload with a broken config fails, and `systemctl reload` says why",
+        "ExecReload=",
+        f"ExecReload={command} check",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ]
+    seen: set[str] = set()
+    for secret in config_secrets(data):
+        if secret.advice:
+            lines.append(f"# {secret.key}: {secret.advice}")
+        if secret.credential not in seen:
+            seen.add(secret.credential)
+            lines.append(f"LoadCredential={secret.credential}:{store / secret.credential}")
+    return "\n".join(lines) + "\n"
+
+
+def installed_executable() -> str:
+    """The `mailrouter` script of this installation (venv or pipx), for ExecStart=."""
+    beside = Path(sys.executable).parent / "mailrouter"  # not resolved: a venv's python is a symlink
+    if beside.exists():
+        return str(beside)
+    return shutil.which("mailrouter") or "/opt/mailrouter/bin/mailrouter"
+
+
+_EXAMPLE_ENV = re.compile(r'(?m)^password_env = "MAILROUTER_(?P<owner>[A-Z0-9_]+)_PASSWORD"')
+
+
+def service_config_text(example: str) -> str:
+    """The example config with its passwords read from credential files instead of the
+    environment (a unit passes none): the form `unit` and `check` expect."""
+    return _EXAMPLE_ENV.sub(lambda m: f'password_file = "$CREDENTIALS_DIRECTORY/'
+                            f'{m["owner"].lower()}-password"', example)
+
+
+def init_config_dir(target: Path) -> list[Path]:
+    """Write the annotated config.toml and the default rules into `target`, never over a file
+    that is already there; make the credentials folder (0700). Returns what was written."""
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    config = target / "config.toml"
+    if not config.exists():
+        config.write_text(service_config_text(packaged("config.toml").read_text(encoding="utf-8")),
+                          encoding="utf-8")
+        written.append(config)
+    for source in sorted(packaged("rules").glob("*.toml")):
+        dest = target / "rules" / source.name
+        if dest.exists():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, dest)
+        written.append(dest)
+    credentials = target / SHELL_CREDENTIALS
+    if not credentials.exists():
+        credentials.mkdir(mode=0o700)
+        written.append(credentials)
+    return written
