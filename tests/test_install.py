@@ -78,7 +78,7 @@ def test_sla_without_a_reply_source_needs_saying_so(tmp_path: Path) -> None:
     (finding,) = config_findings(load_config(path, environ=EXAMPLE_ENV))
     assert "no [[reply_source]]" in finding.error and "sla.allow_no_reply_source" in finding.error
     text = path.read_text()
-    path.write_text(text.replace("[sla]\nenabled = true\n", "[sla]\nenabled = true\nallow_no_reply_source = true\n"))
+    path.write_text(text.replace("allow_no_reply_source = false", "allow_no_reply_source = true"))
     assert config_findings(load_config(path, environ=EXAMPLE_ENV)) == []
     path.write_text(text.replace("[sla]\nenabled = true\n", "[sla]\nenabled = false\n"))
     assert config_findings(load_config(path, environ=EXAMPLE_ENV)) == []
