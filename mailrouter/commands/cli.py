@@ -145,9 +145,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mailrouter.commands.demo import run_demo
+    try:
+        from mailrouter.commands.demo import run_demo
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "aiosmtpd":
+            raise
+        print("demo: the test mail server needs aiosmtpd, which a production install leaves out; "
+              "install it with: pip install 'mailrouter[demo]' (scripts/setup does this)", file=sys.stderr)
+        return 2
+    config = Path(args.config)
+    if args.config == DEFAULT_CONFIG and not config.exists():
+        from mailrouter.resources import packaged
 
-    return run_demo(Path(args.config), keep=args.keep)
+        config = packaged("config.toml")  # an installed wheel: the example config it ships
+    return run_demo(config, keep=args.keep, log_level=args.log_level)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

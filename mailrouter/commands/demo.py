@@ -6,9 +6,12 @@ so what the demo shows is what the tests check.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from sqlalchemy import select
 
 from mailrouter.config.load import Config, load_config
 from mailrouter.runtime.daemon import Daemon
+from mailrouter.runtime.logsetup import setup_logging
 from mailrouter.intake.fingerprint import content_key
 from mailrouter.testing.samples import Sample, demo_samples
 from mailrouter.store import FILED, MessageRow, open_database
@@ -90,12 +94,16 @@ def deliver_samples(bed: TestBed, samples: list[Sample]) -> int:
     return copies
 
 
-def wait_until_filed(config: Config, expected: int, timeout: float = 120.0) -> bool:
+def wait_until_filed(config: Config, expected: int, timeout: float = 120.0,
+                     progress: Callable[[int], None] | None = None) -> bool:
+    """Poll the database until `expected` messages are filed; `progress` gets the count."""
     sessions = open_database(config.database)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with sessions() as session:
             rows = session.scalars(select(MessageRow.state)).all()
+        if progress:
+            progress(sum(state == FILED for state in rows))
         if len(rows) >= expected and all(state == FILED for state in rows):
             return True
         time.sleep(0.2)
@@ -144,23 +152,27 @@ def _line(cells: tuple[str, ...], widths: list[int]) -> str:
     return "  ".join(c + " " * (w - _width(c)) for c, w in zip(cells, widths)).rstrip()
 
 
-def run_demo(config_path: Path, keep: bool = False) -> int:
+def run_demo(config_path: Path, keep: bool = False, log_level: str = "INFO") -> int:
+    """Route the samples on a test bed; stdout gets a progress line and the table, and every
+    log line (the daemon's and the test SMTP server's chatter) goes to a file it names."""
     workdir = Path(tempfile.mkdtemp(prefix="mailrouter-demo-"))
     workdir.chmod(0o755)  # Dovecot runs as its own user and must reach the mail store
+    log_path = workdir / "demo.log" if keep else Path(tempfile.mkstemp(prefix="mailrouter-demo-", suffix=".log")[1])
     try:
-        with TestBed(workdir / "mail", testbed_users(config_path)) as bed:
+        with _logging_to(log_path, log_level), TestBed(workdir / "mail", testbed_users(config_path)) as bed:
             config = load_config(write_testbed_config(config_path, bed, workdir))
             samples = demo_samples()
-            print(f"Test bed: Dovecot IMAP on {bed.host}:{bed.imap_port}, SMTP on {bed.smtp_port}; "
-                  f"delivering {len(samples)} sample inquiries…", flush=True)
             copies = deliver_samples(bed, samples)
-            daemon = Daemon(config)
+            print(f"Demo: a throwaway Dovecot + SMTP server on {bed.host}, {len(samples)} sample inquiries "
+                  f"({copies} copies: some were sent to two mailboxes); logs in {log_path}", flush=True)
             started = time.monotonic()
+            daemon = Daemon(config)
             daemon.start()
-            done = wait_until_filed(config, copies)
+            done = wait_until_filed(config, copies, progress=_progress_line(copies))
             daemon.stop()
-            print(f"\n{'All' if done else 'NOT all'} {copies} messages handled in "
-                  f"{time.monotonic() - started:.1f}s:\n")
+            erase = "\r" + " " * 40 + "\r" if sys.stdout.isatty() else ""
+            print(f"{erase}{'All' if done else 'NOT all'} {copies} copies handled in "
+                  f"{time.monotonic() - started:.1f}s\n", flush=True)
             print(format_table(routing_table(config, samples)))
             print_rep_inboxes(bed, config)
             return 0 if done else 1
@@ -169,6 +181,25 @@ def run_demo(config_path: Path, keep: bool = False) -> int:
             print(f"\nDemo files kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _progress_line(total: int) -> Callable[[int], None]:
+    """One line rewritten in place on a terminal; nothing when stdout is a file or a pipe."""
+    def show(filed: int) -> None:
+        if sys.stdout.isatty():
+            print(f"\rRouting… {filed}/{total} filed", end="", flush=True)
+    return show
+
+
+@contextmanager
+def _logging_to(path: Path, level: str) -> Iterator[None]:
+    """Every logger to `path` for the demo's length, then back to stderr."""
+    with path.open("a", encoding="utf-8") as stream:
+        setup_logging(level, "text", stream=stream)
+        try:
+            yield
+        finally:
+            setup_logging(level, "text")
 
 
 def print_rep_inboxes(bed: TestBed, config: Config) -> None:

@@ -1,0 +1,36 @@
+"""`mailrouter demo`: a progress line and the table on stdout, the logs in a file it names."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailrouter.commands.cli import main
+from tests.factories import ROOT
+
+
+def test_demo_without_aiosmtpd_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("mailrouter.commands.demo", "mailrouter.testing.testbed"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    for name in [m for m in sys.modules if m.partition(".")[0] == "aiosmtpd"] + ["aiosmtpd"]:
+        monkeypatch.setitem(sys.modules, name, None)  # what a production install looks like
+    assert main(["-c", str(ROOT / "config.toml"), "demo"]) == 2
+    assert "pip install 'mailrouter[demo]'" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_demo_prints_the_table_not_the_logs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-c", str(ROOT / "config.toml"), "demo"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""  # before: ~220 log lines, 145 of them the test SMTP server's protocol chatter
+    lines = out.splitlines()
+    assert lines[0].startswith("Demo: ") and re.search(r"All (\d+) copies handled in", lines[1])
+    assert lines[3].split() == ["message", "decision", "rep", "filed", "in"]
+    assert len(lines) < 50
+    log = Path(re.search(r"logs in (\S+)$", lines[0]).group(1))
+    text = log.read_text(encoding="utf-8")
+    assert "mail.log" in text and " routed <" in text
+    log.unlink()
