@@ -135,12 +135,32 @@ def test_unit_drop_in_has_one_credential_per_secret(tmp_path: Path) -> None:
     assert '"$CREDENTIALS_DIRECTORY/info-password"' in advice["mailbox[1].password_env"]
 
 
+def test_unit_warns_of_state_the_sandbox_cannot_write(tmp_path: Path) -> None:
+    """review R3: a copied config with its database beside it in /etc/mailrouter"""
+    data = {"daemon": {"database": "sqlite:///mailrouter.db", "spool_dir": "/var/lib/mailrouter/big"}}
+    text = dropin(data, Path("/etc/mailrouter/config.toml"), "/bin/true")
+    assert ("# daemon.database: the service may write only /var/lib/mailrouter, not "
+            "/etc/mailrouter/mailrouter.db; leave daemon.database out") in text
+    assert "daemon.spool_dir" not in text
+
+
+def test_state_directory_also_holds_the_spool_of_a_server_database(tmp_path: Path) -> None:
+    path = copy_example(tmp_path)
+    path.write_text(path.read_text().replace(
+        "[daemon]\n", '[daemon]\ndatabase = "postgresql+psycopg://mailrouter@localhost/mailrouter"\n', 1))
+    config = load_config(path, environ={**EXAMPLE_ENV, "STATE_DIRECTORY": str(tmp_path / "state")})
+    assert config.spool_dir == tmp_path / "state" / "spool"
+
+
 def test_unit_command_needs_no_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     init_config_dir(tmp_path)  # no credential file exists yet
     assert main(["-c", str(tmp_path / "config.toml"), "unit"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert f"LoadCredential=sales-password:{tmp_path}/credentials/sales-password" in out
     assert "info-password" in out and "smtp-password" in out and "# mailbox" not in out
+    assert err == ""  # init's config needs no change to run under the unit
+    assert main(["-c", str(ROOT / "config.toml"), "unit"]) == 0  # the example reads the environment
+    assert "mailrouter unit: mailbox[0].password_env: the unit passes no environment" in capsys.readouterr().err
 
 
 def test_a_root_shell_reads_the_credentials_the_unit_hands_over(tmp_path: Path) -> None:

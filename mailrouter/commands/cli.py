@@ -122,7 +122,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_unit(args: argparse.Namespace) -> int:
-    from mailrouter.commands.unit import dropin, installed_executable
+    from mailrouter.commands.unit import dropin, installed_executable, unit_notes
     from mailrouter.config.load import Problem, read_toml
     from mailrouter.resources import packaged
 
@@ -134,6 +134,8 @@ def cmd_unit(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError(problems)
     print(dropin(data, Path(args.config), installed_executable()), end="")
+    for note in unit_notes(data, Path(args.config)):  # seen even when stdout goes to the drop-in file
+        print(f"mailrouter unit: {note}", file=sys.stderr)
     return 0
 
 

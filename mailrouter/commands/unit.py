@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mailrouter.config.credentials import SHELL_CREDENTIALS
+from mailrouter.config.paths import SERVICE_STATE_DIR
 from mailrouter.resources import packaged
 
 SECRET_KINDS = ("password", "oauth2_client_secret", "oauth2_refresh_token")
@@ -71,6 +72,30 @@ def _secret(table: dict, prefix: str, kind: str, suggested: str) -> list[Secret]
     return []
 
 
+def sandbox_problems(data: dict[str, Any], config_path: Path) -> list[str]:
+    """State the sandbox could not write: ProtectSystem=strict leaves the service only its
+    StateDirectory, so a database or spool named elsewhere fails at the first write."""
+    daemon = data.get("daemon", {}) if isinstance(data.get("daemon"), dict) else {}
+    found = []
+    database = daemon.get("database", "")
+    if isinstance(database, str) and database.startswith("sqlite:///"):
+        found.append(("daemon.database", database[len("sqlite:///"):]))
+    if isinstance(daemon.get("spool_dir"), str):
+        found.append(("daemon.spool_dir", daemon["spool_dir"]))
+    problems = []
+    for key, value in found:
+        path = Path(value) if Path(value).is_absolute() else config_path.resolve().parent / value
+        if not path.is_relative_to(SERVICE_STATE_DIR):
+            problems.append(f"{key}: the service may write only {SERVICE_STATE_DIR}, not {path}; "
+                            f"leave {key} out to use the state directory")
+    return problems
+
+
+def unit_notes(data: dict[str, Any], config_path: Path) -> list[str]:
+    """What to change in config.toml before the service can run it as it is."""
+    return sandbox_problems(data, config_path) + [f"{s.key}: {s.advice}" for s in config_secrets(data) if s.advice]
+
+
 def dropin(data: dict[str, Any], config_path: Path, executable: str) -> str:
     """The drop-in for /etc/systemd/system/mailrouter.service.d/ for this config."""
     config_path = config_path.resolve()
@@ -89,10 +114,9 @@ def dropin(data: dict[str, Any], config_path: Path, executable: str) -> str:
         f"ExecReload={command} check",
         "ExecReload=/bin/kill -HUP $MAINPID",
     ]
+    lines += [f"# {note}" for note in unit_notes(data, config_path)]
     seen: set[str] = set()
     for secret in config_secrets(data):
-        if secret.advice:
-            lines.append(f"# {secret.key}: {secret.advice}")
         if secret.credential not in seen:
             seen.add(secret.credential)
             lines.append(f"LoadCredential={secret.credential}:{store / secret.credential}")
