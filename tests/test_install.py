@@ -190,3 +190,13 @@ def test_init_keeps_existing_files(tmp_path: Path) -> None:
     assert tmp_path / "rules" / "50-routing.toml" in written
     assert (tmp_path / "credentials").stat().st_mode & 0o777 == 0o700
     assert init_config_dir(tmp_path) == []
+
+
+def test_webhook_url_file_reads_the_credential_unit_names(tmp_path: Path) -> None:
+    """`unit` tells a webhook to use url_file = "$CREDENTIALS_DIRECTORY/…": that must work
+    under systemd and from a root shell (security D12: it was opened literally)."""
+    (tmp_path / "credentials").mkdir()
+    (tmp_path / "credentials" / "webhook-group-url").write_text("https://qyapi.weixin.qq.com/x?key=k\n")
+    raw = {"name": "group", "format": "wecom", "url_file": "$CREDENTIALS_DIRECTORY/webhook-group-url"}
+    target, problems = webhook_from_config(raw, str(tmp_path / "config.toml"), "sla.webhook[0].", {})
+    assert problems == [] and target is not None and target.url.endswith("key=k")

@@ -17,8 +17,11 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from mailrouter.config.credentials import credential_path
 
 from mailrouter.sla.notify import FORMATS, Notice, webhook_payload
 from mailrouter.sla.durations import Collector, ConfigProblem
@@ -216,11 +219,17 @@ def _url(c: Collector, raw: dict[str, Any], environ: dict[str, str]) -> str:
         if not url:
             c.add("url_env", f"environment variable {env_name} is not set")
     else:
+        # like password_file: $CREDENTIALS_DIRECTORY (what `mailrouter unit` suggests), and
+        # relative to config.toml
+        path = credential_path(str(file_name), environ, Path(c.file).parent)
+        if path is None:
+            c.add("url_file", "uses $CREDENTIALS_DIRECTORY, which is set only when systemd starts "
+                  "the service with LoadCredential= (from a shell: credentials/ beside the config)")
+            return ""
         try:
-            with open(str(file_name), encoding="utf-8") as fh:
-                url = fh.read().strip()
+            url = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            c.add("url_file", f"cannot read {file_name}: {exc.strerror}")
+            c.add("url_file", f"cannot read {path}: {exc.strerror}")
             return ""
     parts = urlsplit(url)
     if url and not (parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)):
