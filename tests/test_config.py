@@ -129,7 +129,7 @@ def test_bad_large_message_settings_name_file_and_key(tmp_path):
     assert f"{path}: daemon.large_message_bytes: must be an integer, not '2 MB'" in found
     assert any(p.startswith(f"{path}: daemon.spool_dir: ") and "not a folder" in p for p in found)
     edit(path, 'large_message_bytes = "2 MB"', "large_message_bytes = 0")
-    assert any("daemon.large_message_bytes: must be a positive number of bytes" in p for p in problems_of(path))
+    assert any("daemon.large_message_bytes: must be at least 1" in p for p in problems_of(path))
 
 
 def test_backlog_keys_are_read_and_checked(tmp_path):
@@ -145,3 +145,30 @@ def test_backlog_keys_are_read_and_checked(tmp_path):
     found = problems_of(path)
     assert f"{path}: daemon.parse_workers: must be between 0 and 8, not 99" in found
     assert f"{path}: smtp.connections: must be between 1 and 20, not 0" in found
+
+
+# --- forward.subject_format: one grammar validates and renders (review house.md §2b) ---------
+
+@pytest.mark.parametrize("fmt", ["{country:>4} {subject}", "{subject!r}"])
+def test_subject_format_the_renderer_cannot_apply_is_refused(tmp_path, fmt):
+    # Before: str.format accepted these and the regex renderer left them in the subject as text.
+    path = copy_example(tmp_path)
+    edit(path, 'subject_format = "[{reinquiry}][{country}][{products}] {subject}"',
+         f"subject_format = '{fmt}'")
+    found = problems_of(path)
+    assert len(found) == 1 and found[0].startswith(f"{path}: forward.subject_format: "), found
+    assert "no format spec or conversion" in found[0] and "{country}" in found[0]
+
+
+def test_subject_format_escaped_braces_render_as_single_braces(tmp_path):
+    from mailrouter.act.forward import tag_subject
+    from mailrouter.model import Decision, Outcome
+    from tests.factories import make_inquiry
+
+    path = copy_example(tmp_path)
+    edit(path, 'subject_format = "[{reinquiry}][{country}][{products}] {subject}"',
+         "subject_format = '{{{country}}} {subject}'")
+    config = load_config(path, environ=EXAMPLE_ENV)
+    inquiry = make_inquiry(country="DE", subject="Need PCBs", products=())
+    decision = Decision(Outcome.ROUTED, "test", rule="europe", rep="zhang")
+    assert tag_subject(config.subject_format, inquiry, decision) == "{DE} Need PCBs"

@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter.model import Attachment
 from mailrouter.parse import DEFAULT_FREE_MAIL_DOMAINS
-from mailrouter.registry import (RegistryError, ScoreSettings, handover, match_sender,
-                                 record_routed, score_inquiry, set_status, transfer)
+from mailrouter.registry.match import match_sender
+from mailrouter.registry.record import RegistryError, handover, record_routed, set_status, transfer
+from mailrouter.registry.score import ScoreSettings, score_inquiry
 from mailrouter.registry.models import CustomerRow, InquiryHistoryRow, OwnerHistoryRow
 from mailrouter.registry.normalise import (company_candidates, company_key, extract_phones,
                                            normalise_phone)
@@ -175,11 +176,11 @@ def test_key_account_domain_scores() -> None:
 
 
 def test_registry_section_validated_with_every_problem() -> None:
-    from mailrouter.config.load import Problem, _Reader
+    from mailrouter.config.reader import Problem, Reader
     from mailrouter.registry.settings import read_registry_section
 
     problems: list[Problem] = []
-    settings = read_registry_section(_Reader("config.toml", problems), {
+    settings = read_registry_section(Reader("config.toml", problems), {
         "quiet_days": 90, "position": "sideways", "colour": "red",
         "score": {"drawing": 20, "tier_a": 20, "tier_b": 50, "countries": {"DE": 5, "Atlantis": 3},
                   "key_account_domains": ["Bosch.de"]}})

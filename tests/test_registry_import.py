@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailrouter.parse import DEFAULT_FREE_MAIL_DOMAINS
-from mailrouter.registry import match_sender
+from mailrouter.registry.match import match_sender
 from mailrouter.registry.cli import add_registry_parser
 from mailrouter.registry.importer import ImportFailed, ImportResult, export_csv, import_file
 from mailrouter.registry.models import CustomerEmailRow, CustomerPhoneRow, CustomerRow

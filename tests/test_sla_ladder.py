@@ -199,7 +199,7 @@ def problem_messages(raw: dict) -> dict[str, str]:
      "steps[1]", "same step"),
     ({"steps": [{"kind": "pool", "after": "5m", "folder": "trash"}]}, "steps[0].folder", "pool or manager"),
     ({"steps": [{"kind": "remind", "after": "5m", "folder": "pool"}]}, "steps[0].folder", "only pool steps"),
-    ({"steps": [{"kind": "remind", "after": "5m"}], "max_reassignments": "two"}, "max_reassignments", "must be int"),
+    ({"steps": [{"kind": "remind", "after": "5m"}], "max_reassignments": "two"}, "max_reassignments", "must be an integer"),
     ({"steps": [{"kind": "remind", "after": "5m"}], "exhausted": "bin"}, "exhausted", "manager or pool"),
     ({"steps": [{"kind": "remind", "after": "5m"}], "colour": "red"}, "colour", "unknown key"),
 ])

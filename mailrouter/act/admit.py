@@ -16,14 +16,16 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter import store
-from mailrouter.config.load import Config
+from mailrouter.config.schema import Config
 from mailrouter.decide.classify import is_auto_reply
 from mailrouter.decide.assign import TeamState, choose_member, decide, is_available
 from mailrouter.act.forward import ForwardError, ForwardSpec, tag_subject
 from mailrouter.model import Decision, Inquiry, Outcome, ParseSettings
 from mailrouter.parse import parse_message
 from mailrouter.parse.process import InlineParser, Parsed, Parser, parse_one
-from mailrouter.registry import RegistryMatch, Score, block_sender, record_routed, score_inquiry
+from mailrouter.registry.match import RegistryMatch
+from mailrouter.registry.record import block_sender, record_routed
+from mailrouter.registry.score import Score, score_inquiry
 from mailrouter.registry.keys import SenderKeys
 from mailrouter.registry.match import SenderLookup, lookup_sender
 from mailrouter.sla.ladder import AssignmentSnapshot, step_time

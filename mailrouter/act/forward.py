@@ -28,8 +28,8 @@ import jinja2
 
 from mailrouter.model import ROUTER_HEADER, Attachment, Decision, Inquiry
 from mailrouter.act.templating import render
+from mailrouter.config.subject import MAX_SUBJECT_CHARS, SUBJECT_FIELDS, SubjectFormat
 
-MAX_SUBJECT_CHARS = 200
 ORIGINAL_FILENAME = "original.eml"
 MAX_LINE_OCTETS = 998  # RFC 5322 2.1.1, without the CRLF
 
@@ -39,9 +39,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")  # left by surrogateescape decoding of bad bytes
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _BARE_CR = re.compile(rb"\r(?!\n)")
-_SUBJECT_FIELD = re.compile(
-    r"\[\{(?P<square>\w+)\}\]|\(\{(?P<round>\w+)\}\)|【\{(?P<cjk>\w+)\}】|\{(?P<bare>\w+)\}"
-)
 
 
 class ForwardError(ValueError):
@@ -93,29 +90,17 @@ def _subject_fields(inquiry: Inquiry, decision: Decision) -> dict[str, str]:
 
 
 REINQUIRY_TAG = "再次询盘"
-SUBJECT_FIELDS = ("subject", "country", "products", "language", "domain", "company", "rule", "rep",
-                  "team", "tier", "reinquiry")
 
 
 def tag_subject(
-    fmt: str, inquiry: Inquiry, decision: Decision, max_length: int = MAX_SUBJECT_CHARS
+    fmt: SubjectFormat | str, inquiry: Inquiry, decision: Decision, max_length: int = MAX_SUBJECT_CHARS
 ) -> str:
-    """Fill `fmt` ("[{country}][{products}] {subject}"): an empty field disappears together
-    with the brackets wrapped round it, so no "[]" is left. Single line, at most max_length."""
-    values = _subject_fields(inquiry, decision)
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match[match.lastgroup or "bare"]
-        if name not in values:
-            raise ValueError(f"unknown field {{{name}}} in subject format {fmt!r}; "
-                             f"known: {', '.join(sorted(values))}")
-        value = values[name]
-        return match[0].replace(f"{{{name}}}", value) if value else ""
-
-    subject = " ".join(_SUBJECT_FIELD.sub(substitute, fmt).split()) or "(no subject)"
-    if len(subject) > max_length:
-        subject = subject[: max_length - 1].rstrip() + "…"
-    return subject
+    """Fill the configured subject format ("[{country}][{products}] {subject}") for this
+    inquiry: an empty field disappears together with the brackets wrapped round it, so no "[]"
+    is left. Single line, at most max_length. A str is compiled here (tests, ad-hoc callers);
+    the daemon passes the SubjectFormat compiled once when the config was read."""
+    compiled = fmt if isinstance(fmt, SubjectFormat) else SubjectFormat.compile(fmt)
+    return compiled.render(_subject_fields(inquiry, decision), max_length)
 
 
 def _address(name: str, address: str) -> Address:

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import defer
 
 from mailrouter import store
-from mailrouter.config.load import Config, ServerConfig
+from mailrouter.config.schema import Config, ServerConfig
 from mailrouter.config.credentials import async_token_generator
 from mailrouter.metrics import Metrics
 from mailrouter.model import Outcome

@@ -10,7 +10,8 @@ import sys
 from datetime import date, datetime
 from pathlib import Path
 
-from mailrouter.config.load import ConfigError, load_config
+from mailrouter.config.load import load_config
+from mailrouter.config.reader import ConfigError
 from mailrouter.runtime.logsetup import setup_logging
 
 DEFAULT_CONFIG = "config.toml"

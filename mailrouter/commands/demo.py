@@ -18,7 +18,8 @@ from pathlib import Path
 import tomli_w
 from sqlalchemy import select
 
-from mailrouter.config.load import Config, load_config
+from mailrouter.config.load import load_config
+from mailrouter.config.schema import Config
 from mailrouter.runtime.daemon import Daemon
 from mailrouter.runtime.logsetup import setup_logging
 from mailrouter.intake.fingerprint import content_key

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
-from mailrouter.config.load import Config, MailboxConfig
+from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.decide.assign import TeamState
 from mailrouter.intake.imap import ImapError, Mailbox
 from mailrouter.model import Outcome

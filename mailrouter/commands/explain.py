@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mailrouter.config.load import Config
+from mailrouter.config.schema import Config
 from mailrouter.decide.assign import TeamState
 from mailrouter.act.forward import tag_subject
 from mailrouter.model import Outcome

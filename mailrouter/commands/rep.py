@@ -5,7 +5,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from mailrouter.config.load import Config
+from mailrouter.config.schema import Config
 from mailrouter.store import RepStatusRow, open_database, utcnow
 
 

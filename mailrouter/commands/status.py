@@ -13,7 +13,7 @@ from datetime import datetime, time, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailrouter.config.load import Config
+from mailrouter.config.schema import Config
 from mailrouter.store import FILED, AssignmentRow, MessageRow, OutboxRow
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mailrouter.decide.classify import not_an_inquiry
-from mailrouter.config.load import Config, TeamConfig
+from mailrouter.config.schema import Config, TeamConfig
 from mailrouter.model import Decision, Inquiry, Outcome
-from mailrouter.registry import BLOCKED, DO_NOT_CONTACT, REJECTED, RegistryMatch
+from mailrouter.registry.match import RegistryMatch
+from mailrouter.registry.models import BLOCKED, DO_NOT_CONTACT, REJECTED
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class TeamState:
 def is_available(rep_id: str, config: Config, state: TeamState) -> bool:
     """Active, not away, and under the rep's cap on unreplied inquiries (reps.X.max_open)."""
     rep = config.reps.get(rep_id)
-    cap = config.sla.max_open.get(rep_id)
+    cap = rep.max_open if rep else None
     return (rep is not None and rep.active and rep_id not in state.away
             and (cap is None or state.open_counts.get(rep_id, 0) < cap))
 
@@ -44,7 +45,7 @@ def why_unavailable(rep_id: str, config: Config, state: TeamState) -> str:
         return f"rep {rep_id} is inactive"
     if rep_id in state.away:
         return f"rep {rep_id} is away"
-    return f"rep {rep_id} has {state.open_counts.get(rep_id, 0)} unreplied (cap {config.sla.max_open.get(rep_id)})"
+    return f"rep {rep_id} has {state.open_counts.get(rep_id, 0)} unreplied (cap {config.reps[rep_id].max_open})"
 
 
 def decide(inquiry: Inquiry, config: Config, state: TeamState,

@@ -6,12 +6,15 @@ time with the file and key, never in the middle of the night.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from collections.abc import Callable, Collection
+from typing import Any, Protocol
 
-from mailrouter.config.load import Problem, RepConfig, TeamConfig, _Reader, read_toml
+from mailrouter.config.reader import Problem, Reader, read_toml
 from mailrouter.model import Inquiry, ProductLine
+from mailrouter.parse.countries import country_code
 from mailrouter.parse.products import KeywordMatcher
 
 
@@ -151,7 +154,7 @@ RULE_KEYS = {"name", "country", "region", "language", "product", "sender_domain"
              "recipient", "free_mail", "keywords", "score_min", "tier", "rep", "team", "ladder"}
 
 
-def load_rules(rules_dir: Path, reps: dict[str, RepConfig], teams: dict[str, TeamConfig],
+def load_rules(rules_dir: Path, reps: Collection[str], teams: Collection[str],
                problems: list[Problem]) -> RuleSet:
     """Read every rules/*.toml in name order: [regions], [products.ID], then [[rule]]s."""
     files = sorted(rules_dir.glob("*.toml")) if rules_dir.is_dir() else []
@@ -159,14 +162,14 @@ def load_rules(rules_dir: Path, reps: dict[str, RepConfig], teams: dict[str, Tea
     regions: dict[str, frozenset[str]] = {}
     products: list[ProductLine] = []
     for file, doc in docs:
-        r = _Reader(file, problems)
+        r = Reader(file, problems)
         r.unknown_keys(doc, {"regions", "products", "rule"})
         _read_regions(r, r.table(doc, "regions"), regions)
         _read_products(r, r.table(doc, "products"), products)
     product_ids = {p.id for p in products}
     rules: list[Rule] = []
     for file, doc in docs:
-        r = _Reader(file, problems)
+        r = Reader(file, problems)
         items = doc.get("rule", [])
         if not isinstance(items, list):
             r.problem("rule", "must be an array of tables: [[rule]]")
@@ -180,7 +183,7 @@ def load_rules(rules_dir: Path, reps: dict[str, RepConfig], teams: dict[str, Tea
     return RuleSet(tuple(rules), regions, tuple(products), tuple(f for f, _ in docs))
 
 
-def _read_regions(r: _Reader, d: dict, regions: dict[str, frozenset[str]]) -> None:
+def _read_regions(r: Reader, d: dict, regions: dict[str, frozenset[str]]) -> None:
     for name, countries in d.items():
         codes = r.str_list(d, name, "regions.")
         bad = [c for c in codes if len(c) != 2 or not c.isalpha() or not c.isupper()]
@@ -191,7 +194,7 @@ def _read_regions(r: _Reader, d: dict, regions: dict[str, frozenset[str]]) -> No
         regions[name] = frozenset(codes)
 
 
-def _read_products(r: _Reader, d: dict, products: list[ProductLine]) -> None:
+def _read_products(r: Reader, d: dict, products: list[ProductLine]) -> None:
     for pid, pd in d.items():
         p = f"products.{pid}."
         if not isinstance(pd, dict):
@@ -206,9 +209,9 @@ def _read_products(r: _Reader, d: dict, products: list[ProductLine]) -> None:
         products.append(ProductLine(pid, keywords))
 
 
-def _compile_rule(r: _Reader, d: dict, p: str, regions: dict[str, frozenset[str]],
-                  product_ids: set[str], reps: dict[str, RepConfig],
-                  teams: dict[str, TeamConfig]) -> Rule | None:
+def _compile_rule(r: Reader, d: dict, p: str, regions: dict[str, frozenset[str]],
+                  product_ids: set[str], reps: Collection[str],
+                  teams: Collection[str]) -> Rule | None:
     if not isinstance(d, dict):
         r.problem(p[:-1], "must be a table")
         return None
@@ -229,10 +232,10 @@ def _compile_rule(r: _Reader, d: dict, p: str, regions: dict[str, frozenset[str]
     return Rule(name, r.file, tuple(conditions), rep, team, ladder) if name else None
 
 
-def _conditions(r: _Reader, d: dict, p: str, regions: dict[str, frozenset[str]],
+def _conditions(r: Reader, d: dict, p: str, regions: dict[str, frozenset[str]],
                 product_ids: set[str]) -> list[Condition]:
     conds: list[Condition] = []
-    countries = {c.upper() for c in r.str_list(d, "country", p)}
+    countries = {c.upper() for c in _checked(r, p + "country", r.str_list(d, "country", p), _country_problem)}
     region_names = r.str_list(d, "region", p)
     for name in region_names:
         if name not in regions:
@@ -242,22 +245,22 @@ def _conditions(r: _Reader, d: dict, p: str, regions: dict[str, frozenset[str]],
     if countries:
         label = "region " + ", ".join(region_names) if region_names else ""
         conds.append(FieldIn("country", frozenset(countries), lambda q: q.country, label))
-    if languages := r.str_list(d, "language", p):
+    if languages := _checked(r, p + "language", r.str_list(d, "language", p), _language_problem):
         conds.append(FieldIn("language", frozenset(x.lower() for x in languages), lambda q: q.language))
     if products := r.str_list(d, "product", p):
         for pid in products:
             if pid not in product_ids:
                 r.problem(p + "product", f"unknown product line {pid!r} (define [products.{pid}])")
         conds.append(AnyIn("product", frozenset(products), lambda q: q.products))
-    if domains := r.str_list(d, "sender_domain", p):
+    if domains := _checked(r, p + "sender_domain", r.str_list(d, "sender_domain", p), _domain_problem):
         conds.append(SenderDomain("sender_domain", tuple(x.lower() for x in domains)))
-    if senders := r.str_list(d, "sender", p):
+    if senders := _checked(r, p + "sender", r.str_list(d, "sender", p), _address_problem):
         conds.append(AnyIn("sender", frozenset(x.lower() for x in senders), lambda q: (q.sender,)))
-    if recipients := r.str_list(d, "recipient", p):
+    if recipients := _checked(r, p + "recipient", r.str_list(d, "recipient", p), _address_problem):
         conds.append(AnyIn("recipient", frozenset(x.lower() for x in recipients), lambda q: q.recipients))
     if "free_mail" in d:
         conds.append(FreeMail("free_mail", r.get(d, "free_mail", bool, False, p)))
-    if keywords := r.str_list(d, "keywords", p):
+    if keywords := _checked(r, p + "keywords", r.str_list(d, "keywords", p), _keyword_problem):
         conds.append(Keywords("keywords", KeywordMatcher(keywords)))
     if "score_min" in d:
         minimum = r.get(d, "score_min", int, 0, p)
@@ -269,3 +272,55 @@ def _conditions(r: _Reader, d: dict, p: str, regions: dict[str, frozenset[str]],
             r.problem(p + "tier", f"tiers are A, B and C, not {bad}")
         conds.append(FieldIn("tier", frozenset(tiers), lambda q: q.tier))
     return conds
+
+
+# A value that can never match an inquiry is refused when the rules are read: the rule would
+# otherwise pass `check` and silently route nothing. Each message names the valid form.
+
+def _checked(r: Reader, key: str, values: tuple[str, ...],
+             problem: Callable[[str], str | None]) -> tuple[str, ...]:
+    good = []
+    for value in values:
+        message = problem(value)
+        if message:
+            r.problem(key, message)
+        else:
+            good.append(value)
+    return tuple(good)
+
+
+def _country_problem(value: str) -> str | None:
+    code = country_code(value)
+    if len(value) == 2 and code == value.upper():
+        return None
+    hint = f"; did you mean {code!r}?" if code else ""
+    return f"{value!r} is not a country code: use ISO 3166 alpha-2 codes like \"DE\", \"CN\", \"US\"{hint}"
+
+
+def _language_problem(value: str) -> str | None:
+    if len(value) == 2 and value.isascii() and value.isalpha():
+        return None
+    return (f"{value!r} is not a language code: use ISO 639-1 codes like \"de\", \"en\", \"zh\" "
+            "(what the language detector reports)")
+
+
+_DOMAIN = re.compile(r"^\.?[a-z0-9-]+(\.[a-z0-9-]+)+$|^\.[a-z0-9-]+$")
+
+
+def _domain_problem(value: str) -> str | None:
+    if _DOMAIN.match(value.strip().lower()):
+        return None
+    return (f"{value!r} is not a domain: write \"acme.de\" (also matches its subdomains) or "
+            "\".gov.cn\" (a suffix), without @, * or spaces")
+
+
+def _address_problem(value: str) -> str | None:
+    local, at, domain = value.strip().lower().rpartition("@")
+    if at and local and "*" not in value and " " not in value.strip() and _DOMAIN.match(domain):
+        return None
+    return (f"{value!r} is not an email address: write the whole address, like \"buyer@acme.de\" "
+            "(no wildcards; for a whole domain use sender_domain)")
+
+
+def _keyword_problem(value: str) -> str | None:
+    return None if value.strip() else "an empty keyword would match every message; remove it"

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailrouter.config.load import Config
+from mailrouter.config.schema import Config
 from mailrouter.parse.text import fold
 from mailrouter.store import open_database, utcnow
 from mailrouter.registry.importer import ImportResult, export_csv, import_file

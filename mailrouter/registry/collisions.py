@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailrouter.config.load import Config
+from mailrouter.config.schema import Config
 from mailrouter.sla.sweep import notice_email
 from mailrouter.registry.keys import SenderKeys, corporate_domain
 from mailrouter.registry.match import find_hit

@@ -1,14 +1,12 @@
-"""The `[registry]` section of config.toml, read with config.py's problem-collecting reader."""
+"""The `[registry]` section of config.toml, read with the shared problem-collecting reader (config/reader.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
+from mailrouter.config.reader import Reader
 from mailrouter.parse.countries import country_code
 from mailrouter.registry.score import POINT_KEYS, ScoreSettings
-
-if TYPE_CHECKING:  # config.py imports this module to read [registry]; no runtime cycle
-    from mailrouter.config.load import _Reader
 
 POSITIONS = ("before_rules", "after_rules")
 
@@ -24,7 +22,7 @@ class RegistrySettings:
     score: ScoreSettings = field(default_factory=ScoreSettings)
 
 
-def read_registry_section(r: _Reader, d: dict) -> RegistrySettings:
+def read_registry_section(r: Reader, d: dict[str, Any]) -> RegistrySettings:
     """Validate `[registry]` (and `[registry.score]`), recording every problem in `r`."""
     p = "registry."
     r.unknown_keys(d, {"enabled", "position", "quiet_days", "source", "score", "learn_from_manual",
@@ -43,7 +41,7 @@ def read_registry_section(r: _Reader, d: dict) -> RegistrySettings:
                             score=_score_section(r, r.table(d, "score", p)))
 
 
-def _score_section(r: _Reader, d: dict) -> ScoreSettings:
+def _score_section(r: Reader, d: dict[str, Any]) -> ScoreSettings:
     p = "registry.score."
     r.unknown_keys(d, set(POINT_KEYS) | {"key_account_domains", "countries"}, p)
     defaults = ScoreSettings()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
 
-from mailrouter.config.load import Config
+from mailrouter.config.schema import Config
 from mailrouter.store import open_database
 from mailrouter.reports.figures import Period, Scope, compute_report
 from mailrouter.reports.overdue import overdue_now, render_overdue

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mailrouter.config.load import Config
+from mailrouter.config.schema import Config
 from mailrouter.sla.notify import one_line
 from mailrouter.act.templating import make_environment, render
 from mailrouter.reports.figures import Period, Report, Scope, compute_report

@@ -7,15 +7,15 @@ hour (the daemon was down) is skipped rather than sent late.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 
 from sqlalchemy.orm import Session
 
-from mailrouter.config.load import Config
+from mailrouter.config.load import WEEKDAYS, parse_schedule
+from mailrouter.config.schema import Config, Schedule
 from mailrouter.act.forward import clean_header_text
 from mailrouter.model import ROUTER_HEADER
 from mailrouter.reports.digest import digest_for_supervisor
@@ -23,31 +23,7 @@ from mailrouter.reports.figures import Period
 from mailrouter.store import DigestSentRow, OutboxRow
 
 log = logging.getLogger("mailrouter.digest")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 LATE_LIMIT = timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    kind: str  # daily | weekly
-    at: time
-    weekday: int | None = None  # weekly only, 0 = Monday
-
-
-def parse_schedule(kind: str, text: str) -> Schedule:
-    """"08:30" (daily) or "mon 08:30" (weekly); ValueError says what is wrong."""
-    parts = text.split()
-    weekday = None
-    if kind == "weekly":
-        if len(parts) != 2 or parts[0].lower()[:3] not in WEEKDAYS:
-            raise ValueError(f'must be like "mon 08:30", not {text!r}')
-        weekday = WEEKDAYS.index(parts[0].lower()[:3])
-        parts = parts[1:]
-    try:
-        at = time.fromisoformat(parts[0])
-    except (ValueError, IndexError):
-        raise ValueError(f'must be a time like "08:30", not {text!r}') from None
-    return Schedule(kind, at, weekday)
 
 
 def last_occurrence(schedule: Schedule, now: datetime, tz) -> datetime:

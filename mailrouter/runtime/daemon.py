@@ -15,7 +15,9 @@ from pathlib import Path
 from mailrouter.runtime import systemd as service
 from mailrouter.runtime.preflight import config_findings, server_problems
 from mailrouter.registry.collisions import CollisionCheck
-from mailrouter.config.load import Config, ConfigError, load_config
+from mailrouter.config.load import load_config
+from mailrouter.config.reader import ConfigError
+from mailrouter.config.schema import Config
 from mailrouter.reports.schedule import queue_due_digests
 from mailrouter.sla.sweep import FollowUp
 from mailrouter.intake.imap import CONNECTION_LIMITS

@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable
 
-from mailrouter.config.load import Config, MailboxConfig
+from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.sla.sweep import FollowUp
 from mailrouter.metrics import Metrics
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving

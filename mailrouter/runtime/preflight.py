@@ -16,7 +16,7 @@ import jinja2
 from mailrouter.act.outbox import smtp_client
 from mailrouter.act.templating import make_environment
 from mailrouter.config.credentials import CredentialError
-from mailrouter.config.load import Config
+from mailrouter.config.schema import Config
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox
 from mailrouter.runtime.mailbox import imap_settings
 from mailrouter.sla.config import ReplySource

@@ -25,7 +25,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from mailrouter.config.load import Config
+from mailrouter.config.schema import Config
 from mailrouter.reports.schedule import LATE_LIMIT, Schedule
 
 log = logging.getLogger("mailrouter.timers")

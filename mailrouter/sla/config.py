@@ -1,67 +1,36 @@
 """The `[sla]`, `[teams.X.hours]`, `[[reply_source]]` and rep availability parts of config.toml."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from mailrouter.sla.hours import BusinessCalendar
-from mailrouter.sla.ladder import COLD_LADDER, DEFAULT_LADDER, Ladder, ladder_from_config
+from mailrouter.config.reader import Problem, Reader
+from mailrouter.config.schema import ReplySource, ServerConfig, SlaConfig
 from mailrouter.sla.durations import calendar_from_config
+from mailrouter.sla.ladder import COLD_LADDER, DEFAULT_LADDER, ladder_from_config
 from mailrouter.sla.webhook import WebhookTarget, webhook_from_config
 
-if TYPE_CHECKING:
-    from mailrouter.config.load import ServerConfig, _Reader
-
 SOURCE_KINDS = ("rep_mailbox", "journal", "shared_sent")
+ServerReader = Callable[[dict[str, Any], str, set[str]], ServerConfig]
+
+__all__ = ["SOURCE_KINDS", "ReplySource", "SlaConfig", "read_sla"]
 
 
-@dataclass(frozen=True)
-class ReplySource:
-    """Where replies to buyers can be seen: a rep's mailbox, a journal (BCC) mailbox, or a
-    shared mailbox's own Sent folder."""
-
-    name: str
-    kind: str
-    server: ServerConfig | None  # None for shared_sent: the shared mailbox's own login
-    rep: str | None = None  # rep_mailbox: whose mailbox
-    mailbox: str | None = None  # shared_sent: which [[mailbox]]
-    folder: str | None = None  # override: otherwise \Sent, then localised names
-    poll_interval: float = 30.0
-
-
-@dataclass(frozen=True)
-class SlaConfig:
-    enabled: bool = True
-    sweep_interval: float = 30.0  # seconds between looks at the open assignments
-    default_ladder: str = "default"
-    ladders: dict[str, Ladder] = field(default_factory=lambda: {"default": DEFAULT_LADDER,
-                                                                "cold": COLD_LADDER})
-    default_calendar: BusinessCalendar | None = None
-    calendars: dict[str, BusinessCalendar] = field(default_factory=dict)  # team -> calendar
-    webhooks: tuple[WebhookTarget, ...] = ()
-    reply_sources: tuple[ReplySource, ...] = ()
-    max_open: dict[str, int] = field(default_factory=dict)  # rep -> cap on unreplied inquiries
-    allow_no_reply_source: bool = False  # the sysadmin knows no reply will ever stop the clock
-
-    def calendar_for(self, team: str | None) -> BusinessCalendar:
-        assert self.default_calendar is not None
-        return self.calendars.get(team or "", self.default_calendar)
-
-    def ladder(self, name: str | None) -> Ladder:
-        return self.ladders.get(name or self.default_ladder, self.ladders[self.default_ladder])
-
-
-def read_sla(r: _Reader, data: dict, team_hours: dict[str, dict], tz_name: str,
-             environ: dict[str, str], server_reader: Any, reps: set[str],
-             mailboxes: set[str]) -> SlaConfig:
+def read_sla(r: Reader, data: dict[str, Any], team_hours: dict[str, dict[str, Any]], tz_name: str,
+             environ: dict[str, str], server_reader: ServerReader, reps: set[str],
+             mailboxes: set[str], resolve_secrets: bool = True) -> SlaConfig:
+    """`[sla]`, `[teams.X.hours]` and `[[reply_source]]`. Without resolve_secrets (an admin
+    command that sends nothing) webhook URLs, which are secrets, are not read at all."""
     d = r.table(data, "sla")
     p = "sla."
     r.unknown_keys(d, {"enabled", "sweep_interval", "ladder", "ladders", "hours", "webhook",
                        "allow_no_reply_source"}, p)
     ladders = {"default": DEFAULT_LADDER, "cold": COLD_LADDER}
     for name, raw in r.table(d, "ladders", p).items():
-        ladder, problems = ladder_from_config(raw if isinstance(raw, dict) else {}, r.file,
-                                              f"sla.ladders.{name}.")
+        if not isinstance(raw, dict):
+            r.problem(f"{p}ladders.{name}", f"must be a table with steps = [...], not {raw!r}")
+            continue
+        ladder, problems = ladder_from_config(raw, r.file, f"sla.ladders.{name}.")
         _add(r, problems)
         ladders[name] = ladder
     default = r.get(d, "ladder", str, "default", p)
@@ -78,24 +47,27 @@ def read_sla(r: _Reader, data: dict, team_hours: dict[str, dict], tz_name: str,
     return SlaConfig(
         enabled=r.get(d, "enabled", bool, True, p),
         allow_no_reply_source=r.get(d, "allow_no_reply_source", bool, False, p),
-        sweep_interval=r.get(d, "sweep_interval", float, 30.0, p),
+        sweep_interval=r.number(d, "sweep_interval", float, 30.0, p, above=0),
         default_ladder=default, ladders=ladders, default_calendar=calendar, calendars=calendars,
-        webhooks=_webhooks(r, d.get("webhook", []), environ),
+        webhooks=_webhooks(r, d.get("webhook", []), environ) if resolve_secrets else (),
         reply_sources=_reply_sources(r, data.get("reply_source", []), server_reader, reps, mailboxes),
     )
 
 
-def _add(r: _Reader, problems: list) -> None:
+def _add(r: Reader, problems: list[Problem]) -> None:
     for problem in problems:
         r.problem(problem.key, problem.message)
 
 
-def _webhooks(r: _Reader, items: Any, environ: dict[str, str]) -> tuple[WebhookTarget, ...]:
+def _webhooks(r: Reader, items: Any, environ: dict[str, str]) -> tuple[WebhookTarget, ...]:
     if not isinstance(items, list):
         r.problem("sla.webhook", "must be an array of tables: [[sla.webhook]]")
         return ()
     targets = []
     for i, raw in enumerate(items):
+        if not isinstance(raw, dict):
+            r.problem(f"sla.webhook[{i}]", f"must be a table ([[sla.webhook]]), not {raw!r}")
+            continue
         target, problems = webhook_from_config(raw, r.file, f"sla.webhook[{i}].", environ)
         _add(r, problems)
         if target:
@@ -103,7 +75,7 @@ def _webhooks(r: _Reader, items: Any, environ: dict[str, str]) -> tuple[WebhookT
     return tuple(targets)
 
 
-def _reply_sources(r: _Reader, items: Any, server_reader: Any, reps: set[str],
+def _reply_sources(r: Reader, items: Any, server_reader: ServerReader, reps: set[str],
                    mailboxes: set[str]) -> tuple[ReplySource, ...]:
     if not isinstance(items, list):
         r.problem("reply_source", "must be an array of tables: [[reply_source]]")
@@ -111,6 +83,9 @@ def _reply_sources(r: _Reader, items: Any, server_reader: Any, reps: set[str],
     sources = []
     for i, d in enumerate(items):
         p = f"reply_source[{i}]."
+        if not isinstance(d, dict):
+            r.problem(p[:-1], f"must be a table ([[reply_source]]), not {d!r}")
+            continue
         kind = r.get(d, "kind", str, "", p, required=True)
         if kind not in SOURCE_KINDS:
             r.problem(p + "kind", f"must be one of {', '.join(SOURCE_KINDS)}, not {kind!r}")
@@ -130,5 +105,5 @@ def _reply_sources(r: _Reader, items: Any, server_reader: Any, reps: set[str],
         sources.append(ReplySource(
             name=r.get(d, "name", str, f"{kind}:{rep or mailbox or i}", p), kind=kind,
             server=server, rep=rep, mailbox=mailbox, folder=r.get(d, "folder", str, "", p) or None,
-            poll_interval=r.get(d, "poll_interval", float, 30.0, p)))
+            poll_interval=r.number(d, "poll_interval", float, 30.0, p, above=0)))
     return tuple(sources)

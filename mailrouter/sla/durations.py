@@ -1,95 +1,30 @@
 """Reading the SLA parts of config.toml: business calendars and durations.
 
-Like mailrouter.config.load, parsers collect every problem instead of stopping at the first, and
+With mailrouter.config.reader, parsers collect every problem instead of stopping at the first, and
 each problem names the file and the full key so a sysadmin can fix them all in one pass.
 """
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
+from mailrouter.config.reader import DURATION_HINT, Problem, Reader, format_duration, parse_duration
 from mailrouter.sla.hours import DEFAULT_GRACE, WEEKDAY_NAMES, BusinessCalendar, Span, parse_span, parse_spans
 
 
-class ConfigProblem(NamedTuple):
-    """Same fields, in the same order, as mailrouter.config.load.Problem: `Problem(*p)` converts."""
-
-    file: str
-    key: str
-    message: str
-
-
-_DURATION = re.compile(r"(\d+)([dhms])")
-_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-DURATION_HINT = "must be like 5m, 2h, 1d or 1h30m"
-
-
-def parse_duration(text: str) -> timedelta:
-    """"1h30m" -> 1:30:00. Raises ValueError for anything else (bare numbers included:
-    "30" could mean seconds or minutes, and guessing wrong pages someone at night)."""
-    cleaned = text.replace(" ", "").lower() if isinstance(text, str) else ""
-    parts = _DURATION.findall(cleaned)
-    if not cleaned or "".join(n + u for n, u in parts) != cleaned:
-        raise ValueError(DURATION_HINT)
-    return sum((timedelta(**{_UNITS[u]: int(n)}) for n, u in parts), timedelta(0))
-
-
-def format_duration(d: timedelta) -> str:
-    """The inverse of parse_duration, used in step keys and logs: 1:30:00 -> "1h30m"."""
-    seconds = int(d.total_seconds())
-    out = ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            out += f"{seconds // size}{unit}"
-            seconds %= size
-    return out or "0m"
-
-
-class Collector:
-    """Problems of one file under one key prefix ("teams.europe.hours.")."""
-
-    def __init__(self, file: str, prefix: str):
-        self.file = file
-        self.prefix = prefix
-        self.problems: list[ConfigProblem] = []
-
-    def add(self, key: str, message: str) -> None:
-        self.problems.append(ConfigProblem(self.file, self.prefix + key, message))
-
-    def unknown_keys(self, data: dict[str, Any], known: set[str], where: str = "") -> None:
-        for key in data:
-            if key not in known:
-                self.add(where + key, f"unknown key (known: {', '.join(sorted(known))})")
-
-    def typed(self, data: dict[str, Any], key: str, kind: type, default: Any, where: str = "") -> Any:
-        value = data.get(key, default)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            self.add(where + key, f"must be {kind.__name__}, not {value!r}")
-            return default
-        return value
-
-    def duration(self, data: dict[str, Any], key: str, default: timedelta, where: str = "") -> timedelta:
-        if key not in data:
-            return default
-        try:
-            return parse_duration(data[key])
-        except ValueError:
-            self.add(where + key, f"{DURATION_HINT}, not {data[key]!r}")
-            return default
-
+__all__ = ["DURATION_HINT", "calendar_from_config", "format_duration", "parse_duration"]
 
 CALENDAR_KEYS = {"timezone", "weekdays", "hours", "country", "subdivision", "extra_holidays",
                  "extra_workdays", "quiet_hours", "grace"}
 
 
 def calendar_from_config(raw: dict[str, Any], file: str, key_prefix: str,
-                         default_tz: str = "Asia/Shanghai") -> tuple[BusinessCalendar, list[ConfigProblem]]:
+                         default_tz: str = "Asia/Shanghai") -> tuple[BusinessCalendar, list[Problem]]:
     """Read a team's `[teams.X.hours]` table (every key optional, see CALENDAR_KEYS)."""
-    c = Collector(file, key_prefix)
+    c = Reader(file, prefix=key_prefix)
     c.unknown_keys(raw, CALENDAR_KEYS)
     country = _country(c, raw)
     calendar = BusinessCalendar(
@@ -106,7 +41,7 @@ def calendar_from_config(raw: dict[str, Any], file: str, key_prefix: str,
     return calendar, c.problems
 
 
-def _zone(c: Collector, name: Any) -> ZoneInfo:
+def _zone(c: Reader, name: Any) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
@@ -114,7 +49,7 @@ def _zone(c: Collector, name: Any) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def _weekdays(c: Collector, value: Any) -> frozenset[int]:
+def _weekdays(c: Reader, value: Any) -> frozenset[int]:
     names = value if isinstance(value, list) else [value]
     days = set()
     for name in names:
@@ -125,7 +60,7 @@ def _weekdays(c: Collector, value: Any) -> frozenset[int]:
     return frozenset(days) or frozenset(range(5))
 
 
-def _hours(c: Collector, value: Any) -> tuple[Span, ...]:
+def _hours(c: Reader, value: Any) -> tuple[Span, ...]:
     texts = value if isinstance(value, list) else [value]
     try:
         spans = parse_spans([str(t) for t in texts])
@@ -138,7 +73,7 @@ def _hours(c: Collector, value: Any) -> tuple[Span, ...]:
     return spans
 
 
-def _country(c: Collector, raw: dict[str, Any]) -> str | None:
+def _country(c: Reader, raw: dict[str, Any]) -> str | None:
     country = raw.get("country")
     if country is None or country == "":
         return None
@@ -148,7 +83,7 @@ def _country(c: Collector, raw: dict[str, Any]) -> str | None:
     return country.upper()
 
 
-def _subdivision(c: Collector, country: str | None, value: Any) -> str | None:
+def _subdivision(c: Reader, country: str | None, value: Any) -> str | None:
     if not value:
         return None
     known = holidays.list_supported_countries().get(country or "", [])
@@ -158,9 +93,13 @@ def _subdivision(c: Collector, country: str | None, value: Any) -> str | None:
     return str(value)
 
 
-def _dates(c: Collector, raw: dict[str, Any], key: str) -> frozenset[date]:
+def _dates(c: Reader, raw: dict[str, Any], key: str) -> frozenset[date]:
+    values = raw.get(key, [])
+    if not isinstance(values, list):
+        c.add(key, f"must be a list of dates like [2026-10-09], not {values!r}")
+        return frozenset()
     result = set()
-    for value in raw.get(key, []):
+    for value in values:
         # TOML has a date type; accept ISO strings too, since people quote dates.
         try:
             result.add(value if isinstance(value, date) else date.fromisoformat(value))
@@ -169,7 +108,7 @@ def _dates(c: Collector, raw: dict[str, Any], key: str) -> frozenset[date]:
     return frozenset(result)
 
 
-def _quiet(c: Collector, value: Any) -> Span | None:
+def _quiet(c: Reader, value: Any) -> Span | None:
     if value in ("", None, False):
         return None
     try:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from mailrouter.sla.hours import BusinessCalendar
-from mailrouter.sla.durations import Collector, ConfigProblem, format_duration
+from mailrouter.config.reader import Problem, Reader, format_duration
 
 
 class StepKind(str, enum.Enum):
@@ -154,13 +154,13 @@ LADDER_KEYS = {"steps", "max_reassignments", "exhausted", "business_time"}
 STEP_KEYS = {"kind", "after", "business_time", "folder"}
 
 
-def ladder_from_config(raw: dict[str, Any], file: str, key_prefix: str) -> tuple[Ladder, list[ConfigProblem]]:
+def ladder_from_config(raw: dict[str, Any], file: str, key_prefix: str) -> tuple[Ladder, list[Problem]]:
     """Read one `[sla.ladders.NAME]` table; key_prefix is e.g. "sla.ladders.cold.".
 
     With problems, the ladder returned is DEFAULT_LADDER, only so the caller can go on
     collecting problems elsewhere before refusing to start.
     """
-    c = Collector(file, key_prefix)
+    c = Reader(file, prefix=key_prefix)
     c.unknown_keys(raw, LADDER_KEYS)
     name = key_prefix.rstrip(".").rsplit(".", 1)[-1] or "ladder"
     default_business = c.typed(raw, "business_time", bool, True)
@@ -179,7 +179,7 @@ def ladder_from_config(raw: dict[str, Any], file: str, key_prefix: str) -> tuple
     return Ladder(name, tuple(steps), max_reassign, exhausted), []
 
 
-def _steps(c: Collector, items: Any, default_business: bool) -> list[Step]:
+def _steps(c: Reader, items: Any, default_business: bool) -> list[Step]:
     if not isinstance(items, list) or not items:
         c.add("steps", "a ladder needs a list of steps, e.g. [{ kind = \"remind\", after = \"5m\" }]")
         return []
@@ -195,7 +195,7 @@ def _steps(c: Collector, items: Any, default_business: bool) -> list[Step]:
     return steps
 
 
-def _step(c: Collector, item: dict[str, Any], where: str, default_business: bool) -> Step | None:
+def _step(c: Reader, item: dict[str, Any], where: str, default_business: bool) -> Step | None:
     c.unknown_keys(item, STEP_KEYS, where)
     kinds = ", ".join(k.value for k in StepKind)
     try:
@@ -223,7 +223,7 @@ def _step(c: Collector, item: dict[str, Any], where: str, default_business: bool
     return Step(kind, after, business, folder if kind is StepKind.POOL else "")
 
 
-def _check_order(c: Collector, steps: list[Step]) -> None:
+def _check_order(c: Reader, steps: list[Step]) -> None:
     seen: dict[str, int] = {}
     for i, step in enumerate(steps):
         if step.key in seen:

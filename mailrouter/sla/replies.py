@@ -19,7 +19,7 @@ from typing import Iterable
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from mailrouter.config.load import Config
+from mailrouter.config.schema import Config
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving
 from mailrouter.metrics import Metrics
 from mailrouter.parse import headers

@@ -18,14 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailrouter import store
-from mailrouter.config.load import Config, MailboxConfig
+from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.decide.assign import TeamState, is_available
 from mailrouter.act.forward import ForwardSpec, clean_header_text
 from mailrouter.intake.imap import ImapError, Mailbox
 from mailrouter.metrics import Metrics
 from mailrouter.model import ROUTER_HEADER, Decision, Outcome
 from mailrouter.act.admit import Clock, forward_message_id, parse_original
-from mailrouter.registry import handover
+from mailrouter.registry.record import handover
 from mailrouter.registry.match import match_sender
 from mailrouter.sla.ladder import AssignmentSnapshot, Step, StepKind, due_steps, pick_reassignee
 from mailrouter.sla.notify import Notice, NoticeKind, render_notice

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from mailrouter.config.credentials import credential_path
 
 from mailrouter.sla.notify import FORMATS, Notice, webhook_payload
-from mailrouter.sla.durations import Collector, ConfigProblem
+from mailrouter.config.reader import Problem, Reader
 
 log = logging.getLogger("mailrouter.webhook")
 
@@ -190,10 +190,10 @@ WEBHOOK_KEYS = {"name", "format", "url_env", "url_file"}
 
 
 def webhook_from_config(raw: dict[str, Any], file: str, key_prefix: str,
-                        environ: dict[str, str]) -> tuple[WebhookTarget | None, list[ConfigProblem]]:
+                        environ: dict[str, str]) -> tuple[WebhookTarget | None, list[Problem]]:
     """One `[[sla.webhook]]` table. The URL is a secret, so like passwords it comes from an
     environment variable or a file, never from config.toml itself."""
-    c = Collector(file, key_prefix)
+    c = Reader(file, prefix=key_prefix)
     c.unknown_keys(raw, WEBHOOK_KEYS | {"url"})
     if "url" in raw:
         c.add("url", "webhook URLs contain their token; use url_env or url_file")
@@ -209,7 +209,7 @@ def webhook_from_config(raw: dict[str, Any], file: str, key_prefix: str,
     return WebhookTarget(name, url, fmt), []
 
 
-def _url(c: Collector, raw: dict[str, Any], environ: dict[str, str]) -> str:
+def _url(c: Reader, raw: dict[str, Any], environ: dict[str, str]) -> str:
     env_name, file_name = raw.get("url_env"), raw.get("url_file")
     if bool(env_name) == bool(file_name):
         c.add("url_env", "give exactly one of url_env or url_file")
