@@ -192,6 +192,8 @@ class _Servers:
         )
 
     def _credentials(self, d: dict[str, Any], prefix: str) -> CredentialSource:
+        if "command_timeout" in d:  # inf would let a hung password manager block start-up forever
+            self.r.number(d, "command_timeout", float, 30.0, prefix, above=0, high=3600)
         if "password" in d:
             self.r.problem(prefix + "password", "passwords are never written in the config file; "
                            "use password_env, password_file or password_command")
