@@ -39,7 +39,17 @@ def test_sigterm_during_a_backlog_stops_cleanly_and_a_restart_finishes_it(bed, t
     assert all(counts[str(parsed(s.raw)["Message-ID"])] == 1 for s in samples), counts.most_common(2)
 
 
-def test_sighup_with_a_broken_rule_file_keeps_the_old_rules(bed, tmp_path):
+BROKEN_RULES = {
+    "unknown-rep": ('[[rule]]\nname = "broken"\nrep = "nobody"\n'.encode(),
+                    "50-routing.toml: rule 'broken': rep: unknown rep 'nobody'"),
+    # before: UnicodeDecodeError out of reload killed the daemon (issue 13)
+    "gbk": ('# 规则\n[[rule]]\nname = "broken"\nrep = "zhang"\n'.encode("gbk"),
+            "50-routing.toml: line 1: is not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("broken", sorted(BROKEN_RULES))
+def test_sighup_with_a_broken_rule_file_keeps_the_old_rules(bed, tmp_path, broken):
     workdir = tmp_path / "work"
     workdir.mkdir()
     rules = tmp_path / "rules"
@@ -52,13 +62,14 @@ def test_sighup_with_a_broken_rule_file_keeps_the_old_rules(bed, tmp_path):
         german = demo_samples()[0]
         deliver_samples(bed, [german])
         assert wait_until_filed(config, 1, timeout=60), log.read_text()
-        (rules / "50-routing.toml").write_text('[[rule]]\nname = "broken"\nrep = "nobody"\n', encoding="utf-8")
+        content, expected = BROKEN_RULES[broken]
+        (rules / "50-routing.toml").write_bytes(content)
         daemon.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 30
         while "reload refused" not in log.read_text():
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
-        assert "50-routing.toml: rule 'broken': rep: unknown rep 'nobody'" in log.read_text()
+        assert expected in log.read_text()
         # still routing, by the old rules (the broken file would route nothing to zhang)
         russian = next(s for s in demo_samples() if s.label == "Russian PCB buyer")
         deliver_samples(bed, [russian])

@@ -168,14 +168,16 @@ class Router:
     """Records decisions; one lock makes check-for-duplicate and insert atomic across mailboxes."""
 
     def __init__(self, config: Config, sessions: sessionmaker[Session], clock: Clock = store.utcnow,
-                 metrics: Metrics | None = None, parser: Parser | None = None):
+                 metrics: Metrics | None = None, parser: Parser | None = None,
+                 lock: threading.Lock | None = None):
         self.config = config
         self.parser = parser or InlineParser()
         self.sessions = sessions
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.templates = make_environment(config.template_dirs)
-        self._lock = threading.Lock()
+        # one admission at a time across mailboxes; a reload passes the running router's lock on
+        self._lock = lock or threading.Lock()
 
     def admit(self, mailbox: str, uidvalidity: int, uid: int, raw: bytes) -> MessageRow:
         """Record what to do with a message new to this mailbox's INBOX; return its row."""

@@ -23,6 +23,8 @@ import imapclient
 from imapclient import exceptions as imap_exc
 from imapclient.util import to_unicode
 
+from mailrouter.config.schema import ServerConfig
+
 log = logging.getLogger("mailrouter.imap")
 
 CLIENT_NAME = "mailrouter"
@@ -69,6 +71,16 @@ class ImapSettings:
             f"ImapSettings(host={self.host!r}, port={self.port}, tls={self.tls!r}, "
             f"user={self.user!r})"
         )
+
+
+def settings_for(server: ServerConfig, *, poll_interval: float, inbox: str = "INBOX",
+                 use_idle: bool = True, idle_renew: float = 540.0) -> ImapSettings:
+    """The one place a configured server becomes a login: shared mailboxes and reply sources.
+    The secret is read here, when a session is about to be opened, not when config is read."""
+    return ImapSettings(host=server.host, port=server.port, tls=server.tls, user=server.user,
+                        password=server.credentials.get(), auth=server.credentials.kind,
+                        inbox=inbox, ca_file=server.ca_file, timeout=server.timeout,
+                        poll_interval=poll_interval, use_idle=use_idle, idle_renew=idle_renew)
 
 
 class ImapError(Exception):

@@ -1,8 +1,8 @@
 """The long-running process: one worker thread per shared mailbox and per reply source.
 
 SIGTERM/SIGINT: every worker finishes the batch in hand, connections close, exit 0.
-SIGHUP: config, rules and templates are read again; a file with mistakes keeps the old ones
-running and logs every mistake. Under systemd (Type=notify) it reports READY, RELOADING,
+SIGHUP: config, rules and templates are read again and the components rebuilt from them
+(runtime/assemble.py); any mistake keeps the old ones running and logs every mistake. Under systemd (Type=notify) it reports READY, RELOADING,
 STOPPING and pings the watchdog from the main loop.
 """
 from __future__ import annotations
@@ -14,22 +14,19 @@ from pathlib import Path
 
 from mailrouter.runtime import systemd as service
 from mailrouter.runtime.preflight import config_findings, server_problems
-from mailrouter.registry.collisions import CollisionCheck
 from mailrouter.config.load import load_config
 from mailrouter.config.reader import ConfigError
 from mailrouter.config.schema import Config
 from mailrouter.reports.schedule import queue_due_digests
-from mailrouter.sla.sweep import FollowUp
 from mailrouter.intake.imap import CONNECTION_LIMITS
 from mailrouter.metrics import Metrics, MetricsServer, start_metrics_server
-from mailrouter.act.outbox import Outbox
 from mailrouter.parse.process import make_parser
-from mailrouter.act.admit import Clock, Router
-from mailrouter.sla.replies import ReplyRecorder, ReplyWatcher, reply_settings
+from mailrouter.act.admit import Clock
+from mailrouter.runtime.assemble import Components, Shared, assemble
+from mailrouter.sla.replies import ReplyWatcher, reply_settings
 from mailrouter.sla.webhook import WebhookSender
 from mailrouter.intake.spool import Spool
 from mailrouter.store import open_database, utcnow
-from mailrouter.act.templating import make_environment
 from mailrouter.runtime.mailbox import MailboxWorker
 from mailrouter.runtime.timers import TimedWork, Timers
 from mailrouter.store import optimize_database
@@ -39,21 +36,15 @@ log = logging.getLogger("mailrouter.daemon")
 
 class Daemon:
     def __init__(self, config: Config, clock: Clock = utcnow):
-        self.config = config
-        self.clock = clock
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
-        self.sessions = open_database(config.database)
-        self.metrics = Metrics()
-        self.webhooks = WebhookSender() if config.sla.webhooks else None
-        self.parser = make_parser(config.parse_workers)
-        self.router = Router(config, self.sessions, clock, self.metrics, self.parser)
-        self.outbox = Outbox(config, self.sessions, clock, self.metrics)
-        self.followup = FollowUp(config, self.sessions, clock, self.webhooks, metrics=self.metrics)
+        self.shared = Shared(sessions=open_database(config.database), clock=clock, metrics=Metrics(),
+                             parser=make_parser(config.parse_workers),
+                             # built once: a reload that adds the first webhook needs a restart
+                             webhooks=WebhookSender() if config.sla.webhooks else None)
+        self.parts = assemble(config, self.shared)
         self.workers = [MailboxWorker(mb, config, self.router, self.outbox, self.stop_event,
                                       self.followup, self.metrics) for mb in config.mailboxes]
-        self.recorder = ReplyRecorder(config, self.sessions, clock,
-                                      CollisionCheck(config, clock, self.webhooks), self.metrics)
         self.reply_watchers = [ReplyWatcher(src, config, self.recorder, self.stop_event,
                                             reply_settings(src, config))
                                for src in config.sla.reply_sources]
@@ -62,6 +53,18 @@ class Daemon:
                                        housekeeping=lambda: optimize_database(self.sessions)))
         self._threads: list[threading.Thread] = []
         self._metrics_server: MetricsServer | None = None
+
+    # What is running now: one frozen set, replaced whole on reload.
+    config = property(lambda self: self.parts.config)
+    router = property(lambda self: self.parts.router)
+    outbox = property(lambda self: self.parts.outbox)
+    followup = property(lambda self: self.parts.followup)
+    recorder = property(lambda self: self.parts.recorder)
+    sessions = property(lambda self: self.shared.sessions)
+    clock = property(lambda self: self.shared.clock)
+    metrics = property(lambda self: self.shared.metrics)
+    parser = property(lambda self: self.shared.parser)
+    webhooks = property(lambda self: self.shared.webhooks)
 
     def start(self) -> None:
         CONNECTION_LIMITS.limit = self.config.connection_limit
@@ -110,32 +113,34 @@ class Daemon:
             worker.request_sweep()
 
     def reload(self, path: Path) -> bool:
-        """Read config, rules and templates again; on any mistake keep what is running."""
+        """Read config, rules and templates again and rebuild every component from them; on
+        any mistake, or any error while building, keep everything that is running."""
         try:
             new = load_config(path)
+            parts = assemble(new, self.shared)
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload refused, old config kept: %s", problem)
             return False
+        except Exception as exc:  # e.g. a template that does not compile: still nothing half-applied
+            log.error("reload refused, old config kept: %s: %s: %s", path, type(exc).__name__, exc)
+            return False
         if [m.name for m in new.mailboxes] != [m.name for m in self.config.mailboxes] \
                 or new.database != self.config.database:
             log.warning("mailboxes and database change only with a restart; the rest is reloaded")
-        self._apply(new)
+        self._use(parts)
         self.timers.reschedule(new)
         log.info("reloaded %s: %s", path, self.summary())
         return True
 
-    def _apply(self, new: Config) -> None:
-        # Each component reads self.config on every message: a plain swap is enough, and a
-        # message already in hand finishes with the config it started with.
-        templates = make_environment(new.template_dirs)
-        self.config = new
-        for component in (self.router, self.outbox, self.followup, self.recorder):
-            component.config = new
-        self.router.templates = self.followup.templates = templates
+    def _use(self, parts: Components) -> None:
+        # Workers take the new set between rounds; a message already in hand finishes with the
+        # components it started with.
+        self.parts = parts
         for worker in self.workers:
-            worker.config = new
-            worker.mailbox = next((m for m in new.mailboxes if m.name == worker.mailbox.name), worker.mailbox)
+            worker.rebuild(parts)
+        for watcher in self.reply_watchers:
+            watcher.rebuild(parts.config, parts.recorder)
 
     def run_forever(self) -> None:
         """Run until SIGTERM or SIGINT (systemd sends SIGTERM); SIGHUP reloads."""

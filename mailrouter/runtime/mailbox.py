@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from mailrouter.config.schema import Config, MailboxConfig
+from mailrouter.runtime.assemble import Components
 from mailrouter.sla.sweep import FollowUp
 from mailrouter.metrics import Metrics
-from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving
+from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
 from mailrouter.act.outbox import Outbox
 from mailrouter.act.admit import ManualTarget, Router
 from mailrouter.intake.spool import Spool, SpooledMessage, is_referenced, missing_spool_files
@@ -32,11 +33,7 @@ ASSIGN_CHECK_INTERVAL = 5.0
 
 
 def imap_settings(mailbox: MailboxConfig) -> ImapSettings:
-    s = mailbox.server
-    return ImapSettings(host=s.host, port=s.port, tls=s.tls, user=s.user,
-                        password=s.credentials.get(), auth=s.credentials.kind,
-                        inbox=mailbox.inbox, ca_file=s.ca_file,
-                        timeout=s.timeout, poll_interval=mailbox.poll_interval,
+    return settings_for(mailbox.server, poll_interval=mailbox.poll_interval, inbox=mailbox.inbox,
                         use_idle=mailbox.idle, idle_renew=mailbox.idle_renew)
 
 
@@ -57,6 +54,26 @@ class MailboxWorker:
         self._last_assign_check = 0.0
         self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtp-{mailbox.name}")
         self.spool = Spool(config.spool_dir)
+        self._pending: Components | None = None  # rebuilt on reload, taken between rounds
+        self._pending_lock = threading.Lock()
+
+    def rebuild(self, parts: Components) -> None:
+        """Use components built from a reloaded config, from the next round on: a round in
+        progress finishes with the components it started with."""
+        with self._pending_lock:
+            self._pending = parts
+
+    def _adopt(self) -> bool:
+        with self._pending_lock:
+            parts, self._pending = self._pending, None
+        if parts is None:
+            return False
+        self.config, self.router, self.outbox, self.followup = (
+            parts.config, parts.router, parts.outbox, parts.followup)
+        # a changed login takes effect on the next connection
+        self.mailbox = next((m for m in parts.config.mailboxes if m.name == self.mailbox.name), self.mailbox)
+        self.spool = Spool(parts.config.spool_dir)
+        return True
 
     def run(self) -> None:
         """Serve the mailbox until `stop` is set; connection trouble means reconnect, not exit."""
@@ -64,6 +81,7 @@ class MailboxWorker:
                      on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name))
 
     def _serve(self) -> None:
+        self._adopt()
         conn = Mailbox.connect(imap_settings(self.mailbox))
         try:
             uidvalidity = conn.select_inbox()
@@ -77,6 +95,9 @@ class MailboxWorker:
             last_round = time.monotonic()
             while not self.stop.is_set():
                 news = self._wait(conn, interval - (time.monotonic() - last_round))
+                if self._adopt():  # new reps or teams get their folders before mail is filed there
+                    conn.ensure_folders(self._static_folders())
+                    interval = self.mailbox.poll_interval
                 swept = self._sweep_if_due()
                 if news or swept or self._outbox_due() or time.monotonic() - last_round >= interval:
                     self.round(conn, uidvalidity)

@@ -20,7 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from mailrouter.config.schema import Config
-from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving
+from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
 from mailrouter.metrics import Metrics
 from mailrouter.parse import headers
 from mailrouter.act.admit import Clock
@@ -148,6 +148,11 @@ class ReplyWatcher:
         self.settings = settings  # ImapSettings for this source
         self.rounds = 0
 
+    def rebuild(self, config: Config, recorder: ReplyRecorder) -> None:
+        """Use a recorder built from a reloaded config. One reference: each record() call
+        sees either the old recorder or the new one, never a mix."""
+        self.config, self.recorder = config, recorder
+
     def run(self) -> None:
         keep_serving(self.source.name, self._serve, self.stop)
 
@@ -196,11 +201,7 @@ class ReplyWatcher:
 def reply_settings(source: ReplySource, config: Config) -> ImapSettings:
     """IMAP settings for a reply source; a shared_sent source logs in as its shared mailbox."""
     if source.server is None:
-        mailbox = next(m for m in config.mailboxes if m.name == source.mailbox)
-        server = mailbox.server
+        server = next(m for m in config.mailboxes if m.name == source.mailbox).server
     else:
         server = source.server
-    return ImapSettings(host=server.host, port=server.port, tls=server.tls, user=server.user,
-                        password=server.credentials.get(), auth=server.credentials.kind,
-                        ca_file=server.ca_file,
-                        timeout=server.timeout, poll_interval=source.poll_interval)
+    return settings_for(server, poll_interval=source.poll_interval)
