@@ -143,7 +143,7 @@ def cmd_unit(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from mailrouter.commands.explain import explain_file
 
-    print(explain_file(load_config(args.config), args.eml))
+    print(explain_file(load_config(args.config, resolve_secrets=False), args.eml))
     return 0
 
 
@@ -168,7 +168,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from mailrouter.commands.status import format_status, status_summary
     from mailrouter.store import open_database, utcnow
 
-    config = load_config(args.config)
+    config = load_config(args.config, resolve_secrets=False)
     print(format_status(status_summary(open_database(config.database), config, utcnow())))
     return 0
 
@@ -192,7 +192,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     from mailrouter.store import open_database
     from mailrouter.commands.suggest import format_suggestions, recent_manual, suggest
 
-    config = load_config(args.config)
+    config = load_config(args.config, resolve_secrets=False)
     with open_database(config.database)() as session:
         cases = recent_manual(session, args.last)
     print(format_suggestions(suggest(cases, min_hits=args.min_hits), len(cases)))
@@ -202,7 +202,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 def cmd_rep_away(args: argparse.Namespace) -> int:
     from mailrouter.commands.rep import set_away
 
-    config = load_config(args.config)
+    config = load_config(args.config, resolve_secrets=False)
     until = _parse_local(args.until, config)
     print(set_away(config, args.rep, until, args.note))
     return 0
@@ -211,14 +211,14 @@ def cmd_rep_away(args: argparse.Namespace) -> int:
 def cmd_rep_back(args: argparse.Namespace) -> int:
     from mailrouter.commands.rep import set_back
 
-    print(set_back(load_config(args.config), args.rep))
+    print(set_back(load_config(args.config, resolve_secrets=False), args.rep))
     return 0
 
 
 def cmd_rep_list(args: argparse.Namespace) -> int:
     from mailrouter.commands.rep import list_away
 
-    print(list_away(load_config(args.config)))
+    print(list_away(load_config(args.config, resolve_secrets=False)))
     return 0
 
 

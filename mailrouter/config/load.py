@@ -9,6 +9,7 @@ import os
 import re
 from datetime import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -48,7 +49,6 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None,
     Nothing in a config file, however malformed, raises anything but ConfigError.
     """
     path = Path(path)
-    environ = dict(os.environ) if environ is None else environ
     try:
         return _load(path, environ, resolve_secrets)
     except ConfigError:
@@ -58,7 +58,8 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None,
                                    "please report this, with the key you changed last")]) from exc
 
 
-def _load(path: Path, environ: dict[str, str], resolve_secrets: bool) -> Config:
+def _load(path: Path, given_environ: dict[str, str] | None, resolve_secrets: bool) -> Config:
+    environ = dict(os.environ) if given_environ is None else given_environ
     problems: list[Problem] = []
     data = read_toml(path, problems)
     if problems:
@@ -66,7 +67,9 @@ def _load(path: Path, environ: dict[str, str], resolve_secrets: bool) -> Config:
     r = Reader(str(path), problems)
     r.unknown_keys(data, TOP_KEYS)
     base = path.parent
-    servers = _Servers(r, environ, base, resolve_secrets)
+    # a deferred secret reads the process environment when it is used, not as it was at load
+    servers = _Servers(r, environ if given_environ is not None or resolve_secrets else os.environ,
+                       base, resolve_secrets)
     daemon = _daemon_section(r, r.table(data, "daemon"), base, paths.state_dir(base, environ))
     mailboxes = _mailboxes(r, data, servers)
     smtp = _smtp_section(r, r.table(data, "smtp"), servers)
@@ -167,7 +170,7 @@ IMAP_PORTS = {"implicit": 993, "starttls": 143, "none": 143}
 class _Servers:
     """Reads the login part of [[mailbox]], [smtp] and [[reply_source]] the same way."""
 
-    def __init__(self, r: Reader, environ: dict[str, str], base: Path, resolve_secrets: bool):
+    def __init__(self, r: Reader, environ: Mapping[str, str], base: Path, resolve_secrets: bool):
         self.r, self.environ, self.base, self.resolve_secrets = r, environ, base, resolve_secrets
 
     def read(self, d: dict[str, Any], prefix: str, default_ports: dict[str, int]) -> ServerConfig:

@@ -64,7 +64,7 @@ def _action(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.A
 def _run(args: argparse.Namespace) -> int:
     from mailrouter.config.load import load_config
 
-    return args.handler(args, load_config(args.config))
+    return args.handler(args, load_config(args.config, resolve_secrets=False))  # logs in nowhere
 
 
 def settings_of(config: Config) -> RegistrySettings:

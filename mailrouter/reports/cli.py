@@ -67,7 +67,7 @@ def _with_config(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from mailrouter.config.load import load_config
 
-        return handler(args, load_config(args.config))
+        return handler(args, load_config(args.config, resolve_secrets=False))  # logs in nowhere
 
     return run
 
