@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailrouter.config import paths
-from mailrouter.config.credentials import CREDENTIAL_KEYS, CredentialSource, StaticSource, read_source
+from mailrouter.config.credentials import CREDENTIAL_KEYS, CredentialSource, Kind, StaticSource, read_source
 from mailrouter.config.deferred import DeferredSource
 from mailrouter.config.reader import ConfigError, Problem, Reader, read_toml
 from mailrouter.config.schema import (DEFAULT_LARGE_MESSAGE_BYTES, Config, DigestConfig, FoldersConfig,
@@ -202,7 +202,7 @@ class _Servers:
                            "use password_env, password_file or password_command")
         if not self.resolve_secrets:
             environ, base = self.environ, self.base
-            kind = "xoauth2" if d.get("auth") == "xoauth2" else "password"
+            kind: Kind = "xoauth2" if d.get("auth") == "xoauth2" else "password"
             return DeferredSource(prefix, lambda: read_source(d, prefix, environ, base), kind)
         result = read_source(d, prefix, self.environ, self.base)
         for key, message in result.problems:

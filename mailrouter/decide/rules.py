@@ -19,7 +19,8 @@ from mailrouter.parse.products import KeywordMatcher
 
 
 class Condition(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def matches(self, inquiry: Inquiry) -> bool: ...
 
