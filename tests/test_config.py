@@ -172,3 +172,19 @@ def test_subject_format_escaped_braces_render_as_single_braces(tmp_path):
     inquiry = make_inquiry(country="DE", subject="Need PCBs", products=())
     decision = Decision(Outcome.ROUTED, "test", rule="europe", rep="zhang")
     assert tag_subject(config.subject_format, inquiry, decision) == "{DE} Need PCBs"
+
+
+@pytest.mark.parametrize("old,new,key", [
+    ("poll_interval = 30                             #", "poll_interval = 0 #", "mailbox[0].poll_interval"),
+    ("port = 993                                     #", "port = 0 #", "mailbox[0].port"),
+    ("port = 587", "port = 70000", "smtp.port"),
+    ("timeout = 60                                   #", "timeout = 0 #", "mailbox[0].timeout"),
+    ("sweep_interval = 30                            #", "sweep_interval = 0 #", "sla.sweep_interval"),
+    ("retry_initial = 30                             #", "retry_initial = 0 #", "smtp.retry_initial"),
+])
+def test_zero_and_out_of_range_numbers_are_refused_with_the_range(tmp_path, old, new, key):
+    # poll_interval = 0 used to be accepted and issue IMAP commands as fast as the server answered
+    path = copy_example(tmp_path)
+    edit(path, old, new)
+    found = problems_of(path)
+    assert any(p.startswith(f"{path}: {key}: must be ") for p in found), found
