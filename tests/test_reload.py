@@ -82,3 +82,12 @@ def test_a_bad_reload_keeps_everything_running_and_logs_file_and_key(running, br
     assert all(w.router is before.router and not w._adopt() for w in daemon.workers)
     assert any(where in r.getMessage() and "old config kept" in r.getMessage() for r in caplog.records), \
         [r.getMessage() for r in caplog.records]
+
+
+def test_a_reload_says_which_changes_wait_for_a_restart(running, caplog):
+    daemon, path = running
+    edit(path, "parse_workers = 0", "parse_workers = 2")
+    edit(path, 'enabled = false\nhost = "127.0.0.1"', 'enabled = true\nhost = "127.0.0.1"')
+    with caplog.at_level(logging.WARNING, logger="mailrouter.daemon"):
+        assert daemon.reload(path)
+    assert "daemon.parse_workers, [metrics] change only with a restart" in caplog.text

@@ -34,6 +34,24 @@ from mailrouter.store import optimize_database
 log = logging.getLogger("mailrouter.daemon")
 
 
+def restart_only(old: Config, new: Config) -> list[str]:
+    """What a reload cannot apply: threads, the parser process, the database, listeners."""
+    changed = []
+    if [m.name for m in new.mailboxes] != [m.name for m in old.mailboxes]:
+        changed.append("[[mailbox]] names")
+    if [s.name for s in new.sla.reply_sources] != [s.name for s in old.sla.reply_sources]:
+        changed.append("[[reply_source]] names")
+    if new.database != old.database:
+        changed.append("daemon.database")
+    if new.parse_workers != old.parse_workers:
+        changed.append("daemon.parse_workers")
+    if new.metrics != old.metrics:
+        changed.append("[metrics]")
+    if bool(new.sla.webhooks) != bool(old.sla.webhooks):
+        changed.append("[[sla.webhook]] (none <-> some)")
+    return changed
+
+
 class Daemon:
     def __init__(self, config: Config, clock: Clock = utcnow):
         self.stop_event = threading.Event()
@@ -125,9 +143,8 @@ class Daemon:
         except Exception as exc:  # e.g. a template that does not compile: still nothing half-applied
             log.error("reload refused, old config kept: %s: %s: %s", path, type(exc).__name__, exc)
             return False
-        if [m.name for m in new.mailboxes] != [m.name for m in self.config.mailboxes] \
-                or new.database != self.config.database:
-            log.warning("mailboxes and database change only with a restart; the rest is reloaded")
+        if pending := restart_only(self.config, new):
+            log.warning("%s change only with a restart; the rest is reloaded", ", ".join(pending))
         self._use(parts)
         self.timers.reschedule(new)
         log.info("reloaded %s: %s", path, self.summary())
