@@ -1,6 +1,7 @@
 """Broken configurations from the security review (shared/reviews/security-tools/cfgcases.py and
 mincases.py), copied so the tests stay self-contained. Each case mutates a copy of the example
 config (hosts on 127.0.0.1, as in the review) or of a minimal one; the flag says how it is run.
+Cases 50 and 51 edit the commented database line: the example no longer sets one.
 """
 from __future__ import annotations
 
@@ -103,8 +104,8 @@ CASES_LIST = [
  ("47-rule-unknown-ladder", rule("lad", 'country = ["FR"]\nrep = "li"\nladder = "nope"'), None),
  ("48-score-wrong-type", sub('tier_a = 60 ', 'tier_a = "high" '), None),
  ("49-ladder-not-table", sub('[sla.ladders.cold]', '[sla.ladders.cold]\nfoo = 1\n[sla.ladders.empty]'), None),
- ("50-database-bad-url", sub('database = "sqlite:///mailrouter.db"', 'database = "postgresql+psycopg://mailrouter@localhost/mr"'), None),
- ("51-database-dir-missing", sub('database = "sqlite:///mailrouter.db"', 'database = "sqlite:////nonexistent/dir/mr.db"'), None),
+ ("50-database-bad-url", sub('# database = "sqlite:////var/lib/mailrouter/mailrouter.db"', 'database = "postgresql+psycopg://mailrouter@localhost/mr"'), None),
+ ("51-database-dir-missing", sub('# database = "sqlite:////var/lib/mailrouter/mailrouter.db"', 'database = "sqlite:////nonexistent/dir/mr.db"'), None),
  ("52-template-dir-empty", chain(lambda d: (d/"tpl").mkdir(), sub('# template_dir = "templates"', 'template_dir = "tpl"')), None),
  ("53-subject-format-unknown", sub('subject_format = "[{reinquiry}][{country}][{products}] {subject}"', 'subject_format = "[{contry}] {subject} {0}"'), None),
  ("54-keyword-prefix-space", sub('keyword_prefix = "mr-"', 'keyword_prefix = "mr x"'), None),

@@ -232,9 +232,7 @@ def _url(c: Reader, raw: dict[str, Any], environ: dict[str, str]) -> str:
             c.add("url_file", f"cannot read {path}: {exc.strerror}")
             return ""
     parts = urlsplit(url)
-    if url and not parts.hostname:
-        c.add("url_env" if env_name else "url_file", f"{redact_url(url)}: has no host name")
-    elif url and not (parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)):
+    if url and not (parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)):
         c.add("url_env" if env_name else "url_file",
               f"{redact_url(url)}: must be https (plain http only to loopback)")
     elif url and not parts.hostname:  # "https:///x" parses, and every post would fail
