@@ -28,7 +28,7 @@ import jinja2
 
 from mailrouter.model import ROUTER_HEADER, Attachment, Decision, Inquiry
 from mailrouter.act.templating import render
-from mailrouter.config.subject import MAX_SUBJECT_CHARS, SUBJECT_FIELDS, SubjectFormat
+from mailrouter.config.subject import MAX_SUBJECT_CHARS, SUBJECT_FIELDS, SubjectFormat  # noqa: F401  (SUBJECT_FIELDS: re-exported)
 
 ORIGINAL_FILENAME = "original.eml"
 MAX_LINE_OCTETS = 998  # RFC 5322 2.1.1, without the CRLF

@@ -20,7 +20,7 @@ from mailrouter.config.reader import ConfigError, Problem, Reader, read_toml
 from mailrouter.config.schema import (DEFAULT_LARGE_MESSAGE_BYTES, Config, DigestConfig, FoldersConfig,
                                       MailboxConfig, MetricsConfig, RepConfig, Schedule, ServerConfig,
                                       SmtpConfig, TeamConfig)
-from mailrouter.config.subject import SUBJECT_FIELDS, DEFAULT_SUBJECT_FORMAT, SubjectFormat
+from mailrouter.config.subject import DEFAULT_SUBJECT_FORMAT, SubjectFormat
 from mailrouter.decide.rules import load_rules
 from mailrouter.model import FormSender, ParseSettings
 from mailrouter.parse.freemail import DEFAULT_FREE_MAIL_DOMAINS

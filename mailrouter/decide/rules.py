@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable, Collection
-from typing import Any, Protocol
+from typing import Protocol
 
 from mailrouter.config.reader import Problem, Reader, read_toml
 from mailrouter.model import Inquiry, ProductLine

@@ -14,7 +14,7 @@ from email.utils import format_datetime
 
 from sqlalchemy.orm import Session
 
-from mailrouter.config.load import WEEKDAYS, parse_schedule
+from mailrouter.config.load import parse_schedule  # noqa: F401  (read with [digest]; re-exported)
 from mailrouter.config.schema import Config, Schedule
 from mailrouter.act.forward import clean_header_text
 from mailrouter.model import ROUTER_HEADER

@@ -5,7 +5,7 @@ each problem names the file and the full key so a sysadmin can fix them all in o
 """
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
