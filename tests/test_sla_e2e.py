@@ -37,9 +37,12 @@ def buyer_bed(make_bed) -> TestBed:
     return make_bed(extra_addresses=(BUYER,))
 
 
-def sla_config(bed: TestBed, workdir: Path, daemon: dict | None = None, **sla) -> Config:
+def sla_config(bed: TestBed, workdir: Path, daemon: dict | None = None, forward: dict | None = None,
+               **sla) -> Config:
     overrides = {"sla": {"sweep_interval": 0.1, **sla}, "daemon": daemon or {},
                  "reply_source": rep_reply_sources(ROOT / "config.toml", bed, workdir / "password")}
+    if forward:
+        overrides["forward"] = forward
     return load_config(write_testbed_config(ROOT / "config.toml", bed, workdir, overrides))
 
 
@@ -125,7 +128,9 @@ def test_a_reply_from_the_reps_mail_client_stops_the_clock(buyer_bed, tmp_path, 
 def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buyer_bed, tmp_path, running,
                                                                             threshold):
     # spooled: the inquiry counts as big, so the reassignment forwards it from a spool file
-    config = sla_config(buyer_bed, tmp_path, {"large_message_bytes": threshold} if threshold else None)
+    # a subject format naming the rep: the reassigned forward must follow it like the first one
+    config = sla_config(buyer_bed, tmp_path, {"large_message_bytes": threshold} if threshold else None,
+                        forward={"subject_format": "[to {rep}] {subject}"})
     clock = MovableClock(TUESDAY_10)
     _daemon, first = route_one(buyer_bed, config, clock, running)
     rep = config.reps[first.rep]
@@ -145,8 +150,8 @@ def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buye
     old, new = assignments(config)
     assert (old.end_reason, new.rep, new.how, new.reassigned_from) == ("reassigned", other, "reassign", old.id)
     forwarded = wait_for(lambda: [s for s in inbox_subjects(buyer_bed, config.reps[other].email)
-                                  if "Reassigned" in s], "the forward to the new rep")
-    assert "Demande de prix LED" in forwarded[0]
+                                  if "Demande de prix LED" in s], "the forward to the new rep")
+    assert forwarded == [f"[to {other}] Demande de prix LED"]  # forward.subject_format, not a fixed tag
     if threshold:
         with open_database(config.database)() as session:
             spooled = session.scalars(select(OutboxRow.spool_path).where(OutboxRow.kind == "forward")).all()

@@ -20,10 +20,11 @@ from sqlalchemy.orm import Session
 from mailrouter import store
 from mailrouter.config.load import Config, MailboxConfig
 from mailrouter.decide.assign import TeamState, is_available
-from mailrouter.act.forward import ForwardSpec, clean_header_text
+from mailrouter.act.forward import ForwardSpec, clean_header_text, tag_subject
+from mailrouter.act.outgoing import mark_automatic
 from mailrouter.intake.imap import ImapError, Mailbox
 from mailrouter.metrics import Metrics
-from mailrouter.model import ROUTER_HEADER, Decision, Outcome
+from mailrouter.model import Decision, Outcome
 from mailrouter.act.admit import Clock, forward_message_id, parse_original
 from mailrouter.registry import handover
 from mailrouter.registry.match import match_sender
@@ -217,7 +218,8 @@ class FollowUp:
                             notes=(("Reassigned 转派", f"from {a.rep}: no reply after {_minutes(age)}"),))
         spec = ForwardSpec(shared_address=mailbox.address, shared_name=mailbox.display_name,
                            rep_address=rep.email, rep_name=rep.name, message_id=fwd_id,
-                           subject=f"[转派 Reassigned] {message.subject}", language=rep.language,
+                           subject=tag_subject(self.config.subject_format, inquiry, decision),
+                           language=rep.language,
                            extra=dict(decision.notes))
         forward = queued_forward(raw, inquiry, decision, spec, self.templates,
                                  now.astimezone(self.config.timezone))
@@ -282,9 +284,7 @@ def notice_email(mailbox: MailboxConfig, to: str, subject: str, body: str, messa
     msg["Subject"] = clean_header_text(subject)
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg[ROUTER_HEADER] = "notice"
+    mark_automatic(msg, "notice")
     msg.set_content(body)
     return msg.as_bytes()
 
