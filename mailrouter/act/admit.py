@@ -238,15 +238,27 @@ class Router:
             examined = Examined(None, Decision(
                 Outcome.DUPLICATE, f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))
         else:
-            looked_up = self._look_up(session, parsed.inquiry, parsed.sender_keys)
-            examined = examine(raw, self.config, state, lambda _q: looked_up and looked_up.match, parsed)
-            examined = replace(examined, looked_up=looked_up)
+            examined = self._look_up_and_examine(session, raw, state, parsed)
         row = self._write_message(session, mailbox, uidvalidity, uid, parsed.size, sha, key, examined, earlier)
         if examined.decision.outcome is Outcome.ROUTED:
             self._assign_and_queue(session, row, raw, examined, mailbox)
         elif examined.inquiry is not None:
             self._note_rep_out_of_office(session, examined.inquiry)
         return row, examined.decision
+
+    def _look_up_and_examine(self, session: Session, raw: bytes | SpooledMessage, state: TeamState,
+                             parsed: Parsed) -> Examined:
+        """Registry lookup then examine. A lookup that raises (a bad key, a registry bug) sends this
+        one message to Quarantine with the error as its reason, so the rest of the batch goes on.
+        (A database error inside the lookup still fails the batch: no per-message savepoint yet.)"""
+        try:
+            looked_up = self._look_up(session, parsed.inquiry, parsed.sender_keys)
+        except Exception as exc:
+            log.exception("registry lookup failed for %s", parsed.inquiry and parsed.inquiry.message_id)
+            return Examined(parsed.inquiry, Decision(
+                Outcome.QUARANTINED, f"registry lookup error: {type(exc).__name__}: {exc}"))
+        examined = examine(raw, self.config, state, lambda _q: looked_up and looked_up.match, parsed)
+        return replace(examined, looked_up=looked_up)
 
     def _write_message(self, session: Session, mailbox: str, uidvalidity: int, uid: int, size: int,
                        sha: str, key: str, examined: Examined, earlier: MessageRow | None,
