@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailrouter import store
 from mailrouter.config.load import Config
 from mailrouter.decide.classify import is_auto_reply
-from mailrouter.decide.assign import TeamState, choose_member, decide, is_available
+from mailrouter.decide.assign import TeamState, choose_member, decide, is_available, team_of
 from mailrouter.act.forward import ForwardError, ForwardSpec, tag_subject
-from mailrouter.model import Decision, Inquiry, Outcome, ParseSettings
+from mailrouter.model import Clock, Decision, Inquiry, Outcome, ParseSettings
 from mailrouter.parse import parse_message
 from mailrouter.parse.process import InlineParser, Parsed, Parser, parse_one
 from mailrouter.registry import RegistryMatch, Score, block_sender, record_routed, score_inquiry
@@ -34,7 +34,6 @@ from mailrouter.act.templating import make_environment
 
 log = logging.getLogger("mailrouter.route")
 OUT_OF_OFFICE_AWAY = timedelta(days=1)  # renewed by every auto-reply; `rep back` ends it at once
-Clock = Callable[[], datetime]
 
 
 Lookup = Callable[[Inquiry], "RegistryMatch | None"]
@@ -381,7 +380,8 @@ class Router:
             self._downgrade(session, row, Decision(Outcome.UNRECOGNIZED, f"{decision.reason}; cannot forward: {exc}",
                                           rule=decision.rule))
             return
-        team = decision.team or next((t.id for t in self.config.teams.values() if rep.id in t.members), None)
+        member_of = team_of(self.config, rep.id)
+        team = decision.team or (member_of.id if member_of else None)
         # plain INSERTs: nothing reads these back as objects in this transaction (issue 7)
         session.execute(_INSERT_ASSIGNMENT, dict(
             message=row.id, rep=rep.id, team=team, customer=q.sender, assigned_at=now, how=decision.how,

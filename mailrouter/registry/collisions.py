@@ -13,6 +13,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from mailrouter.config.load import Config
+from mailrouter.decide.assign import team_of
 from mailrouter.sla.sweep import notice_email
 from mailrouter.registry.keys import SenderKeys, corporate_domain
 from mailrouter.registry.match import find_hit
@@ -60,7 +61,7 @@ class CollisionCheck:
 
     def _notify(self, session: Session, customer: str, owner: str, rep: str, out: Outgoing,
                 now: datetime) -> None:
-        team = next((t for t in self.config.teams.values() if owner in t.members), None)
+        team = team_of(self.config, owner)
         to = self.config.reps[team.supervisor if team and team.supervisor else owner]
         notice = Notice(kind=NoticeKind.COLLISION, rep=self.config.reps[owner].name, customer=customer,
                         subject="", message_id=out.message_id, age=timedelta(0), language=to.language,

@@ -22,7 +22,8 @@ from mailrouter.intake.imap import CONNECTION_LIMITS
 from mailrouter.metrics import Metrics, MetricsServer, start_metrics_server
 from mailrouter.act.outbox import Outbox
 from mailrouter.parse.process import make_parser
-from mailrouter.act.admit import Clock, Router
+from mailrouter.act.admit import Router
+from mailrouter.model import Clock
 from mailrouter.sla.replies import ReplyRecorder, ReplyWatcher, reply_settings
 from mailrouter.sla.webhook import WebhookSender
 from mailrouter.intake.spool import Spool

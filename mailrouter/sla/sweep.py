@@ -19,13 +19,13 @@ from sqlalchemy.orm import Session
 
 from mailrouter import store
 from mailrouter.config.load import Config, MailboxConfig
-from mailrouter.decide.assign import TeamState, is_available
+from mailrouter.decide.assign import TeamState, is_available, team_of
 from mailrouter.act.forward import ForwardSpec, clean_header_text, tag_subject
 from mailrouter.act.outgoing import mark_automatic
 from mailrouter.intake.imap import ImapError, Mailbox
 from mailrouter.metrics import Metrics
-from mailrouter.model import Decision, Outcome
-from mailrouter.act.admit import Clock, forward_message_id, parse_original
+from mailrouter.model import Clock, Decision, Outcome
+from mailrouter.act.admit import forward_message_id, parse_original
 from mailrouter.registry import handover
 from mailrouter.registry.match import match_sender
 from mailrouter.sla.ladder import AssignmentSnapshot, Step, StepKind, due_steps, pick_reassignee
@@ -169,7 +169,7 @@ class FollowUp:
 
     def _reassign(self, session, mailbox, a, message, step, now, pending,
                   raw: bytes | SpooledMessage | None) -> str:
-        team = self.config.teams.get(a.team or "") or self._team_of(a.rep)
+        team = self.config.teams.get(a.team or "") or team_of(self.config, a.rep)
         state = TeamState(open_counts=store.open_assignment_counts(session),
                           away=frozenset(store.away_reps(session, now)))
         members = list(team.members) if team else []
@@ -256,11 +256,8 @@ class FollowUp:
                               deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
 
     def _supervisor(self, a: AssignmentRow) -> str | None:
-        team = self.config.teams.get(a.team or "") or self._team_of(a.rep)
+        team = self.config.teams.get(a.team or "") or team_of(self.config, a.rep)
         return team.supervisor if team else None
-
-    def _team_of(self, rep: str):
-        return next((t for t in self.config.teams.values() if rep in t.members), None)
 
     def _after_commit(self, mailbox: MailboxConfig, pending: Pending) -> None:
         if self.webhooks:
