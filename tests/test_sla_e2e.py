@@ -126,7 +126,13 @@ def test_a_reply_from_the_reps_mail_client_stops_the_clock(buyer_bed, tmp_path, 
 
 @pytest.mark.parametrize("threshold", [None, 1], ids=["in-memory", "spooled"])
 def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buyer_bed, tmp_path, running,
-                                                                            threshold):
+                                                                            threshold, monkeypatch):
+    # the sweep fetches and moves over the mailbox loop's connection: no IMAP login of its own
+    # (extra logins once hit Dovecot's per-user connection limit under load)
+    import mailrouter.sla.sweep as sweep
+    own_logins: list[str] = []
+    real_connect = sweep._connect
+    monkeypatch.setattr(sweep, "_connect", lambda mailbox: own_logins.append(mailbox.name) or real_connect(mailbox))
     # spooled: the inquiry counts as big, so the reassignment forwards it from a spool file
     # a subject format naming the rep: the reassigned forward must follow it like the first one
     config = sla_config(buyer_bed, tmp_path, {"large_message_bytes": threshold} if threshold else None,
@@ -163,6 +169,7 @@ def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buye
                     TUESDAY_10 + timedelta(minutes=40))
     done = wait_for(lambda: [a for a in assignments(config) if a.first_reply_at], "the new rep's reply")
     assert done[0].id == new.id and done[0].reply_seconds == 9 * 60
+    assert own_logins == []
 
 
 def test_inquiry_on_friday_night_is_due_monday_at_opening_plus_grace(buyer_bed, tmp_path, running):

@@ -77,7 +77,7 @@ class MailboxWorker:
             last_round = time.monotonic()
             while not self.stop.is_set():
                 news = self._wait(conn, interval - (time.monotonic() - last_round))
-                swept = self._sweep_if_due()
+                swept = self._sweep_if_due(conn)
                 if news or swept or self._outbox_due() or time.monotonic() - last_round >= interval:
                     self.round(conn, uidvalidity)
                     last_round = time.monotonic()
@@ -220,12 +220,17 @@ class MailboxWorker:
         """Ask for a ladder sweep on this mailbox's next turn (called by the scheduler)."""
         self.sweep_due.set()
 
-    def _sweep_if_due(self) -> bool:
-        """Run the escalation ladder if a sweep was requested; True if it took any step."""
+    def _sweep_if_due(self, conn: Mailbox) -> bool:
+        """Run the escalation ladder if a sweep was requested; True if it took any step.
+        The sweep fetches and moves over this loop's connection (no login of its own), so
+        INBOX is selected again afterwards."""
         if self.followup is None or not self.sweep_due.is_set():
             return False
         self.sweep_due.clear()
-        return self.followup.sweep(self.mailbox) > 0
+        taken = self.followup.sweep(self.mailbox, conn) > 0
+        if taken:
+            conn.select_inbox()
+        return taken
 
     def _outbox_due(self) -> bool:
         due = self.outbox.next_due_in(self.mailbox.name)
