@@ -8,6 +8,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Callable
+
+# What every stage that needs "now" takes, so tests can move time (UTC, aware).
+Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)

@@ -76,3 +76,30 @@ def test_a_routed_inquiry_that_cannot_be_forwarded_is_recorded_as_unrecognized(t
         assert session.scalar(select(func.count()).select_from(OutboxRow)
                               .where(OutboxRow.message == rows[0].id)) == 0
     assert rows[1].outcome == "routed"  # the rest of the batch goes on
+
+
+def test_a_message_whose_registry_lookup_raises_is_quarantined_and_the_batch_goes_on(tmp_path, monkeypatch):
+    """One sender's broken registry lookup must not stop the rest of the batch (issue 11 item 2)."""
+    import mailrouter.act.admit as admit
+
+    config = replace(example_config(), database=f"sqlite:///{tmp_path / 'r.db'}")
+    config = replace(config, registry=replace(config.registry, enabled=True))
+    r = Router(config, open_database(config.database))
+    samples = [s for s in demo_samples() if s.target == "team:europe"][:3]
+    real = admit.lookup_sender
+
+    def broken_for_one(session, inquiry, *args, **kwargs):
+        if inquiry.message_id == victim:
+            raise ValueError("key extraction failed")
+        return real(session, inquiry, *args, **kwargs)
+
+    from mailrouter.parse.message import parse_message
+    victim = parse_message(samples[1].raw, config.parse).message_id
+    monkeypatch.setattr(admit, "lookup_sender", broken_for_one)
+    rows = r.admit_batch("sales", 1, [(i + 1, s.raw) for i, s in enumerate(samples)])
+    assert [row.outcome for row in rows] == ["routed", "quarantined", "routed"]
+    assert "key extraction failed" in rows[1].reason
+    with r.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(MessageRow)
+                              .where(MessageRow.outcome == "quarantined")) == 1
+    assert count(r, OutboxRow) == 2  # the other two were forwarded

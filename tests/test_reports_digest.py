@@ -89,3 +89,19 @@ def test_overdue_command(database_url: str, sessions: sessionmaker[Session],
     assert cmd_overdue(parse(["overdue", "--team", "europe"]), config, now=NOW) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[2].startswith("Li Na") and out[3].startswith("张伟")
+
+
+def test_digest_mail_suppresses_auto_replies_like_every_notice(sessions: sessionmaker[Session]) -> None:
+    """Exchange answers a digest with an out-of-office unless told not to; notices already say so."""
+    from email import message_from_bytes
+
+    from mailrouter.store import OutboxRow
+    from mailrouter.reports.schedule import _queue, parse_schedule
+    factory, _ = make_db(sessions)
+    with factory() as session:
+        _queue(session, CONFIG, "wang", parse_schedule("daily", "08:00"), NOW, NOW)
+        session.flush()
+        payload = session.query(OutboxRow).filter_by(kind="notice").one().payload
+    sent = message_from_bytes(payload)
+    assert sent["Auto-Submitted"] == "auto-generated"
+    assert sent["X-Auto-Response-Suppress"] == "All"

@@ -37,9 +37,12 @@ def buyer_bed(make_bed) -> TestBed:
     return make_bed(extra_addresses=(BUYER,))
 
 
-def sla_config(bed: TestBed, workdir: Path, daemon: dict | None = None, **sla) -> Config:
+def sla_config(bed: TestBed, workdir: Path, daemon: dict | None = None, forward: dict | None = None,
+               **sla) -> Config:
     overrides = {"sla": {"sweep_interval": 0.1, **sla}, "daemon": daemon or {},
                  "reply_source": rep_reply_sources(ROOT / "config.toml", bed, workdir / "password")}
+    if forward:
+        overrides["forward"] = forward
     return load_config(write_testbed_config(ROOT / "config.toml", bed, workdir, overrides))
 
 
@@ -123,9 +126,17 @@ def test_a_reply_from_the_reps_mail_client_stops_the_clock(buyer_bed, tmp_path, 
 
 @pytest.mark.parametrize("threshold", [None, 1], ids=["in-memory", "spooled"])
 def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buyer_bed, tmp_path, running,
-                                                                            threshold):
+                                                                            threshold, monkeypatch):
+    # the sweep fetches and moves over the mailbox loop's connection: no IMAP login of its own
+    # (extra logins once hit Dovecot's per-user connection limit under load)
+    import mailrouter.sla.sweep as sweep
+    own_logins: list[str] = []
+    real_connect = sweep._connect
+    monkeypatch.setattr(sweep, "_connect", lambda mailbox: own_logins.append(mailbox.name) or real_connect(mailbox))
     # spooled: the inquiry counts as big, so the reassignment forwards it from a spool file
-    config = sla_config(buyer_bed, tmp_path, {"large_message_bytes": threshold} if threshold else None)
+    # a subject format naming the rep: the reassigned forward must follow it like the first one
+    config = sla_config(buyer_bed, tmp_path, {"large_message_bytes": threshold} if threshold else None,
+                        forward={"subject_format": "[to {rep}] {subject}"})
     clock = MovableClock(TUESDAY_10)
     _daemon, first = route_one(buyer_bed, config, clock, running)
     rep = config.reps[first.rep]
@@ -145,8 +156,8 @@ def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buye
     old, new = assignments(config)
     assert (old.end_reason, new.rep, new.how, new.reassigned_from) == ("reassigned", other, "reassign", old.id)
     forwarded = wait_for(lambda: [s for s in inbox_subjects(buyer_bed, config.reps[other].email)
-                                  if "Reassigned" in s], "the forward to the new rep")
-    assert "Demande de prix LED" in forwarded[0]
+                                  if "Demande de prix LED" in s], "the forward to the new rep")
+    assert forwarded == [f"[to {other}] Demande de prix LED"]  # forward.subject_format, not a fixed tag
     if threshold:
         with open_database(config.database)() as session:
             spooled = session.scalars(select(OutboxRow.spool_path).where(OutboxRow.kind == "forward")).all()
@@ -158,6 +169,7 @@ def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buye
                     TUESDAY_10 + timedelta(minutes=40))
     done = wait_for(lambda: [a for a in assignments(config) if a.first_reply_at], "the new rep's reply")
     assert done[0].id == new.id and done[0].reply_seconds == 9 * 60
+    assert own_logins == []
 
 
 def test_inquiry_on_friday_night_is_due_monday_at_opening_plus_grace(buyer_bed, tmp_path, running):

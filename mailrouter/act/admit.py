@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailrouter import store
 from mailrouter.config.schema import Config
 from mailrouter.decide.classify import is_auto_reply
-from mailrouter.decide.assign import TeamState, choose_member, decide, is_available
+from mailrouter.decide.assign import TeamState, choose_member, decide, is_available, team_of
 from mailrouter.act.forward import ForwardError, ForwardSpec, tag_subject
-from mailrouter.model import Decision, Inquiry, Outcome, ParseSettings
+from mailrouter.model import Clock, Decision, Inquiry, Outcome, ParseSettings
 from mailrouter.parse import parse_message
 from mailrouter.parse.process import InlineParser, Parsed, Parser, parse_one
 from mailrouter.registry.match import RegistryMatch
@@ -36,7 +36,6 @@ from mailrouter.act.templating import make_environment
 
 log = logging.getLogger("mailrouter.route")
 OUT_OF_OFFICE_AWAY = timedelta(days=1)  # renewed by every auto-reply; `rep back` ends it at once
-Clock = Callable[[], datetime]
 
 
 Lookup = Callable[[Inquiry], "RegistryMatch | None"]
@@ -242,15 +241,27 @@ class Router:
             examined = Examined(None, Decision(
                 Outcome.DUPLICATE, f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))
         else:
-            looked_up = self._look_up(session, parsed.inquiry, parsed.sender_keys)
-            examined = examine(raw, self.config, state, lambda _q: looked_up and looked_up.match, parsed)
-            examined = replace(examined, looked_up=looked_up)
+            examined = self._look_up_and_examine(session, raw, state, parsed)
         row = self._write_message(session, mailbox, uidvalidity, uid, parsed.size, sha, key, examined, earlier)
         if examined.decision.outcome is Outcome.ROUTED:
             self._assign_and_queue(session, row, raw, examined, mailbox)
         elif examined.inquiry is not None:
             self._note_rep_out_of_office(session, examined.inquiry)
         return row, examined.decision
+
+    def _look_up_and_examine(self, session: Session, raw: bytes | SpooledMessage, state: TeamState,
+                             parsed: Parsed) -> Examined:
+        """Registry lookup then examine. A lookup that raises (a bad key, a registry bug) sends this
+        one message to Quarantine with the error as its reason, so the rest of the batch goes on.
+        (A database error inside the lookup still fails the batch: no per-message savepoint yet.)"""
+        try:
+            looked_up = self._look_up(session, parsed.inquiry, parsed.sender_keys)
+        except Exception as exc:
+            log.exception("registry lookup failed for %s", parsed.inquiry and parsed.inquiry.message_id)
+            return Examined(parsed.inquiry, Decision(
+                Outcome.QUARANTINED, f"registry lookup error: {type(exc).__name__}: {exc}"))
+        examined = examine(raw, self.config, state, lambda _q: looked_up and looked_up.match, parsed)
+        return replace(examined, looked_up=looked_up)
 
     def _write_message(self, session: Session, mailbox: str, uidvalidity: int, uid: int, size: int,
                        sha: str, key: str, examined: Examined, earlier: MessageRow | None,
@@ -373,7 +384,8 @@ class Router:
             self._downgrade(session, row, Decision(Outcome.UNRECOGNIZED, f"{decision.reason}; cannot forward: {exc}",
                                           rule=decision.rule))
             return
-        team = decision.team or next((t.id for t in self.config.teams.values() if rep.id in t.members), None)
+        member_of = team_of(self.config, rep.id)
+        team = decision.team or (member_of.id if member_of else None)
         # plain INSERTs: nothing reads these back as objects in this transaction (issue 7)
         session.execute(_INSERT_ASSIGNMENT, dict(
             message=row.id, rep=rep.id, team=team, customer=q.sender, assigned_at=now, how=decision.how,

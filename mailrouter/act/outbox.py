@@ -30,7 +30,7 @@ from mailrouter.config.schema import Config, ServerConfig
 from mailrouter.config.credentials import async_token_generator
 from mailrouter.metrics import Metrics
 from mailrouter.model import Outcome
-from mailrouter.act.admit import Clock
+from mailrouter.model import Clock
 from mailrouter.act.smtpstream import send_streamed, size_refusal
 from mailrouter.intake.spool import SEND_CHUNK, file_chunks, file_name_part, remove_file
 from mailrouter.store import AssignmentRow, MessageRow, OutboxRow

@@ -15,6 +15,12 @@ from mailrouter.registry.match import RegistryMatch
 from mailrouter.registry.models import BLOCKED, DO_NOT_CONTACT, REJECTED
 
 
+
+def team_of(config: Config, rep: str | None) -> TeamConfig | None:
+    """The first team (in config order) that lists `rep` as a member; None for a rep in no team."""
+    return next((t for t in config.teams.values() if rep in t.members), None)
+
+
 @dataclass(frozen=True)
 class TeamState:
     """What assignment needs to know about the team right now."""
@@ -77,7 +83,7 @@ def by_rules(inquiry: Inquiry, config: Config, state: TeamState,
     if rule.rep:
         if is_available(rule.rep, config, state):
             return Decision(Outcome.ROUTED, why, rule=rule.name, rep=rule.rep, ladder=rule.ladder)
-        stand_in = next((t for t in config.teams.values() if rule.rep in t.members), None)
+        stand_in = team_of(config, rule.rep)
         if stand_in is None:
             return Decision(Outcome.UNRECOGNIZED, f"{why}; but {why_unavailable(rule.rep, config, state)}",
                             rule=rule.name)
@@ -107,7 +113,7 @@ def to_owner(match: RegistryMatch, config: Config, state: TeamState) -> Decision
                         + (f": {match.status_reason}" if match.status_reason else ""))
     if match.owner and is_available(match.owner, config, state):
         return Decision(Outcome.ROUTED, match.evidence, rep=match.owner, how="registry", notes=tuple(notes))
-    team = next((t for t in config.teams.values() if match.owner in t.members), None)
+    team = team_of(config, match.owner)
     available = [m for m in team.members if is_available(m, config, state)] if team else []
     if team is None or not available:
         return None

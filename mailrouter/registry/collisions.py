@@ -7,11 +7,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import datetime, timedelta
+from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from mailrouter.config.schema import Config
+from mailrouter.decide.assign import team_of
 from mailrouter.sla.sweep import notice_email
 from mailrouter.registry.keys import SenderKeys, corporate_domain
 from mailrouter.registry.match import find_hit
@@ -59,7 +61,7 @@ class CollisionCheck:
 
     def _notify(self, session: Session, customer: str, owner: str, rep: str, out: Outgoing,
                 now: datetime) -> None:
-        team = next((t for t in self.config.teams.values() if owner in t.members), None)
+        team = team_of(self.config, owner)
         to = self.config.reps[team.supervisor if team and team.supervisor else owner]
         notice = Notice(kind=NoticeKind.COLLISION, rep=self.config.reps[owner].name, customer=customer,
                         subject="", message_id=out.message_id, age=timedelta(0), language=to.language,
@@ -74,6 +76,37 @@ class CollisionCheck:
         session.add(OutboxRow(mailbox=mailbox.name, kind="notice", message=None, sender=mailbox.address,
                               recipient=to.email, payload=payload, next_attempt_at=now,
                               deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
-        if self.webhooks:
-            for target in self.config.sla.webhooks:
-                self.webhooks.notify(target, notice)
+        if self.webhooks and self.config.sla.webhooks:
+            after_commit(session, lambda: self._send(notice))
+
+    def _send(self, notice: Notice) -> None:
+        assert self.webhooks is not None
+        for target in self.config.sla.webhooks:
+            self.webhooks.notify(target, notice)
+
+
+_AFTER_COMMIT = "mailrouter.after_commit"
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run `action` once this session's transaction commits; drop it if it rolls back.
+    Why: a webhook told about a collision the database never recorded cannot be taken back."""
+    pending = session.info.get(_AFTER_COMMIT)
+    if pending is None:
+        pending = session.info[_AFTER_COMMIT] = []
+        event.listen(session, "after_commit", _run_pending)
+        event.listen(session, "after_rollback", _drop_pending)
+    pending.append(action)
+
+
+def _run_pending(session: Session) -> None:
+    actions, session.info[_AFTER_COMMIT] = session.info.get(_AFTER_COMMIT, []), []
+    for action in actions:
+        try:
+            action()
+        except Exception:  # the commit has happened: a failing webhook must not look like a failed commit
+            log.exception("after-commit action failed")
+
+
+def _drop_pending(session: Session) -> None:
+    session.info[_AFTER_COMMIT] = []

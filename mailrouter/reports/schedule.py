@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from mailrouter.config.load import parse_schedule  # noqa: F401  (read with [digest]; re-exported)
 from mailrouter.config.schema import Config, Schedule
 from mailrouter.act.forward import clean_header_text
-from mailrouter.model import ROUTER_HEADER
+from mailrouter.act.outgoing import mark_automatic
 from mailrouter.reports.digest import digest_for_supervisor
 from mailrouter.reports.figures import Period
 from mailrouter.store import DigestSentRow, OutboxRow
@@ -69,8 +69,7 @@ def _queue(session: Session, config: Config, supervisor: str, schedule: Schedule
     msg["Subject"] = clean_header_text(subject)
     msg["Date"] = format_datetime(now.astimezone(config.timezone))
     msg["Message-ID"] = f"<mr.digest.{schedule.kind}.{at:%Y%m%d%H%M}.{supervisor}@{mailbox.address.rpartition('@')[2]}>"
-    msg["Auto-Submitted"] = "auto-generated"
-    msg[ROUTER_HEADER] = f"digest; {schedule.kind}"
+    mark_automatic(msg, f"digest; {schedule.kind}")
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
     session.add(DigestSentRow(supervisor=supervisor, kind=schedule.kind, period_end=at, queued_at=now))

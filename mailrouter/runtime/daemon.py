@@ -21,7 +21,7 @@ from mailrouter.reports.schedule import queue_due_digests
 from mailrouter.intake.imap import CONNECTION_LIMITS
 from mailrouter.metrics import Metrics, MetricsServer, start_metrics_server
 from mailrouter.parse.process import make_parser
-from mailrouter.act.admit import Clock
+from mailrouter.model import Clock
 from mailrouter.runtime.assemble import Components, Shared, assemble
 from mailrouter.sla.replies import ReplyWatcher, reply_settings
 from mailrouter.sla.webhook import WebhookSender

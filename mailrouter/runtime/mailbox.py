@@ -98,7 +98,7 @@ class MailboxWorker:
                 if self._adopt():  # new reps or teams get their folders before mail is filed there
                     conn.ensure_folders(self._static_folders())
                     interval = self.mailbox.poll_interval
-                swept = self._sweep_if_due()
+                swept = self._sweep_if_due(conn)
                 if news or swept or self._outbox_due() or time.monotonic() - last_round >= interval:
                     self.round(conn, uidvalidity)
                     last_round = time.monotonic()
@@ -241,12 +241,17 @@ class MailboxWorker:
         """Ask for a ladder sweep on this mailbox's next turn (called by the scheduler)."""
         self.sweep_due.set()
 
-    def _sweep_if_due(self) -> bool:
-        """Run the escalation ladder if a sweep was requested; True if it took any step."""
+    def _sweep_if_due(self, conn: Mailbox) -> bool:
+        """Run the escalation ladder if a sweep was requested; True if it took any step.
+        The sweep fetches and moves over this loop's connection (no login of its own), so
+        INBOX is selected again afterwards."""
         if self.followup is None or not self.sweep_due.is_set():
             return False
         self.sweep_due.clear()
-        return self.followup.sweep(self.mailbox) > 0
+        taken = self.followup.sweep(self.mailbox, conn) > 0
+        if taken:
+            conn.select_inbox()
+        return taken
 
     def _outbox_due(self) -> bool:
         due = self.outbox.next_due_in(self.mailbox.name)

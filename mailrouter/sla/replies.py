@@ -23,7 +23,7 @@ from mailrouter.config.schema import Config
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
 from mailrouter.metrics import Metrics
 from mailrouter.parse import headers
-from mailrouter.act.admit import Clock
+from mailrouter.model import Clock
 from mailrouter.sla.config import ReplySource
 from mailrouter.store import AssignmentRow, MessageRow, SentCursorRow, utcnow
 

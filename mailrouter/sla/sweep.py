@@ -19,12 +19,13 @@ from sqlalchemy.orm import Session
 
 from mailrouter import store
 from mailrouter.config.schema import Config, MailboxConfig
-from mailrouter.decide.assign import TeamState, is_available
-from mailrouter.act.forward import ForwardSpec, clean_header_text
+from mailrouter.decide.assign import TeamState, is_available, team_of
+from mailrouter.act.forward import ForwardSpec, clean_header_text, tag_subject
+from mailrouter.act.outgoing import mark_automatic
 from mailrouter.intake.imap import ImapError, Mailbox
 from mailrouter.metrics import Metrics
-from mailrouter.model import ROUTER_HEADER, Decision, Outcome
-from mailrouter.act.admit import Clock, forward_message_id, parse_original
+from mailrouter.model import Clock, Decision, Outcome
+from mailrouter.act.admit import forward_message_id, parse_original
 from mailrouter.registry.record import handover
 from mailrouter.registry.match import match_sender
 from mailrouter.sla.ladder import AssignmentSnapshot, Step, StepKind, due_steps, pick_reassignee
@@ -73,14 +74,25 @@ class FollowUp:
             return fetch_original(mailbox, message, Spool(self.config.spool_dir))
         return fetch_original(mailbox, message)
 
-    def sweep(self, mailbox: MailboxConfig) -> int:
-        """Carry out every step due now for this mailbox's open assignments; return how many."""
+    def sweep(self, mailbox: MailboxConfig, conn: Mailbox | None = None) -> int:
+        """Carry out every step due now for this mailbox's open assignments; return how many.
+
+        `conn` is the mailbox loop's own IMAP connection (runtime/mailbox.py): fetches and moves
+        go over it instead of a login of their own, which under load pushed Dovecot past its
+        per-user connection limit. It may be left with another folder selected."""
         if not self.config.sla.enabled:
             return 0
         taken = 0
         for assignment_id in self._open_assignments(mailbox.name):
-            taken += self._advance(mailbox, assignment_id)
+            taken += self._advance(mailbox, assignment_id, conn)
         return taken
+
+    def _original(self, mailbox: MailboxConfig, message: MessageRow,
+                  conn: Mailbox | None) -> bytes | SpooledMessage | None:
+        if conn is None or self.originals != self._fetch_original:  # (tests inject their own)
+            return self.originals(mailbox, message)
+        spool = Spool(self.config.spool_dir) if message.size > self.config.large_message_bytes else None
+        return fetch_original(mailbox, message, spool, conn)
 
     def _open_assignments(self, mailbox: str) -> list[int]:
         with self.sessions() as session:
@@ -90,14 +102,14 @@ class FollowUp:
                        AssignmentRow.ended_at.is_(None), AssignmentRow.assigned_at <= self.clock())
                 .order_by(AssignmentRow.assigned_at)))
 
-    def _advance(self, mailbox: MailboxConfig, assignment_id: int) -> int:
+    def _advance(self, mailbox: MailboxConfig, assignment_id: int, conn: Mailbox | None = None) -> int:
         now = self.clock()
         with self.sessions() as session:  # read first: the IMAP fetch must not hold a write lock
             steps = self._due(session, assignment_id, now)
             message = session.get(MessageRow, session.get(AssignmentRow, assignment_id).message) if steps else None
         if not steps:
             return 0
-        raw = self.originals(mailbox, message) if any(s.kind is StepKind.REASSIGN for s in steps) else None
+        raw = self._original(mailbox, message, conn) if any(s.kind is StepKind.REASSIGN for s in steps) else None
         pending = Pending([], [])
         try:
             with self.sessions.begin() as session:
@@ -109,7 +121,7 @@ class FollowUp:
         finally:
             if isinstance(raw, SpooledMessage) and not is_referenced(self.sessions, raw.path):
                 raw.path.unlink(missing_ok=True)  # no forward streams it (pooled, answered meanwhile)
-        self._after_commit(mailbox, pending)
+        self._after_commit(mailbox, pending, conn)
         return len(steps)
 
     def _due(self, session: Session, assignment_id: int, now: datetime) -> list[Step]:
@@ -168,7 +180,7 @@ class FollowUp:
 
     def _reassign(self, session, mailbox, a, message, step, now, pending,
                   raw: bytes | SpooledMessage | None) -> str:
-        team = self.config.teams.get(a.team or "") or self._team_of(a.rep)
+        team = self.config.teams.get(a.team or "") or team_of(self.config, a.rep)
         state = TeamState(open_counts=store.open_assignment_counts(session),
                           away=frozenset(store.away_reps(session, now)))
         members = list(team.members) if team else []
@@ -217,7 +229,8 @@ class FollowUp:
                             notes=(("Reassigned 转派", f"from {a.rep}: no reply after {_minutes(age)}"),))
         spec = ForwardSpec(shared_address=mailbox.address, shared_name=mailbox.display_name,
                            rep_address=rep.email, rep_name=rep.name, message_id=fwd_id,
-                           subject=f"[转派 Reassigned] {message.subject}", language=rep.language,
+                           subject=tag_subject(self.config.subject_format, inquiry, decision),
+                           language=rep.language,
                            extra=dict(decision.notes))
         forward = queued_forward(raw, inquiry, decision, spec, self.templates,
                                  now.astimezone(self.config.timezone))
@@ -254,19 +267,16 @@ class FollowUp:
                               deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
 
     def _supervisor(self, a: AssignmentRow) -> str | None:
-        team = self.config.teams.get(a.team or "") or self._team_of(a.rep)
+        team = self.config.teams.get(a.team or "") or team_of(self.config, a.rep)
         return team.supervisor if team else None
 
-    def _team_of(self, rep: str):
-        return next((t for t in self.config.teams.values() if rep in t.members), None)
-
-    def _after_commit(self, mailbox: MailboxConfig, pending: Pending) -> None:
+    def _after_commit(self, mailbox: MailboxConfig, pending: Pending, conn: Mailbox | None = None) -> None:
         if self.webhooks:
             for notice in pending.notices:
                 for target in self.config.sla.webhooks:
                     self.webhooks.notify(target, notice)
         for move in pending.moves:
-            move_shared_copy(mailbox, move)
+            move_shared_copy(mailbox, move, conn)
 
 
 def _minutes(age: timedelta) -> str:
@@ -282,9 +292,7 @@ def notice_email(mailbox: MailboxConfig, to: str, subject: str, body: str, messa
     msg["Subject"] = clean_header_text(subject)
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg[ROUTER_HEADER] = "notice"
+    mark_automatic(msg, "notice")
     msg.set_content(body)
     return msg.as_bytes()
 
@@ -295,14 +303,14 @@ def _connect(mailbox: MailboxConfig) -> Mailbox:
     return Mailbox.connect(imap_settings(mailbox))
 
 
-def fetch_original(mailbox: MailboxConfig, message: MessageRow,
-                   spool: Spool | None = None) -> bytes | SpooledMessage | None:
-    """The shared copy, found in its folder by Message-ID (a short, separate session): its
-    bytes, or with `spool` a spool file of it (for a big one)."""
+def fetch_original(mailbox: MailboxConfig, message: MessageRow, spool: Spool | None = None,
+                   own: Mailbox | None = None) -> bytes | SpooledMessage | None:
+    """The shared copy, found in its folder by Message-ID (over `own`, the caller's connection,
+    else a short separate session): its bytes, or with `spool` a spool file of it (for a big one)."""
     if not message.message_id:
         return None
     try:
-        conn = _connect(mailbox)
+        conn = own or _connect(mailbox)
         try:
             validity = conn.select_folder(message.folder, readonly=True)
             uids = conn.search_header("Message-ID", message.message_id)
@@ -312,18 +320,20 @@ def fetch_original(mailbox: MailboxConfig, message: MessageRow,
             found = [raw for _uid, raw in conn.fetch(uids[:1])]
             return found[0] if found else None
         finally:
-            conn.logout()
+            if own is None:
+                conn.logout()
     except ImapError as exc:
         log.warning("could not fetch %s from %s: %s", message.message_id, message.folder, exc)
         return None
 
 
-def move_shared_copy(mailbox: MailboxConfig, move: Move) -> None:
-    """Refile the shared copy to follow its new owner; cosmetic, so failures are only logged."""
+def move_shared_copy(mailbox: MailboxConfig, move: Move, own: Mailbox | None = None) -> None:
+    """Refile the shared copy to follow its new owner (over `own` if given); cosmetic, so
+    failures are only logged."""
     if not move.message_id or move.source == move.target:
         return
     try:
-        conn = _connect(mailbox)
+        conn = own or _connect(mailbox)
         try:
             conn.select_folder(move.source)
             uids = conn.search_header("Message-ID", move.message_id)
@@ -331,6 +341,7 @@ def move_shared_copy(mailbox: MailboxConfig, move: Move) -> None:
                 conn.ensure_folders([move.target])
                 conn.file(uids, move.target, move.keywords)
         finally:
-            conn.logout()
+            if own is None:
+                conn.logout()
     except ImapError as exc:
         log.warning("could not move %s to %s: %s", move.message_id, move.target, exc)
