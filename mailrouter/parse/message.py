@@ -4,6 +4,7 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import re
 from dataclasses import dataclass
 from email.message import Message
 
@@ -44,6 +45,25 @@ class Identity:
 # tree it builds): above this size that costs several times the message in memory, so big
 # messages go straight to the stdlib parser, which keeps payloads encoded until asked.
 MAIL_PARSER_LIMIT = 1_000_000
+
+
+_BOM = b"\xef\xbb\xbf"
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+# RFC 5322 section 4.5 obsolete syntax, which must still be read: white space before the colon.
+_SPACE_BEFORE_COLON = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]+:", re.MULTILINE)
+
+
+def normalise_head(raw: bytes) -> bytes:
+    """The bytes the stdlib parser can read: a leading UTF-8 byte-order mark (editors, some
+    web forms) removed, and obsolete `Name :` header lines written `Name:`. Unchanged (not
+    copied) when neither is there, which is all ordinary mail."""
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
+    found = _HEAD_END.search(raw)
+    end = found.start() if found else len(raw)
+    if _SPACE_BEFORE_COLON.search(raw, 0, end) is None:
+        return raw
+    return _SPACE_BEFORE_COLON.sub(rb"\1:", raw[:end]) + raw[end:]
 
 
 def load(raw: bytes) -> Message:
@@ -98,6 +118,7 @@ def parse_message(raw: bytes, settings: ParseSettings) -> Inquiry:
 
     Raises UnreadableMessage only when the bytes are not an email at all.
     """
+    raw = normalise_head(raw)
     msg = load(raw)
     check_readable(raw, msg)
     subject = headers.subject(msg)
