@@ -82,6 +82,9 @@ def examine(raw: bytes, config: Config, state: TeamState, lookup: Lookup = no_re
 def parse_spooled(original: SpooledMessage, settings: ParseSettings) -> Parsed:
     """The parse of a message in a spool file: from its reduced copy (headers and text), with
     the attachments and fingerprints the scan found (the copy has the bodies dropped)."""
+    if original.problem:  # quarantined, not retried: the same bytes would fail the same way
+        return Parsed(None, f"unreadable MIME structure: {original.problem}", original.sha256,
+                      original.content_key, original.size)
     parsed = parse_one(original.reduced, settings)
     inquiry = parsed.inquiry and replace(parsed.inquiry, attachments=original.attachments)
     return replace(parsed, inquiry=inquiry, sha256=original.sha256, content_key=original.content_key,
