@@ -129,3 +129,46 @@ def test_a_forward_over_the_servers_size_limit_is_not_sent(make_bed, tmp_path: P
                                                                  config.folders.undeliverable)]
     assert [raw for rep in config.reps.values() for raw in bed.fetch_all(rep.email)] == []
     assert list(config.spool_dir.iterdir()) == []
+
+
+def poison(boundary_param: bytes, boundary: bytes, disposition: bytes, number: int) -> Sample:
+    """A > 64 KiB inquiry whose MIME headers the spool scan used to raise on (review P1)."""
+    pdf = b"JVBERi0xLjQK" * 6 + b"\r\n"
+    body = (b"--" + boundary + b"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+            + "Wir bitten um ein Angebot für 500 Ventile aus Edelstahl.\r\n".encode()
+            + b"--" + boundary + b"\r\nContent-Type: application/pdf\r\nContent-Disposition: " + disposition
+            + b"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + pdf * 2000 + b"--" + boundary + b"--\r\n")
+    raw = (b"From: Buyer <buyer%d@buyer-%d.test>\r\nTo: sales@example.com\r\nSubject: RFQ spooled %d\r\n"
+           b"Message-ID: <poison-%d@buyer.test>\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; %s\r\n\r\n" % (number, number, number, number, boundary_param)) + body
+    return Sample(f"poison-{number}", ("sales@example.com",), raw, "quarantined")
+
+
+def test_big_messages_the_scan_cannot_read_are_quarantined_and_the_mailbox_goes_on(
+        bed: TestBed, tmp_path: Path) -> None:
+    """Review P1: such a message used to fail every round (never filed, nothing else filed
+    after it, retries backing off to 5 minutes). Now: quarantined with the reason, or read,
+    and an ordinary inquiry delivered with them is forwarded and filed in the same run."""
+    config = configure(bed, tmp_path, large_message_bytes=THRESHOLD)
+    unreadable = poison(b"boundary*=idna''abc", b"abc", b"attachment", 1)  # the stdlib raises on it
+    zip_name = poison(b'boundary="b"', b"b", b'attachment; filename="=?zip?B?eA==?="', 2)
+    raw_8bit = poison('boundary="über-grenze"'.encode(), "über-grenze".encode(), b"attachment", 3)
+    ordinary = bulk_samples(1, start=7_100)[0]
+    route_all(bed, config, [unreadable, zip_name, ordinary, raw_8bit])
+
+    by_subject = {row.subject: row for row in rows(config, MessageRow)}
+    assert all(row.state == "filed" for row in by_subject.values())
+    quarantined = [row for row in by_subject.values() if row.outcome == "quarantined"]
+    assert len(quarantined) == 1 and "unreadable MIME structure" in quarantined[0].reason
+    assert "idna" in quarantined[0].reason
+    assert by_subject["RFQ spooled 2"].outcome != "quarantined"  # read (its buyer is unknown here)
+    assert len(server_folder_copies := bed.fetch_all(
+        "sales@example.com", server_folder(bed, "sales@example.com", config.folders.quarantine))) == 1
+    assert b"Message-ID: <poison-1@buyer.test>" in server_folder_copies[0]
+    routed = [raw for rep in config.reps.values() for raw in bed.fetch_all(rep.email)]
+    assert any(parsed(raw)["Subject"] and ordinary_subject(ordinary) in parsed(raw)["Subject"] for raw in routed)
+    assert bed.fetch_all("sales@example.com") == []  # nothing left in INBOX
+
+
+def ordinary_subject(sample: Sample) -> str:
+    return str(parsed(sample.raw)["Subject"])
