@@ -190,3 +190,48 @@ def test_a_bom_and_obsolete_syntax_on_the_spool_path() -> None:
     _original, parsed = spooled_parse(raw, 2)
     assert parsed.inquiry is not None
     assert (parsed.inquiry.sender, parsed.inquiry.subject) == ("buyer@acme.de", "RFQ valves")
+
+
+# -- P2: linear-time text handling
+
+from mailrouter.parse import body as body_text  # noqa: E402
+from mailrouter.parse import language  # noqa: E402
+
+
+def finishes_within(seconds: float, code: str) -> bool:
+    """Runs `code` in a fresh interpreter; False if it is still running after `seconds` (a
+    thread cannot be used: a regex holds the GIL until it returns). The limits below are two
+    orders of magnitude over the linear cost and far under the old quadratic one."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mailrouter
+    root = str(Path(mailrouter.__file__).resolve().parents[1])  # the tree under test
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    try:
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=seconds, env=env)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def test_reply_stripping_of_100k_characters_of_on_on_on_is_not_quadratic() -> None:
+    """Review slow set 002: mail-parser-reply's "On ... wrote:" pattern took 222 s on this."""
+    code = "from mailrouter.parse.body import split_reply; split_reply(('On ' * 40_000)[:100_000])"
+    assert finishes_within(30, code), "split_reply took over 30 s"
+
+
+def test_long_lines_hidden_from_the_reply_parser_come_back_in_the_text() -> None:
+    paragraph = "Wir benötigen 500 Ventile DN50 aus Edelstahl 1.4408, " * 20  # one 1,000+ character line
+    text, _signature = body_text.split_reply(f"Sehr geehrte Damen und Herren,\n\n{paragraph}\n\nGruß\nHans")
+    assert paragraph.strip() in text and "mrlongline" not in text
+
+
+def test_language_sample_of_one_100k_character_word_is_not_quadratic() -> None:
+    """`\\S+@\\S+` rescanned a long word without "@" from every position (100k: ~15 s)."""
+    code = "from mailrouter.parse.language import sample; sample('a' * 100_000, '')"
+    assert finishes_within(10, code), "sample took over 10 s"
+    assert language.without_noise("mail hans@buyer.de or see https://x.de/p 500 pcs") .split() == [
+        "mail", "or", "see", "pcs"]
