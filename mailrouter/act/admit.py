@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter import store
@@ -161,8 +161,14 @@ def forward_message_id(key: str, rep: str, shared_address: str) -> str:
 _INSERT_ASSIGNMENT = insert(AssignmentRow.__table__)
 _INSERT_OUTBOX = insert(OutboxRow.__table__)
 _INSERT_MESSAGE = insert(MessageRow.__table__)
-_SAME_CONTENT = (select(MessageRow).where(MessageRow.content_key == bindparam("key"))
-                 .order_by(MessageRow.id).limit(1))
+# A duplicate is the same content key (fingerprint.content_key) seen in another mailbox (the
+# same mail sent to sales@ and info@), or in this mailbox within DUPLICATE_WINDOW (delivered
+# twice); the same text resent to one mailbox later is a new inquiry.
+DUPLICATE_WINDOW = timedelta(days=7)
+_SAME_CONTENT = (select(MessageRow).where(
+    MessageRow.content_key == bindparam("key"),
+    or_(MessageRow.mailbox != bindparam("mailbox"), MessageRow.received_at >= bindparam("since")))
+    .order_by(MessageRow.id).limit(1))
 
 
 class Router:
@@ -236,7 +242,9 @@ class Router:
         adopted = adoptable and self._adopt_after_uidvalidity_change(session, mailbox, uidvalidity, uid, sha)
         if adopted:
             return adopted, None
-        earlier = session.scalars(_SAME_CONTENT, {"key": key}).first()
+        # an unreadable message is quarantined, never a "duplicate" of other junk
+        earlier = parsed.inquiry and session.scalars(_SAME_CONTENT, {
+            "key": key, "mailbox": mailbox, "since": self.clock() - DUPLICATE_WINDOW}).first()
         if earlier:
             examined = Examined(None, Decision(
                 Outcome.DUPLICATE, f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))
