@@ -235,3 +235,23 @@ def test_language_sample_of_one_100k_character_word_is_not_quadratic() -> None:
     assert finishes_within(10, code), "sample took over 10 s"
     assert language.without_noise("mail hans@buyer.de or see https://x.de/p 500 pcs") .split() == [
         "mail", "or", "see", "pcs"]
+
+
+# -- P4: a byte budget per batch
+
+def test_batches_of_big_small_messages_are_cut_by_bytes_not_only_by_count() -> None:
+    """Review P4: 100 messages of 1.9 MiB per batch, three batches in flight, peaked at 1.2 GiB
+    (daemon + parser). A batch now holds at most BATCH_BYTES_FACTOR x large_message_bytes."""
+    from mailrouter.runtime.mailbox import BATCH_BYTES_FACTOR, FETCH_BATCH, byte_batches
+
+    limit = 2 << 20
+    budget = BATCH_BYTES_FACTOR * limit
+    sizes = {uid: 1_990_000 for uid in range(120)} | {uid: 20_000 for uid in range(120, 420)}
+    sizes[200] = budget + 1  # alone in its batch (a single message always fits)
+    batches = byte_batches(list(sizes), sizes, FETCH_BATCH, budget)
+    assert [uid for batch in batches for uid in batch] == list(sizes)  # all, in order
+    for batch in batches:
+        assert len(batch) <= FETCH_BATCH
+        assert len(batch) == 1 or sum(sizes[uid] for uid in batch) <= budget
+    assert max(len(b) for b in batches[:10]) == budget // 1_990_000
+    assert max(len(b) for b in batches) == FETCH_BATCH  # ordinary mail still 100 a batch
