@@ -255,3 +255,33 @@ def test_batches_of_big_small_messages_are_cut_by_bytes_not_only_by_count() -> N
         assert len(batch) == 1 or sum(sizes[uid] for uid in batch) <= budget
     assert max(len(b) for b in batches[:10]) == budget // 1_990_000
     assert max(len(b) for b in batches) == FETCH_BATCH  # ordinary mail still 100 a batch
+
+
+def test_a_deeply_nested_small_message_is_parsed_in_linear_time() -> None:
+    """Under the spool threshold the stdlib parser read it: every line checked against every
+    enclosing boundary (300 levels x 100,000 lines: 5.5 s; 900 x 300,000: over a minute)."""
+    code = """if True:
+        from mailrouter.model import ParseSettings
+        from mailrouter.parse import parse_message
+        depth, lines = 900, 300_000
+        body = b"".join(b'Content-Type: multipart/mixed; boundary="d%d"\\r\\n\\r\\n--d%d\\r\\n' % (i, i)
+                        for i in range(1, depth))
+        body += b"Content-Type: text/plain\\r\\n\\r\\n" + b"--x\\r\\n" * lines
+        body += b"".join(b"--d%d--\\r\\n" % i for i in reversed(range(1, depth)))
+        raw = (b"From: buyer@acme.de\\r\\nSubject: RFQ deep\\r\\nMIME-Version: 1.0\\r\\n"
+               b'Content-Type: multipart/mixed; boundary="d0"\\r\\n\\r\\n--d0\\r\\n' + body + b"--d0--\\r\\n")
+        assert len(raw) < 2 << 20
+        inquiry = parse_message(raw, ParseSettings(free_mail_domains=frozenset()))
+        assert (inquiry.sender, inquiry.subject) == ("buyer@acme.de", "RFQ deep")
+    """
+    assert finishes_within(20, code), "parsing took over 20 s"
+
+
+def test_many_flat_parts_read_through_the_reducer_give_the_same_inquiry() -> None:
+    parts = b"".join(b"--b\r\nContent-Type: application/pdf; name=\"f%d.pdf\"\r\n\r\nxx\r\n" % i for i in range(30))
+    body = b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + BODY.encode() + parts + b"--b--\r\n"
+    raw = mail(b"From: buyer@acme.de", b"Subject: RFQ", b"Content-Type: multipart/mixed; boundary=b",
+               body=body + b"\r\n".join(b"X-Note: boundary=%d" % i for i in range(25)))
+    inquiry = parse_message(raw, SETTINGS)
+    assert inquiry.text == BODY.strip()
+    assert [a.filename for a in inquiry.attachments] == [f"f{i}.pdf" for i in range(30)]

@@ -144,3 +144,22 @@ def header_map(msg: Message) -> dict[str, str]:
         if key and key not in result:
             result[key] = header_text(msg, key)
     return result
+
+
+_BOM = b"\xef\xbb\xbf"
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+# RFC 5322 section 4.5 obsolete syntax, which must still be read: white space before the colon.
+_SPACE_BEFORE_COLON = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]+:", re.MULTILINE)
+
+
+def normalise_head(raw: bytes) -> bytes:
+    """The bytes the stdlib parser can read: a leading UTF-8 byte-order mark (editors, some
+    web forms) removed, and obsolete `Name :` header lines written `Name:`. Unchanged (not
+    copied) when neither is there, which is all ordinary mail."""
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
+    found = _HEAD_END.search(raw)
+    end = found.start() if found else len(raw)
+    if _SPACE_BEFORE_COLON.search(raw, 0, end) is None:
+        return raw
+    return _SPACE_BEFORE_COLON.sub(rb"\1:", raw[:end]) + raw[end:]

@@ -18,7 +18,7 @@ from email.parser import BytesHeaderParser
 from mailrouter.model import Attachment
 
 from mailrouter.parse.attachments import MAX_PARTS, filename, is_attachment
-from mailrouter.parse.message import normalise_head
+from mailrouter.parse.headers import normalise_head
 
 TEXT_BUDGET = 1 << 20  # bytes of text bodies kept in all; the parser reads 100,000 characters
 # Bytes kept of one header field (every field is kept, each cut to this): the parser reads
@@ -26,11 +26,12 @@ TEXT_BUDGET = 1 << 20  # bytes of text bodies kept in all; the parser reads 100,
 FIELD_BUDGET = 256 << 10
 LONG_LINE = 64 << 10  # a line longer than this (no \n) is passed on in pieces: never a boundary
 # Multiparts nested deeper than this are read as one opaque leaf: no mail needs it, and the
-# stdlib parser (which reads the reduced copy) gives up near 1,000 levels.
-MAX_DEPTH = 100
+# stdlib parser, which reads the reduced copy, costs nesting depth x lines (and gives up near
+# 1,000 levels).
+MAX_DEPTH = 20
 
 # The feed parser's test for a header line (email.feedparser.headerRE), on bytes, plus the
-# obsolete "Name :" form that parse_message accepts (message.normalise_head).
+# obsolete "Name :" form that parse_message accepts (headers.normalise_head).
 _HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]|[\041-\071\073-\176]+[ \t]+:")
 _BOM = b"\xef\xbb\xbf"
 _HEADERS, _BODY, _SKIP = "headers", "body", "skip"  # _SKIP: a preamble or an epilogue
@@ -102,7 +103,7 @@ class MimeReducer:
     def _feed(self, chunk: bytes) -> None:
         if not self._started:
             self._started = True
-            chunk = chunk.removeprefix(_BOM)  # as message.normalise_head
+            chunk = chunk.removeprefix(_BOM)  # as headers.normalise_head
         data = self._carry + chunk if self._carry else chunk
         lines = data.split(b"\n")
         self._carry = lines.pop()
