@@ -12,6 +12,10 @@ forward reached the rep whole. Writes bench/results/memory.json.
 small messages: whole fetch, parse, admit, send) and prints each stage's peak of Python
 allocations above what was live before it: where the RSS goes.
 
+--mix 120 instead delivers 120 inquiries of --mix-mb (1.9) MiB each, just under the 2 MiB
+spool threshold, before the daemon starts (a backlog after an outage), and reports the peak
+of the daemon and of its parser process once all are filed (issue 14 P4).
+
 --attachment-mb 25 makes a 25 MB *attachment* (a ~33 MB message): its forward is larger than
 the test bed's SMTP limit (aiosmtpd's 32 MiB default), so it ends Undeliverable, as it would
 on most real servers.
@@ -143,9 +147,14 @@ def main() -> None:
     parser.add_argument("--attachment-mb", type=float, help="attachment size in MB instead")
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--trace", action="store_true", help="tracemalloc per stage, in this process")
+    parser.add_argument("--mix", type=int, default=0, help="a backlog of this many messages of --mix-mb MiB")
+    parser.add_argument("--mix-mb", type=float, default=1.9)
     parser.add_argument("--in-memory", action="store_true",
                         help="with --trace: the small-message path (whole message in memory) instead")
     args = parser.parse_args()
+    if args.mix:
+        mix_run(args.mix, args.mix_mb, args.timeout)
+        return
 
     if args.attachment_mb:
         size = int(args.attachment_mb * 1_000_000)
@@ -218,6 +227,42 @@ def main() -> None:
           f"{result['outcome']}, filed {result['filed']} in {handled_s:.1f}s; "
           f"load {result['load_before'][0]:.2f} → {result['load_after'][0]:.2f}")
     write_result("memory", result)
+
+
+def mix_run(count: int, message_mb: float, timeout: float) -> None:
+    """A backlog of `count` messages of `message_mb` MiB: peak memory of daemon and child."""
+    size = int(message_mb * 2**20 * 0.74)
+    samples = bulk_samples(count, start=95_000, attachment_every=1, attachment_size=size)
+    result = envelope(mix_count=count, message_bytes=len(samples[0].raw))
+    with test_bed() as (bed, workdir):
+        config_path = write_config(bed, workdir)
+        config = load(config_path)
+        sessions = sessions_for(config)
+        with LmtpSender(bed.lmtp_port) as lmtp:
+            for sample in samples:
+                lmtp.deliver(SALES, sample.raw, sample.envelope_from)
+        with DaemonProcess(config_path, workdir / "daemon.log") as daemon:
+            started, child_peak, filed = time.time(), 0, 0
+            while time.time() - started < timeout:
+                daemon.check_alive()
+                child_peak = max([child_peak, *(c["VmHWM"] for c in daemon.children_status().values())])
+                with sessions() as session:
+                    filed = len(session.scalars(select(MessageRow.id).where(MessageRow.filed_at.is_not(None))).all())
+                if filed >= count:
+                    break
+                time.sleep(0.2)
+            peak, handled_s = daemon.status(), time.time() - started
+    result.update({"daemon_peak_mib": mib(peak["VmHWM"]), "child_peak_mib": mib(child_peak),
+                   "sum_of_peaks_mib": round(mib(peak["VmHWM"]) + mib(child_peak), 1),
+                   "filed": filed, "handled_s": round(handled_s, 1), "load_after": load_average()})
+    print_table(("what", "value"), [
+        ("messages x size", f"{count} x {len(samples[0].raw) / 2**20:.2f} MiB"),
+        ("daemon peak RSS (VmHWM), MiB", result["daemon_peak_mib"]),
+        ("parser process peak (VmHWM), MiB", result["child_peak_mib"]),
+        ("sum of peaks, MiB", result["sum_of_peaks_mib"]),
+        ("filed / seconds", f"{filed} / {handled_s:.1f}"),
+    ])
+    write_result("memory-mix", result)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import hashlib
@@ -363,12 +364,31 @@ def test_raw_transfer_encoding(raw: bytes, cte: str) -> None:
     assert raw_transfer_encoding(raw) == cte
 
 
-def test_binary_original_is_declared_and_kept(env: jinja2.Environment) -> None:
-    raw = b"Subject: long\r\n\r\n" + "长".encode() * 400 + b"\r\n"
+@pytest.mark.parametrize("raw", [
+    b"Subject: long\r\n\r\n" + "长".encode() * 400 + b"\r\n",  # a 1,200-octet line
+    b"Subject: nul\r\n\r\nnul\x00here\r\n",
+    b"Subject: cr\r\n\r\nbare\rcr\r\n",
+])
+def test_binary_original_is_wrapped_in_base64_and_recoverable(env: jinja2.Environment, raw: bytes) -> None:
+    """Review P6: a server enforcing RFC 5321 refused such forwards ("500 Line too long");
+    binary over DATA is not allowed at all. Base64 keeps every line short and the bytes exact."""
     data = forward(env, raw=raw)
-    assert embedded_original(data) == raw
-    assert body_part(parse(data), "message/rfc822")["Content-Transfer-Encoding"] == "binary"
-    assert parse(data)["Content-Transfer-Encoding"] == "binary"
+    assert base64.b64decode(embedded_original(data)) == raw
+    assert body_part(parse(data), "message/rfc822")["Content-Transfer-Encoding"] == "base64"
+    assert parse(data)["Content-Transfer-Encoding"] == "7bit"
+    assert data.isascii() and max(len(line) for line in data.split(b"\r\n")) <= 998
+    assert b"\0" not in data and re.search(rb"\r(?!\n)", data) is None
+
+
+def test_a_long_message_id_never_makes_a_header_line_over_998_octets(env: jinja2.Environment) -> None:
+    """Review D8/N3: a 1,002-character Message-ID made In-Reply-To 1,015 octets long."""
+    for length in (60, 900, 990, 1002):
+        original_id = "<" + "x" * (length - 12) + "@buyer.test>"
+        data = forward(env, inquiry=make_inquiry(message_id=original_id))
+        head = data.split(b"\r\n\r\n", 1)[0]
+        assert max(len(line) for line in head.split(b"\r\n")) <= 998, length
+        threaded = parse(data)["In-Reply-To"]
+        assert (threaded is not None and threaded.strip() == original_id) == (length < 997), length
 
 
 def test_boundary_avoids_the_originals_content(env: jinja2.Environment) -> None:
@@ -431,12 +451,13 @@ def test_filesize(size: int, text: str) -> None:
 
 def test_build_forward_bytes_are_pinned(env: jinja2.Environment) -> None:
     """Pinned bytes: a change to the forward's layout must be deliberate (re-pinned when the
-    header fields came to be written directly, issue 7)."""
+    header fields came to be written directly, issue 7; the binary one when binary originals
+    came to be embedded in base64, issue 14)."""
     binary = b"Subject: long\r\n\r\n" + "长".encode() * 400 + b"\r\n"
     assert hashlib.sha256(forward(env)).hexdigest() == \
         "265af4436f4302284f4fa60b6d21b0b403ffd948a9c5331902e4635d3b7c154b"
     assert hashlib.sha256(forward(env, raw=binary, language="zh")).hexdigest() == \
-        "fd78aedcc37446555eb60ab64438988c6a3113659048e0a65eadd976c4f13659"
+        "9a47b0b4453de6bee9770eac49de5b94ed99718f2d577600358b630a5062163d"
 
 
 def test_forward_frame_is_the_forward_around_the_original(env: jinja2.Environment) -> None:

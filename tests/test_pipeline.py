@@ -103,3 +103,49 @@ def test_a_message_whose_registry_lookup_raises_is_quarantined_and_the_batch_goe
         assert session.scalar(select(func.count()).select_from(MessageRow)
                               .where(MessageRow.outcome == "quarantined")) == 1
     assert count(r, OutboxRow) == 2  # the other two were forwarded
+
+
+# -- what counts as a duplicate (issue 14 P9)
+
+def clocked_router(tmp_path, now: list):
+    config = replace(example_config(), database=f"sqlite:///{tmp_path / 'r.db'}")
+    return Router(config, open_database(config.database), clock=lambda: now[0])
+
+
+def test_another_reply_to_sender_or_content_type_is_another_inquiry_not_a_duplicate(tmp_path):
+    """Review P9 (hostile 033): the same message with another Reply-To was filed in Duplicates."""
+    r = router(tmp_path)
+    raw = demo_samples()[0].raw
+    first = r.admit("sales", 1, 1, raw)
+    variants = [b"Reply-To: Other Buyer <other@buyer-033.test>\n" + raw,
+                b"Sender: assistant@buyer.test\n" + raw,
+                raw.replace(b'charset="utf-8"', b'charset="iso-8859-1"', 1)]
+    assert variants[2] != raw
+    rows = [r.admit("info", 1, uid, variant) for uid, variant in enumerate(variants, start=2)]
+    assert [row.outcome for row in rows] == ["routed"] * 3, [row.reason for row in rows]
+    assert first.outcome == "routed"
+
+
+def test_a_copy_in_the_same_mailbox_is_a_duplicate_only_within_the_window(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from mailrouter.act.admit import DUPLICATE_WINDOW
+
+    now = [datetime(2026, 12, 1, 9, tzinfo=timezone.utc)]
+    r = clocked_router(tmp_path, now)
+    raw = demo_samples()[0].raw
+    first = r.admit("sales", 1, 1, raw)
+    now[0] += timedelta(hours=1)
+    again = r.admit("sales", 1, 2, raw)  # delivered twice
+    now[0] += DUPLICATE_WINDOW + timedelta(minutes=1)
+    later = r.admit("sales", 1, 3, raw)  # the same bytes, over a week later: not held back
+    other_mailbox = r.admit("info", 1, 1, raw)  # another mailbox: a copy whenever it comes
+    assert (first.outcome, again.outcome, later.outcome, other_mailbox.outcome) == (
+        "routed", "duplicate", "routed", "duplicate")
+
+
+def test_unreadable_junk_is_quarantined_not_a_duplicate_of_other_junk(tmp_path):
+    """Review P9: 1-3 byte files were filed as Duplicates of each other."""
+    r = router(tmp_path)
+    rows = [r.admit("sales", 1, uid, junk) for uid, junk in enumerate([b"x", b"x\n", b" x"], start=1)]
+    assert [row.outcome for row in rows] == ["quarantined"] * 3

@@ -12,7 +12,8 @@ from sqlalchemy import inspect
 
 from mailrouter.runtime.preflight import _check_spool
 from mailrouter.commands.explain import explain_file
-from mailrouter.act.forward import boundary_candidates, build_forward
+from mailrouter.act.forward import (WRAPPED, boundary_candidates, build_forward, embedded_encoding, embedded_size,
+                                    wrapped_chunks)
 from mailrouter.intake.spool import CHUNK, Spool, queued_forward, scan, spooled_boundary
 from mailrouter.store import OutboxRow, open_database
 from mailrouter.act.templating import make_environment
@@ -37,8 +38,12 @@ def test_spooled_forward_is_byte_identical_to_build_forward(tmp_path: Path, raw:
     original = spooled(tmp_path, raw)
     assert original.path.read_bytes() == raw
     fields = queued_forward(original, make_inquiry(), DECISION, make_spec(), ENV, NOW)
-    assert fields["payload"] + raw + fields["tail"] == build_forward(raw, make_inquiry(), DECISION,
-                                                                     make_spec(), ENV, NOW)
+    cte = embedded_encoding(fields["payload"])
+    chunks = list(original.chunks())
+    middle = b"".join(wrapped_chunks(chunks) if cte == WRAPPED else chunks)  # as the outbox streams it
+    assert len(middle) == embedded_size(original.size, cte)
+    assert fields["payload"] + middle + fields["tail"] == build_forward(raw, make_inquiry(), DECISION,
+                                                                        make_spec(), ENV, NOW)
     assert fields["spool_path"] == str(original.path)
     assert queued_forward(raw, make_inquiry(), DECISION, make_spec(), ENV, NOW) == {
         "payload": build_forward(raw, make_inquiry(), DECISION, make_spec(), ENV, NOW)}

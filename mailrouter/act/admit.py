@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter import store
@@ -83,6 +83,9 @@ def examine(raw: bytes, config: Config, state: TeamState, lookup: Lookup = no_re
 def parse_spooled(original: SpooledMessage, settings: ParseSettings) -> Parsed:
     """The parse of a message in a spool file: from its reduced copy (headers and text), with
     the attachments and fingerprints the scan found (the copy has the bodies dropped)."""
+    if original.problem:  # quarantined, not retried: the same bytes would fail the same way
+        return Parsed(None, f"unreadable MIME structure: {original.problem}", original.sha256,
+                      original.content_key, original.size)
     parsed = parse_one(original.reduced, settings)
     inquiry = parsed.inquiry and replace(parsed.inquiry, attachments=original.attachments)
     return replace(parsed, inquiry=inquiry, sha256=original.sha256, content_key=original.content_key,
@@ -159,8 +162,14 @@ def forward_message_id(key: str, rep: str, shared_address: str) -> str:
 _INSERT_ASSIGNMENT = insert(AssignmentRow.__table__)
 _INSERT_OUTBOX = insert(OutboxRow.__table__)
 _INSERT_MESSAGE = insert(MessageRow.__table__)
-_SAME_CONTENT = (select(MessageRow).where(MessageRow.content_key == bindparam("key"))
-                 .order_by(MessageRow.id).limit(1))
+# A duplicate is the same content key (fingerprint.content_key) seen in another mailbox (the
+# same mail sent to sales@ and info@), or in this mailbox within DUPLICATE_WINDOW (delivered
+# twice); the same text resent to one mailbox later is a new inquiry.
+DUPLICATE_WINDOW = timedelta(days=7)
+_SAME_CONTENT = (select(MessageRow).where(
+    MessageRow.content_key == bindparam("key"),
+    or_(MessageRow.mailbox != bindparam("mailbox"), MessageRow.received_at >= bindparam("since")))
+    .order_by(MessageRow.id).limit(1))
 
 
 class Router:
@@ -236,7 +245,9 @@ class Router:
         adopted = adoptable and self._adopt_after_uidvalidity_change(session, mailbox, uidvalidity, uid, sha)
         if adopted:
             return adopted, None
-        earlier = session.scalars(_SAME_CONTENT, {"key": key}).first()
+        # an unreadable message is quarantined, never a "duplicate" of other junk
+        earlier = parsed.inquiry and session.scalars(_SAME_CONTENT, {
+            "key": key, "mailbox": mailbox, "since": self.clock() - DUPLICATE_WINDOW}).first()
         if earlier:
             examined = Examined(None, Decision(
                 Outcome.DUPLICATE, f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))

@@ -4,6 +4,14 @@ The forward comes From the shared mailbox (a buyer's From would fail DMARC at th
 server) with Reply-To set to the buyer, so a rep just hits Reply. Its body is a routing block
 plus the buyer's text (text and HTML), and the untouched original as message/rfc822.
 
+Transfer: a 7bit or 8bit original is embedded byte for byte (8bit is sent with BODY=8BITMIME,
+which every current server offers). An original no SMTP server must accept as it is (a line
+over 998 octets, a NUL, a bare CR: "binary") is embedded base64-encoded instead, with
+`Content-Transfer-Encoding: base64` on its message/rfc822 part: RFC 2046 names only 7bit, 8bit
+and binary for message/rfc822, but binary needs BINARYMIME, which few servers offer, and
+servers enforcing RFC 5321 refuse or cut such lines; Thunderbird, Outlook and Gmail open the
+part, and decoding it gives the original's exact bytes (`embedded_original` in the tests).
+
 Line endings: everything this module writes uses CRLF. The original is embedded byte for byte,
 whatever its line endings: IMAP hands us CRLF, so production forwards are uniformly CRLF; a
 caller passing LF-only bytes (a file, a maildir) gets them back as they were, and the SMTP
@@ -15,7 +23,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import errors
@@ -160,6 +168,16 @@ def fold_ascii(line: str, width: int = MAX_HEADER_LINE) -> str:
     return CRLF.join(out)
 
 
+def _id_field(name: str, message_id: str) -> bytes | None:
+    """`Name: <id>`, the id on a continuation line when it is long; None when even that line
+    would exceed 998 octets (a hostile Message-ID: threading is lost, the forward is not)."""
+    if len(name) + 2 + len(message_id) <= MAX_HEADER_LINE:
+        return f"{name}: {message_id}{CRLF}".encode("ascii")
+    if 1 + len(message_id) > MAX_LINE_OCTETS:
+        return None
+    return f"{name}:{CRLF} {message_id}{CRLF}".encode("ascii")
+
+
 def _address_field(name: str, address: Address) -> bytes:
     """`Name: display name <addr>`, the name quoted or RFC 2047-encoded as it needs."""
     phrase, angle = address.display_name, f"<{address.addr_spec}>"
@@ -190,7 +208,7 @@ def _headers(
         _field("Message-ID", message_id),
     ]
     if original := _message_id(inquiry.message_id):
-        fields += [_field("In-Reply-To", original), _field("References", original)]
+        fields += [field for name in ("In-Reply-To", "References") if (field := _id_field(name, original))]
     # Ask auto-responders (RFC 3834, Exchange) not to answer the forward: no loops.
     fields += [_field("Auto-Submitted", "auto-generated"), _field("X-Auto-Response-Suppress", "All")]
     if decision.reinquiry:  # a returning buyer: most mail clients show this as "important"
@@ -309,6 +327,71 @@ class TransferEncodingTracker:
         return "8bit" if self._eight_bit else "7bit"
 
 
+WRAPPED = "base64"  # how an original that is "binary" is embedded (see the module's docstring)
+_BASE64_LINE = 57  # input bytes per 76-character line
+
+
+def embedding(raw_cte: str) -> str:
+    """The Content-Transfer-Encoding of the message/rfc822 part for an original of `raw_cte`."""
+    return WRAPPED if raw_cte == "binary" else raw_cte
+
+
+def embed(raw: bytes, raw_cte: str) -> bytes:
+    """The original as it sits in the forward."""
+    return raw if embedding(raw_cte) != WRAPPED else Base64Lines().feed(raw) + Base64Lines.finish_of(raw)
+
+
+def embedded_size(size: int, raw_cte: str) -> int:
+    """len(embed(raw, raw_cte)) for an original of `size` octets."""
+    if embedding(raw_cte) != WRAPPED:
+        return size
+    lines, rest = divmod(size, _BASE64_LINE)
+    return lines * 78 + ((rest + 2) // 3 * 4 + 2 if rest else 0)
+
+
+class Base64Lines:
+    """base64 in CRLF-ended lines of 76 characters, of bytes given in chunks of any size."""
+
+    def __init__(self) -> None:
+        self._carry = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._carry + chunk
+        whole = len(data) // _BASE64_LINE * _BASE64_LINE
+        self._carry = data[whole:]
+        return base64.encodebytes(data[:whole]).replace(b"\n", b"\r\n")
+
+    def finish(self) -> bytes:
+        rest, self._carry = self._carry, b""
+        return base64.encodebytes(rest).replace(b"\n", b"\r\n")
+
+    @staticmethod
+    def finish_of(raw: bytes) -> bytes:
+        """`finish()` after `feed(raw)` on a fresh encoder."""
+        return base64.encodebytes(raw[len(raw) // _BASE64_LINE * _BASE64_LINE:]).replace(b"\n", b"\r\n")
+
+
+def wrapped_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    encoder = Base64Lines()
+    for chunk in chunks:
+        yield encoder.feed(chunk)
+    yield encoder.finish()
+
+
+_PART_CTE = re.compile(rb"Content-Transfer-Encoding: (\w+)\r\n\r\n\Z")
+
+
+def embedded_encoding(head: bytes) -> str:
+    """The message/rfc822 part's encoding, read from a forward's head (`forward_frame`'s)."""
+    found = _PART_CTE.search(head[-64:])
+    return found.group(1).decode("ascii") if found else "7bit"
+
+
+def needs_8bitmime(forward: bytes) -> bool:
+    """Does this forward (or its head) carry 8-bit data (MAIL FROM ... BODY=8BITMIME)?"""
+    return not forward.isascii()
+
+
 def choose_boundary(*contents: bytes) -> str:
     """Deterministic boundary occurring in none of `contents` (same input, same bytes out).
 
@@ -344,9 +427,10 @@ def build_forward(
     The outer multipart is assembled here rather than by the email package, which would
     re-serialise (and so alter) the message/rfc822 part.
     """
-    head, tail = forward_frame(inquiry, decision, spec, env, now, raw_transfer_encoding(raw),
+    raw_cte = raw_transfer_encoding(raw)
+    head, tail = forward_frame(inquiry, decision, spec, env, now, raw_cte,
                                lambda alternative: choose_boundary(raw, alternative))
-    return b"".join((head, raw, tail))
+    return b"".join((head, embed(raw, raw_cte), tail))
 
 
 def forward_frame(
@@ -368,16 +452,17 @@ def forward_frame(
     boundary = boundary_for(alternative)
     body_type = f'multipart/mixed; boundary="{boundary}"'
     delimiter = b"--" + boundary.encode("ascii")
+    part_cte = embedding(raw_cte)
     head = b"".join((
         # Our own parts are 7bit, so the original alone sets the outer encoding.
-        _headers(inquiry, decision, spec, now, body_type, raw_cte),
+        _headers(inquiry, decision, spec, now, body_type, "7bit" if part_cte == WRAPPED else part_cte),
         b"\r\n",
         delimiter, b"\r\n",
         alternative.rstrip(b"\r\n"), b"\r\n",
         delimiter, b"\r\n",
         b"Content-Type: message/rfc822\r\n",
         f'Content-Disposition: attachment; filename="{ORIGINAL_FILENAME}"\r\n'.encode("ascii"),
-        f"Content-Transfer-Encoding: {raw_cte}\r\n".encode("ascii"),
+        f"Content-Transfer-Encoding: {part_cte}\r\n".encode("ascii"),
         b"\r\n",
     ))
     return head, b"\r\n" + delimiter + b"--\r\n"

@@ -31,7 +31,9 @@ from mailrouter.config.credentials import async_token_generator
 from mailrouter.metrics import Metrics
 from mailrouter.model import Outcome
 from mailrouter.model import Clock
-from mailrouter.act.smtpstream import send_streamed, size_refusal
+from mailrouter.act.forward import (WRAPPED, embedded_encoding, embedded_size, needs_8bitmime,
+                                    wrapped_chunks)
+from mailrouter.act.smtpstream import body_options, send_streamed, size_refusal
 from mailrouter.intake.spool import SEND_CHUNK, file_chunks, file_name_part, remove_file
 from mailrouter.store import AssignmentRow, MessageRow, OutboxRow
 
@@ -204,7 +206,8 @@ class Outbox:
             payload = self._payload(item)
             if refusal := await size_refusal(client, len(payload)):
                 return SendResult(False, permanent=True, error=refusal)
-            await client.sendmail(item.sender, [item.recipient], payload)
+            await client.sendmail(item.sender, [item.recipient], payload,
+                                  mail_options=body_options(client, needs_8bitmime(payload)))
             return SendResult(True)
         except (aiosmtplib.SMTPException, OSError) as exc:
             return classify_smtp_error(exc)
@@ -213,15 +216,18 @@ class Outbox:
         """A big forward: its head, the original streamed from the spool file, its tail."""
         head, tail = self._head_and_tail(item)
         original = Path(item.spool_path or "")
+        cte = embedded_encoding(head)
         try:
-            size = len(head) + original.stat().st_size + len(tail)
+            size = len(head) + embedded_size(original.stat().st_size, cte) + len(tail)
         except FileNotFoundError:
             return SendResult(False, permanent=True, error=f"the original's spool file {original} is gone "
                               "and could not be fetched again; the copy stays in the shared mailbox")
         if refusal := await size_refusal(client, size):
             return SendResult(False, permanent=True, error=refusal)
-        pieces = itertools.chain((head,), file_chunks(original, SEND_CHUNK), (tail,))
-        await send_streamed(client, item.sender, item.recipient, pieces, size, self.config.smtp.server.timeout)
+        chunks = file_chunks(original, SEND_CHUNK)
+        pieces = itertools.chain((head,), wrapped_chunks(chunks) if cte == WRAPPED else chunks, (tail,))
+        await send_streamed(client, item.sender, item.recipient, pieces, size, self.config.smtp.server.timeout,
+                            eight_bit=cte == "8bit")
         return SendResult(True)
 
     def _mark_sent(self, items: list[OutboxRow]) -> None:

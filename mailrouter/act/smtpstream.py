@@ -64,14 +64,23 @@ async def size_refusal(client: aiosmtplib.SMTP, size: int) -> str | None:
     return None
 
 
+def body_options(client: aiosmtplib.SMTP, eight_bit: bool) -> list[str]:
+    """MAIL FROM parameters for the body: BODY=8BITMIME (RFC 6152) for 8-bit data when the
+    server offers it. (A server without it is sent the same bytes, as before: all current
+    MTAs accept 8-bit data; forwards never contain "binary" data, see act/forward.py.)"""
+    return ["BODY=8BITMIME"] if eight_bit and client.supports_extension("8bitmime") else []
+
+
 async def send_streamed(client: aiosmtplib.SMTP, sender: str, recipient: str,
-                        pieces: Iterable[bytes], size: int, timeout: float | None) -> SMTPResponse:
+                        pieces: Iterable[bytes], size: int, timeout: float | None,
+                        eight_bit: bool = False) -> SMTPResponse:
     """One mail transaction with the message read from `pieces` as it goes out.
 
     A failure after DATA started leaves the session in an unknown state: the connection is
     closed then (the outbox reconnects for the next message).
     """
     options = [f"SIZE={size}"] if client.supports_extension("size") else []
+    options += body_options(client, eight_bit)
     try:
         await client.mail(sender, options=options)
         await client.rcpt(recipient)

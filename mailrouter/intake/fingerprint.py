@@ -4,14 +4,18 @@
 `content_key` names the message as the sender wrote it: the delivering server prepends trace
 headers (Received, Delivered-To, Return-Path) that differ between sales@ and info@, so the key
 covers the headers the sender set plus the body. Message-ID alone is not enough: real mail
-reuses it.
+reuses it. Everything a reader sees of who sent it and how to answer is in the key (From,
+Sender, Reply-To), and the body's MIME labels: two messages differing in any of them are two
+inquiries, not a duplicate (review P9: a second Reply-To was filed as a duplicate).
 """
 from __future__ import annotations
 
 import hashlib
 import re
 
-SENDER_HEADERS = (b"message-id", b"from", b"date", b"subject", b"to", b"cc")
+SENDER_HEADERS = (b"message-id", b"from", b"sender", b"reply-to", b"date", b"subject", b"to", b"cc",
+                  b"content-type", b"content-transfer-encoding")
+_LONGEST_NAME = max(map(len, SENDER_HEADERS)) + 1
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
@@ -107,7 +111,7 @@ class ContentKeyHasher:
                 return
             self._values[self._collecting] = b" ".join(b" ".join(self._parts).split())
             self._collecting = None
-        lower = line[:20].lower()
+        lower = line[:_LONGEST_NAME].lower()
         for name in SENDER_HEADERS:
             if name not in self._values and lower.startswith(name + b":"):
                 self._collecting, self._parts = name, [line[len(name) + 1:]]

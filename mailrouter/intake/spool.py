@@ -49,6 +49,7 @@ class SpooledMessage:
     reduced: bytes  # headers and text parts: what parse_message reads
     attachments: tuple[Attachment, ...]  # with their real sizes
     has_boundary_prefix: bool  # contains "=_mr_": boundaries must be checked against the file
+    problem: str = ""  # the scan could not read its MIME structure: quarantined with this reason
 
     def chunks(self) -> Iterator[bytes]:
         """The original's bytes; FileNotFoundError if the file is gone."""
@@ -95,7 +96,7 @@ class MessageScanner:
         return SpooledMessage(
             path=path, size=self.size, sha256=self._sha.hexdigest(), content_key=self._key.hexdigest(),
             transfer_encoding=self._cte.result(), reduced=reduced.message, attachments=reduced.attachments,
-            has_boundary_prefix=self._prefix_seen)
+            has_boundary_prefix=self._prefix_seen, problem=reduced.problem)
 
 
 def scan(chunks: Iterable[bytes], path: Path = Path("-")) -> SpooledMessage:

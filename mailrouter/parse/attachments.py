@@ -8,7 +8,7 @@ from email.message import Message
 from mailrouter.model import Attachment
 
 from mailrouter.parse.headers import decode_words
-from mailrouter.parse.text import one_line, restore_surrogates
+from mailrouter.parse.text import one_line
 
 MAX_PARTS = 500  # a hostile message may nest thousands of parts; past this we stop looking
 _FORWARDED = frozenset({"message/rfc822", "message/global"})
@@ -22,9 +22,10 @@ def leaf_parts(msg: Message) -> Iterator[Message]:
     while stack and seen < MAX_PARTS:
         part = stack.pop()
         seen += 1
-        payload = part.get_payload()
-        if part.get_content_maintype() == "multipart" and isinstance(payload, list):
-            stack.extend(reversed(payload))
+        # is_multipart first: get_payload() on a leaf decodes 8-bit text with its charset
+        # label, which raises for a junk one ("idna", "undefined")
+        if part.get_content_maintype() == "multipart" and part.is_multipart():
+            stack.extend(reversed(part.get_payload()))
         else:
             yield part
 
@@ -35,7 +36,7 @@ def filename(part: Message) -> str:
         raw = part.get_filename() or ""
     except Exception:  # malformed RFC 2231 continuations
         return ""
-    name = one_line(decode_words(restore_surrogates(str(raw))), 255)
+    name = one_line(decode_words(str(raw)), 255)
     # Only the base name: a name is data to display, never a path to follow.
     return _PATH_PREFIX.sub("", name)
 

@@ -67,18 +67,44 @@ def full_text(msg: Message) -> str:
 
 def split_reply(text: str) -> tuple[str, str]:
     """(new text, signature): quoted history dropped, signature split off."""
-    text = _HISTORY_MARK.split(text, maxsplit=1)[0]
+    text = _HISTORY_MARK.split(text, maxsplit=1)[0][:REPLY_TEXT_LIMIT]
+    guarded, long_lines = _hide_long_lines(text)
     try:
         # keep_hyphen_lists: buyers write "- 500 pcs ..." lists, which are not signatures.
-        parsed = EmailMessage(text=text, languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True)
+        parsed = EmailMessage(text=guarded, languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True)
         replies = parsed.read().replies
     except Exception:  # the reply parser's regexes must never cost us the message
         return drop_quoted(text), ""
     for reply in replies:
-        body = drop_quoted(reply.body)
+        body = drop_quoted(_restore_long_lines(reply.body, long_lines))
         if body:
-            return body, reply.signatures
+            return body, _restore_long_lines(reply.signatures, long_lines)
     return "", ""
+
+
+# mail-parser-reply's English "On ... wrote:" pattern is quadratic in a line's length (100,000
+# characters of "On On On" took 220 s). A "wrote:" line is short: longer lines are shown to it
+# as a placeholder word and put back afterwards, and it reads at most REPLY_TEXT_LIMIT
+# characters (the new text of an inquiry comes first), so its cost stays under a second.
+REPLY_TEXT_LIMIT = 20_000
+REPLY_LINE_LIMIT = 500
+_PLACEHOLDER = re.compile(r"mrlongline(\d+)x")
+
+
+def _hide_long_lines(text: str) -> tuple[str, list[str]]:
+    lines = text.split("\n")
+    hidden: list[str] = []
+    for index, line in enumerate(lines):
+        if len(line) > REPLY_LINE_LIMIT:
+            lines[index] = f"mrlongline{len(hidden)}x"
+            hidden.append(line)
+    return ("\n".join(lines) if hidden else text), hidden
+
+
+def _restore_long_lines(text: str, hidden: list[str]) -> str:
+    if not hidden:
+        return text
+    return _PLACEHOLDER.sub(lambda m: hidden[int(m.group(1))] if int(m.group(1)) < len(hidden) else m.group(), text)
 
 
 def drop_quoted(text: str) -> str:

@@ -1,6 +1,8 @@
 """Guarded header reading: every value comes back decoded, single-line and sanitised."""
 from __future__ import annotations
 
+import base64
+import binascii
 import email.header
 import email.utils
 import re
@@ -18,31 +20,51 @@ _MESSAGE_ID = re.compile(r"<[^<>]*>")
 
 
 def raw_values(msg: Message, name: str) -> list[str]:
-    """All values of a header as text, raw 8-bit bytes already turned back into characters."""
-    values = msg.get_all(name) or []
-    return [restore_surrogates(_as_text(value)) for value in values]
+    """All values of a header as the message holds them: raw 8-bit bytes are surrogate escapes
+    (compat32's storage), encoded words still encoded; `decode_words` reads both."""
+    wanted = name.lower()
+    return [_as_text(value) for key, value in msg.raw_items() if str(key).lower() == wanted]
 
 
 def _as_text(value: object) -> str:
-    # compat32 hands back a Header object (not a str) when the raw value had 8-bit bytes.
-    if isinstance(value, email.header.Header):
-        return "".join(
-            decode_bytes(chunk, None) if isinstance(chunk, bytes) else chunk
-            for chunk, _charset in email.header.decode_header(value)
-        )
-    return str(value)
+    # A Header object is what a caller set on a message it built; parsed mail holds strings.
+    return value.encode() if isinstance(value, email.header.Header) else str(value)
+
+
+# An RFC 2047 encoded word. The text may hold raw 8-bit bytes (as surrogate escapes) but not
+# "?", so a failed match stops at the next "?": linear in the header's length.
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?([^?]*)\?=")
+_BETWEEN_WORDS = re.compile(r"[ \t\r\n]*")
 
 
 def decode_words(value: str) -> str:
-    """Decode RFC 2047 encoded words, never raising on bad charsets or broken encodings."""
+    """Decode RFC 2047 encoded words the way mail clients do, never raising: raw 8-bit text
+    around them is decoded as undeclared text (UTF-8, else GB18030), raw bytes inside one with
+    the word's own charset, and white space between two adjacent words is dropped."""
+    pieces: list[str] = []
+    position, after_word = 0, False
+    for word in _ENCODED_WORD.finditer(value):
+        between = value[position:word.start()]
+        if not (after_word and _BETWEEN_WORDS.fullmatch(between)):
+            pieces.append(restore_surrogates(between))
+        decoded = _decode_word(*word.groups())
+        pieces.append(restore_surrogates(word.group()) if decoded is None else decoded)
+        position, after_word = word.end(), decoded is not None
+    pieces.append(restore_surrogates(value[position:]))
+    return "".join(pieces)
+
+
+def _decode_word(charset: str, encoding: str, text: str) -> str | None:
+    """One encoded word's text, or None when it does not decode (then it stays as written)."""
+    data = text.encode("utf-8", errors="surrogateescape")  # escapes back to the raw bytes
     try:
-        chunks = email.header.decode_header(value)
-    except Exception:  # the stdlib raises several types on malformed encoded words
-        return value
-    return "".join(
-        decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk
-        for chunk, charset in chunks
-    )
+        if encoding in "bB":
+            data = base64.b64decode(data + b"=" * (-len(data) % 4))
+        else:
+            data = binascii.a2b_qp(data.replace(b"_", b" "))
+    except (binascii.Error, ValueError):
+        return None
+    return decode_bytes(data, charset.split("*", 1)[0])  # RFC 2231 adds "*language"
 
 
 def header_text(msg: Message, name: str, limit: int = HEADER_VALUE_LIMIT) -> str:
@@ -122,3 +144,22 @@ def header_map(msg: Message) -> dict[str, str]:
         if key and key not in result:
             result[key] = header_text(msg, key)
     return result
+
+
+_BOM = b"\xef\xbb\xbf"
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+# RFC 5322 section 4.5 obsolete syntax, which must still be read: white space before the colon.
+_SPACE_BEFORE_COLON = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]+:", re.MULTILINE)
+
+
+def normalise_head(raw: bytes) -> bytes:
+    """The bytes the stdlib parser can read: a leading UTF-8 byte-order mark (editors, some
+    web forms) removed, and obsolete `Name :` header lines written `Name:`. Unchanged (not
+    copied) when neither is there, which is all ordinary mail."""
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
+    found = _HEAD_END.search(raw)
+    end = found.start() if found else len(raw)
+    if _SPACE_BEFORE_COLON.search(raw, 0, end) is None:
+        return raw
+    return _SPACE_BEFORE_COLON.sub(rb"\1:", raw[:end]) + raw[end:]

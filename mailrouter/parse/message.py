@@ -4,14 +4,14 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import Message
 
 import mailparser
 
 from mailrouter.model import FormSender, Inquiry, ParseSettings
 
-from mailrouter.parse import body, domain, forms, headers
+from mailrouter.parse import body, domain, forms, headers, stream
 from mailrouter.parse.attachments import attachments
 from mailrouter.parse.errors import UnreadableMessage
 from mailrouter.parse.language import detect
@@ -93,11 +93,28 @@ def form_identity(msg: Message, text: str, settings: ParseSettings, from_address
     return Identity(from_address, buyer, name, buyer, fields.country, fields.company, robot.name)
 
 
+def _parse_reduced(raw: bytes, settings: ParseSettings) -> Inquiry:
+    """A message with many multiparts, read as the spool path reads a big one: the stdlib
+    parser checks every line against every enclosing boundary (300 levels x 100,000 lines: 5 s,
+    growing with both), the reducer costs the lines once and cuts the nesting at MAX_DEPTH."""
+    reduced = stream.reduce_message(raw)
+    if reduced.problem:
+        raise UnreadableMessage(f"unreadable MIME structure: {reduced.problem}")
+    return replace(_parse_tree(reduced.message, settings), attachments=reduced.attachments)
+
+
 def parse_message(raw: bytes, settings: ParseSettings) -> Inquiry:
     """Everything the router needs to know about one message; damage is tolerated.
 
     Raises UnreadableMessage only when the bytes are not an email at all.
     """
+    raw = headers.normalise_head(raw)
+    if raw.count(b"oundary") > stream.MAX_DEPTH:
+        return _parse_reduced(raw, settings)
+    return _parse_tree(raw, settings)
+
+
+def _parse_tree(raw: bytes, settings: ParseSettings) -> Inquiry:
     msg = load(raw)
     check_readable(raw, msg)
     subject = headers.subject(msg)

@@ -18,19 +18,28 @@ from email.parser import BytesHeaderParser
 from mailrouter.model import Attachment
 
 from mailrouter.parse.attachments import MAX_PARTS, filename, is_attachment
+from mailrouter.parse.headers import normalise_head
 
 TEXT_BUDGET = 1 << 20  # bytes of text bodies kept in all; the parser reads 100,000 characters
-HEADER_BUDGET = 256 << 10  # bytes kept of one header block; more is hostile, not mail
+# Bytes kept of one header field (every field is kept, each cut to this): the parser reads
+# 2,000 characters of a value, and a 10 MB header line must not hide the fields after it.
+FIELD_BUDGET = 256 << 10
 LONG_LINE = 64 << 10  # a line longer than this (no \n) is passed on in pieces: never a boundary
+# Multiparts nested deeper than this are read as one opaque leaf: no mail needs it, and the
+# stdlib parser, which reads the reduced copy, costs nesting depth x lines (and gives up near
+# 1,000 levels).
+MAX_DEPTH = 20
 
-# The feed parser's test for a header line (email.feedparser.headerRE), on bytes.
-_HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")
+# The feed parser's test for a header line (email.feedparser.headerRE), on bytes, plus the
+# obsolete "Name :" form that parse_message accepts (headers.normalise_head).
+_HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]|[\041-\071\073-\176]+[ \t]+:")
+_BOM = b"\xef\xbb\xbf"
 _HEADERS, _BODY, _SKIP = "headers", "body", "skip"  # _SKIP: a preamble or an epilogue
 
 
 @dataclass
 class _Multipart:
-    delimiter: re.Pattern[bytes]  # matches "--boundary" and "--boundary--" lines
+    boundary: bytes  # a line "--boundary" or "--boundary--" (then spaces, tabs, \r) ends a part
     digest: bool  # multipart/digest: parts without Content-Type are messages
 
 
@@ -56,6 +65,7 @@ class _Leaf:
 class Reduced:
     message: bytes  # headers + text bodies; parse this
     attachments: tuple[Attachment, ...]  # with the sizes of the bodies dropped
+    problem: str = ""  # why the reading stopped (a bug or an input it cannot take): quarantine
 
 
 class MimeReducer:
@@ -65,6 +75,9 @@ class MimeReducer:
         self._out = bytearray()
         self._budget = text_budget
         self._stack: list[_Multipart] = []
+        # boundary -> the stack levels using it, innermost last: a "--" line is looked up
+        # once, not tried against every enclosing boundary (depth x lines)
+        self._levels: dict[bytes, list[int]] = {}
         self._phase = _HEADERS
         self._header = bytearray()
         self._default_type = "text/plain"
@@ -73,8 +86,24 @@ class MimeReducer:
         self._attachments: list[Attachment] = []
         self._carry = b""  # the incomplete last line of the previous chunk
         self._continued = False  # the previous piece was part of a line, not a whole one
+        self._field = 0  # bytes kept of the header field being read
+        self._started = False
+        self._problem = ""
 
     def feed(self, chunk: bytes) -> None:
+        """Never raises: a failure is kept for `close` (the message is quarantined with it),
+        and the rest of the message is not read."""
+        if self._problem:
+            return
+        try:
+            self._feed(chunk)
+        except Exception as exc:  # noqa: BLE001 (one message's problem, reported by close)
+            self._fail(exc)
+
+    def _feed(self, chunk: bytes) -> None:
+        if not self._started:
+            self._started = True
+            chunk = chunk.removeprefix(_BOM)  # as headers.normalise_head
         data = self._carry + chunk if self._carry else chunk
         lines = data.split(b"\n")
         self._carry = lines.pop()
@@ -85,13 +114,24 @@ class MimeReducer:
             self._carry = b""
 
     def close(self) -> Reduced:
+        if not self._problem:
+            try:
+                self._close()
+            except Exception as exc:  # noqa: BLE001
+                self._fail(exc)
+        return Reduced(bytes(self._out), tuple(self._attachments), self._problem)
+
+    def _close(self) -> None:
         if self._carry:
             self._line(self._carry, False)
             self._carry = b""
         if self._phase == _HEADERS and self._header:
             self._headers_done()
         self._end_leaf()
-        return Reduced(bytes(self._out), tuple(self._attachments))
+
+    def _fail(self, exc: Exception) -> None:
+        self._problem = f"{type(exc).__name__}: {exc}"[:500]
+        self._carry = b""
 
     # -- one line (without its \n; `eol` False for the last line or a piece of a long one)
 
@@ -99,15 +139,33 @@ class MimeReducer:
         whole = not self._continued
         self._continued = not eol
         if whole and self._stack and line[:2] == b"--":
-            for level in range(len(self._stack) - 1, -1, -1):
-                found = self._stack[level].delimiter.fullmatch(line)
-                if found:
-                    self._boundary(level, bool(found.group(1)), line, eol)
-                    return
+            found = self._delimiter(line)
+            if found is not None:
+                self._boundary(*found, line, eol)
+                return
         if self._phase == _HEADERS:
             self._header_line(line, eol, whole)
         elif self._phase == _BODY:
             self._body_line(line, eol)
+
+    def _delimiter(self, line: bytes) -> tuple[int, bool] | None:
+        """(level, closing) of the innermost multipart whose delimiter `line` is, if any:
+        "--" boundary ["--"] [spaces and tabs] ["\\r"], as the feed parser reads it."""
+        bare = line[2:].removesuffix(b"\r").rstrip(b" \t")
+        candidates = [(self._levels.get(bare), False)]
+        if bare.endswith(b"--"):
+            candidates.append((self._levels.get(bare[:-2]), True))
+        found = [(levels[-1], closing) for levels, closing in candidates if levels]
+        return max(found) if found else None
+
+    def _pop_levels(self, keep: int) -> None:
+        """Close every multipart above stack level `keep - 1`."""
+        while len(self._stack) > keep:
+            frame = self._stack.pop()
+            levels = self._levels[frame.boundary]
+            levels.pop()
+            if not levels:
+                del self._levels[frame.boundary]
 
     def _boundary(self, level: int, closing: bool, line: bytes, eol: bool) -> None:
         """A delimiter of the multipart at `level` ends whatever is open inside it."""
@@ -115,10 +173,10 @@ class MimeReducer:
             self._headers_done()
         self._end_leaf()
         frame = self._stack[level]
-        del self._stack[level + 1:]
+        self._pop_levels(level + 1)
         self._emit(line, eol)
         if closing:
-            self._stack.pop()
+            self._pop_levels(level)
             self._phase = _SKIP  # its epilogue, up to a boundary further out
         else:
             self._phase = _HEADERS
@@ -134,17 +192,21 @@ class MimeReducer:
             self._continued = False
             self._line(line, eol)
             return
-        if len(self._header) + len(line) < HEADER_BUDGET:
-            self._header += line + b"\n" if eol else line
-            self._emit(line, eol)
+        if whole and line[:1] not in (b" ", b"\t"):
+            self._field = 0  # a new field; continuation lines add to the one before
+        kept = line[:max(FIELD_BUDGET - self._field, 0)]
+        self._field += len(kept)
+        if kept or eol:
+            self._header += kept + b"\n" if eol else kept
+            self._emit(kept, eol)
 
     def _headers_done(self) -> None:
-        part = BytesHeaderParser(policy=policy.compat32).parsebytes(bytes(self._header))
+        part = BytesHeaderParser(policy=policy.compat32).parsebytes(normalise_head(bytes(self._header)))
         self._header.clear()
         part.set_default_type(self._default_type)
         self._parts += 1
         boundary = part.get_boundary() if part.get_content_maintype() == "multipart" else None
-        if boundary is not None:
+        if boundary is not None and len(self._stack) < MAX_DEPTH:
             self._open_multipart(boundary, part.get_content_subtype() == "digest")
             return
         counted = is_attachment(part)
@@ -155,8 +217,11 @@ class MimeReducer:
         self._phase = _BODY
 
     def _open_multipart(self, boundary: str, digest: bool) -> None:
-        mark = re.escape(boundary.encode("ascii", "surrogateescape"))
-        self._stack.append(_Multipart(re.compile(rb"--" + mark + rb"(--)?[ \t]*\r?"), digest))
+        # raw 8-bit bytes come back as surrogate escapes: encoded back, they match the raw line;
+        # a boundary decoded from RFC 2231 is matched in UTF-8
+        mark = boundary.encode("utf-8", "surrogateescape")
+        self._levels.setdefault(mark, []).append(len(self._stack))
+        self._stack.append(_Multipart(mark, digest))
         self._phase = _SKIP  # the preamble
 
     def _body_line(self, line: bytes, eol: bool) -> None:

@@ -29,6 +29,12 @@ _BIDI_CONTROLS = dict.fromkeys(
     [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F], None
 )
 _SPACES = re.compile(r"\s+")
+# Codecs Python knows that are not mail charsets: a label naming one is junk (or hostile), and
+# decoding with it raises or turns text into escapes; such text is decoded as undeclared.
+_NOT_CHARSETS = frozenset({
+    "idna", "undefined", "punycode", "raw-unicode-escape", "unicode-escape", "charmap",
+    "mbcs", "oem", "palmos",
+})
 
 
 def codec_for(charset: str | None) -> str:
@@ -38,16 +44,23 @@ def codec_for(charset: str | None) -> str:
     if not label:
         return ""
     try:
-        return codecs.lookup(label).name
+        info = codecs.lookup(label)
     except LookupError:
         return ""
+    # bytes-to-bytes codecs (zip, base64, hex, uu, quopri, bz2, rot13) say so in this flag
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
+        return ""
+    return info.name
 
 
 def decode_bytes(data: bytes, charset: str | None) -> str:
     """Decode with the declared charset; undeclared 8-bit text is tried as UTF-8, then GB18030."""
     codec = codec_for(charset)
     if codec:
-        return data.decode(codec, errors="replace")
+        try:
+            return data.decode(codec, errors="replace")
+        except (UnicodeError, LookupError, ValueError):  # a codec refusing "replace" (utf-7 ...)
+            pass
     # Undeclared 8-bit text reaching this mailbox most often comes from Chinese clients.
     for guess in ("utf-8", "gb18030"):
         try:

@@ -211,9 +211,11 @@ def _killpg(pgid: int, sig: signal.Signals) -> None:
 class LmtpRelayHandler:
     """aiosmtpd handler: accept mail for known users and hand it to Dovecot over LMTP."""
 
-    def __init__(self, lmtp_port: int, users: Iterable[str]) -> None:
+    def __init__(self, lmtp_port: int, users: Iterable[str], strict_lines: bool = False) -> None:
         self.lmtp_port = lmtp_port
         self.users = {u.lower() for u in users}
+        self.strict_lines = strict_lines
+        self.mail_options: list[list[str]] = []  # MAIL FROM parameters of each accepted message
         self._lock = threading.Lock()
         self._fail_next = 0
         self._fail_code = 451
@@ -243,6 +245,9 @@ class LmtpRelayHandler:
         if code is not None:
             return f"{code} {code // 100}.3.0 Injected failure (test bed)"
         raw = envelope.original_content or b""
+        if self.strict_lines and max(map(len, raw.split(b"\r\n")), default=0) > 998:
+            return "500 5.5.2 Line too long (see RFC5321 4.5.3.1.6)"
+        self.mail_options.append(list(envelope.mail_options))
         try:
             # in a thread, so concurrent sessions are not queued behind one delivery (as on any MTA)
             await asyncio.get_running_loop().run_in_executor(
@@ -415,6 +420,7 @@ class TestBed:
         proxy_hide: Iterable[str] = (),
         proxy_no_keywords: bool = False,
         smtp_size_limit: int = 33_554_432,  # aiosmtpd's default; EHLO announces it as SIZE
+        smtp_strict_lines: bool = False,  # refuse lines over 998 octets (RFC 5321 4.5.3.1.6), as strict MTAs do
     ) -> None:
         self.root = Path(root).resolve()
         self.addresses = [a.lower() for a in addresses]
@@ -425,6 +431,7 @@ class TestBed:
         self.proxy_hide = frozenset(proxy_hide)
         self.proxy_no_keywords = proxy_no_keywords
         self.smtp_size_limit = smtp_size_limit
+        self.smtp_strict_lines = smtp_strict_lines
         self.dovecot_imap_port = 0
         self.imap_port = 0
         self.lmtp_port = 0
@@ -541,7 +548,7 @@ class TestBed:
 
     def _start_smtp(self) -> None:
         self.smtp_port = free_port()
-        self._handler = LmtpRelayHandler(self.lmtp_port, self.addresses)
+        self._handler = LmtpRelayHandler(self.lmtp_port, self.addresses, self.smtp_strict_lines)
         controller = Controller(
             self._handler,
             hostname=HOST,
@@ -566,6 +573,12 @@ class TestBed:
         self.imap_port = self._proxy.port
 
     # -- helpers for tests
+
+    @property
+    def smtp_mail_options(self) -> list[list[str]]:
+        """The MAIL FROM parameters of each message the SMTP server accepted, in order."""
+        assert self._handler is not None, "test bed not started"
+        return list(self._handler.mail_options)
 
     def smtp_fail_next(self, count: int = 1, code: int = 451) -> None:
         """Make the next `count` SMTP transactions fail at DATA with `code` (4xx or 5xx)."""
