@@ -9,11 +9,13 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailrouter.config import paths
+from mailrouter.intake.firststart import DEFAULT_BACKFILL, Backfill, parse_backfill
 from mailrouter.config.credentials import CREDENTIAL_KEYS, CredentialSource, StaticSource, read_source
 from mailrouter.act.forward import SUBJECT_FIELDS
 from mailrouter.model import FormSender, ParseSettings
@@ -67,6 +69,8 @@ class MailboxConfig:
     idle: bool
     idle_renew: float
     poll_interval: float
+    # What a first start routes instead of adopting (issue 12): default unread mail of the last 24h.
+    backfill: Backfill = field(default_factory=lambda: parse_backfill(DEFAULT_BACKFILL))
 
 
 @dataclass(frozen=True)
@@ -370,7 +374,7 @@ def _mailboxes(r: _Reader, items: Any, environ: dict[str, str], base: Path) -> t
     for i, d in enumerate(items):
         p = f"mailbox[{i}]."
         r.unknown_keys(d, SERVER_KEYS | {"name", "address", "display_name", "inbox", "idle",
-                                         "idle_renew", "poll_interval"}, p)
+                                         "idle_renew", "poll_interval", "backfill"}, p)
         name = r.get(d, "name", str, f"mailbox{i}", p, required=True)
         if any(m.name == name for m in result):
             r.problem(p + "name", f"duplicate mailbox name {name!r}")
@@ -386,8 +390,20 @@ def _mailboxes(r: _Reader, items: Any, environ: dict[str, str], base: Path) -> t
             idle=r.get(d, "idle", bool, True, p),
             idle_renew=renew,
             poll_interval=r.get(d, "poll_interval", float, 30.0, p),
+            backfill=_backfill(r, d, p),
         ))
     return tuple(result)
+
+
+def _backfill(r: _Reader, d: dict, prefix: str) -> Backfill:
+    raw = d.get("backfill", DEFAULT_BACKFILL)
+    # TOML lets a sysadmin write `backfill = 0` or an unquoted `backfill = 2026-12-01`: both mean what they say.
+    text = raw.isoformat() if isinstance(raw, date) else "0" if raw == 0 and not isinstance(raw, bool) else raw
+    try:
+        return parse_backfill(text)
+    except ValueError as e:
+        r.problem(prefix + "backfill", f"{raw!r}: {e}")
+        return parse_backfill("0")  # never route history on a config we could not read
 
 
 def _smtp_section(r: _Reader, d: dict, environ: dict[str, str], base: Path) -> SmtpConfig:
