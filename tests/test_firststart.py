@@ -61,3 +61,10 @@ def test_parse_backfill_accepts(text, window, since):
 def test_parse_backfill_rejects(text):
     with pytest.raises(ValueError):
         parse_backfill(text)
+
+
+def test_after_uidvalidity_change_history_is_adopted_again():
+    from mailrouter.intake.firststart import adopt_history
+    found = [_found(1, UNREAD, timedelta(days=3)), _found(2, UNREAD, timedelta(minutes=5)),
+             _found(3, SEEN, None)]
+    assert adopt_history(found, NOW - timedelta(hours=1)) == (1, 3)

@@ -99,3 +99,11 @@ def plan_first_start(found: Iterable[Found], backfill: Backfill, now: datetime) 
         recent = cutoff is not None and msg.internal_date is not None and msg.internal_date >= cutoff
         (route if recent and _unanswered(msg.flags) else adopt).append(msg.uid)
     return FirstStartPlan(adopt=tuple(adopt), route=tuple(route))
+
+
+def adopt_history(found: Iterable[Found], first_start: datetime) -> tuple[int, ...]:
+    """After a UIDVALIDITY change of a known folder: the UIDs that arrived before its first start.
+    They were adopted then (or routed and filed away), so they are adopted again, never routed.
+    Mail from after the first start goes on to admission, which recognises unfinished rows by
+    their bytes. A message without INTERNALDATE is history too: routing it twice is the worse error."""
+    return tuple(sorted(m.uid for m in found if m.internal_date is None or m.internal_date < first_start))

@@ -23,6 +23,8 @@ import imapclient
 from imapclient import exceptions as imap_exc
 from imapclient.util import to_unicode
 
+from mailrouter.intake.firststart import Found
+
 log = logging.getLogger("mailrouter.imap")
 
 CLIENT_NAME = "mailrouter"
@@ -353,6 +355,18 @@ class Mailbox:
                 item = data.get(uid, {})
                 if b"BODY[HEADER]" in item:
                     yield uid, bytes(item[b"BODY[HEADER]"]), _aware(item.get(b"INTERNALDATE"))
+
+    def flags_and_dates(self, uids: Sequence[int]) -> list[Found]:
+        """FLAGS and INTERNALDATE of `uids` (no bodies): what a first start decides on."""
+        self._end_idle()
+        ordered, found = sorted(uids), []
+        for start in range(0, len(ordered), 2000):
+            with _translated("UID FETCH FLAGS"):
+                data = self._client.fetch(ordered[start:start + 2000], ["FLAGS", "INTERNALDATE"])
+            found.extend(Found(uid=uid, flags=frozenset(to_unicode(f) for f in item.get(b"FLAGS", ())),
+                               internal_date=_aware(item.get(b"INTERNALDATE")))
+                         for uid, item in sorted(data.items()))
+        return found
 
     def unprocessed_uids(self) -> list[int]:
         """UIDs not flagged \\Deleted; the caller filters out the ones its database knows."""

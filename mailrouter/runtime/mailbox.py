@@ -21,6 +21,8 @@ from mailrouter.act.outbox import Outbox
 from mailrouter.act.admit import ManualTarget, Router
 from mailrouter.intake.spool import Spool, SpooledMessage, is_referenced, missing_spool_files
 from mailrouter.store import MessageRow
+from mailrouter.intake.adoption import record_adopted, watched
+from mailrouter.intake.firststart import adopt_history, plan_first_start
 
 log = logging.getLogger("mailrouter.mailbox")
 
@@ -57,6 +59,7 @@ class MailboxWorker:
         self._last_assign_check = 0.0
         self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtp-{mailbox.name}")
         self.spool = Spool(config.spool_dir)
+        self._watched: dict[str, int] = {}  # folder -> UIDVALIDITY the database knows it under
 
     def run(self) -> None:
         """Serve the mailbox until `stop` is set; connection trouble means reconnect, not exit."""
@@ -117,6 +120,7 @@ class MailboxWorker:
             validity = conn.select_folder(folder)
             present = set(conn.unprocessed_uids())
             new = sorted(present - self.router.known_uids(self.mailbox.name, folder, validity, present))
+            new = self._first_start(conn, folder, validity, new)
             new, large = self._split_large(conn, new)
             for uid, raw in conn.fetch(new):
                 self.router.assign_manually(self.mailbox.name, folder, validity, uid, raw, target)
@@ -134,6 +138,7 @@ class MailboxWorker:
         here), so sending never waits for the batch transaction's lock."""
         in_inbox = set(conn.unprocessed_uids())
         new = sorted(in_inbox - self.router.known_uids(self.mailbox.name, "INBOX", uidvalidity, in_inbox))
+        new = self._first_start(conn, "INBOX", uidvalidity, new)
         self._respool_missing(conn, uidvalidity)
         new, large = self._split_large(conn, new)
         batches = [new[start:start + FETCH_BATCH] for start in range(0, len(new), FETCH_BATCH)]
@@ -156,6 +161,31 @@ class MailboxWorker:
         self._admit_large(conn, uidvalidity, large)
         self.outbox.flush(self.mailbox.name)
         self._file(conn, uidvalidity, in_inbox)
+
+    def _first_start(self, conn: Mailbox, folder: str, uidvalidity: int, new: list[int]) -> list[int]:
+        """A folder never watched before: adopt what it holds, keep only the backfill to route.
+        A known folder under a new UIDVALIDITY: adopt again what predates its first start.
+        Decisions are in intake/firststart.py, the rows in intake/adoption.py."""
+        if self._watched.get(folder) == uidvalidity:
+            return new  # the usual round: one dict lookup (an empty folder is recorded as watched too)
+        sessions, now, name = self.router.sessions, self.router.clock(), self.mailbox.name
+        known = watched(sessions, name, folder)
+        label = name if folder == "INBOX" else f"{name} {folder}"
+        if known is None:
+            plan = plan_first_start(conn.flags_and_dates(new), self.mailbox.backfill, now)
+            record_adopted(sessions, name, folder, uidvalidity, plan.adopt, now)
+            log.info("%s", plan.summary(label, self.mailbox.backfill))
+            route = list(plan.route)
+        elif known.uidvalidity != uidvalidity:
+            history = adopt_history(conn.flags_and_dates(new), known.first_seen_at)
+            record_adopted(sessions, name, folder, uidvalidity, history, now, known.first_seen_at)
+            log.info("%s: UIDVALIDITY %d -> %d: adopted %d again (older than the first start)",
+                     label, known.uidvalidity, uidvalidity, len(history))
+            route = sorted(set(new) - set(history))
+        else:
+            route = new
+        self._watched[folder] = uidvalidity
+        return route
 
     def _fetch_and_parse(self, conn: Mailbox, uids: list[int]) -> tuple[list[tuple[int, bytes]], Future]:
         batch = list(conn.fetch(uids))
