@@ -92,3 +92,30 @@ def test_first_start_adopts_history_and_routes_only_recent_unread(bed: TestBed, 
     assert count_rows(config, MessageRow.state != ADOPTED) == 6  # nothing routed again
     assert count_rows(config, MessageRow.state == ADOPTED) == 302 * 2  # re-adopted under the new UIDVALIDITY
     assert set(forwards_by_original(bed, config)) == forwarded
+
+
+def test_rounds_after_connect_find_new_mail_from_the_uid_cursor(bed: TestBed, tmp_path, monkeypatch):
+    """Issue 12 item 2: only the connect round lists the whole INBOX; a new arrival is found
+    above the UID cursor (real server; the adapter's methods are only counted, not replaced)."""
+    from collections import Counter
+
+    from mailrouter.intake.imap import Mailbox
+    calls: Counter[str] = Counter()
+    for name in ("unprocessed_uids", "uids_after"):
+        real = getattr(Mailbox, name)
+        monkeypatch.setattr(Mailbox, name, lambda self, *a, _real=real, _name=name: (
+            calls.update([_name]), _real(self, *a))[1])
+    config = configure(bed, tmp_path)
+    samples = bulk_samples(21)
+    bed.append(SALES, [(s.raw, ("\\Seen",), datetime.now(timezone.utc) - timedelta(days=3)) for s in samples[:20]])
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        wait_for(lambda: count_rows(config, MessageRow.state == ADOPTED) == 20, "history adopted", 60)
+        bed.deliver(SALES, samples[20].raw, mail_from="buyer@example.org")
+        wait_for(lambda: count_rows(config, MessageRow.state == FILED) == 1, "the arrival filed", 60)
+    finally:
+        daemon.stop()
+    assert set(forwards_by_original(bed, config)) == _ids(samples[20:])
+    assert calls["unprocessed_uids"] == 2  # the connect rounds of sales and info, nothing more
+    assert calls["uids_after"] >= 1

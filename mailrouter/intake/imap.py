@@ -377,6 +377,25 @@ class Mailbox:
         with _translated("UID SEARCH"):
             return sorted(int(u) for u in self._client.search(["UNDELETED"]))
 
+    def uids_after(self, last: int) -> list[int]:
+        """Undeleted UIDs above `last`: new mail, at a cost independent of the folder's size."""
+        self._end_idle()
+        self.noop()  # as in unprocessed_uids: make mail that arrived since the last command visible
+        with _translated("UID SEARCH UID"):
+            found = self._client.search(["UID", f"{last + 1}:*", "UNDELETED"])
+        # "n:*" always includes the highest UID, even when it is below n (RFC 3501 6.4.8)
+        return sorted(int(u) for u in found if int(u) > last)
+
+    def present(self, uids: Sequence[int]) -> set[int]:
+        """Which of `uids` are still in the selected folder (not expunged, not \\Deleted)."""
+        self._end_idle()
+        ordered, found = sorted(uids), set()
+        for start in range(0, len(ordered), 500):
+            with _translated("UID SEARCH UID"):
+                found.update(int(u) for u in self._client.search(
+                    ["UID", ",".join(map(str, ordered[start:start + 500])), "UNDELETED"]))
+        return found
+
     def fetch(self, uids: Sequence[int], batch: int = 200) -> Iterator[tuple[int, bytes]]:
         """(uid, raw message) in UID order; BODY.PEEK so \\Seen stays as the reps left it."""
         self._end_idle()
