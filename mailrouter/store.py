@@ -17,6 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 DECIDED = "decided"  # decision recorded; forward (if any) queued in the outbox
 SENT = "sent"  # the forward was accepted by SMTP (or nothing had to be sent)
 FILED = "filed"  # the copy in the shared mailbox was tagged and moved: done
+ADOPTED = "adopted"  # already in the folder when it was first watched: left there, never forwarded
 
 
 def utcnow() -> datetime:
@@ -138,6 +139,21 @@ class AssignmentRow(Base):
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(30))  # reassigned|undeliverable|pooled
     reassigned_from: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"))
+
+
+class WatchedFolderRow(Base):
+    """A folder the daemon has watched at least once. Its absence is what makes a start a
+    *first* start (issue 12): restarts and UIDVALIDITY changes find the row and adopt nothing."""
+
+    __tablename__ = "watched_folders"
+    __table_args__ = (UniqueConstraint("mailbox", "source", name="uq_watched_folder"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(300))
+    first_seen_at: Mapped[datetime]
+    uidvalidity: Mapped[int] = mapped_column(default=0)  # as last seen: a change re-adopts, never routes history
+    adopted: Mapped[int] = mapped_column(default=0)
 
 
 class SlaStepRow(Base):

@@ -188,3 +188,24 @@ def test_zero_and_out_of_range_numbers_are_refused_with_the_range(tmp_path, old,
     edit(path, old, new)
     found = problems_of(path)
     assert any(p.startswith(f"{path}: {key}: must be ") for p in found), found
+
+
+def test_backfill_default_and_forms(tmp_path):
+    from datetime import date, timedelta
+    config = example_config()
+    assert config.mailboxes[0].backfill.window == timedelta(hours=24)  # written in config.toml
+    assert config.mailboxes[1].backfill.window == timedelta(hours=24)  # not written: the default
+    path = copy_example(tmp_path)
+    edit(path, 'backfill = "24h"', "backfill = 2026-12-01")  # an unquoted TOML date
+    assert load_config(path, environ=EXAMPLE_ENV).mailboxes[0].backfill.since == date(2026, 12, 1)
+    edit(path, "backfill = 2026-12-01", "backfill = 0")
+    zero = load_config(path, environ=EXAMPLE_ENV).mailboxes[0].backfill
+    assert (zero.window, zero.since) == (None, None)  # route nothing
+
+
+def test_bad_backfill_names_file_key_and_forms(tmp_path):
+    path = copy_example(tmp_path)
+    edit(path, 'backfill = "24h"', 'backfill = "yesterday"')
+    found = problems_of(path)
+    assert any(p.startswith(f"{path}: mailbox[0].backfill: 'yesterday'") and '"3d"' in p
+               and "2026-12-01" in p for p in found), found

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailrouter.config import paths
+from mailrouter.intake.firststart import DEFAULT_BACKFILL, Backfill, parse_backfill
 from mailrouter.config.credentials import CREDENTIAL_KEYS, CredentialSource, Kind, StaticSource, read_source
 from mailrouter.config.deferred import DeferredSource
 from mailrouter.config.reader import ConfigError, Problem, Reader, read_toml
@@ -210,6 +211,20 @@ class _Servers:
         return result.source or StaticSource("")
 
 
+def _backfill(r: Reader, d: dict[str, Any], prefix: str) -> Backfill:
+    raw = d.get("backfill", DEFAULT_BACKFILL)
+    # TOML lets a sysadmin write `backfill = 0` or an unquoted `backfill = 2026-12-01`: both mean what they say.
+    text = raw.isoformat() if isinstance(raw, date) else "0" if raw == 0 and not isinstance(raw, bool) else raw
+    if not isinstance(text, str):
+        r.problem(prefix + "backfill", f'must be "0", a duration like "24h" or "3d", or a date like "2026-12-01", not {raw!r}')
+        return parse_backfill("0")
+    try:
+        return parse_backfill(text)
+    except ValueError as e:
+        r.problem(prefix + "backfill", f"{raw!r}: {e}")
+        return parse_backfill("0")  # never route history on a config we could not read
+
+
 def _mailboxes(r: Reader, data: dict[str, Any], servers: _Servers) -> tuple[MailboxConfig, ...]:
     if not data.get("mailbox"):
         r.problem("mailbox", "at least one [[mailbox]] is required")
@@ -217,7 +232,7 @@ def _mailboxes(r: Reader, data: dict[str, Any], servers: _Servers) -> tuple[Mail
     for i, d in r.tables(data, "mailbox", "[[mailbox]]"):
         p = f"mailbox[{i}]."
         r.unknown_keys(d, SERVER_KEYS | {"name", "address", "display_name", "inbox", "idle",
-                                         "idle_renew", "poll_interval"}, p)
+                                         "idle_renew", "poll_interval", "backfill"}, p)
         name = r.get(d, "name", str, f"mailbox{i}", p, required=True)
         if any(m.name == name for m in result):
             r.problem(p + "name", f"duplicate mailbox name {name!r}")
@@ -238,6 +253,7 @@ def _mailboxes(r: Reader, data: dict[str, Any], servers: _Servers) -> tuple[Mail
             idle_renew=r.number(d, "idle_renew", float, 540.0, p, low=10, high=1740),
             # 0 would issue IMAP commands as fast as the server answers
             poll_interval=r.number(d, "poll_interval", float, 30.0, p, above=0, high=86400),
+            backfill=_backfill(r, d, p),
         ))
     return tuple(result)
 

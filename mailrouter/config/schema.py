@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from mailrouter.config.credentials import CredentialSource
 from mailrouter.config.subject import DEFAULT_SUBJECT_FORMAT, SubjectFormat
+from mailrouter.intake.firststart import DEFAULT_BACKFILL, Backfill, parse_backfill
 from mailrouter.decide.rules import RuleSet
 from mailrouter.model import ParseSettings
 from mailrouter.registry.settings import RegistrySettings
@@ -44,6 +45,8 @@ class MailboxConfig:
     idle: bool
     idle_renew: float
     poll_interval: float
+    # What a first start routes instead of adopting (issue 12): default unread mail of the last 24h.
+    backfill: Backfill = field(default_factory=lambda: parse_backfill(DEFAULT_BACKFILL))
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from imapclient import exceptions as imap_exc
 from imapclient.util import to_unicode
 
 from mailrouter.config.schema import ServerConfig
+from mailrouter.intake.firststart import Found
 
 log = logging.getLogger("mailrouter.imap")
 
@@ -366,6 +367,18 @@ class Mailbox:
                 if b"BODY[HEADER]" in item:
                     yield uid, bytes(item[b"BODY[HEADER]"]), _aware(item.get(b"INTERNALDATE"))
 
+    def flags_and_dates(self, uids: Sequence[int]) -> list[Found]:
+        """FLAGS and INTERNALDATE of `uids` (no bodies): what a first start decides on."""
+        self._end_idle()
+        ordered, found = sorted(uids), []
+        for start in range(0, len(ordered), 2000):
+            with _translated("UID FETCH FLAGS"):
+                data = self._client.fetch(ordered[start:start + 2000], ["FLAGS", "INTERNALDATE"])
+            found.extend(Found(uid=uid, flags=frozenset(to_unicode(f) for f in item.get(b"FLAGS", ())),
+                               internal_date=_aware(item.get(b"INTERNALDATE")))
+                         for uid, item in sorted(data.items()))
+        return found
+
     def unprocessed_uids(self) -> list[int]:
         """UIDs not flagged \\Deleted; the caller filters out the ones its database knows."""
         self._end_idle()
@@ -374,6 +387,25 @@ class Mailbox:
         self.noop()
         with _translated("UID SEARCH"):
             return sorted(int(u) for u in self._client.search(["UNDELETED"]))
+
+    def new_uids_after(self, last: int) -> list[int]:
+        """Undeleted UIDs above `last`: new mail, at a cost independent of the folder's size."""
+        self._end_idle()
+        self.noop()  # as in unprocessed_uids: make mail that arrived since the last command visible
+        with _translated("UID SEARCH UID"):
+            found = self._client.search(["UID", f"{last + 1}:*", "UNDELETED"])
+        # "n:*" always includes the highest UID, even when it is below n (RFC 3501 6.4.8)
+        return sorted(int(u) for u in found if int(u) > last)
+
+    def present(self, uids: Sequence[int]) -> set[int]:
+        """Which of `uids` are still in the selected folder (not expunged, not \\Deleted)."""
+        self._end_idle()
+        ordered, found = sorted(uids), set()
+        for start in range(0, len(ordered), 500):
+            with _translated("UID SEARCH UID"):
+                found.update(int(u) for u in self._client.search(
+                    ["UID", ",".join(map(str, ordered[start:start + 500])), "UNDELETED"]))
+        return found
 
     def fetch(self, uids: Sequence[int], batch: int = 200) -> Iterator[tuple[int, bytes]]:
         """(uid, raw message) in UID order; BODY.PEEK so \\Seen stays as the reps left it."""

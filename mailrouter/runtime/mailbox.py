@@ -22,6 +22,8 @@ from mailrouter.act.outbox import Outbox
 from mailrouter.act.admit import ManualTarget, Router
 from mailrouter.intake.spool import Spool, SpooledMessage, is_referenced, missing_spool_files
 from mailrouter.store import MessageRow
+from mailrouter.intake.adoption import record_adopted, watched
+from mailrouter.intake.firststart import adopt_history, plan_first_start
 
 log = logging.getLogger("mailrouter.mailbox")
 
@@ -36,6 +38,10 @@ MAX_WAIT = 2.0  # seconds; how quickly a stop request is noticed while idling
 # Managers' moves into Assign/ folders need no sub-second answer: a STATUS per folder at most
 # this often keeps fast-poll rounds cheap.
 ASSIGN_CHECK_INTERVAL = 5.0
+# Between full INBOX reconciliations (UID SEARCH of everything + diff against the database) new
+# mail is found from a UID cursor, so an idle round costs the same with 100,000 adopted messages
+# as with none (issue 12). Full ones run at connect, on a UIDVALIDITY change and this often.
+RECONCILE_INTERVAL = 600.0
 
 
 def imap_settings(mailbox: MailboxConfig) -> ImapSettings:
@@ -60,6 +66,9 @@ class MailboxWorker:
         self._last_assign_check = 0.0
         self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtp-{mailbox.name}")
         self.spool = Spool(config.spool_dir)
+        self._cursor: tuple[int, int] | None = None  # (UIDVALIDITY, highest INBOX UID seen)
+        self._reconciled_at = 0.0
+        self._watched: dict[str, int] = {}  # folder -> UIDVALIDITY the database knows it under
         self._pending: Components | None = None  # rebuilt on reload, taken between rounds
         self._pending_lock = threading.Lock()
 
@@ -89,6 +98,7 @@ class MailboxWorker:
     def _serve(self) -> None:
         self._adopt()
         conn = Mailbox.connect(imap_settings(self.mailbox))
+        self._cursor = None  # a reconnect reconciles fully: anything may have happened meanwhile
         try:
             uidvalidity = conn.select_inbox()
             conn.ensure_folders(self._static_folders())
@@ -144,6 +154,7 @@ class MailboxWorker:
             validity = conn.select_folder(folder)
             present = set(conn.unprocessed_uids())
             new = sorted(present - self.router.known_uids(self.mailbox.name, folder, validity, present))
+            new = self._first_start(conn, folder, validity, new)
             new, large = self._split_large(conn, new)
             for uid, raw in conn.fetch(new):
                 self.router.assign_manually(self.mailbox.name, folder, validity, uid, raw, target)
@@ -159,8 +170,9 @@ class MailboxWorker:
         parser process and the previous one's forwards go out over SMTP; each batch is filed
         once sent. Only this thread writes to the database (the sender's outcomes are recorded
         here), so sending never waits for the batch transaction's lock."""
-        in_inbox = set(conn.unprocessed_uids())
-        new = sorted(in_inbox - self.router.known_uids(self.mailbox.name, "INBOX", uidvalidity, in_inbox))
+        in_inbox, arrived = self._inbox_uids(conn, uidvalidity)
+        new = sorted(arrived - self.router.known_uids(self.mailbox.name, "INBOX", uidvalidity, arrived))
+        new = self._first_start(conn, "INBOX", uidvalidity, new)
         self._respool_missing(conn, uidvalidity)
         batches, large = self._plan(conn, new)
         sending = None
@@ -182,6 +194,49 @@ class MailboxWorker:
         self._admit_large(conn, uidvalidity, large)
         self.outbox.flush(self.mailbox.name)
         self._file(conn, uidvalidity, in_inbox)
+
+    def _inbox_uids(self, conn: Mailbox, uidvalidity: int) -> tuple[set[int] | None, set[int]]:
+        """(all INBOX UIDs or None, UIDs to check against the database). A full reconciliation
+        lists everything; otherwise only UIDs above the cursor, and filing asks the server
+        about the few rows it files instead of about the whole INBOX."""
+        full = (self._cursor is None or self._cursor[0] != uidvalidity
+                or time.monotonic() - self._reconciled_at >= RECONCILE_INTERVAL)
+        if full:
+            in_inbox: set[int] | None = set(conn.unprocessed_uids())
+            arrived = in_inbox
+            self._reconciled_at = time.monotonic()
+        else:
+            in_inbox, arrived = None, set(conn.new_uids_after(self._cursor[1]))
+        last = self._cursor[1] if self._cursor and self._cursor[0] == uidvalidity else 0
+        # Advancing before admission is safe: a round that fails raises into a reconnect (which
+        # resets the cursor) and one cut short by stop ends the worker.
+        self._cursor = (uidvalidity, max([last, *arrived]))
+        return in_inbox, arrived
+
+    def _first_start(self, conn: Mailbox, folder: str, uidvalidity: int, new: list[int]) -> list[int]:
+        """A folder never watched before: adopt what it holds, keep only the backfill to route.
+        A known folder under a new UIDVALIDITY: adopt again what predates its first start.
+        Decisions are in intake/firststart.py, the rows in intake/adoption.py."""
+        if self._watched.get(folder) == uidvalidity:
+            return new  # the usual round: one dict lookup (an empty folder is recorded as watched too)
+        sessions, now, name = self.router.sessions, self.router.clock(), self.mailbox.name
+        known = watched(sessions, name, folder)
+        label = name if folder == "INBOX" else f"{name} {folder}"
+        if known is None:
+            plan = plan_first_start(conn.flags_and_dates(new), self.mailbox.backfill, now)
+            record_adopted(sessions, name, folder, uidvalidity, plan.adopt, now)
+            log.info("%s", plan.summary(label, self.mailbox.backfill))
+            route = list(plan.route)
+        elif known.uidvalidity != uidvalidity:
+            history = adopt_history(conn.flags_and_dates(new), known.first_seen_at)
+            record_adopted(sessions, name, folder, uidvalidity, history, now, known.first_seen_at)
+            log.info("%s: UIDVALIDITY %d -> %d: adopted %d again (older than the first start)",
+                     label, known.uidvalidity, uidvalidity, len(history))
+            route = sorted(set(new) - set(history))
+        else:
+            route = new
+        self._watched[folder] = uidvalidity
+        return route
 
     def _fetch_and_parse(self, conn: Mailbox, uids: list[int]) -> tuple[list[tuple[int, bytes]], Future]:
         batch = list(conn.fetch(uids))
@@ -235,9 +290,12 @@ class MailboxWorker:
             log.warning("%s: spool file %s was missing; %s", self.mailbox.name, path,
                         "fetched again" if original else "not found again in INBOX")
 
-    def _file(self, conn: Mailbox, uidvalidity: int, in_inbox: set[int], source: str = "INBOX") -> None:
-        """File the selected folder's ready copies; `in_inbox` is what the folder holds now."""
+    def _file(self, conn: Mailbox, uidvalidity: int, in_inbox: set[int] | None, source: str = "INBOX") -> None:
+        """File the selected folder's ready copies; `in_inbox` is what the folder holds now
+        (None: not listed this round, so the server is asked about the ready rows)."""
         ready = [r for r in self.router.awaiting_filing(self.mailbox.name, source) if r.uidvalidity == uidvalidity]
+        if in_inbox is None:  # a cursor round: ask about these rows only
+            in_inbox = conn.present([r.uid for r in ready]) if ready else set()
         gone = [r for r in ready if r.uid not in in_inbox]
         if gone:  # moved by a run that crashed before recording it, or by a person
             self.router.mark_filed(gone, note="no longer in INBOX")

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -599,6 +600,28 @@ class TestBed:
             client.shutdown()
             raise
         return client
+
+    def append(self, user: str, messages: Iterable[tuple[bytes, Iterable[str], datetime]],
+               folder: str = "INBOX") -> None:
+        """APPEND (raw, flags, internal date) as history a mailbox held before mailrouter came."""
+        client = self.imap(user)
+        try:
+            for raw, flags, when in messages:
+                client.append(folder, raw, tuple(flags), when)
+        finally:
+            client.logout()
+
+    def change_uidvalidity(self, user: str, folder: str = "INBOX") -> int:
+        """Give `folder` a new UIDVALIDITY (as after a server migration); returns it."""
+        assert self.dovecot is not None
+        client = self.imap(user)
+        try:
+            old = int(client.folder_status(folder, ["UIDVALIDITY"])[b"UIDVALIDITY"])
+        finally:
+            client.logout()
+        subprocess.run(["doveadm", "-c", str(self.dovecot.config_path), "mailbox", "update", "-u", user,
+                        "--uid-validity", str(old + 1), folder], check=True, capture_output=True)
+        return old + 1
 
     def fetch_all(self, user: str, folder: str = "INBOX") -> list[bytes]:
         """Raw messages in `folder` (server-side name), in UID order, without setting \\Seen."""
