@@ -18,6 +18,7 @@ from mailrouter.config.credentials import CREDENTIAL_KEYS, CredentialSource, Sta
 from mailrouter.act.forward import SUBJECT_FIELDS
 from mailrouter.model import FormSender, ParseSettings
 from mailrouter.parse.freemail import DEFAULT_FREE_MAIL_DOMAINS
+from mailrouter.parse.language import DEFAULT_MIN_CHARS
 from mailrouter.registry.settings import RegistrySettings, read_registry_section
 from mailrouter.sla.config import SlaConfig, read_sla
 
@@ -265,7 +266,8 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
         template_dirs=template_dirs, rules_dir=daemon["rules_dir"], connection_limit=daemon["connection_limit"],
         parse_workers=daemon["parse_workers"],
         parse=ParseSettings(free_mail_domains=free_mail, form_senders=form_senders,
-                            products=ruleset.products, language_threshold=threshold),
+                            products=ruleset.products, language_threshold=threshold,
+                            min_language_chars=_min_language_chars(r, r.table(data, "classify"))),
         rules=ruleset, own_addresses=own, registry=registry, sla=sla,
         metrics=_metrics_section(r, r.table(data, "metrics")),
         digest=_digest_section(r, r.table(data, "digest")),
@@ -531,7 +533,7 @@ def _forward_section(r: _Reader, d: dict, base: Path) -> tuple[str, str, tuple[P
 def _classify_section(r: _Reader, d: dict) -> tuple[frozenset[str], float, frozenset[str]]:
     p = "classify."
     r.unknown_keys(d, {"free_mail_domains", "extra_free_mail_domains", "language_threshold",
-                       "own_addresses"}, p)
+                       "min_language_chars", "own_addresses"}, p)
     if "free_mail_domains" in d:
         free = frozenset(x.lower() for x in r.str_list(d, "free_mail_domains", p))
     else:
@@ -542,6 +544,14 @@ def _classify_section(r: _Reader, d: dict) -> tuple[frozenset[str], float, froze
         r.problem(p + "language_threshold", "must be between 0 and 1")
     own = frozenset(x.lower() for x in r.str_list(d, "own_addresses", p))
     return free, threshold, own
+
+
+def _min_language_chars(r: _Reader, d: dict) -> int:
+    chars = r.get(d, "min_language_chars", int, DEFAULT_MIN_CHARS, "classify.")
+    if not 0 <= chars <= 1000:
+        r.problem("classify.min_language_chars", f"must be between 0 and 1000 letters, not {chars}")
+        return DEFAULT_MIN_CHARS
+    return chars
 
 
 def _form_senders(r: _Reader, items: Any) -> tuple[FormSender, ...]:
