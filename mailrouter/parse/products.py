@@ -22,6 +22,11 @@ _CJK = re.compile(
 )
 
 
+# A word character that is not CJK: "LED灯具" and "LED照明" contain the word LED, since CJK
+# text does not put spaces between words.
+_LETTER = r"[^\W\u1100-\u11ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"
+
+
 @functools.lru_cache(maxsize=1024)
 def keyword_pattern(keyword: str, exact_case: bool = False) -> re.Pattern[str] | None:
     """A compiled matcher for one keyword, or None for a blank keyword.
@@ -39,7 +44,7 @@ def keyword_pattern(keyword: str, exact_case: bool = False) -> re.Pattern[str] |
     if _CJK.search(folded):
         return re.compile(body)
     plural = "(?:e?s)?" if re.search(r"[a-z]$", folded, re.I) else ""
-    return re.compile(rf"(?<!\w){body}{plural}(?!\w)")
+    return re.compile(rf"(?<!{_LETTER}){body}{plural}(?!{_LETTER})")
 
 
 @dataclass(frozen=True)
