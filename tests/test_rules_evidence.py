@@ -113,3 +113,16 @@ def test_mistakes_in_the_new_keys_name_file_rule_and_key(tmp_path):
     assert any(p.startswith(f"{file}: rule 'bad': main_product: unknown product line 'TOASTER'") for p in found)
     assert any(p.startswith(f"{file}: rule 'bad': keywords_in: unknown part(s) ['footer']") for p in found)
     assert any(p.startswith(f"{file}: products.X.weight: must be a number above 0") for p in found)
+
+
+def test_explain_prints_the_country_and_product_evidence():
+    from mailrouter.commands.explain import explain_bytes
+    from mailrouter.testing.samples import compose
+    from tests.factories import example_config
+
+    body = ("Buenos días, necesitamos 500 válvulas de bola y dos válvulas de retención; "
+            "también una placa de circuito.\n\nCarlos Ruiz\nSevilla, España\nTel. +34 954 21 30 45\n")
+    text = explain_bytes(example_config(), compose("carlos@gmail.com", "Cotización", body))
+    assert "Country:    ES (0.98 from phone: phone +34" in text and "'España'" in text
+    assert "Products:   VALVE, PCB (main: VALVE" in text
+    assert "Rule:       europe" in text and "country ES (phone +34" in text
