@@ -78,3 +78,10 @@ def test_mostly_valves_with_one_pcb_mention_has_valve_as_main_product() -> None:
 def test_weight_favours_a_line_when_both_are_named_equally() -> None:
     lines = (ProductLine("PCB", ("pcb",)), ProductLine("VALVE", ("valve",), weight=2.0))
     assert match_products("", "one pcb and one valve", lines) == ("VALVE", "PCB")
+
+
+def test_singular_and_plural_keywords_count_a_place_once() -> None:
+    lines = (ProductLine("VALVE", ("válvula", "válvulas")), ProductLine("PCB", ("pcb",)))
+    ranked = rank_products("", "Necesitamos válvulas, y un pcb pcb", lines)
+    assert [(s.id, s.points) for s in ranked] == [("PCB", 2), ("VALVE", 1)]
+    assert ranked[1].hits == ("válvula x1",)

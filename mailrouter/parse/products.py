@@ -104,25 +104,30 @@ def _patterns(line: ProductLine) -> tuple[tuple[str, bool, re.Pattern[str]], ...
 def score(line: ProductLine, text: Text) -> LineScore:
     """Subject mentions weigh SUBJECT_WEIGHT each distinct keyword; body mentions count each
     occurrence up to BODY_REPEATS per keyword, so the line a mail is mostly about wins
-    without one word repeated many times beating a subject."""
+    without one word repeated many times beating a subject. A place two keywords of the line
+    both match ("valve" and "valves" in "valves") counts once."""
     points, hits = 0, []
+    taken: dict[str, set[int]] = {"subject": set(), "body": set()}
     for keyword, exact, pattern in _patterns(line):
         subject, body = (text.subject, text.body) if exact else (text.folded_subject, text.folded_body)
-        if pattern.search(subject):
+        if _new_matches(pattern, subject, taken["subject"], 1):
             points += SUBJECT_WEIGHT
             hits.append(f"subject {keyword!r}")
-        if count := _count(pattern, body):
+        if count := _new_matches(pattern, body, taken["body"], BODY_REPEATS):
             points += BODY_WEIGHT * count
             hits.append(f"{keyword} x{count}")
     return LineScore(line.id, points * line.weight, tuple(hits))
 
 
-def _count(pattern: re.Pattern[str], text: str) -> int:
+def _new_matches(pattern: re.Pattern[str], text: str, taken: set[int], limit: int) -> int:
+    """Matches at places no other keyword of the line took, up to `limit`."""
     found = 0
-    for _match in pattern.finditer(text):
-        found += 1
-        if found == BODY_REPEATS:
-            break
+    for match in pattern.finditer(text):
+        if match.start() not in taken:
+            taken.add(match.start())
+            found += 1
+            if found == limit:
+                break
     return found
 
 
