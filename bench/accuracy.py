@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mailrouter.testing.accuracy import Tally, length_curve, load_set, measure  # noqa: E402
-from tests.factories import example_config  # noqa: E402
+from mailrouter.testing.accuracy import Tally, length_curve, load_set, measure
+from tests.factories import example_config
 
 
 def pct(part: int, whole: int) -> str:

@@ -5,7 +5,13 @@ from collections import Counter
 
 import pytest
 
-from mailrouter.testing.accuracy import Report, default_is_supported_by, length_curve, load_set, measure
+from mailrouter.testing.accuracy import (
+    Report,
+    default_is_supported_by,
+    length_curve,
+    load_set,
+    measure,
+)
 from tests.factories import example_config
 
 LANGUAGES = {"en", "zh", "es", "pt", "fr", "de", "ru", "ar", "tr", "it", "pl", "ja", "ko"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from mailrouter.model import ParseSettings
-from mailrouter.parse.country import Clues, Evidence, decide, resolve
+from mailrouter.parse.country import Clues, Evidence, buyer_country, resolve
 from mailrouter.parse.message import parse_message
 from mailrouter.parse.places import find_places
 
@@ -87,7 +87,7 @@ def test_the_same_kind_of_evidence_counts_once_per_country() -> None:
 
 def test_clues_from_the_end_of_the_body_when_no_signature_was_split_off() -> None:
     clues = Clues(None, "", None, "com", True, signature="", body=QUOTE + "Ahmed\nRiyadh, KSA", language="en")
-    assert decide(clues).code == "SA"
+    assert buyer_country(clues).code == "SA"
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 from mailrouter.model import ProductLine
-from mailrouter.parse.products import KeywordMatcher, match_products
+from mailrouter.parse.products import (
+    KeywordMatcher,
+    match_products,
+    product_evidence,
+    rank_products,
+)
 
 LINES = (
     ProductLine("VALVE", ("valve", "valvula", "válvula", "Ventil", "клапан", "阀门")),
@@ -56,7 +61,6 @@ def test_keyword_matcher_reports_found_keywords_in_given_order() -> None:
 
 # Exact-case keywords, weights, and the main product with its evidence.
 
-from mailrouter.parse.products import product_evidence, rank_products  # noqa: E402
 
 LED_EXACT = ProductLine("LED", ("led strip", "luminaire"), exact_case=("LED",))
 

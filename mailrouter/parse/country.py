@@ -19,6 +19,7 @@ the winner's confidence by half that country's.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import phonenumbers
@@ -71,7 +72,7 @@ class Clues:
     language: str | None
 
 
-def decide(clues: Clues) -> Country:
+def buyer_country(clues: Clues) -> Country:
     """The country and its evidence (see the module docstring for the order)."""
     if clues.form_country:
         return _alone(Evidence(clues.form_country, "form", f"form field Country: {clues.form_label!r}",
@@ -138,7 +139,7 @@ def resolve(found: list[Evidence]) -> Country:
     return Country(winner, round(confidence, 2), evidence[0].kind, detail)
 
 
-def _combined(evidence) -> float:
+def _combined(evidence: Iterable[Evidence]) -> float:
     doubt = 1.0
     for e in evidence:
         doubt *= 1 - e.confidence

@@ -119,7 +119,7 @@ def parse_message(raw: bytes, settings: ParseSettings) -> Inquiry:
     host = domain.host_of(who.sender)
     language, confidence = detect(text, subject, settings.language_threshold, settings.min_language_chars)
     free_mail = domain.is_free_mail(host, settings.free_mail_domains)
-    buyer_country = country.decide(country_clues(who, host, free_mail, text, signature, language))
+    buyer_country = country.buyer_country(country_clues(who, host, free_mail, text, signature, language))
     ranked = rank_products(subject, text, settings.products)
     return Inquiry(
         message_id=headers.message_id(msg),

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailrouter.model import ProductLine
-
 from mailrouter.parse.text import fold
 
 SUBJECT_WEIGHT = 3
@@ -43,7 +42,7 @@ def keyword_pattern(keyword: str, exact_case: bool = False) -> re.Pattern[str] |
     body = r"\s+".join(re.escape(word) for word in folded.split())
     if _CJK.search(folded):
         return re.compile(body)
-    plural = "(?:e?s)?" if re.search(r"[a-z]$", folded, re.I) else ""
+    plural = "(?:e?s)?" if re.search(r"[a-z]$", folded, re.IGNORECASE) else ""
     return re.compile(rf"(?<!{_LETTER}){body}{plural}(?!{_LETTER})")
 
 
@@ -76,7 +75,7 @@ class Text:
     folded_body: str
 
     @classmethod
-    def of(cls, subject: str, body: str) -> "Text":
+    def of(cls, subject: str, body: str) -> Text:
         subject, body = unicodedata.normalize("NFC", subject), unicodedata.normalize("NFC", body)
         return cls(subject, body, fold(subject), fold(body))
 

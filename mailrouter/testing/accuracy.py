@@ -11,6 +11,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from langdetect.lang_detect_exception import LangDetectException
+
 from mailrouter.model import Inquiry, ParseSettings
 from mailrouter.parse.langprofiles import detect_languages
 from mailrouter.parse.language import DEFAULT_MIN_CHARS, guess, letter_weight
@@ -99,7 +101,7 @@ def _langdetect_alone(item: Labelled) -> str | None:
     """What the parser answered before issue 16: langdetect's best guess, zh-tw as zh-TW."""
     try:
         best = detect_languages(item.subject + "\n" + item.body)[0]
-    except Exception:  # no features at all
+    except (LangDetectException, IndexError):  # no features at all
         return None
     return "zh-TW" if best.lang == "zh-tw" else best.lang.split("-")[0]
 
