@@ -76,8 +76,12 @@ class Text:
 
     @classmethod
     def of(cls, subject: str, body: str) -> Text:
-        subject, body = unicodedata.normalize("NFC", subject), unicodedata.normalize("NFC", body)
-        return cls(subject, body, fold(subject), fold(body))
+        return cls(_nfc(subject), _nfc(body), fold(subject), fold(body))
+
+
+def _nfc(text: str) -> str:
+    """Mail is nearly always NFC already; checking is much cheaper than normalising."""
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
 
 
 @dataclass(frozen=True)
