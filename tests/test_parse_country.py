@@ -112,3 +112,10 @@ def test_names_and_words_that_look_like_places_are_not_places(text: str) -> None
 
 def test_a_long_name_is_one_place_not_its_parts() -> None:
     assert [p.written for p in find_places("المملكة العربية السعودية")] == ["المملكة العربية السعودية"]
+
+
+def test_a_huge_signature_is_read_only_at_its_start() -> None:
+    signature = "Carlos, Sevilla, España\n" + "x " * 500_000 + "\nTokyo, Japan +81 3 1234 5678"
+    clues = Clues(None, "", None, "com", True, signature=signature, body="", language=None)
+    country = buyer_country(clues)
+    assert country.code == "ES" and "Japan" not in country.evidence

@@ -36,6 +36,7 @@ LANGUAGE_COUNTRY: dict[str, tuple[str, float]] = {
     "fr": ("FR", 0.15), "zh": ("CN", 0.15),
 }
 TAIL_LINES = 8  # signatures that the splitter missed are at the end of the body
+CLUE_CHARS = 2_000  # a signature is a few lines: hostile megabyte "signatures" are cut here
 _INTERNATIONAL_00 = re.compile(r"(?<![\w+])00(?=\s?[1-9])")
 
 
@@ -88,8 +89,8 @@ def _alone(evidence: Evidence) -> Country:
 
 def gather(clues: Clues) -> list[Evidence]:
     found: list[Evidence] = []
-    tail = "\n".join(clues.body.splitlines()[-TAIL_LINES:])
-    for where, text in (("in signature", clues.signature), ("at end of body", tail)):
+    tail = "\n".join(clues.body[-CLUE_CHARS:].splitlines()[-TAIL_LINES:])[-CLUE_CHARS:]
+    for where, text in (("in signature", clues.signature[:CLUE_CHARS]), ("at end of body", tail)):
         if text.strip():
             found += phone_evidence(text, where) + place_evidence(text, where)
     if clues.cctld_country:
