@@ -119,3 +119,8 @@ def test_a_huge_signature_is_read_only_at_its_start() -> None:
     clues = Clues(None, "", None, "com", True, signature=signature, body="", language=None)
     country = buyer_country(clues)
     assert country.code == "ES" and "Japan" not in country.evidence
+
+
+def test_a_city_two_countries_share_is_not_evidence() -> None:
+    # Guadalajara is in Mexico and in Spain: the buyer who names only it has no country.
+    assert find_places("Somos una empresa de construcción en Guadalajara") == ()

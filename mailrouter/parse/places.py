@@ -3,7 +3,7 @@
 Written for the project: names in the languages the product supports (en, zh, es, pt, fr, de,
 ru, ar, tr, it, pl, ja, ko) and each country's own, and only the largest cities, in English,
 the local form and Chinese. Names that are also common words or people's names ("Jordan",
-"Nice", "Georgia"), and cities shared by several countries (Valencia, Córdoba, León) are
+"Nice", "Georgia"), and cities shared by several countries (Valencia, Córdoba, León, Guadalajara) are
 left out on purpose, as are cities that are also first names or words (Sydney, Milan,
 Porto, Essen): a wrong country is worse than none.
 """
@@ -100,10 +100,10 @@ COUNTRY_NAMES: dict[str, str] = {
 }
 
 CITY_NAMES: dict[str, str] = {
-    "US": "New York|Los Angeles|Chicago|Houston|Philadelphia|San Antonio|San Diego|Dallas|"
+    "US": "New York|Los Angeles|Chicago|Houston|Philadelphia|San Diego|Dallas|"
           "Miami|Atlanta|Seattle|Boston|San Francisco|Detroit|纽约|洛杉矶|芝加哥|休斯顿|Нью-Йорк",
     "CA": "Toronto|Montreal|Montréal|Vancouver|Calgary|Ottawa|多伦多|温哥华",
-    "MX": "Ciudad de México|CDMX|Guadalajara|Monterrey|Puebla|Tijuana|墨西哥城",
+    "MX": "Ciudad de México|CDMX|Monterrey|Puebla|Tijuana|墨西哥城",
     "BR": "São Paulo|Rio de Janeiro|Brasília|Belo Horizonte|Curitiba|Porto Alegre|Manaus|圣保罗",
     "AR": "Buenos Aires|布宜诺斯艾利斯",
     "CL": "Santiago de Chile|Valparaíso|Antofagasta|圣地亚哥",
