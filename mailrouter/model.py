@@ -36,7 +36,7 @@ class Inquiry:
     sender_name: str
     reply_to: str  # where a rep's Reply should go (the buyer)
     domain: str  # registered domain of `sender`, e.g. "acme.co.uk"
-    country: str | None  # ISO 3166 alpha-2 from ccTLD or form field, e.g. "GB"
+    country: str | None  # ISO 3166 alpha-2 from the best evidence (parse/country.py), e.g. "GB"
     free_mail: bool
     recipients: tuple[str, ...]  # To, Cc, Delivered-To, X-Original-To; lower-cased
     text: str  # body as plain text, quoted history and signature left out
@@ -52,6 +52,10 @@ class Inquiry:
     via_form: str | None = None  # name of the form/platform sender that relayed it
     score: int | None = None  # lead score 0..100, set once the registry has been consulted
     tier: str | None = None  # "A" | "B" | "C" from the score bands
+    country_confidence: float = 0.0  # 0..1; agreeing evidence raises it, conflicting lowers it
+    country_source: str | None = None  # what decided `country`: form|cctld|phone|name|city|language
+    country_evidence: str = ""  # e.g. "phone +34 in signature; 'España' in signature"
+    product_evidence: str = ""  # why products[0] won, e.g. "VALVE 7 (valve x2, subject 'valve')"
 
 
 class Outcome(str, enum.Enum):
@@ -99,6 +103,8 @@ class FormSender:
 class ProductLine:
     id: str  # short tag used in subjects and rules, e.g. "PCB"
     keywords: tuple[str, ...]  # any language; matched as whole words, case/accent-insensitive
+    exact_case: tuple[str, ...] = ()  # matched only as written: "LED" the product, not "led" the verb
+    weight: float = 1.0  # multiplies the line's score, to favour a line when several are named
 
 
 @dataclass(frozen=True)
@@ -107,3 +113,4 @@ class ParseSettings:
     form_senders: tuple[FormSender, ...] = ()
     products: tuple[ProductLine, ...] = ()
     language_threshold: float = 0.80
+    min_language_chars: int = 20  # letters (a CJK character counts 3) below which no language is claimed

@@ -465,3 +465,12 @@ def test_forward_frame_is_the_forward_around_the_original(env: jinja2.Environmen
                                lambda alternative: choose_boundary(RAW_CRLF, alternative))
     assert head + RAW_CRLF + tail == forward(env)
     assert tail == b"\r\n--" + parse(forward(env)).get_boundary().encode() + b"--\r\n"
+
+
+def test_routing_block_shows_the_country_evidence(env: jinja2.Environment) -> None:
+    inquiry = make_inquiry(country="ES", country_evidence="phone +34 in signature; 'España' in signature")
+    message = parse(forward(env, inquiry=inquiry))
+    text = body_part(message, "text/plain").get_content()
+    html = body_part(message, "text/html").get_content()
+    assert "Country:     ES (phone +34 in signature; 'España' in signature)" in text
+    assert "ES (phone +34 in signature; &#39;España&#39; in signature)" in html

@@ -40,7 +40,7 @@ def test_same_answers_as_langdetect_on_the_sample_inquiries() -> None:
         except UnreadableMessage:  # the demo's broken message
             continue
         texts.append(language.sample(inquiry.text, inquiry.subject))
-    compared = [t for t in texts if language.letter_weight(t) >= language.MIN_LETTERS]
+    compared = [t for t in texts if language.letter_weight(t) >= language.DEFAULT_MIN_CHARS]
     assert len(compared) > 100
     for text in compared:
         expected, got = detect_langs(text), detect_languages(text)

@@ -69,3 +69,47 @@ def test_below_threshold_keeps_the_probability_but_no_language() -> None:
 def test_detection_is_deterministic() -> None:
     text = "Hola, bom dia, buenos dias, obrigado, gracias amigo"
     assert len({detect(text, "", THRESHOLD) for _ in range(5)}) == 1
+
+
+# Script decides where it can, and nothing is claimed on too little Latin text.
+
+def test_price_question_with_a_product_subject_is_not_italian() -> None:
+    assert detect("price?", "LED panel", THRESHOLD) == (None, 0.0)
+
+
+def test_big5_traditional_chinese_mail_is_zh_tw_not_korean() -> None:
+    from mailrouter.model import ParseSettings
+    from mailrouter.parse.message import parse_message
+
+    body = "您好，我們公司想購買LED燈具，請提供報價單和交貨時間，謝謝。\n\n陳先生\n台北市"
+    raw = (b"From: chen@ms1.hinet.net\r\nTo: sales@example.com\r\nSubject: =?big5?b?"
+           + __import__("base64").b64encode("詢價".encode("big5")) + b"?=\r\n"
+           b"Content-Type: text/plain; charset=big5\r\n\r\n" + body.encode("big5"))
+    inquiry = parse_message(raw, ParseSettings(free_mail_domains=frozenset()))
+    assert inquiry.language == "zh-TW"
+
+
+@pytest.mark.parametrize(("body", "subject", "expected"), [
+    ("견적 부탁드립니다", "", "ko"),
+    ("お見積りをお願いします", "", "ja"),
+    ("報價單請寄給我們", "", "zh-TW"),
+    ("请报价", "", "zh"),
+    ("Цена?", "Светодиодные панели", "ru"),
+    ("Ціна на панелі?", "", "uk"),
+    ("كم السعر؟", "", "ar"),
+    ("Τιμή παρακαλώ", "", "el"),
+    ("ขอราคาด้วยครับ", "", "th"),
+    ("מה המחיר בבקשה", "", "he"),
+])
+def test_short_text_in_a_deciding_script(body: str, subject: str, expected: str) -> None:
+    assert detect(body, subject, THRESHOLD)[0] == expected
+
+
+def test_min_chars_is_configurable() -> None:
+    text = "Bitte senden Sie uns ein Angebot"  # 27 letters
+    assert detect(text, "", THRESHOLD, min_chars=30) == (None, 0.0)
+    assert detect(text, "", THRESHOLD, min_chars=10)[0] == "de"
+
+
+def test_short_body_is_read_with_the_subject() -> None:
+    assert detect("Danke!", "Anfrage: Angebot für Kugelventile aus Edelstahl", THRESHOLD)[0] == "de"

@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 from mailrouter.model import ProductLine
-from mailrouter.parse.products import KeywordMatcher, match_products
+from mailrouter.parse.products import (
+    KeywordMatcher,
+    match_products,
+    product_evidence,
+    rank_products,
+)
 
 LINES = (
     ProductLine("VALVE", ("valve", "valvula", "válvula", "Ventil", "клапан", "阀门")),
@@ -52,3 +57,35 @@ def test_keyword_matcher_reports_found_keywords_in_given_order() -> None:
     assert matcher.find("Need MUSTER and 样品 samples, urgent!") == ("urgent", "Muster", "样品")
     assert matcher.find("nothing here") == ()
     assert hash(matcher) == hash(KeywordMatcher(("urgent", "Muster", "样品")))
+
+
+# Exact-case keywords, weights, and the main product with its evidence.
+
+
+LED_EXACT = ProductLine("LED", ("led strip", "luminaire"), exact_case=("LED",))
+
+
+def test_exact_case_keyword_does_not_match_the_verb() -> None:
+    assert match_products("Partnership", "Your reputation has led us to contact you.", (LED_EXACT,)) == ()
+    assert match_products("", "Quote for 200 LEDs and one LED panel", (LED_EXACT,)) == ("LED",)
+    assert match_products("", "a led strip", (LED_EXACT,)) == ("LED",)  # the folded list still folds
+
+
+def test_mostly_valves_with_one_pcb_mention_has_valve_as_main_product() -> None:
+    body = ("We need ball valves DN50, 200 valves in total, and butterfly valves DN100. "
+            "The valves are for a water plant. Our controller PCB supplier is already chosen.")
+    ranked = rank_products("Inquiry", body, LINES)
+    assert [s.id for s in ranked] == ["VALVE", "PCB"]
+    assert product_evidence(ranked) == "VALVE 2 (valve x2) over PCB 1 (PCB x1)"
+
+
+def test_weight_favours_a_line_when_both_are_named_equally() -> None:
+    lines = (ProductLine("PCB", ("pcb",)), ProductLine("VALVE", ("valve",), weight=2.0))
+    assert match_products("", "one pcb and one valve", lines) == ("VALVE", "PCB")
+
+
+def test_singular_and_plural_keywords_count_a_place_once() -> None:
+    lines = (ProductLine("VALVE", ("válvula", "válvulas")), ProductLine("PCB", ("pcb",)))
+    ranked = rank_products("", "Necesitamos válvulas, y un pcb pcb", lines)
+    assert [(s.id, s.points) for s in ranked] == [("PCB", 2), ("VALVE", 1)]
+    assert ranked[1].hits == ("válvula x1",)

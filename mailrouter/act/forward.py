@@ -229,6 +229,7 @@ def _template_context(inquiry: Inquiry, decision: Decision, spec: ForwardSpec) -
         "rule": decision.rule,
         "reason": clean_header_text(decision.reason),
         "country": inquiry.country,
+        "country_evidence": clean_header_text(inquiry.country_evidence),  # why that country
         "language": inquiry.language,
         "products": inquiry.products,
         "shared_address": spec.shared_address,

@@ -34,8 +34,11 @@ def explain_examined(config: Config, examined: Examined) -> str:
             + (f" via form {q.via_form}" if q.via_form else ""),
             f"Domain:     {q.domain or '-'} (country {q.country or '-'}, "
             f"{'free mail' if q.free_mail else 'corporate'})",
+            f"Country:    {q.country or '-'}"
+            + (f" ({q.country_confidence:.2f} from {q.country_source}: {q.country_evidence})" if q.country else ""),
             f"Language:   {q.language or 'undetermined'} ({q.language_confidence:.2f})",
-            f"Products:   {', '.join(q.products) or '-'}",
+            f"Products:   {', '.join(q.products) or '-'}"
+            + (f" (main: {q.product_evidence})" if q.product_evidence else ""),
             f"Sent to:    {', '.join(q.recipients) or '-'}",
             f"Attachments: {', '.join(a.filename for a in q.attachments) or '-'}",
         ]

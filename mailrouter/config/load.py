@@ -25,6 +25,7 @@ from mailrouter.config.subject import DEFAULT_SUBJECT_FORMAT, SubjectFormat
 from mailrouter.decide.rules import load_rules
 from mailrouter.model import FormSender, ParseSettings
 from mailrouter.parse.freemail import DEFAULT_FREE_MAIL_DOMAINS
+from mailrouter.parse.language import DEFAULT_MIN_CHARS
 from mailrouter.registry.settings import read_registry_section
 from mailrouter.sla.config import read_sla
 
@@ -106,7 +107,8 @@ def _load(path: Path, given_environ: dict[str, str] | None, resolve_secrets: boo
         template_dirs=template_dirs, rules_dir=daemon["rules_dir"], connection_limit=daemon["connection_limit"],
         parse_workers=daemon["parse_workers"],
         parse=ParseSettings(free_mail_domains=free_mail, form_senders=form_senders,
-                            products=ruleset.products, language_threshold=threshold),
+                            products=ruleset.products, language_threshold=threshold,
+                            min_language_chars=_min_language_chars(r, r.table(data, "classify"))),
         rules=ruleset, own_addresses=own, registry=registry, sla=sla, metrics=metrics, digest=digest,
         large_message_bytes=daemon["large_message_bytes"], spool_dir=daemon["spool_dir"],
         secrets_resolved=resolve_secrets,
@@ -451,7 +453,7 @@ def _forward_section(r: Reader, d: dict[str, Any], base: Path) -> tuple[SubjectF
 def _classify_section(r: Reader, d: dict[str, Any]) -> tuple[frozenset[str], float, frozenset[str]]:
     p = "classify."
     r.unknown_keys(d, {"free_mail_domains", "extra_free_mail_domains", "language_threshold",
-                       "own_addresses"}, p)
+                       "min_language_chars", "own_addresses"}, p)
     if "free_mail_domains" in d:
         free = frozenset(x.lower() for x in r.str_list(d, "free_mail_domains", p))
     else:
@@ -460,6 +462,10 @@ def _classify_section(r: Reader, d: dict[str, Any]) -> tuple[frozenset[str], flo
     threshold = r.number(d, "language_threshold", float, 0.80, p, above=0, high=1)
     own = frozenset(x.lower() for x in r.str_list(d, "own_addresses", p))
     return free, threshold, own
+
+
+def _min_language_chars(r: Reader, d: dict[str, Any]) -> int:
+    return int(r.number(d, "min_language_chars", int, DEFAULT_MIN_CHARS, "classify.", low=0, high=1000))
 
 
 def _form_senders(r: Reader, data: dict[str, Any]) -> tuple[FormSender, ...]:

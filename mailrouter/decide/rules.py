@@ -109,17 +109,103 @@ class MinScore:
         return f"score {inquiry.score} >= {self.minimum}"
 
 
+KEYWORD_PLACES: dict[str, Callable[[Inquiry], str]] = {
+    "subject": lambda q: q.subject,
+    "body": lambda q: q.text,
+    "signature": lambda q: q.signature,
+}
+DEFAULT_KEYWORDS_IN = ("subject", "body")  # the signature only when a rule asks for it
+
+
 @dataclass(frozen=True)
 class Keywords:
+    """Any keyword in the parts of the mail the rule names (`keywords_in`)."""
+
     name: str
     matcher: KeywordMatcher
+    where: tuple[str, ...] = DEFAULT_KEYWORDS_IN
+
+    def _found(self, inquiry: Inquiry) -> tuple[str, ...]:
+        return self.matcher.find("\n".join(KEYWORD_PLACES[w](inquiry) for w in self.where))
 
     def matches(self, inquiry: Inquiry) -> bool:
-        return bool(self.matcher.find(inquiry.subject + "\n" + inquiry.text))
+        return bool(self._found(inquiry))
 
     def describe(self, inquiry: Inquiry) -> str:
-        found = self.matcher.find(inquiry.subject + "\n" + inquiry.text)
-        return "keywords " + ", ".join(found)
+        where = "" if self.where == DEFAULT_KEYWORDS_IN else f" in {'/'.join(self.where)}"
+        return f"keywords {', '.join(self._found(inquiry))}{where}"
+
+
+@dataclass(frozen=True)
+class CountryIn:
+    """The buyer's country is listed; the reason quotes the evidence that decided it."""
+
+    name: str
+    values: frozenset[str]
+    label: str = ""  # e.g. "region europe"
+
+    def matches(self, inquiry: Inquiry) -> bool:
+        return inquiry.country is not None and inquiry.country in self.values
+
+    def describe(self, inquiry: Inquiry) -> str:
+        where = self.label or ", ".join(sorted(self.values))
+        evidence = f" ({inquiry.country_evidence})" if inquiry.country_evidence else ""
+        return f"country {inquiry.country}{evidence} in {where}"
+
+
+@dataclass(frozen=True)
+class CountrySource:
+    """The country was decided by one of the listed kinds of evidence (form, cctld, phone...)."""
+
+    name: str
+    sources: frozenset[str]
+
+    def matches(self, inquiry: Inquiry) -> bool:
+        return inquiry.country_source in self.sources
+
+    def describe(self, inquiry: Inquiry) -> str:
+        return f"country from {inquiry.country_source}"
+
+
+@dataclass(frozen=True)
+class CountryConfidence:
+    name: str
+    minimum: float
+
+    def matches(self, inquiry: Inquiry) -> bool:
+        return inquiry.country is not None and inquiry.country_confidence >= self.minimum
+
+    def describe(self, inquiry: Inquiry) -> str:
+        return f"country confidence {inquiry.country_confidence:.2f} >= {self.minimum:g}"
+
+
+@dataclass(frozen=True)
+class LanguageIn:
+    """"zh" in a rule also takes "zh-TW"; "zh-TW" takes only Traditional Chinese."""
+
+    name: str
+    values: frozenset[str]
+
+    def matches(self, inquiry: Inquiry) -> bool:
+        lang = inquiry.language
+        return lang is not None and (lang in self.values or lang.split("-")[0] in self.values)
+
+    def describe(self, inquiry: Inquiry) -> str:
+        return f"language {inquiry.language} ({inquiry.language_confidence:.2f})"
+
+
+@dataclass(frozen=True)
+class MainProduct:
+    """The best-scored product line is listed (`product` takes any line mentioned)."""
+
+    name: str
+    values: frozenset[str]
+
+    def matches(self, inquiry: Inquiry) -> bool:
+        return bool(inquiry.products) and inquiry.products[0] in self.values
+
+    def describe(self, inquiry: Inquiry) -> str:
+        return f"main product {inquiry.products[0]}: {inquiry.product_evidence}"
 
 
 @dataclass(frozen=True)
@@ -152,7 +238,9 @@ class RuleSet:
 
 
 RULE_KEYS = {"name", "country", "region", "language", "product", "sender_domain", "sender",
-             "recipient", "free_mail", "keywords", "score_min", "tier", "rep", "team", "ladder"}
+             "recipient", "free_mail", "keywords", "score_min", "tier", "rep", "team", "ladder",
+             "country_source", "country_min_confidence", "main_product", "keywords_in"}
+COUNTRY_SOURCES = frozenset({"form", "cctld", "phone", "name", "city", "language"})
 
 
 def load_rules(rules_dir: Path, reps: Collection[str], teams: Collection[str],
@@ -201,13 +289,23 @@ def _read_products(r: Reader, d: dict, products: list[ProductLine]) -> None:
         if not isinstance(pd, dict):
             r.problem(p[:-1], "must be a table with keywords = [...]")
             continue
-        r.unknown_keys(pd, {"keywords"}, p)
+        r.unknown_keys(pd, {"keywords", "exact_case", "weight"}, p)
         keywords = r.str_list(pd, "keywords", p)
-        if not keywords:
+        exact_case = r.str_list(pd, "exact_case", p)
+        if not keywords and not exact_case:
             r.problem(p + "keywords", "a product line needs at least one keyword")
+        weight = _weight(r, pd, p)
         if any(x.id == pid for x in products):
             r.problem(p[:-1], "product line defined twice")
-        products.append(ProductLine(pid, keywords))
+        products.append(ProductLine(pid, keywords, exact_case, weight))
+
+
+def _weight(r: Reader, pd: dict, p: str) -> float:
+    weight = pd.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+        r.problem(p + "weight", f"must be a number above 0 (1 is neutral), not {weight!r}")
+        return 1.0
+    return float(weight)
 
 
 def _compile_rule(r: Reader, d: dict, p: str, regions: dict[str, frozenset[str]],
@@ -245,14 +343,17 @@ def _conditions(r: Reader, d: dict, p: str, regions: dict[str, frozenset[str]],
             countries |= regions[name]
     if countries:
         label = "region " + ", ".join(region_names) if region_names else ""
-        conds.append(FieldIn("country", frozenset(countries), lambda q: q.country, label))
+        conds.append(CountryIn("country", frozenset(countries), label))
+    conds += _country_evidence(r, d, p)
     if languages := _checked(r, p + "language", r.str_list(d, "language", p), _language_problem):
-        conds.append(FieldIn("language", frozenset(x.lower() for x in languages), lambda q: q.language))
-    if products := r.str_list(d, "product", p):
-        for pid in products:
-            if pid not in product_ids:
-                r.problem(p + "product", f"unknown product line {pid!r} (define [products.{pid}])")
-        conds.append(AnyIn("product", frozenset(products), lambda q: q.products))
+        conds.append(LanguageIn("language", frozenset(_language_tag(x) for x in languages)))
+    for key in ("product", "main_product"):
+        if products := r.str_list(d, key, p):
+            for pid in products:
+                if pid not in product_ids:
+                    r.problem(p + key, f"unknown product line {pid!r} (define [products.{pid}])")
+            conds.append(AnyIn("product", frozenset(products), lambda q: q.products)
+                         if key == "product" else MainProduct(key, frozenset(products)))
     if domains := _checked(r, p + "sender_domain", r.str_list(d, "sender_domain", p), _domain_problem):
         conds.append(SenderDomain("sender_domain", tuple(x.lower() for x in domains)))
     if senders := _checked(r, p + "sender", r.str_list(d, "sender", p), _address_problem):
@@ -261,8 +362,9 @@ def _conditions(r: Reader, d: dict, p: str, regions: dict[str, frozenset[str]],
         conds.append(AnyIn("recipient", frozenset(x.lower() for x in recipients), lambda q: q.recipients))
     if "free_mail" in d:
         conds.append(FreeMail("free_mail", r.get(d, "free_mail", bool, False, p)))
+    where = _keywords_in(r, d, p)
     if keywords := _checked(r, p + "keywords", r.str_list(d, "keywords", p), _keyword_problem):
-        conds.append(Keywords("keywords", KeywordMatcher(keywords)))
+        conds.append(Keywords("keywords", KeywordMatcher(keywords), where))
     if "score_min" in d:
         minimum = r.get(d, "score_min", int, 0, p)
         if not 0 <= minimum <= 100:
@@ -299,7 +401,9 @@ def _country_problem(value: str) -> str | None:
 
 
 def _language_problem(value: str) -> str | None:
-    if len(value) == 2 and value.isascii() and value.isalpha():
+    lang, _, region = value.partition("-")
+    if len(lang) == 2 and lang.isascii() and lang.isalpha() and (not region or (
+            len(region) == 2 and region.isascii() and region.isalpha())):
         return None
     return (f"{value!r} is not a language code: use ISO 639-1 codes like \"de\", \"en\", \"zh\" "
             "(what the language detector reports)")
@@ -325,3 +429,38 @@ def _address_problem(value: str) -> str | None:
 
 def _keyword_problem(value: str) -> str | None:
     return None if value.strip() else "an empty keyword would match every message; remove it"
+
+
+def _language_tag(value: str) -> str:
+    """"zh-tw" -> "zh-TW": the form the parser reports a region in."""
+    lang, _, region = value.partition("-")
+    return f"{lang.lower()}-{region.upper()}" if region else lang.lower()
+
+
+def _country_evidence(r: Reader, d: dict, p: str) -> list[Condition]:
+    conds: list[Condition] = []
+    if sources := r.str_list(d, "country_source", p):
+        if bad := sorted(set(sources) - COUNTRY_SOURCES):
+            r.problem(p + "country_source",
+                      f"unknown source(s) {bad} (known: {', '.join(sorted(COUNTRY_SOURCES))})")
+        conds.append(CountrySource("country_source", frozenset(sources)))
+    if "country_min_confidence" in d:
+        minimum = d["country_min_confidence"]
+        if isinstance(minimum, bool) or not isinstance(minimum, (int, float)) or not 0 <= minimum <= 1:
+            r.problem(p + "country_min_confidence", f"must be a number from 0 to 1, not {minimum!r}")
+        else:
+            conds.append(CountryConfidence("country_min_confidence", float(minimum)))
+    return conds
+
+
+def _keywords_in(r: Reader, d: dict, p: str) -> tuple[str, ...]:
+    places = r.str_list(d, "keywords_in", p)
+    if not places:
+        return DEFAULT_KEYWORDS_IN
+    if "keywords" not in d:
+        r.problem(p + "keywords_in", "has no effect without keywords = [...]")
+    if "all" in places:
+        return tuple(KEYWORD_PLACES)
+    if bad := [x for x in places if x not in KEYWORD_PLACES]:
+        r.problem(p + "keywords_in", f"unknown part(s) {bad} (known: subject, body, signature, all)")
+    return tuple(x for x in KEYWORD_PLACES if x in places)

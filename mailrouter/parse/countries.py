@@ -5,6 +5,7 @@ is not a dependency, and a form's free text needs aliases it would not have anyw
 """
 from __future__ import annotations
 
+from mailrouter.parse.places import find_places
 from mailrouter.parse.text import fold
 
 _NAMES: dict[str, tuple[str, ...]] = {
@@ -88,4 +89,9 @@ def country_code(value: str) -> str | None:
     text = value.strip().strip(".").strip()
     if len(text) == 2 and text.isascii() and text.upper() in _CODES:
         return text.upper()
-    return _BY_NAME.get(fold(text))
+    if code := _BY_NAME.get(fold(text)):
+        return code
+    # "Sevilla, España", "Россия": the multilingual table of country names (cities are not
+    # enough for a field that names a country).
+    names = [p.country for p in find_places(text) if p.kind == "name"]
+    return names[0] if names else None

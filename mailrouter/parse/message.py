@@ -11,11 +11,12 @@ import mailparser
 
 from mailrouter.model import FormSender, Inquiry, ParseSettings
 
-from mailrouter.parse import body, domain, forms, headers, stream
+from mailrouter.parse import body, country, domain, forms, headers, stream
 from mailrouter.parse.attachments import attachments
+from mailrouter.parse.countries import country_code
 from mailrouter.parse.errors import UnreadableMessage
 from mailrouter.parse.language import detect
-from mailrouter.parse.products import match_products
+from mailrouter.parse.products import product_evidence, rank_products
 
 log = logging.getLogger("mailrouter.parse")
 
@@ -103,6 +104,17 @@ def _parse_reduced(raw: bytes, settings: ParseSettings) -> Inquiry:
     return replace(_parse_tree(reduced.message, settings), attachments=reduced.attachments)
 
 
+def country_clues(who: Identity, host: str, free_mail: bool, text: str, signature: str,
+                  language: str | None) -> country.Clues:
+    """A relayed form's country field, else a "Country:" line the buyer filled in themselves."""
+    label = who.country or forms.labelled(text, "country")
+    form_country = who.country or (country_code(label) if label else None)
+    return country.Clues(
+        form_country=form_country, form_label=label, cctld_country=domain.country_of(host),
+        tld=host.rpartition(".")[2], free_mail=free_mail, signature=signature, body=text,
+        language=language)
+
+
 def parse_message(raw: bytes, settings: ParseSettings) -> Inquiry:
     """Everything the router needs to know about one message; damage is tolerated.
 
@@ -122,7 +134,10 @@ def _parse_tree(raw: bytes, settings: ParseSettings) -> Inquiry:
     text, signature = body.split_reply(full)
     who = identity(msg, full, settings)
     host = domain.host_of(who.sender)
-    language, confidence = detect(text, subject, settings.language_threshold)
+    language, confidence = detect(text, subject, settings.language_threshold, settings.min_language_chars)
+    free_mail = domain.is_free_mail(host, settings.free_mail_domains)
+    buyer_country = country.buyer_country(country_clues(who, host, free_mail, text, signature, language))
+    ranked = rank_products(subject, text, settings.products)
     return Inquiry(
         message_id=headers.message_id(msg),
         subject=subject,
@@ -131,14 +146,18 @@ def _parse_tree(raw: bytes, settings: ParseSettings) -> Inquiry:
         sender_name=who.sender_name,
         reply_to=who.reply_to,
         domain=domain.registered_domain(host),
-        country=who.country or domain.country_of(host),
-        free_mail=domain.is_free_mail(host, settings.free_mail_domains),
+        country=buyer_country.code,
+        country_confidence=buyer_country.confidence,
+        country_source=buyer_country.source,
+        country_evidence=buyer_country.evidence,
+        free_mail=free_mail,
         recipients=headers.recipients(msg),
         text=text,
         signature=signature,
         language=language,
         language_confidence=confidence,
-        products=match_products(subject, text, settings.products),
+        products=tuple(line.id for line in ranked),
+        product_evidence=product_evidence(ranked),
         attachments=attachments(msg),
         date=headers.date(msg),
         headers=headers.header_map(msg),
