@@ -149,6 +149,11 @@ class MailboxWorker:
         selected = False
         for folder, target in self.assign_folders().items():
             if conn.count(folder) == 0:
+                if folder not in self._watched:
+                    # watched from now on, while empty: what a manager moves here later is an
+                    # instruction to route, not history to adopt
+                    selected = True
+                    self._first_start(conn, folder, conn.select_folder(folder), [])
                 continue
             selected = True
             validity = conn.select_folder(folder)
