@@ -36,6 +36,7 @@ def test_check_fails_on_a_wrong_reply_source_password(bed: TestBed, tmp_path: Pa
     wrong = tmp_path / "wrong-password"
     wrong.write_text("not-the-password")
     wrong.chmod(0o600)
+    wrong.chmod(0o600)
     reply = sources(bed, tmp_path, tmp_path / "password")
     reply[1]["password_file"] = str(wrong)
     code, out = checked(bed, tmp_path, capsys, {"reply_source": reply})

@@ -36,7 +36,7 @@ EXPECTED: dict[str, str | None] = {
     "17-bad-weekday-quiet": "hours.weekdays", "18-duplicate-rule-names": "name",
     "19-empty-config": "mailbox", "20-binary-garbage-config": "line",
     "21-latin1-config": "line", "22-rules-dir-missing": "daemon.rules_dir",
-    "23-password-file-world-readable": None, "24-password-file-missing": "password_file",
+    "23-password-file-world-readable": "password_file", "24-password-file-missing": "password_file",
     "25-env-not-set": "mailbox[1].password_env", "26-mailbox-not-table": "mailboxx",
     "27-mailbox-array-of-strings": "mailbox[0]", "28-form-sender-string": "metrics.form_sender",
     "29-reply-source-string": "form_sender[1].reply_source", "30-webhook-string": "sla.webhook",

@@ -180,6 +180,7 @@ def test_xoauth2_string() -> None:
 
 def test_read_source_kinds(tmp_path: Path) -> None:
     (tmp_path / "refresh").write_text("refresh-from-file\n")
+    (tmp_path / "refresh").chmod(0o600)
     env = {"PW": "env-password"}
     assert read_source({"password_env": "PW"}, "mailbox[0].", env, tmp_path).source.get() == "env-password"
     command = read_source({"password_command": ["printf", "x1"]}, "p.", env, tmp_path).source
@@ -213,3 +214,30 @@ def test_credentials_directory(tmp_path: Path) -> None:
     assert credential_path("pw", {}, tmp_path) == tmp_path / "pw"
     result = read_source({"password_file": "$CREDENTIALS_DIRECTORY/sales"}, "mailbox[0].", {}, tmp_path)
     assert "LoadCredential" in result.problems[0][1]
+
+
+def test_a_password_file_others_can_read_is_refused(tmp_path):
+    """Review: a world-readable password file was accepted silently."""
+    secret = tmp_path / "pw"
+    secret.write_text("hunter2\n")
+    for mode, who in ((0o644, "everyone"), (0o640, "its group")):
+        secret.chmod(mode)
+        result = read_source({"password_file": str(secret)}, "mailbox[0].", {}, tmp_path)
+        assert result.source is None
+        assert any(key == "mailbox[0].password_file" and who in message and "chmod 600" in message
+                   for key, message in result.problems), result.problems
+    secret.chmod(0o600)
+    assert read_source({"password_file": str(secret)}, "mailbox[0].", {}, tmp_path).source.get() == "hunter2"
+
+
+def test_a_command_that_prints_without_end_is_stopped():
+    """Review: `yes` as password_command was read into memory without limit (1.4 GB in 2 s)."""
+    command = CommandSource("mailbox[0].password_command", "yes", timeout=10)
+    with pytest.raises(CredentialError, match="printed more than 64 KiB"):
+        command.get()
+
+
+def test_a_command_that_hangs_is_stopped_at_its_timeout():
+    command = CommandSource("mailbox[0].password_command", ["sleep", "30"], timeout=0.5)
+    with pytest.raises(CredentialError, match="did not finish within 0.5 s"):
+        command.get()

@@ -179,6 +179,7 @@ def test_a_root_shell_reads_the_credentials_the_unit_hands_over(tmp_path: Path) 
     unit_copy.mkdir()
     for name in ("sales-password", "info-password", "smtp-password"):
         (unit_copy / name).write_text("from-systemd")
+        (unit_copy / name).chmod(0o400)  # as LoadCredential= leaves them
     config = load_config(tmp_path / "config.toml", environ={"CREDENTIALS_DIRECTORY": str(unit_copy)})
     assert config.mailboxes[0].server.credentials.get() == "from-systemd"
 

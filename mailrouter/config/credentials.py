@@ -29,6 +29,9 @@ from mailrouter.runtime.logsetup import redact, register_secret
 
 Kind = Literal["password", "xoauth2"]
 COMMAND_TIMEOUT = 30.0  # seconds; a password manager waiting for a PIN would otherwise hang start-up
+# A secret is one line; a command that prints more than this is broken (or `yes`), and reading
+# all of it would fill memory (the review measured 1.4 GB in 2 s), so it is stopped.
+COMMAND_OUTPUT_LIMIT = 64 * 1024
 EXPIRY_MARGIN = 60.0  # seconds; renew a token this long before it expires, so no login uses a stale one
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -85,16 +88,42 @@ class CommandSource:
         except OSError as exc:
             raise CredentialError(f"{self.key}: cannot run the command: {exc.strerror}") from None
         with proc:
-            try:
-                out, _ = proc.communicate(timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-                raise CredentialError(f"{self.key}: the command did not finish within "
-                                      f"{self.timeout:g} s (does it wait for a PIN or a terminal?)") from None
+            out = self._bounded_output(proc)
         if proc.returncode != 0:
             raise CredentialError(f"{self.key}: the command failed with exit status {proc.returncode}; "
                                   "its own message, if any, is in the log just before this one")
+        return out
+
+    def _bounded_output(self, proc: subprocess.Popen[bytes]) -> bytes:
+        """At most COMMAND_OUTPUT_LIMIT bytes of standard output, within the timeout."""
+        assert proc.stdout is not None
+        stdout, chunks = proc.stdout, []
+
+        def read() -> None:
+            chunks.append(stdout.read(COMMAND_OUTPUT_LIMIT + 1))  # returns at the limit or at EOF
+
+        reader = threading.Thread(target=read, name="credential-command", daemon=True)
+        reader.start()
+        reader.join(self.timeout)
+        if reader.is_alive():
+            os.killpg(proc.pid, signal.SIGKILL)
+            reader.join()
+            proc.wait()
+            raise CredentialError(f"{self.key}: the command did not finish within "
+                                  f"{self.timeout:g} s (does it wait for a PIN or a terminal?)")
+        out = chunks[0] if chunks else b""
+        if len(out) > COMMAND_OUTPUT_LIMIT:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise CredentialError(f"{self.key}: the command printed more than {COMMAND_OUTPUT_LIMIT // 1024} KiB; "
+                                  "a secret is one line (stopped it)")
+        try:
+            proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise CredentialError(f"{self.key}: the command closed its output but did not exit within "
+                                  f"{self.timeout:g} s") from None
         return out
 
 
@@ -345,6 +374,11 @@ def _secret_value(d: Mapping[str, Any], prefix: str, name: str, environ: Mapping
                              f"files are read from {base / SHELL_CREDENTIALS}/, which does not exist"))
             return None
         try:
+            if loose := _loose_mode(path):
+                problems.append((prefix + file_key, f"{path} is readable by {loose} (mode "
+                                 f"{path.stat().st_mode & 0o777:04o}); a password file must be readable by "
+                                 f"its owner only: chmod 600 {path}"))
+                return None
             return path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             problems.append((prefix + file_key, f"cannot read {path}: {exc.strerror}"))
@@ -353,6 +387,12 @@ def _secret_value(d: Mapping[str, Any], prefix: str, name: str, environ: Mapping
         problems.append((prefix + env_key, f"give {env_key} or {file_key}"))
         return None
     return ""
+
+
+def _loose_mode(path: Path) -> str:
+    """Who besides the owner may read a secret file: "", "its group", "everyone"."""
+    mode = path.stat().st_mode
+    return "everyone" if mode & 0o004 else "its group" if mode & 0o040 else ""
 
 
 # Beside config.toml: the folder `mailrouter unit` makes LoadCredential= read from, so `check`
