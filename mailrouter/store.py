@@ -5,6 +5,7 @@ A restart reads the rows that are not `filed` and carries on from there, so noth
 """
 from __future__ import annotations
 
+import os
 import threading
 from datetime import datetime, timezone
 
@@ -260,10 +261,22 @@ def _new_engine(url: str) -> Engine:
 
     engine: Engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
+        _create_private(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)
     Base.metadata.create_all(engine)
     add_missing_columns(engine)
     return engine
+
+
+def _create_private(database: str | None) -> None:
+    """A new SQLite file is made 0600 whatever the umask: it holds customers' addresses and mail
+    metadata. SQLite gives its -wal and -shm files the database file's permissions."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # an existing file keeps the permissions its owner gave it
 
 
 _ENGINES: dict[str, Engine] = {}

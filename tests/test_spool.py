@@ -136,3 +136,24 @@ def test_start_up_check_names_a_spool_folder_that_cannot_be_written(tmp_path: Pa
     assert "cannot write there" in _check_spool(config) and "daemon.spool_dir" in _check_spool(config)
     assert _check_spool(replace(config, spool_dir=tmp_path / "spool")) is None
     assert (tmp_path / "spool").is_dir() and list((tmp_path / "spool").iterdir()) == []
+
+
+def test_state_files_are_private_whatever_the_umask(tmp_path):
+    """Review (security): the database, spool files and the accepted log were created 0644."""
+    import os
+
+    from mailrouter.act.outbox import AcceptedLog
+    from mailrouter.intake.spool import Spool
+    from mailrouter.store import open_database
+
+    old = os.umask(0o022)
+    try:
+        with open_database(f"sqlite:///{tmp_path / 'state.db'}")() as session:
+            session.execute(__import__("sqlalchemy").text("select 1"))
+        spooled = Spool(tmp_path / "spool").receive(tmp_path / "spool" / "m.eml", [b"Subject: x\r\n\r\nhi\r\n"])
+        AcceptedLog(tmp_path / "spool" / "accepted-sales.log").add(7)
+    finally:
+        os.umask(old)
+    assert spooled is not None
+    for path in (tmp_path / "state.db", tmp_path / "spool" / "m.eml", tmp_path / "spool" / "accepted-sales.log"):
+        assert path.stat().st_mode & 0o777 == 0o600, path

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import ssl
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,7 +35,7 @@ from mailrouter.model import Clock
 from mailrouter.act.forward import (WRAPPED, embedded_encoding, embedded_size, needs_8bitmime,
                                     wrapped_chunks)
 from mailrouter.act.smtpstream import body_options, send_streamed, size_refusal
-from mailrouter.intake.spool import SEND_CHUNK, file_chunks, file_name_part, remove_file
+from mailrouter.intake.spool import SEND_CHUNK, file_chunks, private_file, file_name_part, remove_file
 from mailrouter.store import AssignmentRow, MessageRow, OutboxRow
 
 log = logging.getLogger("mailrouter.outbox")
@@ -50,8 +51,8 @@ class AcceptedLog:
         self.path = path
 
     def add(self, outbox_id: int) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab", buffering=0) as log_file:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with private_file(self.path, os.O_APPEND) as log_file:
             log_file.write(b"%d\n" % outbox_id)
 
     def ids(self) -> set[int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from typing import BinaryIO
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -59,6 +60,11 @@ class SpooledMessage:
 def file_name_part(text: str) -> str:
     """`text` (a mailbox name) made safe to use in a file name."""
     return _UNSAFE.sub("_", text)
+
+
+def private_file(path: Path, flags: int) -> BinaryIO:
+    """Open `path` for writing, created 0600 whatever the umask: spooled mail is customers' mail."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o600), "wb", buffering=0)
 
 
 def file_chunks(path: Path, size: int = CHUNK) -> Iterator[bytes]:
@@ -164,7 +170,7 @@ class Spool:
         partial = path.with_suffix(".part")
         scanner = MessageScanner()
         try:
-            with partial.open("wb") as fh:
+            with private_file(partial, os.O_TRUNC) as fh:
                 for chunk in chunks:
                     scanner.feed(chunk)
                     fh.write(chunk)
