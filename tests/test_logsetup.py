@@ -122,3 +122,18 @@ def test_short_values_are_not_registered() -> None:
 def test_ordinary_line_unchanged() -> None:
     line = "routed <x@y> from k@becker.de -> zhang; rule 'german-pcb'; filed in Routed/张伟 (0.25s)"
     assert redact(line) == line
+
+
+def test_debug_never_logs_the_mail_libraries_echo():
+    """Review D18: at DEBUG, imapclient logged whole FETCH responses (message bodies)."""
+    import io
+    import logging
+
+    out = io.StringIO()
+    logsetup.setup_logging("DEBUG", "text", stream=out, environ={})
+    logging.getLogger("imapclient.imaplib").debug("< * 1 FETCH (BODY[] {120} please quote 500 pcs")
+    logging.getLogger("aiosmtplib").debug("sending DATA: please quote 500 pcs")
+    logging.getLogger("mailrouter.route").debug("own debug line")
+    logsetup.setup_logging("INFO", "text", stream=io.StringIO(), environ={})
+    assert "please quote" not in out.getvalue()
+    assert "own debug line" in out.getvalue()

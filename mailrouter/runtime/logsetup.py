@@ -156,6 +156,12 @@ def journal_attached(stream: IO[str], environ: dict[str, str] | None = None) -> 
     return (st.st_dev, st.st_ino) == (int(dev), int(ino))
 
 
+# Libraries whose DEBUG output carries the mail itself (imapclient logs every FETCH response,
+# aiosmtplib the DATA it sends, the parsers what they read): held at INFO whatever our level,
+# so that DEBUG never logs a customer's message (README: bodies are never logged).
+MAIL_ECHOING_LOGGERS = ("imapclient", "aiosmtplib", "mailparser", "mailparser_reply", "mail_parser_reply")
+
+
 def setup_logging(level: str | int = "INFO", fmt: Format = "text", stream: IO[str] | None = None,
                   environ: dict[str, str] | None = None) -> logging.Handler:
     """Send every logger's records to `stream` (stderr) in `fmt`; calling again replaces the
@@ -176,4 +182,6 @@ def setup_logging(level: str | int = "INFO", fmt: Format = "text", stream: IO[st
     _installed[:] = [handler]
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else getattr(logging, level.upper()))
+    for name in MAIL_ECHOING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
     return handler
