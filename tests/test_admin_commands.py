@@ -67,3 +67,12 @@ def test_a_deferred_secret_is_read_on_use_and_names_its_key(no_secrets, monkeypa
         config.smtp.server.credentials.get()
     monkeypatch.setenv("MAILROUTER_SMTP_PASSWORD", "late")
     assert config.smtp.server.credentials.get() == "late"
+
+
+def test_rep_away_refuses_a_date_in_the_past(no_secrets, capsys, monkeypatch):
+    """Review (users): `rep away --until` accepted a past date and silently changed nothing."""
+    monkeypatch.chdir(no_secrets.parent)
+    with pytest.raises(SystemExit, match="is in the past"):
+        cli.main(["-c", str(no_secrets), "rep", "away", "li", "--until", "2020-01-01"])
+    assert cli.main(["-c", str(no_secrets), "rep", "list"]) == 0
+    assert "li" not in capsys.readouterr().out

@@ -14,8 +14,12 @@ def _known(config: Config, rep: str) -> None:
         raise SystemExit(f"unknown rep {rep!r} (known: {', '.join(sorted(config.reps))})")
 
 
-def set_away(config: Config, rep: str, until: datetime, note: str = "") -> str:
+def set_away(config: Config, rep: str, until: datetime, note: str = "", now: datetime | None = None) -> str:
     _known(config, rep)
+    now = now or utcnow()
+    if until <= now:  # a typo in the year would otherwise look accepted and change nothing
+        raise SystemExit(f"--until {until.astimezone(config.timezone):%Y-%m-%d %H:%M %Z} is in the past "
+                         f"(now {now.astimezone(config.timezone):%Y-%m-%d %H:%M %Z}); nothing changed")
     with open_database(config.database).begin() as session:
         session.merge(RepStatusRow(rep=rep, away_until=until, note=note))
     return f"{rep} is away until {until.astimezone(config.timezone):%Y-%m-%d %H:%M %Z}: no new inquiries"
