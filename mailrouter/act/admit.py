@@ -443,10 +443,13 @@ class Router:
     def awaiting_filing(self, mailbox: str, source: str) -> list[MessageRow]:
         """Rows whose copy can be filed now: non-routed ones at once, routed ones once sent."""
         with self.sessions() as session:
+            # `state IN (...)` first so the (mailbox, state) index finds the few waiting rows;
+            # an OR over state alone made SQLite scan every row of the folder, adopted history
+            # included (19 ms per round at 100,000 rows, 0.4 ms this way).
             return list(session.scalars(select(MessageRow).where(
-                MessageRow.mailbox == mailbox, MessageRow.source == source,
-                ((MessageRow.state == store.SENT)
-                 | ((MessageRow.state == store.DECIDED) & (MessageRow.outcome != Outcome.ROUTED.value))),
+                MessageRow.mailbox == mailbox, MessageRow.state.in_([store.SENT, store.DECIDED]),
+                MessageRow.source == source,
+                (MessageRow.state == store.SENT) | (MessageRow.outcome != Outcome.ROUTED.value),
             ).order_by(MessageRow.id)))
 
     def known_uids(self, mailbox: str, source: str, uidvalidity: int, candidates: set[int]) -> set[int]:
