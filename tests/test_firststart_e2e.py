@@ -119,3 +119,37 @@ def test_rounds_after_connect_find_new_mail_from_the_uid_cursor(bed: TestBed, tm
     assert set(forwards_by_original(bed, config)) == _ids(samples[20:])
     assert calls["unprocessed_uids"] == 2  # the connect rounds of sales and info, nothing more
     assert calls["new_uids_after"] >= 1
+
+
+def test_a_mailbox_added_to_an_installation_adopts_its_history(bed: TestBed, tmp_path):
+    """Issue 12 item 1: adding a mailbox to an installation that already routes is a first start
+    for that mailbox only: its history is adopted, the known mailbox routes nothing again."""
+    import tomllib
+
+    from tests.mailcheck import ROOT
+    sales_only = [m for m in tomllib.loads((ROOT / "config.toml").read_text(encoding="utf-8"))["mailbox"]
+                  if m["name"] == "sales"]
+    config = configure(bed, tmp_path, {"mailbox": sales_only})
+    samples = bulk_samples(12)
+    first, history, later = samples[:2], samples[2:11], samples[11]
+    for sample in first:
+        bed.deliver(SALES, sample.raw, mail_from="buyer@example.org")
+    _run_rounds(config, 2, lambda: count_rows(config, MessageRow.state == FILED) == 2, "sales routed")
+    # info@ has years of mail the installation never watched
+    bed.append("info@example.com", [(s.raw, ("\\Seen",), datetime.now(timezone.utc) - timedelta(days=400))
+                                    for s in history])
+
+    config = configure(bed, tmp_path)  # both mailboxes now, same database
+    assert [m.name for m in config.mailboxes] == ["sales", "info"]
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        wait_for(lambda: count_rows(config, MessageRow.state == ADOPTED) == len(history), "info's history adopted", 60)
+        bed.deliver("info@example.com", later.raw, mail_from="buyer@example.org")
+        wait_for(lambda: count_rows(config, MessageRow.state == FILED) == 3, "the new arrival filed", 60)
+    finally:
+        daemon.stop()
+    assert set(forwards_by_original(bed, config)) == _ids(first) | _ids([later])
+    with open_database(config.database)() as session:
+        adopted_in = set(session.scalars(select(MessageRow.mailbox).where(MessageRow.state == ADOPTED)))
+    assert adopted_in == {"info"}  # sales was not first-started again
