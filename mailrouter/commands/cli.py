@@ -77,6 +77,8 @@ def _add_dry_run(sub) -> None:
     dry.add_argument("--folder", help="one folder (default: INBOX and every folder mailrouter files into)")
     dry.add_argument("--since", help="e.g. 30d, 2w, 6m or 2026-10-01")
     dry.add_argument("--changes-only", action="store_true", help="print only what would change")
+    dry.add_argument("--first-start", action="store_true",
+                     help="show what starting the daemon would adopt and route in this mailbox")
     dry.set_defaults(func=cmd_dry_run)
 
 
@@ -173,11 +175,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _first_start_preview(config, mailbox_name: str) -> int:
+    from mailrouter.commands.dryrun import find_mailbox
+    from mailrouter.commands.firstlook import format_preview, preview_first_start
+    from mailrouter.intake.imap import ImapError
+
+    try:
+        mailbox = find_mailbox(config, mailbox_name)
+        format_preview(mailbox, preview_first_start(config, mailbox_name), sys.stdout)
+    except (ImapError, ValueError) as exc:
+        print(f"dry-run: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_dry_run(args: argparse.Namespace) -> int:
     from mailrouter.commands.dryrun import dry_run, format_dry_run, parse_since
     from mailrouter.intake.imap import ImapError
 
     config = load_config(args.config)
+    if args.first_start:
+        return _first_start_preview(config, args.mailbox)
     try:
         since = parse_since(args.since, date.today()) if args.since else None
         results = dry_run(config, args.mailbox, args.folder, since, progress=sys.stderr.isatty())

@@ -1,0 +1,81 @@
+"""`mailrouter dry-run --first-start`: what starting the daemon would do to a mailbox's history.
+
+A sysadmin about to point the daemon at a mailbox of years wants to see, before anything is
+forwarded, how much would be adopted (left alone) and which messages the backfill would route,
+to whom. The decisions are the daemon's own: intake/firststart.py splits the folder by flags and
+INTERNALDATE, and each message to be routed is examined with today's rules as `dry-run` does.
+The server is only EXAMINEd and read with BODY.PEEK; the database is only read.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TextIO
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailrouter.commands.dryrun import DryRunResult, describe, find_mailbox, replay_one
+from mailrouter.config.schema import Config, MailboxConfig
+from mailrouter.intake.adoption import watched
+from mailrouter.intake.firststart import plan_first_start
+from mailrouter.intake.imap import Mailbox
+from mailrouter.runtime.mailbox import imap_settings
+from mailrouter.store import open_database
+
+
+@dataclass(frozen=True)
+class FolderPreview:
+    folder: str
+    known_since: datetime | None   # set: already watched, a start is not a first start here
+    adopt: int = 0
+    route: tuple[DryRunResult, ...] = ()
+
+
+def preview_first_start(config: Config, mailbox_name: str,
+                        sessions: sessionmaker[Session] | None = None,
+                        now: datetime | None = None) -> Iterator[FolderPreview]:
+    """One preview per folder the daemon watches in this mailbox (INBOX first, then Assign/)."""
+    mailbox = find_mailbox(config, mailbox_name)
+    sessions = open_database(config.database) if sessions is None else sessions
+    now = now or datetime.now(timezone.utc)
+    with Mailbox.connect(imap_settings(mailbox)) as conn:
+        present = {name for _flags, name in conn.folders_with_flags()}
+        for folder in _watched_folders(config, mailbox):
+            if folder != mailbox.inbox and folder not in present:
+                continue  # an Assign/ folder not created yet: nothing to adopt there
+            known = watched(sessions, mailbox.name, folder)
+            if known is not None:
+                yield FolderPreview(folder, known.first_seen_at)
+                continue
+            conn.select_folder(folder, readonly=True)  # EXAMINE: flags stay as the reps left them
+            plan = plan_first_start(conn.flags_and_dates(conn.uids_since(None)), mailbox.backfill, now)
+            # Assign/ folders are adopted whole by the daemon too; what it routes there is only
+            # what a manager moves in later, so the preview examines the INBOX backfill only.
+            routed = [replay_one(raw, config, sessions, folder, uid)
+                      for uid, raw in conn.fetch(list(plan.route))] if folder == mailbox.inbox else []
+            yield FolderPreview(folder, None, len(plan.adopt), tuple(routed))
+
+
+def _watched_folders(config: Config, mailbox: MailboxConfig) -> list[str]:
+    f = config.folders
+    assign = [f"{f.assign}/{rep.folder}" for rep in config.reps.values()]
+    assign += [f"{f.assign}/{team}" for team in config.teams]
+    return [mailbox.inbox, *assign, f"{f.assign}/{f.not_inquiry}"]
+
+
+def format_preview(mailbox: MailboxConfig, previews: Iterator[FolderPreview], out: TextIO) -> tuple[int, int]:
+    """Print what a start would do, folder by folder; return (adopted, routed) totals."""
+    adopted = routed = 0
+    for p in previews:
+        if p.known_since is not None:
+            print(f"{mailbox.name} {p.folder}: watched since {p.known_since:%Y-%m-%d %H:%M} UTC; "
+                  "a start routes only new mail", file=out)
+            continue
+        adopted, routed = adopted + p.adopt, routed + len(p.route)
+        print(f"{mailbox.name} {p.folder}: first start would adopt {p.adopt} (left where they are, "
+              f"never forwarded) and route {len(p.route)} (backfill {mailbox.backfill.describe()})", file=out)
+        for r in p.route:
+            print(f"  route    {r.folder}#{r.uid} {r.message_id or '(no Message-ID)'} from {r.sender or '?'}: "
+                  f"{describe(r.outcome, r.rule, r.rep, r.team)}", file=out)
+    return adopted, routed
