@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import threading
 from datetime import datetime, timezone
+from collections.abc import Mapping
 
 from sqlalchemy import (DateTime, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator,
                         UniqueConstraint, create_engine, event, func, inspect, select, text)
@@ -298,10 +299,11 @@ def optimize_database(sessions: sessionmaker[Session]) -> None:
             session.execute(text("PRAGMA optimize"))
 
 
-def add_missing_columns(connection: Connection) -> None:
+def add_missing_columns(connection: Connection, only: Mapping[str, set[str]] | None = None) -> None:
     """Before Alembic, a database from an older release got the nullable columns added since
     (ALTER TABLE ADD COLUMN; existing rows read NULL). migrations/ runs this once on such a
-    database, then stamps it with the baseline revision."""
+    database, with `only` the baseline revision's columns (later revisions add theirs), then
+    stamps it with the baseline revision."""
     existing = inspect(connection)
     tables = set(existing.get_table_names())
     for table in Base.metadata.sorted_tables:
@@ -309,7 +311,7 @@ def add_missing_columns(connection: Connection) -> None:
             continue
         have = {c["name"] for c in existing.get_columns(table.name)}
         for column in table.columns:
-            if column.name in have:
+            if column.name in have or (only is not None and column.name not in only.get(table.name, ())):
                 continue
             if not column.nullable:
                 raise RuntimeError(f"database table {table.name} lacks column {column.name}, which "

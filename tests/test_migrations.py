@@ -12,6 +12,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.orm import Session
 
 from mailrouter.commands import cli, db
 from mailrouter.migrations import BASELINE, _config, database_note, head
@@ -41,12 +42,15 @@ def test_the_revisions_build_exactly_the_tables_of_store(database_url: str) -> N
 
 
 def _pre_migration_sqlite(path: Path) -> str:
-    """A database as the release before migrations left it: today's tables, no alembic_version,
-    an inquiry and a customer in it."""
+    """A database as the release before migrations left it: the baseline revision's tables (not
+    today's: later revisions add to them), no alembic_version, an inquiry and a customer in it."""
     url = f"sqlite:///{path}"
-    sessions = open_database(url)
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        command.upgrade(_config(connection), BASELINE)
+        connection.commit()
     now = datetime(2026, 11, 30, tzinfo=timezone.utc)
-    with sessions.begin() as session:
+    with Session(engine) as session, session.begin():
         session.add(MessageRow(mailbox="sales", source="INBOX", uidvalidity=1, uid=70000, message_id="<a@b>",
                                sender="buyer@acme.de", subject="valves", outcome="routed", state="filed",
                                raw_sha256="0" * 64, content_key="1" * 64, received_at=now, decided_at=now, rep="zhang",
@@ -56,6 +60,7 @@ def _pre_migration_sqlite(path: Path) -> str:
         session.add(customer)
         session.flush()
         session.add(CustomerEmailRow(customer_id=customer.id, email="buyer@acme.de"))
+    engine.dispose()
     with sqlite3.connect(path) as conn:
         conn.execute("DROP TABLE alembic_version")
     path.chmod(0o600)
