@@ -145,6 +145,8 @@ class AssignmentRow(Base):
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(30))  # reassigned|undeliverable|pooled
     reassigned_from: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"))
+    # A Reply-To the forward did not use (decide/trust.py): a reply sent there alone stops no clock.
+    suspect_reply_to: Mapped[str | None] = mapped_column(String(320))
 
 
 class WatchedFolderRow(Base):

@@ -8,8 +8,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from alembic import command
+from sqlalchemy import create_engine, inspect
 
+from mailrouter.migrations import BASELINE, _config
 from mailrouter.runtime.preflight import _check_spool
 from mailrouter.commands.explain import explain_file
 from mailrouter.act.forward import (WRAPPED, boundary_candidates, build_forward, embedded_encoding, embedded_size,
@@ -112,7 +114,11 @@ def test_files_no_pending_forward_needs_are_removed(tmp_path: Path) -> None:
 
 def test_an_older_database_gets_the_new_columns(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    open_database(url)
+    engine = create_engine(url)
+    with engine.connect() as connection:  # the last release before migrations: the baseline's tables
+        command.upgrade(_config(connection), BASELINE)
+        connection.commit()
+    engine.dispose()
     with sqlite3.connect(tmp_path / "old.db") as db:  # as the release before spooling made it
         db.execute("ALTER TABLE outbox DROP COLUMN tail")
         db.execute("ALTER TABLE outbox DROP COLUMN spool_path")

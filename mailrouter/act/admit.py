@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailrouter import store
 from mailrouter.config.schema import Config
 from mailrouter.decide.classify import is_auto_reply
+from mailrouter.decide.trust import ReplyTarget, never_a_customer, reply_note, reply_target
 from mailrouter.decide.assign import TeamState, choose_member, decide, is_available, team_of
 from mailrouter.act.forward import ForwardError, ForwardSpec, tag_subject
 from mailrouter.model import Clock, Decision, Inquiry, Outcome, ParseSettings
@@ -256,8 +257,8 @@ class Router:
         row = self._write_message(session, mailbox, uidvalidity, uid, parsed.size, sha, key, examined, earlier)
         if examined.decision.outcome is Outcome.ROUTED:
             self._assign_and_queue(session, row, raw, examined, mailbox)
-        elif examined.inquiry is not None:
-            self._note_rep_out_of_office(session, examined.inquiry)
+        elif examined.inquiry is not None and examined.decision.outcome is Outcome.IGNORED:
+            self._note_rep_out_of_office(session, examined.inquiry)  # not on a forged one (Unrecognized)
         return row, examined.decision
 
     def _look_up_and_examine(self, session: Session, raw: bytes | SpooledMessage, state: TeamState,
@@ -384,11 +385,12 @@ class Router:
         mailbox = next(m for m in self.config.mailboxes if m.name == mailbox_name)
         now = self.clock()
         row.forward_message_id = forward_message_id(row.content_key, rep.id, mailbox.address)
+        reply = self._reply_target(examined)
         spec = ForwardSpec(
             shared_address=mailbox.address, shared_name=mailbox.display_name,
             rep_address=rep.email, rep_name=rep.name, message_id=row.forward_message_id,
             subject=tag_subject(self.config.subject_format, q, decision), language=rep.language,
-            extra=dict(decision.notes))
+            extra=dict(decision.notes) | reply_note(reply), marker_key=self.config.marker_key, reply=reply)
         try:
             forward = queued_forward(raw, q, decision, spec, self.templates, now.astimezone(self.config.timezone))
         except ForwardError as exc:  # e.g. no address a Reply could reach: the manager must look
@@ -402,14 +404,22 @@ class Router:
             message=row.id, rep=rep.id, team=team, customer=q.sender, assigned_at=now, how=decision.how,
             ladder=decision.ladder or self.config.sla.default_ladder,
             due_at=self._first_reply_due(team, rep.id, now, decision.ladder),
-            forward_message_id=row.forward_message_id))
+            forward_message_id=row.forward_message_id, suspect_reply_to=reply.suspect or None))
         session.execute(_INSERT_OUTBOX, dict(
             mailbox=mailbox.name, message=row.id, sender=mailbox.address, recipient=rep.email, **forward,
             next_attempt_at=now, deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
         if self.config.registry.enabled and (decision.how != "manual" or self.config.registry.learn_from_manual):
+            if why := never_a_customer(q.sender, self.config.own_addresses, self.config.own_domains):
+                log.info("registry: %s not recorded as a customer: %s", q.sender, why)
+                return
             record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
                           quiet_days=self.config.registry.quiet_days, reason=_handover_reason(decision),
                           looked_up=examined.looked_up)
+
+    def _reply_target(self, examined: Examined) -> ReplyTarget:
+        assert examined.inquiry is not None
+        known = examined.match is not None and not examined.match.lapsed
+        return reply_target(examined.inquiry, self.config.own_addresses, self.config.own_domains, known)
 
     def _first_reply_due(self, team: str | None, rep: str, now: datetime,
                          ladder_name: str | None = None) -> datetime | None:

@@ -34,6 +34,8 @@ from itertools import count
 
 import jinja2
 
+from mailrouter.decide.trust import ReplyTarget, reply_target
+from mailrouter.marker import signed
 from mailrouter.model import ROUTER_HEADER, Attachment, Decision, Inquiry
 from mailrouter.act.templating import render
 from mailrouter.config.subject import MAX_SUBJECT_CHARS, SUBJECT_FIELDS, SubjectFormat  # noqa: F401  (SUBJECT_FIELDS: re-exported)
@@ -63,6 +65,8 @@ class ForwardSpec:
     subject: str  # already tagged (see tag_subject)
     language: str = "en"  # template language for this rep
     extra: Mapping[str, str] = field(default_factory=dict)  # more routing-block lines
+    marker_key: bytes = field(default=b"", repr=False)  # signs the router header (mailrouter/marker.py)
+    reply: ReplyTarget | None = None  # decide/trust.reply_target; None: the message's Reply-To, no own checks
 
 
 def clean_header_text(value: str) -> str:
@@ -129,12 +133,13 @@ def _message_id(value: str) -> str | None:
     return cleaned if _MESSAGE_ID.fullmatch(cleaned) else None
 
 
-def _buyer(inquiry: Inquiry) -> Address:
-    address = inquiry.reply_to or inquiry.sender
-    if not address:
+def _buyer(inquiry: Inquiry, spec: ForwardSpec) -> Address:
+    """The Reply-To: the address the policy chose, with the display name written with it."""
+    target = spec.reply or reply_target(inquiry, frozenset(), frozenset(), known_customer=False)
+    if not target.address:
         # Without a Reply-To the rep's reply would go back to the shared mailbox and be lost.
         raise ForwardError("the inquiry names no buyer address to reply to")
-    return _address(inquiry.sender_name, address)
+    return _address(target.name, target.address)
 
 
 # Header fields are written here rather than through email.policy, whose header parsing and
@@ -202,7 +207,7 @@ def _headers(
     fields = [
         _address_field("From", _address(spec.shared_name, spec.shared_address)),
         _address_field("To", _address(spec.rep_name, spec.rep_address)),
-        _address_field("Reply-To", _buyer(inquiry)),
+        _address_field("Reply-To", _buyer(inquiry, spec)),
         _field("Subject", clean_header_text(spec.subject)),
         _field("Date", format_datetime(now)),
         _field("Message-ID", message_id),
@@ -215,7 +220,8 @@ def _headers(
         fields += [_field("Importance", "high"), _field("X-Priority", "2 (High)")]
     rule, rep = decision.rule or "none", decision.rep or spec.rep_address
     fields += [
-        _field(ROUTER_HEADER, f"forward; rule={clean_header_text(rule)}; rep={clean_header_text(rep)}"),
+        _field(ROUTER_HEADER, signed(spec.marker_key, message_id,
+                                     f"forward; rule={clean_header_text(rule)}; rep={clean_header_text(rep)}")),
         _field("MIME-Version", "1.0"),
         _field("Content-Type", body_type),
         _field("Content-Transfer-Encoding", cte),
@@ -224,7 +230,7 @@ def _headers(
 
 
 def _template_context(inquiry: Inquiry, decision: Decision, spec: ForwardSpec) -> dict[str, object]:
-    buyer = _buyer(inquiry)
+    buyer = _buyer(inquiry, spec)
     return {
         "rule": decision.rule,
         "reason": clean_header_text(decision.reason),
@@ -233,7 +239,7 @@ def _template_context(inquiry: Inquiry, decision: Decision, spec: ForwardSpec) -
         "language": inquiry.language,
         "products": inquiry.products,
         "shared_address": spec.shared_address,
-        "buyer_name": clean_header_text(inquiry.sender_name),
+        "buyer_name": clean_header_text(buyer.display_name),
         "buyer_address": buyer.addr_spec,
         "company": clean_header_text(inquiry.company or "") or None,
         "attachments": [

@@ -14,6 +14,7 @@ from mailrouter.config.load import load_config
 from mailrouter.config.reader import ConfigError
 from mailrouter.store import SchemaError
 from mailrouter.runtime.logsetup import setup_logging
+from mailrouter.runtime.routerkey import with_installation_key
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -150,7 +151,9 @@ def cmd_unit(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from mailrouter.commands.explain import explain_file
 
-    print(explain_file(load_config(args.config, resolve_secrets=False), args.eml))
+    # the installation's marker key, if it exists and is readable: our own forwards are told apart
+    config = with_installation_key(load_config(args.config, resolve_secrets=False), create=False)
+    print(explain_file(config, args.eml))
     return 0
 
 
@@ -232,7 +235,7 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     from mailrouter.commands.dryrun import dry_run, format_dry_run, parse_since
     from mailrouter.intake.imap import ImapError
 
-    config = load_config(args.config)
+    config = with_installation_key(load_config(args.config), create=False)  # read only: never made here
     if args.first_start:
         return _first_start_preview(config, args.mailbox)
     try:

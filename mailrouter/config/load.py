@@ -18,12 +18,13 @@ from mailrouter.intake.firststart import DEFAULT_BACKFILL, Backfill, parse_backf
 from mailrouter.config.credentials import CREDENTIAL_KEYS, CredentialSource, Kind, StaticSource, read_source
 from mailrouter.config.deferred import DeferredSource
 from mailrouter.config.reader import ConfigError, Problem, Reader, read_toml
-from mailrouter.config.schema import (DEFAULT_LARGE_MESSAGE_BYTES, Config, DigestConfig, FoldersConfig,
+from mailrouter.config.schema import (DEFAULT_LARGE_MESSAGE_BYTES, MARKER_KEY_FILE, Config, DigestConfig, FoldersConfig,
                                       MailboxConfig, MetricsConfig, RepConfig, Schedule, ServerConfig,
                                       SmtpConfig, TeamConfig)
 from mailrouter.config.subject import DEFAULT_SUBJECT_FORMAT, SubjectFormat
 from mailrouter.decide.rules import load_rules
 from mailrouter.model import FormSender, ParseSettings
+from mailrouter.parse.domain import registered_domain
 from mailrouter.parse.freemail import DEFAULT_FREE_MAIL_DOMAINS
 from mailrouter.parse.language import DEFAULT_MIN_CHARS
 from mailrouter.registry.settings import read_registry_section
@@ -80,6 +81,7 @@ def _load(path: Path, given_environ: dict[str, str] | None, resolve_secrets: boo
     folders = _folders(r, r.table(data, "folders"))
     subject_format, keyword_prefix, template_dirs = _forward_section(r, r.table(data, "forward"), base)
     free_mail, threshold, own_extra = _classify_section(r, r.table(data, "classify"))
+    authserv_ids = _authserv_ids(r, r.table(data, "classify"))
     form_senders = _form_senders(r, data)
     registry = read_registry_section(r, r.table(data, "registry"))
 
@@ -111,7 +113,8 @@ def _load(path: Path, given_environ: dict[str, str] | None, resolve_secrets: boo
                             min_language_chars=_min_language_chars(r, r.table(data, "classify"))),
         rules=ruleset, own_addresses=own, registry=registry, sla=sla, metrics=metrics, digest=digest,
         large_message_bytes=daemon["large_message_bytes"], spool_dir=daemon["spool_dir"],
-        secrets_resolved=resolve_secrets,
+        secrets_resolved=resolve_secrets, marker_key_file=daemon["marker_key_file"],
+        own_domains=_own_domains(own, free_mail), authserv_ids=authserv_ids,
     )
 
 
@@ -157,7 +160,7 @@ def _spool_keys(r: Reader, d: dict[str, Any], base: Path, database: str, state_d
         r.problem(p + "spool_dir", f"{spool_dir} exists and is not a folder")
     elif not spool_dir.exists() and not _nearest_existing(spool_dir).is_dir():
         r.problem(p + "spool_dir", f"{spool_dir} cannot be created: {_nearest_existing(spool_dir)} is not a folder")
-    return {"large_message_bytes": threshold, "spool_dir": spool_dir}
+    return {"large_message_bytes": threshold, "spool_dir": spool_dir, "marker_key_file": home / MARKER_KEY_FILE}
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -453,7 +456,7 @@ def _forward_section(r: Reader, d: dict[str, Any], base: Path) -> tuple[SubjectF
 def _classify_section(r: Reader, d: dict[str, Any]) -> tuple[frozenset[str], float, frozenset[str]]:
     p = "classify."
     r.unknown_keys(d, {"free_mail_domains", "extra_free_mail_domains", "language_threshold",
-                       "min_language_chars", "own_addresses"}, p)
+                       "min_language_chars", "own_addresses", "trusted_authserv_ids"}, p)
     if "free_mail_domains" in d:
         free = frozenset(x.lower() for x in r.str_list(d, "free_mail_domains", p))
     else:
@@ -462,6 +465,22 @@ def _classify_section(r: Reader, d: dict[str, Any]) -> tuple[frozenset[str], flo
     threshold = r.number(d, "language_threshold", float, 0.80, p, above=0, high=1)
     own = frozenset(x.lower() for x in r.str_list(d, "own_addresses", p))
     return free, threshold, own
+
+
+def _own_domains(own: frozenset[str], free_mail: frozenset[str]) -> frozenset[str]:
+    """The company's own mail domains: those of the shared mailboxes and reps (and
+    classify.own_addresses), except free-mail domains (a rep on gmail does not make gmail ours)."""
+    hosts = {address.rpartition("@")[2] for address in own if "@" in address}
+    return frozenset(d for d in map(registered_domain, hosts) if d and d not in free_mail)
+
+
+def _authserv_ids(r: Reader, d: dict[str, Any]) -> frozenset[str]:
+    """Servers whose Authentication-Results header vouches that mail From a rep is the rep's."""
+    ids = frozenset(x.strip().lower() for x in r.str_list(d, "trusted_authserv_ids", "classify."))
+    for bad in sorted(i for i in ids if not re.fullmatch(r"[a-z0-9.-]+", i)):
+        r.problem("classify.trusted_authserv_ids", f"{bad!r} is not a host name (the authserv-id your "
+                  "own mail server writes first in its Authentication-Results header)")
+    return ids
 
 
 def _min_language_chars(r: Reader, d: dict[str, Any]) -> int:

@@ -108,7 +108,7 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
                 session, args.file, source=args.source, owner_aliases=owner_aliases(config),
                 free_mail_domains=config.parse.free_mail_domains, now=utcnow(),
                 owner=args.owner, on_duplicate=args.on_duplicate, dry_run=args.dry_run,
-                mapping=_mapping(args.map), progress=_progress_bar(stack))
+                mapping=_mapping(args.map), progress=_progress_bar(stack), own_domains=config.own_domains)
         except (RegistryError, OSError, UnicodeDecodeError) as exc:
             return _fail(f"{args.file}: {exc}")
         if not args.dry_run:

@@ -72,7 +72,7 @@ class CollisionCheck:
         key = hashlib.sha256(customer.encode()).hexdigest()[:16]
         notice_id = f"<mr.collision.{now:%Y%m%d}.{key}.{rep}@{domain}>"
         payload = notice_email(mailbox, to.email, rendered.subject, rendered.body, notice_id,
-                               now.astimezone(self.config.timezone))
+                               now.astimezone(self.config.timezone), self.config.marker_key)
         session.add(OutboxRow(mailbox=mailbox.name, kind="notice", message=None, sender=mailbox.address,
                               recipient=to.email, payload=payload, next_attempt_at=now,
                               deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))

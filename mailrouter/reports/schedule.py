@@ -69,7 +69,7 @@ def _queue(session: Session, config: Config, supervisor: str, schedule: Schedule
     msg["Subject"] = clean_header_text(subject)
     msg["Date"] = format_datetime(now.astimezone(config.timezone))
     msg["Message-ID"] = f"<mr.digest.{schedule.kind}.{at:%Y%m%d%H%M}.{supervisor}@{mailbox.address.rpartition('@')[2]}>"
-    mark_automatic(msg, f"digest; {schedule.kind}")
+    mark_automatic(msg, f"digest; {schedule.kind}", config.marker_key)
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
     session.add(DigestSentRow(supervisor=supervisor, kind=schedule.kind, period_end=at, queued_at=now))

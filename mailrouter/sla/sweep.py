@@ -22,6 +22,7 @@ from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.decide.assign import TeamState, is_available, team_of
 from mailrouter.act.forward import ForwardSpec, clean_header_text, tag_subject
 from mailrouter.act.outgoing import mark_automatic
+from mailrouter.decide.trust import reply_note, reply_target
 from mailrouter.intake.imap import ImapError, Mailbox
 from mailrouter.metrics import Metrics
 from mailrouter.model import Clock, Decision, Outcome
@@ -227,16 +228,19 @@ class FollowUp:
         decision = Decision(Outcome.ROUTED, f"reassigned from {a.rep}", rule=message.rule, rep=rep.id,
                             team=a.team, how="reassign",
                             notes=(("Reassigned 转派", f"from {a.rep}: no reply after {_minutes(age)}"),))
+        # the first forward's Reply-To policy holds for the next rep too
+        reply = reply_target(inquiry, self.config.own_addresses, self.config.own_domains,
+                             known_customer=a.suspect_reply_to is not None)
         spec = ForwardSpec(shared_address=mailbox.address, shared_name=mailbox.display_name,
                            rep_address=rep.email, rep_name=rep.name, message_id=fwd_id,
                            subject=tag_subject(self.config.subject_format, inquiry, decision),
-                           language=rep.language,
-                           extra=dict(decision.notes))
+                           language=rep.language, extra=dict(decision.notes) | reply_note(reply),
+                           marker_key=self.config.marker_key, reply=reply)
         forward = queued_forward(raw, inquiry, decision, spec, self.templates,
                                  now.astimezone(self.config.timezone))
         new = AssignmentRow(message=message.id, rep=rep.id, team=a.team, customer=a.customer,
                             assigned_at=now, how="reassign", ladder=a.ladder, reassigned_from=a.id,
-                            forward_message_id=fwd_id)
+                            forward_message_id=fwd_id, suspect_reply_to=a.suspect_reply_to)
         session.add(new)
         session.add(OutboxRow(mailbox=mailbox.name, kind="forward", message=message.id,
                               sender=mailbox.address, recipient=rep.email, **forward,
@@ -260,7 +264,7 @@ class FollowUp:
         domain = mailbox.address.rpartition("@")[2]
         notice_id = f"<mr.notice.{a.id}.{step.key.replace('@', '-').replace(':', '-')}.{notice.kind.value}@{domain}>"
         payload = notice_email(mailbox, to, rendered.subject, rendered.body, notice_id,
-                               self.clock().astimezone(self.config.timezone))
+                               self.clock().astimezone(self.config.timezone), self.config.marker_key)
         now = self.clock()
         session.add(OutboxRow(mailbox=mailbox.name, kind="notice", message=a.message,
                               sender=mailbox.address, recipient=to, payload=payload, next_attempt_at=now,
@@ -284,7 +288,7 @@ def _minutes(age: timedelta) -> str:
 
 
 def notice_email(mailbox: MailboxConfig, to: str, subject: str, body: str, message_id: str,
-                 now: datetime) -> bytes:
+                 now: datetime, key: bytes) -> bytes:
     """A plain-text notice from the shared mailbox, marked so no auto-responder answers it."""
     msg = EmailMessage(policy=SMTP)
     msg["From"] = f"{clean_header_text(mailbox.display_name)} <{mailbox.address}>"
@@ -292,7 +296,7 @@ def notice_email(mailbox: MailboxConfig, to: str, subject: str, body: str, messa
     msg["Subject"] = clean_header_text(subject)
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id
-    mark_automatic(msg, "notice")
+    mark_automatic(msg, "notice", key)
     msg.set_content(body)
     return msg.as_bytes()
 
