@@ -217,6 +217,80 @@ def test_own_addresses_and_domains_never_become_customers(bed, tmp_path):
         assert list(session.scalars(select(CustomerEmailRow.email))) == []
 
 
+# -- item 5: servers without 8BITMIME, and the 998-octet line limit
+
+EIGHT_BIT = ("From: Klaus Becker <k.becker@becker-elektronik.de>\r\nTo: sales@example.com\r\n"
+             "Subject: Anfrage Leiterplatten\r\nMessage-ID: <8bit.{n}@becker-elektronik.de>\r\n"
+             "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+             "Content-Transfer-Encoding: 8bit\r\n\r\n" + GERMAN.replace("\n", "\r\n") + "\r\n")
+
+
+def deliver_and_route(bed: TestBed, config: Config, raw: bytes) -> MessageRow:
+    """Deliver one message from the buyer's server and run the daemon until it is filed."""
+    bed.deliver("sales@example.com", raw, mail_from="k.becker@becker-elektronik.de")
+    run_until(config, lambda: [m for m in messages(config) if m.filed_at], "the message filed", 90)
+    (row,) = messages(config)
+    return row
+
+
+def original_part(forward: bytes) -> tuple[str, bytes]:
+    """The message/rfc822 part's Content-Transfer-Encoding and bytes as they sit in the forward."""
+    boundary = parsed(forward).get_boundary().encode()
+    headers, _, body = forward.split(b"\r\n--" + boundary)[-2].partition(b"\r\n\r\n")
+    assert b"Content-Type: message/rfc822" in headers
+    return re.search(rb"Content-Transfer-Encoding: (\S+)", headers).group(1).decode(), body
+
+
+def decoded(forward: bytes, name: str) -> str:
+    raw = email.message_from_bytes(forward, policy=email.policy.compat32)[name]
+    return str(make_header(decode_header(raw)))
+
+
+@pytest.mark.parametrize("threshold", [None, 1], ids=["in-memory", "spooled"])
+def test_an_8bit_original_reaches_a_server_without_8bitmime_byte_for_byte(make_bed, tmp_path, threshold):
+    """issue 14 item 5: the forward was sent 8-bit as it was, and refused ("strict ASCII mode")."""
+    bed = make_bed(smtp_8bitmime=False)
+    config = configure(bed, tmp_path, **({"large_message_bytes": threshold} if threshold else {}))
+    row = deliver_and_route(bed, config, EIGHT_BIT.format(n=threshold).encode())
+    assert (row.outcome, row.state) == ("routed", "filed"), row.reason
+    (forward,) = zhang_forwards(bed)
+    cte, body = original_part(forward)
+    shared = bed.fetch_all("sales@example.com", _folder(bed, row.folder))[0]
+    assert forward.isascii() and cte == "base64" and base64.b64decode(body) == shared
+    assert not shared.isascii()
+
+
+def test_an_8bit_original_goes_8bit_where_8bitmime_is_offered(bed, tmp_path):
+    config = configure(bed, tmp_path)
+    row = deliver_and_route(bed, config, EIGHT_BIT.format(n=0).encode())
+    (forward,) = zhang_forwards(bed)
+    cte, body = original_part(forward)
+    assert cte == "8bit" and body == bed.fetch_all("sales@example.com", _folder(bed, row.folder))[0]
+    assert bed.smtp_mail_options[-1][-1] == "BODY=8BITMIME"
+
+
+def test_long_subjects_and_display_names_stay_within_998_octets(make_bed, tmp_path):
+    """issue 14 item 5: a 1,500-character display name made a 1,504-octet To: line, refused."""
+    bed = make_bed(smtp_strict_lines=True)  # refuses any line over 998 octets
+    config = configure(bed, tmp_path, {"reps": {"zhang": {"name": "Z" * 1500}}})
+    sales, *others = config.mailboxes
+    config = replace(config, mailboxes=(replace(sales, display_name="S" * 1200), *others))
+    name, reply_name = "Klaus" + "K" * 1995, "R" * 1500 + " " + "r" * 900
+    raw = (f'From: "{name}" <k.becker@becker-elektronik.de>\r\nTo: sales@example.com\r\n'
+           f"Subject: Anfrage Leiterplatten {'L' * 2000}\r\nMessage-ID: <long.1@becker-elektronik.de>\r\n"
+           f'Reply-To: "{reply_name}" <purchasing@becker-group.de>\r\n\r\n'
+           + GERMAN.replace("\n", "\r\n") + "\r\n").encode()
+    row = deliver_and_route(bed, config, raw)
+    assert (row.outcome, row.state) == ("routed", "filed"), row.reason
+    (forward,) = zhang_forwards(bed)
+    head = forward.split(b"\r\n\r\n")[0]
+    assert max(map(len, forward.split(b"\r\n"))) <= 998
+    # as RFC 2047 decoders read it (the stdlib's address parser keeps the folding space)
+    assert decoded(forward, "To") == f"{'Z' * 1500} <zhang@example.com>"
+    assert decoded(forward, "From") == f"{'S' * 1200} <sales@example.com>"
+    assert b"LLLLLLLL" in head  # the long subject is there, cut to the subject's length
+
+
 def _folder(bed: TestBed, logical: str) -> str:
     from tests.mailcheck import server_folder
 

@@ -121,6 +121,8 @@ def _address(name: str, address: str) -> Address:
     if not (local and at and domain) or not local.isascii():
         # A non-ASCII local part needs SMTPUTF8, which we do not assume of the smarthost.
         raise ForwardError(f"unusable email address {addr!r}")
+    if len(local) > 64 or len(domain) > 255:  # RFC 5321 4.5.3.1: no server would take it
+        raise ForwardError(f"unusable email address {addr[:80]!r}…: longer than SMTP allows")
     try:
         ascii_domain = domain.encode("idna").decode("ascii")  # IDN -> punycode
         return Address(display_name=clean_header_text(name), username=local, domain=ascii_domain)
@@ -149,9 +151,15 @@ _PHRASE_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 MAX_HEADER_LINE = 78  # RFC 5322 2.1.1 "SHOULD"
 
 
+def _encoded(text: str) -> bool:
+    """Written as RFC 2047 encoded-words: non-ASCII, or a word too long to fold at a space (a
+    2,000-character name would otherwise be one line over the 998 octets SMTP servers accept)."""
+    return not text.isascii() or any(len(word) > MAX_HEADER_LINE - 12 for word in text.split(" "))
+
+
 def _field(name: str, value: str) -> bytes:
     """`Name: value` CRLF, folded at spaces; non-ASCII text as RFC 2047 encoded-words."""
-    if not value.isascii():
+    if _encoded(value):
         encoded = Header(value, "utf-8", header_name=name, maxlinelen=MAX_HEADER_LINE)
         return f"{name}: {encoded.encode(linesep=CRLF)}{CRLF}".encode("ascii")
     return (fold_ascii(f"{name}: {value}") + CRLF).encode("ascii")
@@ -186,7 +194,7 @@ def _id_field(name: str, message_id: str) -> bytes | None:
 def _address_field(name: str, address: Address) -> bytes:
     """`Name: display name <addr>`, the name quoted or RFC 2047-encoded as it needs."""
     phrase, angle = address.display_name, f"<{address.addr_spec}>"
-    if phrase and not phrase.isascii():
+    if phrase and _encoded(phrase):
         encoded = Header(phrase, "utf-8", header_name=name, maxlinelen=MAX_HEADER_LINE).encode(linesep=CRLF)
         last_line = len(encoded.rpartition(CRLF)[2]) + (0 if CRLF in encoded else len(name) + 2)
         fold = CRLF if last_line + 1 + len(angle) > MAX_HEADER_LINE else ""
@@ -392,6 +400,39 @@ def embedded_encoding(head: bytes) -> str:
     """The message/rfc822 part's encoding, read from a forward's head (`forward_frame`'s)."""
     found = _PART_CTE.search(head[-64:])
     return found.group(1).decode("ascii") if found else "7bit"
+
+
+_OUTER_8BIT = b"\r\nContent-Transfer-Encoding: 8bit\r\n"
+_BOUNDARY = re.compile(rb'boundary="([^"]+)"')
+_PART_8BIT = b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+
+
+def seven_bit_head(head: bytes) -> bytes:
+    """A forward head (`forward_frame`'s) for an 8bit original, rewritten for the original to
+    go base64-wrapped: for a server that does not offer 8BITMIME (RFC 6152), which may refuse
+    or mangle 8-bit data. Decoding the part still gives the original's exact bytes."""
+    if not head.endswith(_PART_8BIT):
+        raise ValueError("not the head of a forward with an 8bit original")
+    outer_end = head.index(b"\r\n\r\n") + 2
+    outer = head[:outer_end].replace(_OUTER_8BIT, b"\r\nContent-Transfer-Encoding: 7bit\r\n", 1)
+    body = head[outer_end:-len(_PART_8BIT)]
+    return outer + body + f"Content-Transfer-Encoding: {WRAPPED}\r\n\r\n".encode("ascii")
+
+
+def seven_bit_forward(forward: bytes) -> bytes:
+    """The whole forward with its 8bit original base64-wrapped (see seven_bit_head); a 7-bit
+    forward is returned as it is."""
+    if forward.isascii():
+        return forward
+    outer = forward[:forward.index(b"\r\n\r\n")]
+    found = _BOUNDARY.search(outer)
+    if found is None:
+        raise ValueError("not a forward: no multipart boundary")
+    # The boundary occurs in no part's content, so its last delimiter opens the original's part.
+    opening = forward.rindex(b"--" + found.group(1) + b"\r\n")
+    start = forward.index(b"\r\n\r\n", opening) + 4
+    end = forward.rindex(b"\r\n--" + found.group(1) + b"--")
+    return seven_bit_head(forward[:start]) + embed(forward[start:end], "binary") + forward[end:]
 
 
 def needs_8bitmime(forward: bytes) -> bool:

@@ -33,8 +33,8 @@ from mailrouter.metrics import Metrics
 from mailrouter.model import Outcome
 from mailrouter.model import Clock
 from mailrouter.act.forward import (WRAPPED, embedded_encoding, embedded_size, needs_8bitmime,
-                                    wrapped_chunks)
-from mailrouter.act.smtpstream import body_options, send_streamed, size_refusal
+                                    seven_bit_forward, seven_bit_head, wrapped_chunks)
+from mailrouter.act.smtpstream import body_options, greet, offers_8bitmime, send_streamed, size_refusal
 from mailrouter.intake.spool import SEND_CHUNK, file_chunks, private_file, file_name_part, remove_file
 from mailrouter.store import AssignmentRow, MessageRow, OutboxRow
 
@@ -204,7 +204,10 @@ class Outbox:
                 await client.connect()
             if item.spool_path:
                 return await self._send_spooled(client, item)
+            await greet(client)
             payload = self._payload(item)
+            if item.kind == "forward" and not offers_8bitmime(client):
+                payload = seven_bit_forward(payload)
             if refusal := await size_refusal(client, len(payload)):
                 return SendResult(False, permanent=True, error=refusal)
             await client.sendmail(item.sender, [item.recipient], payload,
@@ -218,6 +221,9 @@ class Outbox:
         head, tail = self._head_and_tail(item)
         original = Path(item.spool_path or "")
         cte = embedded_encoding(head)
+        await greet(client)
+        if cte == "8bit" and not offers_8bitmime(client):
+            head, cte = seven_bit_head(head), WRAPPED
         try:
             size = len(head) + embedded_size(original.stat().st_size, cte) + len(tail)
         except FileNotFoundError:
