@@ -4,8 +4,9 @@ The forward comes From the shared mailbox (a buyer's From would fail DMARC at th
 server) with Reply-To set to the buyer, so a rep just hits Reply. Its body is a routing block
 plus the buyer's text (text and HTML), and the untouched original as message/rfc822.
 
-Transfer: a 7bit or 8bit original is embedded byte for byte (8bit is sent with BODY=8BITMIME,
-which every current server offers). An original no SMTP server must accept as it is (a line
+Transfer: a 7bit or 8bit original is embedded byte for byte (8bit is sent with BODY=8BITMIME;
+to a server that does not offer it, the outbox base64-wraps the 8bit original at send time,
+`seven_bit_forward`). An original no SMTP server must accept as it is (a line
 over 998 octets, a NUL, a bare CR: "binary") is embedded base64-encoded instead, with
 `Content-Transfer-Encoding: base64` on its message/rfc822 part: RFC 2046 names only 7bit, 8bit
 and binary for message/rfc822, but binary needs BINARYMIME, which few servers offer, and
