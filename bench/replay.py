@@ -19,7 +19,6 @@ import smtplib
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 from common import (SALES, DaemonProcess, LmtpSender, envelope, load, mib, print_table, sessions_for,
                     test_bed, write_config, write_result)
