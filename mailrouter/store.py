@@ -148,7 +148,7 @@ class AssignmentRow(Base):
 
 class LeaseRow(Base):
     """Who works a mailbox or reply source now, for `status`. The lock itself is elsewhere
-    (runtime/lease.py: a PostgreSQL advisory lock or a file lock); this row only shows it."""
+    (lease.py: a PostgreSQL advisory lock or a file lock); this row only shows it."""
 
     __tablename__ = "leases"
 
