@@ -19,7 +19,7 @@ from mailrouter import store
 from mailrouter.config.schema import Config
 from mailrouter.decide.classify import is_auto_reply
 from mailrouter.decide.assign import TeamState, choose_member, decide, is_available, team_of
-from mailrouter.act.forward import ForwardError, ForwardSpec, tag_subject
+from mailrouter.act.forward import ForwardError, ForwardSpec, tag_labels, tag_subject
 from mailrouter.model import Clock, Decision, Inquiry, Outcome, ParseSettings
 from mailrouter.parse import parse_message
 from mailrouter.parse.process import InlineParser, Parsed, Parser, parse_one
@@ -388,7 +388,7 @@ class Router:
             shared_address=mailbox.address, shared_name=mailbox.display_name,
             rep_address=rep.email, rep_name=rep.name, message_id=row.forward_message_id,
             subject=tag_subject(self.config.subject_format, q, decision), language=rep.language,
-            extra=dict(decision.notes))
+            extra=dict(decision.notes), labels=tag_labels(self.config.labels, q, decision))
         try:
             forward = queued_forward(raw, q, decision, spec, self.templates, now.astimezone(self.config.timezone))
         except ForwardError as exc:  # e.g. no address a Reply could reach: the manager must look
