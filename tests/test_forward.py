@@ -534,3 +534,11 @@ def test_html_context_line_is_escaped(env: jinja2.Environment) -> None:
     message = parse(forward(env, labels="[<img src=x onerror=alert(1)>]"))
     html = body_part(message, "text/html").get_content()
     assert "<img" not in html and "[&lt;img src=x onerror=alert(1)&gt;]" in html
+
+
+@pytest.mark.parametrize("language, label", [("en", "Reassigned:  from chen"), ("zh", "转派：from chen")])
+def test_detail_labels_are_in_the_reps_language_only(env: jinja2.Environment, language: str, label: str) -> None:
+    # The reassignment note's key is bilingual ("Reassigned 转派"); each template shows its half.
+    message = parse(forward(env, language=language, extra={"Reassigned 转派": "from chen"}))
+    text = body_part(message, "text/plain").get_content()
+    assert label in text.splitlines() and "Reassigned 转派" not in text
