@@ -18,7 +18,7 @@ import pytest
 from mailrouter.testing.replies import CLIENTS, build_reply
 from mailrouter.testing.samples import GERMAN, SALES, Sample, compose
 from mailrouter.testing.testbed import TestBed
-from tests.mailcheck import configure, forwards_by_original, parsed, route_all
+from tests.mailcheck import configure, forwards_by_original, parsed, route_all, server_folder
 
 pytestmark = pytest.mark.integration
 
@@ -61,9 +61,23 @@ def _replies_received(bed: TestBed, tmp_path: Path, overrides: dict) -> list[tup
             assert reply["To"].addresses[0].addr_spec == BUYER  # Reply-To still reaches the buyer
             _send(bed, reply)
             sent[answer] = (client, buyer_subject)
+    _assert_shared_copy_keywords(bed, config.keyword_prefix)
     received = {_text(m).split("\n", 1)[0]: m for m in map(parsed, bed.fetch_all(BUYER))}
     assert set(received) == set(sent)
     return [(*sent[answer], message) for answer, message in received.items()]
+
+
+def _assert_shared_copy_keywords(bed: TestBed, prefix: str) -> None:
+    """The re-inquiry label, gone from the subject, marks the shared copy (IMAP keyword)."""
+    client = bed.imap(SALES)
+    try:
+        client.select_folder(server_folder(bed, SALES, "Routed/张伟"), readonly=True)
+        flags = client.get_flags(client.search(["ALL"]))
+        found = {uid: {f.decode() for f in fl if f.decode().startswith(prefix)} for uid, fl in flags.items()}
+    finally:
+        client.logout()
+    assert sorted(map(sorted, found.values())) == [[f"{prefix}reinquiry", f"{prefix}routed", f"{prefix}zhang"],
+                                                   [f"{prefix}routed", f"{prefix}zhang"]], found
 
 
 def _text(message: email.message.EmailMessage) -> str:
