@@ -481,7 +481,7 @@ def test_routing_block_shows_the_country_evidence(env: jinja2.Environment) -> No
 @pytest.mark.parametrize("name, shown", [
     ("Hans Müller", "Hans Müller via Sales Inbox"),
     ("", "hans at buyer.de via Sales Inbox"),  # no @ in a display name: no client takes it for the sender
-    ('Evil"\r\nBcc: x@y.z', 'Evil" Bcc: x@y.z via Sales Inbox'),
+    ('Evil"\r\nBcc: x@y.z', 'Evil" Bcc: x at y.z via Sales Inbox'),
     ("A" * 100, "A" * 63 + "… via Sales Inbox"),
 ])
 def test_from_shows_the_buyer_via_the_shared_mailbox(env: jinja2.Environment, name: str, shown: str) -> None:

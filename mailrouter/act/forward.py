@@ -129,9 +129,10 @@ LABELS_HEADER = "X-Mailrouter-Labels"
 
 
 def display_name(buyer: Address, shared_name: str) -> str:
-    """"Klaus Becker via Sales": the buyer's name (or address, its @ written "at", so no client
-    takes it for the sender's address) and the shared mailbox's, as Mailman and Google Groups do."""
-    name = clean_header_text(buyer.display_name) or buyer.addr_spec.replace("@", " at ")
+    """"Klaus Becker via Sales": the buyer's name (or address) and the shared mailbox's, as
+    Mailman and Google Groups do. Any @ is written "at", so no client shows an address there
+    that is not the sender's ("ceo@bank.example via Sales")."""
+    name = (clean_header_text(buyer.display_name) or buyer.addr_spec).replace("@", " at ")
     if len(name) > MAX_DISPLAY_NAME:
         name = name[:MAX_DISPLAY_NAME - 1].rstrip() + "…"
     shared = clean_header_text(shared_name)
