@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import threading
 from datetime import datetime, timezone
-from collections.abc import Mapping
 
 from sqlalchemy import (DateTime, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator,
                         UniqueConstraint, create_engine, event, func, inspect, select, text)
@@ -147,6 +146,18 @@ class AssignmentRow(Base):
     reassigned_from: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"))
     # A Reply-To the forward did not use (decide/trust.py): a reply sent there alone stops no clock.
     suspect_reply_to: Mapped[str | None] = mapped_column(String(320))
+
+
+class LeaseRow(Base):
+    """Who works a mailbox or reply source now, for `status`. The lock itself is elsewhere
+    (lease.py: a PostgreSQL advisory lock or a file lock); this row only shows it."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # "mailbox sales", "reply_source li"
+    holder: Mapped[str] = mapped_column(String(300))  # host:pid
+    acquired_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
 
 
 class WatchedFolderRow(Base):
@@ -301,11 +312,11 @@ def optimize_database(sessions: sessionmaker[Session]) -> None:
             session.execute(text("PRAGMA optimize"))
 
 
-def add_missing_columns(connection: Connection, only: Mapping[str, set[str]] | None = None) -> None:
+def add_missing_columns(connection: Connection, only: set[tuple[str, str]] | None = None) -> None:
     """Before Alembic, a database from an older release got the nullable columns added since
     (ALTER TABLE ADD COLUMN; existing rows read NULL). migrations/ runs this once on such a
-    database, with `only` the baseline revision's columns (later revisions add theirs), then
-    stamps it with the baseline revision."""
+    database, then stamps it with the baseline revision; `only` keeps it to the baseline's
+    columns, which later revisions then add themselves."""
     existing = inspect(connection)
     tables = set(existing.get_table_names())
     for table in Base.metadata.sorted_tables:
@@ -313,7 +324,7 @@ def add_missing_columns(connection: Connection, only: Mapping[str, set[str]] | N
             continue
         have = {c["name"] for c in existing.get_columns(table.name)}
         for column in table.columns:
-            if column.name in have or (only is not None and column.name not in only.get(table.name, ())):
+            if column.name in have or (only is not None and (table.name, column.name) not in only):
                 continue
             if not column.nullable:
                 raise RuntimeError(f"database table {table.name} lacks column {column.name}, which "

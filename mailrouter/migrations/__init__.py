@@ -152,21 +152,21 @@ def _upgrade(connection: Connection, state: SchemaState) -> None:
     if state.current is None:
         # A release before Alembic: its schema grew by added nullable columns only, which the
         # old upgrade path adds; after that it is the baseline revision.
-        add_missing_columns(connection, _baseline_columns())
+        add_missing_columns(connection, only=baseline_columns())
         command.stamp(_config(connection), BASELINE)
     command.upgrade(_config(connection), "head")
 
 
-def _baseline_columns() -> dict[str, set[str]]:
-    """Each table's columns at the baseline revision, read from a scratch in-memory database."""
+def baseline_columns() -> set[tuple[str, str]]:
+    """(table, column) of the baseline revision, read from a scratch in-memory database."""
     from sqlalchemy import create_engine
 
     engine = create_engine("sqlite://")
     try:
-        with engine.connect() as scratch:
-            command.upgrade(_config(scratch), BASELINE)
-            found = inspect(scratch)
-            return {t: {c["name"] for c in found.get_columns(t)} for t in found.get_table_names()}
+        with engine.connect() as connection:
+            command.upgrade(_config(connection), BASELINE)
+            found = inspect(connection)
+            return {(t, c["name"]) for t in found.get_table_names() for c in found.get_columns(t)}
     finally:
         engine.dispose()
 
