@@ -46,6 +46,7 @@ class Notice:
     other_rep: str | None = None  # REASSIGN: previous rep; REASSIGNED_AWAY: new rep; COLLISION: who wrote
     step: str = ""  # the ladder step's key, e.g. "escalate@15m"
     links: tuple[Link, ...] = ()
+    excerpt: str = ""  # the start of the buyer's text (buyer-written: body only, never a header)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def notice_context(notice: Notice) -> dict[str, Any]:
         "supervisor": one_line(notice.supervisor or ""),
         "other_rep": one_line(notice.other_rep or ""),
         "step": one_line(notice.step),
+        "excerpt": one_line(notice.excerpt),
         "links": [Link(one_line(k.label), one_line(k.url)) for k in notice.links],
     }
 
@@ -121,9 +123,9 @@ _TITLES = {
 }
 _LABELS = {
     "en": {"customer": "Customer", "subject": "Subject", "rep": "Rep", "age": "Waiting",
-           "other_rep": "Other rep", "message_id": "Message-ID"},
+           "other_rep": "Other rep", "excerpt": "Excerpt", "message_id": "Message-ID"},
     "zh": {"customer": "客户", "subject": "主题", "rep": "业务员", "age": "已等待",
-           "other_rep": "相关业务员", "message_id": "邮件ID"},
+           "other_rep": "相关业务员", "excerpt": "摘要", "message_id": "邮件ID"},
 }
 
 
@@ -138,7 +140,8 @@ def chat_fields(notice: Notice) -> list[tuple[str, str]]:
     lang = "zh" if _zh(notice.language) else "en"
     ctx = notice_context(notice)
     values = {"customer": ctx["customer"], "subject": ctx["subject"], "rep": ctx["rep"],
-              "age": ctx["age_text"], "other_rep": ctx["other_rep"], "message_id": ctx["message_id"]}
+              "age": ctx["age_text"], "other_rep": ctx["other_rep"], "excerpt": ctx["excerpt"],
+              "message_id": ctx["message_id"]}
     return [(_LABELS[lang][key], value) for key, value in values.items() if value]
 
 

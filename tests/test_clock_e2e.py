@@ -1,0 +1,60 @@
+"""The clock after downtime and reassignment, on the real test bed (issue 15, done-when (c), (g))."""
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from mailrouter.commands.demo import deliver_samples
+from mailrouter.store import OutboxRow, SlaStepRow, open_database
+from tests.mailcheck import MovableClock, parsed, wait_for
+from tests.test_sla_e2e import (  # noqa: F401 (fixtures)
+    TUESDAY_10, assignments, buyer_bed, french_inquiry, running, sla_config,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def notices_for(config, assignment_ids) -> list[OutboxRow]:
+    with open_database(config.database)() as session:
+        return list(session.scalars(select(OutboxRow).where(OutboxRow.kind == "notice")))
+
+
+def step_rows(config) -> list[tuple[int, str, str]]:
+    with open_database(config.database)() as session:
+        return [(r.assignment, r.step, r.detail) for r in
+                session.scalars(select(SlaStepRow).order_by(SlaStepRow.id))]
+
+
+def test_after_an_hour_stopped_each_overdue_assignment_gets_one_notice_threaded_on_its_forward(
+        buyer_bed, tmp_path, running):
+    config = sla_config(buyer_bed, tmp_path)
+    clock = MovableClock(TUESDAY_10)
+    deliver_samples(buyer_bed, [french_inquiry(401), french_inquiry(402)])
+    daemon = running(config, clock)
+    firsts = wait_for(lambda: len(assignments(config)) == 2 and assignments(config), "two assignments")
+    for a in firsts:
+        wait_for(lambda: buyer_bed.fetch_all(config.reps[a.rep].email), "the forward")
+    daemon.stop()
+
+    clock.now = TUESDAY_10 + timedelta(hours=1)  # remind, escalate and reassign all fell due
+    running(config, clock)
+    wait_for(lambda: len(assignments(config)) == 4, "the reassignments")
+    time.sleep(1.0)  # several sweeps: nothing more may go out
+    supervisor = config.teams["europe"].supervisor
+    assert buyer_bed.fetch_all(config.reps[supervisor].email) == []  # the skipped escalation
+    for a in firsts:
+        inbox = [parsed(raw) for raw in buyer_bed.fetch_all(config.reps[a.rep].email)]
+        notices = [m for m in inbox if m["In-Reply-To"] == a.forward_message_id]
+        assert len(notices) == 1, [str(m["Subject"]) for m in inbox]
+        assert notices[0]["References"] == a.forward_message_id
+        body = notices[0].get_body(("plain",)).get_content()
+        assert "Demande de prix LED" in body and "marie@lumiere-lyon.fr" in body
+    rows = step_rows(config)
+    for a in firsts:
+        mine = [(step, detail) for assignment, step, detail in rows if assignment == a.id]
+        assert [step for step, _ in mine] == ["remind@5m", "escalate@15m", "reassign@30m"]
+        assert [detail.startswith("skipped") for _, detail in mine] == [True, True, False]
+
