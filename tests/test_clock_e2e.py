@@ -1,6 +1,7 @@
 """The clock after downtime and reassignment, on the real test bed (issue 15, done-when (c), (g))."""
 from __future__ import annotations
 
+import io
 import time
 from datetime import timedelta
 
@@ -57,4 +58,39 @@ def test_after_an_hour_stopped_each_overdue_assignment_gets_one_notice_threaded_
         mine = [(step, detail) for assignment, step, detail in rows if assignment == a.id]
         assert [step for step, _ in mine] == ["remind@5m", "escalate@15m", "reassign@30m"]
         assert [detail.startswith("skipped") for _, detail in mine] == [True, True, False]
+
+
+def test_dry_run_with_unchanged_rules_shows_manual_and_ladder_apart_and_no_change(
+        buyer_bed, tmp_path, running, capsys):
+    from mailrouter.commands.cli import main
+    from mailrouter.commands.dryrun import dry_run, format_dry_run
+    from mailrouter.testing.samples import ENGLISH, Sample, compose
+    from tests.test_manager_e2e import move
+
+    config = sla_config(buyer_bed, tmp_path)
+    clock = MovableClock(TUESDAY_10)
+    stray = Sample("stray", ("sales@example.com",),
+                   compose("Sam Lee <sam@global-imports.com>", "Catalogue request", ENGLISH, n=501), "unrecognized")
+    deliver_samples(buyer_bed, [french_inquiry(), stray])
+    daemon = running(config, clock)
+    wait_for(lambda: assignments(config) and buyer_bed.fetch_all("sales@example.com", "Unrecognized"),
+             "one routed, one unrecognized")
+    daemon.stop()  # (a running daemon looks at Assign/ only when IDLE wakes it)
+    move(buyer_bed, "sales@example.com", "Unrecognized", "Assign/li")  # the manager assigns it by hand
+    daemon = running(config, clock)
+    wait_for(lambda: len(assignments(config)) == 2, "the manual assignment")
+    clock.now = TUESDAY_10 + timedelta(minutes=31)  # the ladder reassigns the routed one
+    wait_for(lambda: any(a.how == "reassign" for a in assignments(config)), "a ladder reassignment")
+    wait_for(lambda: not buyer_bed.fetch_all("sales@example.com", "INBOX"), "everything filed")
+    daemon.stop()
+
+    out = io.StringIO()
+    totals = format_dry_run(dry_run(config, "sales"), out)
+    assert totals.changed == 0, out.getvalue()
+    assert (totals.manual, totals.ladder) == (1, 1), out.getvalue()
+    lines = out.getvalue().splitlines()
+    assert any(line.startswith("manual ") for line in lines)
+    assert any(line.startswith("same ") and "since: reassigned to" in line for line in lines)
+    assert main(["-c", str(config.path), "dry-run", "--mailbox", "sales", "--exit-code"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("0 of 2 would change")
 

@@ -76,12 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DRY_RUN_CHANGES = 3  # not 1, which already means the run itself failed
+
+
 def _add_dry_run(sub) -> None:
     dry = sub.add_parser("dry-run", help="replay past mail through the current rules; changes nothing")
     dry.add_argument("--mailbox", required=True, help="a [[mailbox]] name")
     dry.add_argument("--folder", help="one folder (default: INBOX and every folder mailrouter files into)")
     dry.add_argument("--since", help="e.g. 30d, 2w, 6m or 2026-10-01")
     dry.add_argument("--changes-only", action="store_true", help="print only what would change")
+    dry.add_argument("--exit-code", action="store_true",
+                     help=f"exit {DRY_RUN_CHANGES} when something would change, 0 when nothing would "
+                          "(for scripts, like git diff --exit-code; 1 stays an error)")
     dry.add_argument("--first-start", action="store_true",
                      help="show what starting the daemon would adopt and route in this mailbox")
     dry.set_defaults(func=cmd_dry_run)
@@ -238,11 +244,11 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     try:
         since = parse_since(args.since, date.today()) if args.since else None
         results = dry_run(config, args.mailbox, args.folder, since, progress=sys.stderr.isatty())
-        format_dry_run(results, sys.stdout, args.changes_only)
+        totals = format_dry_run(results, sys.stdout, args.changes_only)
     except (ImapError, ValueError) as exc:
         print(f"dry-run: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return DRY_RUN_CHANGES if args.exit_code and totals.changed else 0
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:

@@ -5,8 +5,11 @@ rules as they are on disk now and compared with the decision the database record
 same message (by content key). The server is only ever EXAMINEd (read-only SELECT) and read
 with BODY.PEEK, so no flag changes, nothing moves, and the database is only read.
 
-The comparison is by outcome, rule and target. For a team target the member is not compared:
-round robin depends on the team's history, which a replay does not reproduce.
+The comparison is by outcome, rule and target, against the rules' own first decision: what
+happened afterwards (the ladder reassigning or pooling it, a manager moving it into Assign/) is
+shown beside it but is no rule change. A message the manager assigned by hand from the start
+has no rule decision to compare with, so it is listed as manual. For a team target the member
+is not compared: round robin depends on the team's history, which a replay does not reproduce.
 """
 from __future__ import annotations
 
@@ -43,6 +46,8 @@ class Recorded:
     rep: str | None
     team: str | None
     how: str = "rule"  # "registry": a known customer went to its owner; rules were not asked
+    # "manual": assigned by hand from the start; nothing to compare
+    since: str = ""  # what happened after the first decision, e.g. "reassigned to li"
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,13 @@ class DryRunResult:
         return self.old is not None and self.old.how == "registry"
 
     @property
+    def manual(self) -> bool:
+        """Assigned by a manager with no rule decision before it: nothing to compare."""
+        return self.old is not None and self.old.how == "manual"
+
+    @property
     def changed(self) -> bool:
-        return self.old is not None and not self.by_registry and target(self.old.outcome, self.old.rule, self.old.rep, self.old.team) \
+        return self.old is not None and not self.by_registry and not self.manual and target(self.old.outcome, self.old.rule, self.old.rep, self.old.team) \
             != target(self.outcome, self.rule, self.rep, self.team)
 
 
@@ -154,9 +164,24 @@ def recorded_decision(sessions: sessionmaker[Session], key: str) -> Recorded | N
         if not rows:
             return None
         row = rows[0]
-        how = session.scalars(select(AssignmentRow.how).where(AssignmentRow.message == row.id)
-                              .order_by(AssignmentRow.id).limit(1)).first()
-    return Recorded(row.outcome, row.rule, row.rep, row.team, how or "rule")
+        held = session.scalars(select(AssignmentRow).where(AssignmentRow.message == row.id)
+                               .order_by(AssignmentRow.id)).all()
+        history = [(a.how, a.rep, a.end_reason) for a in held]
+    # the message row follows its current owner; the first assignment is the rules' choice
+    first_rep = history[0][1] if history else row.rep
+    return Recorded(row.outcome, row.rule, first_rep, row.team, history[0][0] if history else "rule",
+                    since_first(history))
+
+
+def since_first(history: Sequence[tuple[str, str, str | None]]) -> str:
+    """What the ladder and managers did after the first assignment, from (how, rep, end_reason)
+    rows in order; "" when nothing did."""
+    events = []
+    for how, rep, _end in history[1:]:
+        events.append(f"assigned by hand to {rep}" if how == "manual" else f"reassigned to {rep}")
+    if history and history[-1][2] == "pooled":
+        events.append("pooled")
+    return ", ".join(events)
 
 
 # -- report
@@ -167,6 +192,8 @@ class DryRunTotals:
     changed: int = 0
     unseen: int = 0
     by_registry: int = 0
+    manual: int = 0  # assigned by hand from the start
+    ladder: int = 0  # reassigned or pooled since (compared with the first decision all the same)
     changes: Counter[str] = field(default_factory=Counter)  # "zhang -> li" -> how many
 
     def summary(self) -> str:
@@ -176,6 +203,11 @@ class DryRunTotals:
         notes = [f"{self.unseen} not in the database"] if self.unseen else []
         if self.by_registry:
             notes.append(f"{self.by_registry} routed by the customer registry, which rules do not change")
+        if self.manual:
+            notes.append(f"{self.manual} assigned by hand, not compared")
+        if self.ladder:
+            notes.append(f"{self.ladder} moved on since by the ladder or a manager, compared by "
+                         "their first decision")
         return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
@@ -183,12 +215,16 @@ def format_result(r: DryRunResult) -> str:
     new = describe(r.outcome, r.rule, r.rep, r.team)
     if r.old is None:
         mark, what = "new", new
+    elif r.manual:
+        mark, what = "manual", f"assigned by hand to {r.old.rep} (rules now: {new})"
     elif r.old is not None and r.by_registry:
         mark, what = "registry", f"{describe(r.old.outcome, r.old.rule, r.old.rep, r.old.team)} (known customer; rules not asked)"
     elif r.old is not None and r.changed:
         mark, what = "CHANGED", f"{describe(r.old.outcome, r.old.rule, r.old.rep, r.old.team)} -> {new}"
     else:
         mark, what = "same", new
+    if r.old is not None and r.old.since:
+        what += f"; since: {r.old.since}"
     return f"{mark:<8} {r.folder}#{r.uid} {r.message_id or '(no Message-ID)'} from {r.sender or '?'}: {what}"
 
 
@@ -199,6 +235,8 @@ def format_dry_run(results: Iterable[DryRunResult], out: TextIO, only_changes: b
         totals.examined += 1
         totals.unseen += r.old is None
         totals.by_registry += r.by_registry
+        totals.manual += r.manual
+        totals.ladder += bool(r.old and r.old.since) and not r.manual
         if r.changed:
             totals.changed += 1
             assert r.old is not None
