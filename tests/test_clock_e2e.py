@@ -94,3 +94,22 @@ def test_dry_run_with_unchanged_rules_shows_manual_and_ladder_apart_and_no_chang
     assert main(["-c", str(config.path), "dry-run", "--mailbox", "sales", "--exit-code"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("0 of 2 would change")
 
+
+def test_a_reassigned_inquiry_is_overdue_once_past_its_new_due_time(buyer_bed, tmp_path, running):
+    from mailrouter.reports.overdue import overdue_now
+
+    config = sla_config(buyer_bed, tmp_path)
+    clock = MovableClock(TUESDAY_10)
+    deliver_samples(buyer_bed, [french_inquiry()])
+    running(config, clock)
+    wait_for(lambda: assignments(config), "the assignment")
+    clock.now = TUESDAY_10 + timedelta(minutes=31)
+    _old, new = wait_for(lambda: len(assignments(config)) == 2 and assignments(config), "the reassignment")
+    assert new.due_at == clock.now + timedelta(minutes=5)  # the ladder's first step, from the handover
+
+    def overdue_ids(at):
+        with open_database(config.database)() as session:
+            return [o.assignment for o in overdue_now(session, at)]
+
+    assert overdue_ids(clock.now + timedelta(minutes=4)) == []
+    assert overdue_ids(clock.now + timedelta(minutes=6)) == [new.id]

@@ -124,6 +124,15 @@ def due_steps(snap: AssignmentSnapshot, ladder: Ladder, calendar: BusinessCalend
     return result
 
 
+def first_due(ladder: Ladder, calendar: BusinessCalendar, started_at: datetime, rep: str = "") -> datetime | None:
+    """When an assignment started at `started_at` is due for a first reply: its ladder's first
+    step (None for a ladder without steps). Every assignment has one, reassigned ones included,
+    so overdue lists and SLA figures see them."""
+    if not ladder.steps:
+        return None
+    return step_time(ladder.steps[0], ladder, AssignmentSnapshot(rep, started_at), calendar)
+
+
 def latest_only(steps: Sequence[Step]) -> tuple[Step | None, list[Step]]:
     """(the step to carry out, the ones to record as skipped) among steps due together.
 

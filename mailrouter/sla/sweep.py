@@ -29,7 +29,9 @@ from mailrouter.model import Clock, Decision, Outcome
 from mailrouter.act.admit import forward_message_id, parse_original
 from mailrouter.registry.record import handover
 from mailrouter.registry.match import match_sender
-from mailrouter.sla.ladder import AssignmentSnapshot, Step, StepKind, due_steps, latest_only, pick_reassignee
+from mailrouter.sla.ladder import (
+    AssignmentSnapshot, Step, StepKind, due_steps, first_due, latest_only, pick_reassignee,
+)
 from mailrouter.sla.notify import Notice, NoticeKind, render_notice
 from mailrouter.sla.webhook import WebhookSender
 from mailrouter.intake.spool import Spool, SpooledMessage, is_referenced, queued_forward
@@ -251,7 +253,7 @@ class FollowUp:
                                  now.astimezone(self.config.timezone))
         new = AssignmentRow(message=message.id, rep=rep.id, team=a.team, customer=a.customer,
                             assigned_at=now, how="reassign", ladder=a.ladder, reassigned_from=a.id,
-                            forward_message_id=fwd_id)
+                            forward_message_id=fwd_id, due_at=self._due_from(a, rep.id, now))
         session.add(new)
         session.add(OutboxRow(mailbox=mailbox.name, kind="forward", message=message.id,
                               sender=mailbox.address, recipient=rep.email, **forward,
@@ -260,6 +262,10 @@ class FollowUp:
                              self.config.registry.quiet_days)
         if match is not None and self.config.registry.enabled:
             handover(session, match.customer_id, rep.id, f"reassigned: {a.rep} did not reply", now)
+
+    def _due_from(self, a: AssignmentRow, rep: str, start: datetime) -> datetime | None:
+        """The new owner's first-reply due time: the same ladder, counted from the handover."""
+        return first_due(self.config.sla.ladder(a.ladder), self.config.sla.calendar_for(a.team), start, rep)
 
     def _notice(self, kind: NoticeKind, a: AssignmentRow, message: MessageRow, step: Step,
                 now: datetime, excerpt: str, language: str, **fields) -> Notice:
