@@ -113,3 +113,38 @@ def test_a_reassigned_inquiry_is_overdue_once_past_its_new_due_time(buyer_bed, t
 
     assert overdue_ids(clock.now + timedelta(minutes=4)) == []
     assert overdue_ids(clock.now + timedelta(minutes=6)) == [new.id]
+
+
+def test_an_inquiry_delivered_while_stopped_is_measured_from_its_arrival(buyer_bed, tmp_path, running):
+    from mailrouter.store import MessageRow
+    from mailrouter.testing.samples import ENGLISH, Sample, compose
+    from tests.test_sla_e2e import reply_as_client
+
+    config = sla_config(buyer_bed, tmp_path)
+    clock = MovableClock(TUESDAY_10)
+    stray = Sample("stray", ("sales@example.com",),
+                   compose("Sam Lee <sam@global-imports.com>", "Catalogue request", ENGLISH, n=501), "unrecognized")
+    deliver_samples(buyer_bed, [stray])  # the daemon looks at the mailbox once, then stops
+    daemon = running(config, clock)
+    wait_for(lambda: buyer_bed.fetch_all("sales@example.com", "Unrecognized"), "the first look")
+    daemon.stop()
+
+    arrived = TUESDAY_10 + timedelta(minutes=10)
+    client = buyer_bed.imap("sales@example.com")
+    try:  # delivered during the outage: the server's INTERNALDATE says when
+        client.append("INBOX", french_inquiry().raw, msg_time=arrived)
+    finally:
+        client.logout()
+    clock.now = arrived + timedelta(seconds=383)
+    running(config, clock)
+    [a] = wait_for(lambda: assignments(config), "the assignment")
+    rep = config.reps[a.rep]
+    wait_for(lambda: buyer_bed.fetch_all(rep.email), "the forward")
+    with open_database(config.database)() as session:
+        assert session.get(MessageRow, a.message).received_at == arrived
+    assert a.due_at == arrived + timedelta(minutes=5)  # in business hours: arrival + 5 min
+
+    clock.now = arrived + timedelta(seconds=790)
+    reply_as_client(buyer_bed, rep.email, a.forward_message_id, arrived + timedelta(seconds=780))
+    [done] = wait_for(lambda: [x for x in assignments(config) if x.first_reply_at], "the reply")
+    assert done.reply_seconds == 780  # what the buyer waited, not 397 s since the restart
