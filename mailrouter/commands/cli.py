@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="route sample inquiries on a throwaway local mail server")
     demo.add_argument("--keep", action="store_true", help="keep the demo's files for a look")
     demo.set_defaults(func=cmd_demo)
-    sub.add_parser("status", help="health summary from the database").set_defaults(func=cmd_status)
+    status = sub.add_parser("status", help="health summary from the database")
+    status.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
+    status.set_defaults(func=cmd_status)
     _add_dry_run(sub)
     _add_db(sub)
     _add_rep(sub)
@@ -182,7 +184,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from mailrouter.store import open_database, utcnow
 
     config = load_config(args.config, resolve_secrets=False)
-    print(format_status(status_summary(open_database(config.database), config, utcnow())))
+    print(format_status(status_summary(open_database(config.database), config, utcnow()),
+                        args.language or config.language))
     return 0
 
 

@@ -111,7 +111,7 @@ def _load(path: Path, given_environ: dict[str, str] | None, resolve_secrets: boo
                             min_language_chars=_min_language_chars(r, r.table(data, "classify"))),
         rules=ruleset, own_addresses=own, registry=registry, sla=sla, metrics=metrics, digest=digest,
         large_message_bytes=daemon["large_message_bytes"], spool_dir=daemon["spool_dir"],
-        secrets_resolved=resolve_secrets,
+        secrets_resolved=resolve_secrets, language=daemon["language"],
     )
 
 
@@ -120,10 +120,13 @@ def _resolve(base: Path, value: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
+COMMAND_LANGUAGES = ("en", "zh")  # what status, dry-run, report and overdue can print
+
+
 def _daemon_section(r: Reader, d: dict[str, Any], base: Path, state_dir: Path) -> dict[str, Any]:
     p = "daemon."
     r.unknown_keys(d, {"database", "timezone", "rules_dir", "max_connections_per_server", "parse_workers",
-                       "large_message_bytes", "spool_dir"}, p)
+                       "large_message_bytes", "spool_dir", "language"}, p)
     database = r.get(d, "database", str, f"sqlite:///{state_dir / 'mailrouter.db'}", p)
     if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
         # a relative SQLite path is relative to the config file, not to the current directory
@@ -143,8 +146,12 @@ def _daemon_section(r: Reader, d: dict[str, Any], base: Path, state_dir: Path) -
         r.problem(p + "rules_dir", f"folder {rules_dir} does not exist")
     limit = r.number(d, "max_connections_per_server", int, 8, p, low=1, high=100)
     workers = r.number(d, "parse_workers", int, 1, p, low=0, high=8)
+    language = r.get(d, "language", str, "en", p)
+    if language not in COMMAND_LANGUAGES:
+        r.problem(p + "language", f"must be one of {', '.join(COMMAND_LANGUAGES)}, not {language!r}")
+        language = "en"
     return {"database": database, "timezone": tz, "rules_dir": rules_dir, "connection_limit": limit,
-            "parse_workers": workers, **_spool_keys(r, d, base, database, state_dir)}
+            "parse_workers": workers, "language": language, **_spool_keys(r, d, base, database, state_dir)}
 
 
 def _spool_keys(r: Reader, d: dict[str, Any], base: Path, database: str, state_dir: Path) -> dict[str, Any]:
