@@ -172,3 +172,14 @@ def test_manual_assignments_are_listed_apart_and_never_a_change() -> None:
     assert out.getvalue().splitlines()[0].startswith("manual   INBOX#7 <m@x> from a@b.de: assigned by hand to li")
     assert (totals.changed, totals.manual) == (0, 1)
     assert out.getvalue().splitlines()[-1] == "0 of 1 would change (1 assigned by hand, not compared)"
+
+
+def test_report_lines_and_summary_in_chinese() -> None:
+    out = io.StringIO()
+    format_dry_run([result("routed", "li", Recorded("routed", "r", "zhang", None)),
+                    result("unrecognized", None, Recorded("routed", None, "li", None, "manual"))], out,
+                   language="zh")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "改变     INBOX#7 <m@x> 发件人 a@b.de: routed zhang (r) -> routed li (r)"
+    assert lines[1].startswith("手动     INBOX#7 <m@x> 发件人 a@b.de: 手动分配给 li")
+    assert lines[-1] == "2 封中 1 封会改变：1 zhang -> li（1 封为手动分配，不比较）"

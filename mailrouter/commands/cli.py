@@ -90,6 +90,7 @@ def _add_dry_run(sub) -> None:
     dry.add_argument("--exit-code", action="store_true",
                      help=f"exit {DRY_RUN_CHANGES} when something would change, 0 when nothing would "
                           "(for scripts, like git diff --exit-code; 1 stays an error)")
+    dry.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
     dry.add_argument("--first-start", action="store_true",
                      help="show what starting the daemon would adopt and route in this mailbox")
     dry.set_defaults(func=cmd_dry_run)
@@ -247,7 +248,7 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     try:
         since = parse_since(args.since, date.today()) if args.since else None
         results = dry_run(config, args.mailbox, args.folder, since, progress=sys.stderr.isatty())
-        totals = format_dry_run(results, sys.stdout, args.changes_only)
+        totals = format_dry_run(results, sys.stdout, args.changes_only, args.language or config.language)
     except (ImapError, ValueError) as exc:
         print(f"dry-run: {exc}", file=sys.stderr)
         return 1

@@ -32,6 +32,7 @@ from mailrouter.model import Outcome
 from mailrouter.act.admit import examine, examine_spooled
 from mailrouter.intake.spool import SpooledMessage, fingerprints, scan
 from mailrouter.store import AssignmentRow, MessageRow, open_database
+from mailrouter.reports.render import width
 from mailrouter.runtime.mailbox import imap_settings
 
 FETCH_BATCH = 100  # bounded memory on a mailbox of years
@@ -196,39 +197,62 @@ class DryRunTotals:
     ladder: int = 0  # reassigned or pooled since (compared with the first decision all the same)
     changes: Counter[str] = field(default_factory=Counter)  # "zhang -> li" -> how many
 
-    def summary(self) -> str:
-        head = f"{self.changed} of {self.examined} would change"
+    def summary(self, language: str = "en") -> str:
+        t = TEXT[_lang(language)]
+        head = t["head"].format(changed=self.changed, examined=self.examined)
         parts = [f"{n} {what}" for what, n in self.changes.most_common()]
-        text = head + (": " + "; ".join(parts) if parts else "")
-        notes = [f"{self.unseen} not in the database"] if self.unseen else []
-        if self.by_registry:
-            notes.append(f"{self.by_registry} routed by the customer registry, which rules do not change")
-        if self.manual:
-            notes.append(f"{self.manual} assigned by hand, not compared")
-        if self.ladder:
-            notes.append(f"{self.ladder} moved on since by the ladder or a manager, compared by "
-                         "their first decision")
-        return text + (f" ({'; '.join(notes)})" if notes else "")
+        text = head + (t["colon"] + "; ".join(parts) if parts else "")
+        counts = (("unseen", self.unseen), ("by_registry", self.by_registry), ("manual", self.manual),
+                  ("ladder", self.ladder))
+        notes = [t[key].format(n=n) for key, n in counts if n]
+        return text + (t["notes"].format("; ".join(notes)) if notes else "")
 
 
-def format_result(r: DryRunResult) -> str:
+TEXT = {
+    "en": {"head": "{changed} of {examined} would change", "colon": ": ", "notes": " ({})",
+           "unseen": "{n} not in the database",
+           "by_registry": "{n} routed by the customer registry, which rules do not change",
+           "manual": "{n} assigned by hand, not compared",
+           "ladder": "{n} moved on since by the ladder or a manager, compared by their first decision",
+           "same": "same", "CHANGED": "CHANGED", "new": "new", "registry": "registry", "manual_mark": "manual",
+           "known": "known customer; rules not asked", "by_hand": "assigned by hand to {rep} (rules now: {new})",
+           "since": "since", "from": "from"},
+    "zh": {"head": "{examined} 封中 {changed} 封会改变", "colon": "：", "notes": "（{}）",
+           "unseen": "{n} 封不在数据库中",
+           "by_registry": "{n} 封由客户登记分配，规则改变不影响",
+           "manual": "{n} 封为手动分配，不比较",
+           "ladder": "{n} 封之后被升级规则或主管转派，按最初的决定比较",
+           "same": "不变", "CHANGED": "改变", "new": "新邮件", "registry": "登记", "manual_mark": "手动",
+           "known": "已登记客户；未用规则", "by_hand": "手动分配给 {rep}（现在的规则：{new}）",
+           "since": "之后", "from": "发件人"},
+}
+
+
+def _lang(language: str) -> str:
+    return "zh" if language == "zh" else "en"
+
+
+def format_result(r: DryRunResult, language: str = "en") -> str:
+    t = TEXT[_lang(language)]
     new = describe(r.outcome, r.rule, r.rep, r.team)
     if r.old is None:
-        mark, what = "new", new
+        mark, what = t["new"], new
     elif r.manual:
-        mark, what = "manual", f"assigned by hand to {r.old.rep} (rules now: {new})"
-    elif r.old is not None and r.by_registry:
-        mark, what = "registry", f"{describe(r.old.outcome, r.old.rule, r.old.rep, r.old.team)} (known customer; rules not asked)"
-    elif r.old is not None and r.changed:
-        mark, what = "CHANGED", f"{describe(r.old.outcome, r.old.rule, r.old.rep, r.old.team)} -> {new}"
+        mark, what = t["manual_mark"], t["by_hand"].format(rep=r.old.rep, new=new)
+    elif r.by_registry:
+        mark, what = t["registry"], f"{describe(r.old.outcome, r.old.rule, r.old.rep, r.old.team)} ({t['known']})"
+    elif r.changed:
+        mark, what = t["CHANGED"], f"{describe(r.old.outcome, r.old.rule, r.old.rep, r.old.team)} -> {new}"
     else:
-        mark, what = "same", new
+        mark, what = t["same"], new
     if r.old is not None and r.old.since:
-        what += f"; since: {r.old.since}"
-    return f"{mark:<8} {r.folder}#{r.uid} {r.message_id or '(no Message-ID)'} from {r.sender or '?'}: {what}"
+        what += f"; {t['since']}: {r.old.since}"
+    mark += " " * max(1, 9 - width(mark))
+    return f"{mark}{r.folder}#{r.uid} {r.message_id or '(no Message-ID)'} {t['from']} {r.sender or '?'}: {what}"
 
 
-def format_dry_run(results: Iterable[DryRunResult], out: TextIO, only_changes: bool = False) -> DryRunTotals:
+def format_dry_run(results: Iterable[DryRunResult], out: TextIO, only_changes: bool = False,
+                   language: str = "en") -> DryRunTotals:
     """Print one line per message as results arrive, then the summary; return the totals."""
     totals = DryRunTotals()
     for r in results:
@@ -243,8 +267,8 @@ def format_dry_run(results: Iterable[DryRunResult], out: TextIO, only_changes: b
             totals.changes[f"{_short(r.old.outcome, r.old.rep, r.old.team)} -> "
                            f"{_short(r.outcome, r.rep, r.team)}"] += 1
         if r.changed or not only_changes:
-            print(format_result(r), file=out)
-    print(totals.summary(), file=out)
+            print(format_result(r, language), file=out)
+    print(totals.summary(language), file=out)
     return totals
 
 
