@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rep(sub)
     suggest = sub.add_parser("suggest-rules", help="rules that would have caught recent manual assignments")
     suggest.add_argument("--last", type=int, default=50, help="how many manual assignments (default 50)")
-    suggest.add_argument("--min-hits", type=int, default=3)
+    suggest.add_argument("--min-hits", type=int, default=3,
+                         help="manual assignments a trait needs before it is suggested (default 3)")
     suggest.set_defaults(func=cmd_suggest)
     from mailrouter.registry.cli import add_registry_parser
     from mailrouter.reports.cli import add_report_parsers
@@ -257,12 +258,16 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
 
 def cmd_suggest(args: argparse.Namespace) -> int:
     from mailrouter.store import open_database
-    from mailrouter.commands.suggest import format_suggestions, recent_manual, suggest
+    from dataclasses import replace
+
+    from mailrouter.commands.suggest import also_caught, format_suggestions, recent_manual, suggest
 
     config = load_config(args.config, resolve_secrets=False)
     with open_database(config.database)() as session:
         cases = recent_manual(session, args.last)
-    print(format_suggestions(suggest(cases, min_hits=args.min_hits), len(cases)))
+        found = [replace(s, also=also_caught(session, s))
+                 for s in suggest(cases, min_hits=args.min_hits, free_mail=config.parse.free_mail_domains)]
+    print(format_suggestions(found, len(cases)))
     return 0
 
 
