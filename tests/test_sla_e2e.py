@@ -220,7 +220,7 @@ def test_wecom_webhook_receives_the_escalation(buyer_bed, tmp_path, running, mon
     monkeypatch.setenv("WECOM_URL", f"http://127.0.0.1:{server.server_port}/cgi-bin/webhook/send?key=SECRET")
     try:
         config = sla_config(buyer_bed, tmp_path, webhook=[{"name": "sales-group", "format": "wecom",
-                                                           "url_env": "WECOM_URL"}])
+                                                           "url_env": "WECOM_URL", "batch": "1s"}])
         clock = MovableClock(TUESDAY_10)
         route_one(buyer_bed, config, clock, running)
         clock.now = TUESDAY_10 + timedelta(minutes=6)

@@ -312,7 +312,7 @@ def _reps(r: Reader, d: dict[str, Any], mailboxes: tuple[MailboxConfig, ...]) ->
         if not ID_PATTERN.match(rep_id):
             r.problem(p[:-1], "rep ids are lower-case ASCII letters, digits, - and _ "
                       "(they become IMAP keywords); put the full name in name =")
-        r.unknown_keys(rd, {"name", "email", "language", "folder", "active", "max_open"}, p)
+        r.unknown_keys(rd, {"name", "email", "language", "folder", "active", "max_open", "chat_ids"}, p)
         email = r.get(rd, "email", str, "", p, required=True).strip().lower()
         if email and "@" not in email:
             r.problem(p + "email", f"{email!r} is not an email address")
@@ -336,10 +336,33 @@ def _reps(r: Reader, d: dict[str, Any], mailboxes: tuple[MailboxConfig, ...]) ->
             max_open = r.number(rd, "max_open", int, None, p, low=1)
         reps[rep_id] = RepConfig(
             id=rep_id, name=r.get(rd, "name", str, rep_id, p), email=email, language=language,
-            folder=folder, active=r.get(rd, "active", bool, True, p), max_open=max_open)
+            folder=folder, active=r.get(rd, "active", bool, True, p), max_open=max_open,
+            chat_ids=_chat_ids(r, rd.get("chat_ids", {}), p + "chat_ids"))
     if not reps:
         r.problem("reps", "at least one rep is required")
     return reps
+
+
+CHAT_PLATFORMS = ("wecom", "dingtalk", "feishu", "slack")  # where a post can @mention a rep
+_CHAT_ID = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+
+
+def _chat_ids(r: Reader, raw: Any, key: str) -> dict[str, str]:
+    """`chat_ids = { wecom = "LiNa", feishu = "ou_..." }`: the rep's user id on each platform.
+    Ids go into chat markup, so only plain id characters are accepted."""
+    if not isinstance(raw, dict):
+        r.problem(key, 'must be a table like { wecom = "LiNa", dingtalk = "manager4711" }')
+        return {}
+    ids = {}
+    for platform, value in raw.items():
+        if platform not in CHAT_PLATFORMS:
+            r.problem(f"{key}.{platform}", f"unknown platform (known: {', '.join(CHAT_PLATFORMS)})")
+        elif not isinstance(value, str) or not _CHAT_ID.match(value):
+            r.problem(f"{key}.{platform}", f"must be the user id as the platform shows it "
+                      f"(letters, digits, _ . @ + -), not {value!r}")
+        else:
+            ids[platform] = value
+    return ids
 
 
 def _teams(r: Reader, d: dict[str, Any], reps: dict[str, RepConfig]

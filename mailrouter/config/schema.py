@@ -67,6 +67,7 @@ class RepConfig:
     folder: str  # name used in folder paths (may be non-ASCII)
     active: bool
     max_open: int | None = None  # with this many unreplied inquiries, no new ones; None: no cap
+    chat_ids: dict[str, str] = field(default_factory=dict)  # platform -> user id, for @mentions
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -33,7 +33,7 @@ from mailrouter.sla.ladder import (
     AssignmentSnapshot, Step, StepKind, due_steps, first_due, latest_only, pick_reassignee,
 )
 from mailrouter.sla.notify import Notice, NoticeKind, render_notice
-from mailrouter.sla.webhook import WebhookSender
+from mailrouter.sla.webhook import WebhookSender, WebhookTarget
 from mailrouter.intake.spool import Spool, SpooledMessage, is_referenced, queued_forward
 from mailrouter.store import AssignmentRow, MessageRow, OutboxRow, SlaStepRow
 from mailrouter.act.templating import make_environment
@@ -216,7 +216,7 @@ class FollowUp:
                                    other_rep=new.name)
         self._queue_notice(session, mailbox, away_notice, old.email, a, step)
         pending.notices.append(self._notice(NoticeKind.REASSIGN, a, message, step, now, pending.excerpt, new.language,
-                                            rep=new.name, other_rep=old.name))
+                                            rep=new.name, other_rep=old.name, rep_id=new.id))
         folder = self.config.folders.routed.format(rep=new.folder)
         keywords = (self.config.keyword_prefix + "routed", self.config.keyword_prefix + new.id)
         pending.moves.append(Move(message.message_id, message.folder, folder, keywords))
@@ -271,7 +271,7 @@ class FollowUp:
                 now: datetime, excerpt: str, language: str, **fields) -> Notice:
         values = dict(rep=self.config.reps[a.rep].name, customer=a.customer, subject=message.subject,
                       message_id=message.message_id, age=now - message.received_at,
-                      language=language, step=step.key, excerpt=excerpt)
+                      language=language, step=step.key, excerpt=excerpt, rep_id=a.rep)
         values.update(fields)
         return Notice(kind=kind, **values)
 
@@ -295,7 +295,7 @@ class FollowUp:
         if self.webhooks:
             for notice in pending.notices:
                 for target in self.config.sla.webhooks:
-                    self.webhooks.notify(target, notice)
+                    self.webhooks.notify(*for_channel(notice, target, self.config))
         for move in pending.moves:
             move_shared_copy(mailbox, move, conn)
 
@@ -330,6 +330,13 @@ def excerpt(text: str, limit: int) -> str:
         return flat
     cut = flat[:limit].rsplit(" ", 1)[0] or flat[:limit]
     return cut + "…"
+
+
+def for_channel(notice: Notice, target: WebhookTarget, config: Config) -> tuple[WebhookTarget, Notice, str | None]:
+    """(target, the notice in the channel's language, the chat id of the rep to @mention)."""
+    rep = config.reps.get(notice.rep_id)
+    mention = rep.chat_ids.get(target.platform) if rep else None
+    return target, replace(notice, language=target.language or notice.language), mention
 
 
 def _minutes(age: timedelta) -> str:
