@@ -110,3 +110,18 @@ def test_status_in_chinese(sessions: sessionmaker[Session], config: Config) -> N
     assert "  今天           1 已忽略, 3 已分配, 1 未识别" in text
     assert "分配             2 个等待首次回复，1 个已超时" in text
     assert "待人处理         1（与报表口径相同）（最早 5m）" in text
+
+
+def test_status_shows_ladder_steps_skipped_after_downtime(sessions: sessionmaker[Session], config: Config) -> None:
+    from mailrouter.store import SlaStepRow
+
+    fill(sessions)
+    with sessions.begin() as s:
+        for step, detail in (("remind@5m", "skipped: reassign@30m was due as well"),
+                             ("escalate@15m", "skipped: reassign@30m was due as well"),
+                             ("reassign@30m", "reassigned from zhang to li")):
+            s.add(SlaStepRow(assignment=2, step=step, kind=step.partition("@")[0], due_at=NOW, done_at=NOW,
+                             detail=detail))
+    assert "ladder today     1 step(s) taken, 2 skipped after downtime" in format_status(
+        status_summary(sessions, config, NOW))
+    assert "今日升级步骤     执行 1 步，停机后跳过 2 步" in format_status(status_summary(sessions, config, NOW), "zh")

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailrouter.config.schema import Config
 from mailrouter.reports.figures import Backlog, backlog
 from mailrouter.reports.render import width
-from mailrouter.store import FILED, AssignmentRow, MessageRow, OutboxRow
+from mailrouter.store import FILED, AssignmentRow, MessageRow, OutboxRow, SlaStepRow
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class StatusSummary:
     overdue_assignments: int  # open and past their first-reply due time
     failing_outbox: int = 0  # pending forwards that failed at least once
     backlog: Backlog | None = None  # waiting for a person: the report's definition (reports/figures.py)
+    ladder_today: tuple[int, int] = (0, 0)  # ladder steps (taken, skipped after downtime) since midnight
 
 
 def status_summary(sessions: sessionmaker[Session], config: Config, now: datetime) -> StatusSummary:
@@ -55,8 +56,9 @@ def status_summary(sessions: sessionmaker[Session], config: Config, now: datetim
         depth, oldest, failing = _outbox(session)
         open_count, overdue = _assignments(session, now)
         waiting = backlog(session, now)
+        ladder = _ladder_steps(session, since)
     return StatusSummary(now.astimezone(config.timezone), mailboxes, depth, _age(now, oldest), open_count,
-                         overdue, failing, waiting)
+                         overdue, failing, waiting, ladder)
 
 
 def local_midnight(now: datetime, config: Config) -> datetime:
@@ -105,6 +107,15 @@ def _assignments(session: Session, now: datetime) -> tuple[int, int]:
     return int(open_count), int(overdue)
 
 
+def _ladder_steps(session: Session, since: datetime) -> tuple[int, int]:
+    """(taken, skipped) ladder steps since `since`: skipped ones were overtaken by a later step
+    due at the same time (sla/ladder.py latest_only), e.g. after the daemon was stopped."""
+    skipped = SlaStepRow.detail.like("skipped:%")
+    taken, passed = session.execute(select(func.count(), func.count().filter(skipped))
+                                    .where(SlaStepRow.done_at >= since)).one()
+    return int(taken or 0) - int(passed or 0), int(passed or 0)
+
+
 def _age(now: datetime, then: datetime | None) -> timedelta | None:
     if then is None:
         return None
@@ -121,13 +132,15 @@ LABELS = {
            "unfiled": "not yet filed", "outbox": "outbox", "waiting_n": "{n} waiting",
            "retried": "{n} being retried", "assignments": "assignments",
            "open": "{n} awaiting a first reply, {overdue} overdue", "backlog": "backlog",
-           "backlog_n": "{n} waiting for a person, as the report counts them", "oldest": "oldest {age}"},
+           "backlog_n": "{n} waiting for a person, as the report counts them", "oldest": "oldest {age}",
+           "ladder": "ladder today", "ladder_n": "{taken} step(s) taken, {skipped} skipped after downtime"},
     "zh": {"title": "mailrouter 状态（{at}）", "mailbox": "邮箱 {name}：", "last": "最近一封",
            "ago": "{age}前", "none_yet": "暂无", "today": "今天", "none": "无",
            "unfiled": "尚未归档", "outbox": "待发队列", "waiting_n": "{n} 封等待",
            "retried": "{n} 封正在重试", "assignments": "分配",
            "open": "{n} 个等待首次回复，{overdue} 个已超时", "backlog": "待人处理",
-           "backlog_n": "{n}（与报表口径相同）", "oldest": "最早 {age}"},
+           "backlog_n": "{n}（与报表口径相同）", "oldest": "最早 {age}",
+           "ladder": "今日升级步骤", "ladder_n": "执行 {taken} 步，停机后跳过 {skipped} 步"},
 }
 OUTCOMES_ZH = {"routed": "已分配", "ignored": "已忽略", "unrecognized": "未识别", "duplicate": "重复",
                "quarantined": "已隔离", "undeliverable": "无法投递"}
@@ -165,6 +178,9 @@ def format_status(summary: StatusSummary, language: str = "en") -> str:
         age = (None if summary.backlog.oldest_age_seconds is None
                else timedelta(seconds=summary.backlog.oldest_age_seconds))
         lines.append(line(t["backlog"], t["backlog_n"].format(n=summary.backlog.count) + oldest(age)))
+    if any(summary.ladder_today):
+        taken, skipped = summary.ladder_today
+        lines.append(line(t["ladder"], t["ladder_n"].format(taken=taken, skipped=skipped)))
     return "\n".join(lines)
 
 
