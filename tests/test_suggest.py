@@ -48,3 +48,12 @@ def test_a_suggestion_says_what_else_it_would_catch(sessions):
     with sessions() as s:
         assert also_caught(s, top) == 1  # b@y.vn: four VN messages, three were the manual cases
     assert "it would also catch 1 other past message(s)" in replace(top, also=1).sentence(3)
+
+
+def test_suggestions_in_chinese():
+    from mailrouter.commands.suggest import format_suggestions
+
+    [top, *_] = suggest([case("chen")] * 3)
+    text = format_suggestions([replace(top, also=2)], 3, "zh")
+    assert text.startswith("# 最近 3 个手动分配中，来自 VN的 3 个询盘有 3 个分给了 chen；该规则还会命中 2 封其他历史邮件\n[[rule]]")
+    assert format_suggestions([], 5, "zh") == "最近 5 个手动分配中，没有足够多的共同特征可以写成规则。"

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     suggest.add_argument("--last", type=int, default=50, help="how many manual assignments (default 50)")
     suggest.add_argument("--min-hits", type=int, default=3,
                          help="manual assignments a trait needs before it is suggested (default 3)")
+    suggest.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
     suggest.set_defaults(func=cmd_suggest)
     from mailrouter.registry.cli import add_registry_parser
     from mailrouter.reports.cli import add_report_parsers
@@ -267,7 +268,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         cases = recent_manual(session, args.last)
         found = [replace(s, also=also_caught(session, s))
                  for s in suggest(cases, min_hits=args.min_hits, free_mail=config.parse.free_mail_domains)]
-    print(format_suggestions(found, len(cases)))
+    print(format_suggestions(found, len(cases), args.language or config.language))
     return 0
 
 

@@ -50,7 +50,11 @@ class Suggestion:
     trait: Trait | None = None
     also: int | None = None  # other past messages the rule would catch (None: not counted)
 
-    def sentence(self, of: int) -> str:
+    def sentence(self, of: int, language: str = "en") -> str:
+        if language == "zh":
+            label = ZH_LABELS[self.trait.key].format(self.trait.value) if self.trait else self.label
+            text = f"最近 {of} 个手动分配中，{label}的 {self.total} 个询盘有 {self.hits} 个分给了 {self.rep}"
+            return text + (f"；该规则还会命中 {self.also} 封其他历史邮件" if self.also is not None else "")
         text = (f"{self.hits} of {self.total} manually assigned inquiries {self.label} went to "
                 f"{self.rep} (of the last {of})")
         if self.also is not None:
@@ -131,10 +135,14 @@ def recent_manual(session: Session, limit: int) -> list[ManualCase]:
             for rep, country, language, products, sender in rows]
 
 
-def format_suggestions(suggestions: list[Suggestion], of: int) -> str:
+ZH_LABELS = {"country": "来自 {}", "language": "语言为 {}", "product": "产品为 {}", "sender_domain": "来自 {}"}
+
+
+def format_suggestions(suggestions: list[Suggestion], of: int, language: str = "en") -> str:
     if not suggestions:
-        return f"No rule would have caught enough of the last {of} manual assignments."
+        return (f"最近 {of} 个手动分配中，没有足够多的共同特征可以写成规则。" if language == "zh"
+                else f"No rule would have caught enough of the last {of} manual assignments.")
     parts = []
     for s in suggestions:
-        parts.append(f"# {s.sentence(of)}\n{s.toml()}")
+        parts.append(f"# {s.sentence(of, language)}\n{s.toml()}")
     return "\n".join(parts)

@@ -120,7 +120,7 @@ def _resolve(base: Path, value: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
-COMMAND_LANGUAGES = ("en", "zh")  # what status, dry-run, report and overdue can print
+COMMAND_LANGUAGES = ("en", "zh")  # what status, dry-run, report, overdue and suggest-rules print
 
 
 def _daemon_section(r: Reader, d: dict[str, Any], base: Path, state_dir: Path) -> dict[str, Any]:

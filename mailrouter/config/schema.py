@@ -173,7 +173,7 @@ class Config:
     large_message_bytes: int = DEFAULT_LARGE_MESSAGE_BYTES  # bigger messages go through the spool
     spool_dir: Path = Path("spool")  # their files, between fetch and forward
     secrets_resolved: bool = True  # False: read for an admin command, no secret was read
-    language: str = "en"  # of command output (status, dry-run, report, overdue) unless --language says
+    language: str = "en"  # of command output (status, dry-run, report, overdue, suggest-rules) unless --language says
 
 
 __all__ = ["DEFAULT_SUBJECT_FORMAT", "Config", "DigestConfig", "FoldersConfig", "MailboxConfig",
