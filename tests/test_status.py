@@ -93,3 +93,35 @@ def test_removed_mailbox_still_shown(sessions: sessionmaker[Session], config: Co
 @pytest.mark.parametrize("seconds, text", [(59, "59s"), (600, "10m"), (3 * 3600 + 120, "3h02m"), (3 * 86400, "3d")])
 def test_format_age(seconds: int, text: str) -> None:
     assert format_age(timedelta(seconds=seconds)) == text
+
+
+def test_status_speaks_the_configured_time_zone_and_counts_the_reports_backlog(
+        sessions: sessionmaker[Session], config: Config) -> None:
+    fill(sessions)
+    text = format_status(status_summary(sessions, config, NOW))
+    assert text.splitlines()[0] == "mailrouter status at 2026-11-02 10:00:00 CST"  # Asia/Shanghai, not UTC
+    assert "backlog          1 waiting for a person, as the report counts them (oldest 5m)" in text
+
+
+def test_status_in_chinese(sessions: sessionmaker[Session], config: Config) -> None:
+    fill(sessions)
+    text = format_status(status_summary(sessions, config, NOW), "zh")
+    assert text.splitlines()[0] == "mailrouter 状态（2026-11-02 10:00:00 CST）"
+    assert "  今天           1 已忽略, 3 已分配, 1 未识别" in text
+    assert "分配             2 个等待首次回复，1 个已超时" in text
+    assert "待人处理         1（与报表口径相同）（最早 5m）" in text
+
+
+def test_status_shows_ladder_steps_skipped_after_downtime(sessions: sessionmaker[Session], config: Config) -> None:
+    from mailrouter.store import SlaStepRow
+
+    fill(sessions)
+    with sessions.begin() as s:
+        for step, detail in (("remind@5m", "skipped: reassign@30m was due as well"),
+                             ("escalate@15m", "skipped: reassign@30m was due as well"),
+                             ("reassign@30m", "reassigned from zhang to li")):
+            s.add(SlaStepRow(assignment=2, step=step, kind=step.partition("@")[0], due_at=NOW, done_at=NOW,
+                             detail=detail))
+    assert "ladder today     1 step(s) taken, 2 skipped after downtime" in format_status(
+        status_summary(sessions, config, NOW))
+    assert "今日升级步骤     执行 1 步，停机后跳过 2 步" in format_status(status_summary(sessions, config, NOW), "zh")
