@@ -125,3 +125,21 @@ def test_status_shows_ladder_steps_skipped_after_downtime(sessions: sessionmaker
     assert "ladder today     1 step(s) taken, 2 skipped after downtime" in format_status(
         status_summary(sessions, config, NOW))
     assert "今日升级步骤     执行 1 步，停机后跳过 2 步" in format_status(status_summary(sessions, config, NOW), "zh")
+
+
+def test_status_shows_which_instance_works_each_mailbox(sessions: sessionmaker[Session], config: Config) -> None:
+    """Issue 17 item 2: with several instances on one database, who holds each mailbox's lease."""
+    from mailrouter.store import LeaseRow
+
+    with sessions.begin() as s:
+        s.add(LeaseRow(name="mailbox sales", holder="mr-a:4242", acquired_at=NOW - timedelta(hours=2),
+                       renewed_at=NOW - timedelta(seconds=7)))
+    summary = status_summary(sessions, config, NOW)
+    sales, info = summary.mailboxes
+    assert sales.worked_by is not None and sales.worked_by.holder == "mr-a:4242"
+    assert sales.worked_by.seen_age == timedelta(seconds=7) and info.worked_by is None
+    text = format_status(summary)
+    worked = next(line for line in text.splitlines() if line.startswith("  worked by"))
+    since = (NOW - timedelta(hours=2)).astimezone(config.timezone)
+    assert worked.split(None, 2)[2] == f"mr-a:4242 since {since:%Y-%m-%d %H:%M} (last seen 7s ago)"
+    assert "处理实例" in format_status(summary, "zh") and "mr-a:4242" in format_status(summary, "zh")

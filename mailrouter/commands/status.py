@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailrouter.config.schema import Config
 from mailrouter.reports.figures import Backlog, backlog
 from mailrouter.reports.render import width
-from mailrouter.store import FILED, AssignmentRow, MessageRow, OutboxRow, SlaStepRow
+from mailrouter.store import FILED, AssignmentRow, LeaseRow, MessageRow, OutboxRow, SlaStepRow
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,14 @@ class MailboxStatus:
     today: dict[str, int]  # outcome -> messages received since local midnight
     unfiled: int
     oldest_unfiled_age: timedelta | None
+    worked_by: WorkedBy | None = None  # the instance holding the mailbox's lease (lease.py)
+
+
+@dataclass(frozen=True)
+class WorkedBy:
+    holder: str  # host:pid
+    since: datetime
+    seen_age: timedelta  # since the holder last renewed: minutes mean it is gone
 
 
 @dataclass(frozen=True)
@@ -83,8 +91,11 @@ def _mailbox_status(session: Session, name: str, now: datetime, since: datetime)
             MessageRow.mailbox == name, MessageRow.received_at >= since).group_by(MessageRow.outcome)).all()))
     unfiled, oldest = session.execute(select(func.count(), func.min(MessageRow.received_at)).where(
         MessageRow.mailbox == name, MessageRow.state != FILED)).one()
+    lease = session.get(LeaseRow, f"mailbox {name}")
+    worked_by = WorkedBy(lease.holder, lease.acquired_at, _age(now, lease.renewed_at) or timedelta(0)) \
+        if lease is not None else None
     return MailboxStatus(name, LastMessage(*last) if last else None, dict(sorted(today.items())),
-                         int(unfiled), _age(now, oldest))
+                         int(unfiled), _age(now, oldest), worked_by)
 
 
 def _outbox(session: Session) -> tuple[int, datetime | None, int]:
@@ -133,14 +144,16 @@ LABELS = {
            "retried": "{n} being retried", "assignments": "assignments",
            "open": "{n} awaiting a first reply, {overdue} overdue", "backlog": "backlog",
            "backlog_n": "{n} waiting for a person, as the report counts them", "oldest": "oldest {age}",
-           "ladder": "ladder today", "ladder_n": "{taken} step(s) taken, {skipped} skipped after downtime"},
+           "ladder": "ladder today", "ladder_n": "{taken} step(s) taken, {skipped} skipped after downtime",
+           "worked_by": "worked by", "worked_by_v": "{holder} since {since} (last seen {seen} ago)"},
     "zh": {"title": "mailrouter 状态（{at}）", "mailbox": "邮箱 {name}：", "last": "最近一封",
            "ago": "{age}前", "none_yet": "暂无", "today": "今天", "none": "无",
            "unfiled": "尚未归档", "outbox": "待发队列", "waiting_n": "{n} 封等待",
            "retried": "{n} 封正在重试", "assignments": "分配",
            "open": "{n} 个等待首次回复，{overdue} 个已超时", "backlog": "待人处理",
            "backlog_n": "{n}（与报表口径相同）", "oldest": "最早 {age}",
-           "ladder": "今日升级步骤", "ladder_n": "执行 {taken} 步，停机后跳过 {skipped} 步"},
+           "ladder": "今日升级步骤", "ladder_n": "执行 {taken} 步，停机后跳过 {skipped} 步",
+           "worked_by": "处理实例", "worked_by_v": "{holder}，自 {since} 起（{seen}前确认）"},
 }
 OUTCOMES_ZH = {"routed": "已分配", "ignored": "已忽略", "unrecognized": "未识别", "duplicate": "重复",
                "quarantined": "已隔离", "undeliverable": "无法投递"}
@@ -169,6 +182,11 @@ def format_status(summary: StatusSummary, language: str = "en") -> str:
         today = ", ".join(f"{n} {OUTCOMES_ZH.get(o, o) if zh else o}" for o, n in mb.today.items()) or t["none"]
         lines.append(line(t["today"], today, "  "))
         lines.append(line(t["unfiled"], f"{mb.unfiled}" + oldest(mb.oldest_unfiled_age), "  "))
+        if mb.worked_by is not None:
+            w = mb.worked_by
+            lines.append(line(t["worked_by"], t["worked_by_v"].format(
+                holder=w.holder, since=f"{w.since.astimezone(summary.now.tzinfo):%Y-%m-%d %H:%M}",
+                seen=format_age(w.seen_age)), "  "))
     retried = (", " + t["retried"].format(n=summary.failing_outbox)) if summary.failing_outbox else ""
     lines.append(line(t["outbox"], t["waiting_n"].format(n=summary.outbox_depth)
                       + oldest(summary.outbox_oldest_age) + retried))
