@@ -45,6 +45,8 @@ def restart_only(old: Config, new: Config) -> list[str]:
         changed.append("daemon.database")
     if new.parse_workers != old.parse_workers:
         changed.append("daemon.parse_workers")
+    if new.parse_timeout != old.parse_timeout:
+        changed.append("daemon.parse_timeout")
     if new.metrics != old.metrics:
         changed.append("[metrics]")
     if bool(new.sla.webhooks) != bool(old.sla.webhooks):
@@ -57,7 +59,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
         self.shared = Shared(sessions=open_database(config.database, migrate=True), clock=clock, metrics=Metrics(),
-                             parser=make_parser(config.parse_workers),
+                             parser=make_parser(config.parse_workers, config.parse_timeout),
                              # built once: a reload that adds the first webhook needs a restart
                              webhooks=WebhookSender() if config.sla.webhooks else None)
         self.parts = assemble(config, self.shared)
