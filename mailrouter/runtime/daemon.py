@@ -28,6 +28,7 @@ from mailrouter.sla.webhook import WebhookSender
 from mailrouter.intake.spool import Spool
 from mailrouter.store import open_database, utcnow
 from mailrouter.runtime.mailbox import MailboxWorker
+from mailrouter.runtime.liveness import stuck_lanes
 from mailrouter.runtime.timers import TimedWork, Timers
 from mailrouter.store import optimize_database
 
@@ -184,13 +185,30 @@ class Daemon:
         service.notify_stopping()
         self.stop()
 
+    def _ping_if_alive(self, limit: float, wedged: dict[str, float]) -> dict[str, float]:
+        """Ping the watchdog only while every mailbox loop progresses or waits on purpose
+        within WatchdogSec (`limit`): a loop stuck in one step (a parser, a server, a hook
+        that never answers) gets the service restarted. The lanes stuck now, logged once."""
+        stuck = stuck_lanes({w.mailbox.name: w.lane for w in self.workers}, limit)
+        if not stuck:
+            service.watchdog_ping()
+            if wedged:
+                log.info("watchdog: every mailbox is moving again; pinging")
+        elif stuck.keys() != wedged.keys():
+            log.error("watchdog: not pinging, systemd will restart the service: %s",
+                      ", ".join(f"{name} stuck in one step for {s:.0f}s" for name, s in sorted(stuck.items())))
+        return stuck
+
     def _main_loop(self) -> None:
-        tick = min(1.0, service.watchdog_interval() or 1.0)
+        interval = service.watchdog_interval()
+        tick = min(1.0, interval or 1.0)
+        wedged: dict[str, float] = {}
         while not self.stop_event.wait(tick):
             if not any(t.is_alive() for t in self._threads):
                 log.error("all workers ended; stopping")
                 return
-            service.watchdog_ping()  # only while workers live: a hung daemon gets restarted
+            if interval:
+                wedged = self._ping_if_alive(2 * interval, wedged)
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 service.notify_reloading()

@@ -11,10 +11,11 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.runtime.assemble import Components
+from mailrouter.runtime.liveness import Lane
 from mailrouter.sla.sweep import FollowUp
 from mailrouter.metrics import Metrics
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
@@ -60,6 +61,7 @@ class MailboxWorker:
         self.followup = followup
         self.metrics = metrics or Metrics()
         self.rounds = 0  # completed rounds, for tests and status
+        self.lane = Lane()  # read by the watchdog: progress, or waiting on purpose
         # set by the scheduler's ladder-sweep job (runtime/timers.py); the sweep itself runs
         # here, on this mailbox's thread, between rounds
         self.sweep_due = threading.Event()
@@ -96,6 +98,13 @@ class MailboxWorker:
                      on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name))
 
     def _serve(self) -> None:
+        self.lane.beat()
+        try:
+            self._session()
+        finally:
+            self.lane.idle()  # ended, or keep_serving's backoff before the next session
+
+    def _session(self) -> None:
         self._adopt()
         conn = Mailbox.connect(imap_settings(self.mailbox))
         self._cursor = None  # a reconnect reconciles fully: anything may have happened meanwhile
@@ -115,6 +124,7 @@ class MailboxWorker:
                     conn.ensure_folders(self._static_folders())
                     interval = self.mailbox.poll_interval
                 swept = self._sweep_if_due(conn)
+                self.lane.beat()
                 if news or swept or self._outbox_due() or time.monotonic() - last_round >= interval:
                     self.round(conn, uidvalidity)
                     last_round = time.monotonic()
@@ -168,6 +178,7 @@ class MailboxWorker:
                     self.mailbox.name, folder, validity, uid, original, target))
             self.outbox.flush(self.mailbox.name)
             self._file(conn, validity, present, source=folder)
+            self.lane.beat()
         return selected
 
     def _inbox_round(self, conn: Mailbox, uidvalidity: int) -> None:
@@ -188,9 +199,11 @@ class MailboxWorker:
             if index + 1 < len(batches) and not self.stop.is_set():
                 ahead = self._fetch_and_parse(conn, batches[index + 1])
             self.router.admit_batch(self.mailbox.name, uidvalidity, batch, parsing)
+            self.lane.beat()
             if sending is not None:
                 self.outbox.record(sending.result())
                 self._file(conn, uidvalidity, in_inbox)
+                self.lane.beat()
             sending = self._sender.submit(self.outbox.send_due, self.mailbox.name)
             if ahead is None:
                 break
@@ -245,6 +258,7 @@ class MailboxWorker:
 
     def _fetch_and_parse(self, conn: Mailbox, uids: list[int]) -> tuple[list[tuple[int, bytes]], Future]:
         batch = list(conn.fetch(uids))
+        self.lane.beat()
         return batch, self.router.parse_ahead(batch)
 
     def _plan(self, conn: Mailbox, uids: list[int]) -> tuple[list[list[int]], list[int]]:
@@ -271,18 +285,25 @@ class MailboxWorker:
             self._spooled(conn, "INBOX", uidvalidity, uid, lambda original, uid=uid: self.router.admit_spooled(
                 self.mailbox.name, uidvalidity, uid, original))
             self.outbox.flush(self.mailbox.name)
+            self.lane.beat()
 
     def _spooled(self, conn: Mailbox, folder: str, uidvalidity: int, uid: int,
                  record: Callable[[SpooledMessage], object]) -> None:
         """Spool one message of the selected folder and `record` its decision; the file stays
         only if a pending forward now streams it."""
         path = self.spool.path_for(self.mailbox.name, folder, uidvalidity, uid)
-        original = self.spool.receive(path, conn.fetch_chunks(uid))
+        original = self.spool.receive(path, self._beating(conn.fetch_chunks(uid)))
         if original is None:
             return  # expunged meanwhile
         record(original)
         if not is_referenced(self.router.sessions, path):
             path.unlink(missing_ok=True)  # nothing to forward (a duplicate, unrecognised...)
+
+    def _beating(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """A 30 MB message is many steps (1 MiB pieces), not one long one."""
+        for chunk in chunks:
+            self.lane.beat()
+            yield chunk
 
     def _respool_missing(self, conn: Mailbox, uidvalidity: int) -> None:
         """A pending forward whose spool file is gone (deleted by hand, a lost disk) gets it
@@ -313,6 +334,7 @@ class MailboxWorker:
                 raise
             self.router.mark_filed(rows)
             in_inbox.difference_update(r.uid for r in rows)
+            self.lane.beat()
 
     def request_sweep(self) -> None:
         """Ask for a ladder sweep on this mailbox's next turn (called by the scheduler)."""
@@ -338,10 +360,14 @@ class MailboxWorker:
         """Wait briefly for news (IDLE) or the next poll; short, so a stop request is seen soon."""
         due = self.outbox.next_due_in(self.mailbox.name)
         timeout = min(MAX_WAIT, max(until_round, 0.0), MAX_WAIT if due is None else due)
-        if conn.uses_idle:
-            return conn.wait_for_news(max(timeout, 0.01))
-        self.stop.wait(timeout)
-        return False
+        self.lane.idle()
+        try:
+            if conn.uses_idle:
+                return conn.wait_for_news(max(timeout, 0.01))
+            self.stop.wait(timeout)
+            return False
+        finally:
+            self.lane.beat()
 
 
 def byte_batches(uids: list[int], sizes: dict[int, int], count: int, budget: int) -> list[list[int]]:
