@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from mailrouter.config.credentials import CredentialError
 from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.runtime.assemble import Components
 from mailrouter.runtime.liveness import Lane
@@ -43,6 +44,11 @@ ASSIGN_CHECK_INTERVAL = 5.0
 # mail is found from a UID cursor, so an idle round costs the same with 100,000 adopted messages
 # as with none (issue 12). Full ones run at connect, on a UIDVALIDITY change and this often.
 RECONCILE_INTERVAL = 600.0
+
+
+class CredentialUnavailable(ImapError):
+    """The login's secret could not be read (its command failed): retried like a lost
+    connection, since a password manager that is locked now may be open in a minute."""
 
 
 def imap_settings(mailbox: MailboxConfig) -> ImapSettings:
@@ -106,7 +112,11 @@ class MailboxWorker:
 
     def _session(self) -> None:
         self._adopt()
-        conn = Mailbox.connect(imap_settings(self.mailbox))
+        try:
+            settings = imap_settings(self.mailbox)
+        except CredentialError as exc:  # a password_command failing: one line, then the backoff
+            raise CredentialUnavailable(str(exc)) from None
+        conn = Mailbox.connect(settings)
         self._cursor = None  # a reconnect reconciles fully: anything may have happened meanwhile
         try:
             uidvalidity = conn.select_inbox()
