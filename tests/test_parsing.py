@@ -196,3 +196,17 @@ def test_a_stopped_parser_process_is_replaced_and_its_batch_parsed() -> None:
     # the message it stopped on is quarantined (its parse is over budget); the rest is parsed
     assert [p.problem for p in got].count("parse took longer than 2s (daemon.parse_timeout)") == 1
     assert sum(p.inquiry is not None for p in got) == 19
+
+
+def test_the_daemons_parser_starts_at_once_and_stays_for_lone_messages() -> None:
+    from mailrouter.parse.process import make_parser
+    parser = make_parser(1, timeout=5.0)
+    try:
+        parser.start()
+        assert parser.running  # before any mail: the first message waits for no imports
+        raw = bulk_samples(1)[0].raw
+        assert parser.submit([raw], SETTINGS).result(timeout=120) == [parse_one(raw, SETTINGS)]
+        assert parser.running and parser.idle_exit is None
+    finally:
+        parser.close()
+    assert not parser.running

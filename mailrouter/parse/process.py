@@ -73,6 +73,7 @@ def parse_all(raws: Sequence[bytes], settings: ParseSettings) -> list[Parsed]:
 
 
 class Parser(Protocol):
+    def start(self) -> None: ...
     def submit(self, raws: Sequence[bytes], settings: ParseSettings) -> "Future[list[Parsed]]": ...
     def close(self) -> None: ...
 
@@ -84,6 +85,9 @@ class InlineParser:
         future: Future[list[Parsed]] = Future()
         future.set_result(parse_all(raws, settings))
         return future
+
+    def start(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -267,7 +271,7 @@ class ProcessParser:
     answers it gave are kept, the message it was on is parsed again alone in a fresh child
     (twice in trouble: quarantined with the reason), and the rest of the batch goes on."""
 
-    def __init__(self, workers: int = 1, min_batch: int = MIN_BATCH, idle_exit: float = IDLE_EXIT,
+    def __init__(self, workers: int = 1, min_batch: int = MIN_BATCH, idle_exit: float | None = IDLE_EXIT,
                  timeout: float = PARSE_TIMEOUT):
         self.workers = workers
         self.min_batch = min_batch
@@ -283,7 +287,8 @@ class ProcessParser:
         with self._lock:
             if self._closed:
                 raise WorkerDied("the parser is closed (the daemon is stopping)")
-            self._restart_idle_timer()
+            if self.idle_exit is not None:
+                self._restart_idle_timer()
             self._procs = [p for p in self._procs if p.alive]
             if len(self._procs) < self.workers:
                 self._procs.append(WorkerProcess(self.timeout))
@@ -310,6 +315,11 @@ class ProcessParser:
     @property
     def running(self) -> bool:
         return any(p.alive for p in self._procs)
+
+    def start(self) -> None:
+        """Start the processes now, so the first message does not wait for their imports."""
+        for _ in range(self.workers):
+            self._worker()
 
     def submit(self, raws: Sequence[bytes], settings: ParseSettings) -> "Future[list[Parsed]]":
         if len(raws) < self.min_batch:
@@ -373,7 +383,9 @@ def _given_up(raw: bytes, problem: str) -> Parsed:
 
 
 def make_parser(workers: int, timeout: float = PARSE_TIMEOUT) -> Parser:
-    return ProcessParser(workers, timeout=timeout) if workers > 0 else InlineParser()
+    """The daemon's parser: its processes start with it and stay, since every message is
+    parsed there and a cold start costs seconds (imports, language profiles)."""
+    return ProcessParser(workers, idle_exit=None, timeout=timeout) if workers > 0 else InlineParser()
 
 
 def serve(requests: BinaryIO, answers: BinaryIO, stall_on: bytes = b"") -> None:

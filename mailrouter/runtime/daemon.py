@@ -90,6 +90,7 @@ class Daemon:
     def start(self) -> None:
         CONNECTION_LIMITS.limit = self.config.connection_limit
         Spool(self.config.spool_dir).remove_unreferenced(self.sessions)  # before any worker spools
+        self.parser.start()
         for worker in self.workers:
             self._spawn(worker.run, f"mailbox-{worker.mailbox.name}")
         for watcher in self.reply_watchers:
