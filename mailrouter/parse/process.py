@@ -113,11 +113,11 @@ class WorkerDied(Exception):
     """The parser process ended (killed, crashed, over its time budget) before answering all
     of a batch: `done` holds the answers it gave, the message after them was in its hands."""
 
-    def __init__(self, reason: str, done: Sequence[Parsed] = (), overtime: bool = False):
+    def __init__(self, reason: str, done: Sequence[Parsed] = (), blamed: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.done = list(done)
-        self.overtime = overtime  # killed for taking too long over the next message
+        self.blamed = blamed  # ended over the next message: too slow, or its answer unreadable
 
 
 def _write_frame(out: BinaryIO, data: bytes) -> None:
@@ -199,7 +199,12 @@ class WorkerProcess:
 
     def _read_answers(self) -> None:
         while (frame := _read_frame(self.process.stdout)) is not None:
-            finished = self._take_answer(frame)
+            try:
+                finished = self._take_answer(frame)
+            except Exception as exc:  # noqa: BLE001 (an answer that will not unpickle: end this child)
+                self._killed_for = f"the parser process sent an unreadable answer ({type(exc).__name__})"
+                self.kill()
+                break
             if finished is not None:
                 finished.future.set_result(finished.done)
         code = self.process.wait()
@@ -354,7 +359,7 @@ class ProcessParser:
                 return results + parse_all(raws, settings)
             # over the budget: quarantined at once (another try would stall the mailbox as long
             # again); a crash, which may be the OOM killer's doing, earns a second try alone
-            results.append(_given_up(raws[0], failure.reason) if failure.overtime else self._alone(raws[0], settings))
+            results.append(_given_up(raws[0], failure.reason) if failure.blamed else self._alone(raws[0], settings))
             raws = raws[1:]
         return results
 
