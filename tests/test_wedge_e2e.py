@@ -124,3 +124,23 @@ def test_a_mailbox_stuck_in_one_step_stops_the_watchdog_pings_until_it_moves_aga
     assert "parse took longer than 10s (daemon.parse_timeout)" in text
     assert count_rows(config, MessageRow.folder == config.folders.quarantine) == 1
     assert len(forwards_by_original(bed, config)) == len(samples) - 1
+
+
+def test_a_standby_instance_waiting_for_the_mailbox_lease_is_not_wedged(bed, tmp_path):
+    # waiting for another instance's lease is waiting on purpose: the standby must keep pinging
+    from mailrouter.runtime.daemon import Daemon
+    from mailrouter.runtime.liveness import stuck_lanes
+    from tests.mailcheck import configure
+    config = configure(bed, tmp_path)
+    active, standby = Daemon(config), Daemon(config)
+    active.start()
+    try:
+        wait_for(lambda: all(w.rounds for w in active.workers), "the active instance's first rounds", timeout=60)
+        standby.start()
+        time.sleep(3)
+        lanes = {w.mailbox.name: w.lane for w in standby.workers}
+        assert all(w.rounds == 0 for w in standby.workers)  # it really is waiting for the lease
+        assert stuck_lanes(lanes, 1.0) == {}
+    finally:
+        standby.stop()
+        active.stop()
