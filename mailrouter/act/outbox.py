@@ -28,7 +28,7 @@ from sqlalchemy.orm import defer
 
 from mailrouter import store
 from mailrouter.config.schema import Config, ServerConfig
-from mailrouter.config.credentials import async_token_generator
+from mailrouter.config.credentials import CredentialError, async_token_generator
 from mailrouter.metrics import Metrics
 from mailrouter.model import Outcome
 from mailrouter.model import Clock
@@ -178,9 +178,12 @@ class Outbox:
 
     async def _send_lane(self, items: list[OutboxRow],
                          accepted: AcceptedLog) -> list[tuple[OutboxRow, SendResult]]:
-        client = smtp_client(self.config.smtp.server)
         try:
+            client = smtp_client(self.config.smtp.server)
             await client.connect()
+        except CredentialError as exc:  # e.g. password_command failing: temporary, to its deadline
+            down = SendResult(False, False, str(exc))
+            return [(item, down) for item in items]
         except (aiosmtplib.SMTPException, OSError) as exc:
             down = SendResult(False, False, classify_smtp_error(exc).error)
             return [(item, down) for item in items]  # the server being down is never the message's fault
@@ -213,6 +216,8 @@ class Outbox:
             await client.sendmail(item.sender, [item.recipient], payload,
                                   mail_options=body_options(client, needs_8bitmime(payload)))
             return SendResult(True)
+        except CredentialError as exc:  # a reconnect's OAuth2 token, say: not the message's fault
+            return SendResult(False, False, str(exc))
         except (aiosmtplib.SMTPException, OSError) as exc:
             return classify_smtp_error(exc)
 

@@ -107,7 +107,7 @@ def _load(path: Path, given_environ: dict[str, str] | None, resolve_secrets: boo
         path=path, database=daemon["database"], timezone=daemon["timezone"],
         mailboxes=mailboxes, smtp=smtp, reps=reps, teams=teams, folders=folders,
         **forward, rules_dir=daemon["rules_dir"], connection_limit=daemon["connection_limit"],
-        parse_workers=daemon["parse_workers"],
+        parse_workers=daemon["parse_workers"], parse_timeout=daemon["parse_timeout"],
         parse=ParseSettings(free_mail_domains=free_mail, form_senders=form_senders,
                             products=ruleset.products, language_threshold=threshold,
                             min_language_chars=_min_language_chars(r, r.table(data, "classify"))),
@@ -129,7 +129,7 @@ COMMAND_LANGUAGES = ("en", "zh")  # what status, dry-run, report, overdue and su
 def _daemon_section(r: Reader, d: dict[str, Any], base: Path, state_dir: Path) -> dict[str, Any]:
     p = "daemon."
     r.unknown_keys(d, {"database", "timezone", "rules_dir", "max_connections_per_server", "parse_workers",
-                       "large_message_bytes", "spool_dir", "language"}, p)
+                       "parse_timeout", "large_message_bytes", "spool_dir", "language"}, p)
     database = r.get(d, "database", str, f"sqlite:///{state_dir / 'mailrouter.db'}", p)
     if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
         # a relative SQLite path is relative to the config file, not to the current directory
@@ -149,12 +149,15 @@ def _daemon_section(r: Reader, d: dict[str, Any], base: Path, state_dir: Path) -
         r.problem(p + "rules_dir", f"folder {rules_dir} does not exist")
     limit = r.number(d, "max_connections_per_server", int, 8, p, low=1, high=100)
     workers = r.number(d, "parse_workers", int, 1, p, low=0, high=8)
+    # a second is far above an ordinary parse (milliseconds); an hour would let one message
+    # hold a mailbox past any watchdog
+    timeout = float(r.number(d, "parse_timeout", float, 30.0, p, low=1, high=3600))
     language = r.get(d, "language", str, "en", p)
     if language not in COMMAND_LANGUAGES:
         r.problem(p + "language", f"must be one of {', '.join(COMMAND_LANGUAGES)}, not {language!r}")
         language = "en"
     return {"database": database, "timezone": tz, "rules_dir": rules_dir, "connection_limit": limit,
-            "parse_workers": workers, "language": language, **_spool_keys(r, d, base, database, state_dir)}
+            "parse_workers": workers, "parse_timeout": timeout, "language": language, **_spool_keys(r, d, base, database, state_dir)}
 
 
 def _spool_keys(r: Reader, d: dict[str, Any], base: Path, database: str, state_dir: Path) -> dict[str, Any]:

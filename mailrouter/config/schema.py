@@ -166,6 +166,7 @@ class Config:
     parse: ParseSettings
     connection_limit: int  # IMAP sessions per server from this process
     parse_workers: int = 1  # processes parsing fetched mail; 0: in the mailbox threads
+    parse_timeout: float = 30.0  # seconds one message's parse may take in a parser process
     rules: RuleSet = field(default_factory=lambda: RuleSet((), {}, (), ()))
     own_addresses: frozenset[str] = field(default_factory=frozenset)
     registry: RegistrySettings = field(default_factory=RegistrySettings)

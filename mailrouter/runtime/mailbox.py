@@ -12,10 +12,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
+from mailrouter.config.credentials import CredentialError
 from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.runtime.assemble import Components
+from mailrouter.runtime.liveness import Lane
 from mailrouter.sla.clock import arrival_time
 from mailrouter.sla.sweep import FollowUp
 from mailrouter.metrics import Metrics
@@ -47,6 +49,11 @@ ASSIGN_CHECK_INTERVAL = 5.0
 RECONCILE_INTERVAL = 600.0
 
 
+class CredentialUnavailable(ImapError):
+    """The login's secret could not be read (its command failed): retried like a lost
+    connection, since a password manager that is locked now may be open in a minute."""
+
+
 def imap_settings(mailbox: MailboxConfig) -> ImapSettings:
     return settings_for(mailbox.server, poll_interval=mailbox.poll_interval, inbox=mailbox.inbox,
                         use_idle=mailbox.idle, idle_renew=mailbox.idle_renew)
@@ -63,6 +70,7 @@ class MailboxWorker:
         self.followup = followup
         self.metrics = metrics or Metrics()
         self.rounds = 0  # completed rounds, for tests and status
+        self.lane = Lane()  # read by the watchdog: progress, or waiting on purpose
         # set by the scheduler's ladder-sweep job (runtime/timers.py); the sweep itself runs
         # here, on this mailbox's thread, between rounds
         self.sweep_due = threading.Event()
@@ -100,13 +108,25 @@ class MailboxWorker:
         Only while this instance holds the mailbox's lease (lease.py): another instance on the
         same database waits, and takes over when this one dies."""
         self._lease = lease_for(f"mailbox {self.mailbox.name}", self.config.database, self.router.sessions)
+        self.lane.idle()  # waiting for the lease (a standby instance) is waiting on purpose
         work_while_held(self._lease, self.mailbox.name, lambda: keep_serving(
             self.mailbox.name, self._serve, self.stop,
             on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name)), self.stop)
 
     def _serve(self) -> None:
+        self.lane.beat()
+        try:
+            self._session()
+        finally:
+            self.lane.idle()  # ended, or keep_serving's backoff before the next session
+
+    def _session(self) -> None:
         self._adopt()
-        conn = Mailbox.connect(imap_settings(self.mailbox))
+        try:
+            settings = imap_settings(self.mailbox)
+        except CredentialError as exc:  # a password_command failing: one line, then the backoff
+            raise CredentialUnavailable(str(exc)) from None
+        conn = Mailbox.connect(settings)
         self._cursor = None  # a reconnect reconciles fully: anything may have happened meanwhile
         try:
             uidvalidity = conn.select_inbox()
@@ -126,6 +146,7 @@ class MailboxWorker:
                     conn.ensure_folders(self._static_folders())
                     interval = self.mailbox.poll_interval
                 swept = self._sweep_if_due(conn)
+                self.lane.beat()
                 if news or swept or self._outbox_due() or time.monotonic() - last_round >= interval:
                     self.round(conn, uidvalidity)
                     last_round = time.monotonic()
@@ -182,6 +203,7 @@ class MailboxWorker:
                     self.mailbox.name, folder, validity, uid, original, target))
             self.outbox.flush(self.mailbox.name)
             self._file(conn, validity, present, source=folder)
+            self.lane.beat()
         return selected
 
     def _inbox_round(self, conn: Mailbox, uidvalidity: int) -> None:
@@ -204,9 +226,11 @@ class MailboxWorker:
             if index + 1 < len(batches) and not self.stop.is_set():
                 ahead = self._fetch_and_parse(conn, batches[index + 1])
             self.router.admit_batch(self.mailbox.name, uidvalidity, batch, parsing, arrivals)
+            self.lane.beat()
             if sending is not None:
                 self.outbox.record(sending.result())
                 self._file(conn, uidvalidity, in_inbox)
+                self.lane.beat()
             sending = self._sender.submit(self.outbox.send_due, self.mailbox.name)
             if ahead is None:
                 break
@@ -275,6 +299,7 @@ class MailboxWorker:
 
     def _fetch_and_parse(self, conn: Mailbox, uids: list[int]) -> tuple[list[tuple[int, bytes]], Future]:
         batch = list(conn.fetch(uids))
+        self.lane.beat()
         return batch, self.router.parse_ahead(batch)
 
     def _plan(self, conn: Mailbox, uids: list[int]) -> tuple[list[list[int]], list[int]]:
@@ -302,18 +327,25 @@ class MailboxWorker:
             self._spooled(conn, "INBOX", uidvalidity, uid, lambda original, uid=uid: self.router.admit_spooled(
                 self.mailbox.name, uidvalidity, uid, original, (arrivals or {}).get(uid)))
             self.outbox.flush(self.mailbox.name)
+            self.lane.beat()
 
     def _spooled(self, conn: Mailbox, folder: str, uidvalidity: int, uid: int,
                  record: Callable[[SpooledMessage], object]) -> None:
         """Spool one message of the selected folder and `record` its decision; the file stays
         only if a pending forward now streams it."""
         path = self.spool.path_for(self.mailbox.name, folder, uidvalidity, uid)
-        original = self.spool.receive(path, conn.fetch_chunks(uid))
+        original = self.spool.receive(path, self._beating(conn.fetch_chunks(uid)))
         if original is None:
             return  # expunged meanwhile
         record(original)
         if not is_referenced(self.router.sessions, path):
             path.unlink(missing_ok=True)  # nothing to forward (a duplicate, unrecognised...)
+
+    def _beating(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """A 30 MB message is many steps (1 MiB pieces), not one long one."""
+        for chunk in chunks:
+            self.lane.beat()
+            yield chunk
 
     def _respool_missing(self, conn: Mailbox, uidvalidity: int) -> None:
         """A pending forward whose spool file is gone (deleted by hand, a lost disk) gets it
@@ -344,6 +376,7 @@ class MailboxWorker:
                 raise
             self.router.mark_filed(rows)
             in_inbox.difference_update(r.uid for r in rows)
+            self.lane.beat()
 
     def request_sweep(self) -> None:
         """Ask for a ladder sweep on this mailbox's next turn (called by the scheduler)."""
@@ -369,10 +402,14 @@ class MailboxWorker:
         """Wait briefly for news (IDLE) or the next poll; short, so a stop request is seen soon."""
         due = self.outbox.next_due_in(self.mailbox.name)
         timeout = min(MAX_WAIT, max(until_round, 0.0), MAX_WAIT if due is None else due)
-        if conn.uses_idle:
-            return conn.wait_for_news(max(timeout, 0.01))
-        self.stop.wait(timeout)
-        return False
+        self.lane.idle()
+        try:
+            if conn.uses_idle:
+                return conn.wait_for_news(max(timeout, 0.01))
+            self.stop.wait(timeout)
+            return False
+        finally:
+            self.lane.beat()
 
 
 def byte_batches(uids: list[int], sizes: dict[int, int], count: int, budget: int) -> list[list[int]]:
