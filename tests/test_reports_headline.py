@@ -21,10 +21,13 @@ Unrecognized, never assigned: u4 received 11-08 12:00, u1 received 11-15 10:00.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailrouter.commands.status import format_status, status_summary
+from mailrouter.config.load import load_config
 from mailrouter.reports.backlog import backlog
 from mailrouter.reports.figures import Period, Scope, compute_report
 from mailrouter.reports.headline import headlines
@@ -147,3 +150,12 @@ def test_report_carries_backlog_headlines_and_unanswered(db: sessionmaker[Sessio
     assert [s.subject for s in report.slowest] == [
         "Inquiry m5", "Inquiry m11", "Inquiry m6", "Inquiry m8", "Inquiry m9", "Inquiry m7",
         "Inquiry m4", "Inquiry m3", "Inquiry m2", "Inquiry m9"]
+
+
+def test_status_shows_the_same_backlog(db: sessionmaker[Session]) -> None:
+    env = {"MAILROUTER_SALES_PASSWORD": "x", "MAILROUTER_INFO_PASSWORD": "x", "MAILROUTER_SMTP_PASSWORD": "x"}
+    config = load_config(Path(__file__).resolve().parent.parent / "config.toml", environ=env)
+    summary = status_summary(db, config, NOW)
+    # the 4 of test_backlog_counts_pooled_undeliverable_and_unrecognized, u4 oldest (7 days)
+    assert summary.backlog.count == 4
+    assert "waiting          4 for a person (oldest 7d)" in format_status(summary).splitlines()

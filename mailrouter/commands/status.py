@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter.config.schema import Config
+from mailrouter.reports.backlog import Backlog, backlog
 from mailrouter.store import FILED, AssignmentRow, MessageRow, OutboxRow
 
 
@@ -42,6 +43,7 @@ class StatusSummary:
     open_assignments: int
     overdue_assignments: int  # open and past their first-reply due time
     failing_outbox: int = 0  # pending forwards that failed at least once
+    backlog: Backlog = Backlog(0, None, None)  # waiting for a person: the report's definition
 
 
 def status_summary(sessions: sessionmaker[Session], config: Config, now: datetime) -> StatusSummary:
@@ -51,7 +53,8 @@ def status_summary(sessions: sessionmaker[Session], config: Config, now: datetim
                           for name in _mailbox_names(session, config))
         depth, oldest, failing = _outbox(session)
         open_count, overdue = _assignments(session, now)
-    return StatusSummary(now, mailboxes, depth, _age(now, oldest), open_count, overdue, failing)
+        waiting = backlog(session, now)
+    return StatusSummary(now, mailboxes, depth, _age(now, oldest), open_count, overdue, failing, waiting)
 
 
 def local_midnight(now: datetime, config: Config) -> datetime:
@@ -126,6 +129,9 @@ def format_status(summary: StatusSummary) -> str:
                  + (f", {summary.failing_outbox} being retried" if summary.failing_outbox else ""))
     lines.append(f"assignments      {summary.open_assignments} awaiting a first reply, "
                  f"{summary.overdue_assignments} overdue")
+    b = summary.backlog
+    lines.append(f"waiting          {b.count} for a person"
+                 + _oldest(None if b.oldest_age_seconds is None else timedelta(seconds=b.oldest_age_seconds)))
     return "\n".join(lines)
 
 
