@@ -22,10 +22,11 @@ from mailrouter.act.templating import make_environment, render
 from mailrouter.reports import svg
 from mailrouter.reports.figures import HISTOGRAM_EDGES, GroupFigures, Report
 from mailrouter.reports.headline import HEADLINES
+from mailrouter.reports.inquiries import InquiryRow
 from mailrouter.reports.slowest import Slow
 from mailrouter.sla.notify import one_line
 
-FORMATS = ("table", "csv", "json", "html")
+FORMATS = ("table", "csv", "json", "html", "inquiries")  # inquiries: one CSV row per assignment
 BOM = "\ufeff"  # Excel reads a CSV as UTF-8 only when it starts with this
 
 LABELS: dict[str, dict[str, str]] = {
@@ -400,6 +401,37 @@ class SafeWriter:
 
     def writerow(self, row: Sequence[Any]) -> None:
         self._w.writerow([neutralise(v) for v in row])
+
+
+INQUIRY_COLUMNS = ("i_received", "s_rep", "i_team", "s_buyer", "s_subject", "i_country", "i_language",
+                   "i_rule", "i_due", "i_first_reply", "i_business", "i_wall", "i_met", "i_end")
+
+
+def _local(t: datetime | None, tz: tzinfo) -> str:
+    return "" if t is None else f"{t.astimezone(tz):%Y-%m-%d %H:%M:%S}"
+
+
+def _met(row: InquiryRow, lab: Mapping[str, str]) -> str:
+    if row.due_at is None or row.first_reply_at is None:
+        return ""
+    return lab["yes"] if row.first_reply_at <= row.due_at else lab["no"]
+
+
+def render_inquiries_csv(rows: Sequence[InquiryRow], names: Mapping[str, str], language: str,
+                         tz: tzinfo) -> str:
+    """One row per assignment, for Excel: UTF-8 with BOM (Chinese opens right), local times,
+    seconds as numbers, names not ids, the buyer's text neutralised (SafeWriter)."""
+    lab = labels(language)
+    out = io.StringIO()
+    w = SafeWriter(out)
+    w.writerow([lab[c] for c in INQUIRY_COLUMNS])
+    for r in rows:
+        w.writerow([_local(r.assigned_at, tz), names.get(r.rep, r.rep), r.team or "", one_line(r.buyer),
+                    one_line(r.subject), country_name(r.country, language), language_name(r.language, language),
+                    r.rule or "", _local(r.due_at, tz), _local(r.first_reply_at, tz),
+                    _csv_value(r.business_seconds), _csv_value(r.wall_seconds), _met(r, lab),
+                    lab.get(f"s_{r.end_reason}", r.end_reason) if r.end_reason else ""])
+    return BOM + out.getvalue()
 
 
 def _csv_value(value: Any) -> Any:
