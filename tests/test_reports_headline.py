@@ -29,9 +29,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailrouter.commands.status import format_status, status_summary
 from mailrouter.config.load import load_config
 from mailrouter.reports.backlog import backlog
+from mailrouter.reports.digest import digest_for_supervisor
 from mailrouter.reports.figures import Period, Scope, compute_report
 from mailrouter.reports.headline import headlines
 from mailrouter.store import AssignmentRow, MessageRow
+from tests.test_reports_fixture import report_config
 
 UTC = timezone.utc
 SINCE, UNTIL = datetime(2026, 11, 9, tzinfo=UTC), datetime(2026, 11, 16, tzinfo=UTC)
@@ -159,3 +161,16 @@ def test_status_shows_the_same_backlog(db: sessionmaker[Session]) -> None:
     # the 4 of test_backlog_counts_pooled_undeliverable_and_unrecognized, u4 oldest (7 days)
     assert summary.backlog.count == 4
     assert "waiting          4 for a person (oldest 7d)" in format_status(summary).splitlines()
+
+
+def test_digest_carries_the_same_headline_figures(db: sessionmaker[Session]) -> None:
+    config = report_config()  # team europe, supervised by wang (zh)
+    with db() as session:
+        _, text, html = digest_for_supervisor(session, config, "wang", Period(SINCE, UNTIL), NOW)
+    lines = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.strip()}
+    # median 100 s = 1.7m, change 100 - 1800 = -1700 s = -28.3m, previous 1800 s = 30.0m
+    assert lines["首次回复中位数"] == ["1.7m", "-28.3m", "30.0m"]
+    # within SLA 4/11 = 36.4 %, previous 2/6 = 33.3 %: +1/33 = +3.0 points
+    assert lines["按时回复率"] == ["36.4%", "+3.0", "个百分点", "33.3%"]
+    assert lines["待人工处理"] == ["4", "+2", "2"]
+    assert "首次回复P90" in html and "-40.0m" in html  # 1200 - 3600 = -2400 s
