@@ -40,8 +40,10 @@ def waiting_at(at: datetime) -> ColumnElement[bool]:
                           or_(A.c.first_reply_at <= t, A.c.ended_at.is_(None), A.c.ended_at > t))
     handed_back = exists().where(A.c.message == M.c.id, A.c.end_reason.in_(HANDED_BACK),
                                  A.c.ended_at <= t)
-    return and_(M.c.received_at <= t, ~held,
-                or_(M.c.outcome.in_(WAITING_OUTCOMES), and_(M.c.outcome == "routed", handed_back)))
+    # The outcome test first: it rules out most rows before either subquery runs.
+    return and_(M.c.received_at <= t,
+                or_(M.c.outcome.in_(WAITING_OUTCOMES), and_(M.c.outcome == "routed", handed_back)),
+                ~held)
 
 
 def backlog(session: Session, at: datetime) -> Backlog:
