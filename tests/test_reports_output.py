@@ -94,3 +94,19 @@ def test_report_command_writes_the_inquiries_csv(tmp_path, monkeypatch) -> None:
     assert cli.main(["-c", str(config), "report", "--format", "inquiries", "--language", "zh",
                      "--output", str(out)]) == 0
     assert out.read_bytes().startswith("\ufeff分配时间,业务员,团队,客户,主题".encode("utf-8"))
+
+
+def test_a_rep_with_no_reply_shows_in_the_chart(sessions: sessionmaker[Session]) -> None:
+    """The review's 'Li Na looks fine': the per-rep chart counted only replies. 11-11 00:00 to
+    02:00 holds only a5, Li Na's pooled inquiry: her bar is one unanswered assignment."""
+    from mailrouter.reports.render import render_report
+    from tests.test_reports_fixture import report_config
+
+    config = report_config()
+    with sessions() as session:
+        populate(session)
+        only_a5 = compute_report(session, Scope(Period(datetime(2026, 11, 11, tzinfo=timezone.utc),
+                                                       datetime(2026, 11, 11, 2, tzinfo=timezone.utc))),
+                                 NOW, names={"li": "Li Na", "zhang": LONG_CJK})
+    html = render_report(only_a5, "html", "en", SHANGHAI, config.template_dirs)
+    assert "<title>Li Na: Unanswered: 1</title>" in html

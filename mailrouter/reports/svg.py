@@ -37,6 +37,16 @@ def _columns(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
+def _clip(text: str, columns: int) -> str:
+    """Cut to `columns` character cells (CJK names are twice as wide), marking the cut."""
+    out = ""
+    for ch in text:
+        if _columns(out + ch) > columns - 1:
+            return out + "…"
+        out += ch
+    return out
+
+
 def _legend(x: float, y: float, labels: Sequence[str], colours: Sequence[str]) -> list[str]:
     parts, cx = [], x
     for label, colour in zip(labels, colours):
@@ -55,7 +65,7 @@ def distribution_bars(label: str, rows: Sequence[tuple[str, Sequence[int]]],
     for i, (name, counts) in enumerate(rows):
         y = top + i * (bar_h + gap)
         total, x = sum(counts), float(left)
-        parts.append(_text(left - 8, y + 15, name if len(name) <= 20 else name[:19] + "…", "end"))
+        parts.append(_text(left - 8, y + 15, _clip(name, 20), "end"))
         for j, n in enumerate(counts):
             w = plot_w * n / total if total else 0
             parts.append(_rect(x, y, w, bar_h, colours[j % len(colours)], f"{name}: {bucket_labels[j]}: {n}"))
