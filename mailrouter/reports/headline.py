@@ -58,8 +58,9 @@ def nearest_rank(session: Session, where: list[ColumnElement[bool]], p: int) -> 
     if not n:
         return None
     rank = math.ceil(p * n / 100)
-    return float(session.scalar(select(value).where(*where, value.is_not(None))
-                                .order_by(value).offset(rank - 1).limit(1)))
+    found = session.scalar(select(value).where(*where, value.is_not(None))
+                           .order_by(value).offset(rank - 1).limit(1))
+    return None if found is None else float(found)
 
 
 def within_sla(session: Session, where: list[ColumnElement[bool]], now: datetime) -> float | None:

@@ -34,9 +34,11 @@ def inquiries(session: Session, since: datetime, until: datetime, teams: tuple[s
               reps: tuple[str, ...] = ()) -> list[InquiryRow]:
     where = [A.c.assigned_at >= literal(since, UTCDateTime), A.c.assigned_at < literal(until, UTCDateTime),
              *([A.c.team.in_(teams)] if teams else []), *([A.c.rep.in_(reps)] if reps else [])]
-    stmt = (select(A.c.assigned_at, A.c.rep, A.c.team, A.c.customer, func.coalesce(M.c.subject, ""),
-                   M.c.country, M.c.language, M.c.rule, A.c.due_at, A.c.first_reply_at,
-                   A.c.reply_business_seconds, A.c.reply_seconds, A.c.end_reason)
+    stmt = (select(A.c.assigned_at, A.c.rep, A.c.team, A.c.customer.label("buyer"),
+                   func.coalesce(M.c.subject, "").label("subject"), M.c.country, M.c.language,
+                   M.c.rule, A.c.due_at, A.c.first_reply_at,
+                   A.c.reply_business_seconds.label("business_seconds"),
+                   A.c.reply_seconds.label("wall_seconds"), A.c.end_reason)
             .select_from(A.outerjoin(M, A.c.message == M.c.id)).where(*where)
             .order_by(A.c.assigned_at, A.c.id))
-    return [InquiryRow(*row) for row in session.execute(stmt)]
+    return [InquiryRow(**row._mapping) for row in session.execute(stmt)]
