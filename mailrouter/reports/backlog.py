@@ -38,11 +38,12 @@ def waiting_at(at: datetime) -> ColumnElement[bool]:
     t = literal(at, UTCDateTime)
     held = exists().where(A.c.message == M.c.id, A.c.assigned_at <= t,
                           or_(A.c.first_reply_at <= t, A.c.ended_at.is_(None), A.c.ended_at > t))
-    handed_back = exists().where(A.c.message == M.c.id, A.c.end_reason.in_(HANDED_BACK),
-                                 A.c.ended_at <= t)
-    # The outcome test first: it rules out most rows before either subquery runs.
+    # Uncorrelated, so the database reads the handed-back assignments once (not once a message);
+    # the outcome test comes first and leaves `held` to the few candidates.
+    handed_back = select(A.c.message).where(A.c.end_reason.in_(HANDED_BACK), A.c.ended_at <= t)
     return and_(M.c.received_at <= t,
-                or_(M.c.outcome.in_(WAITING_OUTCOMES), and_(M.c.outcome == "routed", handed_back)),
+                or_(M.c.outcome.in_(WAITING_OUTCOMES),
+                    and_(M.c.outcome == "routed", M.c.id.in_(handed_back))),
                 ~held)
 
 
