@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from mailrouter.reports.backlog import backlog
+from mailrouter.reports.rows import period_id_range
 from mailrouter.store import AssignmentRow, UTCDateTime
 
 A = AssignmentRow.__table__
@@ -51,26 +52,26 @@ def _scope(teams: tuple[str, ...], reps: tuple[str, ...]) -> list[ColumnElement[
     return [*([A.c.team.in_(teams)] if teams else []), *([A.c.rep.in_(reps)] if reps else [])]
 
 
-def nearest_rank(session: Session, where: list[ColumnElement[bool]], p: int) -> float | None:
-    """The p-th percentile of business reply times: the value at rank ceil(p * n / 100)."""
-    value = A.c.reply_business_seconds
-    n = session.scalar(select(func.count(value)).where(*where, value.is_not(None)))
+def nearest_rank(session: Session, where: list[ColumnElement[bool]], n: int, p: int) -> float | None:
+    """The p-th percentile of the n business reply times: the value at rank ceil(p * n / 100)."""
     if not n:
         return None
-    rank = math.ceil(p * n / 100)
+    value = A.c.reply_business_seconds
     found = session.scalar(select(value).where(*where, value.is_not(None))
-                           .order_by(value).offset(rank - 1).limit(1))
+                           .order_by(value).offset(math.ceil(p * n / 100) - 1).limit(1))
     return None if found is None else float(found)
 
 
-def within_sla(session: Session, where: list[ColumnElement[bool]], now: datetime) -> float | None:
+def counts(session: Session, where: list[ColumnElement[bool]], now: datetime) -> tuple[int, int, int]:
+    """(business reply times, met SLA, SLA known) in one pass over the period's assignments."""
     t = literal(now, UTCDateTime)
     known = and_(A.c.due_at.is_not(None), or_(A.c.first_reply_at.is_not(None),
                                               A.c.ended_at.is_not(None), A.c.due_at < t))
-    met, counted = session.execute(select(
+    n, met, counted = session.execute(select(
+        func.count(A.c.reply_business_seconds),
         func.sum(case((and_(known, A.c.first_reply_at <= A.c.due_at), 1), else_=0)),
         func.sum(case((known, 1), else_=0))).where(*where)).one()
-    return int(met or 0) / counted if counted else None
+    return int(n or 0), int(met or 0), int(counted or 0)
 
 
 def open_at(session: Session, at: datetime, where: list[ColumnElement[bool]]) -> int:
@@ -84,12 +85,17 @@ def open_at(session: Session, at: datetime, where: list[ColumnElement[bool]]) ->
 
 def headline(session: Session, since: datetime, until: datetime, now: datetime,
              teams: tuple[str, ...] = (), reps: tuple[str, ...] = ()) -> Headline:
-    scope = _scope(teams, reps)
-    given = [*scope, A.c.assigned_at >= literal(since, UTCDateTime),
+    scope, end = _scope(teams, reps), min(until, now)
+    ids = period_id_range(session.connection(), since, until)
+    if ids is None:  # nothing given in the period
+        return Headline(since, until, None, None, None, open_at(session, end, scope),
+                        backlog(session, end).count)
+    # The id range lets SQLite read the period in storage order (see rows.py).
+    given = [*scope, A.c.id.between(*ids), A.c.assigned_at >= literal(since, UTCDateTime),
              A.c.assigned_at < literal(until, UTCDateTime)]
-    end = min(until, now)
-    return Headline(since, until, nearest_rank(session, given, 50), nearest_rank(session, given, 90),
-                    within_sla(session, given, now), open_at(session, end, scope),
+    n, met, counted = counts(session, given, now)
+    return Headline(since, until, nearest_rank(session, given, n, 50), nearest_rank(session, given, n, 90),
+                    met / counted if counted else None, open_at(session, end, scope),
                     backlog(session, end).count)
 
 

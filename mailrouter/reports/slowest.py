@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
+from mailrouter.reports.rows import period_id_range
 from mailrouter.store import AssignmentRow, MessageRow, UTCDateTime
 
 A = AssignmentRow.__table__
@@ -30,7 +31,11 @@ class Slow:
 def slowest(session: Session, since: datetime, until: datetime, now: datetime,
             teams: tuple[str, ...] = (), reps: tuple[str, ...] = (), limit: int = LIMIT
             ) -> tuple[Slow, ...]:
-    where = [A.c.assigned_at >= literal(since, UTCDateTime), A.c.assigned_at < literal(until, UTCDateTime),
+    ids = period_id_range(session.connection(), since, until)
+    if ids is None:
+        return ()
+    where = [A.c.id.between(*ids),  # the period in storage order (see rows.py)
+             A.c.assigned_at >= literal(since, UTCDateTime), A.c.assigned_at < literal(until, UTCDateTime),
              *([A.c.team.in_(teams)] if teams else []), *([A.c.rep.in_(reps)] if reps else [])]
     cols = (A.c.rep, A.c.customer, func.coalesce(M.c.subject, ""), A.c.assigned_at,
             A.c.reply_business_seconds, A.c.end_reason)
