@@ -110,3 +110,16 @@ def test_a_rep_with_no_reply_shows_in_the_chart(sessions: sessionmaker[Session])
                                  NOW, names={"li": "Li Na", "zhang": LONG_CJK})
     html = render_report(only_a5, "html", "en", SHANGHAI, config.template_dirs)
     assert "<title>Li Na: Unanswered: 1</title>" in html
+
+
+def test_slow_list_escapes_the_buyers_text_on_the_page(sessions: sessionmaker[Session]) -> None:
+    from mailrouter.reports.render import render_report
+    from tests.test_reports_fixture import HOSTILE_CUSTOMER, NOW as FIXTURE_NOW, PERIOD, make_db, report_config
+
+    config = report_config()
+    make_db(sessions)
+    with sessions() as session:
+        report = compute_report(session, Scope(PERIOD), FIXTURE_NOW, names={r.id: r.name for r in config.reps.values()})
+    assert any(s.buyer == HOSTILE_CUSTOMER for s in report.slowest)  # z7 is unanswered
+    html = render_report(report, "html", "en", SHANGHAI, config.template_dirs)
+    assert "&#34;&lt;img src=x onerror=alert(1)&gt;&#34;@evil.example" in html and "<img" not in html
