@@ -75,12 +75,14 @@ def counts(session: Session, where: list[ColumnElement[bool]], now: datetime) ->
 
 
 def open_at(session: Session, at: datetime, where: list[ColumnElement[bool]]) -> int:
-    """Assignments given by `at` and neither answered nor ended then."""
+    """Assignments given by `at` and neither answered nor ended then.
+
+    Counted as unanswered-yet + answered-after-`at`, so each part reads the first_reply_at
+    index (few rows) instead of every assignment given before `at`."""
     t = literal(at, UTCDateTime)
-    return int(session.scalar(select(func.count()).select_from(A).where(
-        *where, A.c.assigned_at <= t,
-        or_(A.c.first_reply_at.is_(None), A.c.first_reply_at > t),
-        or_(A.c.ended_at.is_(None), A.c.ended_at > t))) or 0)
+    still = [*where, A.c.assigned_at <= t, or_(A.c.ended_at.is_(None), A.c.ended_at > t)]
+    return sum(int(session.scalar(select(func.count()).select_from(A).where(*still, reply)) or 0)
+               for reply in (A.c.first_reply_at.is_(None), A.c.first_reply_at > t))
 
 
 def headline(session: Session, since: datetime, until: datetime, now: datetime,
