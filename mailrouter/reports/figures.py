@@ -190,13 +190,18 @@ def compute_report(session: Session, scope: Scope, now: datetime, *, tz: tzinfo 
         by = {g: grouped(conn, scope, g, cubes[FAMILY[g]][0], sources[g], values, total,
                          collisions if g == "rep" else None) if g in sources else ()
               for g in GROUPINGS}
+        waiting_now = backlog(session, now)
+
+        def waiting(at: datetime) -> Backlog:  # counted once for now: the usual period end
+            return waiting_now if at == now else backlog(session, at)
+
         return Report(
             scope=scope, generated_at=now, total=total, by_rep=by["rep"], by_team=by["team"],
             by_rule=by["rule"], by_country=by["country"], by_language=by["language"],
             by_product=by["product"], fairness=fairness(conn, people, scope, members or {}),
-            backlog=backlog(session, now), series=series(conn, rows, scope, starts),
+            backlog=waiting_now, series=series(conn, rows, scope, starts),
             histogram=histogram(conn, people, scope), names=dict(names or {}),
-            headlines=headlines(session, *_bounds(scope), now, scope.teams, scope.reps),
+            headlines=headlines(session, *_bounds(scope), now, scope.teams, scope.reps, waiting),
             slowest=slowest(session, *_bounds(scope), now, scope.teams, scope.reps))
 
 

@@ -12,13 +12,14 @@ The previous period has the same length and ends where this one starts.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from mailrouter.reports.backlog import backlog
+from mailrouter.reports.backlog import Backlog, backlog
 from mailrouter.reports.rows import period_id_range
 from mailrouter.store import AssignmentRow, UTCDateTime
 
@@ -86,23 +87,26 @@ def open_at(session: Session, at: datetime, where: list[ColumnElement[bool]]) ->
 
 
 def headline(session: Session, since: datetime, until: datetime, now: datetime,
-             teams: tuple[str, ...] = (), reps: tuple[str, ...] = ()) -> Headline:
+             teams: tuple[str, ...] = (), reps: tuple[str, ...] = (),
+             waiting: Callable[[datetime], Backlog] | None = None) -> Headline:
+    """`waiting` gives the backlog at an instant (default: backlog()); the report passes the
+    one it already counted for now, which is this period's end unless --until is past."""
     scope, end = _scope(teams, reps), min(until, now)
+    unassigned = (waiting or (lambda at: backlog(session, at)))(end).count
     ids = period_id_range(session.connection(), since, until)
     if ids is None:  # nothing given in the period
-        return Headline(since, until, None, None, None, open_at(session, end, scope),
-                        backlog(session, end).count)
+        return Headline(since, until, None, None, None, open_at(session, end, scope), unassigned)
     # The id range lets SQLite read the period in storage order (see rows.py).
     given = [*scope, A.c.id.between(*ids), A.c.assigned_at >= literal(since, UTCDateTime),
              A.c.assigned_at < literal(until, UTCDateTime)]
     n, met, counted = counts(session, given, now)
     return Headline(since, until, nearest_rank(session, given, n, 50), nearest_rank(session, given, n, 90),
-                    met / counted if counted else None, open_at(session, end, scope),
-                    backlog(session, end).count)
+                    met / counted if counted else None, open_at(session, end, scope), unassigned)
 
 
 def headlines(session: Session, since: datetime, until: datetime, now: datetime,
-              teams: tuple[str, ...] = (), reps: tuple[str, ...] = ()) -> Headlines:
+              teams: tuple[str, ...] = (), reps: tuple[str, ...] = (),
+              waiting: Callable[[datetime], Backlog] | None = None) -> Headlines:
     before = since - (until - since)
-    return Headlines(headline(session, since, until, now, teams, reps),
-                     headline(session, before, since, now, teams, reps))
+    return Headlines(headline(session, since, until, now, teams, reps, waiting),
+                     headline(session, before, since, now, teams, reps, waiting))
