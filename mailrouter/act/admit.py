@@ -19,7 +19,7 @@ from mailrouter import store
 from mailrouter.config.schema import Config
 from mailrouter.decide.classify import is_auto_reply
 from mailrouter.decide.assign import TeamState, choose_member, decide, is_available, team_of
-from mailrouter.act.forward import ForwardError, ForwardSpec, tag_subject
+from mailrouter.act.forward import ForwardError, ForwardSpec, tag_labels, tag_subject
 from mailrouter.model import Clock, Decision, Inquiry, Outcome, ParseSettings
 from mailrouter.parse import parse_message
 from mailrouter.parse.process import InlineParser, Parsed, Parser, parse_one
@@ -143,7 +143,10 @@ def destination(decision: Decision, config: Config) -> tuple[str, tuple[str, ...
     f, prefix = config.folders, config.keyword_prefix
     if decision.outcome is Outcome.ROUTED:
         rep = config.reps[decision.rep]
-        return f.routed.format(rep=rep.folder), (prefix + "routed", prefix + rep.id)
+        # A returning buyer's copy is marked for the manager's searches: the label that left the
+        # subject (issue 15). One fixed keyword; per-country ones would hit maildir's 26.
+        reinquiry = (prefix + "reinquiry",) if decision.reinquiry else ()
+        return f.routed.format(rep=rep.folder), (prefix + "routed", prefix + rep.id, *reinquiry)
     folder = {
         Outcome.UNRECOGNIZED: f.unrecognized, Outcome.IGNORED: f.ignored,
         Outcome.DUPLICATE: f.duplicate, Outcome.QUARANTINED: f.quarantine,
@@ -388,7 +391,7 @@ class Router:
             shared_address=mailbox.address, shared_name=mailbox.display_name,
             rep_address=rep.email, rep_name=rep.name, message_id=row.forward_message_id,
             subject=tag_subject(self.config.subject_format, q, decision), language=rep.language,
-            extra=dict(decision.notes))
+            extra=dict(decision.notes), labels=tag_labels(self.config.labels, q, decision))
         try:
             forward = queued_forward(raw, q, decision, spec, self.templates, now.astimezone(self.config.timezone))
         except ForwardError as exc:  # e.g. no address a Reply could reach: the manager must look

@@ -21,7 +21,8 @@ from mailrouter.config.reader import ConfigError, Problem, Reader, read_toml
 from mailrouter.config.schema import (DEFAULT_LARGE_MESSAGE_BYTES, Config, DigestConfig, FoldersConfig,
                                       MailboxConfig, MetricsConfig, RepConfig, Schedule, ServerConfig,
                                       SmtpConfig, TeamConfig)
-from mailrouter.config.subject import DEFAULT_SUBJECT_FORMAT, SubjectFormat
+from mailrouter.config.subject import (DEFAULT_LABELS, TAG_PLACEMENTS, SubjectFormat, customer_subject,
+                                       labels_of_legacy, tag_problem)
 from mailrouter.decide.rules import load_rules
 from mailrouter.model import FormSender, ParseSettings
 from mailrouter.parse.freemail import DEFAULT_FREE_MAIL_DOMAINS
@@ -78,7 +79,7 @@ def _load(path: Path, given_environ: dict[str, str] | None, resolve_secrets: boo
     reps = _reps(r, r.table(data, "reps"), mailboxes)
     teams, team_hours = _teams(r, r.table(data, "teams"), reps)
     folders = _folders(r, r.table(data, "folders"))
-    subject_format, keyword_prefix, template_dirs = _forward_section(r, r.table(data, "forward"), base)
+    forward = _forward_section(r, r.table(data, "forward"), base)
     free_mail, threshold, own_extra = _classify_section(r, r.table(data, "classify"))
     form_senders = _form_senders(r, data)
     registry = read_registry_section(r, r.table(data, "registry"))
@@ -103,8 +104,7 @@ def _load(path: Path, given_environ: dict[str, str] | None, resolve_secrets: boo
     return Config(
         path=path, database=daemon["database"], timezone=daemon["timezone"],
         mailboxes=mailboxes, smtp=smtp, reps=reps, teams=teams, folders=folders,
-        subject_format=subject_format, keyword_prefix=keyword_prefix,
-        template_dirs=template_dirs, rules_dir=daemon["rules_dir"], connection_limit=daemon["connection_limit"],
+        **forward, rules_dir=daemon["rules_dir"], connection_limit=daemon["connection_limit"],
         parse_workers=daemon["parse_workers"],
         parse=ParseSettings(free_mail_domains=free_mail, form_senders=form_senders,
                             products=ruleset.products, language_threshold=threshold,
@@ -431,15 +431,21 @@ def _folders(r: Reader, d: dict[str, Any]) -> FoldersConfig:
     return FoldersConfig(**values)
 
 
-def _forward_section(r: Reader, d: dict[str, Any], base: Path) -> tuple[SubjectFormat, str, tuple[Path, ...]]:
+def _forward_section(r: Reader, d: dict[str, Any], base: Path) -> dict[str, Any]:
     p = "forward."
-    r.unknown_keys(d, {"subject_format", "keyword_prefix", "template_dir"}, p)
-    text = r.get(d, "subject_format", str, DEFAULT_SUBJECT_FORMAT.text, p)
-    try:
-        subject_format = SubjectFormat.compile(text)
-    except ValueError as exc:
-        r.problem(p + "subject_format", str(exc))
-        subject_format = DEFAULT_SUBJECT_FORMAT
+    r.unknown_keys(d, {"subject_format", "labels", "customer_tag", "customer_tag_placement", "keyword_prefix",
+                       "template_dir"}, p)
+    tag = r.get(d, "customer_tag", str, "", p)
+    if (why := tag_problem(tag)) is not None:
+        r.problem(p + "customer_tag", why)
+        tag = ""
+    placement = r.get(d, "customer_tag_placement", str, "left", p)
+    if placement not in TAG_PLACEMENTS:
+        r.problem(p + "customer_tag_placement", f"{placement!r}: one of {', '.join(TAG_PLACEMENTS)}")
+    legacy = d.get("subject_format") if isinstance(d.get("subject_format"), str) else None
+    if legacy is not None and "labels" in d:
+        r.problem(p + "subject_format", "replaced by forward.labels, which is set too: remove subject_format")
+    labels = _labels(r, d, p, legacy)
     prefix = r.get(d, "keyword_prefix", str, "mr-", p)
     if not re.fullmatch(r"[A-Za-z0-9_-]*", prefix):
         r.problem(p + "keyword_prefix", "IMAP keywords allow only ASCII letters, digits, - and _")
@@ -447,7 +453,21 @@ def _forward_section(r: Reader, d: dict[str, Any], base: Path) -> tuple[SubjectF
     template_dir = _resolve(base, configured) if configured else None
     if template_dir is not None and not template_dir.is_dir():
         r.problem(p + "template_dir", f"folder {template_dir} does not exist")
-    return subject_format, prefix, paths.template_dirs(base, template_dir)
+    return dict(subject_format=customer_subject(tag, placement), labels=labels, legacy_subject_format=legacy,
+                keyword_prefix=prefix, template_dirs=paths.template_dirs(base, template_dir))
+
+
+def _labels(r: Reader, d: dict[str, Any], p: str, legacy: str | None) -> SubjectFormat:
+    """forward.labels, or an old forward.subject_format read as labels: its fields still show,
+    to the rep only (the buyer's reply would carry them back; issue 15 item 1)."""
+    key = "subject_format" if legacy is not None and "labels" not in d else "labels"
+    text = labels_of_legacy(legacy) if key == "subject_format" else r.get(d, "labels", str, DEFAULT_LABELS.text, p)
+    r.get(d, "subject_format", str, "", p)  # a wrong type is still a problem
+    try:
+        return SubjectFormat.compile(text)
+    except ValueError as exc:
+        r.problem(p + key, str(exc))
+        return DEFAULT_LABELS
 
 
 def _classify_section(r: Reader, d: dict[str, Any]) -> tuple[frozenset[str], float, frozenset[str]]:

@@ -24,6 +24,7 @@ from mailrouter.intake.spool import Spool, SpooledMessage, is_referenced, missin
 from mailrouter.store import MessageRow
 from mailrouter.intake.adoption import record_adopted, watched
 from mailrouter.intake.firststart import adopt_history, plan_first_start
+from mailrouter.lease import Lease, NoLease, lease_for, work_while_held
 
 log = logging.getLogger("mailrouter.mailbox")
 
@@ -71,6 +72,7 @@ class MailboxWorker:
         self._watched: dict[str, int] = {}  # folder -> UIDVALIDITY the database knows it under
         self._pending: Components | None = None  # rebuilt on reload, taken between rounds
         self._pending_lock = threading.Lock()
+        self._lease: Lease = NoLease(f"mailbox {mailbox.name}", router.sessions)  # run() takes the real one
 
     def rebuild(self, parts: Components) -> None:
         """Use components built from a reloaded config, from the next round on: a round in
@@ -91,9 +93,13 @@ class MailboxWorker:
         return True
 
     def run(self) -> None:
-        """Serve the mailbox until `stop` is set; connection trouble means reconnect, not exit."""
-        keep_serving(self.mailbox.name, self._serve, self.stop,
-                     on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name))
+        """Serve the mailbox until `stop` is set; connection trouble means reconnect, not exit.
+        Only while this instance holds the mailbox's lease (lease.py): another instance on the
+        same database waits, and takes over when this one dies."""
+        self._lease = lease_for(f"mailbox {self.mailbox.name}", self.config.database, self.router.sessions)
+        work_while_held(self._lease, self.mailbox.name, lambda: keep_serving(
+            self.mailbox.name, self._serve, self.stop,
+            on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name)), self.stop)
 
     def _serve(self) -> None:
         self._adopt()
@@ -110,6 +116,8 @@ class MailboxWorker:
             self.round(conn, uidvalidity)  # catch up on everything since the last connection
             last_round = time.monotonic()
             while not self.stop.is_set():
+                if not self._lease.held():  # lost: another instance may work it now
+                    return
                 news = self._wait(conn, interval - (time.monotonic() - last_round))
                 if self._adopt():  # new reps or teams get their folders before mail is filed there
                     conn.ensure_folders(self._static_folders())

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from mailrouter.config.schema import Config
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
+from mailrouter.lease import Lease, NoLease, lease_for, work_while_held
 from mailrouter.metrics import Metrics
 from mailrouter.parse import headers
 from mailrouter.model import Clock
@@ -147,6 +148,7 @@ class ReplyWatcher:
         self.stop = stop
         self.settings = settings  # ImapSettings for this source
         self.rounds = 0
+        self._lease: Lease = NoLease(f"reply_source {source.name}", recorder.sessions)  # run() takes the real one
 
     def rebuild(self, config: Config, recorder: ReplyRecorder) -> None:
         """Use a recorder built from a reloaded config. One reference: each record() call
@@ -154,13 +156,19 @@ class ReplyWatcher:
         self.config, self.recorder = config, recorder
 
     def run(self) -> None:
-        keep_serving(self.source.name, self._serve, self.stop)
+        """Read the source while this instance holds its lease (lease.py), so two instances on
+        one database never read the same Sent folder at once."""
+        self._lease = lease_for(f"reply_source {self.source.name}", self.config.database, self.recorder.sessions)
+        work_while_held(self._lease, f"reply source {self.source.name}",
+                        lambda: keep_serving(self.source.name, self._serve, self.stop), self.stop)
 
     def _serve(self) -> None:
         conn = Mailbox.connect(self.settings)
         try:
             folder = self._folder(conn)
             while not self.stop.is_set():
+                if not self._lease.held():  # lost: another instance may read it now
+                    return
                 self.read_new(conn, folder)
                 self.rounds += 1
                 self.stop.wait(self.source.poll_interval)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from mailrouter import store
 from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.decide.assign import TeamState, is_available, team_of
-from mailrouter.act.forward import ForwardSpec, clean_header_text, tag_subject
+from mailrouter.act.forward import ForwardSpec, clean_header_text, tag_labels, tag_subject
 from mailrouter.act.outgoing import mark_automatic
 from mailrouter.intake.imap import ImapError, Mailbox
 from mailrouter.metrics import Metrics
@@ -231,7 +231,7 @@ class FollowUp:
                            rep_address=rep.email, rep_name=rep.name, message_id=fwd_id,
                            subject=tag_subject(self.config.subject_format, inquiry, decision),
                            language=rep.language,
-                           extra=dict(decision.notes))
+                           extra=dict(decision.notes), labels=tag_labels(self.config.labels, inquiry, decision))
         forward = queued_forward(raw, inquiry, decision, spec, self.templates,
                                  now.astimezone(self.config.timezone))
         new = AssignmentRow(message=message.id, rep=rep.id, team=a.team, customer=a.customer,
