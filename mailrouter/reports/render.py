@@ -12,13 +12,10 @@ import json
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, tzinfo
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from babel import Locale
-
-from mailrouter.act.templating import make_environment, render
+from mailrouter.act.templating import country_name, language_name, make_environment, render
 from mailrouter.reports import svg
 from mailrouter.reports.figures import HISTOGRAM_EDGES, GroupFigures, Report
 from mailrouter.reports.headline import HEADLINES
@@ -110,21 +107,6 @@ def labels(language: str) -> dict[str, str]:
 
 def _lang(language: str) -> str:
     return "zh" if language.lower().startswith("zh") else "en"
-
-
-@lru_cache(maxsize=2)
-def _locale(language: str) -> Locale:
-    return Locale.parse(_lang(language))
-
-
-def country_name(code: str | None, language: str) -> str:
-    """ISO 3166 code -> 'Germany' / '德国' (Babel's CLDR names, every country in both)."""
-    return _locale(language).territories.get((code or "").upper(), code or "") if code else ""
-
-
-def language_name(code: str | None, language: str) -> str:
-    """ISO 639-1 code -> 'German' / '德语'."""
-    return _locale(language).languages.get(code.lower(), code) if code else ""
 
 
 # --- values -------------------------------------------------------------------------------
