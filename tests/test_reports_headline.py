@@ -160,7 +160,8 @@ def test_status_shows_the_same_backlog(db: sessionmaker[Session]) -> None:
     summary = status_summary(db, config, NOW)
     # the 4 of test_backlog_counts_pooled_undeliverable_and_unrecognized, u4 oldest (7 days)
     assert summary.backlog.count == 4
-    assert "waiting          4 for a person (oldest 7d)" in format_status(summary).splitlines()
+    assert "backlog          4 waiting for a person, as the report counts them (oldest 7d)" in \
+        format_status(summary).splitlines()
 
 
 def test_digest_carries_the_same_headline_figures(db: sessionmaker[Session]) -> None:

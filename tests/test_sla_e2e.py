@@ -221,10 +221,12 @@ def test_wecom_webhook_receives_the_escalation(buyer_bed, tmp_path, running, mon
     monkeypatch.setenv("WECOM_URL", f"http://127.0.0.1:{server.server_port}/cgi-bin/webhook/send?key=SECRET")
     try:
         config = sla_config(buyer_bed, tmp_path, webhook=[{"name": "sales-group", "format": "wecom",
-                                                           "url_env": "WECOM_URL"}])
+                                                           "url_env": "WECOM_URL", "batch": "1s"}])
         clock = MovableClock(TUESDAY_10)
         route_one(buyer_bed, config, clock, running)
-        clock.now = TUESDAY_10 + timedelta(minutes=16)
+        clock.now = TUESDAY_10 + timedelta(minutes=6)
+        wait_for(lambda: Receiver.received, "the reminder's post")
+        clock.now = TUESDAY_10 + timedelta(minutes=16)  # one step at a time: due together, only the last goes
         wait_for(lambda: len(Receiver.received) >= 2, "the webhook posts")
     finally:
         server.shutdown()

@@ -111,7 +111,7 @@ def _load(path: Path, given_environ: dict[str, str] | None, resolve_secrets: boo
                             min_language_chars=_min_language_chars(r, r.table(data, "classify"))),
         rules=ruleset, own_addresses=own, registry=registry, sla=sla, metrics=metrics, digest=digest,
         large_message_bytes=daemon["large_message_bytes"], spool_dir=daemon["spool_dir"],
-        secrets_resolved=resolve_secrets,
+        secrets_resolved=resolve_secrets, language=daemon["language"],
     )
 
 
@@ -120,10 +120,13 @@ def _resolve(base: Path, value: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
+COMMAND_LANGUAGES = ("en", "zh")  # what status, dry-run, report, overdue and suggest-rules print
+
+
 def _daemon_section(r: Reader, d: dict[str, Any], base: Path, state_dir: Path) -> dict[str, Any]:
     p = "daemon."
     r.unknown_keys(d, {"database", "timezone", "rules_dir", "max_connections_per_server", "parse_workers",
-                       "large_message_bytes", "spool_dir"}, p)
+                       "large_message_bytes", "spool_dir", "language"}, p)
     database = r.get(d, "database", str, f"sqlite:///{state_dir / 'mailrouter.db'}", p)
     if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
         # a relative SQLite path is relative to the config file, not to the current directory
@@ -143,8 +146,12 @@ def _daemon_section(r: Reader, d: dict[str, Any], base: Path, state_dir: Path) -
         r.problem(p + "rules_dir", f"folder {rules_dir} does not exist")
     limit = r.number(d, "max_connections_per_server", int, 8, p, low=1, high=100)
     workers = r.number(d, "parse_workers", int, 1, p, low=0, high=8)
+    language = r.get(d, "language", str, "en", p)
+    if language not in COMMAND_LANGUAGES:
+        r.problem(p + "language", f"must be one of {', '.join(COMMAND_LANGUAGES)}, not {language!r}")
+        language = "en"
     return {"database": database, "timezone": tz, "rules_dir": rules_dir, "connection_limit": limit,
-            "parse_workers": workers, **_spool_keys(r, d, base, database, state_dir)}
+            "parse_workers": workers, "language": language, **_spool_keys(r, d, base, database, state_dir)}
 
 
 def _spool_keys(r: Reader, d: dict[str, Any], base: Path, database: str, state_dir: Path) -> dict[str, Any]:
@@ -305,7 +312,7 @@ def _reps(r: Reader, d: dict[str, Any], mailboxes: tuple[MailboxConfig, ...]) ->
         if not ID_PATTERN.match(rep_id):
             r.problem(p[:-1], "rep ids are lower-case ASCII letters, digits, - and _ "
                       "(they become IMAP keywords); put the full name in name =")
-        r.unknown_keys(rd, {"name", "email", "language", "folder", "active", "max_open"}, p)
+        r.unknown_keys(rd, {"name", "email", "language", "folder", "active", "max_open", "chat_ids"}, p)
         email = r.get(rd, "email", str, "", p, required=True).strip().lower()
         if email and "@" not in email:
             r.problem(p + "email", f"{email!r} is not an email address")
@@ -329,10 +336,33 @@ def _reps(r: Reader, d: dict[str, Any], mailboxes: tuple[MailboxConfig, ...]) ->
             max_open = r.number(rd, "max_open", int, None, p, low=1)
         reps[rep_id] = RepConfig(
             id=rep_id, name=r.get(rd, "name", str, rep_id, p), email=email, language=language,
-            folder=folder, active=r.get(rd, "active", bool, True, p), max_open=max_open)
+            folder=folder, active=r.get(rd, "active", bool, True, p), max_open=max_open,
+            chat_ids=_chat_ids(r, rd.get("chat_ids", {}), p + "chat_ids"))
     if not reps:
         r.problem("reps", "at least one rep is required")
     return reps
+
+
+CHAT_PLATFORMS = ("wecom", "dingtalk", "feishu", "slack")  # where a post can @mention a rep
+_CHAT_ID = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+
+
+def _chat_ids(r: Reader, raw: Any, key: str) -> dict[str, str]:
+    """`chat_ids = { wecom = "LiNa", feishu = "ou_..." }`: the rep's user id on each platform.
+    Ids go into chat markup, so only plain id characters are accepted."""
+    if not isinstance(raw, dict):
+        r.problem(key, 'must be a table like { wecom = "LiNa", dingtalk = "manager4711" }')
+        return {}
+    ids = {}
+    for platform, value in raw.items():
+        if platform not in CHAT_PLATFORMS:
+            r.problem(f"{key}.{platform}", f"unknown platform (known: {', '.join(CHAT_PLATFORMS)})")
+        elif not isinstance(value, str) or not _CHAT_ID.match(value):
+            r.problem(f"{key}.{platform}", f"must be the user id as the platform shows it "
+                      f"(letters, digits, _ . @ + -), not {value!r}")
+        else:
+            ids[platform] = value
+    return ids
 
 
 def _teams(r: Reader, d: dict[str, Any], reps: dict[str, RepConfig]

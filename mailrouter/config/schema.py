@@ -67,6 +67,7 @@ class RepConfig:
     folder: str  # name used in folder paths (may be non-ASCII)
     active: bool
     max_open: int | None = None  # with this many unreplied inquiries, no new ones; None: no cap
+    chat_ids: dict[str, str] = field(default_factory=dict)  # platform -> user id, for @mentions
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ class Config:
     labels: SubjectFormat = DEFAULT_LABELS  # internal labels: the rep's context line and a header
     legacy_subject_format: str | None = None  # an old forward.subject_format, read as labels
     secrets_resolved: bool = True  # False: read for an admin command, no secret was read
+    language: str = "en"  # of command output (status, dry-run, report, overdue, suggest-rules) unless --language says
 
 
 __all__ = ["DEFAULT_SUBJECT_FORMAT", "Config", "DigestConfig", "FoldersConfig", "MailboxConfig",

@@ -25,6 +25,7 @@ from mailrouter.lease import Lease, NoLease, lease_for, work_while_held
 from mailrouter.metrics import Metrics
 from mailrouter.parse import headers
 from mailrouter.model import Clock
+from mailrouter.sla.clock import reply_clock_start
 from mailrouter.sla.config import ReplySource
 from mailrouter.store import AssignmentRow, MessageRow, SentCursorRow, utcnow
 
@@ -101,29 +102,30 @@ class ReplyRecorder:
         rep = self.rep_by_address.get(out.sender) or rep_hint
         with self.sessions.begin() as session:
             answered = 0
-            for assignment, original_id in self._open_candidates(session, out):
+            for assignment, original_id, arrived_at in self._open_candidates(session, out):
                 ids = (assignment.forward_message_id, original_id)
                 if is_reply_to(out, assignment.customer, ids, assignment.assigned_at):
-                    self._stop_clock(assignment, out, rep)
+                    self._stop_clock(assignment, out, rep, arrived_at)
                     answered += 1
             if self.on_collision and rep:
                 self.on_collision(session, out, rep)
         return answered
 
-    def _open_candidates(self, session: Session, out: Outgoing) -> list[tuple[AssignmentRow, str]]:
+    def _open_candidates(self, session: Session, out: Outgoing) -> list[tuple[AssignmentRow, str, datetime]]:
         refs = list(out.references)
         rows = session.execute(
-            select(AssignmentRow, MessageRow.message_id)
+            select(AssignmentRow, MessageRow.message_id, MessageRow.received_at)
             .join(MessageRow, MessageRow.id == AssignmentRow.message)
             .where(AssignmentRow.first_reply_at.is_(None), AssignmentRow.ended_at.is_(None),
                    or_(AssignmentRow.customer.in_(list(out.recipients)),
                        AssignmentRow.forward_message_id.in_(refs),
                        MessageRow.message_id.in_(refs))))
-        return [(a, mid) for a, mid in rows]
+        return [(a, mid, arrived) for a, mid, arrived in rows]
 
-    def _stop_clock(self, assignment: AssignmentRow, out: Outgoing, rep: str | None) -> None:
+    def _stop_clock(self, assignment: AssignmentRow, out: Outgoing, rep: str | None, arrived_at: datetime) -> None:
         calendar = self.config.sla.calendar_for(assignment.team)
-        start, end = assignment.assigned_at, max(out.sent_at, assignment.assigned_at)
+        start = reply_clock_start(assignment.how, assignment.reassigned_from, assignment.assigned_at, arrived_at)
+        end = max(out.sent_at, assignment.assigned_at)
         assignment.first_reply_at = end
         assignment.reply_message_id = out.message_id[:500]
         assignment.replied_by = rep
