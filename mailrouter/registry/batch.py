@@ -1,8 +1,10 @@
-"""The working state of one import: which emails, domains and phones are already claimed.
+"""The working state of one import chunk: which emails, domains and phones are already claimed.
 
 Keys are fetched from the database a chunk at a time (IN queries on the unique and e164
 indexes) and kept in dictionaries together with those of customers created earlier in the
-same file, so match.first_hit sees the registry and the file as one.
+same chunk; each chunk is flushed and then forgotten, so earlier chunks are found in the
+database (same transaction) and memory does not grow with the file. match.first_hit sees the
+registry and the file as one.
 """
 from __future__ import annotations
 
@@ -54,6 +56,17 @@ class Batch:
             else:
                 self.result.unchanged += 1
         self.session.flush()
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop this chunk's objects and keys: the flushed rows answer the next chunk's queries."""
+        for row in self.rows.values():
+            self.session.expunge(row)
+        self.rows.clear()
+        self.emails.clear()
+        self.domains.clear()
+        self.phones.clear()
+        self._asked.clear()
 
     def _new_keys(self, kind: str, values: Iterable[str]) -> list[str]:
         fresh = [v for v in dict.fromkeys(values) if (kind, v) not in self._asked]
@@ -138,12 +151,19 @@ class Batch:
             row.status, row.status_reason, changed = record.status, record.reason, True
         return changed
 
+    def _note(self, note: str) -> None:
+        from mailrouter.registry.importer import LISTED
+
+        self.result.notes_total += 1
+        if len(self.result.notes) < LISTED:
+            self.result.notes.append(note)
+
     def _merge_owner(self, row: CustomerRow, record: ImportRecord) -> bool:
         if not record.owner or record.owner == row.owner:
             return False
         if row.owner:
-            self.result.notes.append(f"line {record.line}: {row.company or 'customer'} kept by "
-                                     f"{row.owner} (the file says {record.owner})")
+            self._note(f"line {record.line}: {row.company or 'customer'} kept by "
+                       f"{row.owner} (the file says {record.owner})")
             return False
         self.session.add(OwnerHistoryRow(customer=row, from_rep=None, to_rep=record.owner,
                                          at=self.now, reason=f"imported from {record.source}"))
