@@ -87,3 +87,24 @@ def test_ownership_lapses_after_the_quiet_period(bed, tmp_path):
     assert "再次询盘" not in str(fwd["Subject"])
     assert rep != owner  # the rules decided again: round robin moved on to the other member
     assert "rule=europe" in fwd["X-Mailrouter"]
+
+
+def test_bilingual_registry_company_recognised_from_its_english_name_and_phone(bed, tmp_path, capsys):
+    """Issue 16 (b): imported under its Chinese name with an English alias; the buyer writes
+    from gmail in English, signing with the English name and the same phone."""
+    config = configure(bed, tmp_path)
+    sheet = tmp_path / "customers.csv"
+    sheet.write_text("公司,别名,电话,国家,负责人\n"
+                     '深圳市某某科技有限公司,"Shenzhen Mou Technology Co., Ltd.；深圳某某",'
+                     "+86 755 8888 6666,中国,chen\n", encoding="gbk")
+    assert main(["-c", str(config.path), "registry", "import", str(sheet), "--source", "CRM"]) == 0
+    assert "created 1" in capsys.readouterr().out.replace(":", "")
+    body = ("Hello,\n\nplease quote 2,000 pcs of 4-layer PCB, 1.6 mm, ENIG.\n\nBest regards\n"
+            "Tom Lee\nPurchasing Manager\nShenzhen Mou Technology Co., Ltd.\nTel: +86 755 8888 6666\n")
+    mail = inquiry("Tom Lee <tom.lee.sz@gmail.com>", "RFQ 4-layer PCB", body, 341)
+    route_all(bed, config, [mail], MovableClock(START))
+    rep, fwd = forward_of(bed, config, mail)
+    assert rep == "chen"  # the owner; no rule gives an English PCB inquiry to chen
+    assert str(fwd["Subject"]).startswith("[再次询盘]")
+    text = fwd.get_body(("plain",)).get_content()
+    assert "alias 'Shenzhen Mou Technology Co., Ltd.' + phone +8675588886666" in " ".join(text.split())

@@ -409,7 +409,7 @@ class Router:
         if self.config.registry.enabled and (decision.how != "manual" or self.config.registry.learn_from_manual):
             record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
                           quiet_days=self.config.registry.quiet_days, reason=_handover_reason(decision),
-                          looked_up=examined.looked_up)
+                          looked_up=examined.looked_up, learn_aliases=decision.how == "manual")
 
     def _first_reply_due(self, team: str | None, rep: str, now: datetime,
                          ladder_name: str | None = None) -> datetime | None:

@@ -196,6 +196,7 @@ def describe_customer(session: Session, row: CustomerRow, config: Config, now: d
              f"  emails:   {', '.join(sorted(e.email for e in row.emails)) or '-'}",
              f"  domains:  {', '.join(sorted(d.domain for d in row.domains)) or '-'}",
              f"  phones:   {', '.join(sorted(p.e164 for p in row.phones)) or '-'}",
+             f"  aliases:  {'; '.join(a.alias for a in row.aliases) or '-'}",
              "  owners:"]
     owners = session.scalars(select(OwnerHistoryRow).where(OwnerHistoryRow.customer_id == row.id)
                              .order_by(OwnerHistoryRow.at, OwnerHistoryRow.id))

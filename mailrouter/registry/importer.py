@@ -24,11 +24,12 @@ from mailrouter.parse.text import fold
 from mailrouter.registry.batch import Batch
 from mailrouter.registry.keys import SenderKeys, corporate_domain
 from mailrouter.registry.models import CustomerRow
-from mailrouter.registry.normalise import company_key, normalise_phone
+from mailrouter.registry.normalise import company_key, company_names, normalise_phone, split_aliases
 from mailrouter.registry.record import RegistryError, parse_status
 from mailrouter.registry.tabular import Row, TableError, read_rows, strip_controls
 
-FIELDS = ("name", "email", "company", "phone", "country", "owner", "source", "status", "reason")
+FIELDS = ("name", "email", "company", "phone", "country", "owner", "source", "status", "reason",
+          "aliases")
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     "name": ("name", "contact", "contact name", "contact person", "full name", "姓名", "联系人",
              "名字", "客户姓名"),
@@ -43,6 +44,9 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     "source": ("source", "lead source", "来源", "客户来源"),
     "status": ("status", "状态"),
     "reason": ("reason", "status reason", "原因", "备注原因"),
+    "aliases": ("aliases", "alias", "other names", "also known as", "aka", "trading name",
+                "english name", "company english name", "别名", "其他名称", "英文名", "英文名称",
+                "公司英文名", "中文名", "中文名称", "公司中文名"),
 }
 IGNORE = ("", "-", "ignore")
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"]+@[^@\s<>(),;:\"]+\.[^@\s<>(),;:\"]+$")
@@ -51,7 +55,7 @@ _PHONE_SPLIT = re.compile(r"[;,/|\n]+")
 CHUNK = 1000  # rows looked up together: three IN queries per chunk instead of three per row
 # The longest cell each field takes (the column sizes in models.py; free text a little more).
 FIELD_LIMITS = {"name": 200, "email": 2000, "company": 300, "phone": 500, "country": 100,
-                "owner": 100, "source": 200, "status": 50, "reason": 2000}
+                "owner": 100, "source": 200, "status": 50, "reason": 2000, "aliases": 3000}
 LISTED = 1000  # invalid rows and notes kept for the report; the rest are only counted
 # OWASP CSV injection: a cell starting with one of these is a formula to Excel, LibreOffice, WPS.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -110,6 +114,7 @@ class ImportRecord:
     source: str
     status: str | None
     reason: str
+    aliases: tuple[str, ...] = ()  # other names of the company, the company's own excluded
 
 
 @dataclass(frozen=True)
@@ -213,7 +218,20 @@ def _record(line: int, cells: Sequence[str], mapping: Mapping[str, list[int]],
     return ImportRecord(line, emails, phones, company, _cell(cells, mapping, "name"), country,
                         _owner(_cell(cells, mapping, "owner"), rules),
                         _cell(cells, mapping, "source") or rules.source, status,
-                        _cell(cells, mapping, "reason"))
+                        _cell(cells, mapping, "reason"), _aliases(company, _cell(cells, mapping, "aliases", "\n")))
+
+
+def _aliases(company: str, cell: str) -> tuple[str, ...]:
+    """The alias column's names and a bracketed second name in the company cell, each
+    different from the company itself; one over 300 characters is refused, like the company."""
+    own = company_key(company)
+    names = [*company_names(company)[1:], *split_aliases(cell)]
+    for name in names:
+        if len(name) > FIELD_LIMITS["company"]:
+            raise RowProblem(f"aliases: {name[:20]!r}… has {len(name)} characters "
+                             f"(at most {FIELD_LIMITS['company']})", "aliases")
+    keyed = {company_key(n): n for n in reversed(names) if company_key(n) not in ("", own)}
+    return tuple(reversed(keyed.values()))
 
 
 def _emails(text: str) -> tuple[str, ...]:
@@ -248,9 +266,9 @@ def _owner(text: str, rules: RowRules) -> str | None:
 
 def record_keys(record: ImportRecord, free_mail_domains: frozenset[str]) -> SenderKeys:
     domains = (corporate_domain(e, free_mail_domains) for e in record.emails)
-    key = company_key(record.company)
+    keys = [company_key(record.company), *(company_key(a) for a in record.aliases)]
     return SenderKeys(emails=record.emails, domains=tuple(dict.fromkeys(d for d in domains if d)),
-                      phones=record.phones, company_keys=(key,) if key else ())
+                      phones=record.phones, company_keys=tuple(dict.fromkeys(k for k in keys if k)))
 
 
 def import_file(session: Session, path: Path, *, source: str, owner_aliases: Mapping[str, str],
@@ -321,7 +339,7 @@ def open_table(path: Path, mapping: Mapping[str, str] | None,
 
 
 EXPORT_HEADER = ("Company", "Name", "Email", "Phone", "Country", "Owner", "Status", "Reason",
-                 "Source")
+                 "Source", "Aliases")
 
 
 def export_csv(session: Session, out: TextIO) -> int:
@@ -333,7 +351,8 @@ def export_csv(session: Session, out: TextIO) -> int:
     writer = csv.writer(out, quoting=csv.QUOTE_ALL)
     writer.writerow(EXPORT_HEADER)
     query = (select(CustomerRow).order_by(CustomerRow.id)
-             .options(selectinload(CustomerRow.emails), selectinload(CustomerRow.phones))
+             .options(selectinload(CustomerRow.emails), selectinload(CustomerRow.phones),
+                      selectinload(CustomerRow.aliases))
              .execution_options(yield_per=1000))
     count = 0
     for row in session.scalars(query):
@@ -345,5 +364,5 @@ def export_csv(session: Session, out: TextIO) -> int:
 def export_cells(row: CustomerRow) -> list[str]:
     cells = (row.company, row.contact_name, "; ".join(sorted(e.email for e in row.emails)),
              "; ".join(sorted(p.e164 for p in row.phones)), row.country or "", row.owner or "",
-             row.status, row.status_reason, row.source)
+             row.status, row.status_reason, row.source, "; ".join(a.alias for a in row.aliases))
     return [neutralise_cell(strip_controls(c)) for c in cells]
