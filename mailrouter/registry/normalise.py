@@ -1,6 +1,7 @@
 """Pure keys for recognising a customer: company-name keys, E.164 phones, signature reading."""
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ def _strip_cjk_prefix(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=1 << 14)  # an import asks for one name three times per row
 def company_key(name: str) -> str:
     """Case-, accent-, punctuation- and legal-form-insensitive key; "" for no name.
 
