@@ -2,10 +2,10 @@
 
 Company names gained aliases, and the key learned more legal forms (S.L. as "Sociedad
 Limitada", 株式会社, 주식회사, Tbk ...) and to leave out a bracketed second name, so keys
-written by 0001's code are recomputed: otherwise an old customer would stop matching.
+written by earlier code are recomputed: otherwise an old customer would stop matching.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Created: 2026-12-04 16:22:39.448755
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0002'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
