@@ -122,3 +122,29 @@ def test_a_manual_assignment_teaches_the_registry_a_new_company_name(session) ->
     # routing by rules learns no names: a signature is not a manager's word
     record_routed(session, make_inquiry(**known, signature="Svet Trading Ltd\n+7 495 123-45-67"), "zhang", T0)
     assert session.scalar(select(CustomerAliasRow.id).where(CustomerAliasRow.alias == "Svet Trading Ltd")) is None
+
+
+def test_the_upgrade_recomputes_company_keys_written_by_older_code(tmp_path: Path) -> None:
+    """Revision 0003: a customer stored with the old key still matches after the upgrade."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from mailrouter.migrations import _config
+    from mailrouter.store import open_database
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        command.upgrade(_config(connection), "0002")
+        connection.execute(text(
+            "INSERT INTO customers (id, company, company_key, contact_name, status, status_reason, source, "
+            "first_seen, last_contact, owner_since, owner) VALUES (1, 'Acme Iberica Sociedad Limitada', "
+            "'acmeibericasociedadlimitada', '', 'active', '', '', '2026-11-30 00:00:00', '2026-11-30 00:00:00', "
+            "'2026-11-30 00:00:00', 'zhang')"))
+        connection.execute(text("INSERT INTO customer_phones (customer_id, e164) VALUES (1, '+34600123456')"))
+        connection.commit()
+    engine.dispose()
+    with open_database(url, migrate=True)() as upgraded:
+        assert upgraded.scalar(select(CustomerRow.company_key)) == "acmeiberica"
+        found = match(upgraded, signature="Acme Iberica S.L.\n+34 600 123 456")
+        assert found is not None and found.owner == "zhang"
