@@ -128,7 +128,31 @@ def _zip(path: Path, members: dict[str, str]) -> Path:
     return path
 
 
+def _broken_sheet(path: Path, sheet_xml: str) -> Path:
+    """A workbook Excel wrote, with its sheet's XML replaced."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.append(["Email", "Company"])
+    book.save(path.with_suffix(".good.xlsx"))
+    with zipfile.ZipFile(path.with_suffix(".good.xlsx")) as good, zipfile.ZipFile(path, "w") as bad:
+        for item in good.infolist():
+            data = sheet_xml.encode() if item.filename == "xl/worksheets/sheet1.xml" else good.read(item)
+            bad.writestr(item, data)
+    return path
+
+
+LAUGHS = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+          + "".join(f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">'
+                    for i in range(1, 10))
+          + ']><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+            '<sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>&lol9;</t></is></c></row>'
+            '</sheetData></worksheet>')
+
+
 @pytest.mark.parametrize("make", [
+    lambda p: _broken_sheet(p, "<worksheet><sheetData><row>"),
+    lambda p: _broken_sheet(p, LAUGHS),
     lambda p: (p.write_bytes(b"this is not a zip"), p)[1],
     lambda p: _zip(p, {"hello.txt": "no workbook here"}),
     lambda p: (p.write_bytes(b"PK\x03\x04" + b"\0" * 100), p)[1],

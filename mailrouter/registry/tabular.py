@@ -129,12 +129,14 @@ def strip_cell(cell: str) -> str:
 
 
 def _xlsx_rows(path: Path) -> Iterator[Row]:
+    from xml.parsers.expat import ExpatError
+
     from openpyxl.utils.exceptions import InvalidFileException
 
     try:
         yield from _xlsx_rows_unchecked(path)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError, TypeError,
-            EOFError, SyntaxError) as exc:  # SyntaxError: expat's ParseError and its kin
+            EOFError, ExpatError, SyntaxError) as exc:  # SyntaxError: ElementTree's ParseError
         raise TableError(f"not a readable .xlsx workbook ({type(exc).__name__}: {exc}); "
                          "open it in Excel or WPS and save it again, or save it as CSV") from None
 
