@@ -426,7 +426,7 @@ class Router:
                 return
             record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
                           quiet_days=self.config.registry.quiet_days, reason=_handover_reason(decision),
-                          looked_up=examined.looked_up)
+                          looked_up=examined.looked_up, learn_aliases=decision.how == "manual")
 
     def _reply_target(self, examined: Examined) -> ReplyTarget:
         assert examined.inquiry is not None
