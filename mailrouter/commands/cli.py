@@ -45,8 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="text (journald-friendly) or one JSON object per line")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT; SIGHUP reloads").set_defaults(func=cmd_run)
-    sub.add_parser("check", help="validate config, rules and templates, then try every login "
-                   "(mailboxes, SMTP, reply sources)").set_defaults(func=cmd_check)
+    check = sub.add_parser("check", help="validate config, rules and templates, then try every login "
+                           "(mailboxes, SMTP, reply sources)")
+    check.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
+    check.set_defaults(func=cmd_check)
     init = sub.add_parser("init", help="write the annotated config.toml and default rules into a folder")
     init.add_argument("folder", type=Path, help="e.g. /etc/mailrouter; existing files are kept")
     init.set_defaults(func=cmd_init)
@@ -120,13 +122,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from mailrouter.runtime.preflight import check_servers
+    from mailrouter.runtime.preflight import check_servers, check_summary
 
     config = load_config(args.config)
-    print(f"{config.path}: OK — {len(config.mailboxes)} mailbox(es), {len(config.reps)} rep(s), "
-          f"{len(config.teams)} team(s), {len(config.rules.rules)} rule(s) from "
-          f"{len(config.rules.files)} file(s)")
-    return 0 if check_servers(config) else 1
+    language = args.language or config.language
+    print(check_summary(config, language))
+    return 0 if check_servers(config, language) else 1
 
 
 def cmd_init(args: argparse.Namespace) -> int:
