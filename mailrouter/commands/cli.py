@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     unit.set_defaults(func=cmd_unit)
     explain = sub.add_parser("explain", help="show which rule fires for a message file, and why")
     explain.add_argument("eml", type=Path, help="a message saved as .eml")
+    explain.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
     explain.set_defaults(func=cmd_explain)
     demo = sub.add_parser("demo", help="route sample inquiries on a throwaway local mail server")
     demo.add_argument("--keep", action="store_true", help="keep the demo's files for a look")
@@ -162,7 +163,8 @@ def cmd_unit(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from mailrouter.commands.explain import explain_file
 
-    print(explain_file(load_config(args.config, resolve_secrets=False), args.eml))
+    config = load_config(args.config, resolve_secrets=False)
+    print(explain_file(config, args.eml, args.language or config.language))
     return 0
 
 

@@ -185,7 +185,7 @@ def template_problem(config: Config) -> str | None:
     return "; ".join(broken) or None
 
 
-def _check_spool(config: Config, t: dict[str, str]) -> str | None:
+def _check_spool(config: Config, t: dict[str, str] = LABELS["en"]) -> str | None:
     """Messages over daemon.large_message_bytes are written here: find out now, not on the first one."""
     probe = config.spool_dir / ".write-test"
     try:
