@@ -51,3 +51,20 @@ def test_explain_labels_follow_the_config_unless_told(tmp_path: Path, capsys) ->
     assert main(["-c", str(path), "explain", str(eml), "--language", "en"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "Subject:    Anfrage Leiterplatten" in lines and "Labels:     [DE][PCB] (the rep's view only)" in lines
+
+
+def test_rep_away_back_and_list_follow_the_config_unless_told(tmp_path: Path, capsys) -> None:
+    path = with_language(tmp_path, "zh")
+    assert main(["-c", str(path), "rep", "away", "li", "--until", "2099-01-01", "--note", "广交会"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("li 休假至 2099-01-01 23:59") and out.endswith("：不再分配新询盘")
+    assert main(["-c", str(path), "rep", "list"]) == 0
+    assert capsys.readouterr().out.strip() == "li：休假至 2099-01-01 23:59（广交会）"
+    assert main(["-c", str(path), "rep", "list", "--language", "en"]) == 0
+    assert capsys.readouterr().out.strip() == "li: away until 2099-01-01 23:59 (广交会)"
+    with pytest.raises(SystemExit, match="已是过去"):
+        main(["-c", str(path), "rep", "away", "li", "--until", "2020-01-01"])
+    assert main(["-c", str(path), "rep", "back", "li"]) == 0
+    assert capsys.readouterr().out.strip() == "li 已回来，重新接收新询盘"
+    assert main(["-c", str(path), "rep", "list", "--language", "en"]) == 0
+    assert capsys.readouterr().out.strip() == "nobody is away"

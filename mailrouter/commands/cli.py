@@ -112,7 +112,10 @@ def _add_rep(sub) -> None:
     back = actions.add_parser("back", help="take new assignments again")
     back.add_argument("rep")
     back.set_defaults(func=cmd_rep_back)
-    actions.add_parser("list", help="who is away").set_defaults(func=cmd_rep_list)
+    listed = actions.add_parser("list", help="who is away")
+    listed.set_defaults(func=cmd_rep_list)
+    for action in (away, back, listed):
+        action.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -279,31 +282,38 @@ def cmd_rep_away(args: argparse.Namespace) -> int:
     from mailrouter.commands.rep import set_away
 
     config = load_config(args.config, resolve_secrets=False)
-    until = _parse_local(args.until, config)
-    print(set_away(config, args.rep, until, args.note))
+    language = args.language or config.language
+    until = _parse_local(args.until, config, language)
+    print(set_away(config, args.rep, until, args.note, language=language))
     return 0
 
 
 def cmd_rep_back(args: argparse.Namespace) -> int:
     from mailrouter.commands.rep import set_back
 
-    print(set_back(load_config(args.config, resolve_secrets=False), args.rep))
+    config = load_config(args.config, resolve_secrets=False)
+    print(set_back(config, args.rep, args.language or config.language))
     return 0
 
 
 def cmd_rep_list(args: argparse.Namespace) -> int:
     from mailrouter.commands.rep import list_away
 
-    print(list_away(load_config(args.config, resolve_secrets=False)))
+    config = load_config(args.config, resolve_secrets=False)
+    print(list_away(config, args.language or config.language))
     return 0
 
 
-def _parse_local(text: str, config) -> datetime:
+UNTIL_FORMAT = {"en": "--until: {text!r} is not a date like 2026-12-24 or 2026-12-24T18:00",
+                "zh": "--until：{text!r} 不是日期，应写作 2026-12-24 或 2026-12-24T18:00"}
+
+
+def _parse_local(text: str, config, language: str = "en") -> datetime:
     """A date means the end of that day; times are in the config's time zone."""
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise SystemExit(f"--until: {text!r} is not a date like 2026-12-24 or 2026-12-24T18:00")
+        raise SystemExit(UNTIL_FORMAT["zh" if language == "zh" else "en"].format(text=text))
     if len(text) <= 10:
         value = value.replace(hour=23, minute=59, second=59)
     return value.replace(tzinfo=config.timezone) if value.tzinfo is None else value
