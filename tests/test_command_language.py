@@ -68,3 +68,22 @@ def test_rep_away_back_and_list_follow_the_config_unless_told(tmp_path: Path, ca
     assert capsys.readouterr().out.strip() == "li 已回来，重新接收新询盘"
     assert main(["-c", str(path), "rep", "list", "--language", "en"]) == 0
     assert capsys.readouterr().out.strip() == "nobody is away"
+
+
+def test_db_current_upgrade_and_copy_follow_the_config_unless_told(tmp_path: Path, capsys) -> None:
+    from mailrouter.migrations import head
+
+    path = with_language(tmp_path, "zh")
+    assert main(["-c", str(path), "db", "upgrade"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"m.db：数据库结构版本 {head()}（最新）")
+    assert main(["-c", str(path), "db", "current", "--language", "en"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"m.db: schema at {head()} (current)")
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    assert main(["-c", str(path), "db", "copy", "--to", target]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "  messages：0 行" in out and out[-1].startswith("已复制 ")
+    assert main(["-c", str(path), "rep", "away", "li", "--until", "2099-01-01"]) == 0
+    assert main(["-c", str(path), "db", "copy", "--to", target]) == 0  # the target now holds that row
+    capsys.readouterr()
+    assert main(["-c", str(path), "db", "copy", "--to", target]) == 1  # refused: never merged
+    assert "db copy：目标数据库的 " in capsys.readouterr().err

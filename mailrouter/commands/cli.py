@@ -201,14 +201,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _add_db(sub) -> None:
     db = sub.add_parser("db", help="the database: schema revision, upgrade, copy to PostgreSQL")
     actions = db.add_subparsers(required=True, metavar="ACTION")
-    actions.add_parser("current", help="print the schema revision and whether it is current").set_defaults(
-        func=cmd_db, action="current")
-    actions.add_parser("upgrade", help="bring the schema up to date (a SQLite file is copied first); "
-                       "`run` does this by itself").set_defaults(func=cmd_db, action="upgrade")
+    current = actions.add_parser("current", help="print the schema revision and whether it is current")
+    current.set_defaults(func=cmd_db, action="current")
+    upgrade = actions.add_parser("upgrade", help="bring the schema up to date (a SQLite file is copied first); "
+                                 "`run` does this by itself")
+    upgrade.set_defaults(func=cmd_db, action="upgrade")
     copy = actions.add_parser("copy", help="copy every table into an empty database, e.g. PostgreSQL; "
                               "stop the daemon first, then point daemon.database at the new URL")
     copy.add_argument("--to", required=True, metavar="URL", help="e.g. postgresql+psycopg://mailrouter@db/mailrouter")
     copy.set_defaults(func=cmd_db, action="copy")
+    for action in (current, upgrade, copy):
+        action.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -217,17 +220,20 @@ def cmd_db(args: argparse.Namespace) -> int:
     from mailrouter.commands import db
 
     config = load_config(args.config, resolve_secrets=False)  # logs in nowhere
+    language = args.language or config.language
+    t = db.labels(language)
+    colon = "：" if language == "zh" else ": "
     try:
         if args.action == "current":
-            print(f"{db.shown(config.database)}: {db.current(config.database)}")
+            print(f"{db.shown(config.database)}{colon}{db.current(config.database, language)}")
         elif args.action == "upgrade":
-            print(f"{db.shown(config.database)}: {db.upgrade(config.database)}")
+            print(f"{db.shown(config.database)}{colon}{db.upgrade(config.database, language)}")
         else:
-            copied = db.copy(config.database, args.to, progress=lambda c: print(f"  {c.table}: {c.rows} rows"))
-            print(f"copied {sum(c.rows for c in copied)} rows in {len(copied)} tables; now set "
-                  f"daemon.database to the new URL in {config.path} and start the daemon")
+            copied = db.copy(config.database, args.to, language=language,
+                             progress=lambda c: print(t["rows"].format(table=c.table, rows=c.rows)))
+            print(t["copied"].format(rows=sum(c.rows for c in copied), tables=len(copied), path=config.path))
     except (db.CopyRefused, SQLAlchemyError) as exc:
-        print(f"db {args.action}: {exc}", file=sys.stderr)
+        print(t["failed"].format(action=args.action, error=exc), file=sys.stderr)
         return 1
     return 0
 

@@ -13,10 +13,42 @@ from dataclasses import dataclass
 from sqlalchemy import Integer, Table, create_engine, func, insert, select, text
 from sqlalchemy.engine import Connection, make_url
 
-from mailrouter.migrations import ensure_schema, schema_state
+from mailrouter.migrations import SchemaState, ensure_schema, schema_state
 from mailrouter.store import Base, open_database
 
 BATCH = 1000  # rows per INSERT: bounded memory on a database of years
+
+# What `db` prints, per language (issue 15 item 6); driver errors stay as the driver gave them.
+LABELS = {
+    "en": {"at_head": "schema at {head} (current)", "fresh": "new database",
+           "behind": "schema at {current}, this release needs {head}", "unstamped": "a release before migrations",
+           "rows": "  {table}: {rows} rows",
+           "copied": "copied {rows} rows in {tables} tables; now set daemon.database to the new URL in {path} "
+                     "and start the daemon",
+           "not_empty": "the target already holds rows in {tables}; copy into an empty database "
+                        "(nothing is merged or overwritten)",
+           "failed": "db {action}: {error}"},
+    "zh": {"at_head": "数据库结构版本 {head}（最新）", "fresh": "新数据库",
+           "behind": "数据库结构版本 {current}，本版本需要 {head}", "unstamped": "引入迁移之前的版本",
+           "rows": "  {table}：{rows} 行",
+           "copied": "已复制 {tables} 张表共 {rows} 行；请在 {path} 中把 daemon.database 改为新 URL，再启动守护进程",
+           "not_empty": "目标数据库的 {tables} 表中已有数据；请复制到空数据库（不会合并或覆盖任何数据）",
+           "failed": "db {action}：{error}"},
+}
+
+
+def labels(language: str) -> dict[str, str]:
+    return LABELS["zh" if language == "zh" else "en"]
+
+
+def describe(state: SchemaState, language: str = "en") -> str:
+    """SchemaState.describe() in `language`."""
+    t = labels(language)
+    if state.up_to_date:
+        return t["at_head"].format(head=state.head)
+    if state.fresh:
+        return t["fresh"]
+    return t["behind"].format(current=state.current or t["unstamped"], head=state.head)
 
 
 class CopyRefused(Exception):
@@ -34,29 +66,30 @@ def shown(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def current(url: str) -> str:
+def current(url: str, language: str = "en") -> str:
     """One line: the schema revision of the database at `url` and whether it is current."""
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            return schema_state(connection).describe()
+            return describe(schema_state(connection), language)
     finally:
         engine.dispose()
 
 
-def upgrade(url: str) -> str:
+def upgrade(url: str, language: str = "en") -> str:
     open_database(url, migrate=True)  # logs what it did and where the copy of a SQLite file is
-    return current(url)
+    return current(url, language)
 
 
-def copy(source_url: str, target_url: str, progress: Callable[[Copied], None] = lambda _c: None) -> list[Copied]:
+def copy(source_url: str, target_url: str, progress: Callable[[Copied], None] = lambda _c: None,
+         language: str = "en") -> list[Copied]:
     """Copy every table from `source_url` (at the current schema) into the empty `target_url`."""
     source = open_database(source_url).kw["bind"]  # refuses a source that needs an upgrade first
     target = create_engine(target_url)
     try:
         ensure_schema(target, migrate=False)  # a new target gets the tables and the revision stamp
         with source.connect() as src, target.begin() as dst:
-            _refuse_unless_empty(dst)
+            _refuse_unless_empty(dst, labels(language))
             copied = []
             for table in Base.metadata.sorted_tables:  # parents before children (foreign keys)
                 done = Copied(table.name, _copy_table(table, src, dst))
@@ -68,12 +101,11 @@ def copy(source_url: str, target_url: str, progress: Callable[[Copied], None] = 
         target.dispose()
 
 
-def _refuse_unless_empty(dst: Connection) -> None:
-    filled = [t.name for t in Base.metadata.sorted_tables
-              if dst.scalar(select(func.count()).select_from(t))]
+def _refuse_unless_empty(dst: Connection, t: dict[str, str]) -> None:
+    filled = [table.name for table in Base.metadata.sorted_tables
+              if dst.scalar(select(func.count()).select_from(table))]
     if filled:
-        raise CopyRefused(f"the target already holds rows in {', '.join(filled)}; "
-                          "copy into an empty database (nothing is merged or overwritten)")
+        raise CopyRefused(t["not_empty"].format(tables=", ".join(filled)))
 
 
 def _copy_table(table: Table, src: Connection, dst: Connection) -> int:
