@@ -87,3 +87,25 @@ def test_db_current_upgrade_and_copy_follow_the_config_unless_told(tmp_path: Pat
     capsys.readouterr()
     assert main(["-c", str(path), "db", "copy", "--to", target]) == 1  # refused: never merged
     assert "db copy：目标数据库的 " in capsys.readouterr().err
+
+
+def test_init_speaks_chinese_when_told(tmp_path: Path, capsys) -> None:
+    assert main(["init", str(tmp_path / "etc"), "--language", "zh"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"已写入 {tmp_path / 'etc' / 'config.toml'}" in lines and lines[-1].startswith("下一步：编辑 ")
+    assert main(["init", str(tmp_path / "etc2")]) == 0  # no config exists yet to name a language
+    lines = capsys.readouterr().out.splitlines()
+    assert f"wrote {tmp_path / 'etc2' / 'config.toml'}" in lines and lines[-1].startswith("next: edit ")
+
+
+def test_unit_follows_the_config_unless_told(tmp_path: Path, capsys) -> None:
+    path = with_language(tmp_path, "zh")  # the example reads passwords from the environment: notes follow
+    assert main(["-c", str(path), "unit"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == f"# {path} 的 mailrouter.service drop-in，由 `mailrouter unit` 生成。"
+    assert "mailrouter unit：mailbox[0].password_env：服务单元不传环境变量；请改写 password_file" in err
+    assert "# mailbox[0].password_env：服务单元不传环境变量" in out
+    assert main(["-c", str(path), "unit", "--language", "en"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"# mailrouter.service drop-in for {path}, written by `mailrouter unit`.")
+    assert "mailrouter unit: mailbox[0].password_env: the unit passes no environment" in err

@@ -51,10 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
     init = sub.add_parser("init", help="write the annotated config.toml and default rules into a folder")
     init.add_argument("folder", type=Path, help="e.g. /etc/mailrouter; existing files are kept")
+    init.add_argument("--language", choices=("en", "zh"), help="en or zh (default: en; there is no config yet)")
     init.set_defaults(func=cmd_init)
     unit = sub.add_parser("unit", help="print the systemd drop-in for this config "
                           "(ExecStart, ExecReload with check, one LoadCredential= per secret)")
     unit.add_argument("--service", action="store_true", help="print the packaged mailrouter.service instead")
+    unit.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
     unit.set_defaults(func=cmd_unit)
     explain = sub.add_parser("explain", help="show which rule fires for a message file, and why")
     explain.add_argument("eml", type=Path, help="a message saved as .eml")
@@ -135,18 +137,17 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from mailrouter.commands.unit import init_config_dir
+    from mailrouter.commands.unit import init_config_dir, labels
 
+    t = labels(args.language or "en")
     for path in init_config_dir(args.folder):
-        print(f"wrote {path}")
-    print(f"next: edit {args.folder / 'config.toml'}, put each password in "
-          f"{args.folder / 'credentials'}/<name> (mode 0600), then `mailrouter -c "
-          f"{args.folder / 'config.toml'} unit` lists the names")
+        print(t["wrote"].format(path=path))
+    print(t["next"].format(config=args.folder / "config.toml", credentials=args.folder / "credentials"))
     return 0
 
 
 def cmd_unit(args: argparse.Namespace) -> int:
-    from mailrouter.commands.unit import dropin, installed_executable, unit_notes
+    from mailrouter.commands.unit import config_language, dropin, installed_executable, labels, unit_notes
     from mailrouter.config.load import Problem, read_toml
     from mailrouter.resources import packaged
 
@@ -157,9 +158,10 @@ def cmd_unit(args: argparse.Namespace) -> int:
     data = read_toml(Path(args.config), problems)
     if problems:
         raise ConfigError(problems)
-    print(dropin(data, Path(args.config), installed_executable()), end="")
-    for note in unit_notes(data, Path(args.config)):  # seen even when stdout goes to the drop-in file
-        print(f"mailrouter unit: {note}", file=sys.stderr)
+    language = args.language or config_language(data)
+    print(dropin(data, Path(args.config), installed_executable(), language), end="")
+    for note in unit_notes(data, Path(args.config), language):  # seen even when stdout goes to the drop-in file
+        print(labels(language)["note"].format(note=note), file=sys.stderr)
     return 0
 
 
