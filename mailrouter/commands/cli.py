@@ -240,14 +240,14 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def _first_start_preview(config, mailbox_name: str) -> int:
+def _first_start_preview(config, mailbox_name: str, language: str) -> int:
     from mailrouter.commands.dryrun import find_mailbox
     from mailrouter.commands.firstlook import format_preview, preview_first_start
     from mailrouter.intake.imap import ImapError
 
     try:
         mailbox = find_mailbox(config, mailbox_name)
-        format_preview(mailbox, preview_first_start(config, mailbox_name), sys.stdout)
+        format_preview(mailbox, preview_first_start(config, mailbox_name), sys.stdout, language)
     except (ImapError, ValueError) as exc:
         print(f"dry-run: {exc}", file=sys.stderr)
         return 1
@@ -260,7 +260,7 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     if args.first_start:
-        return _first_start_preview(config, args.mailbox)
+        return _first_start_preview(config, args.mailbox, args.language or config.language)
     try:
         since = parse_since(args.since, date.today()) if args.since else None
         results = dry_run(config, args.mailbox, args.folder, since, progress=sys.stderr.isatty())
