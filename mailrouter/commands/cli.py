@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(func=cmd_explain)
     demo = sub.add_parser("demo", help="route sample inquiries on a throwaway local mail server")
     demo.add_argument("--keep", action="store_true", help="keep the demo's files for a look")
+    demo.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
     demo.set_defaults(func=cmd_demo)
     status = sub.add_parser("status", help="health summary from the database")
     status.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
@@ -187,7 +188,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from mailrouter.resources import packaged
 
         config = packaged("config.toml")  # an installed wheel: the example config it ships
-    return run_demo(config, keep=args.keep, log_level=args.log_level)
+    return run_demo(config, keep=args.keep, log_level=args.log_level, language=args.language)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
