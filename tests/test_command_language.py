@@ -45,9 +45,10 @@ def test_explain_labels_follow_the_config_unless_told(tmp_path: Path, capsys) ->
     eml.write_bytes(compose("Klaus Becker <k.becker@becker-elektronik.de>", "Anfrage Leiterplatten", GERMAN))
     assert main(["-c", str(path), "explain", str(eml)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "主题：      Anfrage Leiterplatten" in lines  # CJK labels count two columns: values line up
-    assert "标签：      [DE][PCB]（仅业务员可见）" in lines
-    assert any(line.startswith("原因：      ") for line in lines)  # the rule's own words follow, in English
+    assert "主题：       Anfrage Leiterplatten" in lines  # CJK labels count two columns: values line up
+    assert "标签：       [DE][PCB]（仅业务员可见）" in lines
+    assert any(line.startswith("Message-ID： <") for line in lines)
+    assert any(line.startswith("原因：       rule ") for line in lines)  # the rule's own words, in English
     assert main(["-c", str(path), "explain", str(eml), "--language", "en"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "Subject:    Anfrage Leiterplatten" in lines and "Labels:     [DE][PCB] (the rep's view only)" in lines

@@ -21,7 +21,7 @@ LABELS = {
            "filed_in": "Filed in", "forward": "Forward", "labels": "Labels", "none": "(none)",
            "via_form": " via form {form}", "domain_v": "{domain} (country {country}, {kind})",
            "free_mail": "free mail", "corporate": "corporate", "evidence": " ({conf:.2f} from {source}: {evidence})",
-           "undetermined": "undetermined", "main": " (main: {evidence})", "keywords": "{folder} (keywords {kw})",
+           "undetermined": "undetermined", "confidence": " ({conf:.2f})", "main": " (main: {evidence})", "keywords": "{folder} (keywords {kw})",
            "rep_only": "{labels} (the rep's view only)"},
     "zh": {"message_id": "Message-ID", "subject": "主题", "buyer": "客户", "domain": "域名",
            "country": "国家", "language": "语言", "products": "产品", "sent_to": "收件地址",
@@ -29,7 +29,7 @@ LABELS = {
            "filed_in": "归档到", "forward": "转发主题", "labels": "标签", "none": "（无）",
            "via_form": "（经表单 {form}）", "domain_v": "{domain}（国家 {country}，{kind}）",
            "free_mail": "免费邮箱", "corporate": "企业邮箱", "evidence": "（{conf:.2f}，依据 {source}：{evidence}）",
-           "undetermined": "未确定", "main": "（主要：{evidence}）", "keywords": "{folder}（关键字 {kw}）",
+           "undetermined": "未确定", "confidence": "（{conf:.2f}）", "main": "（主要：{evidence}）", "keywords": "{folder}（关键字 {kw}）",
            "rep_only": "{labels}（仅业务员可见）"},
 }
 
@@ -62,7 +62,7 @@ def explain_examined(config: Config, examined: Examined, language: str = "en") -
             ("country", (q.country or "-") + (t["evidence"].format(
                 conf=q.country_confidence, source=q.country_source, evidence=q.country_evidence)
                 if q.country else "")),
-            ("language", f"{q.language or t['undetermined']} ({q.language_confidence:.2f})"),
+            ("language", (q.language or t["undetermined"]) + t["confidence"].format(conf=q.language_confidence)),
             ("products", (", ".join(q.products) or "-")
              + (t["main"].format(evidence=q.product_evidence) if q.product_evidence else "")),
             ("sent_to", ", ".join(q.recipients) or "-"),
@@ -80,11 +80,14 @@ def explain_examined(config: Config, examined: Examined, language: str = "en") -
     return "\n".join(aligned([(t[key], value) for key, value in fields], language))
 
 
-VALUE_COLUMN = 12  # "Message-ID: " fits; the rare longer label just takes one space
+# Where values start, in terminal columns: English "Message-ID: " fits (the rare longer label
+# takes one space); Chinese "Message-ID：" is 12 columns with its full-width colon.
+VALUE_COLUMN = {"en": 12, "zh": 13}
 
 
 def aligned(fields: list[tuple[str, str]], language: str) -> list[str]:
     """`Label:` then the value in one column, counted in terminal columns (CJK labels take two)."""
     colon = "：" if language == "zh" else ":"
     heads = [label + colon for label, _ in fields]
-    return [head + " " * max(1, VALUE_COLUMN - width(head)) + value for head, (_, value) in zip(heads, fields)]
+    column = VALUE_COLUMN["zh" if language == "zh" else "en"]
+    return [head + " " * max(1, column - width(head)) + value for head, (_, value) in zip(heads, fields)]

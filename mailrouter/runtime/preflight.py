@@ -28,7 +28,7 @@ LABELS = {
     "en": {"imap": "IMAP {name} ({user} at {host}:{port})", "smtp": "SMTP {host}:{port}",
            "reply_source": "reply source {name} ({user} at {host}:{port})", "database": "database {url}",
            "spool": "spool folder {path}", "templates": "templates in {dirs}", "ok": "OK", "failed": "FAILED",
-           "note": "note", "check_login": "check host, port, tls and the password source",
+           "note": "note", "check_login": " (check host, port, tls and the password source)",
            "lacks": "server lacks {caps}; mailrouter works around it",
            "no_keywords": "server does not keep custom keywords; folders and the database carry the state",
            "spool_error": "cannot write there: {reason} (set daemon.spool_dir to a folder the daemon may write)",
@@ -47,7 +47,7 @@ LABELS = {
     "zh": {"imap": "IMAP {name}（{user}，{host}:{port}）", "smtp": "SMTP {host}:{port}",
            "reply_source": "回复来源 {name}（{user}，{host}:{port}）", "database": "数据库 {url}",
            "spool": "暂存目录 {path}", "templates": "模板目录 {dirs}", "ok": "正常", "failed": "失败",
-           "note": "提示", "check_login": "请检查 host、port、tls 和密码来源",
+           "note": "提示", "check_login": "（请检查 host、port、tls 和密码来源）",
            "lacks": "服务器不支持 {caps}；mailrouter 会自动绕过",
            "no_keywords": "服务器不保存自定义关键字；由文件夹和数据库记录状态",
            "spool_error": "无法写入：{reason}（请把 daemon.spool_dir 设为守护进程可写的文件夹）",
@@ -147,7 +147,7 @@ def _check_imap(settings: Callable[[], ImapSettings], t: dict[str, str],
     except CredentialError as exc:
         return str(exc), []
     except ImapError as exc:
-        return f"{exc} ({t['check_login']})", []
+        return f"{exc}{t['check_login']}", []
     try:
         conn.select_inbox()
         return None, _capability_notes(conn, t) if notes else []
