@@ -76,6 +76,7 @@ def test_check_speaks_the_configured_language_unless_told(bed: TestBed, tmp_path
     assert out.splitlines()[0].startswith(f"{config}：正常 — ")
     assert "首次回复计时：失败 — sla.enabled = true 但没有任何 [[reply_source]]" in out
     assert f"SMTP {bed.host}:{bed.smtp_port}：正常" in out
+    assert "  提示：新数据库：首次启动时创建" in out.splitlines()
     code = main(["--log-level", "ERROR", "-c", str(config), "check", "--language", "en"])
     out = capsys.readouterr().out
     assert code == 1 and "first-reply clock: FAILED — sla.enabled = true" in out

@@ -13,24 +13,20 @@ from dataclasses import dataclass
 from sqlalchemy import Integer, Table, create_engine, func, insert, select, text
 from sqlalchemy.engine import Connection, make_url
 
-from mailrouter.migrations import SchemaState, ensure_schema, schema_state
+from mailrouter.migrations import ensure_schema, schema_state
 from mailrouter.store import Base, open_database
 
 BATCH = 1000  # rows per INSERT: bounded memory on a database of years
 
 # What `db` prints, per language (issue 15 item 6); driver errors stay as the driver gave them.
 LABELS = {
-    "en": {"at_head": "schema at {head} (current)", "fresh": "new database",
-           "behind": "schema at {current}, this release needs {head}", "unstamped": "a release before migrations",
-           "rows": "  {table}: {rows} rows",
+    "en": {"rows": "  {table}: {rows} rows",
            "copied": "copied {rows} rows in {tables} tables; now set daemon.database to the new URL in {path} "
                      "and start the daemon",
            "not_empty": "the target already holds rows in {tables}; copy into an empty database "
                         "(nothing is merged or overwritten)",
            "failed": "db {action}: {error}"},
-    "zh": {"at_head": "数据库结构版本 {head}（最新）", "fresh": "新数据库",
-           "behind": "数据库结构版本 {current}，本版本需要 {head}", "unstamped": "引入迁移之前的版本",
-           "rows": "  {table}：{rows} 行",
+    "zh": {"rows": "  {table}：{rows} 行",
            "copied": "已复制 {tables} 张表共 {rows} 行；请在 {path} 中把 daemon.database 改为新 URL，再启动守护进程",
            "not_empty": "目标数据库的 {tables} 表中已有数据；请复制到空数据库（不会合并或覆盖任何数据）",
            "failed": "db {action}：{error}"},
@@ -41,14 +37,6 @@ def labels(language: str) -> dict[str, str]:
     return LABELS["zh" if language == "zh" else "en"]
 
 
-def describe(state: SchemaState, language: str = "en") -> str:
-    """SchemaState.describe() in `language`."""
-    t = labels(language)
-    if state.up_to_date:
-        return t["at_head"].format(head=state.head)
-    if state.fresh:
-        return t["fresh"]
-    return t["behind"].format(current=state.current or t["unstamped"], head=state.head)
 
 
 class CopyRefused(Exception):
@@ -71,7 +59,7 @@ def current(url: str, language: str = "en") -> str:
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            return describe(schema_state(connection), language)
+            return schema_state(connection).describe(language)
     finally:
         engine.dispose()
 

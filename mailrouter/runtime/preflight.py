@@ -90,7 +90,7 @@ def server_problems(config: Config, language: str = "en") -> list[Finding]:
     results.append(Finding(t["smtp"].format(host=smtp.host, port=smtp.port), _check_smtp(config)))
     results += [_check_reply_source(source, config, t) for source in config.sla.reply_sources
                 if source.server is not None]  # shared_sent uses its mailbox's login, tried above
-    results.append(_check_database(config, t))
+    results.append(_check_database(config, language))
     results.append(Finding(t["spool"].format(path=config.spool_dir), _check_spool(config, t)))
     results.append(Finding(t["templates"].format(dirs=", ".join(map(str, config.template_dirs))),
                            template_problem(config)))
@@ -132,12 +132,12 @@ def check_servers(config: Config, language: str = "en") -> bool:
     return ok
 
 
-def _check_database(config: Config, t: dict[str, str]) -> Finding:
+def _check_database(config: Config, language: str) -> Finding:
     from mailrouter.commands.db import shown
     from mailrouter.migrations import database_note
 
-    error, note = database_note(config.database)  # the migration's own words, English like a server's
-    return Finding(t["database"].format(url=shown(config.database)), error, [note] if note else [])
+    error, note = database_note(config.database, language)  # driver errors stay as the driver gave them
+    return Finding(labels(language)["database"].format(url=shown(config.database)), error, [note] if note else [])
 
 
 def _check_imap(settings: Callable[[], ImapSettings], t: dict[str, str],
