@@ -65,10 +65,10 @@ class Secret:
 
     @property
     def advice(self) -> str | None:
-        return advice(self)
+        return advice_text(self)
 
 
-def advice(secret: Secret, language: str = "en") -> str | None:
+def advice_text(secret: Secret, language: str = "en") -> str | None:
     """What to write instead, when the key does not read the credential yet."""
     if secret.fix is None:
         return None
@@ -137,7 +137,7 @@ def unit_notes(data: dict[str, Any], config_path: Path, language: str = "en") ->
     """What to change in config.toml before the service can run it as it is."""
     colon = "：" if language == "zh" else ": "
     return sandbox_problems(data, config_path, language) + [
-        f"{s.key}{colon}{advice(s, language)}" for s in config_secrets(data) if s.fix]
+        f"{s.key}{colon}{advice_text(s, language)}" for s in config_secrets(data) if s.fix]
 
 
 def config_language(data: dict[str, Any]) -> str:
