@@ -54,6 +54,6 @@ def test_demo_table_aligns_chinese_headers_by_terminal_columns() -> None:
     from mailrouter.commands.demo import TableRow, format_table
 
     table = format_table([TableRow("german PCB [sales]", "routed", "zhang", "Routed/张伟", "")], "zh")
-    head, rule, row = table.splitlines()
+    head, _rule, row = table.splitlines()
     assert head.startswith("邮件") and "已分配" in row
     assert row.index("已分配") == head.index("结果") + 2  # 邮件 is 4 columns but 2 characters; row text is ASCII

@@ -148,7 +148,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_unit(args: argparse.Namespace) -> int:
-    from mailrouter.commands.unit import config_language, dropin, installed_executable, labels, unit_notes
+    from mailrouter.commands.unit import (config_language, dropin, installed_executable, labels,
+                                          unit_notes)
     from mailrouter.config.load import Problem, read_toml
     from mailrouter.resources import packaged
 

@@ -8,7 +8,6 @@ from sqlalchemy import select
 from mailrouter.config.schema import Config
 from mailrouter.store import RepStatusRow, open_database, utcnow
 
-
 # Every line `rep` prints, per language (issue 15 item 6); rep ids stay as typed on the command line.
 LABELS = {
     "en": {"unknown": "unknown rep {rep!r} (known: {known})",

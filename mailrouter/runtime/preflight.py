@@ -22,7 +22,6 @@ from mailrouter.runtime.mailbox import imap_settings
 from mailrouter.sla.config import ReplySource
 from mailrouter.sla.replies import reply_settings
 
-
 # `check` speaks the operator's language (issue 15 item 6); server error texts stay as the server gave them.
 LABELS = {
     "en": {"imap": "IMAP {name} ({user} at {host}:{port})", "smtp": "SMTP {host}:{port}",
