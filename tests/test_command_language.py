@@ -110,3 +110,12 @@ def test_unit_follows_the_config_unless_told(tmp_path: Path, capsys) -> None:
     out, err = capsys.readouterr()
     assert out.startswith(f"# mailrouter.service drop-in for {path}, written by `mailrouter unit`.")
     assert "mailrouter unit: mailbox[0].password_env: the unit passes no environment" in err
+
+
+def test_a_config_that_does_not_load_is_reported_in_the_language_asked(tmp_path: Path, capsys) -> None:
+    path = with_language(tmp_path, "fr")  # daemon.language itself is wrong: only --language can choose
+    assert main(["-c", str(path), "rep", "list", "--language", "zh"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("配置有 1 个问题：\n") and "daemon.language" in err  # the problem keeps file and key
+    assert main(["-c", str(path), "rep", "list"]) == 2
+    assert capsys.readouterr().err.startswith("configuration has 1 problem(s):\n")

@@ -16,6 +16,7 @@ from mailrouter.store import SchemaError
 from mailrouter.runtime.logsetup import setup_logging
 
 DEFAULT_CONFIG = "config.toml"
+PROBLEMS_HEADING = {"en": "configuration has {n} problem(s):", "zh": "配置有 {n} 个问题："}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
-    except ConfigError as exc:
-        print(f"configuration has {len(exc.problems)} problem(s):", file=sys.stderr)
+    except ConfigError as exc:  # the config did not load, so only --language can choose
+        heading = PROBLEMS_HEADING["zh" if getattr(args, "language", None) == "zh" else "en"]
+        print(heading.format(n=len(exc.problems)), file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
