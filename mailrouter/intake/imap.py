@@ -628,16 +628,22 @@ class Mailbox:
 
 
 def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
-                 on_lost: Callable[[], None] = lambda: None) -> None:
+                 on_lost: Callable[[], None] = lambda: None,
+                 explain: Callable[[Exception], str | None] = lambda exc: None,
+                 progress: Callable[[], int] = lambda: 0) -> None:
     """Run `serve` until `stop` is set, reconnecting with backoff (1 s doubling to 5 min).
 
     Connection trouble means reconnect, never exit; a throttling provider gets minutes of
-    quiet (1 doubling to 15); an unexpected error is logged in full and retried the same way,
-    since every round starts again from the database and the server.
+    quiet (1 doubling to 15); an error `explain` describes in a line (a full or read-only
+    disk) is logged as that line, once until a round completes, and retried every 5 s to 1 min; any
+    other error is logged in full and retried like connection trouble, since every round
+    starts again from the database and the server. `progress` counts completed rounds: a
+    session that completed one resets the backoff, so short good sessions never add up.
     """
     backoff = Backoff()
+    told = False  # disk trouble was logged: one line per outage, repeats only at DEBUG
     while not stop.is_set():
-        started = time.monotonic()
+        started, rounds = time.monotonic(), progress()
         try:
             serve()
             return
@@ -649,11 +655,19 @@ def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
             delay = backoff.failed()
             log.warning("%s: IMAP trouble, reconnecting in %.0fs: %s", name, delay, exc)
             on_lost()
-        except Exception:
-            delay = backoff.failed()
-            log.exception("%s: unexpected error, retrying in %.0fs", name, delay)
-        if time.monotonic() - started > 300:  # a long good session: the next trouble is new
-            backoff = Backoff()
+        except Exception as exc:
+            trouble = explain(exc)
+            if trouble is None:
+                delay = backoff.failed()
+                log.exception("%s: unexpected error, retrying in %.0fs", name, delay)
+            else:
+                delay = backoff.disk()
+                log.log(logging.DEBUG if told else logging.ERROR,
+                        "%s: %s; nothing is forwarded twice, retrying in %.0fs", name, trouble, delay)
+                told = True
+        if progress() > rounds:
+            told = False
+        backoff.after_session(progress() > rounds, time.monotonic() - started)
         stop.wait(delay)
 
 
@@ -687,11 +701,13 @@ CONNECTION_LIMITS = ConnectionLimits()
 
 
 class Backoff:
-    """Reconnect delays: trouble doubles from 1 s to 5 min; throttling from 1 to 15 min."""
+    """Reconnect delays: trouble doubles from 1 s to 5 min; throttling from 1 to 15 min; a
+    disk that refuses writes is tried again from 5 s doubling to 1 min (a cheap check)."""
 
     def __init__(self) -> None:
         self._trouble = 1.0
         self._throttle = 60.0
+        self._disk = 5.0
 
     def failed(self) -> float:
         delay, self._trouble = self._trouble, min(self._trouble * 2, 300.0)
@@ -700,6 +716,18 @@ class Backoff:
     def throttled(self) -> float:
         delay, self._throttle = self._throttle, min(self._throttle * 2, 900.0)
         return delay
+
+    def disk(self) -> float:
+        delay, self._disk = self._disk, min(self._disk * 2, 60.0)
+        return delay
+
+    def after_session(self, completed_round: bool, seconds: float) -> None:
+        """A session that completed a round worked: the next trouble starts from 1 s again.
+        Throttling is about rate, so only a long session (5 min) forgives it."""
+        if completed_round or seconds > 300:
+            self._trouble, self._disk = 1.0, 5.0
+        if seconds > 300:
+            self._throttle = 60.0
 
 
 def _aware(value: object) -> datetime | None:

@@ -21,7 +21,7 @@ from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_servin
 from mailrouter.act.outbox import Outbox
 from mailrouter.act.admit import ManualTarget, Router
 from mailrouter.intake.spool import Spool, SpooledMessage, is_referenced, missing_spool_files
-from mailrouter.store import MessageRow
+from mailrouter.store import MessageRow, state_write_failure
 from mailrouter.intake.adoption import record_adopted, watched
 from mailrouter.intake.firststart import adopt_history, plan_first_start
 
@@ -93,7 +93,9 @@ class MailboxWorker:
     def run(self) -> None:
         """Serve the mailbox until `stop` is set; connection trouble means reconnect, not exit."""
         keep_serving(self.mailbox.name, self._serve, self.stop,
-                     on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name))
+                     on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name),
+                     explain=lambda exc: state_write_failure(exc, self.config.database),
+                     progress=lambda: self.rounds)
 
     def _serve(self) -> None:
         self._adopt()
