@@ -35,6 +35,7 @@ FETCH_BATCH = 100  # messages per FETCH round trip: large enough to amortise, sm
 # MiB for 120 of them). Ordinary mail (tens of KB) still fills 100 per batch.
 BATCH_BYTES_FACTOR = 8
 MAX_WAIT = 2.0  # seconds; how quickly a stop request is noticed while idling
+SENDER_CHECK = 0.02  # seconds; how often the wait looks whether the sender is done (IDLE stays open)
 # Managers' moves into Assign/ folders need no sub-second answer: a STATUS per folder at most
 # this often keeps fast-poll rounds cheap.
 ASSIGN_CHECK_INTERVAL = 5.0
@@ -70,6 +71,9 @@ class MailboxWorker:
         self._reconciled_at = 0.0
         self._watched: dict[str, int] = {}  # folder -> UIDVALIDITY the database knows it under
         self._pending: Components | None = None  # rebuilt on reload, taken between rounds
+        # the sender's work in flight: recorded once done, so no round waits for SMTP
+        self._sending: Future | None = None
+        self._listed_fully: int | None = None  # UIDVALIDITY of the last complete full INBOX round
         self._pending_lock = threading.Lock()
 
     def rebuild(self, parts: Components) -> None:
@@ -96,6 +100,12 @@ class MailboxWorker:
                      on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name),
                      explain=lambda exc: state_write_failure(exc, self.config.database),
                      progress=lambda: self.rounds)
+        try:
+            if self._sending is not None and self._sending.done():
+                self._settle_sending()  # a clean stop records what SMTP accepted; a hung send is not waited for
+        except Exception as exc:  # noqa: BLE001 - stopping anyway; the accepted log keeps it
+            log.warning("%s: forwards accepted at stop not recorded (%s); the next start records them "
+                        "from the accepted log", self.mailbox.name, exc)
 
     def _serve(self) -> None:
         self._adopt()
@@ -168,21 +178,23 @@ class MailboxWorker:
             for uid in large:
                 self._spooled(conn, folder, validity, uid, lambda original, uid=uid: self.router.assign_manually(
                     self.mailbox.name, folder, validity, uid, original, target))
+            self._settle_sending()
             self.outbox.flush(self.mailbox.name)
             self._file(conn, validity, present, source=folder)
         return selected
 
     def _inbox_round(self, conn: Mailbox, uidvalidity: int) -> None:
-        """Three batches in flight: while one is recorded here, the next is parsed in the
-        parser process and the previous one's forwards go out over SMTP; each batch is filed
-        once sent. Only this thread writes to the database (the sender's outcomes are recorded
-        here), so sending never waits for the batch transaction's lock."""
+        """Batches in flight: while one is recorded here, the next is parsed in the parser
+        process and forwards go out over SMTP in the sender thread. Filing never waits for
+        SMTP: each batch's copies that need no forward are filed at once, forwarded ones once
+        the sender's outcome is recorded. Only this thread writes to the database (the
+        sender's outcomes are recorded here), so sending never waits for the batch
+        transaction's lock."""
         in_inbox, arrived = self._inbox_uids(conn, uidvalidity)
         new = sorted(arrived - self.router.known_uids(self.mailbox.name, "INBOX", uidvalidity, arrived))
         new = self._first_start(conn, "INBOX", uidvalidity, new)
         self._respool_missing(conn, uidvalidity)
         batches, large = self._plan(conn, new)
-        sending = None
         ahead = self._fetch_and_parse(conn, batches[0]) if batches else None
         for index in range(len(batches)):
             batch, parsing = ahead
@@ -190,17 +202,42 @@ class MailboxWorker:
             if index + 1 < len(batches) and not self.stop.is_set():
                 ahead = self._fetch_and_parse(conn, batches[index + 1])
             self.router.admit_batch(self.mailbox.name, uidvalidity, batch, parsing)
-            if sending is not None:
-                self.outbox.record(sending.result())
-                self._file(conn, uidvalidity, in_inbox)
-            sending = self._sender.submit(self.outbox.send_due, self.mailbox.name)
+            self._send_in_background()
+            self._file(conn, uidvalidity, in_inbox)
             if ahead is None:
                 break
-        if sending is not None:
-            self.outbox.record(sending.result())
-        self._admit_large(conn, uidvalidity, large)
-        self.outbox.flush(self.mailbox.name)
+        if large:
+            self._settle_sending()  # big ones are sent one by one, from their spool files
+            self._admit_large(conn, uidvalidity, large)
+        self._send_in_background()
         self._file(conn, uidvalidity, in_inbox)
+        if in_inbox is not None and not self.stop.is_set():
+            self._listed_fully = uidvalidity
+        if self._listed_fully == uidvalidity:
+            self._reconcile_stranded(uidvalidity)
+
+    def _reconcile_stranded(self, uidvalidity: int) -> None:
+        """Rows ready to file under an older UIDVALIDITY. A whole round under this one has
+        admitted every copy INBOX holds, and a copy found again took its row along (same
+        bytes); so these copies are gone: moved by a run that died before recording it."""
+        stranded = [r for r in self.router.awaiting_filing(self.mailbox.name, "INBOX") if r.uidvalidity != uidvalidity]
+        if stranded:
+            self.router.mark_filed(stranded, note="not in INBOX after a UIDVALIDITY change")
+
+    def _send_in_background(self) -> None:
+        """Record the sender's outcome if it has one, then start it on what is due if idle."""
+        if self._sending is not None and self._sending.done():
+            sending, self._sending = self._sending, None
+            self.outbox.record(sending.result())
+        if self._sending is None and self._outbox_has_due():
+            self._sending = self._sender.submit(self.outbox.send_due, self.mailbox.name)
+
+    def _settle_sending(self) -> None:
+        """Wait for the sender and record its outcome: before a flush on this thread, which
+        must never send the same rows alongside it."""
+        if self._sending is not None:
+            sending, self._sending = self._sending, None
+            self.outbox.record(sending.result())
 
     def _inbox_uids(self, conn: Mailbox, uidvalidity: int) -> tuple[set[int] | None, set[int]]:
         """(all INBOX UIDs or None, UIDs to check against the database). A full reconciliation
@@ -333,12 +370,20 @@ class MailboxWorker:
         return taken
 
     def _outbox_due(self) -> bool:
+        """A round is due for the outbox: the sender finished (record, file), or, with the
+        sender idle, a forward is due."""
+        if self._sending is not None:
+            return self._sending.done()
+        return self._outbox_has_due()
+
+    def _outbox_has_due(self) -> bool:
         due = self.outbox.next_due_in(self.mailbox.name)
         return due is not None and due <= 0
 
     def _wait(self, conn: Mailbox, until_round: float) -> bool:
-        """Wait briefly for news (IDLE) or the next poll; short, so a stop request is seen soon."""
-        due = self.outbox.next_due_in(self.mailbox.name)
+        """Wait briefly for news (IDLE) or the next poll; short, so a stop request is seen
+        soon, and shorter while the sender works, so its outcome is filed soon."""
+        due = SENDER_CHECK if self._sending is not None else self.outbox.next_due_in(self.mailbox.name)
         timeout = min(MAX_WAIT, max(until_round, 0.0), MAX_WAIT if due is None else due)
         if conn.uses_idle:
             return conn.wait_for_news(max(timeout, 0.01))
