@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable
@@ -36,6 +37,9 @@ FETCH_BATCH = 100  # messages per FETCH round trip: large enough to amortise, sm
 BATCH_BYTES_FACTOR = 8
 MAX_WAIT = 2.0  # seconds; how quickly a stop request is noticed while idling
 SENDER_CHECK = 0.02  # seconds; how often the wait looks whether the sender is done (IDLE stays open)
+# seconds a round waits for the sender before going on without it: far above a healthy server's
+# answer for a batch, far below an SMTP timeout, so filing never waits for a silent server
+SENDER_WAIT = 5.0
 # Managers' moves into Assign/ folders need no sub-second answer: a STATUS per folder at most
 # this often keeps fast-poll rounds cheap.
 ASSIGN_CHECK_INTERVAL = 5.0
@@ -205,14 +209,14 @@ class MailboxWorker:
             if index + 1 < len(batches) and not self.stop.is_set():
                 ahead = self._fetch_and_parse(conn, batches[index + 1])
             self.router.admit_batch(self.mailbox.name, uidvalidity, batch, parsing)
-            self._send_in_background()
-            self._file(conn, uidvalidity, in_inbox)
+            self._file(conn, uidvalidity, in_inbox)  # what needs no forward, and what was sent before
+            self._send_in_background(SENDER_WAIT)
             if ahead is None:
                 break
         if large:
             self._settle_sending()  # big ones are sent one by one, from their spool files
             self._admit_large(conn, uidvalidity, large)
-        self._send_in_background()
+        self._send_in_background(SENDER_WAIT)
         self._file(conn, uidvalidity, in_inbox)
         if in_inbox is not None and not self.stop.is_set():
             self._listed_fully = uidvalidity
@@ -227,12 +231,18 @@ class MailboxWorker:
         if stranded:
             self.router.mark_filed(stranded, note="not in INBOX after a UIDVALIDITY change")
 
-    def _send_in_background(self) -> None:
-        """Record the sender's outcome if it has one, then start it on what is due if idle."""
-        if self._sending is not None and self._sending.done():
-            sending, self._sending = self._sending, None
-            self.outbox.record(sending.result())
-        if self._sending is None and self._outbox_has_due():
+    def _send_in_background(self, wait: float = 0.0) -> None:
+        """Record the sender's outcome once it has one (waiting up to `wait` s: a healthy SMTP
+        server answers within it, so a batch's forwards are filed in the same round), then
+        start the sender on what is due if it is idle."""
+        if self._sending is not None:
+            try:
+                results = self._sending.result(timeout=wait)
+            except FutureTimeout:
+                return  # SMTP is slow or silent: the round goes on; the outcome is recorded later
+            self._sending = None
+            self.outbox.record(results)
+        if self._outbox_has_due():
             self._sending = self._sender.submit(self.outbox.send_due, self.mailbox.name)
 
     def _settle_sending(self) -> None:
