@@ -297,8 +297,10 @@ def state_write_failure(exc: BaseException, database: str = "") -> str | None:
     if isinstance(exc, DBAPIError):
         number = _database_errno(exc.orig)
         if number is not None:
-            label = database_label(database) if database else ""
-            return (f"cannot write the database {label}: {exc.orig}; "
+            label = database_label(database) if database else "(unknown)"
+            # SQLite often says only "disk I/O error": the filesystem itself tells which
+            number = _filesystem_errno(_sqlite_folder(database)) or number
+            return (f"cannot write the database {label}: {exc.orig} ({os.strerror(number)}); "
                     f"{_DISK_ADVICE[number]}")
     return None
 
@@ -308,6 +310,25 @@ def _database_errno(error: BaseException | None) -> int | None:
     if isinstance(sqlite_code, int):
         return _SQLITE_ERRNO.get(sqlite_code & 0xFF)  # extended codes keep the primary in the low byte
     return _SQLSTATE_ERRNO.get(getattr(error, "sqlstate", None) or "")
+
+
+def _sqlite_folder(database: str) -> str | None:
+    if not database or make_url(database).get_backend_name() != "sqlite":
+        return None
+    return os.path.dirname(os.path.abspath(make_url(database).database or "")) or None
+
+
+def _filesystem_errno(folder: str | None) -> int | None:
+    """EROFS or ENOSPC if the filesystem holding `folder` is read-only or full, else None."""
+    if folder is None:
+        return None
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        return errno.EROFS
+    return errno.ENOSPC if fs.f_bavail == 0 else None
 
 
 def database_label(url: str) -> str:

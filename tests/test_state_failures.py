@@ -33,7 +33,7 @@ def test_a_full_spool_names_the_file_the_errno_text_and_what_to_free():
 ])
 def test_a_database_that_refuses_a_write_is_named_with_sqlites_reason(message, code, advice):
     line = state_write_failure(sqlite_error(message, code), "sqlite:////var/lib/mailrouter/mailrouter.db")
-    assert line.startswith(f"cannot write the database /var/lib/mailrouter/mailrouter.db: {message}; ")
+    assert line.startswith(f"cannot write the database /var/lib/mailrouter/mailrouter.db: {message} (")
     assert advice in line
 
 
