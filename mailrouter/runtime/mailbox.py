@@ -240,7 +240,9 @@ class MailboxWorker:
                 results = self._sending.result(timeout=wait)
             except FutureTimeout:
                 return  # SMTP is slow or silent: the round goes on; the outcome is recorded later
-            self._sending = None
+            finally:
+                if self._sending.done():  # a failed send raises once, never again every round
+                    self._sending = None
             self.outbox.record(results)
         if self._outbox_has_due():
             self._sending = self._sender.submit(self.outbox.send_due, self.mailbox.name)
