@@ -154,7 +154,7 @@ def assert_one_clear_line(log: Path, signs: tuple[str, ...], disk: Path, *advice
     assert "unexpected error" not in text and "Traceback" not in text, text[-3000:]
     lines = lines_with(log, signs)
     per_mailbox = Counter(line.split(": ")[1] for line in lines)  # "<time> ERROR mailrouter.imap: sales: ..."
-    assert lines and set(per_mailbox.values()) == {1}, lines  # one line per mailbox, whose sending stopped
+    assert lines and set(per_mailbox.values()) == {1}, "\n".join(lines)  # one line per mailbox, whose sending stopped
     assert all(str(disk) in line and any(a in line for a in advice) for line in lines), lines
 
 
