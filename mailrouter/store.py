@@ -86,7 +86,7 @@ class MessageRow(Base):
     products: Mapped[str] = mapped_column(String(500), default="")
     forward_message_id: Mapped[str | None] = mapped_column(String(500))
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
-    received_at: Mapped[datetime]  # when the daemon first saw it
+    received_at: Mapped[datetime]  # arrival: INTERNALDATE bounded by first seen (sla/clock.py)
     decided_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     filed_at: Mapped[datetime | None]
@@ -149,11 +149,13 @@ class AssignmentRow(Base):
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(30))  # reassigned|undeliverable|pooled
     reassigned_from: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"))
+    # A Reply-To the forward did not use (decide/trust.py): a reply sent there alone stops no clock.
+    suspect_reply_to: Mapped[str | None] = mapped_column(String(320))
 
 
 class LeaseRow(Base):
     """Who works a mailbox or reply source now, for `status`. The lock itself is elsewhere
-    (runtime/lease.py: a PostgreSQL advisory lock or a file lock); this row only shows it."""
+    (lease.py: a PostgreSQL advisory lock or a file lock); this row only shows it."""
 
     __tablename__ = "leases"
 

@@ -10,16 +10,18 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from collections.abc import Mapping
 from typing import Callable
 
-from sqlalchemy import bindparam, insert, or_, select
+from sqlalchemy import bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter import store
 from mailrouter.config.schema import Config
 from mailrouter.decide.classify import is_auto_reply
+from mailrouter.decide.trust import ReplyTarget, never_a_customer, reply_note, reply_target
 from mailrouter.decide.assign import TeamState, choose_member, decide, is_available, team_of
-from mailrouter.act.forward import ForwardError, ForwardSpec, tag_subject
+from mailrouter.act.forward import ForwardError, ForwardSpec, tag_labels, tag_subject
 from mailrouter.model import Clock, Decision, Inquiry, Outcome, ParseSettings
 from mailrouter.parse import parse_message
 from mailrouter.parse.process import InlineParser, Parsed, Parser, parse_one
@@ -28,6 +30,7 @@ from mailrouter.registry.record import block_sender, record_routed
 from mailrouter.registry.score import Score, score_inquiry
 from mailrouter.registry.keys import SenderKeys
 from mailrouter.registry.match import SenderLookup, lookup_sender
+from mailrouter.sla.clock import reply_clock_start
 from mailrouter.sla.ladder import AssignmentSnapshot, step_time
 from mailrouter.intake.spool import SpooledMessage, fingerprints, queued_forward
 from mailrouter.metrics import Metrics
@@ -143,7 +146,10 @@ def destination(decision: Decision, config: Config) -> tuple[str, tuple[str, ...
     f, prefix = config.folders, config.keyword_prefix
     if decision.outcome is Outcome.ROUTED:
         rep = config.reps[decision.rep]
-        return f.routed.format(rep=rep.folder), (prefix + "routed", prefix + rep.id)
+        # A returning buyer's copy is marked for the manager's searches: the label that left the
+        # subject (issue 15). One fixed keyword; per-country ones would hit maildir's 26.
+        reinquiry = (prefix + "reinquiry",) if decision.reinquiry else ()
+        return f.routed.format(rep=rep.folder), (prefix + "routed", prefix + rep.id, *reinquiry)
     folder = {
         Outcome.UNRECOGNIZED: f.unrecognized, Outcome.IGNORED: f.ignored,
         Outcome.DUPLICATE: f.duplicate, Outcome.QUARANTINED: f.quarantine,
@@ -196,10 +202,12 @@ class Router:
         return self.parser.submit([raw for _uid, raw in messages], self.config.parse)
 
     def admit_batch(self, mailbox: str, uidvalidity: int, messages: list[tuple[int, bytes]],
-                    parsing: "Future[list[Parsed]] | None" = None) -> list[MessageRow]:
+                    parsing: "Future[list[Parsed]] | None" = None,
+                    arrivals: Mapping[int, datetime] | None = None) -> list[MessageRow]:
         """Record decisions for a fetched batch in one transaction: nothing is sent or moved
         before it commits, so a crash loses only undecided work, and the team state is read
-        once and carried forward in memory instead of per message."""
+        once and carried forward in memory instead of per message. `arrivals`: uid -> when it
+        arrived (sla/clock.py), where the first-reply clock starts; absent: now."""
         if not messages:
             return []
         parsed = (parsing or self.parse_ahead(messages)).result()
@@ -209,7 +217,7 @@ class Router:
             rows, decided = [], []
             for (uid, raw), parse in zip(messages, parsed, strict=True):
                 row, decision = self._admit_one(session, mailbox, uidvalidity, uid, raw, state, parse,
-                                                adoptable)
+                                                adoptable, (arrivals or {}).get(uid))
                 if decision is not None:
                     state = state.after(decision)
                     decided.append(row)
@@ -238,7 +246,7 @@ class Router:
 
     def _admit_one(self, session: Session, mailbox: str, uidvalidity: int, uid: int,
                    raw: bytes | SpooledMessage, state: TeamState, parsed: Parsed | None,
-                   adoptable: bool) -> tuple[MessageRow, Decision | None]:
+                   adoptable: bool, arrived: datetime | None = None) -> tuple[MessageRow, Decision | None]:
         """The row and the new decision (None: a known message under a new UID, decided before)."""
         parsed = parsed or parse_one(raw, self.config.parse)  # (the parser process did it in a backlog)
         sha, key = parsed.sha256, parsed.content_key
@@ -253,11 +261,12 @@ class Router:
                 Outcome.DUPLICATE, f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))
         else:
             examined = self._look_up_and_examine(session, raw, state, parsed)
-        row = self._write_message(session, mailbox, uidvalidity, uid, parsed.size, sha, key, examined, earlier)
+        row = self._write_message(session, mailbox, uidvalidity, uid, parsed.size, sha, key, examined, earlier,
+                                  arrived=arrived)
         if examined.decision.outcome is Outcome.ROUTED:
             self._assign_and_queue(session, row, raw, examined, mailbox)
-        elif examined.inquiry is not None:
-            self._note_rep_out_of_office(session, examined.inquiry)
+        elif examined.inquiry is not None and examined.decision.outcome is Outcome.IGNORED:
+            self._note_rep_out_of_office(session, examined.inquiry)  # not on a forged one (Unrecognized)
         return row, examined.decision
 
     def _look_up_and_examine(self, session: Session, raw: bytes | SpooledMessage, state: TeamState,
@@ -276,10 +285,12 @@ class Router:
 
     def _write_message(self, session: Session, mailbox: str, uidvalidity: int, uid: int, size: int,
                        sha: str, key: str, examined: Examined, earlier: MessageRow | None,
-                       source: str = "INBOX") -> MessageRow:
+                       source: str = "INBOX", arrived: datetime | None = None) -> MessageRow:
         """A message's row, in one INSERT with everything known up front (no ORM flush, no
         UPDATE after it); returns the row as written, outside the session."""
         values = self._message_values(mailbox, source, uidvalidity, uid, size, sha, key, examined)
+        if arrived is not None:
+            values["received_at"] = arrived
         if earlier:
             values.update(duplicate_of=earlier.id, message_id=earlier.message_id, sender=earlier.sender,
                           subject=earlier.subject)
@@ -384,11 +395,13 @@ class Router:
         mailbox = next(m for m in self.config.mailboxes if m.name == mailbox_name)
         now = self.clock()
         row.forward_message_id = forward_message_id(row.content_key, rep.id, mailbox.address)
+        reply = self._reply_target(examined)
         spec = ForwardSpec(
             shared_address=mailbox.address, shared_name=mailbox.display_name,
             rep_address=rep.email, rep_name=rep.name, message_id=row.forward_message_id,
             subject=tag_subject(self.config.subject_format, q, decision), language=rep.language,
-            extra=dict(decision.notes))
+            extra=dict(decision.notes) | reply_note(reply), labels=tag_labels(self.config.labels, q, decision),
+            marker_key=self.config.marker_key, reply=reply)
         try:
             forward = queued_forward(raw, q, decision, spec, self.templates, now.astimezone(self.config.timezone))
         except ForwardError as exc:  # e.g. no address a Reply could reach: the manager must look
@@ -401,15 +414,24 @@ class Router:
         session.execute(_INSERT_ASSIGNMENT, dict(
             message=row.id, rep=rep.id, team=team, customer=q.sender, assigned_at=now, how=decision.how,
             ladder=decision.ladder or self.config.sla.default_ladder,
-            due_at=self._first_reply_due(team, rep.id, now, decision.ladder),
-            forward_message_id=row.forward_message_id))
+            due_at=self._first_reply_due(team, rep.id, reply_clock_start(decision.how, None, now, row.received_at),
+                                         decision.ladder),
+            forward_message_id=row.forward_message_id, suspect_reply_to=reply.suspect or None))
         session.execute(_INSERT_OUTBOX, dict(
             mailbox=mailbox.name, message=row.id, sender=mailbox.address, recipient=rep.email, **forward,
             next_attempt_at=now, deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
         if self.config.registry.enabled and (decision.how != "manual" or self.config.registry.learn_from_manual):
+            if why := never_a_customer(q.sender, self.config.own_addresses, self.config.own_domains):
+                log.info("registry: %s not recorded as a customer: %s", q.sender, why)
+                return
             record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
                           quiet_days=self.config.registry.quiet_days, reason=_handover_reason(decision),
                           looked_up=examined.looked_up)
+
+    def _reply_target(self, examined: Examined) -> ReplyTarget:
+        assert examined.inquiry is not None
+        known = examined.match is not None and not examined.match.lapsed
+        return reply_target(examined.inquiry, self.config.own_addresses, self.config.own_domains, known)
 
     def _first_reply_due(self, team: str | None, rep: str, now: datetime,
                          ladder_name: str | None = None) -> datetime | None:
@@ -429,13 +451,15 @@ class Router:
         if row not in session:  # written by _write_message: the session does not track it
             session.execute(MessageRow.__table__.update().where(MessageRow.id == row.id).values(**values))
 
-    def admit_spooled(self, mailbox: str, uidvalidity: int, uid: int, original: SpooledMessage) -> MessageRow:
+    def admit_spooled(self, mailbox: str, uidvalidity: int, uid: int, original: SpooledMessage,
+                      arrived: datetime | None = None) -> MessageRow:
         """`admit_batch` for one big message held in a spool file: decided from the facts the
         scan gathered; its forward streams from the file."""
         parsed = parse_spooled(original, self.config.parse)
         with self._lock, self.sessions.begin() as session:
             row, decision = self._admit_one(session, mailbox, uidvalidity, uid, original, self._team_state(session),
-                                            parsed, self._has_unfiled_from_other_validity(session, mailbox, uidvalidity))
+                                            parsed, self._has_unfiled_from_other_validity(session, mailbox, uidvalidity),
+                                            arrived)
             if decision is not None:
                 self._save_team_cursors(session, [row])
             return row
@@ -451,6 +475,12 @@ class Router:
                 MessageRow.source == source,
                 (MessageRow.state == store.SENT) | (MessageRow.outcome != Outcome.ROUTED.value),
             ).order_by(MessageRow.id)))
+
+    def last_decision_at(self, mailbox: str) -> datetime | None:
+        """The daemon's latest decision in this mailbox: after a restart, the last moment it is
+        known to have looked there (the lower bound of an arrival, sla/clock.py)."""
+        with self.sessions() as session:
+            return session.scalar(select(func.max(MessageRow.decided_at)).where(MessageRow.mailbox == mailbox))
 
     def known_uids(self, mailbox: str, source: str, uidvalidity: int, candidates: set[int]) -> set[int]:
         """Which of the UIDs now in a folder were seen before (the folder is small, history is not)."""

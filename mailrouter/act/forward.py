@@ -1,11 +1,17 @@
 """Build the message that forwards an inquiry to a rep. Pure: returns bytes, sends nothing.
 
 The forward comes From the shared mailbox (a buyer's From would fail DMARC at the rep's
-server) with Reply-To set to the buyer, so a rep just hits Reply. Its body is a routing block
-plus the buyer's text (text and HTML), and the untouched original as message/rfc822.
+server), shown as "Buyer via Sales", with Reply-To set to the buyer, so a rep just hits Reply.
+Its subject is the buyer's own (plus the company's customer-facing tag, if any): that is what
+the buyer gets back. Internal labels (re-inquiry, country, products, rule) stay with the rep:
+the body's context line and the X-Mailrouter-Labels header. The body (text and HTML, in the
+rep's language) is the buyer's text with its signature under a From/Sent/To/Subject block, as
+mail clients forward, then the context line and the details; the untouched original follows
+as message/rfc822.
 
-Transfer: a 7bit or 8bit original is embedded byte for byte (8bit is sent with BODY=8BITMIME,
-which every current server offers). An original no SMTP server must accept as it is (a line
+Transfer: a 7bit or 8bit original is embedded byte for byte (8bit is sent with BODY=8BITMIME;
+to a server that does not offer it, the outbox base64-wraps the 8bit original at send time,
+`seven_bit_forward`). An original no SMTP server must accept as it is (a line
 over 998 octets, a NUL, a bare CR: "binary") is embedded base64-encoded instead, with
 `Content-Transfer-Encoding: base64` on its message/rfc822 part: RFC 2046 names only 7bit, 8bit
 and binary for message/rfc822, but binary needs BINARYMIME, which few servers offer, and
@@ -34,8 +40,10 @@ from itertools import count
 
 import jinja2
 
+from mailrouter.decide.trust import ReplyTarget, reply_target
+from mailrouter.marker import signed
 from mailrouter.model import ROUTER_HEADER, Attachment, Decision, Inquiry
-from mailrouter.act.templating import render
+from mailrouter.act.templating import country_name, language_name, long_datetime, render
 from mailrouter.config.subject import MAX_SUBJECT_CHARS, SUBJECT_FIELDS, SubjectFormat  # noqa: F401  (SUBJECT_FIELDS: re-exported)
 
 ORIGINAL_FILENAME = "original.eml"
@@ -60,9 +68,12 @@ class ForwardSpec:
     rep_address: str
     rep_name: str
     message_id: str  # "<...>", deterministic, chosen by the caller
-    subject: str  # already tagged (see tag_subject)
+    subject: str  # the buyer's, with the customer tag if any (see tag_subject)
     language: str = "en"  # template language for this rep
     extra: Mapping[str, str] = field(default_factory=dict)  # more routing-block lines
+    marker_key: bytes = field(default=b"", repr=False)  # signs the router header (mailrouter/marker.py)
+    reply: ReplyTarget | None = None  # decide/trust.reply_target; None: the message's Reply-To, no own checks
+    labels: str = ""  # internal labels for the rep (see tag_labels): body and header, never the subject
 
 
 def clean_header_text(value: str) -> str:
@@ -111,12 +122,36 @@ def tag_subject(
     return compiled.render(_subject_fields(inquiry, decision), max_length)
 
 
+def tag_labels(fmt: SubjectFormat | str, inquiry: Inquiry, decision: Decision) -> str:
+    """The internal labels ("[再次询盘][DE][PCB]") for the rep's eyes; "" when none apply."""
+    compiled = fmt if isinstance(fmt, SubjectFormat) else SubjectFormat.compile(fmt)
+    return compiled.render(_subject_fields(inquiry, decision), MAX_LABELS_CHARS, empty="")
+
+
+MAX_LABELS_CHARS = 120
+MAX_DISPLAY_NAME = 64  # of the buyer's name in "Buyer via Sales"; a list shows about 30
+LABELS_HEADER = "X-Mailrouter-Labels"
+
+
+def display_name(buyer: Address, shared_name: str) -> str:
+    """"Klaus Becker via Sales": the buyer's name (or address) and the shared mailbox's, as
+    Mailman and Google Groups do. Any @ is written "at", so no client shows an address there
+    that is not the sender's ("ceo@bank.example via Sales")."""
+    name = (clean_header_text(buyer.display_name) or buyer.addr_spec).replace("@", " at ")
+    if len(name) > MAX_DISPLAY_NAME:
+        name = name[:MAX_DISPLAY_NAME - 1].rstrip() + "…"
+    shared = clean_header_text(shared_name)
+    return f"{name} via {shared}" if shared else name
+
+
 def _address(name: str, address: str) -> Address:
     addr = clean_header_text(address)
     local, at, domain = addr.rpartition("@")
     if not (local and at and domain) or not local.isascii():
         # A non-ASCII local part needs SMTPUTF8, which we do not assume of the smarthost.
         raise ForwardError(f"unusable email address {addr!r}")
+    if len(local) > 64 or len(domain) > 255:  # RFC 5321 4.5.3.1: no server would take it
+        raise ForwardError(f"unusable email address {addr[:80]!r}…: longer than SMTP allows")
     try:
         ascii_domain = domain.encode("idna").decode("ascii")  # IDN -> punycode
         return Address(display_name=clean_header_text(name), username=local, domain=ascii_domain)
@@ -129,12 +164,13 @@ def _message_id(value: str) -> str | None:
     return cleaned if _MESSAGE_ID.fullmatch(cleaned) else None
 
 
-def _buyer(inquiry: Inquiry) -> Address:
-    address = inquiry.reply_to or inquiry.sender
-    if not address:
+def _buyer(inquiry: Inquiry, spec: ForwardSpec) -> Address:
+    """The Reply-To: the address the policy chose, with the display name written with it."""
+    target = spec.reply or reply_target(inquiry, frozenset(), frozenset(), known_customer=False)
+    if not target.address:
         # Without a Reply-To the rep's reply would go back to the shared mailbox and be lost.
         raise ForwardError("the inquiry names no buyer address to reply to")
-    return _address(inquiry.sender_name, address)
+    return _address(target.name, target.address)
 
 
 # Header fields are written here rather than through email.policy, whose header parsing and
@@ -144,9 +180,15 @@ _PHRASE_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 MAX_HEADER_LINE = 78  # RFC 5322 2.1.1 "SHOULD"
 
 
+def _encoded(text: str) -> bool:
+    """Written as RFC 2047 encoded-words: non-ASCII, or a word too long to fold at a space (a
+    2,000-character name would otherwise be one line over the 998 octets SMTP servers accept)."""
+    return not text.isascii() or any(len(word) > MAX_HEADER_LINE - 12 for word in text.split(" "))
+
+
 def _field(name: str, value: str) -> bytes:
     """`Name: value` CRLF, folded at spaces; non-ASCII text as RFC 2047 encoded-words."""
-    if not value.isascii():
+    if _encoded(value):
         encoded = Header(value, "utf-8", header_name=name, maxlinelen=MAX_HEADER_LINE)
         return f"{name}: {encoded.encode(linesep=CRLF)}{CRLF}".encode("ascii")
     return (fold_ascii(f"{name}: {value}") + CRLF).encode("ascii")
@@ -181,7 +223,7 @@ def _id_field(name: str, message_id: str) -> bytes | None:
 def _address_field(name: str, address: Address) -> bytes:
     """`Name: display name <addr>`, the name quoted or RFC 2047-encoded as it needs."""
     phrase, angle = address.display_name, f"<{address.addr_spec}>"
-    if phrase and not phrase.isascii():
+    if phrase and _encoded(phrase):
         encoded = Header(phrase, "utf-8", header_name=name, maxlinelen=MAX_HEADER_LINE).encode(linesep=CRLF)
         last_line = len(encoded.rpartition(CRLF)[2]) + (0 if CRLF in encoded else len(name) + 2)
         fold = CRLF if last_line + 1 + len(angle) > MAX_HEADER_LINE else ""
@@ -200,9 +242,9 @@ def _headers(
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware: the Date header states its offset")
     fields = [
-        _address_field("From", _address(spec.shared_name, spec.shared_address)),
+        _address_field("From", _address(display_name(_buyer(inquiry, spec), spec.shared_name), spec.shared_address)),
         _address_field("To", _address(spec.rep_name, spec.rep_address)),
-        _address_field("Reply-To", _buyer(inquiry)),
+        _address_field("Reply-To", _buyer(inquiry, spec)),
         _field("Subject", clean_header_text(spec.subject)),
         _field("Date", format_datetime(now)),
         _field("Message-ID", message_id),
@@ -215,7 +257,9 @@ def _headers(
         fields += [_field("Importance", "high"), _field("X-Priority", "2 (High)")]
     rule, rep = decision.rule or "none", decision.rep or spec.rep_address
     fields += [
-        _field(ROUTER_HEADER, f"forward; rule={clean_header_text(rule)}; rep={clean_header_text(rep)}"),
+        _field(ROUTER_HEADER, signed(spec.marker_key, message_id,
+                                     f"forward; rule={clean_header_text(rule)}; rep={clean_header_text(rep)}")),
+        *([_field(LABELS_HEADER, labels)] if (labels := clean_header_text(spec.labels)) else []),
         _field("MIME-Version", "1.0"),
         _field("Content-Type", body_type),
         _field("Content-Transfer-Encoding", cte),
@@ -223,17 +267,24 @@ def _headers(
     return b"".join(fields)
 
 
-def _template_context(inquiry: Inquiry, decision: Decision, spec: ForwardSpec) -> dict[str, object]:
-    buyer = _buyer(inquiry)
+def _template_context(inquiry: Inquiry, decision: Decision, spec: ForwardSpec, now: datetime) -> dict[str, object]:
+    buyer = _buyer(inquiry, spec)
+    language = spec.language
     return {
         "rule": decision.rule,
+        "team": decision.team,
+        "how": decision.how,  # rule | registry | manual | reassign: the template says why in words
+        "returning": decision.reinquiry,
+        "labels": clean_header_text(spec.labels),
         "reason": clean_header_text(decision.reason),
         "country": inquiry.country,
+        "country_name": country_name(inquiry.country, language),
         "country_evidence": clean_header_text(inquiry.country_evidence),  # why that country
         "language": inquiry.language,
+        "language_name": language_name(inquiry.language, language),
         "products": inquiry.products,
         "shared_address": spec.shared_address,
-        "buyer_name": clean_header_text(inquiry.sender_name),
+        "buyer_name": clean_header_text(buyer.display_name),
         "buyer_address": buyer.addr_spec,
         "company": clean_header_text(inquiry.company or "") or None,
         "attachments": [
@@ -241,7 +292,22 @@ def _template_context(inquiry: Inquiry, decision: Decision, spec: ForwardSpec) -
             for a in inquiry.attachments
         ],
         "extra": {clean_header_text(k): clean_header_text(v) for k, v in spec.extra.items()},
+        "original": _original_block(inquiry, buyer, spec, now),
         "text": _clean_body_text(inquiry.text),
+        "signature": _clean_body_text(inquiry.signature),
+    }
+
+
+def _original_block(inquiry: Inquiry, buyer: Address, spec: ForwardSpec, now: datetime) -> dict[str, str]:
+    """From/Sent/To/Subject of the buyer's message, as a mail client heads a forwarded one."""
+    headers = inquiry.headers
+    sent = inquiry.date.astimezone(now.tzinfo) if inquiry.date else None
+    return {
+        "from": clean_header_text(headers.get("from", "")) or str(buyer),
+        "sent": long_datetime(sent, spec.language) if sent else "",
+        "to": clean_header_text(headers.get("to", "")) or spec.shared_address,
+        "cc": clean_header_text(headers.get("cc", "")),
+        "subject": clean_header_text(inquiry.subject),
     }
 
 
@@ -388,6 +454,39 @@ def embedded_encoding(head: bytes) -> str:
     return found.group(1).decode("ascii") if found else "7bit"
 
 
+_OUTER_8BIT = b"\r\nContent-Transfer-Encoding: 8bit\r\n"
+_BOUNDARY = re.compile(rb'boundary="([^"]+)"')
+_PART_8BIT = b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+
+
+def seven_bit_head(head: bytes) -> bytes:
+    """A forward head (`forward_frame`'s) for an 8bit original, rewritten for the original to
+    go base64-wrapped: for a server that does not offer 8BITMIME (RFC 6152), which may refuse
+    or mangle 8-bit data. Decoding the part still gives the original's exact bytes."""
+    if not head.endswith(_PART_8BIT):
+        raise ValueError("not the head of a forward with an 8bit original")
+    outer_end = head.index(b"\r\n\r\n") + 2
+    outer = head[:outer_end].replace(_OUTER_8BIT, b"\r\nContent-Transfer-Encoding: 7bit\r\n", 1)
+    body = head[outer_end:-len(_PART_8BIT)]
+    return outer + body + f"Content-Transfer-Encoding: {WRAPPED}\r\n\r\n".encode("ascii")
+
+
+def seven_bit_forward(forward: bytes) -> bytes:
+    """The whole forward with its 8bit original base64-wrapped (see seven_bit_head); a 7-bit
+    forward is returned as it is."""
+    if forward.isascii():
+        return forward
+    outer = forward[:forward.index(b"\r\n\r\n")]
+    found = _BOUNDARY.search(outer)
+    if found is None:
+        raise ValueError("not a forward: no multipart boundary")
+    # The boundary occurs in no part's content, so its last delimiter opens the original's part.
+    opening = forward.rindex(b"--" + found.group(1) + b"\r\n")
+    start = forward.index(b"\r\n\r\n", opening) + 4
+    end = forward.rindex(b"\r\n--" + found.group(1) + b"--")
+    return seven_bit_head(forward[:start]) + embed(forward[start:end], "binary") + forward[end:]
+
+
 def needs_8bitmime(forward: bytes) -> bool:
     """Does this forward (or its head) carry 8-bit data (MAIL FROM ... BODY=8BITMIME)?"""
     return not forward.isascii()
@@ -449,7 +548,7 @@ def forward_frame(
     `raw_cte` is `raw_transfer_encoding` of the original; `boundary_for(alternative)` returns
     the boundary `choose_boundary(raw, alternative)` would.
     """
-    alternative = _alternative_part(_template_context(inquiry, decision, spec), spec.language, env)
+    alternative = _alternative_part(_template_context(inquiry, decision, spec, now), spec.language, env)
     boundary = boundary_for(alternative)
     body_type = f'multipart/mixed; boundary="{boundary}"'
     delimiter = b"--" + boundary.encode("ascii")

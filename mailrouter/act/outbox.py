@@ -31,13 +31,13 @@ from sqlalchemy.orm import defer
 
 from mailrouter import store
 from mailrouter.config.schema import Config, ServerConfig
-from mailrouter.config.credentials import async_token_generator
+from mailrouter.config.credentials import CredentialError, async_token_generator
 from mailrouter.metrics import Metrics
 from mailrouter.model import Outcome
 from mailrouter.model import Clock
 from mailrouter.act.forward import (WRAPPED, embedded_encoding, embedded_size, needs_8bitmime,
-                                    wrapped_chunks)
-from mailrouter.act.smtpstream import body_options, send_streamed, size_refusal
+                                    seven_bit_forward, seven_bit_head, wrapped_chunks)
+from mailrouter.act.smtpstream import body_options, greet, offers_8bitmime, send_streamed, size_refusal
 from mailrouter.intake.spool import SEND_CHUNK, file_chunks, private_file, file_name_part, remove_file
 from mailrouter.store import AssignmentRow, MessageRow, OutboxRow
 
@@ -268,9 +268,12 @@ class Outbox:
     async def _send_lane(self, items: list[OutboxRow], accepted: AcceptedLog, mailbox: str,
                          halt: asyncio.Event) -> list[tuple[OutboxRow, SendResult]]:
         """Forwards left unsent by a halt get no result: they stay pending, unchanged."""
-        client = smtp_client(self.config.smtp.server)
         try:
+            client = smtp_client(self.config.smtp.server)
             await client.connect()
+        except CredentialError as exc:  # e.g. password_command failing: temporary, to its deadline
+            down = SendResult(False, False, str(exc))
+            return [(item, down) for item in items]
         except (aiosmtplib.SMTPException, OSError) as exc:
             down = SendResult(False, False, classify_smtp_error(exc).error)
             return [(item, down) for item in items]  # the server being down is never the message's fault
@@ -306,12 +309,17 @@ class Outbox:
                 await client.connect()
             if item.spool_path:
                 return await self._send_spooled(client, item)
+            await greet(client)
             payload = self._payload(item)
+            if item.kind == "forward" and not offers_8bitmime(client):
+                payload = seven_bit_forward(payload)
             if refusal := await size_refusal(client, len(payload)):
                 return SendResult(False, permanent=True, error=refusal)
             await client.sendmail(item.sender, [item.recipient], payload,
                                   mail_options=body_options(client, needs_8bitmime(payload)))
             return SendResult(True)
+        except CredentialError as exc:  # a reconnect's OAuth2 token, say: not the message's fault
+            return SendResult(False, False, str(exc))
         except (aiosmtplib.SMTPException, OSError) as exc:
             return classify_smtp_error(exc)
 
@@ -320,6 +328,9 @@ class Outbox:
         head, tail = self._head_and_tail(item)
         original = Path(item.spool_path or "")
         cte = embedded_encoding(head)
+        await greet(client)
+        if cte == "8bit" and not offers_8bitmime(client):
+            head, cte = seven_bit_head(head), WRAPPED
         try:
             size = len(head) + embedded_size(original.stat().st_size, cte) + len(tail)
         except FileNotFoundError:

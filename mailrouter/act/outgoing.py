@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
+from mailrouter.marker import signed
 from mailrouter.model import ROUTER_HEADER
 
 
-def mark_automatic(msg: EmailMessage, router_value: str) -> None:
+def mark_automatic(msg: EmailMessage, router_value: str, key: bytes) -> None:
     """RFC 3834 Auto-Submitted for well-behaved responders, X-Auto-Response-Suppress for Exchange
-    (which ignores RFC 3834), and the router header so the router never routes its own mail."""
+    (which ignores RFC 3834), and the router header, signed over the Message-ID (set it first),
+    so the router knows its own mail and nobody else can claim to be it."""
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
-    msg[ROUTER_HEADER] = router_value
+    msg[ROUTER_HEADER] = signed(key, str(msg["Message-ID"] or ""), router_value)

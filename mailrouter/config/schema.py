@@ -6,13 +6,14 @@ webhooks) are imported from modules that depend only on config/reader.py, so the
 """
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from mailrouter.config.credentials import CredentialSource
-from mailrouter.config.subject import DEFAULT_SUBJECT_FORMAT, SubjectFormat
+from mailrouter.config.subject import DEFAULT_LABELS, DEFAULT_SUBJECT_FORMAT, SubjectFormat
 from mailrouter.intake.firststart import DEFAULT_BACKFILL, Backfill, parse_backfill
 from mailrouter.decide.rules import RuleSet
 from mailrouter.model import ParseSettings
@@ -22,6 +23,7 @@ from mailrouter.sla.ladder import COLD_LADDER, DEFAULT_LADDER, Ladder
 from mailrouter.sla.webhook import WebhookTarget
 
 DEFAULT_LARGE_MESSAGE_BYTES = 2 * 2**20
+MARKER_KEY_FILE = "router.key"  # beside the database: the key of the router's signed marker
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class RepConfig:
     folder: str  # name used in folder paths (may be non-ASCII)
     active: bool
     max_open: int | None = None  # with this many unreplied inquiries, no new ones; None: no cap
+    chat_ids: dict[str, str] = field(default_factory=dict)  # platform -> user id, for @mentions
 
 
 @dataclass(frozen=True)
@@ -156,13 +159,14 @@ class Config:
     reps: dict[str, RepConfig]
     teams: dict[str, TeamConfig]
     folders: FoldersConfig
-    subject_format: SubjectFormat
+    subject_format: SubjectFormat  # the forward's subject: the buyer's, plus the customer tag
     keyword_prefix: str
     template_dirs: tuple[Path, ...]  # searched in order: overrides, then the packaged templates
     rules_dir: Path
     parse: ParseSettings
     connection_limit: int  # IMAP sessions per server from this process
     parse_workers: int = 1  # processes parsing fetched mail; 0: in the mailbox threads
+    parse_timeout: float = 30.0  # seconds one message's parse may take in a parser process
     rules: RuleSet = field(default_factory=lambda: RuleSet((), {}, (), ()))
     own_addresses: frozenset[str] = field(default_factory=frozenset)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
@@ -171,7 +175,17 @@ class Config:
     digest: DigestConfig = field(default_factory=DigestConfig)
     large_message_bytes: int = DEFAULT_LARGE_MESSAGE_BYTES  # bigger messages go through the spool
     spool_dir: Path = Path("spool")  # their files, between fetch and forward
+    labels: SubjectFormat = DEFAULT_LABELS  # internal labels: the rep's context line and a header
+    legacy_subject_format: str | None = None  # an old forward.subject_format, read as labels
     secrets_resolved: bool = True  # False: read for an admin command, no secret was read
+    language: str = "en"  # of command output (status, dry-run, report, overdue, suggest-rules) unless --language says
+    # The marker's HMAC key (mailrouter/marker.py). A Config not given the installation's key
+    # (runtime/routerkey.py reads it from marker_key_file) gets a random one: it still knows the
+    # mail it sent itself, never mail another process signed.
+    marker_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    marker_key_file: Path | None = None
+    own_domains: frozenset[str] = frozenset()  # mail domains of the shared mailboxes and reps
+    authserv_ids: frozenset[str] = frozenset()  # classify.trusted_authserv_ids
 
 
 __all__ = ["DEFAULT_SUBJECT_FORMAT", "Config", "DigestConfig", "FoldersConfig", "MailboxConfig",

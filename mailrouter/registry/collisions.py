@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from mailrouter.config.schema import Config
 from mailrouter.decide.assign import team_of
-from mailrouter.sla.sweep import notice_email
+from mailrouter.sla.sweep import for_channel, notice_email
 from mailrouter.registry.keys import SenderKeys, corporate_domain
 from mailrouter.registry.match import find_hit
 from mailrouter.registry.models import CustomerRow
@@ -72,7 +72,7 @@ class CollisionCheck:
         key = hashlib.sha256(customer.encode()).hexdigest()[:16]
         notice_id = f"<mr.collision.{now:%Y%m%d}.{key}.{rep}@{domain}>"
         payload = notice_email(mailbox, to.email, rendered.subject, rendered.body, notice_id,
-                               now.astimezone(self.config.timezone))
+                               now.astimezone(self.config.timezone), self.config.marker_key)
         session.add(OutboxRow(mailbox=mailbox.name, kind="notice", message=None, sender=mailbox.address,
                               recipient=to.email, payload=payload, next_attempt_at=now,
                               deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
@@ -81,8 +81,8 @@ class CollisionCheck:
 
     def _send(self, notice: Notice) -> None:
         assert self.webhooks is not None
-        for target in self.config.sla.webhooks:
-            self.webhooks.notify(target, notice)
+        for target in self.config.sla.webhooks:  # in the group's language, batched like the ladder's
+            self.webhooks.notify(*for_channel(notice, target, self.config))
 
 
 _AFTER_COMMIT = "mailrouter.after_commit"

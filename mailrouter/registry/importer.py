@@ -102,6 +102,7 @@ class RowRules:
     owner_aliases: Mapping[str, str]  # rep id or name, folded -> rep id
     default_owner: str | None
     source: str
+    own_domains: frozenset[str] = frozenset()  # our own mail domains: never a customer's
 
 
 ProgressCallback = Callable[[int, int], None]  # (rows done, rows in all)
@@ -157,6 +158,8 @@ def _record(line: int, cells: Sequence[str], mapping: Mapping[str, list[int]],
     country_text = _cell(cells, mapping, "country")
     country = country_code(country_text) if country_text else None  # unknown: no region hint
     emails = _emails(_cell(cells, mapping, "email", ";"))
+    if own := next((e for e in emails if _at_own_domain(e, rules.own_domains)), None):
+        raise ValueError(f"{own} is at our own mail domain: our own people are never customers")
     phones = _phones(_cell(cells, mapping, "phone", ";"), country)
     company = _cell(cells, mapping, "company")
     if not emails and not (phones and company_key(company)):
@@ -179,6 +182,11 @@ def _emails(text: str) -> tuple[str, ...]:
         if not _EMAIL.match(email):
             raise ValueError(f"bad email {email!r}")
     return tuple(dict.fromkeys(found))
+
+
+def _at_own_domain(email: str, own_domains: frozenset[str]) -> bool:
+    host = email.rpartition("@")[2]
+    return any(host == d or host.endswith("." + d) for d in own_domains)
 
 
 def _phones(text: str, country: str | None) -> tuple[str, ...]:
@@ -214,15 +222,17 @@ def import_file(session: Session, path: Path, *, source: str, owner_aliases: Map
                 free_mail_domains: frozenset[str], now: datetime, owner: str | None = None,
                 on_duplicate: str = "update", dry_run: bool = False,
                 mapping: Mapping[str, str] | None = None,
-                progress: ProgressCallback | None = None) -> ImportResult:
+                progress: ProgressCallback | None = None,
+                own_domains: frozenset[str] = frozenset()) -> ImportResult:
     """Import one CSV/XLSX file in the session's transaction; the caller commits.
+    A row naming an address at one of `own_domains` is refused with the reason.
 
     With `dry_run` everything is checked and counted, then rolled back.
     """
     if on_duplicate not in ("update", "skip"):
         raise ImportFailed(f"on_duplicate must be update or skip, not {on_duplicate!r}")
     header, columns, body = open_table(Path(path), mapping)
-    rules = RowRules(owner_aliases, owner, source)
+    rules = RowRules(owner_aliases, owner, source, own_domains)
     result = ImportResult(dry_run=dry_run, columns={
         f: [header[i] for i in idx] for f, idx in columns.items()})
     batch = Batch(session, free_mail_domains, now, on_duplicate == "skip", result)

@@ -11,11 +11,15 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
+from mailrouter.config.credentials import CredentialError
 from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.runtime.assemble import Components
+from mailrouter.runtime.liveness import Lane
+from mailrouter.sla.clock import arrival_time
 from mailrouter.sla.sweep import FollowUp
 from mailrouter.metrics import Metrics
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
@@ -25,6 +29,7 @@ from mailrouter.intake.spool import Spool, SpooledMessage, is_referenced, missin
 from mailrouter.store import MessageRow, state_write_failure
 from mailrouter.intake.adoption import record_adopted, watched
 from mailrouter.intake.firststart import adopt_history, plan_first_start
+from mailrouter.lease import Lease, NoLease, lease_for, work_while_held
 
 log = logging.getLogger("mailrouter.mailbox")
 
@@ -49,6 +54,11 @@ ASSIGN_CHECK_INTERVAL = 5.0
 RECONCILE_INTERVAL = 600.0
 
 
+class CredentialUnavailable(ImapError):
+    """The login's secret could not be read (its command failed): retried like a lost
+    connection, since a password manager that is locked now may be open in a minute."""
+
+
 def imap_settings(mailbox: MailboxConfig) -> ImapSettings:
     return settings_for(mailbox.server, poll_interval=mailbox.poll_interval, inbox=mailbox.inbox,
                         use_idle=mailbox.idle, idle_renew=mailbox.idle_renew)
@@ -65,10 +75,12 @@ class MailboxWorker:
         self.followup = followup
         self.metrics = metrics or Metrics()
         self.rounds = 0  # completed rounds, for tests and status
+        self.lane = Lane()  # read by the watchdog: progress, or waiting on purpose
         # set by the scheduler's ladder-sweep job (runtime/timers.py); the sweep itself runs
         # here, on this mailbox's thread, between rounds
         self.sweep_due = threading.Event()
         self._last_assign_check = 0.0
+        self._looked_at: datetime | None = None  # start of the last INBOX listing (sla/clock.py)
         self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtp-{mailbox.name}")
         self.spool = Spool(config.spool_dir)
         self._cursor: tuple[int, int] | None = None  # (UIDVALIDITY, highest INBOX UID seen)
@@ -79,6 +91,7 @@ class MailboxWorker:
         self._sending: Future | None = None
         self._listed_fully: int | None = None  # UIDVALIDITY of the last complete full INBOX round
         self._pending_lock = threading.Lock()
+        self._lease: Lease = NoLease(f"mailbox {mailbox.name}", router.sessions)  # run() takes the real one
 
     def rebuild(self, parts: Components) -> None:
         """Use components built from a reloaded config, from the next round on: a round in
@@ -99,11 +112,16 @@ class MailboxWorker:
         return True
 
     def run(self) -> None:
-        """Serve the mailbox until `stop` is set; connection trouble means reconnect, not exit."""
-        keep_serving(self.mailbox.name, self._serve, self.stop,
-                     on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name),
-                     explain=lambda exc: state_write_failure(exc, self.config.database),
-                     progress=lambda: self.rounds)
+        """Serve the mailbox until `stop` is set; connection trouble means reconnect, not exit.
+        Only while this instance holds the mailbox's lease (lease.py): another instance on the
+        same database waits, and takes over when this one dies."""
+        self._lease = lease_for(f"mailbox {self.mailbox.name}", self.config.database, self.router.sessions)
+        self.lane.idle()  # waiting for the lease (a standby instance) is waiting on purpose
+        work_while_held(self._lease, self.mailbox.name, lambda: keep_serving(
+            self.mailbox.name, self._serve, self.stop,
+            on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name),
+            explain=lambda exc: state_write_failure(exc, self.config.database),
+            progress=lambda: self.rounds), self.stop)
         try:
             if self._sending is not None and self._sending.done():
                 self._settle_sending()  # a clean stop records what SMTP accepted; a hung send is not waited for
@@ -112,8 +130,19 @@ class MailboxWorker:
                         "from the accepted log", self.mailbox.name, exc)
 
     def _serve(self) -> None:
+        self.lane.beat()
+        try:
+            self._session()
+        finally:
+            self.lane.idle()  # ended, or keep_serving's backoff before the next session
+
+    def _session(self) -> None:
         self._adopt()
-        conn = Mailbox.connect(imap_settings(self.mailbox))
+        try:
+            settings = imap_settings(self.mailbox)
+        except CredentialError as exc:  # a password_command failing: one line, then the backoff
+            raise CredentialUnavailable(str(exc)) from None
+        conn = Mailbox.connect(settings)
         self._cursor = None  # a reconnect reconciles fully: anything may have happened meanwhile
         try:
             uidvalidity = conn.select_inbox()
@@ -126,11 +155,14 @@ class MailboxWorker:
             self.round(conn, uidvalidity)  # catch up on everything since the last connection
             last_round = time.monotonic()
             while not self.stop.is_set():
+                if not self._lease.held():  # lost: another instance may work it now
+                    return
                 news = self._wait(conn, interval - (time.monotonic() - last_round))
                 if self._adopt():  # new reps or teams get their folders before mail is filed there
                     conn.ensure_folders(self._static_folders())
                     interval = self.mailbox.poll_interval
                 swept = self._sweep_if_due(conn)
+                self.lane.beat()
                 if news or swept or self._outbox_due() or time.monotonic() - last_round >= interval:
                     self.round(conn, uidvalidity)
                     last_round = time.monotonic()
@@ -188,6 +220,7 @@ class MailboxWorker:
             self._settle_sending()
             self.outbox.flush(self.mailbox.name)
             self._file(conn, validity, present, source=folder)
+            self.lane.beat()
         return selected
 
     def _inbox_round(self, conn: Mailbox, uidvalidity: int) -> None:
@@ -197,25 +230,29 @@ class MailboxWorker:
         the sender's outcome is recorded. Only this thread writes to the database (the
         sender's outcomes are recorded here), so sending never waits for the batch
         transaction's lock."""
+        looked_before = self._look()
         in_inbox, arrived = self._inbox_uids(conn, uidvalidity)
         new = sorted(arrived - self.router.known_uids(self.mailbox.name, "INBOX", uidvalidity, arrived))
         new = self._first_start(conn, "INBOX", uidvalidity, new)
         self._respool_missing(conn, uidvalidity)
         batches, large = self._plan(conn, new)
+        arrivals = self._arrivals(conn, new, looked_before)
         ahead = self._fetch_and_parse(conn, batches[0]) if batches else None
         for index in range(len(batches)):
             batch, parsing = ahead
             ahead = None
             if index + 1 < len(batches) and not self.stop.is_set():
                 ahead = self._fetch_and_parse(conn, batches[index + 1])
-            self.router.admit_batch(self.mailbox.name, uidvalidity, batch, parsing)
+            self.router.admit_batch(self.mailbox.name, uidvalidity, batch, parsing, arrivals)
+            self.lane.beat()
             self._file(conn, uidvalidity, in_inbox)  # what needs no forward, and what was sent before
             self._send_in_background(SENDER_WAIT)
+            self.lane.beat()
             if ahead is None:
                 break
         if large:
             self._settle_sending()  # big ones are sent one by one, from their spool files
-            self._admit_large(conn, uidvalidity, large)
+            self._admit_large(conn, uidvalidity, large, arrivals)
         self._send_in_background(SENDER_WAIT)
         self._file(conn, uidvalidity, in_inbox)
         if in_inbox is not None and not self.stop.is_set():
@@ -253,6 +290,20 @@ class MailboxWorker:
         if self._sending is not None:
             sending, self._sending = self._sending, None
             self.outbox.record(sending.result())
+
+    def _look(self) -> datetime | None:
+        """When INBOX was last looked at before this round: the previous round's listing, or
+        after a start the daemon's latest decision here (None: never, a first start)."""
+        previous, self._looked_at = self._looked_at, self.router.clock()
+        return previous if previous is not None else self.router.last_decision_at(self.mailbox.name)
+
+    def _arrivals(self, conn: Mailbox, uids: list[int], looked_before: datetime | None) -> dict[int, datetime]:
+        """uid -> arrival: the server's INTERNALDATE within the bounds of sla/clock.py."""
+        if not uids:
+            return {}
+        dates = {found.uid: found.internal_date for found in conn.flags_and_dates(uids)}
+        now = self.router.clock()
+        return {uid: arrival_time(dates.get(uid), now, looked_before) for uid in uids}
 
     def _inbox_uids(self, conn: Mailbox, uidvalidity: int) -> tuple[set[int] | None, set[int]]:
         """(all INBOX UIDs or None, UIDs to check against the database). A full reconciliation
@@ -299,6 +350,7 @@ class MailboxWorker:
 
     def _fetch_and_parse(self, conn: Mailbox, uids: list[int]) -> tuple[list[tuple[int, bytes]], Future]:
         batch = list(conn.fetch(uids))
+        self.lane.beat()
         return batch, self.router.parse_ahead(batch)
 
     def _plan(self, conn: Mailbox, uids: list[int]) -> tuple[list[list[int]], list[int]]:
@@ -317,26 +369,34 @@ class MailboxWorker:
         sizes, limit = conn.sizes(uids), self.config.large_message_bytes
         return [u for u in uids if sizes.get(u, 0) <= limit], [u for u in uids if sizes.get(u, 0) > limit]
 
-    def _admit_large(self, conn: Mailbox, uidvalidity: int, uids: list[int]) -> None:
+    def _admit_large(self, conn: Mailbox, uidvalidity: int, uids: list[int],
+                     arrivals: dict[int, datetime] | None = None) -> None:
         """Each big message: spooled (fsynced), decided, sent from its file, before the next."""
         for uid in uids:
             if self.stop.is_set():
                 return
             self._spooled(conn, "INBOX", uidvalidity, uid, lambda original, uid=uid: self.router.admit_spooled(
-                self.mailbox.name, uidvalidity, uid, original))
+                self.mailbox.name, uidvalidity, uid, original, (arrivals or {}).get(uid)))
             self.outbox.flush(self.mailbox.name)
+            self.lane.beat()
 
     def _spooled(self, conn: Mailbox, folder: str, uidvalidity: int, uid: int,
                  record: Callable[[SpooledMessage], object]) -> None:
         """Spool one message of the selected folder and `record` its decision; the file stays
         only if a pending forward now streams it."""
         path = self.spool.path_for(self.mailbox.name, folder, uidvalidity, uid)
-        original = self.spool.receive(path, conn.fetch_chunks(uid))
+        original = self.spool.receive(path, self._beating(conn.fetch_chunks(uid)))
         if original is None:
             return  # expunged meanwhile
         record(original)
         if not is_referenced(self.router.sessions, path):
             path.unlink(missing_ok=True)  # nothing to forward (a duplicate, unrecognised...)
+
+    def _beating(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """A 30 MB message is many steps (1 MiB pieces), not one long one."""
+        for chunk in chunks:
+            self.lane.beat()
+            yield chunk
 
     def _respool_missing(self, conn: Mailbox, uidvalidity: int) -> None:
         """A pending forward whose spool file is gone (deleted by hand, a lost disk) gets it
@@ -367,6 +427,7 @@ class MailboxWorker:
                 raise
             self.router.mark_filed(rows)
             in_inbox.difference_update(r.uid for r in rows)
+            self.lane.beat()
 
     def request_sweep(self) -> None:
         """Ask for a ladder sweep on this mailbox's next turn (called by the scheduler)."""
@@ -400,10 +461,14 @@ class MailboxWorker:
         soon, and shorter while the sender works, so its outcome is filed soon."""
         due = SENDER_CHECK if self._sending is not None else self.outbox.next_due_in(self.mailbox.name)
         timeout = min(MAX_WAIT, max(until_round, 0.0), MAX_WAIT if due is None else due)
-        if conn.uses_idle:
-            return conn.wait_for_news(max(timeout, 0.01))
-        self.stop.wait(timeout)
-        return False
+        self.lane.idle()
+        try:
+            if conn.uses_idle:
+                return conn.wait_for_news(max(timeout, 0.01))
+            self.stop.wait(timeout)
+            return False
+        finally:
+            self.lane.beat()
 
 
 def byte_batches(uids: list[int], sizes: dict[int, int], count: int, budget: int) -> list[list[int]]:

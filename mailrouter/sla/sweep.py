@@ -8,7 +8,8 @@ the step (unique per assignment and step, so never twice) together with the mail
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -20,17 +21,20 @@ from sqlalchemy.orm import Session
 from mailrouter import store
 from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.decide.assign import TeamState, is_available, team_of
-from mailrouter.act.forward import ForwardSpec, clean_header_text, tag_subject
+from mailrouter.act.forward import ForwardSpec, clean_header_text, tag_labels, tag_subject
 from mailrouter.act.outgoing import mark_automatic
+from mailrouter.decide.trust import reply_note, reply_target
 from mailrouter.intake.imap import ImapError, Mailbox
 from mailrouter.metrics import Metrics
 from mailrouter.model import Clock, Decision, Outcome
 from mailrouter.act.admit import forward_message_id, parse_original
 from mailrouter.registry.record import handover
 from mailrouter.registry.match import match_sender
-from mailrouter.sla.ladder import AssignmentSnapshot, Step, StepKind, due_steps, pick_reassignee
+from mailrouter.sla.ladder import (
+    AssignmentSnapshot, Step, StepKind, due_steps, first_due, latest_only, pick_reassignee,
+)
 from mailrouter.sla.notify import Notice, NoticeKind, render_notice
-from mailrouter.sla.webhook import WebhookSender
+from mailrouter.sla.webhook import WebhookSender, WebhookTarget
 from mailrouter.intake.spool import Spool, SpooledMessage, is_referenced, queued_forward
 from mailrouter.store import AssignmentRow, MessageRow, OutboxRow, SlaStepRow
 from mailrouter.act.templating import make_environment
@@ -54,6 +58,7 @@ class Pending:
 
     notices: list[Notice]
     moves: list[Move]
+    excerpt: str = ""  # of the buyer's text, for the notices
 
 
 class FollowUp:
@@ -109,14 +114,16 @@ class FollowUp:
             message = session.get(MessageRow, session.get(AssignmentRow, assignment_id).message) if steps else None
         if not steps:
             return 0
-        raw = self._original(mailbox, message, conn) if any(s.kind is StepKind.REASSIGN for s in steps) else None
-        pending = Pending([], [])
+        raw = self._original(mailbox, message, conn)  # the notices quote it; a reassignment forwards it
+        pending = Pending([], [], notice_excerpt(raw, self.config))
         try:
             with self.sessions.begin() as session:
                 steps = self._due(session, assignment_id, now)  # a reply may have come in meanwhile
                 assignment = session.get(AssignmentRow, assignment_id)
                 message = session.get(MessageRow, assignment.message) if steps else None
-                for step in steps:
+                step, skipped = latest_only(steps)
+                self._skip(session, assignment, message, skipped, step, now)
+                if step is not None:
                     self._take(session, mailbox, assignment, message, step, now, pending, raw)
         finally:
             if isinstance(raw, SpooledMessage) and not is_referenced(self.sessions, raw.path):
@@ -159,10 +166,21 @@ class FollowUp:
         log.info("%s %s for %s (assignment #%d of %s): %s", step.kind.value, step.key,
                  message.message_id or f"message #{message.id}", a.id, a.rep, detail)
 
+    def _skip(self, session: Session, a: AssignmentRow, message: MessageRow, skipped: list[Step],
+              instead: Step | None, now: datetime) -> None:
+        """Record steps overtaken by a later one (see latest_only), so history shows them."""
+        for step in skipped:
+            detail = f"skipped: {instead.key if instead else 'a later step'} was due as well"
+            session.add(SlaStepRow(assignment=a.id, step=step.key, kind=step.kind.value,
+                                   due_at=now, done_at=now, detail=detail))
+            log.info("%s %s for %s (assignment #%d of %s): %s", step.kind.value, step.key,
+                     message.message_id or f"message #{message.id}", a.id, a.rep, detail)
+
     # --- the four kinds of step ----------------------------------------------------------
 
     def _remind(self, session, mailbox, a, message, step, now, pending) -> str:
-        notice = self._notice(NoticeKind.REMIND, a, message, step, now, self.config.reps[a.rep].language)
+        notice = self._notice(NoticeKind.REMIND, a, message, step, now, pending.excerpt,
+                              self.config.reps[a.rep].language)
         self._queue_notice(session, mailbox, notice, self.config.reps[a.rep].email, a, step)
         pending.notices.append(notice)
         return f"reminded {a.rep}"
@@ -172,7 +190,7 @@ class FollowUp:
         if supervisor is None:
             return "no supervisor configured for this team"
         sup = self.config.reps[supervisor]
-        notice = self._notice(NoticeKind.ESCALATE, a, message, step, now, sup.language,
+        notice = self._notice(NoticeKind.ESCALATE, a, message, step, now, pending.excerpt, sup.language,
                               supervisor=sup.name)
         self._queue_notice(session, mailbox, notice, sup.email, a, step)
         pending.notices.append(notice)
@@ -195,11 +213,11 @@ class FollowUp:
                               why=f"original not found in {message.folder}")
         self._hand_over(session, mailbox, a, message, new_rep, raw, now)
         old, new = self.config.reps[a.rep], self.config.reps[new_rep]
-        away_notice = self._notice(NoticeKind.REASSIGNED_AWAY, a, message, step, now, old.language,
+        away_notice = self._notice(NoticeKind.REASSIGNED_AWAY, a, message, step, now, pending.excerpt, old.language,
                                    other_rep=new.name)
         self._queue_notice(session, mailbox, away_notice, old.email, a, step)
-        pending.notices.append(self._notice(NoticeKind.REASSIGN, a, message, step, now, new.language,
-                                            rep=new.name, other_rep=old.name))
+        pending.notices.append(self._notice(NoticeKind.REASSIGN, a, message, step, now, pending.excerpt, new.language,
+                                            rep=new.name, other_rep=old.name, rep_id=new.id))
         folder = self.config.folders.routed.format(rep=new.folder)
         keywords = (self.config.keyword_prefix + "routed", self.config.keyword_prefix + new.id)
         pending.moves.append(Move(message.message_id, message.folder, folder, keywords))
@@ -227,16 +245,21 @@ class FollowUp:
         decision = Decision(Outcome.ROUTED, f"reassigned from {a.rep}", rule=message.rule, rep=rep.id,
                             team=a.team, how="reassign",
                             notes=(("Reassigned 转派", f"from {a.rep}: no reply after {_minutes(age)}"),))
+        # the first forward's Reply-To policy holds for the next rep too
+        reply = reply_target(inquiry, self.config.own_addresses, self.config.own_domains,
+                             known_customer=a.suspect_reply_to is not None)
         spec = ForwardSpec(shared_address=mailbox.address, shared_name=mailbox.display_name,
                            rep_address=rep.email, rep_name=rep.name, message_id=fwd_id,
                            subject=tag_subject(self.config.subject_format, inquiry, decision),
-                           language=rep.language,
-                           extra=dict(decision.notes))
+                           language=rep.language, extra=dict(decision.notes) | reply_note(reply),
+                           labels=tag_labels(self.config.labels, inquiry, decision),
+                           marker_key=self.config.marker_key, reply=reply)
         forward = queued_forward(raw, inquiry, decision, spec, self.templates,
                                  now.astimezone(self.config.timezone))
         new = AssignmentRow(message=message.id, rep=rep.id, team=a.team, customer=a.customer,
                             assigned_at=now, how="reassign", ladder=a.ladder, reassigned_from=a.id,
-                            forward_message_id=fwd_id)
+                            forward_message_id=fwd_id, due_at=self._due_from(a, rep.id, now),
+                            suspect_reply_to=a.suspect_reply_to)
         session.add(new)
         session.add(OutboxRow(mailbox=mailbox.name, kind="forward", message=message.id,
                               sender=mailbox.address, recipient=rep.email, **forward,
@@ -246,11 +269,15 @@ class FollowUp:
         if match is not None and self.config.registry.enabled:
             handover(session, match.customer_id, rep.id, f"reassigned: {a.rep} did not reply", now)
 
+    def _due_from(self, a: AssignmentRow, rep: str, start: datetime) -> datetime | None:
+        """The new owner's first-reply due time: the same ladder, counted from the handover."""
+        return first_due(self.config.sla.ladder(a.ladder), self.config.sla.calendar_for(a.team), start, rep)
+
     def _notice(self, kind: NoticeKind, a: AssignmentRow, message: MessageRow, step: Step,
-                now: datetime, language: str, **fields) -> Notice:
+                now: datetime, excerpt: str, language: str, **fields) -> Notice:
         values = dict(rep=self.config.reps[a.rep].name, customer=a.customer, subject=message.subject,
                       message_id=message.message_id, age=now - message.received_at,
-                      language=language, step=step.key)
+                      language=language, step=step.key, excerpt=excerpt, rep_id=a.rep)
         values.update(fields)
         return Notice(kind=kind, **values)
 
@@ -260,7 +287,8 @@ class FollowUp:
         domain = mailbox.address.rpartition("@")[2]
         notice_id = f"<mr.notice.{a.id}.{step.key.replace('@', '-').replace(':', '-')}.{notice.kind.value}@{domain}>"
         payload = notice_email(mailbox, to, rendered.subject, rendered.body, notice_id,
-                               self.clock().astimezone(self.config.timezone))
+                               self.clock().astimezone(self.config.timezone), self.config.marker_key,
+                               thread_on=a.forward_message_id)
         now = self.clock()
         session.add(OutboxRow(mailbox=mailbox.name, kind="notice", message=a.message,
                               sender=mailbox.address, recipient=to, payload=payload, next_attempt_at=now,
@@ -274,9 +302,48 @@ class FollowUp:
         if self.webhooks:
             for notice in pending.notices:
                 for target in self.config.sla.webhooks:
-                    self.webhooks.notify(target, notice)
+                    self.webhooks.notify(*for_channel(notice, target, self.config))
         for move in pending.moves:
             move_shared_copy(mailbox, move, conn)
+
+
+_MESSAGE_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
+
+
+def is_message_id(value: str) -> bool:
+    """One <local@domain> and nothing else: whatever goes into a header must be that."""
+    return bool(_MESSAGE_ID.fullmatch(value))
+
+
+EXCERPT_CHARS = 300
+
+
+def notice_excerpt(raw: bytes | SpooledMessage | None, config: Config) -> str:
+    """The start of the buyer's text, for a notice's body (never a header); "" if unreadable."""
+    if raw is None:
+        return ""
+    try:
+        text = parse_original(raw, config.parse).text
+    except Exception as exc:  # a notice without an excerpt still does its job
+        log.warning("no excerpt for the notice: %s", exc)
+        return ""
+    return excerpt(text, EXCERPT_CHARS)
+
+
+def excerpt(text: str, limit: int) -> str:
+    """Whitespace folded, cut at a word boundary near `limit`, with … when cut."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit].rsplit(" ", 1)[0] or flat[:limit]
+    return cut + "…"
+
+
+def for_channel(notice: Notice, target: WebhookTarget, config: Config) -> tuple[WebhookTarget, Notice, str | None]:
+    """(target, the notice in the channel's language, the chat id of the rep to @mention)."""
+    rep = config.reps.get(notice.rep_id)
+    mention = rep.chat_ids.get(target.platform) if rep else None
+    return target, replace(notice, language=target.language or notice.language), mention
 
 
 def _minutes(age: timedelta) -> str:
@@ -284,15 +351,22 @@ def _minutes(age: timedelta) -> str:
 
 
 def notice_email(mailbox: MailboxConfig, to: str, subject: str, body: str, message_id: str,
-                 now: datetime) -> bytes:
-    """A plain-text notice from the shared mailbox, marked so no auto-responder answers it."""
+                 now: datetime, key: bytes, thread_on: str | None = None) -> bytes:
+    """A plain-text notice from the shared mailbox, marked so no auto-responder answers it,
+    its router header signed with `key`.
+
+    `thread_on` is the forward's Message-ID: the rep's client then shows the notice under
+    the inquiry it is about, instead of quoting an id nobody can search for.
+    """
     msg = EmailMessage(policy=SMTP)
     msg["From"] = f"{clean_header_text(mailbox.display_name)} <{mailbox.address}>"
     msg["To"] = to
     msg["Subject"] = clean_header_text(subject)
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id
-    mark_automatic(msg, "notice")
+    if thread_on and is_message_id(thread_on):
+        msg["In-Reply-To"] = msg["References"] = thread_on
+    mark_automatic(msg, "notice", key)
     msg.set_content(body)
     return msg.as_bytes()
 
