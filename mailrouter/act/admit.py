@@ -496,7 +496,7 @@ class Router:
     def mark_filed(self, rows: list[MessageRow], note: str = "") -> None:
         now = self.clock()
         ids = [row.id for row in rows]
-        with self.sessions.begin() as session:
+        with store.durable_transaction(self.sessions) as session:  # "filed" must outlive a failing disk
             for start in range(0, len(ids), 1000):  # stay under SQL parameter limits
                 session.execute(MessageRow.__table__.update().where(MessageRow.id.in_(ids[start:start + 1000]))
                                 .values(state=store.FILED, filed_at=now, last_error=None))
