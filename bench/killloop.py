@@ -65,7 +65,7 @@ def main() -> None:
         config = load(config_path)
         sessions = sessions_for(config)
         started = time.time()
-        parser_left, delivered, in_hand = 0, 0, []
+        parser_left, delivered, in_hand, extra = 0, 0, [], []
         with LmtpSender(bed.lmtp_port) as lmtp:
             for cycle, part in enumerate(slices, 1):
                 for sample in part:
@@ -84,7 +84,11 @@ def main() -> None:
                 daemon.process.wait()
                 daemon._log.close()  # noqa: SLF001 (no stop() after a kill)
                 parser_left += wait_gone(children, 20)
-                print(f"kill {cycle}/{args.kills}: {in_hand[-1]} of {delivered} not yet filed", flush=True)
+                # forwards beyond the first so far: a kill's duplicates are the re-sends of what
+                # SMTP had accepted in its open sessions, so they show up by the next kill
+                extra.append(sum(n - 1 for n in forwards_per_original(bed, config).values() if n > 1))
+                print(f"kill {cycle}/{args.kills}: {in_hand[-1]} of {delivered} not yet filed, "
+                      f"{extra[-1]} duplicate forward(s) so far", flush=True)
         with DaemonProcess(config_path, workdir / "daemon.log") as daemon:
             deadline = time.monotonic() + 600
             while not all_filed(sessions, len(samples)) and time.monotonic() < deadline:
@@ -100,14 +104,24 @@ def main() -> None:
         expected = Counter(s.to[0] for s in samples)
         missing_copies = sum(max(expected[u] - copies[u], 0) for u in (SALES, INFO))
         duplicates = sum(forwards[i] - 1 for i in ids if forwards[i] > 1)
+        # per kill: what appeared in the run after it (by the next kill; the last: by the end);
+        # extra[0] is what the first run made before any kill, which must be 0
+        per_kill = [b - a for a, b in zip(extra, [*extra[1:], duplicates])]
+        window = len(config.mailboxes) * config.smtp.connections  # one per open SMTP session
         result = {"messages": len(samples), "kills": args.kills, "finished": finished, "final_sigterm_status": status,
                   "lost_no_forward": no_forward, "lost_shared_copies": missing_copies,
                   "duplicates": duplicates, "messages_forwarded_twice_or_more": sum(forwards[i] > 1 for i in ids),
                   "parser_children_left_after_kill": parser_left, "unfinished_at_each_kill": in_hand,
-                  "kills_with_work_in_hand": sum(n > 0 for n in in_hand), "seconds": round(wall, 1)}
+                  "kills_with_work_in_hand": sum(n > 0 for n in in_hand), "seconds": round(wall, 1),
+                  "duplicates_per_kill": per_kill, "window_per_kill": window,
+                  "kills_over_the_window": sum(d > window for d in per_kill),
+                  "duplicates_before_any_kill": extra[0] if extra else 0}
         print_table(["messages", "SIGKILLs", "with work in hand", "lost", "duplicates", "parser children left", "wall s"],
                     [[len(samples), args.kills, sum(n > 0 for n in in_hand), no_forward + missing_copies, duplicates,
                       parser_left, f"{wall:.0f}"]])
+        print(f"duplicates per kill: max {max(per_kill, default=0)}, window {window} "
+              f"({len(config.mailboxes)} mailboxes x smtp.connections {config.smtp.connections}); "
+              f"kills over the window: {result['kills_over_the_window']}")
         write_result("killloop", envelope(args=vars(args), **result))
 
 

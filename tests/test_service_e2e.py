@@ -28,7 +28,8 @@ def free_port() -> int:
 
 
 def test_sigterm_during_a_backlog_stops_cleanly_and_a_restart_finishes_it(bed, tmp_path):
-    config, config_path, log, first, samples = backlog_in_progress(bed, tmp_path, 400)
+    # 1,000: with the parser child kept warm, 400 were all in flight (and finished) by the stop
+    config, config_path, log, first, samples = backlog_in_progress(bed, tmp_path, 1000)
     first.send_signal(signal.SIGTERM)
     assert first.wait(30) == 0, log.read_text()
     assert "received SIGTERM, stopping" in log.read_text()
