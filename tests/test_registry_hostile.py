@@ -9,9 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
-# openpyxl leaves a bad .xlsx file object to the garbage collector on some errors (not our handle)
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 from sqlalchemy import select
 
 from mailrouter.registry.cli import add_registry_parser

@@ -143,18 +143,21 @@ def _xlsx_rows(path: Path) -> Iterator[Row]:
 def _xlsx_rows_unchecked(path: Path) -> Iterator[Row]:
     from openpyxl import load_workbook
 
-    with warnings.catch_warnings():
-        # openpyxl warns about styles and data validation it ignores; only values matter here.
-        warnings.simplefilter("ignore", UserWarning)
-        book = load_workbook(path, read_only=True, data_only=True)
-    try:
-        sheet = book.active
-        if sheet is None:
-            raise ValueError("the workbook has no sheet")
-        for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
-            yield number, [_cell_text(v) for v in values]
-    finally:
-        book.close()
+    # The file is opened here, not by openpyxl: on a broken workbook openpyxl can raise with its
+    # archive (and a sheet reader) still open, leaving the descriptor to the garbage collector.
+    with path.open("rb") as file:
+        with warnings.catch_warnings():
+            # openpyxl warns about styles and data validation it ignores; only values matter here.
+            warnings.simplefilter("ignore", UserWarning)
+            book = load_workbook(file, read_only=True, data_only=True)
+        try:
+            sheet = book.active
+            if sheet is None:
+                raise ValueError("the workbook has no sheet")
+            for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+                yield number, [_cell_text(v) for v in values]
+        finally:
+            book.close()
 
 
 def _cell_text(value: object) -> str:
