@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from mailrouter.registry.cli import add_registry_parser
-from mailrouter.registry.importer import ImportFailed, export_csv, neutralise_cell
+from mailrouter.registry.importer import ImportFailed, export_csv
+from mailrouter.spreadsheet import neutralise as neutralise_cell
 from mailrouter.registry.models import CustomerRow
 from mailrouter.registry.tabular import read_rows
 from tests.factories import example_config

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter.reports.figures import Period, Report, Scope, compute_report
 from mailrouter.reports.inquiries import InquiryRow, inquiries
-from mailrouter.reports.render import neutralise, render_csv, render_inquiries_csv, render_table, width
+from mailrouter.reports.render import render_csv, render_inquiries_csv, render_table, width
+from mailrouter.spreadsheet import neutralise
 from tests.test_reports_headline import NOW, SINCE, UNTIL, populate
 
 SHANGHAI = timezone(timedelta(hours=8))

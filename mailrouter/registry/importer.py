@@ -27,6 +27,7 @@ from mailrouter.registry.models import CustomerRow
 from mailrouter.registry.normalise import company_key, company_names, normalise_phone, split_aliases
 from mailrouter.registry.record import RegistryError, parse_status
 from mailrouter.registry.tabular import Row, TableError, read_rows, strip_controls
+from mailrouter.spreadsheet import neutralise, unneutralise
 
 FIELDS = ("name", "email", "company", "phone", "country", "owner", "source", "status", "reason",
           "aliases")
@@ -57,8 +58,6 @@ CHUNK = 1000  # rows looked up together: three IN queries per chunk instead of t
 FIELD_LIMITS = {"name": 200, "email": 2000, "company": 300, "phone": 500, "country": 100,
                 "owner": 100, "source": 200, "status": 50, "reason": 2000, "aliases": 3000}
 LISTED = 1000  # invalid rows and notes kept for the report; the rest are only counted
-# OWASP CSV injection: a cell starting with one of these is a formula to Excel, LibreOffice, WPS.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def header_key(header: str) -> str:
@@ -165,21 +164,6 @@ def find_header(rows: Sequence[Row], overrides: Mapping[str, str] | None) -> int
 def _cell(cells: Sequence[str], mapping: Mapping[str, list[int]], fld: str, sep: str = " ") -> str:
     return sep.join(unneutralise(cells[i]) for i in mapping.get(fld, ())
                     if i < len(cells) and cells[i]).strip()
-
-
-def unneutralise(cell: str) -> str:
-    """Undo neutralise_cell, so an export imports back unchanged."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
-
-
-def neutralise_cell(cell: str) -> str:
-    """A leading apostrophe makes a would-be formula text in Excel, LibreOffice and WPS.
-
-    Applied to every cell, phone numbers too: "'+34600123456" stays a phone number (Excel would
-    read +34600123456 as the number 34600123456 and drop the plus), and the importer reads
-    it back without the apostrophe.
-    """
-    return "'" + cell if cell.startswith(FORMULA_START) else cell
 
 
 def validate_row(line: int, cells: Sequence[str], mapping: Mapping[str, list[int]],
@@ -355,7 +339,7 @@ EXPORT_HEADER = ("Company", "Name", "Email", "Phone", "Country", "Owner", "Statu
 def export_csv(session: Session, out: TextIO) -> int:
     """Write every customer as one CSV row that `import_file` reads back; returns the count.
 
-    Cells are neutralised (neutralise_cell) and every cell is quoted, so a separator inside a
+    Cells are neutralised (spreadsheet.neutralise) and every cell is quoted, so a separator inside a
     cell can never start a new, unneutralised one (the OWASP CSV-injection rule).
     """
     writer = csv.writer(out, quoting=csv.QUOTE_ALL)
@@ -375,4 +359,4 @@ def export_cells(row: CustomerRow) -> list[str]:
     cells = (row.company, row.contact_name, "; ".join(sorted(e.email for e in row.emails)),
              "; ".join(sorted(p.e164 for p in row.phones)), row.country or "", row.owner or "",
              row.status, row.status_reason, row.source, "; ".join(a.alias for a in row.aliases))
-    return [neutralise_cell(strip_controls(c)) for c in cells]
+    return [neutralise(strip_controls(c)) for c in cells]

@@ -22,6 +22,7 @@ from mailrouter.reports.headline import HEADLINES
 from mailrouter.reports.inquiries import InquiryRow
 from mailrouter.reports.slowest import Slow
 from mailrouter.sla.notify import one_line
+from mailrouter.spreadsheet import neutralise
 
 FORMATS = ("table", "csv", "json", "html", "inquiries")  # inquiries: one CSV row per assignment
 BOM = "\ufeff"  # Excel reads a CSV as UTF-8 only when it starts with this
@@ -362,17 +363,6 @@ def render_csv(report: Report, language: str) -> str:
     w.writerow([lab["backlog"], b.count, b.oldest_received_at.isoformat() if b.oldest_received_at else "",
                 _csv_value(b.oldest_age_seconds)])
     return BOM + out.getvalue()
-
-
-# A cell Excel would run as a formula (OWASP "CSV injection"): = + - @ TAB CR at the start.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(value: Any) -> Any:
-    """Text Excel could read as a formula gets a leading apostrophe; numbers stay numbers."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
 
 
 class SafeWriter:
