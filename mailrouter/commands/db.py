@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from sqlalchemy import Integer, Table, create_engine, func, insert, select, text
 from sqlalchemy.engine import Connection, make_url
 
-from mailrouter.migrations import ensure_schema, schema_state
-from mailrouter.store import Base, open_database
+from mailrouter.migrations import database_note, ensure_schema
+from mailrouter.store import Base, SchemaError, open_database
 
 BATCH = 1000  # rows per INSERT: bounded memory on a database of years
 
@@ -37,8 +37,6 @@ def labels(language: str) -> dict[str, str]:
     return LABELS["zh" if language == "zh" else "en"]
 
 
-
-
 class CopyRefused(Exception):
     """The target cannot take the copy; the message says why."""
 
@@ -55,13 +53,12 @@ def shown(url: str) -> str:
 
 
 def current(url: str, language: str = "en") -> str:
-    """One line: the schema revision of the database at `url` and whether it is current."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            return schema_state(connection).describe(language)
-    finally:
-        engine.dispose()
+    """One line: the schema revision of the database at `url` and what `run` will do with it;
+    the same reading as `check` (a SQLite file that does not exist is not created)."""
+    error, note = database_note(url, language)
+    if error is not None:
+        raise SchemaError(error)
+    return note
 
 
 def upgrade(url: str, language: str = "en") -> str:
