@@ -15,6 +15,7 @@ import logging
 import shutil
 import sqlite3
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -84,12 +85,20 @@ def _config(connection: Connection | None = None) -> AlembicConfig:
     return cfg
 
 
+@cache
+def _revisions() -> tuple[str, frozenset[str]]:
+    """(head, every revision) of this release: read once per process, since Alembic loads
+    every revision file to know them and open_database asks on every call."""
+    script = ScriptDirectory.from_config(_config())
+    return script.get_current_head() or BASELINE, frozenset(s.revision for s in script.walk_revisions())
+
+
 def head() -> str:
-    return ScriptDirectory.from_config(_config()).get_current_head() or BASELINE
+    return _revisions()[0]
 
 
-def _known() -> set[str]:
-    return {s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions()}
+def _known() -> frozenset[str]:
+    return _revisions()[1]
 
 
 def schema_state(connection: Connection) -> SchemaState:
