@@ -20,7 +20,7 @@ from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.intake.adoption import watched
 from mailrouter.intake.firststart import Backfill, plan_first_start
 from mailrouter.intake.imap import Mailbox
-from mailrouter.runtime.mailbox import imap_settings
+from mailrouter.runtime.mailbox import assign_folders, imap_settings
 from mailrouter.store import open_database
 
 
@@ -41,7 +41,7 @@ def preview_first_start(config: Config, mailbox_name: str,
     now = now or datetime.now(timezone.utc)
     with Mailbox.connect(imap_settings(mailbox)) as conn:
         present = {name for _flags, name in conn.folders_with_flags()}
-        for folder in _watched_folders(config, mailbox):
+        for folder in [mailbox.inbox, *assign_folders(config)]:  # what the daemon watches
             if folder != mailbox.inbox and folder not in present:
                 continue  # an Assign/ folder not created yet: nothing to adopt there
             known = watched(sessions, mailbox.name, folder)
@@ -55,13 +55,6 @@ def preview_first_start(config: Config, mailbox_name: str,
             routed = [replay_one(raw, config, sessions, folder, uid)
                       for uid, raw in conn.fetch(list(plan.route))] if folder == mailbox.inbox else []
             yield FolderPreview(folder, None, len(plan.adopt), tuple(routed))
-
-
-def _watched_folders(config: Config, mailbox: MailboxConfig) -> list[str]:
-    f = config.folders
-    assign = [f"{f.assign}/{rep.folder}" for rep in config.reps.values()]
-    assign += [f"{f.assign}/{team}" for team in config.teams]
-    return [mailbox.inbox, *assign, f"{f.assign}/{f.not_inquiry}"]
 
 
 # The preview per language (issue 15 item 6), like dry-run's TEXT; decisions keep their ids.

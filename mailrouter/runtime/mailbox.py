@@ -64,6 +64,15 @@ def imap_settings(mailbox: MailboxConfig) -> ImapSettings:
                         use_idle=mailbox.idle, idle_renew=mailbox.idle_renew)
 
 
+def assign_folders(config: Config) -> dict[str, ManualTarget]:
+    """Assign/<rep folder>, Assign/<team>, Assign/Not an inquiry -> what moving mail there means."""
+    f = config.folders
+    folders = {f"{f.assign}/{rep.folder}": ManualTarget("rep", rep.id) for rep in config.reps.values()}
+    folders.update({f"{f.assign}/{team}": ManualTarget("team", team) for team in config.teams})
+    folders[f"{f.assign}/{f.not_inquiry}"] = ManualTarget("ignore")
+    return folders
+
+
 class MailboxWorker:
     def __init__(self, mailbox: MailboxConfig, config: Config, router: Router, outbox: Outbox,
                  stop: threading.Event, followup: FollowUp | None = None, metrics: Metrics | None = None):
@@ -176,12 +185,7 @@ class MailboxWorker:
                 *routed, *self.assign_folders()]
 
     def assign_folders(self) -> dict[str, ManualTarget]:
-        """Assign/<rep folder>, Assign/<team>, Assign/Not an inquiry -> what moving mail there means."""
-        f = self.config.folders
-        folders = {f"{f.assign}/{rep.folder}": ManualTarget("rep", rep.id) for rep in self.config.reps.values()}
-        folders.update({f"{f.assign}/{team}": ManualTarget("team", team) for team in self.config.teams})
-        folders[f"{f.assign}/{f.not_inquiry}"] = ManualTarget("ignore")
-        return folders
+        return assign_folders(self.config)
 
     def round(self, conn: Mailbox, uidvalidity: int) -> None:
         """Admit new messages, send what is due, file what is ready; then the Assign/ folders."""
