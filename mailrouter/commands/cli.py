@@ -226,6 +226,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from mailrouter.commands import db
+    from mailrouter.store import database_label
 
     config = load_config(args.config, resolve_secrets=False)  # logs in nowhere
     language = args.language or config.language
@@ -233,9 +234,9 @@ def cmd_db(args: argparse.Namespace) -> int:
     colon = "：" if language == "zh" else ": "
     try:
         if args.action == "current":
-            print(f"{db.shown(config.database)}{colon}{db.current(config.database, language)}")
+            print(f"{database_label(config.database)}{colon}{db.current(config.database, language)}")
         elif args.action == "upgrade":
-            print(f"{db.shown(config.database)}{colon}{db.upgrade(config.database, language)}")
+            print(f"{database_label(config.database)}{colon}{db.upgrade(config.database, language)}")
         else:
             copied = db.copy(config.database, args.to, language=language,
                              progress=lambda c: print(t["rows"].format(table=c.table, rows=c.rows)))

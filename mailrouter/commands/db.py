@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Integer, Table, create_engine, func, insert, select, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 
 from mailrouter.migrations import database_note, ensure_schema
 from mailrouter.store import Base, SchemaError, open_database
@@ -45,11 +45,6 @@ class CopyRefused(Exception):
 class Copied:
     table: str
     rows: int
-
-
-def shown(url: str) -> str:
-    """The URL without its password, for output."""
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def current(url: str, language: str = "en") -> str:

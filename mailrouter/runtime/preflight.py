@@ -132,11 +132,11 @@ def check_servers(config: Config, language: str = "en") -> bool:
 
 
 def _check_database(config: Config, language: str) -> Finding:
-    from mailrouter.commands.db import shown
+    from mailrouter.store import database_label
     from mailrouter.migrations import database_note
 
     error, note = database_note(config.database, language)  # driver errors stay as the driver gave them
-    return Finding(labels(language)["database"].format(url=shown(config.database)), error, [note] if note else [])
+    return Finding(labels(language)["database"].format(url=database_label(config.database)), error, [note] if note else [])
 
 
 def _check_imap(settings: Callable[[], ImapSettings], t: dict[str, str],
