@@ -104,7 +104,9 @@ def test_a_mailbox_stuck_in_one_step_stops_the_watchdog_pings_until_it_moves_aga
     daemon = start_daemon_process(config_path, log)
     try:
         wait_for(lambda: len(listener.pings()) >= 4, "pings from the idle daemon", timeout=60)
-        assert longest_gap(listener.pings()) < 3.5  # healthy and idle: every 2 s
+        # healthy and idle: a ping every 2 s; the bound is WatchdogSec itself (what systemd would
+        # act on), not the 2 s rhythm, which a busy CI machine may stretch
+        assert longest_gap(listener.pings()) < 4.0
         delivered = time.monotonic()
         deliver_samples(bed, samples)
         assert wait_until_filed(config, len(samples), timeout=90), log.read_text()[-3000:]
