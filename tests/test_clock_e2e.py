@@ -73,7 +73,7 @@ def test_dry_run_with_unchanged_rules_shows_manual_and_ladder_apart_and_no_chang
                    compose("Sam Lee <sam@global-imports.com>", "Catalogue request", ENGLISH, n=501), "unrecognized")
     deliver_samples(buyer_bed, [french_inquiry(), stray])
     daemon = running(config, clock)
-    wait_for(lambda: assignments(config) and buyer_bed.fetch_all("sales@example.com", "Unrecognized"),
+    wait_for(lambda: assignments(config) and buyer_bed.fetch_all("sales@example.com", "Unrecognized", missing_ok=True),
              "one routed, one unrecognized")
     daemon.stop()  # (a running daemon looks at Assign/ only when IDLE wakes it)
     move(buyer_bed, "sales@example.com", "Unrecognized", "Assign/li")  # the manager assigns it by hand
@@ -126,7 +126,7 @@ def test_an_inquiry_delivered_while_stopped_is_measured_from_its_arrival(buyer_b
                    compose("Sam Lee <sam@global-imports.com>", "Catalogue request", ENGLISH, n=501), "unrecognized")
     deliver_samples(buyer_bed, [stray])  # the daemon looks at the mailbox once, then stops
     daemon = running(config, clock)
-    wait_for(lambda: buyer_bed.fetch_all("sales@example.com", "Unrecognized"), "the first look")
+    wait_for(lambda: buyer_bed.fetch_all("sales@example.com", "Unrecognized", missing_ok=True), "the first look")
     daemon.stop()
 
     arrived = TUESDAY_10 + timedelta(minutes=10)

@@ -97,3 +97,41 @@ def test_a_disk_that_refuses_writes_is_tried_again_within_a_minute():
     assert [backoff.disk() for _ in range(6)] == [5, 10, 20, 40, 60, 60]
     backoff.after_session(completed_round=True, seconds=1)
     assert backoff.disk() == 5
+
+
+def test_one_disk_outage_is_one_error_line_even_when_its_face_changes(caplog, monkeypatch):
+    """A failing disk gives EIO on the database, then EROFS on the spool: one line says what to do.
+    After a round completes the outage is over, and the next one is told again."""
+    import logging
+    import threading
+
+    from mailrouter.intake import imap
+
+    monkeypatch.setattr(imap.Backoff, "disk", lambda self: 0.0)
+    troubles = iter(["cannot write the database x.db: disk I/O error; check the disk",
+                     "cannot write spool/accepted-sales.log: Read-only file system; make that filesystem writable again",
+                     "cannot write the database x.db: disk I/O error; check the disk",
+                     "progress",
+                     "cannot write spool/accepted-sales.log: No space left on device; free space on that filesystem",
+                     "stop"])
+    rounds = [0]
+    stop = threading.Event()
+
+    def serve():
+        what = next(troubles)
+        if what == "progress":
+            rounds[0] += 1
+            raise OSError("again")
+        if what == "stop":
+            stop.set()
+            return
+        raise OSError(what)
+
+    def explain(exc):
+        return None if str(exc) == "again" else str(exc)
+
+    with caplog.at_level(logging.DEBUG, logger=imap.log.name):
+        imap.keep_serving("sales", serve, stop, explain=explain, progress=lambda: rounds[0])
+    told = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and "forwarded twice" in r.getMessage()]
+    assert len(told) == 2, told
+    assert "disk I/O error" in told[0] and "No space left" in told[1]

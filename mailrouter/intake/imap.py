@@ -638,13 +638,13 @@ def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
 
     Connection trouble means reconnect, never exit; a throttling provider gets minutes of
     quiet (1 doubling to 15); an error `explain` describes in a line (a full or read-only
-    disk) is logged as that line, once (again after 10 min if it lasts), and retried every 5 s to 1 min; any
+    disk) is logged as that line, once per outage (again after 10 min if it lasts), and retried every 5 s to 1 min; any
     other error is logged in full and retried like connection trouble, since every round
     starts again from the database and the server. `progress` counts completed rounds: a
     session that completed one resets the backoff, so short good sessions never add up.
     """
     backoff = Backoff()
-    told, told_at = "", 0.0  # what the last disk line asked for, and when: one line, a reminder every 10 min
+    told, told_at = -1, 0.0  # the round count when a disk line was last logged, and when: one per outage, a reminder every 10 min
     while not stop.is_set():
         started, rounds = time.monotonic(), progress()
         try:
@@ -665,12 +665,14 @@ def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
                 log.exception("%s: unexpected error, retrying in %.0fs", name, delay)
             else:
                 delay = backoff.disk()
-                todo = trouble.rsplit("; ", 1)[-1]  # what to free or fix: the same for the log and the database
-                repeat = todo == told and time.monotonic() - told_at < DISK_REMINDER
+                # one outage, one line: a failing disk shows several faces in turn (EIO on the
+                # database, then EROFS on the spool) and the first already said what to do
+                outage = progress()
+                repeat = outage == told and time.monotonic() - told_at < DISK_REMINDER
                 log.log(logging.DEBUG if repeat else logging.ERROR,
                         "%s: %s; nothing is forwarded twice, retrying in %.0fs", name, trouble, delay)
                 if not repeat:
-                    told, told_at = todo, time.monotonic()
+                    told, told_at = outage, time.monotonic()
         backoff.after_session(progress() > rounds, time.monotonic() - started)
         stop.wait(delay)
 

@@ -627,10 +627,14 @@ class TestBed:
                         "--uid-validity", str(old + 1), folder], check=True, capture_output=True)
         return old + 1
 
-    def fetch_all(self, user: str, folder: str = "INBOX") -> list[bytes]:
-        """Raw messages in `folder` (server-side name), in UID order, without setting \\Seen."""
+    def fetch_all(self, user: str, folder: str = "INBOX", missing_ok: bool = False) -> list[bytes]:
+        """Raw messages in `folder` (server-side name), in UID order, without setting \\Seen.
+
+        `missing_ok`: a folder the daemon has not created yet holds nothing (for polling)."""
         client = self.imap(user)
         try:
+            if missing_ok and not client.folder_exists(folder):
+                return []
             client.select_folder(folder, readonly=True)
             uids = client.search(["ALL"])
             data = client.fetch(uids, ["BODY.PEEK[]"]) if uids else {}
