@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from mailrouter.decide.classify import not_an_inquiry
 from mailrouter.config.schema import Config, TeamConfig
 from mailrouter.model import Decision, Inquiry, Outcome
-from mailrouter.registry.match import RegistryMatch
-from mailrouter.registry.models import BLOCKED, DO_NOT_CONTACT, REJECTED
+from mailrouter.registry.verdict import RegistryMatch
+from mailrouter.registry.verdict import BLOCKED, DO_NOT_CONTACT, REJECTED
 
 
 
