@@ -7,19 +7,25 @@ from mailrouter.config.schema import Config
 from mailrouter.decide.assign import TeamState
 from mailrouter.act.forward import tag_subject
 from mailrouter.model import Outcome
-from mailrouter.act.admit import Examined, destination, examine, examine_spooled
+from mailrouter.act.original import InMemory, Original, Spooled
+from mailrouter.decide.examine import Examined, destination, examine
 from mailrouter.intake.spool import file_chunks, scan
 
 
 def explain_file(config: Config, path: Path) -> str:
     if path.stat().st_size > config.large_message_bytes:  # read in chunks, as the daemon would
-        return explain_examined(config, examine_spooled(scan(file_chunks(path), path), config, TeamState()))
+        return explain_original(config, Spooled(scan(file_chunks(path), path)))
     return explain_bytes(config, path.read_bytes())
 
 
 def explain_bytes(config: Config, raw: bytes) -> str:
     """Team rotations are shown from their start: `explain` reads no database."""
-    return explain_examined(config, examine(raw, config, TeamState()))
+    return explain_original(config, InMemory(raw))
+
+
+def explain_original(config: Config, original: Original) -> str:
+    """The daemon's decision path with no registry, no history and no side effects."""
+    return explain_examined(config, examine(original.parse(config.parse), config, TeamState()))
 
 
 def explain_examined(config: Config, examined: Examined) -> str:

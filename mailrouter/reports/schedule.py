@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime
 
 from sqlalchemy.orm import Session
 
 from mailrouter.config.load import parse_schedule  # noqa: F401  (read with [digest]; re-exported)
 from mailrouter.config.schema import Config, Schedule
-from mailrouter.act.forward import clean_header_text
-from mailrouter.act.outgoing import mark_automatic
+from mailrouter.act.outgoing import notice_sender, queue_notice
 from mailrouter.reports.digest import digest_for_supervisor
 from mailrouter.reports.figures import Period
-from mailrouter.store import DigestSentRow, OutboxRow
+from mailrouter.store import DigestSentRow
 
 log = logging.getLogger("mailrouter.digest")
 LATE_LIMIT = timedelta(hours=1)
@@ -62,18 +58,9 @@ def queue_due_digests(session: Session, config: Config, now: datetime) -> int:
 def _queue(session: Session, config: Config, supervisor: str, schedule: Schedule, at: datetime,
            now: datetime) -> None:
     subject, text, html = digest_for_supervisor(session, config, supervisor, period_of(schedule, at), now)
-    rep, mailbox = config.reps[supervisor], config.mailboxes[0]
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = f"{clean_header_text(mailbox.display_name)} <{mailbox.address}>"
-    msg["To"] = rep.email
-    msg["Subject"] = clean_header_text(subject)
-    msg["Date"] = format_datetime(now.astimezone(config.timezone))
-    msg["Message-ID"] = f"<mr.digest.{schedule.kind}.{at:%Y%m%d%H%M}.{supervisor}@{mailbox.address.rpartition('@')[2]}>"
-    mark_automatic(msg, f"digest; {schedule.kind}")
-    msg.set_content(text)
-    msg.add_alternative(html, subtype="html")
+    rep, domain = config.reps[supervisor], notice_sender(config).address.rpartition("@")[2]
     session.add(DigestSentRow(supervisor=supervisor, kind=schedule.kind, period_end=at, queued_at=now))
-    session.add(OutboxRow(mailbox=mailbox.name, kind="notice", message=None, sender=mailbox.address,
-                          recipient=rep.email, payload=msg.as_bytes(), next_attempt_at=now,
-                          deadline=now + timedelta(seconds=config.smtp.retry_deadline)))
+    queue_notice(session, config, rep.email, subject, text,
+                 f"<mr.digest.{schedule.kind}.{at:%Y%m%d%H%M}.{supervisor}@{domain}>", now,
+                 kind=f"digest; {schedule.kind}", html=html)
     log.info("%s digest for %s (%s) queued", schedule.kind, supervisor, rep.email)

@@ -15,12 +15,13 @@ from typing import Callable, Iterable
 
 from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.runtime.assemble import Components
-from mailrouter.sla.sweep import FollowUp
+from mailrouter.sla.sweep import FollowUp, Move
 from mailrouter.metrics import Metrics
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
 from mailrouter.act.outbox import Outbox
 from mailrouter.act.admit import ManualTarget, Router
-from mailrouter.intake.spool import Spool, SpooledMessage, is_referenced, missing_spool_files
+from mailrouter.act.original import InMemory, Original, Spooled
+from mailrouter.intake.spool import Spool, missing_spool_files
 from mailrouter.store import MessageRow
 from mailrouter.intake.adoption import record_adopted, watched
 from mailrouter.intake.firststart import adopt_history, plan_first_start
@@ -162,7 +163,7 @@ class MailboxWorker:
             new = self._first_start(conn, folder, validity, new)
             new, large = self._split_large(conn, new)
             for uid, raw in conn.fetch(new):
-                self.router.assign_manually(self.mailbox.name, folder, validity, uid, raw, target)
+                self.router.assign_manually(self.mailbox.name, folder, validity, uid, InMemory(raw), target)
             for uid in large:
                 self._spooled(conn, folder, validity, uid, lambda original, uid=uid: self.router.assign_manually(
                     self.mailbox.name, folder, validity, uid, original, target))
@@ -268,21 +269,23 @@ class MailboxWorker:
         for uid in uids:
             if self.stop.is_set():
                 return
-            self._spooled(conn, "INBOX", uidvalidity, uid, lambda original, uid=uid: self.router.admit_spooled(
+            self._spooled(conn, "INBOX", uidvalidity, uid, lambda original, uid=uid: self.router.admit_original(
                 self.mailbox.name, uidvalidity, uid, original))
             self.outbox.flush(self.mailbox.name)
 
     def _spooled(self, conn: Mailbox, folder: str, uidvalidity: int, uid: int,
-                 record: Callable[[SpooledMessage], object]) -> None:
+                 record: Callable[[Original], object]) -> None:
         """Spool one message of the selected folder and `record` its decision; the file stays
         only if a pending forward now streams it."""
         path = self.spool.path_for(self.mailbox.name, folder, uidvalidity, uid)
         original = self.spool.receive(path, conn.fetch_chunks(uid))
         if original is None:
             return  # expunged meanwhile
-        record(original)
-        if not is_referenced(self.router.sessions, path):
-            path.unlink(missing_ok=True)  # nothing to forward (a duplicate, unrecognised...)
+        spooled = Spooled(original)
+        try:
+            record(spooled)
+        finally:
+            spooled.release(self.router.sessions)  # nothing to forward (a duplicate, unrecognised...)
 
     def _respool_missing(self, conn: Mailbox, uidvalidity: int) -> None:
         """A pending forward whose spool file is gone (deleted by hand, a lost disk) gets it
@@ -314,6 +317,20 @@ class MailboxWorker:
             self.router.mark_filed(rows)
             in_inbox.difference_update(r.uid for r in rows)
 
+    def _refile(self, conn: Mailbox, move: Move) -> None:
+        """Move a filed copy to follow its new owner (a reassignment, the pool); the ledger has
+        recorded its folder already. Cosmetic, so a failure is only logged."""
+        if not move.message_id or move.source == move.target:
+            return
+        try:
+            conn.select_folder(move.source)
+            uids = conn.search_header("Message-ID", move.message_id)
+            if uids:
+                conn.ensure_folders([move.target])
+                conn.file(uids, move.target, move.keywords)
+        except ImapError as exc:
+            log.warning("%s: could not move %s to %s: %s", self.mailbox.name, move.message_id, move.target, exc)
+
     def request_sweep(self) -> None:
         """Ask for a ladder sweep on this mailbox's next turn (called by the scheduler)."""
         self.sweep_due.set()
@@ -325,10 +342,12 @@ class MailboxWorker:
         if self.followup is None or not self.sweep_due.is_set():
             return False
         self.sweep_due.clear()
-        taken = self.followup.sweep(self.mailbox, conn) > 0
-        if taken:
+        swept = self.followup.sweep(self.mailbox, conn)
+        for move in swept.moves:
+            self._refile(conn, move)
+        if swept.taken:
             conn.select_inbox()
-        return taken
+        return swept.taken > 0
 
     def _outbox_due(self) -> bool:
         due = self.outbox.next_due_in(self.mailbox.name)

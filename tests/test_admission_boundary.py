@@ -1,0 +1,80 @@
+"""One message never holds up the others (issue 11 item 2, issue 14 item 1): a message whose own
+record raises a database error goes to Quarantine with the reason, the rest of the batch is
+routed, and a message that fails the same way twice is quarantined instead of retried forever.
+
+The faults are real database errors, raised by SQLite itself from a trigger on the real file.
+"""
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import event, func, select, text
+
+from mailrouter.act.admit import Router
+from mailrouter.parse.message import parse_message
+from mailrouter.store import AssignmentRow, MessageRow, OutboxRow, open_database
+from mailrouter.testing.samples import demo_samples
+from tests.factories import example_config
+
+
+def setup(tmp_path):
+    config = replace(example_config(), database=f"sqlite:///{tmp_path / 'r.db'}")
+    sessions = open_database(config.database)
+    samples = [s for s in demo_samples() if s.target == "team:europe"][:3]
+    victim = parse_message(samples[1].raw, config.parse).sender
+    return config, sessions, [(i + 1, s.raw) for i, s in enumerate(samples)], victim
+
+
+def count(sessions, table, *where) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(table).where(*where))
+
+
+def test_a_message_whose_record_raises_a_database_error_is_quarantined_and_the_batch_goes_on(tmp_path):
+    config, sessions, batch, victim = setup(tmp_path)
+    with sessions.begin() as session:  # SQLite refuses this one sender's assignment: IntegrityError
+        session.execute(text(
+            "CREATE TRIGGER poison BEFORE INSERT ON assignments WHEN NEW.customer = :victim "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test trigger'); END".replace(":victim", f"'{victim}'")))
+    rows = Router(config, sessions).admit_batch("sales", 1, batch)
+    assert [row.outcome for row in rows] == ["routed", "quarantined", "routed"]
+    assert "IntegrityError" in rows[1].reason and "refused by the test trigger" in rows[1].reason
+    assert rows[1].folder == config.folders.quarantine
+    assert count(sessions, MessageRow) == 3  # all recorded: the next round fetches none again
+    assert count(sessions, MessageRow, MessageRow.outcome == "quarantined") == 1
+    assert count(sessions, OutboxRow) == 2 and count(sessions, AssignmentRow) == 2  # nothing half-written
+
+
+def raising_function(sessions) -> list[str]:
+    """A SQL function `poison(x)` that raises in Python: SQLite reports an OperationalError, the
+    kind a locked or failing database gives, which may pass: retried once before Quarantine."""
+    calls: list[str] = []
+
+    def poison(value):
+        calls.append(value)
+        raise RuntimeError("disk trouble")
+
+    engine = sessions.kw["bind"]
+    event.listen(engine, "connect", lambda dbapi, _record: dbapi.create_function("poison", 1, poison))
+    engine.dispose()  # new connections get the function
+    return calls
+
+
+def test_a_message_that_fails_the_same_way_twice_is_quarantined_once_not_retried_forever(tmp_path):
+    config, sessions, batch, victim = setup(tmp_path)
+    calls = raising_function(sessions)
+    with sessions.begin() as session:
+        session.execute(text(
+            f"CREATE TRIGGER poison BEFORE INSERT ON assignments WHEN NEW.customer = '{victim}' "
+            "BEGIN SELECT poison(NEW.customer); END"))
+    router = Router(config, sessions)
+    with pytest.raises(Exception, match="OperationalError|user-defined function raised exception"):
+        router.admit_batch("sales", 1, batch)  # the first time may be the database's passing trouble
+    assert count(sessions, MessageRow) == 0  # the batch rolled back whole, to be fetched again
+    rows = router.admit_batch("sales", 1, batch)  # the same failure again: the message is at fault
+    assert [row.outcome for row in rows] == ["routed", "quarantined", "routed"]
+    assert "OperationalError" in rows[1].reason
+    assert len(calls) == 2
+    # the next round knows all three: nothing is fetched or tried again
+    assert router.known_uids("sales", "INBOX", 1, {1, 2, 3}) == {1, 2, 3}
+    assert count(sessions, MessageRow, MessageRow.outcome == "quarantined") == 1
+    assert count(sessions, OutboxRow) == 2
