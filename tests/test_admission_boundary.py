@@ -78,3 +78,51 @@ def test_a_message_that_fails_the_same_way_twice_is_quarantined_once_not_retried
     assert router.known_uids("sales", "INBOX", 1, {1, 2, 3}) == {1, 2, 3}
     assert count(sessions, MessageRow, MessageRow.outcome == "quarantined") == 1
     assert count(sessions, OutboxRow) == 2
+
+
+# -- the mailbox loop on the test bed: a big message whose reading fails (issue 14 P1)
+
+@pytest.mark.integration
+def test_a_big_message_that_cannot_be_read_is_quarantined_after_two_tries_and_the_mailbox_goes_on(
+        bed, tmp_path, monkeypatch):
+    """Real Dovecot and SMTP; the fault is the scanner raising on one message's bytes, as a
+    MIME structure the scanner cannot cope with once did, every round, stalling filing for all."""
+    from mailrouter.commands.demo import deliver_samples, wait_until_filed
+    from mailrouter.intake import spool
+    from mailrouter.runtime.daemon import Daemon
+    from mailrouter.testing.samples import bulk_samples
+    from tests.mailcheck import configure, count_rows, shared_copies
+
+    config = configure(bed, tmp_path, large_message_bytes=64 * 1024)
+    poison = bulk_samples(1, start=7_100, attachment_every=1, attachment_size=300_000)[0]
+    ordinary = [s for s in demo_samples() if s.target == "team:europe"][0]
+    marker = parse_message(poison.raw, config.parse).message_id.encode()  # no line ending to differ in
+    reads: list[int] = []
+    real_feed = spool.MessageScanner.feed
+
+    def feed(self, chunk: bytes) -> None:
+        if marker in chunk:
+            reads.append(1)
+            raise ValueError("the scanner cannot read this structure")
+        real_feed(self, chunk)
+
+    monkeypatch.setattr(spool.MessageScanner, "feed", feed)
+    deliver_samples(bed, [poison, ordinary])
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        assert wait_until_filed(config, 2, timeout=60), "the ordinary inquiry or the big one was not filed"
+        later = [s for s in demo_samples() if s.target == "team:europe"][1]
+        deliver_samples(bed, [later])
+        assert wait_until_filed(config, 3, timeout=60), "the mailbox stopped after the poison message"
+    finally:
+        daemon.stop()
+    assert len(reads) == 2  # tried twice, then left alone: no loop
+    assert count_rows(config, MessageRow.outcome == "quarantined") == 1
+    assert count_rows(config, MessageRow.outcome == "routed") == 2
+    with open_database(config.database)() as session:
+        (row,) = session.scalars(select(MessageRow).where(MessageRow.outcome == "quarantined"))
+    assert row.reason == "could not be read: ValueError: the scanner cannot read this structure"
+    copies = shared_copies(bed, "sales@example.com")
+    assert copies["INBOX"] == []
+    assert [len(raws) for folder, raws in copies.items() if "Quarantine" in folder] == [1]

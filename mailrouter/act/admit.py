@@ -221,6 +221,20 @@ class Router:
             values["forward_message_id"] = forward_message_id(original.content_key, examined.decision.rep, address)
         return ledger.decided(session, values)
 
+    def quarantine_unread(self, mailbox: str, source: str, uidvalidity: int, uid: int, reason: str) -> MessageRow:
+        """A message that could not even be read (fetched, spooled, scanned), the same way twice:
+        recorded as quarantined so the filer moves it aside and no round fetches it again."""
+        decision = Decision(Outcome.QUARANTINED, reason[:MAX_REASON])
+        values = dict(mailbox=mailbox, source=source, uidvalidity=uidvalidity, uid=uid, raw_sha256="",
+                      content_key="", size=0, **self._decision_values(decision), received_at=self.clock(),
+                      decided_at=self.clock(), file_attempts=0)
+        with self._lock, self.sessions.begin() as session:
+            row = ledger.decided(session, values)
+        self.strikes.clear(Arrival(mailbox, source, uidvalidity, uid))
+        log.error("message uid %d in %s %s failed twice the same way; quarantined: %s",
+                  uid, mailbox, source, reason)
+        return row
+
     # --- manual assignment (Assign/ folders) --------------------------------------------------
 
     def assign_manually(self, mailbox: str, source: str, uidvalidity: int, uid: int,

@@ -19,7 +19,7 @@ from mailrouter.sla.sweep import FollowUp, Move
 from mailrouter.metrics import Metrics
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
 from mailrouter.act.outbox import Outbox
-from mailrouter.act.admit import ManualTarget, Router
+from mailrouter.act.admit import Arrival, ManualTarget, Router
 from mailrouter.act.original import InMemory, Original, Spooled
 from mailrouter.intake.spool import Spool, missing_spool_files
 from mailrouter.store import MessageRow
@@ -72,6 +72,7 @@ class MailboxWorker:
         self._watched: dict[str, int] = {}  # folder -> UIDVALIDITY the database knows it under
         self._pending: Components | None = None  # rebuilt on reload, taken between rounds
         self._pending_lock = threading.Lock()
+        self._retry: set[int] = set()  # INBOX UIDs whose reading failed once: fetched again next round
 
     def rebuild(self, parts: Components) -> None:
         """Use components built from a reloaded config, from the next round on: a round in
@@ -165,8 +166,9 @@ class MailboxWorker:
             for uid, raw in conn.fetch(new):
                 self.router.assign_manually(self.mailbox.name, folder, validity, uid, InMemory(raw), target)
             for uid in large:
-                self._spooled(conn, folder, validity, uid, lambda original, uid=uid: self.router.assign_manually(
-                    self.mailbox.name, folder, validity, uid, original, target))
+                self._one_message(folder, validity, uid, lambda uid=uid: self._spooled(
+                    conn, folder, validity, uid, lambda original: self.router.assign_manually(
+                        self.mailbox.name, folder, validity, uid, original, target)))
             self.outbox.flush(self.mailbox.name)
             self._file(conn, validity, present, source=folder)
         return selected
@@ -213,6 +215,8 @@ class MailboxWorker:
             self._reconciled_at = time.monotonic()
         else:
             in_inbox, arrived = None, set(conn.new_uids_after(self._cursor[1]))
+        arrived = arrived | self._retry  # (a UID gone meanwhile is simply not fetched)
+        self._retry = set()
         last = self._cursor[1] if self._cursor and self._cursor[0] == uidvalidity else 0
         # Advancing before admission is safe: a round that fails raises into a reconnect (which
         # resets the cursor) and one cut short by stop ends the worker.
@@ -269,9 +273,29 @@ class MailboxWorker:
         for uid in uids:
             if self.stop.is_set():
                 return
-            self._spooled(conn, "INBOX", uidvalidity, uid, lambda original, uid=uid: self.router.admit_original(
-                self.mailbox.name, uidvalidity, uid, original))
+            self._one_message("INBOX", uidvalidity, uid, lambda uid=uid: self._spooled(
+                conn, "INBOX", uidvalidity, uid, lambda original: self.router.admit_original(
+                    self.mailbox.name, uidvalidity, uid, original)))
             self.outbox.flush(self.mailbox.name)
+
+    def _one_message(self, folder: str, uidvalidity: int, uid: int, action: Callable[[], object]) -> None:
+        """A boundary around one message's reading and admission: what it raises stops this
+        message only. The first failure is retried next round (it may pass); the same failure
+        twice quarantines it. Connection trouble is the server's, not the message's: it
+        propagates to the reconnect loop."""
+        try:
+            action()
+        except ImapError:
+            raise
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            if self.router.strikes.again(Arrival(self.mailbox.name, folder, uidvalidity, uid), why):
+                self.router.quarantine_unread(self.mailbox.name, folder, uidvalidity, uid, f"could not be read: {why}")
+                return
+            log.warning("%s: uid %d in %s could not be read (%s); trying again next round",
+                        self.mailbox.name, uid, folder, why)
+            if folder == "INBOX":
+                self._retry.add(uid)
 
     def _spooled(self, conn: Mailbox, folder: str, uidvalidity: int, uid: int,
                  record: Callable[[Original], object]) -> None:
