@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import argparse
 import time
+import tomllib
 from collections import Counter
+from contextlib import ExitStack
+
+import tomli_w
 
 from common import (SALES, DaemonProcess, LmtpSender, envelope, load, load_average, mib, print_table,
                     sessions_for, test_bed, write_config, write_result)
@@ -26,6 +30,7 @@ from mailrouter.testing.samples import bulk_samples
 from mailrouter.store import FILED, MessageRow
 
 REFERENCE = "reference@example.com"  # a bed user the daemon does not watch
+INFO = "info@example.com"  # the second store's run reads its own copy of the backlog here
 GOAL_RATE = 150.0  # msg/s (issue 7)
 GOAL_RSS_MIB = 150.0
 
@@ -67,8 +72,14 @@ def raw_loop(bed, batch: int) -> dict[str, float]:
             "move_s": move_s, "megabytes": fetched / 1e6}
 
 
-def daemon_run(bed, workdir, count: int, timeout: float, sample_every: float) -> dict[str, object]:
-    config_path = write_config(bed, workdir)
+def daemon_run(bed, workdir, count: int, timeout: float, sample_every: float, mailbox: str = "sales",
+               database: str | None = None) -> dict[str, object]:
+    workdir.mkdir(exist_ok=True)
+    config_path = write_config(bed, workdir, mailboxes=[mailbox])
+    if database is not None:
+        data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        data["daemon"]["database"] = database
+        config_path.write_text(tomli_w.dumps(data), encoding="utf-8")
     config = load(config_path)
     sessions = sessions_for(config)
     load_start = load_average()
@@ -80,7 +91,7 @@ def daemon_run(bed, workdir, count: int, timeout: float, sample_every: float) ->
             daemon.check_alive()
             with sessions() as session:
                 filed = session.scalar(select(func.count()).select_from(MessageRow).where(
-                    MessageRow.mailbox == "sales", MessageRow.state == FILED))
+                    MessageRow.mailbox == mailbox, MessageRow.state == FILED))
             status = daemon.status()
             peak_rss = max(peak_rss, status["VmHWM"])
             children.update(daemon.children_status())  # the parser process: last reading of each
@@ -95,9 +106,9 @@ def daemon_run(bed, workdir, count: int, timeout: float, sample_every: float) ->
     child_peak = sum(c["VmHWM"] for c in children.values())
     with sessions() as session:
         first_seen, last_filed = session.execute(select(func.min(MessageRow.decided_at), func.max(
-            MessageRow.filed_at)).where(MessageRow.mailbox == "sales")).one()
+            MessageRow.filed_at)).where(MessageRow.mailbox == mailbox)).one()
         outcomes = Counter(dict(session.execute(select(MessageRow.outcome, func.count()).where(
-            MessageRow.mailbox == "sales").group_by(MessageRow.outcome)).all()))
+            MessageRow.mailbox == mailbox).group_by(MessageRow.outcome)).all()))
     wall = done - started
     steady = (last_filed.timestamp() - first_seen.timestamp()) if first_seen and last_filed else float("nan")
     return {"filed": filed, "complete": filed >= count, "seconds_from_spawn": wall,
@@ -118,6 +129,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="raw loop FETCH/MOVE batch (default 500)")
     parser.add_argument("--timeout", type=float, default=900, help="give the daemon this long, s")
     parser.add_argument("--sample-every", type=float, default=0.5, help="progress/RSS sampling, s")
+    parser.add_argument("--stores", nargs="+", default=["sqlite"], choices=["sqlite", "postgresql"],
+                        help="run the daemon on each (same backlog, same bed; PostgreSQL with fsync on)")
     args = parser.parse_args()
 
     samples = bulk_samples(args.count, attachment_every=args.attachment_every,
@@ -125,14 +138,26 @@ def main() -> None:
     result = envelope(count=args.count, attachment_every=args.attachment_every,
                       attachment_size=args.attachment_size, batch=args.batch,
                       backlog_megabytes=round(sum(len(s.raw) for s in samples) / 1e6, 1))
-    with test_bed(extra_users=[REFERENCE]) as (bed, workdir):
-        print(f"delivering {args.count} inquiries ({result['backlog_megabytes']} MB) to {SALES} "
-              f"and {REFERENCE}…", flush=True)
-        result["delivery_s"] = deliver(bed, samples, [SALES, REFERENCE])
+    with test_bed(extra_users=[REFERENCE]) as (bed, workdir), ExitStack() as stack:
+        recipients = [SALES, REFERENCE] + ([INFO] if "postgresql" in args.stores else [])
+        print(f"delivering {args.count} inquiries ({result['backlog_megabytes']} MB) to "
+              f"{', '.join(recipients)}…", flush=True)
+        result["delivery_s"] = deliver(bed, samples, recipients)
         print(f"  delivered in {result['delivery_s']:.1f}s; raw loop…", flush=True)
         result["raw_loop"] = raw_loop(bed, args.batch)
         print(f"  raw loop {result['raw_loop']['rate']:.0f} msg/s; daemon…", flush=True)
-        result["daemon"] = daemon_run(bed, workdir, args.count, args.timeout, args.sample_every)
+        if "sqlite" in args.stores:
+            result["daemon"] = daemon_run(bed, workdir / "sqlite", args.count, args.timeout, args.sample_every)
+        if "postgresql" in args.stores:
+            from mailrouter.testing.postgres import ThrowawayPostgres
+
+            server = ThrowawayPostgres(durable=True).start()
+            stack.callback(server.stop)
+            print("  daemon on PostgreSQL…", flush=True)
+            result["daemon_postgresql"] = daemon_run(bed, workdir / "postgresql", args.count, args.timeout,
+                                                     args.sample_every, mailbox="info",
+                                                     database=server.new_database())
+        result.setdefault("daemon", result.get("daemon_postgresql"))
     result["load_after"] = load_average()
     raw, d = result["raw_loop"], result["daemon"]
     result["ratio_daemon_to_raw"] = d["rate_from_spawn"] / raw["rate"]
@@ -153,6 +178,11 @@ def main() -> None:
     print(f"parser process: peak RSS {d['parser_peak_rss_mib']} MiB, CPU {d['parser_cpu_s']:.1f}s; "
           f"daemon + parser CPU per message: {d['cpu_ms_per_message']:.1f} ms")
     print(f"outcomes: {d['outcomes']}   complete: {d['complete']}")
+    if "daemon" in result and "daemon_postgresql" in result and "sqlite" in args.stores:
+        pg = result["daemon_postgresql"]
+        print(f"PostgreSQL (fsync on), same backlog: {pg['rate_from_spawn']:.1f} msg/s from spawn "
+              f"({pg['filed']} filed, complete {pg['complete']}), CPU {pg['cpu_ms_per_message']:.1f} ms/msg, "
+              f"peak RSS {pg['peak_rss_mib']} MiB")
     print(f"load: before {result['load_before']}, after {result['load_after']}")
     write_result("backlog", result)
 

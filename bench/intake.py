@@ -16,21 +16,33 @@ from mailrouter.runtime.daemon import Daemon
 from mailrouter.runtime.mailbox import imap_settings
 
 
-def _append(bed, count: int) -> None:
-    old = datetime.now(timezone.utc) - timedelta(days=30)
-    client = bed.imap(SALES)
-    try:
-        for i in range(count):
-            raw = (f"From: buyer{i}@example.org\r\nTo: {SALES}\r\nSubject: old {i}\r\n"
-                   f"Message-ID: <old{i}@example.org>\r\n\r\nhistory {i}\r\n").encode()
-            client.append("INBOX", raw, ("\\Seen",), old)
-    finally:
-        client.logout()
+def _write_maildir(bed, count: int) -> None:
+    """The INBOX's history written straight into the Maildir, as a mail server that has kept mail
+    for years has it: APPEND gets slower as the folder grows (20,000 took 150 s, 100,000 did not
+    finish in 25 min). Dovecot indexes the files at the first SELECT; INTERNALDATE is the file's
+    mtime, 30 days ago, and ":2,S" marks them read, so a first start adopts them all."""
+    import os
+    import pwd
+
+    old = (datetime.now(timezone.utc) - timedelta(days=30)).timestamp()
+    cur = bed.root / "home" / SALES / "Maildir" / "cur"
+    cur.mkdir(parents=True, exist_ok=True)
+    dovecot = pwd.getpwnam("dovecot")
+    for i in range(count):
+        path = cur / f"{int(old)}.M{i}P1.bench:2,S"
+        path.write_bytes((f"From: buyer{i}@example.org\r\nTo: {SALES}\r\nSubject: old {i}\r\n"
+                          f"Message-ID: <old{i}@example.org>\r\n\r\nhistory {i}\r\n").encode())
+        os.utime(path, (old, old))
+        os.chown(path, dovecot.pw_uid, dovecot.pw_gid)
+    for folder in (cur.parent.parent, cur.parent, cur, cur.parent / "new", cur.parent / "tmp"):
+        folder.mkdir(exist_ok=True)
+        os.chown(folder, dovecot.pw_uid, dovecot.pw_gid)
 
 
 def idle_rounds(messages: int, rounds: int) -> list[float]:
     with test_bed() as (bed, workdir):
-        _append(bed, messages)
+        if messages:
+            _write_maildir(bed, messages)
         config = load(write_config(bed, workdir, mailboxes=["sales"]))
         daemon = Daemon(config)  # not started: its worker is driven by hand
         worker = daemon.workers[0]

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (DateTime, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator,
                         UniqueConstraint, create_engine, event, func, inspect, select, text)
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 # Message states
@@ -19,6 +19,10 @@ DECIDED = "decided"  # decision recorded; forward (if any) queued in the outbox
 SENT = "sent"  # the forward was accepted by SMTP (or nothing had to be sent)
 FILED = "filed"  # the copy in the shared mailbox was tagged and moved: done
 ADOPTED = "adopted"  # already in the folder when it was first watched: left there, never forwarded
+
+
+class SchemaError(Exception):
+    """The database's schema is not the one this release works with; the message says what to do."""
 
 
 def utcnow() -> datetime:
@@ -247,14 +251,19 @@ def begin_writing(session: Session) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def open_database(url: str) -> sessionmaker[Session]:
-    """Sessions on the database at `url`, its tables created or brought up to date.
+def open_database(url: str, migrate: bool = False) -> sessionmaker[Session]:
+    """Sessions on the database at `url`. A new database gets its tables; an older schema is
+    upgraded when `migrate` (the daemon, `db upgrade`) and refused with what to run otherwise
+    (SchemaError), so a report never reads half-old tables. See migrations/.
 
     A server database (PostgreSQL) gets one engine, and so one connection pool, per process
     and URL, shared by every caller until close_database(); a SQLite file is cheap to open.
     """
+    from mailrouter.migrations import ensure_schema
+
     with _ENGINES_LOCK:
         engine = _ENGINES.get(url) or _new_engine(url)
+        ensure_schema(engine, migrate)
         if engine.dialect.name != "sqlite":
             _ENGINES[url] = engine
     return sessionmaker(engine, expire_on_commit=False)
@@ -275,8 +284,6 @@ def _new_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         _create_private(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)
-    Base.metadata.create_all(engine)
-    add_missing_columns(engine)
     return engine
 
 
@@ -303,24 +310,24 @@ def optimize_database(sessions: sessionmaker[Session]) -> None:
             session.execute(text("PRAGMA optimize"))
 
 
-def add_missing_columns(engine: Engine) -> None:
-    """create_all makes missing tables only: a database from an older release gets the
-    nullable columns added since (ALTER TABLE ADD COLUMN; existing rows read NULL)."""
-    existing = inspect(engine)
+def add_missing_columns(connection: Connection) -> None:
+    """Before Alembic, a database from an older release got the nullable columns added since
+    (ALTER TABLE ADD COLUMN; existing rows read NULL). migrations/ runs this once on such a
+    database, then stamps it with the baseline revision."""
+    existing = inspect(connection)
     tables = set(existing.get_table_names())
-    with engine.begin() as conn:
-        for table in Base.metadata.sorted_tables:
-            if table.name not in tables:
+    for table in Base.metadata.sorted_tables:
+        if table.name not in tables:
+            continue
+        have = {c["name"] for c in existing.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
                 continue
-            have = {c["name"] for c in existing.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in have:
-                    continue
-                if not column.nullable:
-                    raise RuntimeError(f"database table {table.name} lacks column {column.name}, which "
-                                       "cannot be added automatically; see the release notes")
-                kind = column.type.compile(dialect=engine.dialect)
-                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+            if not column.nullable:
+                raise RuntimeError(f"database table {table.name} lacks column {column.name}, which "
+                                   "cannot be added automatically; see the release notes")
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def open_assignment_counts(session: Session) -> dict[str, int]:

@@ -153,3 +153,33 @@ def test_a_mailbox_added_to_an_installation_adopts_its_history(bed: TestBed, tmp
     with open_database(config.database)() as session:
         adopted_in = set(session.scalars(select(MessageRow.mailbox).where(MessageRow.state == ADOPTED)))
     assert adopted_in == {"info"}  # sales was not first-started again
+
+
+def test_mail_arriving_while_an_assign_folder_is_selected_is_routed_in_the_same_round(bed: TestBed, tmp_path):
+    """Found by bench/replay.py: the first inquiry after a start waited 30 s for the next ladder
+    sweep. The Assign/ check selects other folders; mail that reached INBOX meanwhile was not
+    looked for after INBOX was selected again, and IDLE reports only what arrives after it starts."""
+    from mailrouter.intake.imap import Mailbox
+    from mailrouter.runtime.mailbox import imap_settings
+
+    config = configure(bed, tmp_path)
+    daemon = Daemon(config)  # not started: its sales worker is driven round by round
+    worker = daemon.workers[0]
+    conn = Mailbox.connect(imap_settings(worker.mailbox))
+    try:
+        validity = conn.select_inbox()
+        conn.ensure_folders(worker._static_folders())
+        real = worker._assign_round
+        sample = bulk_samples(1)[0]
+
+        def assign_round_while_mail_arrives(c):
+            selected = real(c)  # the first start of every Assign/ folder selects each of them
+            bed.deliver(SALES, sample.raw, mail_from="buyer@example.org")
+            return selected
+
+        worker._assign_round = assign_round_while_mail_arrives
+        worker.round(conn, validity)
+        assert count_rows(config, MessageRow.message_id == str(parsed(sample.raw)["Message-ID"])) == 1
+    finally:
+        conn.logout()
+        daemon.stop()

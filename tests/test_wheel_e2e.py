@@ -112,3 +112,8 @@ def test_wheel_installs_and_runs_outside_the_checkout(bed: TestBed, tmp_path: Pa
     explain = run("-c", str(etc / "config.toml"), "explain", "inquiry.eml")
     assert explain.returncode == 0, explain.stderr
     assert f"Decision:   routed -> {sample.target}" in explain.stdout
+
+    # the migrations travel in the wheel: a new database is created at the head revision
+    upgrade = run("-c", str(etc / "config.toml"), "db", "upgrade")
+    assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+    assert "(current)" in upgrade.stdout

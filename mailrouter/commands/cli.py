@@ -1,4 +1,4 @@
-"""Command line: `mailrouter run | check | init | unit | explain | demo | status | dry-run | rep | registry …`.
+"""Command line: `mailrouter run | check | init | unit | explain | demo | status | dry-run | db | rep | registry …`.
 
 `python run.py …` is the same from a checkout. Commands import what they need when they run,
 so `mailrouter check` on a broken install still says what is wrong.
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mailrouter.config.load import load_config
 from mailrouter.config.reader import ConfigError
+from mailrouter.store import SchemaError
 from mailrouter.runtime.logsetup import setup_logging
 
 DEFAULT_CONFIG = "config.toml"
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration has {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        return 2
+    except SchemaError as exc:
+        print(f"database: {exc}", file=sys.stderr)
         return 2
 
 
@@ -58,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("status", help="health summary from the database").set_defaults(func=cmd_status)
     _add_dry_run(sub)
+    _add_db(sub)
     _add_rep(sub)
     suggest = sub.add_parser("suggest-rules", help="rules that would have caught recent manual assignments")
     suggest.add_argument("--last", type=int, default=50, help="how many manual assignments (default 50)")
@@ -172,6 +177,40 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, resolve_secrets=False)
     print(format_status(status_summary(open_database(config.database), config, utcnow())))
+    return 0
+
+
+def _add_db(sub) -> None:
+    db = sub.add_parser("db", help="the database: schema revision, upgrade, copy to PostgreSQL")
+    actions = db.add_subparsers(required=True, metavar="ACTION")
+    actions.add_parser("current", help="print the schema revision and whether it is current").set_defaults(
+        func=cmd_db, action="current")
+    actions.add_parser("upgrade", help="bring the schema up to date (a SQLite file is copied first); "
+                       "`run` does this by itself").set_defaults(func=cmd_db, action="upgrade")
+    copy = actions.add_parser("copy", help="copy every table into an empty database, e.g. PostgreSQL; "
+                              "stop the daemon first, then point daemon.database at the new URL")
+    copy.add_argument("--to", required=True, metavar="URL", help="e.g. postgresql+psycopg://mailrouter@db/mailrouter")
+    copy.set_defaults(func=cmd_db, action="copy")
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mailrouter.commands import db
+
+    config = load_config(args.config, resolve_secrets=False)  # logs in nowhere
+    try:
+        if args.action == "current":
+            print(f"{db.shown(config.database)}: {db.current(config.database)}")
+        elif args.action == "upgrade":
+            print(f"{db.shown(config.database)}: {db.upgrade(config.database)}")
+        else:
+            copied = db.copy(config.database, args.to, progress=lambda c: print(f"  {c.table}: {c.rows} rows"))
+            print(f"copied {sum(c.rows for c in copied)} rows in {len(copied)} tables; now set "
+                  f"daemon.database to the new URL in {config.path} and start the daemon")
+    except (db.CopyRefused, SQLAlchemyError) as exc:
+        print(f"db {args.action}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -56,7 +56,7 @@ class Daemon:
     def __init__(self, config: Config, clock: Clock = utcnow):
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
-        self.shared = Shared(sessions=open_database(config.database), clock=clock, metrics=Metrics(),
+        self.shared = Shared(sessions=open_database(config.database, migrate=True), clock=clock, metrics=Metrics(),
                              parser=make_parser(config.parse_workers),
                              # built once: a reload that adds the first webhook needs a restart
                              webhooks=WebhookSender() if config.sla.webhooks else None)

@@ -144,6 +144,9 @@ class MailboxWorker:
             self._last_assign_check = time.monotonic()
             if self._assign_round(conn):
                 conn.select_inbox()
+                # Mail that reached INBOX while another folder was selected would otherwise
+                # wait for the next wake-up: IDLE reports only what arrives after it starts.
+                self._inbox_round(conn, uidvalidity)
         self.rounds += 1
 
     def _assign_round(self, conn: Mailbox) -> bool:

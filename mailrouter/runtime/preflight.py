@@ -43,6 +43,7 @@ def server_problems(config: Config) -> list[Finding]:
     results.append(Finding(f"SMTP {config.smtp.server.host}:{config.smtp.server.port}", _check_smtp(config)))
     results += [_check_reply_source(source, config) for source in config.sla.reply_sources
                 if source.server is not None]  # shared_sent uses its mailbox's login, tried above
+    results.append(_check_database(config))
     results.append(Finding(f"spool folder {config.spool_dir}", _check_spool(config)))
     results.append(Finding(f"templates in {', '.join(map(str, config.template_dirs))}", template_problem(config)))
     return results
@@ -67,6 +68,14 @@ def check_servers(config: Config) -> bool:
             print(f"  note: {note}")
         ok &= finding.error is None
     return ok
+
+
+def _check_database(config: Config) -> Finding:
+    from mailrouter.commands.db import shown
+    from mailrouter.migrations import database_note
+
+    error, note = database_note(config.database)
+    return Finding(f"database {shown(config.database)}", error, [note] if note else [])
 
 
 def _check_imap(settings: Callable[[], ImapSettings], notes: bool = False) -> tuple[str | None, list[str]]:

@@ -50,7 +50,9 @@ def _free_port() -> int:
 class ThrowawayPostgres:
     """Start with `start()`, make databases with `new_database()`, end with `stop()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        """`durable`: fsync and synchronous commits on, as in production (benchmarks); tests
+        run without them, which only matters if the machine loses power."""
         bindir, owner = postgres_bin(), _owner()
         if bindir is None or owner is None:
             raise RuntimeError(f"PostgreSQL server not found ({INSTALL_HINT})")
@@ -59,6 +61,7 @@ class ThrowawayPostgres:
         self.port = _free_port()
         self._count = 0
         self._lock = threading.Lock()
+        self.durable = durable
 
     def _run(self, *args: str) -> None:
         command = [str(self.bindir / args[0]), *args[1:]]
@@ -70,8 +73,9 @@ class ThrowawayPostgres:
         os.chown(self.root, self.owner.pw_uid, self.owner.pw_gid)
         data = self.root / "data"
         self._run("initdb", "-D", str(data), "-A", "trust", "-U", USER, "-E", "UTF8", "--locale=C.UTF-8")
-        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(data), "-l", str(self.root / "server.log"), "-o", options, "-w", "start")
         return self
 
