@@ -5,6 +5,7 @@ routed, and a message that fails the same way twice is quarantined instead of re
 The faults are real database errors, raised by SQLite itself from a trigger on the real file.
 """
 from dataclasses import replace
+from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import event, func, select, text
@@ -14,6 +15,8 @@ from mailrouter.parse.message import parse_message
 from mailrouter.store import AssignmentRow, MessageRow, OutboxRow, open_database
 from mailrouter.testing.samples import demo_samples
 from tests.factories import example_config
+
+NOW = datetime(2026, 12, 4, 9, tzinfo=timezone.utc)
 
 
 def setup(tmp_path):
@@ -78,6 +81,24 @@ def test_a_message_that_fails_the_same_way_twice_is_quarantined_once_not_retried
     assert router.known_uids("sales", "INBOX", 1, {1, 2, 3}) == {1, 2, 3}
     assert count(sessions, MessageRow, MessageRow.outcome == "quarantined") == 1
     assert count(sessions, OutboxRow) == 2
+
+
+def test_a_reload_does_not_give_a_failing_message_a_fresh_first_try(tmp_path):
+    from mailrouter.metrics import Metrics
+    from mailrouter.parse.process import InlineParser
+    from mailrouter.runtime.assemble import Shared, assemble
+
+    config, sessions, batch, victim = setup(tmp_path)
+    raising_function(sessions)
+    with sessions.begin() as session:
+        session.execute(text(
+            f"CREATE TRIGGER poison BEFORE INSERT ON assignments WHEN NEW.customer = '{victim}' "
+            "BEGIN SELECT poison(NEW.customer); END"))
+    shared = Shared(sessions, lambda: NOW, Metrics(), InlineParser(), None)
+    with pytest.raises(Exception, match="user-defined function raised exception"):
+        assemble(config, shared).router.admit_batch("sales", 1, batch)
+    rows = assemble(config, shared).router.admit_batch("sales", 1, batch)  # after SIGHUP: built anew
+    assert [row.outcome for row in rows] == ["routed", "quarantined", "routed"]
 
 
 # -- the mailbox loop on the test bed: a big message whose reading fails (issue 14 P1)
