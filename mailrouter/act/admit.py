@@ -169,7 +169,7 @@ class Router:
             log.exception("message uid %d in %s could not be recorded; quarantined", at.uid, at.mailbox)
         decision = Decision(Outcome.QUARANTINED, f"could not be recorded: {why}")
         with session.begin_nested():  # the row alone, its values cut to size: it must go in
-            row = self._record(session, at, parsed, Examined(parsed.inquiry, decision), None, original)
+            row = self._record(session, at, Examined(parsed.inquiry, decision), None, original)
         self.strikes.clear(at)
         return row, decision
 
@@ -181,15 +181,16 @@ class Router:
             return adopted, None
         earlier = self._earlier_copy(session, at.mailbox, parsed)
         looked_up, examined = None, None
-        if earlier is None:
+        if earlier is None and parsed.inquiry is not None and self.config.registry.enabled:
             try:
-                looked_up = self._look_up(session, parsed)
+                with session.begin_nested():  # (PostgreSQL: a failed query must not poison the rest)
+                    looked_up = self._look_up(session, parsed)
             except Exception as exc:  # a bad key, a registry bug: this message alone is quarantined
                 log.exception("registry lookup failed for %s", parsed.inquiry and parsed.inquiry.message_id)
                 examined = failed(parsed, "registry lookup", exc)
         examined = examined or examine(parsed, self.config, state, looked_up and looked_up.match,
                                        earlier and Earlier(earlier.id, earlier.mailbox, earlier.outcome))
-        row = self._record(session, at, parsed, examined, earlier, original)
+        row = self._record(session, at, examined, earlier, original)
         if examined.decision.outcome is Outcome.ROUTED:
             self._assign_and_queue(session, row, original, examined, at.mailbox, looked_up)
         elif examined.inquiry is not None:
@@ -204,13 +205,12 @@ class Router:
         return session.scalars(_SAME_CONTENT, {
             "key": parsed.content_key, "mailbox": mailbox, "since": self.clock() - DUPLICATE_WINDOW}).first()
 
-    def _look_up(self, session: Session, parsed: Parsed) -> SenderLookup | None:
-        if parsed.inquiry is None or not self.config.registry.enabled:
-            return None
+    def _look_up(self, session: Session, parsed: Parsed) -> SenderLookup:
+        assert parsed.inquiry is not None
         return lookup_sender(session, parsed.inquiry, self.config.parse.free_mail_domains, self.clock(),
                              self.config.registry.quiet_days, parsed.sender_keys)
 
-    def _record(self, session: Session, at: Arrival, parsed: Parsed, examined: Examined,
+    def _record(self, session: Session, at: Arrival, examined: Examined,
                 earlier: MessageRow | None, original: Original) -> MessageRow:
         values = self._message_values(at, original, examined)
         if earlier:
@@ -238,13 +238,12 @@ class Router:
     # --- manual assignment (Assign/ folders) --------------------------------------------------
 
     def assign_manually(self, mailbox: str, source: str, uidvalidity: int, uid: int,
-                        original: Original | bytes, target: ManualTarget) -> MessageRow:
+                        original: Original, target: ManualTarget) -> MessageRow:
         """A manager moved this message into an Assign/ folder: route it as the folder says.
 
         The message's existing row (usually an Unrecognized one) is taken over, so its history
         stays one row; its location becomes the Assign/ folder until it is filed again.
         """
-        original = InMemory(original) if isinstance(original, bytes) else original  # (tests pass bytes)
         at = Arrival(mailbox, source, uidvalidity, uid)
         with self._lock, self.sessions.begin() as session:
             existing = session.scalars(select(MessageRow).where(
@@ -258,7 +257,7 @@ class Router:
                 MessageRow.mailbox == mailbox, MessageRow.content_key == original.content_key)
                 .order_by(MessageRow.id.desc()).limit(1)).first()
             if row is None:
-                row = self._record(session, at, parsed, examined, None, original)
+                row = self._record(session, at, examined, None, original)
             else:
                 ledger.taken_over(row, source, uidvalidity, uid, self._decision_values(examined.decision),
                                   self.clock())

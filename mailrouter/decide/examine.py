@@ -85,6 +85,17 @@ def examine_manual(parsed: Parsed, config: Config, state: TeamState, target: Man
     return Examined(inquiry, Decision(Outcome.ROUTED, f"{why}; {how}", rep=rep, team=team.id, how="manual"))
 
 
+def examine_reassignment(parsed: Parsed, old_rep: str, new_rep: str, team: str | None, rule: str | None,
+                         waited: str) -> Examined:
+    """The ladder's choice (sla/ladder.pick_reassignee) as a Decision: the inquiry goes to
+    `new_rep` with its history; an original that no longer parses cannot be forwarded."""
+    if parsed.inquiry is None:
+        return Examined(None, Decision(Outcome.QUARANTINED, parsed.problem))
+    return Examined(parsed.inquiry, Decision(
+        Outcome.ROUTED, f"reassigned from {old_rep}", rule=rule, rep=new_rep, team=team, how="reassign",
+        notes=(("Reassigned 转派", f"from {old_rep}: no reply after {waited}"),)))
+
+
 def failed(parsed: Parsed, stage: str, exc: BaseException) -> Examined:
     """A stage around the decision raised for this message: it goes to Quarantine, with why."""
     return Examined(parsed.inquiry, Decision(Outcome.QUARANTINED, f"{stage} error: {type(exc).__name__}: {exc}"))

@@ -22,7 +22,8 @@ from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.decide.assign import TeamState, is_available, team_of
 from mailrouter.intake.imap import ImapError, Mailbox
 from mailrouter.metrics import Metrics
-from mailrouter.model import Clock, Decision, Inquiry, Outcome
+from mailrouter.decide.examine import Examined, examine_reassignment
+from mailrouter.model import Clock
 from mailrouter.registry.record import handover
 from mailrouter.registry.match import match_sender
 from mailrouter.sla.ladder import AssignmentSnapshot, Step, StepKind, due_steps, pick_reassignee
@@ -186,12 +187,15 @@ class FollowUp:
         if new_rep is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
                               why="nobody else in the team is available")
-        parsed = raw and raw.parse(self.config.parse)
-        if parsed is None or parsed.inquiry is None:
+        if raw is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
-                              why=f"original not found in {message.folder}" if raw is None
-                              else f"original unreadable: {parsed and parsed.problem}")
-        self._hand_over(session, mailbox, a, message, new_rep, raw, parsed.inquiry, now)
+                              why=f"original not found in {message.folder}")
+        examined = examine_reassignment(raw.parse(self.config.parse), a.rep, new_rep, a.team, message.rule,
+                                        _minutes(now - message.received_at))
+        if examined.inquiry is None:
+            return self._pool(session, mailbox, a, message, step, now, pending,
+                              why=f"original unreadable: {examined.decision.reason}")
+        self._hand_over(session, mailbox, a, message, raw, examined, now)
         old, new = self.config.reps[a.rep], self.config.reps[new_rep]
         away_notice = self._notice(NoticeKind.REASSIGNED_AWAY, a, message, step, now, old.language,
                                    other_rep=new.name)
@@ -215,14 +219,12 @@ class FollowUp:
     # --- helpers ------------------------------------------------------------------------
 
     def _hand_over(self, session: Session, mailbox: MailboxConfig, a: AssignmentRow, message: MessageRow,
-                   new_rep: str, raw: Original, inquiry: Inquiry, now: datetime) -> None:
+                   raw: Original, examined: Examined, now: datetime) -> None:
         """End this assignment, start the new rep's, forward with the history, move the owner."""
         a.ended_at, a.end_reason = now, "reassigned"
-        rep = self.config.reps[new_rep]
-        age = now - message.received_at
-        decision = Decision(Outcome.ROUTED, f"reassigned from {a.rep}", rule=message.rule, rep=rep.id,
-                            team=a.team, how="reassign",
-                            notes=(("Reassigned 转派", f"from {a.rep}: no reply after {_minutes(age)}"),))
+        inquiry, decision = examined.inquiry, examined.decision
+        assert inquiry is not None and decision.rep is not None
+        rep = self.config.reps[decision.rep]
         forward = compose_forward(self.config, self.templates, mailbox, rep, message.content_key, inquiry,
                                   decision, raw, now)
         session.add(AssignmentRow(message=message.id, rep=rep.id, team=a.team, customer=a.customer,
