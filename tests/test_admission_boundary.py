@@ -143,7 +143,7 @@ def test_a_big_message_that_cannot_be_read_is_quarantined_after_two_tries_and_th
     assert count_rows(config, MessageRow.outcome == "routed") == 2
     with open_database(config.database)() as session:
         (row,) = session.scalars(select(MessageRow).where(MessageRow.outcome == "quarantined"))
-    assert row.reason == "could not be read: ValueError: the scanner cannot read this structure"
+    assert row.reason == "failed twice the same way: ValueError: the scanner cannot read this structure"
     copies = shared_copies(bed, "sales@example.com")
     assert copies["INBOX"] == []
     assert [len(raws) for folder, raws in copies.items() if "Quarantine" in folder] == [1]

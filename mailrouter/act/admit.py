@@ -90,7 +90,8 @@ def _maybe_passing(exc: Exception) -> bool:
     return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
-def _why(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """One line for a reason or a log: the error's type and its driver's words, without SQL."""
     text = " ".join(str(getattr(exc, "orig", None) or exc).split())  # the driver's words, without SQL
     return f"{type(exc).__name__}: {text}"[:MAX_REASON]
 
@@ -163,7 +164,7 @@ class Router:
             self.strikes.clear(at)
             return result
         except Exception as exc:
-            why = _why(exc)
+            why = describe_error(exc)
             if _maybe_passing(exc) and not self.strikes.again(at, why):
                 raise  # perhaps the database, not the message: the batch is tried again whole
             log.exception("message uid %d in %s could not be recorded; quarantined", at.uid, at.mailbox)
@@ -231,8 +232,7 @@ class Router:
         with self._lock, self.sessions.begin() as session:
             row = ledger.decided(session, values)
         self.strikes.clear(Arrival(mailbox, source, uidvalidity, uid))
-        log.error("message uid %d in %s %s failed twice the same way; quarantined: %s",
-                  uid, mailbox, source, reason)
+        log.error("message uid %d in %s %s quarantined: %s", uid, mailbox, source, reason)
         return row
 
     # --- manual assignment (Assign/ folders) --------------------------------------------------

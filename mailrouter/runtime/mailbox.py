@@ -19,7 +19,7 @@ from mailrouter.sla.sweep import FollowUp, Move
 from mailrouter.metrics import Metrics
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
 from mailrouter.act.outbox import Outbox
-from mailrouter.act.admit import Arrival, ManualTarget, Router
+from mailrouter.act.admit import Arrival, ManualTarget, Router, describe_error
 from mailrouter.act.original import InMemory, Original, Spooled
 from mailrouter.intake.spool import Spool, missing_spool_files
 from mailrouter.store import MessageRow
@@ -167,7 +167,8 @@ class MailboxWorker:
             new = self._first_start(conn, folder, validity, new)
             new, large = self._split_large(conn, new)
             for uid, raw in conn.fetch(new):
-                self.router.assign_manually(self.mailbox.name, folder, validity, uid, InMemory(raw), target)
+                self._one_message(folder, validity, uid, lambda uid=uid, raw=raw: self.router.assign_manually(
+                    self.mailbox.name, folder, validity, uid, InMemory(raw), target))
             for uid in large:
                 self._one_message(folder, validity, uid, lambda uid=uid: self._spooled(
                     conn, folder, validity, uid, lambda original: self.router.assign_manually(
@@ -291,11 +292,12 @@ class MailboxWorker:
         except ImapError:
             raise
         except Exception as exc:
-            why = f"{type(exc).__name__}: {exc}"
+            why = describe_error(exc)
             if self.router.strikes.again(Arrival(self.mailbox.name, folder, uidvalidity, uid), why):
-                self.router.quarantine_unread(self.mailbox.name, folder, uidvalidity, uid, f"could not be read: {why}")
+                self.router.quarantine_unread(self.mailbox.name, folder, uidvalidity, uid,
+                                              f"failed twice the same way: {why}")
                 return
-            log.warning("%s: uid %d in %s could not be read (%s); trying again next round",
+            log.warning("%s: uid %d in %s failed (%s); trying again next round",
                         self.mailbox.name, uid, folder, why)
             if folder == "INBOX":
                 self._retry.add(uid)
