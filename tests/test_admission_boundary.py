@@ -19,8 +19,9 @@ from tests.factories import example_config
 NOW = datetime(2026, 12, 4, 9, tzinfo=timezone.utc)
 
 
-def setup(tmp_path):
-    config = replace(example_config(), database=f"sqlite:///{tmp_path / 'r.db'}")
+def setup(where):
+    url = where if isinstance(where, str) else f"sqlite:///{where / 'r.db'}"
+    config = replace(example_config(), database=url)
     sessions = open_database(config.database)
     samples = [s for s in demo_samples() if s.target == "team:europe"][:3]
     victim = parse_message(samples[1].raw, config.parse).sender
@@ -45,6 +46,27 @@ def test_a_message_whose_record_raises_a_database_error_is_quarantined_and_the_b
     assert count(sessions, MessageRow) == 3  # all recorded: the next round fetches none again
     assert count(sessions, MessageRow, MessageRow.outcome == "quarantined") == 1
     assert count(sessions, OutboxRow) == 2 and count(sessions, AssignmentRow) == 2  # nothing half-written
+
+
+REFUSE = {
+    "sqlite": ["CREATE TRIGGER refuse BEFORE INSERT ON assignments WHEN NEW.customer = '{victim}' "
+               "BEGIN SELECT RAISE(ABORT, 'refused by the test trigger'); END"],
+    "postgresql": ["CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF NEW.customer = '{victim}' THEN "
+                   "RAISE EXCEPTION 'refused by the test trigger'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+                   "CREATE TRIGGER refuse BEFORE INSERT ON assignments FOR EACH ROW EXECUTE FUNCTION refuse()"],
+}
+
+
+def test_on_both_stores_the_refused_message_alone_is_quarantined(database_url):
+    """PostgreSQL aborts the whole transaction on an error unless a SAVEPOINT contains it."""
+    config, sessions, batch, victim = setup(database_url)
+    with sessions.begin() as session:
+        for statement in REFUSE[sessions.kw["bind"].dialect.name]:
+            session.execute(text(statement.replace("{victim}", victim)))
+    rows = Router(config, sessions).admit_batch("sales", 1, batch)
+    assert [row.outcome for row in rows] == ["routed", "quarantined", "routed"]
+    assert "refused by the test trigger" in rows[1].reason
+    assert count(sessions, OutboxRow) == 2 and count(sessions, AssignmentRow) == 2
 
 
 def raising_function(sessions) -> list[str]:
