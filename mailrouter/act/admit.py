@@ -181,7 +181,8 @@ class Router:
         if adopted:
             return adopted, None
         earlier = self._earlier_copy(session, at.mailbox, parsed)
-        looked_up, examined = None, None
+        looked_up: SenderLookup | None = None
+        examined: Examined | None = None
         if earlier is None and parsed.inquiry is not None and self.config.registry.enabled:
             try:
                 with session.begin_nested():  # (PostgreSQL: a failed query must not poison the rest)
@@ -189,8 +190,9 @@ class Router:
             except Exception as exc:  # a bad key, a registry bug: this message alone is quarantined
                 log.exception("registry lookup failed for %s", parsed.inquiry and parsed.inquiry.message_id)
                 examined = failed(parsed, "registry lookup", exc)
-        examined = examined or examine(parsed, self.config, state, looked_up and looked_up.match,
-                                       earlier and Earlier(earlier.id, earlier.mailbox, earlier.outcome))
+        if examined is None:
+            verdict = Earlier(earlier.id, earlier.mailbox, earlier.outcome) if earlier else None
+            examined = examine(parsed, self.config, state, looked_up.match if looked_up else None, verdict)
         row = self._record(session, at, examined, earlier, original)
         if examined.decision.outcome is Outcome.ROUTED:
             self._assign_and_queue(session, row, original, examined, at.mailbox, looked_up)
