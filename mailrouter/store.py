@@ -146,6 +146,18 @@ class AssignmentRow(Base):
     reassigned_from: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"))
 
 
+class LeaseRow(Base):
+    """Who works a mailbox or reply source now, for `status`. The lock itself is elsewhere
+    (runtime/lease.py: a PostgreSQL advisory lock or a file lock); this row only shows it."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # "mailbox sales", "reply_source li"
+    holder: Mapped[str] = mapped_column(String(300))  # host:pid
+    acquired_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
+
+
 class WatchedFolderRow(Base):
     """A folder the daemon has watched at least once. Its absence is what makes a start a
     *first* start (issue 12): restarts and UIDVALIDITY changes find the row and adopt nothing."""
@@ -310,10 +322,11 @@ def optimize_database(sessions: sessionmaker[Session]) -> None:
             session.execute(text("PRAGMA optimize"))
 
 
-def add_missing_columns(connection: Connection) -> None:
+def add_missing_columns(connection: Connection, only: set[tuple[str, str]] | None = None) -> None:
     """Before Alembic, a database from an older release got the nullable columns added since
     (ALTER TABLE ADD COLUMN; existing rows read NULL). migrations/ runs this once on such a
-    database, then stamps it with the baseline revision."""
+    database, then stamps it with the baseline revision; `only` keeps it to the baseline's
+    columns, which later revisions then add themselves."""
     existing = inspect(connection)
     tables = set(existing.get_table_names())
     for table in Base.metadata.sorted_tables:
@@ -321,7 +334,7 @@ def add_missing_columns(connection: Connection) -> None:
             continue
         have = {c["name"] for c in existing.get_columns(table.name)}
         for column in table.columns:
-            if column.name in have:
+            if column.name in have or (only is not None and (table.name, column.name) not in only):
                 continue
             if not column.nullable:
                 raise RuntimeError(f"database table {table.name} lacks column {column.name}, which "

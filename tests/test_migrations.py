@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import sqlite3
 import stat
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, inspect, select, text
 
 from mailrouter.commands import cli, db
 from mailrouter.migrations import BASELINE, _config, database_note, head
-from mailrouter.registry.models import CustomerEmailRow, CustomerRow
+from mailrouter.registry.models import CustomerRow
 from mailrouter.reports.figures import Scope, compute_report
 from mailrouter.store import Base, MessageRow, SchemaError, close_database, open_database
 from tests.factories import copy_example
@@ -41,23 +40,27 @@ def test_the_revisions_build_exactly_the_tables_of_store(database_url: str) -> N
 
 
 def _pre_migration_sqlite(path: Path) -> str:
-    """A database as the release before migrations left it: today's tables, no alembic_version,
-    an inquiry and a customer in it."""
+    """A database as the release before migrations left it: the baseline's tables (built by the
+    baseline revision, so later revisions have something to do), no alembic_version, an inquiry
+    and a customer in it, written with that release's columns only."""
     url = f"sqlite:///{path}"
-    sessions = open_database(url)
-    now = datetime(2026, 11, 30, tzinfo=timezone.utc)
-    with sessions.begin() as session:
-        session.add(MessageRow(mailbox="sales", source="INBOX", uidvalidity=1, uid=70000, message_id="<a@b>",
-                               sender="buyer@acme.de", subject="valves", outcome="routed", state="filed",
-                               raw_sha256="0" * 64, content_key="1" * 64, received_at=now, decided_at=now, rep="zhang",
-                               folder="Routed/zhang"))
-        customer = CustomerRow(company="Acme GmbH", company_key="acme", owner="zhang", first_seen=now,
-                               last_contact=now, owner_since=now)
-        session.add(customer)
-        session.flush()
-        session.add(CustomerEmailRow(customer_id=customer.id, email="buyer@acme.de"))
-    with sqlite3.connect(path) as conn:
-        conn.execute("DROP TABLE alembic_version")
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        command.upgrade(_config(connection), BASELINE)
+        connection.execute(text(
+            "INSERT INTO messages (mailbox, source, uidvalidity, uid, message_id, raw_sha256, content_key, size, "
+            "state, outcome, reason, rep, folder, keywords, sender, subject, products, received_at, decided_at, "
+            "file_attempts) VALUES ('sales', 'INBOX', 1, 70000, '<a@b>', :sha, :key, 0, 'filed', 'routed', '', "
+            "'zhang', 'Routed/zhang', '', 'buyer@acme.de', 'valves', '', '2026-11-30 00:00:00', "
+            "'2026-11-30 00:00:00', 0)"), {"sha": "0" * 64, "key": "1" * 64})
+        connection.execute(text(
+            "INSERT INTO customers (id, company, company_key, contact_name, status, status_reason, source, "
+            "first_seen, last_contact, owner_since, owner) VALUES (1, 'Acme GmbH', 'acme', '', 'active', '', '', "
+            "'2026-11-30 00:00:00', '2026-11-30 00:00:00', '2026-11-30 00:00:00', 'zhang')"))
+        connection.execute(text("INSERT INTO customer_emails (customer_id, email) VALUES (1, 'buyer@acme.de')"))
+        connection.execute(text("DROP TABLE alembic_version"))
+        connection.commit()
+    engine.dispose()
     path.chmod(0o600)
     return url
 
@@ -80,6 +83,20 @@ def test_a_database_from_before_migrations_is_upgraded_in_place_with_a_copy_kept
         assert old.execute("SELECT subject FROM messages").fetchall() == [("valves",)]
         assert not old.execute("SELECT name FROM sqlite_master WHERE name = 'alembic_version'").fetchall()
     assert open_database(url) is not None  # current now: every command opens it
+
+
+def test_an_older_pre_migration_database_gets_the_columns_added_before_the_baseline(tmp_path: Path) -> None:
+    """Moved from test_spool.py: a database from before spooling (no outbox.tail, spool_path)
+    and before migrations gets them, and then every later revision."""
+    url = _pre_migration_sqlite(tmp_path / "old.db")
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        conn.execute("ALTER TABLE outbox DROP COLUMN tail")
+        conn.execute("ALTER TABLE outbox DROP COLUMN spool_path")
+    sessions = open_database(url, migrate=True)
+    columns = {c["name"] for c in inspect(sessions.kw["bind"]).get_columns("outbox")}
+    assert {"tail", "spool_path"} <= columns
+    with sessions() as session:
+        assert session.scalar(text("SELECT version_num FROM alembic_version")) == head()
 
 
 def test_a_revision_from_a_newer_release_is_refused(tmp_path: Path) -> None:

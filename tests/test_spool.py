@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
 
 from mailrouter.runtime.preflight import _check_spool
 from mailrouter.commands.explain import explain_file
@@ -109,18 +107,6 @@ def test_files_no_pending_forward_needs_are_removed(tmp_path: Path) -> None:
                                   deadline=now + timedelta(days=1)))
     assert spool.remove_unreferenced(sessions) == 3
     assert spool.files() == [kept]
-
-
-def test_an_older_database_gets_the_new_columns(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    open_database(url)
-    with sqlite3.connect(tmp_path / "old.db") as db:  # as the release before spooling made it
-        db.execute("ALTER TABLE outbox DROP COLUMN tail")
-        db.execute("ALTER TABLE outbox DROP COLUMN spool_path")
-        db.execute("DROP TABLE alembic_version")  # and before migrations
-    sessions = open_database(url, migrate=True)
-    columns = {c["name"] for c in inspect(sessions.kw["bind"]).get_columns("outbox")}
-    assert {"tail", "spool_path"} <= columns
 
 
 def test_explain_reads_a_big_file_in_chunks_to_the_same_answer(tmp_path: Path) -> None:

@@ -152,9 +152,23 @@ def _upgrade(connection: Connection, state: SchemaState) -> None:
     if state.current is None:
         # A release before Alembic: its schema grew by added nullable columns only, which the
         # old upgrade path adds; after that it is the baseline revision.
-        add_missing_columns(connection)
+        add_missing_columns(connection, only=baseline_columns())
         command.stamp(_config(connection), BASELINE)
     command.upgrade(_config(connection), "head")
+
+
+def baseline_columns() -> set[tuple[str, str]]:
+    """(table, column) of the baseline revision, read from a scratch in-memory database."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine("sqlite://")
+    try:
+        with engine.connect() as connection:
+            command.upgrade(_config(connection), BASELINE)
+            found = inspect(connection)
+            return {(t, c["name"]) for t in found.get_table_names() for c in found.get_columns(t)}
+    finally:
+        engine.dispose()
 
 
 def _backup_sqlite(engine: Engine, state: SchemaState) -> Path | None:

@@ -36,7 +36,12 @@ def main(argv: list[str]) -> int:
             script = command.revision(_config(connection), message=argv[0].strip(), autogenerate=True,
                                       rev_id=next_revision_id(), head=head())
         engine.dispose()
-    print(f"wrote {script.path if script and not isinstance(script, list) else script}")
+    path = Path(script.path) if script and not isinstance(script, list) else None
+    if path is not None:  # autogenerate's banner comments say nothing a reader needs
+        path.write_text("".join(line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                                if "### commands auto generated" not in line and "### end Alembic" not in line),
+                        encoding="utf-8")
+    print(f"wrote {path or script}")
     return 0
 
 

@@ -1,0 +1,98 @@
+"""Issue 17 item 2: one instance per mailbox, on SQLite (file lock) and a real PostgreSQL
+(advisory lock): exclusive while held, taken over at once when the holder is killed, lost (and
+noticed) when the holder's database connection goes."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from sqlalchemy import select, text
+
+from mailrouter.runtime.lease import PostgresLease, instance_name, lease_for
+from mailrouter.store import LeaseRow, open_database
+
+HOLD = """
+import sys, time
+from mailrouter.store import open_database
+from mailrouter.runtime.lease import lease_for
+url = sys.argv[1]
+lease = lease_for("mailbox sales", url, open_database(url))
+assert lease.acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_lease_is_held_by_one_holder_at_a_time(database_url: str) -> None:
+    sessions = open_database(database_url)
+    first, second = (lease_for("mailbox sales", database_url, sessions) for _ in range(2))
+    other = lease_for("mailbox info", database_url, sessions)
+    assert first.acquire()
+    assert not second.acquire()
+    assert other.acquire()  # another mailbox is another lease
+    assert first.held() and first.acquire()  # acquiring what one holds is holding it
+    with sessions() as session:
+        row = session.get(LeaseRow, "mailbox sales")
+        assert row is not None and row.holder == instance_name()
+    first.release()
+    assert not first.held()
+    assert second.acquire()
+    second.release()
+    other.release()
+    with sessions() as session:
+        assert session.scalars(select(LeaseRow)).all() == []
+
+
+def test_a_killed_holder_s_lease_is_taken_over_at_once(database_url: str) -> None:
+    sessions = open_database(database_url)
+    child = subprocess.Popen([sys.executable, "-c", HOLD, database_url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        mine = lease_for("mailbox sales", database_url, sessions)
+        assert not mine.acquire()
+        assert mine.holder() is not None and f":{child.pid} since" in mine.holder()
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        deadline = time.monotonic() + 10
+        while not mine.acquire():  # the server (or the kernel) drops a dead holder's lock
+            assert time.monotonic() < deadline, "the lease of a killed holder was not released"
+            time.sleep(0.1)
+        assert mine.held()
+        with sessions() as session:
+            assert session.get(LeaseRow, "mailbox sales").holder == instance_name()
+        mine.release()
+    finally:
+        child.kill()
+        child.wait(10)
+        child.stdout.close()
+
+
+def test_a_holder_whose_connection_is_cut_loses_the_lease_and_says_so(postgres, caplog) -> None:
+    url = postgres.new_database()
+    sessions = open_database(url)
+    lease = lease_for("mailbox sales", url, sessions)
+    assert isinstance(lease, PostgresLease) and lease.acquire()
+    with sessions.begin() as session:  # as a failover, a network cut or an admin would
+        session.execute(text("SELECT pg_terminate_backend(pid) FROM pg_locks "
+                             "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()"))
+    assert not lease.held()
+    assert "mailbox sales: lease lost" in caplog.text
+    rival = lease_for("mailbox sales", url, sessions)
+    assert rival.acquire()  # free for another instance
+    assert not lease.acquire()  # and the old holder does not get it back meanwhile
+    rival.release()
+    assert lease.acquire()
+    lease.release()
+
+
+def test_a_sqlite_lock_file_deleted_by_hand_is_a_lost_lease(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    sessions = open_database(url)
+    lease = lease_for("mailbox sales", url, sessions)
+    assert lease.acquire() and lease.held()
+    lock = next(tmp_path.glob("state.db.*.lock"))
+    assert lock.name == "state.db.mailbox_sales.lock" and oct(lock.stat().st_mode & 0o777) == "0o600"
+    lock.unlink()
+    assert not lease.held()
