@@ -43,7 +43,7 @@ from common import (RESULTS, SALES, LmtpSender, envelope, load, load_average, pr
 
 from mailrouter.decide.assign import TeamState, decide
 from mailrouter.intake.fingerprint import content_key, raw_sha256
-from mailrouter.act.forward import ForwardSpec, build_forward, tag_subject
+from mailrouter.act.forward import ForwardSpec, build_forward, tag_labels, tag_subject
 from mailrouter.intake.imap import Mailbox
 from mailrouter.model import Outcome
 from mailrouter.act.outbox import Outbox, smtp_client
@@ -85,7 +85,8 @@ def pure_stages(raws: list[bytes], config) -> tuple[dict[str, list[float]], list
         spec = ForwardSpec(shared_address=mailbox.address, shared_name=mailbox.display_name,
                            rep_address=rep.email, rep_name=rep.name,
                            message_id=forward_message_id(key, rep.id, mailbox.address),
-                           subject=tag_subject(config.subject_format, inquiry, decision), language=rep.language)
+                           subject=tag_subject(config.subject_format, inquiry, decision), language=rep.language,
+                           labels=tag_labels(config.labels, inquiry, decision))
         now = utcnow().astimezone(config.timezone)
         ms, payload = timed(lambda: build_forward(raw, inquiry, decision, spec, env, now))
         times["build_forward"].append(ms)

@@ -81,7 +81,7 @@ class MessageRow(Base):
     products: Mapped[str] = mapped_column(String(500), default="")
     forward_message_id: Mapped[str | None] = mapped_column(String(500))
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
-    received_at: Mapped[datetime]  # when the daemon first saw it
+    received_at: Mapped[datetime]  # arrival: INTERNALDATE bounded by first seen (sla/clock.py)
     decided_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     filed_at: Mapped[datetime | None]
@@ -148,7 +148,7 @@ class AssignmentRow(Base):
 
 class LeaseRow(Base):
     """Who works a mailbox or reply source now, for `status`. The lock itself is elsewhere
-    (runtime/lease.py: a PostgreSQL advisory lock or a file lock); this row only shows it."""
+    (lease.py: a PostgreSQL advisory lock or a file lock); this row only shows it."""
 
     __tablename__ = "leases"
 

@@ -107,7 +107,7 @@ CASES_LIST = [
  ("50-database-bad-url", sub('# database = "sqlite:////var/lib/mailrouter/mailrouter.db"', 'database = "postgresql+psycopg://mailrouter@localhost/mr"'), None),
  ("51-database-dir-missing", sub('# database = "sqlite:////var/lib/mailrouter/mailrouter.db"', 'database = "sqlite:////nonexistent/dir/mr.db"'), None),
  ("52-template-dir-empty", chain(lambda d: (d/"tpl").mkdir(), sub('# template_dir = "templates"', 'template_dir = "tpl"')), None),
- ("53-subject-format-unknown", sub('subject_format = "[{reinquiry}][{country}][{products}] {subject}"', 'subject_format = "[{contry}] {subject} {0}"'), None),
+ ("53-subject-format-unknown", sub('labels = "[{reinquiry}][{country}][{products}]"', 'labels = "[{contry}] {subject} {0}"'), None),
  ("54-keyword-prefix-space", sub('keyword_prefix = "mr-"', 'keyword_prefix = "mr x"'), None),
  ("55-rep-email-is-shared-mailbox", sub('email = "chen@example.com"', 'email = "sales@example.com"'), None),
  ("56-rep-folder-traversal", sub('folder = "张伟"', 'folder = "../INBOX"'), None),

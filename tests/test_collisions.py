@@ -19,7 +19,7 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[str] = []
 
-    def notify(self, target, notice) -> bool:
+    def notify(self, target, notice, mention=None) -> bool:
         self.sent.append(notice.customer)
         return True
 

@@ -147,31 +147,94 @@ def test_backlog_keys_are_read_and_checked(tmp_path):
     assert f"{path}: smtp.connections: must be between 1 and 20, not 0" in found
 
 
-# --- forward.subject_format: one grammar validates and renders (review house.md §2b) ---------
+# --- forward.labels: one grammar validates and renders (review house.md §2b) -------------------
 
-@pytest.mark.parametrize("fmt", ["{country:>4} {subject}", "{subject!r}"])
-def test_subject_format_the_renderer_cannot_apply_is_refused(tmp_path, fmt):
+LABELS_LINE = 'labels = "[{reinquiry}][{country}][{products}]"'
+
+
+@pytest.mark.parametrize("fmt", ["{country:>4}", "{subject!r}"])
+def test_labels_the_renderer_cannot_apply_are_refused(tmp_path, fmt):
     # Before: str.format accepted these and the regex renderer left them in the subject as text.
     path = copy_example(tmp_path)
-    edit(path, 'subject_format = "[{reinquiry}][{country}][{products}] {subject}"',
-         f"subject_format = '{fmt}'")
+    edit(path, LABELS_LINE, f"labels = '{fmt}'")
     found = problems_of(path)
-    assert len(found) == 1 and found[0].startswith(f"{path}: forward.subject_format: "), found
+    assert len(found) == 1 and found[0].startswith(f"{path}: forward.labels: "), found
     assert "no format spec or conversion" in found[0] and "{country}" in found[0]
 
 
-def test_subject_format_escaped_braces_render_as_single_braces(tmp_path):
-    from mailrouter.act.forward import tag_subject
+def test_labels_escaped_braces_render_as_single_braces(tmp_path):
+    from mailrouter.act.forward import tag_labels
     from mailrouter.model import Decision, Outcome
     from tests.factories import make_inquiry
 
     path = copy_example(tmp_path)
-    edit(path, 'subject_format = "[{reinquiry}][{country}][{products}] {subject}"',
-         "subject_format = '{{{country}}} {subject}'")
+    edit(path, LABELS_LINE, "labels = '{{{country}}}'")
     config = load_config(path, environ=EXAMPLE_ENV)
     inquiry = make_inquiry(country="DE", subject="Need PCBs", products=())
     decision = Decision(Outcome.ROUTED, "test", rule="europe", rep="zhang")
-    assert tag_subject(config.subject_format, inquiry, decision) == "{DE} Need PCBs"
+    assert tag_labels(config.labels, inquiry, decision) == "{DE}"
+
+
+# --- the subject a buyer gets back: theirs, plus at most the customer tag (issue 15 item 1) ----
+
+def _subject_of(path, subject="Need PCBs"):
+    from mailrouter.act.forward import tag_subject
+    from mailrouter.model import Decision, Outcome
+    from tests.factories import make_inquiry
+
+    config = load_config(path, environ=EXAMPLE_ENV)
+    decision = Decision(Outcome.ROUTED, "test", rule="europe", rep="zhang", how="registry")
+    return config, tag_subject(config.subject_format, make_inquiry(country="DE", subject=subject,
+                                                                   products=("PCB",)), decision)
+
+
+@pytest.mark.parametrize("placement, expected", [
+    ("left", "[Acme] Need PCBs"), ("right", "Need PCBs [Acme]"), ("none", "Need PCBs")])
+def test_customer_tag_is_placed_as_configured(tmp_path, placement, expected):
+    path = copy_example(tmp_path)
+    edit(path, 'customer_tag = ""', 'customer_tag = "[Acme]"')
+    edit(path, 'customer_tag_placement = "left"', f'customer_tag_placement = "{placement}"')
+    assert _subject_of(path)[1] == expected
+
+
+def test_example_config_subject_is_the_buyers_own(tmp_path):
+    assert _subject_of(copy_example(tmp_path))[1] == "Need PCBs"
+
+
+@pytest.mark.parametrize("tag, why", [
+    ("[{country}]", "placeholders"), ("Acme\\nBcc: x@y.z", "no control characters"), ("A" * 41, "at most 40")])
+def test_customer_tag_that_could_leak_or_break_is_refused(tmp_path, tag, why):
+    path = copy_example(tmp_path)
+    edit(path, 'customer_tag = ""', f'customer_tag = "{tag}"')
+    found = problems_of(path)
+    assert len(found) == 1 and found[0].startswith(f"{path}: forward.customer_tag: "), found
+    assert why in found[0]
+
+
+def test_customer_tag_placement_is_validated(tmp_path):
+    path = copy_example(tmp_path)
+    edit(path, 'customer_tag_placement = "left"', 'customer_tag_placement = "top"')
+    found = problems_of(path)
+    assert found == [f"{path}: forward.customer_tag_placement: 'top': one of left, right, none"]
+
+
+def test_old_subject_format_becomes_labels_and_check_says_so(tmp_path):
+    from mailrouter.runtime.preflight import config_findings
+
+    path = copy_example(tmp_path)
+    edit(path, LABELS_LINE, 'subject_format = "[{reinquiry}][{country}][{products}] {subject}"')
+    config, subject = _subject_of(path)
+    assert subject == "Need PCBs"  # the labels no longer reach the buyer
+    assert config.labels.text == "[{reinquiry}][{country}][{products}]"
+    notes = [note for f in config_findings(config) for note in f.notes]
+    assert len(notes) == 1 and "forward.subject_format" in notes[0] and str(path) in notes[0]
+
+
+def test_old_subject_format_beside_labels_is_refused(tmp_path):
+    path = copy_example(tmp_path)
+    edit(path, LABELS_LINE, LABELS_LINE + '\nsubject_format = "[{country}] {subject}"')
+    assert problems_of(path) == [f"{path}: forward.subject_format: replaced by forward.labels, which is set "
+                                 "too: remove subject_format"]
 
 
 @pytest.mark.parametrize("old,new,key", [

@@ -51,7 +51,7 @@ EXPECTED: dict[str, str | None] = {
     "47-rule-unknown-ladder": "ladder", "48-score-wrong-type": "registry.score.tier_a",
     "49-ladder-not-table": "sla.ladders.cold.foo", "50-database-bad-url": None,
     "51-database-dir-missing": "daemon.database", "52-template-dir-empty": None,
-    "53-subject-format-unknown": "forward.subject_format", "54-keyword-prefix-space": "forward.keyword_prefix",
+    "53-subject-format-unknown": "forward.labels", "54-keyword-prefix-space": "forward.keyword_prefix",
     "55-rep-email-is-shared-mailbox": "reps.chen.email", "56-rep-folder-traversal": "reps.zhang.folder",
     "57-team-id-equals-rep": "teams.chen", "58-password-inline": "mailbox[0].password",
     "59-password-command-empty": "mailbox[0].password_command", "60-auth-typo": "mailbox[0].auth",

@@ -138,3 +138,48 @@ def test_parse_since(text: str, expected: date) -> None:
 def test_parse_since_rejects() -> None:
     with pytest.raises(ValueError, match="--since takes"):
         parse_since("last week", date(2026, 11, 2))
+
+
+def test_recorded_decision_is_the_rules_first_choice_not_the_ladders(sessions) -> None:
+    from datetime import datetime, timezone
+
+    from mailrouter.commands.dryrun import recorded_decision
+    from mailrouter.store import FILED, AssignmentRow, MessageRow
+
+    at = datetime(2026, 11, 17, 2, 0, tzinfo=timezone.utc)
+    with sessions.begin() as s:
+        # as the sweep leaves it: the message row follows its new owner
+        row = MessageRow(mailbox="sales", uidvalidity=1, uid=1, raw_sha256="a" * 64, content_key="k" * 64,
+                         state=FILED, outcome="routed", rule="r", rep="zhang", folder="Routed/zhang",
+                         received_at=at, decided_at=at)
+        s.add(row)
+        s.flush()
+        first = AssignmentRow(message=row.id, rep="li", customer="c@x", assigned_at=at, how="rule",
+                              ended_at=at, end_reason="reassigned")
+        s.add(first)
+        s.flush()
+        s.add(AssignmentRow(message=row.id, rep="zhang", customer="c@x", assigned_at=at, how="reassign",
+                            reassigned_from=first.id))
+    old = recorded_decision(sessions, "k" * 64)
+    assert (old.rep, old.how, old.since) == ("li", "rule", "reassigned to zhang")
+    assert not result("routed", "li", old).changed
+    assert format_result(result("routed", "li", old)).endswith("routed li (r); since: reassigned to zhang")
+
+
+def test_manual_assignments_are_listed_apart_and_never_a_change() -> None:
+    out = io.StringIO()
+    totals = format_dry_run([result("unrecognized", None, Recorded("routed", None, "li", None, "manual"))], out)
+    assert out.getvalue().splitlines()[0].startswith("manual   INBOX#7 <m@x> from a@b.de: assigned by hand to li")
+    assert (totals.changed, totals.manual) == (0, 1)
+    assert out.getvalue().splitlines()[-1] == "0 of 1 would change (1 assigned by hand, not compared)"
+
+
+def test_report_lines_and_summary_in_chinese() -> None:
+    out = io.StringIO()
+    format_dry_run([result("routed", "li", Recorded("routed", "r", "zhang", None)),
+                    result("unrecognized", None, Recorded("routed", None, "li", None, "manual"))], out,
+                   language="zh")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "改变     INBOX#7 <m@x> 发件人 a@b.de: routed zhang (r) -> routed li (r)"
+    assert lines[1].startswith("手动     INBOX#7 <m@x> 发件人 a@b.de: 手动分配给 li")
+    assert lines[-1] == "2 封中 1 封会改变：1 zhang -> li（1 封为手动分配，不比较）"

@@ -26,6 +26,6 @@ def test_gmail_buyer_with_a_spanish_phone_is_routed_by_the_europe_rule(bed: Test
     (rep, forward), = forwards_by_original(bed, config)[str(parsed(raw)["Message-ID"])]
     assert rep in config.teams["europe"].members
     assert forward["X-Mailrouter"].endswith(f"rule=europe; rep={rep}")
-    assert str(forward["Subject"]).startswith("[ES]")
+    assert str(forward["X-Mailrouter-Labels"]).startswith("[ES]")
     text = "\n".join(p.get_content() for p in forward.walk() if p.get_content_type() == "text/plain")
     assert "country ES (phone +34" in text, text  # the reason, with its evidence, in the forward

@@ -152,7 +152,7 @@ def test_tag_subject_with_nothing_at_all() -> None:
 
 def test_forward_headers(env: jinja2.Environment) -> None:
     message = parse(forward(env))
-    assert message["From"].addresses[0].display_name == "Sales Inbox"
+    assert message["From"].addresses[0].display_name == "Hans Müller via Sales Inbox"
     assert message["From"].addresses[0].addr_spec == "sales@example.com"
     assert str(message["To"]) == "Zhang Wei <zhang@example.com>"
     assert str(message["Reply-To"]) == "Hans Müller <hans@buyer.de>"
@@ -277,28 +277,28 @@ def test_body_structure(env: jinja2.Environment) -> None:
 def test_routing_block_in_english(env: jinja2.Environment) -> None:
     message = parse(forward(env, extra={"Score": "0.93"}))
     text = body_part(message, "text/plain").get_content()
-    assert "Reply to this message to answer the buyer directly." in text
-    for line in ("Buyer:       Hans Müller <hans@buyer.de>", "Company:     Buyer GmbH",
-                 "Country:     DE", "Language:    de", "Products:    LED, PCB", "Rule:        europe",
+    assert "Reply to this message to answer Hans Müller directly." in text
+    for line in ("Company:     Buyer GmbH", "Country:     Germany", "Language:    German",
+                 "Products:    LED, PCB", "Rule:        europe",
                  "Reason:      country DE -> team Europe", "Received at: sales@example.com",
                  "Score:       0.93", "  - spec.pdf (120.6 KB)"):
         assert line in text.splitlines(), line
-    assert text.rstrip().endswith("Grüße, please quote 500 pcs.")
+    assert text.index("Grüße, please quote 500 pcs.") < text.index("Company:")
 
 
 def test_chinese_template_renders_chinese(env: jinja2.Environment) -> None:
     message = parse(forward(env, language="zh"))
     text = body_part(message, "text/plain").get_content()
     html = body_part(message, "text/html").get_content()
-    assert "直接回复本邮件即可回复客户。" in text
-    assert "产品线：LED、PCB" in text
-    assert "直接回复本邮件即可回复客户。" in html
+    assert "直接回复本邮件即可回复 Hans Müller。" in text
+    assert "产品线：LED、PCB" in text and "国家/地区：德国" in text and "语言：德语" in text
+    assert "直接回复本邮件即可回复 Hans Müller。" in html
     assert 'lang="zh-CN"' in html
 
 
 def test_unknown_template_language_falls_back_to_english(env: jinja2.Environment) -> None:
     text = body_part(parse(forward(env, language="fr")), "text/plain").get_content()
-    assert text.startswith("Reply to this message to answer the buyer directly.")
+    assert text.startswith("---------- Forwarded message ----------")
 
 
 def test_html_escapes_the_buyers_text(env: jinja2.Environment) -> None:
@@ -417,7 +417,7 @@ def test_mail_parser_reads_the_forward(env: jinja2.Environment) -> None:
     assert mail.subject == "[DE] 询价"
     assert mail.message_id == "<fwd.q1@mailrouter.example.com>"
     assert mail.reply_to == [("张伟", "hans@buyer.de")]
-    assert "直接回复本邮件即可回复客户。" in mail.text_plain[0]
+    assert "直接回复本邮件即可回复 张伟。" in mail.text_plain[0]
     assert [a["filename"] for a in mail.attachments] == ["original.eml"]
 
 
@@ -452,12 +452,12 @@ def test_filesize(size: int, text: str) -> None:
 def test_build_forward_bytes_are_pinned(env: jinja2.Environment) -> None:
     """Pinned bytes: a change to the forward's layout must be deliberate (re-pinned when the
     header fields came to be written directly, issue 7; the binary one when binary originals
-    came to be embedded in base64, issue 14)."""
+    came to be embedded in base64, issue 14; the rep's layout and "Buyer via Sales", issue 15)."""
     binary = b"Subject: long\r\n\r\n" + "长".encode() * 400 + b"\r\n"
     assert hashlib.sha256(forward(env)).hexdigest() == \
-        "265af4436f4302284f4fa60b6d21b0b403ffd948a9c5331902e4635d3b7c154b"
+        "ad8cb0770cbf48378e45b41f3ebdd8e6d0d6fd89448f8b1374c73101a40489ab"
     assert hashlib.sha256(forward(env, raw=binary, language="zh")).hexdigest() == \
-        "9a47b0b4453de6bee9770eac49de5b94ed99718f2d577600358b630a5062163d"
+        "2ef359f618fe0ecad36b05150fa3aebe171f62d43743b2bff66018160816c41b"
 
 
 def test_forward_frame_is_the_forward_around_the_original(env: jinja2.Environment) -> None:
@@ -472,5 +472,73 @@ def test_routing_block_shows_the_country_evidence(env: jinja2.Environment) -> No
     message = parse(forward(env, inquiry=inquiry))
     text = body_part(message, "text/plain").get_content()
     html = body_part(message, "text/html").get_content()
-    assert "Country:     ES (phone +34 in signature; 'España' in signature)" in text
-    assert "ES (phone +34 in signature; &#39;España&#39; in signature)" in html
+    assert "Country:     Spain (phone +34 in signature; 'España' in signature)" in text
+    assert "Spain (phone +34 in signature; &#39;España&#39; in signature)" in html
+
+
+# --- what the rep reads (issue 15 item 2) ------------------------------------------------------
+
+@pytest.mark.parametrize("name, shown", [
+    ("Hans Müller", "Hans Müller via Sales Inbox"),
+    ("", "hans at buyer.de via Sales Inbox"),  # no @ in a display name: no client takes it for the sender
+    ('Evil"\r\nBcc: x@y.z', 'Evil" Bcc: x at y.z via Sales Inbox'),
+    ("A" * 100, "A" * 63 + "… via Sales Inbox"),
+])
+def test_from_shows_the_buyer_via_the_shared_mailbox(env: jinja2.Environment, name: str, shown: str) -> None:
+    data = forward(env, inquiry=make_inquiry(sender_name=name))
+    sender = parse(data)["From"].addresses[0]
+    assert _decoded_display_name(data, "From") == shown
+    assert sender.addr_spec == "sales@example.com"  # the shared mailbox's address: DMARC passes
+    assert b"\nBcc:" not in header_block(data)
+
+
+def _decoded_display_name(data: bytes, name: str) -> str:
+    """As a mail client shows it (the email package's address parser puts a space between
+    adjacent encoded-words, which RFC 2047 6.2 says to drop)."""
+    from email.header import decode_header, make_header
+
+    raw = re.search(rb"^" + name.encode() + rb": (.*?)\r\n(?! )", header_block(data) + b"\r\n", re.M | re.S)[1]
+    phrase = b" ".join(raw.split(b"\r\n ")).decode("ascii").rpartition(" <")[0]
+    if phrase.startswith('"'):
+        phrase = phrase[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return str(make_header(decode_header(phrase)))
+
+
+def test_labels_go_to_a_header_and_the_body_not_the_subject(env: jinja2.Environment) -> None:
+    message = parse(forward(env, subject="Inquiry: LED panels", labels="[再次询盘][DE][LED/PCB]"))
+    assert message["Subject"] == "Inquiry: LED panels"
+    assert message["X-Mailrouter-Labels"] == "[再次询盘][DE][LED/PCB]"
+    assert "[再次询盘][DE][LED/PCB] New customer · Germany · LED, PCB · rule europe" in \
+        body_part(message, "text/plain").get_content().splitlines()
+
+
+@pytest.mark.parametrize("language, header, context", [
+    ("en", "---------- Forwarded message ----------", "New customer · Germany"),
+    ("zh", "------------------ 原始邮件 ------------------", "新客户 · 德国"),
+])
+def test_buyer_text_and_signature_first_then_context_then_details(
+        env: jinja2.Environment, language: str, header: str, context: str) -> None:
+    inquiry = make_inquiry(signature="Hans Müller\nEinkauf, Buyer GmbH\nTel. +49 89 1234567")
+    message = parse(forward(env, inquiry=inquiry, language=language))
+    for part in ("text/plain", "text/html"):
+        body = body_part(message, part).get_content()
+        order = [body.find(x) for x in ("Subject" if language == "en" else "主题", "Grüße, please quote",
+                                        "Tel. +49 89 1234567", context, "europe")]
+        assert -1 not in order and order == sorted(order), (part, order)
+    assert body_part(message, "text/plain").get_content().startswith(header)
+
+
+def test_html_context_line_is_escaped(env: jinja2.Environment) -> None:
+    # Labels may hold customer text ({company}, {subject}); the shared text template is not
+    # autoescaped, so the HTML must escape what it includes.
+    message = parse(forward(env, labels="[<img src=x onerror=alert(1)>]"))
+    html = body_part(message, "text/html").get_content()
+    assert "<img" not in html and "[&lt;img src=x onerror=alert(1)&gt;]" in html
+
+
+@pytest.mark.parametrize("language, label", [("en", "Reassigned:  from chen"), ("zh", "转派：from chen")])
+def test_detail_labels_are_in_the_reps_language_only(env: jinja2.Environment, language: str, label: str) -> None:
+    # The reassignment note's key is bilingual ("Reassigned 转派"); each template shows its half.
+    message = parse(forward(env, language=language, extra={"Reassigned 转派": "from chen"}))
+    text = body_part(message, "text/plain").get_content()
+    assert label in text.splitlines() and "Reassigned 转派" not in text

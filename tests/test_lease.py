@@ -10,13 +10,13 @@ import time
 
 from sqlalchemy import select, text
 
-from mailrouter.runtime.lease import PostgresLease, instance_name, lease_for
+from mailrouter.lease import PostgresLease, instance_name, lease_for
 from mailrouter.store import LeaseRow, open_database
 
 HOLD = """
 import sys, time
 from mailrouter.store import open_database
-from mailrouter.runtime.lease import lease_for
+from mailrouter.lease import lease_for
 url = sys.argv[1]
 lease = lease_for("mailbox sales", url, open_database(url))
 assert lease.acquire()

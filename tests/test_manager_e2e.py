@@ -53,7 +53,7 @@ def test_moving_into_assign_routes_files_and_teaches_the_registry(bed, tmp_path,
     again = unrecognized("Amy Chan <amy@global-imports.com>", "Price list", 502)
     route_all(bed, config, [again])
     (rep, fwd), = forwards_by_original(bed, config)[str(parsed(again.raw)["Message-ID"])]
-    assert rep == "zhang" and str(fwd["Subject"]).startswith("[再次询盘]")
+    assert rep == "zhang" and str(fwd["X-Mailrouter-Labels"]).startswith("[再次询盘]")
 
 
 def test_not_an_inquiry_folder_files_as_ignored(bed, tmp_path):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import jinja2
@@ -153,3 +153,26 @@ def test_buyer_subject_cannot_mention_everyone_or_inject_markup() -> None:
     assert "<!channel>" not in json.dumps(slack)
     feishu = json.dumps(webhook_payload("feishu", hostile), ensure_ascii=False)
     assert "<@all>" not in feishu
+
+
+def test_notice_threads_on_the_forward_and_refuses_anything_but_a_message_id() -> None:
+    from types import SimpleNamespace
+
+    from mailrouter.act.outgoing import notice_email
+    from tests.mailcheck import parsed
+
+    box = SimpleNamespace(display_name="Sales", address="sales@example.com")
+    now = datetime(2026, 11, 17, 10, 0, tzinfo=timezone.utc)
+    threaded = parsed(notice_email(box, "li@example.com", "s", "b", "<n@example.com>", now,
+                                   thread_on="<fwd.1@example.com>"))
+    assert (threaded["In-Reply-To"], threaded["References"]) == ("<fwd.1@example.com>",) * 2
+    forged = parsed(notice_email(box, "li@example.com", "s", "b", "<n@example.com>", now,
+                                 thread_on="<a@b>\r\nBcc: x@evil.test"))
+    assert forged["In-Reply-To"] is None and forged["Bcc"] is None
+
+
+def test_excerpt_is_folded_and_cut_at_a_word() -> None:
+    from mailrouter.sla.sweep import excerpt
+
+    assert excerpt("Bonjour,\n\n  nous cherchons\t200 lampes", 300) == "Bonjour, nous cherchons 200 lampes"
+    assert excerpt("one two three four", 9) == "one two…"

@@ -160,7 +160,7 @@ def test_webhook_from_config_reads_url_from_the_environment() -> None:
     raw = {"name": "wecom-sales", "format": "wecom", "url_env": "WECOM_URL"}
     url = f"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={TOKEN}"
     target, problems = webhook_from_config(raw, "config.toml", "sla.webhook[0].", {"WECOM_URL": url})
-    assert problems == [] and target == WebhookTarget("wecom-sales", url, "wecom")
+    assert problems == [] and target == WebhookTarget("wecom-sales", url, "wecom", batch=60.0)  # a minute by default
 
 
 def test_webhook_from_config_reads_url_from_a_file(tmp_path: Path) -> None:

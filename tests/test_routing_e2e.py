@@ -50,7 +50,8 @@ def test_every_inquiry_reaches_exactly_one_right_rep(routed):
         assert fwd["Auto-Submitted"] == "auto-generated"
     german = next(s for s in samples if s.label == "German PCB buyer")
     (_, fwd), = forwards[str(parsed(german.raw)["Message-ID"])]
-    assert str(fwd["Subject"]) == "[DE][PCB] Anfrage Leiterplatten 5000 Stück"
+    assert str(fwd["Subject"]) == "Anfrage Leiterplatten 5000 Stück"  # the buyer's: a reply carries it back
+    assert str(fwd["X-Mailrouter-Labels"]) == "[DE][PCB]"  # the rep's labels stay out of it
     # nothing else was forwarded: ignored, unrecognized and quarantined mail stays with the manager
     expected_ids = {str(parsed(s.raw)["Message-ID"]) for s in routed_samples}
     assert set(forwards) == expected_ids

@@ -126,3 +126,14 @@ def test_explain_prints_the_country_and_product_evidence():
     assert "Country:    ES (0.98 from phone: phone +34" in text and "'España'" in text
     assert "Products:   VALVE, PCB (main: VALVE" in text
     assert "Rule:       europe" in text and "country ES (phone +34" in text
+
+
+def test_explain_shows_the_subject_the_buyer_gets_back_and_the_labels_apart():
+    from mailrouter.commands.explain import explain_bytes
+    from mailrouter.testing.samples import GERMAN, compose
+    from tests.factories import example_config
+
+    text = explain_bytes(example_config(), compose("Klaus Becker <k.becker@becker-elektronik.de>",
+                                                   "Anfrage Leiterplatten", GERMAN))
+    assert "Forward:    Anfrage Leiterplatten" in text.splitlines()
+    assert "Labels:     [DE][PCB] (the rep's view only)" in text.splitlines()

@@ -135,9 +135,9 @@ def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buye
     monkeypatch.setattr(Mailbox, "connect", classmethod(
         lambda cls, settings: logins.append(settings.user) or real_connect(cls, settings)))
     # spooled: the inquiry counts as big, so the reassignment forwards it from a spool file
-    # a subject format naming the rep: the reassigned forward must follow it like the first one
+    # labels naming the rep: the reassigned forward must follow them like the first one
     config = sla_config(buyer_bed, tmp_path, {"large_message_bytes": threshold} if threshold else None,
-                        forward={"subject_format": "[to {rep}] {subject}"})
+                        forward={"labels": "[to {rep}]"})
     clock = MovableClock(TUESDAY_10)
     _daemon, first = route_one(buyer_bed, config, clock, running)
     rep = config.reps[first.rep]
@@ -157,9 +157,10 @@ def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buye
     wait_for(lambda: len(assignments(config)) == 2, "the reassignment")
     old, new = assignments(config)
     assert (old.end_reason, new.rep, new.how, new.reassigned_from) == ("reassigned", other, "reassign", old.id)
-    forwarded = wait_for(lambda: [s for s in inbox_subjects(buyer_bed, config.reps[other].email)
-                                  if "Demande de prix LED" in s], "the forward to the new rep")
-    assert forwarded == [f"[to {other}] Demande de prix LED"]  # forward.subject_format, not a fixed tag
+    forwarded = wait_for(lambda: [(str(m["Subject"]), str(m["X-Mailrouter-Labels"]))
+                                  for m in map(parsed, buyer_bed.fetch_all(config.reps[other].email))
+                                  if "Demande de prix LED" in str(m["Subject"])], "the forward to the new rep")
+    assert forwarded == [("Demande de prix LED", f"[to {other}]")]  # forward.labels, not a fixed tag
     if threshold:
         with open_database(config.database)() as session:
             spooled = session.scalars(select(OutboxRow.spool_path).where(OutboxRow.kind == "forward")).all()
@@ -222,10 +223,12 @@ def test_wecom_webhook_receives_the_escalation(buyer_bed, tmp_path, running, mon
     monkeypatch.setenv("WECOM_URL", f"http://127.0.0.1:{server.server_port}/cgi-bin/webhook/send?key=SECRET")
     try:
         config = sla_config(buyer_bed, tmp_path, webhook=[{"name": "sales-group", "format": "wecom",
-                                                           "url_env": "WECOM_URL"}])
+                                                           "url_env": "WECOM_URL", "batch": "1s"}])
         clock = MovableClock(TUESDAY_10)
         route_one(buyer_bed, config, clock, running)
-        clock.now = TUESDAY_10 + timedelta(minutes=16)
+        clock.now = TUESDAY_10 + timedelta(minutes=6)
+        wait_for(lambda: Receiver.received, "the reminder's post")
+        clock.now = TUESDAY_10 + timedelta(minutes=16)  # one step at a time: due together, only the last goes
         wait_for(lambda: len(Receiver.received) >= 2, "the webhook posts")
     finally:
         server.shutdown()

@@ -10,7 +10,7 @@ import pytest
 from mailrouter.sla.hours import BusinessCalendar, Span
 from mailrouter.sla.ladder import (
     COLD_LADDER, DEFAULT_LADDER, AssignmentSnapshot, Ladder, Step, StepKind, due_steps,
-    ladder_from_config, next_step_at, pick_reassignee,
+    latest_only, ladder_from_config, next_step_at, pick_reassignee,
 )
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -73,6 +73,14 @@ def test_after_a_restart_overdue_steps_all_come_once_in_order() -> None:
     start = sh(2026, 3, 16, 10, 0)
     snap = AssignmentSnapshot("li", start)
     assert keys(due_steps(snap, DEFAULT_LADDER, CAL, sh(2026, 3, 16, 10, 20))) == ["remind@5m", "escalate@15m"]
+
+
+def test_after_a_restart_only_the_latest_due_step_is_carried_out() -> None:
+    start = sh(2026, 3, 16, 10, 0)
+    due = due_steps(AssignmentSnapshot("li", start), DEFAULT_LADDER, CAL, sh(2026, 3, 16, 11, 0))
+    take, skipped = latest_only(due)
+    assert (take.key, keys(skipped)) == ("reassign@30m", ["remind@5m", "escalate@15m"])
+    assert latest_only([]) == (None, [])
 
 
 def test_nothing_after_a_terminal_step() -> None:

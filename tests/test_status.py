@@ -93,3 +93,53 @@ def test_removed_mailbox_still_shown(sessions: sessionmaker[Session], config: Co
 @pytest.mark.parametrize("seconds, text", [(59, "59s"), (600, "10m"), (3 * 3600 + 120, "3h02m"), (3 * 86400, "3d")])
 def test_format_age(seconds: int, text: str) -> None:
     assert format_age(timedelta(seconds=seconds)) == text
+
+
+def test_status_speaks_the_configured_time_zone_and_counts_the_reports_backlog(
+        sessions: sessionmaker[Session], config: Config) -> None:
+    fill(sessions)
+    text = format_status(status_summary(sessions, config, NOW))
+    assert text.splitlines()[0] == "mailrouter status at 2026-11-02 10:00:00 CST"  # Asia/Shanghai, not UTC
+    assert "backlog          1 waiting for a person, as the report counts them (oldest 5m)" in text
+
+
+def test_status_in_chinese(sessions: sessionmaker[Session], config: Config) -> None:
+    fill(sessions)
+    text = format_status(status_summary(sessions, config, NOW), "zh")
+    assert text.splitlines()[0] == "mailrouter 状态（2026-11-02 10:00:00 CST）"
+    assert "  今天           1 已忽略, 3 已分配, 1 未识别" in text
+    assert "分配             2 个等待首次回复，1 个已超时" in text
+    assert "待人处理         1（与报表口径相同）（最早 5m）" in text
+
+
+def test_status_shows_ladder_steps_skipped_after_downtime(sessions: sessionmaker[Session], config: Config) -> None:
+    from mailrouter.store import SlaStepRow
+
+    fill(sessions)
+    with sessions.begin() as s:
+        for step, detail in (("remind@5m", "skipped: reassign@30m was due as well"),
+                             ("escalate@15m", "skipped: reassign@30m was due as well"),
+                             ("reassign@30m", "reassigned from zhang to li")):
+            s.add(SlaStepRow(assignment=2, step=step, kind=step.partition("@")[0], due_at=NOW, done_at=NOW,
+                             detail=detail))
+    assert "ladder today     1 step(s) taken, 2 skipped after downtime" in format_status(
+        status_summary(sessions, config, NOW))
+    assert "今日升级步骤     执行 1 步，停机后跳过 2 步" in format_status(status_summary(sessions, config, NOW), "zh")
+
+
+def test_status_shows_which_instance_works_each_mailbox(sessions: sessionmaker[Session], config: Config) -> None:
+    """Issue 17 item 2: with several instances on one database, who holds each mailbox's lease."""
+    from mailrouter.store import LeaseRow
+
+    with sessions.begin() as s:
+        s.add(LeaseRow(name="mailbox sales", holder="mr-a:4242", acquired_at=NOW - timedelta(hours=2),
+                       renewed_at=NOW - timedelta(seconds=7)))
+    summary = status_summary(sessions, config, NOW)
+    sales, info = summary.mailboxes
+    assert sales.worked_by is not None and sales.worked_by.holder == "mr-a:4242"
+    assert sales.worked_by.seen_age == timedelta(seconds=7) and info.worked_by is None
+    text = format_status(summary)
+    worked = next(line for line in text.splitlines() if line.startswith("  worked by"))
+    since = (NOW - timedelta(hours=2)).astimezone(config.timezone)
+    assert worked.split(None, 2)[2] == f"mr-a:4242 since {since:%Y-%m-%d %H:%M} (last seen 7s ago)"
+    assert "处理实例" in format_status(summary, "zh") and "mr-a:4242" in format_status(summary, "zh")

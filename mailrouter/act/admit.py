@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, insert, or_, select
+from sqlalchemy import bindparam, func, insert, or_, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +36,7 @@ from mailrouter.model import Clock, Decision, Inquiry, Outcome
 from mailrouter.parse.process import InlineParser, Parsed, Parser
 from mailrouter.registry.match import SenderLookup, lookup_sender
 from mailrouter.registry.record import block_sender, record_routed
+from mailrouter.sla.clock import reply_clock_start
 from mailrouter.sla.ladder import AssignmentSnapshot, step_time
 from mailrouter.store import AssignmentRow, MessageRow, TeamCursorRow
 
@@ -123,23 +125,28 @@ class Router:
         return self.parser.submit([raw for _uid, raw in messages], self.config.parse)
 
     def admit_batch(self, mailbox: str, uidvalidity: int, messages: list[tuple[int, bytes]],
-                    parsing: "Future[list[Parsed]] | None" = None) -> list[MessageRow]:
+                    parsing: "Future[list[Parsed]] | None" = None,
+                    arrivals: Mapping[int, datetime] | None = None) -> list[MessageRow]:
         """Record decisions for a fetched batch in one transaction: nothing is sent or moved
         before it commits, so a crash loses only undecided work, and the team state is read
-        once and carried forward in memory instead of per message."""
+        once and carried forward in memory instead of per message. `arrivals`: uid -> when it
+        arrived (sla/clock.py), where the first-reply clock starts; absent: now."""
         if not messages:
             return []
         parsed = (parsing or self.parse_ahead(messages)).result()
         return self._admit(mailbox, uidvalidity, [(uid, InMemory(raw), p)
-                                                  for (uid, raw), p in zip(messages, parsed, strict=True)])
+                                                  for (uid, raw), p in zip(messages, parsed, strict=True)],
+                           arrivals or {})
 
-    def admit_original(self, mailbox: str, uidvalidity: int, uid: int, original: Original) -> MessageRow:
+    def admit_original(self, mailbox: str, uidvalidity: int, uid: int, original: Original,
+                       arrived: datetime | None = None) -> MessageRow:
         """`admit_batch` for one message given as an Original (a big one in a spool file:
         decided from the facts its scan gathered; its forward streams from the file)."""
-        return self._admit(mailbox, uidvalidity, [(uid, original, original.parse(self.config.parse))])[0]
+        return self._admit(mailbox, uidvalidity, [(uid, original, original.parse(self.config.parse))],
+                           {uid: arrived} if arrived else {})[0]
 
     def _admit(self, mailbox: str, uidvalidity: int,
-               items: list[tuple[int, Original, Parsed]]) -> list[MessageRow]:
+               items: list[tuple[int, Original, Parsed]], arrivals: Mapping[int, datetime]) -> list[MessageRow]:
         with self._lock, self.sessions.begin() as session:
             store.begin_writing(session)  # one transaction for the batch, a SAVEPOINT per message
             state = self._team_state(session)
@@ -147,7 +154,8 @@ class Router:
             rows, decided = [], []
             for uid, original, parsed in items:
                 at = Arrival(mailbox, "INBOX", uidvalidity, uid)
-                row, decision = self._admit_guarded(session, at, original, parsed, state, adoptable)
+                row, decision = self._admit_guarded(session, at, original, parsed, state, adoptable,
+                                                    arrivals.get(uid))
                 if decision is not None:
                     state = state.after(decision)
                     decided.append(row)
@@ -156,11 +164,12 @@ class Router:
             return rows
 
     def _admit_guarded(self, session: Session, at: Arrival, original: Original, parsed: Parsed,
-                       state: TeamState, adoptable: bool) -> tuple[MessageRow, Decision | None]:
+                       state: TeamState, adoptable: bool,
+                       arrived: datetime | None) -> tuple[MessageRow, Decision | None]:
         """One message inside its own SAVEPOINT: whatever it raises rolls back its rows alone."""
         try:
             with session.begin_nested():
-                result = self._admit_one(session, at, original, parsed, state, adoptable)
+                result = self._admit_one(session, at, original, parsed, state, adoptable, arrived)
             self.strikes.clear(at)
             return result
         except Exception as exc:
@@ -170,12 +179,13 @@ class Router:
             log.exception("message uid %d in %s could not be recorded; quarantined", at.uid, at.mailbox)
         decision = Decision(Outcome.QUARANTINED, f"could not be recorded: {why}")
         with session.begin_nested():  # the row alone, its values cut to size: it must go in
-            row = self._record(session, at, Examined(parsed.inquiry, decision), None, original)
+            row = self._record(session, at, Examined(parsed.inquiry, decision), None, original, arrived)
         self.strikes.clear(at)
         return row, decision
 
     def _admit_one(self, session: Session, at: Arrival, original: Original, parsed: Parsed,
-                   state: TeamState, adoptable: bool) -> tuple[MessageRow, Decision | None]:
+                   state: TeamState, adoptable: bool,
+                   arrived: datetime | None = None) -> tuple[MessageRow, Decision | None]:
         """The row and the new decision (None: a known message under a new UID, decided before)."""
         adopted = adoptable and self._adopt_after_uidvalidity_change(session, at, parsed.sha256)
         if adopted:
@@ -193,7 +203,7 @@ class Router:
         if examined is None:
             verdict = Earlier(earlier.id, earlier.mailbox, earlier.outcome) if earlier else None
             examined = examine(parsed, self.config, state, looked_up.match if looked_up else None, verdict)
-        row = self._record(session, at, examined, earlier, original)
+        row = self._record(session, at, examined, earlier, original, arrived)
         if examined.decision.outcome is Outcome.ROUTED:
             self._assign_and_queue(session, row, original, examined, at.mailbox, looked_up)
         elif examined.inquiry is not None:
@@ -214,8 +224,10 @@ class Router:
                              self.config.registry.quiet_days, parsed.sender_keys)
 
     def _record(self, session: Session, at: Arrival, examined: Examined,
-                earlier: MessageRow | None, original: Original) -> MessageRow:
+                earlier: MessageRow | None, original: Original, arrived: datetime | None = None) -> MessageRow:
         values = self._message_values(at, original, examined)
+        if arrived is not None:
+            values["received_at"] = arrived
         if earlier:
             values.update(duplicate_of=earlier.id, message_id=earlier.message_id, sender=earlier.sender,
                           subject=earlier.subject)
@@ -356,7 +368,8 @@ class Router:
         session.execute(_INSERT_ASSIGNMENT, dict(
             message=row.id, rep=rep.id, team=team, customer=q.sender, assigned_at=now, how=decision.how,
             ladder=decision.ladder or self.config.sla.default_ladder,
-            due_at=self._first_reply_due(team, rep.id, now, decision.ladder),
+            due_at=self._first_reply_due(team, rep.id, reply_clock_start(decision.how, None, now, row.received_at),
+                                         decision.ladder),
             forward_message_id=row.forward_message_id))
         queue_forward(session, row.id, forward)
         if self.config.registry.enabled and (decision.how != "manual" or self.config.registry.learn_from_manual):
@@ -386,6 +399,12 @@ class Router:
                 MessageRow.source == source,
                 (MessageRow.state == store.SENT) | (MessageRow.outcome != Outcome.ROUTED.value),
             ).order_by(MessageRow.id)))
+
+    def last_decision_at(self, mailbox: str) -> datetime | None:
+        """The daemon's latest decision in this mailbox: after a restart, the last moment it is
+        known to have looked there (the lower bound of an arrival, sla/clock.py)."""
+        with self.sessions() as session:
+            return session.scalar(select(func.max(MessageRow.decided_at)).where(MessageRow.mailbox == mailbox))
 
     def known_uids(self, mailbox: str, source: str, uidvalidity: int, candidates: set[int]) -> set[int]:
         """Which of the UIDs now in a folder were seen before (the folder is small, history is not)."""

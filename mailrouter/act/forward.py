@@ -1,8 +1,13 @@
 """Build the message that forwards an inquiry to a rep. Pure: returns bytes, sends nothing.
 
 The forward comes From the shared mailbox (a buyer's From would fail DMARC at the rep's
-server) with Reply-To set to the buyer, so a rep just hits Reply. Its body is a routing block
-plus the buyer's text (text and HTML), and the untouched original as message/rfc822.
+server), shown as "Buyer via Sales", with Reply-To set to the buyer, so a rep just hits Reply.
+Its subject is the buyer's own (plus the company's customer-facing tag, if any): that is what
+the buyer gets back. Internal labels (re-inquiry, country, products, rule) stay with the rep:
+the body's context line and the X-Mailrouter-Labels header. The body (text and HTML, in the
+rep's language) is the buyer's text with its signature under a From/Sent/To/Subject block, as
+mail clients forward, then the context line and the details; the untouched original follows
+as message/rfc822.
 
 Transfer: a 7bit or 8bit original is embedded byte for byte (8bit is sent with BODY=8BITMIME,
 which every current server offers). An original no SMTP server must accept as it is (a line
@@ -35,7 +40,7 @@ from itertools import count
 import jinja2
 
 from mailrouter.model import ROUTER_HEADER, Attachment, Decision, Inquiry
-from mailrouter.act.templating import render
+from mailrouter.act.templating import country_name, language_name, long_datetime, render
 from mailrouter.config.subject import MAX_SUBJECT_CHARS, SUBJECT_FIELDS, SubjectFormat  # noqa: F401  (SUBJECT_FIELDS: re-exported)
 
 ORIGINAL_FILENAME = "original.eml"
@@ -60,9 +65,10 @@ class ForwardSpec:
     rep_address: str
     rep_name: str
     message_id: str  # "<...>", deterministic, chosen by the caller
-    subject: str  # already tagged (see tag_subject)
+    subject: str  # the buyer's, with the customer tag if any (see tag_subject)
     language: str = "en"  # template language for this rep
     extra: Mapping[str, str] = field(default_factory=dict)  # more routing-block lines
+    labels: str = ""  # internal labels for the rep (see tag_labels): body and header, never the subject
 
 
 def clean_header_text(value: str) -> str:
@@ -109,6 +115,28 @@ def tag_subject(
     the daemon passes the SubjectFormat compiled once when the config was read."""
     compiled = fmt if isinstance(fmt, SubjectFormat) else SubjectFormat.compile(fmt)
     return compiled.render(_subject_fields(inquiry, decision), max_length)
+
+
+def tag_labels(fmt: SubjectFormat | str, inquiry: Inquiry, decision: Decision) -> str:
+    """The internal labels ("[再次询盘][DE][PCB]") for the rep's eyes; "" when none apply."""
+    compiled = fmt if isinstance(fmt, SubjectFormat) else SubjectFormat.compile(fmt)
+    return compiled.render(_subject_fields(inquiry, decision), MAX_LABELS_CHARS, empty="")
+
+
+MAX_LABELS_CHARS = 120
+MAX_DISPLAY_NAME = 64  # of the buyer's name in "Buyer via Sales"; a list shows about 30
+LABELS_HEADER = "X-Mailrouter-Labels"
+
+
+def display_name(buyer: Address, shared_name: str) -> str:
+    """"Klaus Becker via Sales": the buyer's name (or address) and the shared mailbox's, as
+    Mailman and Google Groups do. Any @ is written "at", so no client shows an address there
+    that is not the sender's ("ceo@bank.example via Sales")."""
+    name = (clean_header_text(buyer.display_name) or buyer.addr_spec).replace("@", " at ")
+    if len(name) > MAX_DISPLAY_NAME:
+        name = name[:MAX_DISPLAY_NAME - 1].rstrip() + "…"
+    shared = clean_header_text(shared_name)
+    return f"{name} via {shared}" if shared else name
 
 
 def _address(name: str, address: str) -> Address:
@@ -200,7 +228,7 @@ def _headers(
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware: the Date header states its offset")
     fields = [
-        _address_field("From", _address(spec.shared_name, spec.shared_address)),
+        _address_field("From", _address(display_name(_buyer(inquiry), spec.shared_name), spec.shared_address)),
         _address_field("To", _address(spec.rep_name, spec.rep_address)),
         _address_field("Reply-To", _buyer(inquiry)),
         _field("Subject", clean_header_text(spec.subject)),
@@ -216,6 +244,7 @@ def _headers(
     rule, rep = decision.rule or "none", decision.rep or spec.rep_address
     fields += [
         _field(ROUTER_HEADER, f"forward; rule={clean_header_text(rule)}; rep={clean_header_text(rep)}"),
+        *([_field(LABELS_HEADER, labels)] if (labels := clean_header_text(spec.labels)) else []),
         _field("MIME-Version", "1.0"),
         _field("Content-Type", body_type),
         _field("Content-Transfer-Encoding", cte),
@@ -223,14 +252,21 @@ def _headers(
     return b"".join(fields)
 
 
-def _template_context(inquiry: Inquiry, decision: Decision, spec: ForwardSpec) -> dict[str, object]:
+def _template_context(inquiry: Inquiry, decision: Decision, spec: ForwardSpec, now: datetime) -> dict[str, object]:
     buyer = _buyer(inquiry)
+    language = spec.language
     return {
         "rule": decision.rule,
+        "team": decision.team,
+        "how": decision.how,  # rule | registry | manual | reassign: the template says why in words
+        "returning": decision.reinquiry,
+        "labels": clean_header_text(spec.labels),
         "reason": clean_header_text(decision.reason),
         "country": inquiry.country,
+        "country_name": country_name(inquiry.country, language),
         "country_evidence": clean_header_text(inquiry.country_evidence),  # why that country
         "language": inquiry.language,
+        "language_name": language_name(inquiry.language, language),
         "products": inquiry.products,
         "shared_address": spec.shared_address,
         "buyer_name": clean_header_text(inquiry.sender_name),
@@ -241,7 +277,22 @@ def _template_context(inquiry: Inquiry, decision: Decision, spec: ForwardSpec) -
             for a in inquiry.attachments
         ],
         "extra": {clean_header_text(k): clean_header_text(v) for k, v in spec.extra.items()},
+        "original": _original_block(inquiry, buyer, spec, now),
         "text": _clean_body_text(inquiry.text),
+        "signature": _clean_body_text(inquiry.signature),
+    }
+
+
+def _original_block(inquiry: Inquiry, buyer: Address, spec: ForwardSpec, now: datetime) -> dict[str, str]:
+    """From/Sent/To/Subject of the buyer's message, as a mail client heads a forwarded one."""
+    headers = inquiry.headers
+    sent = inquiry.date.astimezone(now.tzinfo) if inquiry.date else None
+    return {
+        "from": clean_header_text(headers.get("from", "")) or str(buyer),
+        "sent": long_datetime(sent, spec.language) if sent else "",
+        "to": clean_header_text(headers.get("to", "")) or spec.shared_address,
+        "cc": clean_header_text(headers.get("cc", "")),
+        "subject": clean_header_text(inquiry.subject),
     }
 
 
@@ -449,7 +500,7 @@ def forward_frame(
     `raw_cte` is `raw_transfer_encoding` of the original; `boundary_for(alternative)` returns
     the boundary `choose_boundary(raw, alternative)` would.
     """
-    alternative = _alternative_part(_template_context(inquiry, decision, spec), spec.language, env)
+    alternative = _alternative_part(_template_context(inquiry, decision, spec, now), spec.language, env)
     boundary = boundary_for(alternative)
     body_type = f'multipart/mixed; boundary="{boundary}"'
     delimiter = b"--" + boundary.encode("ascii")

@@ -7,6 +7,7 @@ Both queue an outbox row in the caller's transaction; nothing is sent before it 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -17,7 +18,7 @@ import jinja2
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from mailrouter.act.forward import ForwardSpec, clean_header_text, tag_subject
+from mailrouter.act.forward import ForwardSpec, clean_header_text, tag_labels, tag_subject
 from mailrouter.act.original import Original
 from mailrouter.config.schema import Config, MailboxConfig, RepConfig
 from mailrouter.model import ROUTER_HEADER, Decision, Inquiry
@@ -70,7 +71,7 @@ def compose_forward(config: Config, templates: jinja2.Environment, mailbox: Mail
     spec = ForwardSpec(
         shared_address=mailbox.address, shared_name=mailbox.display_name, rep_address=rep.email,
         rep_name=rep.name, message_id=fwd_id, subject=tag_subject(config.subject_format, inquiry, decision),
-        language=rep.language, extra=dict(decision.notes))
+        language=rep.language, extra=dict(decision.notes), labels=tag_labels(config.labels, inquiry, decision))
     content = original.forward(inquiry, decision, spec, templates, now.astimezone(config.timezone))
     return Forward(fwd_id, dict(mailbox=mailbox.name, kind="forward", sender=mailbox.address,
                                 recipient=rep.email, **content, next_attempt_at=now,
@@ -82,16 +83,28 @@ def queue_forward(session: Session, message: int, forward: Forward) -> None:
     session.execute(_INSERT_OUTBOX, dict(forward.outbox_values, message=message))
 
 
+_MESSAGE_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
+
+
+def is_message_id(value: str) -> bool:
+    """One <local@domain> and nothing else: whatever goes into a header must be that."""
+    return bool(_MESSAGE_ID.fullmatch(value))
+
+
 def notice_email(mailbox: MailboxConfig, to: str, subject: str, body: str, message_id: str, now: datetime,
-                 router_value: str = "notice", html: str | None = None) -> bytes:
+                 router_value: str = "notice", html: str | None = None, thread_on: str | None = None) -> bytes:
     """A notice from the shared mailbox, marked so no auto-responder answers it and the router
-    never routes it; `subject` may hold customer text, so it passes the header gate."""
+    never routes it; `subject` may hold customer text, so it passes the header gate.
+    `thread_on` is the forward's Message-ID: the rep's client then shows the notice under
+    the inquiry it is about, instead of quoting an id nobody can search for."""
     msg = EmailMessage(policy=SMTP)
     msg["From"] = f"{clean_header_text(mailbox.display_name)} <{mailbox.address}>"
     msg["To"] = to
     msg["Subject"] = clean_header_text(subject)
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id
+    if thread_on and is_message_id(thread_on):
+        msg["In-Reply-To"] = msg["References"] = thread_on
     mark_automatic(msg, router_value)
     msg.set_content(body)
     if html is not None:
@@ -101,11 +114,12 @@ def notice_email(mailbox: MailboxConfig, to: str, subject: str, body: str, messa
 
 def queue_notice(session: Session, config: Config, to: str, subject: str, body: str, message_id: str,
                  now: datetime, *, kind: str = "notice", mailbox: MailboxConfig | None = None,
-                 message: int | None = None, html: str | None = None) -> None:
+                 message: int | None = None, html: str | None = None, thread_on: str | None = None) -> None:
     """Queue a notice (remind, escalate, reassign, collision, digest) to `to`. `message_id` is
     deterministic per notice, so a retried one is recognisably the same mail; `kind` goes into
     the router header (e.g. "digest; daily")."""
     sender = notice_sender(config, mailbox)
-    payload = notice_email(sender, to, subject, body, message_id, now.astimezone(config.timezone), kind, html)
+    payload = notice_email(sender, to, subject, body, message_id, now.astimezone(config.timezone), kind, html,
+                           thread_on)
     session.add(OutboxRow(mailbox=sender.name, kind="notice", message=message, sender=sender.address,
                           recipient=to, payload=payload, next_attempt_at=now, deadline=deadline(config, now)))

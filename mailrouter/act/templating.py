@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import jinja2
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_datetime as babel_datetime
 
 DEFAULT_LANGUAGE = "en"
 
@@ -43,6 +46,35 @@ def filesize(size: int) -> str:
     if size < 1024 * 1024:
         return f"{size / 1024:.1f} KB"
     return f"{size / (1024 * 1024):.1f} MB"
+
+
+# How Outlook (en) and Foxmail (zh) write the date of a forwarded or quoted message.
+_LONG_DATE = {"en": "EEEE, MMMM d, y h:mm a", "zh": "y年M月d日(EEEE) ah:mm"}
+
+
+def _locale(language: str | None) -> Locale:
+    for code in candidate_languages(language):
+        try:
+            return Locale.parse(code.replace("-", "_"))
+        except (ValueError, UnknownLocaleError):
+            continue
+    return Locale.parse(DEFAULT_LANGUAGE)
+
+
+def country_name(code: str | None, language: str | None) -> str:
+    """"DE" -> "Germany" / "德国"; the code itself when Babel does not know it; "" for none."""
+    return _locale(language).territories.get((code or "").upper(), code or "") if code else ""
+
+
+def language_name(code: str | None, language: str | None) -> str:
+    """"de" -> "German" / "德语"."""
+    return _locale(language).languages.get((code or "").lower(), code or "") if code else ""
+
+
+def long_datetime(when: datetime, language: str | None) -> str:
+    """The date line of a forwarded-message block, as the rep's mail client would write it."""
+    locale = _locale(language)
+    return babel_datetime(when, _LONG_DATE.get(locale.language, _LONG_DATE["en"]), locale=locale)
 
 
 def candidate_languages(language: str | None) -> list[str]:

@@ -60,13 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="route sample inquiries on a throwaway local mail server")
     demo.add_argument("--keep", action="store_true", help="keep the demo's files for a look")
     demo.set_defaults(func=cmd_demo)
-    sub.add_parser("status", help="health summary from the database").set_defaults(func=cmd_status)
+    status = sub.add_parser("status", help="health summary from the database")
+    status.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
+    status.set_defaults(func=cmd_status)
     _add_dry_run(sub)
     _add_db(sub)
     _add_rep(sub)
     suggest = sub.add_parser("suggest-rules", help="rules that would have caught recent manual assignments")
     suggest.add_argument("--last", type=int, default=50, help="how many manual assignments (default 50)")
-    suggest.add_argument("--min-hits", type=int, default=3)
+    suggest.add_argument("--min-hits", type=int, default=3,
+                         help="manual assignments a trait needs before it is suggested (default 3)")
+    suggest.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
     suggest.set_defaults(func=cmd_suggest)
     from mailrouter.registry.cli import add_registry_parser
     from mailrouter.reports.cli import add_report_parsers
@@ -76,12 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DRY_RUN_CHANGES = 3  # not 1, which already means the run itself failed
+
+
 def _add_dry_run(sub) -> None:
     dry = sub.add_parser("dry-run", help="replay past mail through the current rules; changes nothing")
     dry.add_argument("--mailbox", required=True, help="a [[mailbox]] name")
     dry.add_argument("--folder", help="one folder (default: INBOX and every folder mailrouter files into)")
     dry.add_argument("--since", help="e.g. 30d, 2w, 6m or 2026-10-01")
     dry.add_argument("--changes-only", action="store_true", help="print only what would change")
+    dry.add_argument("--exit-code", action="store_true",
+                     help=f"exit {DRY_RUN_CHANGES} when something would change, 0 when nothing would "
+                          "(for scripts, like git diff --exit-code; 1 stays an error)")
+    dry.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
     dry.add_argument("--first-start", action="store_true",
                      help="show what starting the daemon would adopt and route in this mailbox")
     dry.set_defaults(func=cmd_dry_run)
@@ -176,7 +187,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from mailrouter.store import open_database, utcnow
 
     config = load_config(args.config, resolve_secrets=False)
-    print(format_status(status_summary(open_database(config.database), config, utcnow())))
+    print(format_status(status_summary(open_database(config.database), config, utcnow()),
+                        args.language or config.language))
     return 0
 
 
@@ -238,21 +250,25 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     try:
         since = parse_since(args.since, date.today()) if args.since else None
         results = dry_run(config, args.mailbox, args.folder, since, progress=sys.stderr.isatty())
-        format_dry_run(results, sys.stdout, args.changes_only)
+        totals = format_dry_run(results, sys.stdout, args.changes_only, args.language or config.language)
     except (ImapError, ValueError) as exc:
         print(f"dry-run: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return DRY_RUN_CHANGES if args.exit_code and totals.changed else 0
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
     from mailrouter.store import open_database
-    from mailrouter.commands.suggest import format_suggestions, recent_manual, suggest
+    from dataclasses import replace
+
+    from mailrouter.commands.suggest import also_caught, format_suggestions, recent_manual, suggest
 
     config = load_config(args.config, resolve_secrets=False)
     with open_database(config.database)() as session:
         cases = recent_manual(session, args.last)
-    print(format_suggestions(suggest(cases, min_hits=args.min_hits), len(cases)))
+        found = [replace(s, also=also_caught(session, s))
+                 for s in suggest(cases, min_hits=args.min_hits, free_mail=config.parse.free_mail_domains)]
+    print(format_suggestions(found, len(cases), args.language or config.language))
     return 0
 
 

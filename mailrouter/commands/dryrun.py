@@ -5,8 +5,11 @@ rules as they are on disk now and compared with the decision the database record
 same message (by content key). The server is only ever EXAMINEd (read-only SELECT) and read
 with BODY.PEEK, so no flag changes, nothing moves, and the database is only read.
 
-The comparison is by outcome, rule and target. For a team target the member is not compared:
-round robin depends on the team's history, which a replay does not reproduce.
+The comparison is by outcome, rule and target, against the rules' own first decision: what
+happened afterwards (the ladder reassigning or pooling it, a manager moving it into Assign/) is
+shown beside it but is no rule change. A message the manager assigned by hand from the start
+has no rule decision to compare with, so it is listed as manual. For a team target the member
+is not compared: round robin depends on the team's history, which a replay does not reproduce.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from mailrouter.act.original import InMemory, Original, Spooled
 from mailrouter.decide.examine import examine
 from mailrouter.intake.spool import scan
 from mailrouter.store import AssignmentRow, MessageRow, open_database
+from mailrouter.reports.render import width
 from mailrouter.runtime.mailbox import imap_settings
 
 FETCH_BATCH = 100  # bounded memory on a mailbox of years
@@ -44,6 +48,8 @@ class Recorded:
     rep: str | None
     team: str | None
     how: str = "rule"  # "registry": a known customer went to its owner; rules were not asked
+    # "manual": assigned by hand from the start; nothing to compare
+    since: str = ""  # what happened after the first decision, e.g. "reassigned to li"
 
 
 @dataclass(frozen=True)
@@ -66,8 +72,13 @@ class DryRunResult:
         return self.old is not None and self.old.how == "registry"
 
     @property
+    def manual(self) -> bool:
+        """Assigned by a manager with no rule decision before it: nothing to compare."""
+        return self.old is not None and self.old.how == "manual"
+
+    @property
     def changed(self) -> bool:
-        return self.old is not None and not self.by_registry and target(self.old.outcome, self.old.rule, self.old.rep, self.old.team) \
+        return self.old is not None and not self.by_registry and not self.manual and target(self.old.outcome, self.old.rule, self.old.rep, self.old.team) \
             != target(self.outcome, self.rule, self.rep, self.team)
 
 
@@ -152,9 +163,24 @@ def recorded_decision(sessions: sessionmaker[Session], key: str) -> Recorded | N
         if not rows:
             return None
         row = rows[0]
-        how = session.scalars(select(AssignmentRow.how).where(AssignmentRow.message == row.id)
-                              .order_by(AssignmentRow.id).limit(1)).first()
-    return Recorded(row.outcome, row.rule, row.rep, row.team, how or "rule")
+        held = session.scalars(select(AssignmentRow).where(AssignmentRow.message == row.id)
+                               .order_by(AssignmentRow.id)).all()
+        history = [(a.how, a.rep, a.end_reason) for a in held]
+    # the message row follows its current owner; the first assignment is the rules' choice
+    first_rep = history[0][1] if history else row.rep
+    return Recorded(row.outcome, row.rule, first_rep, row.team, history[0][0] if history else "rule",
+                    since_first(history))
+
+
+def since_first(history: Sequence[tuple[str, str, str | None]]) -> str:
+    """What the ladder and managers did after the first assignment, from (how, rep, end_reason)
+    rows in order; "" when nothing did."""
+    events = []
+    for how, rep, _end in history[1:]:
+        events.append(f"assigned by hand to {rep}" if how == "manual" else f"reassigned to {rep}")
+    if history and history[-1][2] == "pooled":
+        events.append("pooled")
+    return ", ".join(events)
 
 
 # -- report
@@ -165,46 +191,82 @@ class DryRunTotals:
     changed: int = 0
     unseen: int = 0
     by_registry: int = 0
+    manual: int = 0  # assigned by hand from the start
+    ladder: int = 0  # reassigned or pooled since (compared with the first decision all the same)
     changes: Counter[str] = field(default_factory=Counter)  # "zhang -> li" -> how many
 
-    def summary(self) -> str:
-        head = f"{self.changed} of {self.examined} would change"
+    def summary(self, language: str = "en") -> str:
+        t = TEXT[_lang(language)]
+        head = t["head"].format(changed=self.changed, examined=self.examined)
         parts = [f"{n} {what}" for what, n in self.changes.most_common()]
-        text = head + (": " + "; ".join(parts) if parts else "")
-        notes = [f"{self.unseen} not in the database"] if self.unseen else []
-        if self.by_registry:
-            notes.append(f"{self.by_registry} routed by the customer registry, which rules do not change")
-        return text + (f" ({'; '.join(notes)})" if notes else "")
+        text = head + (t["colon"] + "; ".join(parts) if parts else "")
+        counts = (("unseen", self.unseen), ("by_registry", self.by_registry), ("manual", self.manual),
+                  ("ladder", self.ladder))
+        notes = [t[key].format(n=n) for key, n in counts if n]
+        return text + (t["notes"].format("; ".join(notes)) if notes else "")
 
 
-def format_result(r: DryRunResult) -> str:
+TEXT = {
+    "en": {"head": "{changed} of {examined} would change", "colon": ": ", "notes": " ({})",
+           "unseen": "{n} not in the database",
+           "by_registry": "{n} routed by the customer registry, which rules do not change",
+           "manual": "{n} assigned by hand, not compared",
+           "ladder": "{n} moved on since by the ladder or a manager, compared by their first decision",
+           "same": "same", "CHANGED": "CHANGED", "new": "new", "registry": "registry", "manual_mark": "manual",
+           "known": "known customer; rules not asked", "by_hand": "assigned by hand to {rep} (rules now: {new})",
+           "since": "since", "from": "from"},
+    "zh": {"head": "{examined} 封中 {changed} 封会改变", "colon": "：", "notes": "（{}）",
+           "unseen": "{n} 封不在数据库中",
+           "by_registry": "{n} 封由客户登记分配，规则改变不影响",
+           "manual": "{n} 封为手动分配，不比较",
+           "ladder": "{n} 封之后被升级规则或主管转派，按最初的决定比较",
+           "same": "不变", "CHANGED": "改变", "new": "新邮件", "registry": "登记", "manual_mark": "手动",
+           "known": "已登记客户；未用规则", "by_hand": "手动分配给 {rep}（现在的规则：{new}）",
+           "since": "之后", "from": "发件人"},
+}
+
+
+def _lang(language: str) -> str:
+    return "zh" if language == "zh" else "en"
+
+
+def format_result(r: DryRunResult, language: str = "en") -> str:
+    t = TEXT[_lang(language)]
     new = describe(r.outcome, r.rule, r.rep, r.team)
     if r.old is None:
-        mark, what = "new", new
-    elif r.old is not None and r.by_registry:
-        mark, what = "registry", f"{describe(r.old.outcome, r.old.rule, r.old.rep, r.old.team)} (known customer; rules not asked)"
-    elif r.old is not None and r.changed:
-        mark, what = "CHANGED", f"{describe(r.old.outcome, r.old.rule, r.old.rep, r.old.team)} -> {new}"
+        mark, what = t["new"], new
+    elif r.manual:
+        mark, what = t["manual_mark"], t["by_hand"].format(rep=r.old.rep, new=new)
+    elif r.by_registry:
+        mark, what = t["registry"], f"{describe(r.old.outcome, r.old.rule, r.old.rep, r.old.team)} ({t['known']})"
+    elif r.changed:
+        mark, what = t["CHANGED"], f"{describe(r.old.outcome, r.old.rule, r.old.rep, r.old.team)} -> {new}"
     else:
-        mark, what = "same", new
-    return f"{mark:<8} {r.folder}#{r.uid} {r.message_id or '(no Message-ID)'} from {r.sender or '?'}: {what}"
+        mark, what = t["same"], new
+    if r.old is not None and r.old.since:
+        what += f"; {t['since']}: {r.old.since}"
+    mark += " " * max(1, 9 - width(mark))
+    return f"{mark}{r.folder}#{r.uid} {r.message_id or '(no Message-ID)'} {t['from']} {r.sender or '?'}: {what}"
 
 
-def format_dry_run(results: Iterable[DryRunResult], out: TextIO, only_changes: bool = False) -> DryRunTotals:
+def format_dry_run(results: Iterable[DryRunResult], out: TextIO, only_changes: bool = False,
+                   language: str = "en") -> DryRunTotals:
     """Print one line per message as results arrive, then the summary; return the totals."""
     totals = DryRunTotals()
     for r in results:
         totals.examined += 1
         totals.unseen += r.old is None
         totals.by_registry += r.by_registry
+        totals.manual += r.manual
+        totals.ladder += bool(r.old and r.old.since) and not r.manual
         if r.changed:
             totals.changed += 1
             assert r.old is not None
             totals.changes[f"{_short(r.old.outcome, r.old.rep, r.old.team)} -> "
                            f"{_short(r.outcome, r.rep, r.team)}"] += 1
         if r.changed or not only_changes:
-            print(format_result(r), file=out)
-    print(totals.summary(), file=out)
+            print(format_result(r, language), file=out)
+    print(totals.summary(language), file=out)
     return totals
 
 

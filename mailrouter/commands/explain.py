@@ -5,7 +5,7 @@ from pathlib import Path
 
 from mailrouter.config.schema import Config
 from mailrouter.decide.assign import TeamState
-from mailrouter.act.forward import tag_subject
+from mailrouter.act.forward import tag_labels, tag_subject
 from mailrouter.model import Outcome
 from mailrouter.act.original import InMemory, Original, Spooled
 from mailrouter.decide.examine import Examined, destination, examine
@@ -56,4 +56,5 @@ def explain_examined(config: Config, examined: Examined) -> str:
     ]
     if d.outcome is Outcome.ROUTED and q is not None:
         lines.append(f"Forward:    {tag_subject(config.subject_format, q, d)}")
+        lines.append(f"Labels:     {tag_labels(config.labels, q, d) or '-'} (the rep's view only)")
     return "\n".join(lines)

@@ -14,7 +14,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter.config.schema import Config
-from mailrouter.store import FILED, AssignmentRow, MessageRow, OutboxRow
+from mailrouter.reports.figures import Backlog, backlog
+from mailrouter.reports.render import width
+from mailrouter.store import FILED, AssignmentRow, LeaseRow, MessageRow, OutboxRow, SlaStepRow
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,14 @@ class MailboxStatus:
     today: dict[str, int]  # outcome -> messages received since local midnight
     unfiled: int
     oldest_unfiled_age: timedelta | None
+    worked_by: WorkedBy | None = None  # the instance holding the mailbox's lease (lease.py)
+
+
+@dataclass(frozen=True)
+class WorkedBy:
+    holder: str  # host:pid
+    since: datetime
+    seen_age: timedelta  # since the holder last renewed: minutes mean it is gone
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,8 @@ class StatusSummary:
     open_assignments: int
     overdue_assignments: int  # open and past their first-reply due time
     failing_outbox: int = 0  # pending forwards that failed at least once
+    backlog: Backlog | None = None  # waiting for a person: the report's definition (reports/figures.py)
+    ladder_today: tuple[int, int] = (0, 0)  # ladder steps (taken, skipped after downtime) since midnight
 
 
 def status_summary(sessions: sessionmaker[Session], config: Config, now: datetime) -> StatusSummary:
@@ -51,7 +63,10 @@ def status_summary(sessions: sessionmaker[Session], config: Config, now: datetim
                           for name in _mailbox_names(session, config))
         depth, oldest, failing = _outbox(session)
         open_count, overdue = _assignments(session, now)
-    return StatusSummary(now, mailboxes, depth, _age(now, oldest), open_count, overdue, failing)
+        waiting = backlog(session, now)
+        ladder = _ladder_steps(session, since)
+    return StatusSummary(now.astimezone(config.timezone), mailboxes, depth, _age(now, oldest), open_count,
+                         overdue, failing, waiting, ladder)
 
 
 def local_midnight(now: datetime, config: Config) -> datetime:
@@ -76,8 +91,11 @@ def _mailbox_status(session: Session, name: str, now: datetime, since: datetime)
             MessageRow.mailbox == name, MessageRow.received_at >= since).group_by(MessageRow.outcome)).all()))
     unfiled, oldest = session.execute(select(func.count(), func.min(MessageRow.received_at)).where(
         MessageRow.mailbox == name, MessageRow.state != FILED)).one()
+    lease = session.get(LeaseRow, f"mailbox {name}")
+    worked_by = WorkedBy(lease.holder, lease.acquired_at, _age(now, lease.renewed_at) or timedelta(0)) \
+        if lease is not None else None
     return MailboxStatus(name, LastMessage(*last) if last else None, dict(sorted(today.items())),
-                         int(unfiled), _age(now, oldest))
+                         int(unfiled), _age(now, oldest), worked_by)
 
 
 def _outbox(session: Session) -> tuple[int, datetime | None, int]:
@@ -100,6 +118,15 @@ def _assignments(session: Session, now: datetime) -> tuple[int, int]:
     return int(open_count), int(overdue)
 
 
+def _ladder_steps(session: Session, since: datetime) -> tuple[int, int]:
+    """(taken, skipped) ladder steps since `since`: skipped ones were overtaken by a later step
+    due at the same time (sla/ladder.py latest_only), e.g. after the daemon was stopped."""
+    skipped = SlaStepRow.detail.like("skipped:%")
+    taken, passed = session.execute(select(func.count(), func.count().filter(skipped))
+                                    .where(SlaStepRow.done_at >= since)).one()
+    return int(taken or 0) - int(passed or 0), int(passed or 0)
+
+
 def _age(now: datetime, then: datetime | None) -> timedelta | None:
     if then is None:
         return None
@@ -110,22 +137,68 @@ def _age(now: datetime, then: datetime | None) -> timedelta | None:
 
 # -- text
 
-def format_status(summary: StatusSummary) -> str:
-    lines = [f"mailrouter status at {summary.now:%Y-%m-%d %H:%M:%S %Z}"]
+LABELS = {
+    "en": {"title": "mailrouter status at {at}", "mailbox": "mailbox {name}:", "last": "last message",
+           "ago": "{age} ago", "none_yet": "none yet", "today": "today", "none": "none",
+           "unfiled": "not yet filed", "outbox": "outbox", "waiting_n": "{n} waiting",
+           "retried": "{n} being retried", "assignments": "assignments",
+           "open": "{n} awaiting a first reply, {overdue} overdue", "backlog": "backlog",
+           "backlog_n": "{n} waiting for a person, as the report counts them", "oldest": "oldest {age}",
+           "ladder": "ladder today", "ladder_n": "{taken} step(s) taken, {skipped} skipped after downtime",
+           "worked_by": "worked by", "worked_by_v": "{holder} since {since} (last seen {seen} ago)"},
+    "zh": {"title": "mailrouter 状态（{at}）", "mailbox": "邮箱 {name}：", "last": "最近一封",
+           "ago": "{age}前", "none_yet": "暂无", "today": "今天", "none": "无",
+           "unfiled": "尚未归档", "outbox": "待发队列", "waiting_n": "{n} 封等待",
+           "retried": "{n} 封正在重试", "assignments": "分配",
+           "open": "{n} 个等待首次回复，{overdue} 个已超时", "backlog": "待人处理",
+           "backlog_n": "{n}（与报表口径相同）", "oldest": "最早 {age}",
+           "ladder": "今日升级步骤", "ladder_n": "执行 {taken} 步，停机后跳过 {skipped} 步",
+           "worked_by": "处理实例", "worked_by_v": "{holder}，自 {since} 起（{seen}前确认）"},
+}
+OUTCOMES_ZH = {"routed": "已分配", "ignored": "已忽略", "unrecognized": "未识别", "duplicate": "重复",
+               "quarantined": "已隔离", "undeliverable": "无法投递"}
+LABEL_COLUMNS = 17  # the value column, in terminal columns (CJK labels count two per character)
+
+
+def format_status(summary: StatusSummary, language: str = "en") -> str:
+    """The summary as text in `language` (en, zh); times in the summary's (the config's) zone."""
+    t = LABELS["zh" if language == "zh" else "en"]
+    zh = language == "zh"
+
+    def line(label: str, value: str, indent: str = "") -> str:
+        head = indent + label
+        return head + " " * max(1, LABEL_COLUMNS - width(head)) + value
+
+    def oldest(age: timedelta | None) -> str:
+        return "" if age is None else (f"（{t['oldest'].format(age=format_age(age))}）" if zh
+                                       else f" ({t['oldest'].format(age=format_age(age))})")
+
+    lines = [t["title"].format(at=f"{summary.now:%Y-%m-%d %H:%M:%S %Z}")]
     for mb in summary.mailboxes:
-        lines.append(f"mailbox {mb.name}:")
-        if mb.last:
-            lines.append(f"  last message   {format_age(summary.now - mb.last.at)} ago, "
-                         f"{mb.last.outcome} {mb.last.message_id or '(no Message-ID)'}")
-        else:
-            lines.append("  last message   none yet")
-        today = ", ".join(f"{n} {outcome}" for outcome, n in mb.today.items()) or "none"
-        lines.append(f"  today          {today}")
-        lines.append(f"  not yet filed  {mb.unfiled}" + _oldest(mb.oldest_unfiled_age))
-    lines.append(f"outbox           {summary.outbox_depth} waiting" + _oldest(summary.outbox_oldest_age)
-                 + (f", {summary.failing_outbox} being retried" if summary.failing_outbox else ""))
-    lines.append(f"assignments      {summary.open_assignments} awaiting a first reply, "
-                 f"{summary.overdue_assignments} overdue")
+        lines.append(t["mailbox"].format(name=mb.name))
+        last = (f"{t['ago'].format(age=format_age(summary.now - mb.last.at))}, {mb.last.outcome} "
+                f"{mb.last.message_id or '(no Message-ID)'}") if mb.last else t["none_yet"]
+        lines.append(line(t["last"], last, "  "))
+        today = ", ".join(f"{n} {OUTCOMES_ZH.get(o, o) if zh else o}" for o, n in mb.today.items()) or t["none"]
+        lines.append(line(t["today"], today, "  "))
+        lines.append(line(t["unfiled"], f"{mb.unfiled}" + oldest(mb.oldest_unfiled_age), "  "))
+        if mb.worked_by is not None:
+            w = mb.worked_by
+            lines.append(line(t["worked_by"], t["worked_by_v"].format(
+                holder=w.holder, since=f"{w.since.astimezone(summary.now.tzinfo):%Y-%m-%d %H:%M}",
+                seen=format_age(w.seen_age)), "  "))
+    retried = (", " + t["retried"].format(n=summary.failing_outbox)) if summary.failing_outbox else ""
+    lines.append(line(t["outbox"], t["waiting_n"].format(n=summary.outbox_depth)
+                      + oldest(summary.outbox_oldest_age) + retried))
+    lines.append(line(t["assignments"], t["open"].format(n=summary.open_assignments,
+                                                          overdue=summary.overdue_assignments)))
+    if summary.backlog is not None:
+        age = (None if summary.backlog.oldest_age_seconds is None
+               else timedelta(seconds=summary.backlog.oldest_age_seconds))
+        lines.append(line(t["backlog"], t["backlog_n"].format(n=summary.backlog.count) + oldest(age)))
+    if any(summary.ladder_today):
+        taken, skipped = summary.ladder_today
+        lines.append(line(t["ladder"], t["ladder_n"].format(taken=taken, skipped=skipped)))
     return "\n".join(lines)
 
 

@@ -21,7 +21,8 @@ from mailrouter.config.reader import ConfigError, Problem, Reader, read_toml
 from mailrouter.config.schema import (DEFAULT_LARGE_MESSAGE_BYTES, Config, DigestConfig, FoldersConfig,
                                       MailboxConfig, MetricsConfig, RepConfig, Schedule, ServerConfig,
                                       SmtpConfig, TeamConfig)
-from mailrouter.config.subject import DEFAULT_SUBJECT_FORMAT, SubjectFormat
+from mailrouter.config.subject import (DEFAULT_LABELS, TAG_PLACEMENTS, SubjectFormat, customer_subject,
+                                       labels_of_legacy, tag_problem)
 from mailrouter.decide.rules import load_rules
 from mailrouter.model import FormSender, ParseSettings
 from mailrouter.parse.freemail import DEFAULT_FREE_MAIL_DOMAINS
@@ -78,7 +79,7 @@ def _load(path: Path, given_environ: dict[str, str] | None, resolve_secrets: boo
     reps = _reps(r, r.table(data, "reps"), mailboxes)
     teams, team_hours = _teams(r, r.table(data, "teams"), reps)
     folders = _folders(r, r.table(data, "folders"))
-    subject_format, keyword_prefix, template_dirs = _forward_section(r, r.table(data, "forward"), base)
+    forward = _forward_section(r, r.table(data, "forward"), base)
     free_mail, threshold, own_extra = _classify_section(r, r.table(data, "classify"))
     form_senders = _form_senders(r, data)
     registry = read_registry_section(r, r.table(data, "registry"))
@@ -103,15 +104,14 @@ def _load(path: Path, given_environ: dict[str, str] | None, resolve_secrets: boo
     return Config(
         path=path, database=daemon["database"], timezone=daemon["timezone"],
         mailboxes=mailboxes, smtp=smtp, reps=reps, teams=teams, folders=folders,
-        subject_format=subject_format, keyword_prefix=keyword_prefix,
-        template_dirs=template_dirs, rules_dir=daemon["rules_dir"], connection_limit=daemon["connection_limit"],
+        **forward, rules_dir=daemon["rules_dir"], connection_limit=daemon["connection_limit"],
         parse_workers=daemon["parse_workers"],
         parse=ParseSettings(free_mail_domains=free_mail, form_senders=form_senders,
                             products=ruleset.products, language_threshold=threshold,
                             min_language_chars=_min_language_chars(r, r.table(data, "classify"))),
         rules=ruleset, own_addresses=own, registry=registry, sla=sla, metrics=metrics, digest=digest,
         large_message_bytes=daemon["large_message_bytes"], spool_dir=daemon["spool_dir"],
-        secrets_resolved=resolve_secrets,
+        secrets_resolved=resolve_secrets, language=daemon["language"],
     )
 
 
@@ -120,10 +120,13 @@ def _resolve(base: Path, value: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
+COMMAND_LANGUAGES = ("en", "zh")  # what status, dry-run, report, overdue and suggest-rules print
+
+
 def _daemon_section(r: Reader, d: dict[str, Any], base: Path, state_dir: Path) -> dict[str, Any]:
     p = "daemon."
     r.unknown_keys(d, {"database", "timezone", "rules_dir", "max_connections_per_server", "parse_workers",
-                       "large_message_bytes", "spool_dir"}, p)
+                       "large_message_bytes", "spool_dir", "language"}, p)
     database = r.get(d, "database", str, f"sqlite:///{state_dir / 'mailrouter.db'}", p)
     if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
         # a relative SQLite path is relative to the config file, not to the current directory
@@ -143,8 +146,12 @@ def _daemon_section(r: Reader, d: dict[str, Any], base: Path, state_dir: Path) -
         r.problem(p + "rules_dir", f"folder {rules_dir} does not exist")
     limit = r.number(d, "max_connections_per_server", int, 8, p, low=1, high=100)
     workers = r.number(d, "parse_workers", int, 1, p, low=0, high=8)
+    language = r.get(d, "language", str, "en", p)
+    if language not in COMMAND_LANGUAGES:
+        r.problem(p + "language", f"must be one of {', '.join(COMMAND_LANGUAGES)}, not {language!r}")
+        language = "en"
     return {"database": database, "timezone": tz, "rules_dir": rules_dir, "connection_limit": limit,
-            "parse_workers": workers, **_spool_keys(r, d, base, database, state_dir)}
+            "parse_workers": workers, "language": language, **_spool_keys(r, d, base, database, state_dir)}
 
 
 def _spool_keys(r: Reader, d: dict[str, Any], base: Path, database: str, state_dir: Path) -> dict[str, Any]:
@@ -305,7 +312,7 @@ def _reps(r: Reader, d: dict[str, Any], mailboxes: tuple[MailboxConfig, ...]) ->
         if not ID_PATTERN.match(rep_id):
             r.problem(p[:-1], "rep ids are lower-case ASCII letters, digits, - and _ "
                       "(they become IMAP keywords); put the full name in name =")
-        r.unknown_keys(rd, {"name", "email", "language", "folder", "active", "max_open"}, p)
+        r.unknown_keys(rd, {"name", "email", "language", "folder", "active", "max_open", "chat_ids"}, p)
         email = r.get(rd, "email", str, "", p, required=True).strip().lower()
         if email and "@" not in email:
             r.problem(p + "email", f"{email!r} is not an email address")
@@ -329,10 +336,33 @@ def _reps(r: Reader, d: dict[str, Any], mailboxes: tuple[MailboxConfig, ...]) ->
             max_open = r.number(rd, "max_open", int, None, p, low=1)
         reps[rep_id] = RepConfig(
             id=rep_id, name=r.get(rd, "name", str, rep_id, p), email=email, language=language,
-            folder=folder, active=r.get(rd, "active", bool, True, p), max_open=max_open)
+            folder=folder, active=r.get(rd, "active", bool, True, p), max_open=max_open,
+            chat_ids=_chat_ids(r, rd.get("chat_ids", {}), p + "chat_ids"))
     if not reps:
         r.problem("reps", "at least one rep is required")
     return reps
+
+
+CHAT_PLATFORMS = ("wecom", "dingtalk", "feishu", "slack")  # where a post can @mention a rep
+_CHAT_ID = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+
+
+def _chat_ids(r: Reader, raw: Any, key: str) -> dict[str, str]:
+    """`chat_ids = { wecom = "LiNa", feishu = "ou_..." }`: the rep's user id on each platform.
+    Ids go into chat markup, so only plain id characters are accepted."""
+    if not isinstance(raw, dict):
+        r.problem(key, 'must be a table like { wecom = "LiNa", dingtalk = "manager4711" }')
+        return {}
+    ids = {}
+    for platform, value in raw.items():
+        if platform not in CHAT_PLATFORMS:
+            r.problem(f"{key}.{platform}", f"unknown platform (known: {', '.join(CHAT_PLATFORMS)})")
+        elif not isinstance(value, str) or not _CHAT_ID.match(value):
+            r.problem(f"{key}.{platform}", f"must be the user id as the platform shows it "
+                      f"(letters, digits, _ . @ + -), not {value!r}")
+        else:
+            ids[platform] = value
+    return ids
 
 
 def _teams(r: Reader, d: dict[str, Any], reps: dict[str, RepConfig]
@@ -431,15 +461,21 @@ def _folders(r: Reader, d: dict[str, Any]) -> FoldersConfig:
     return FoldersConfig(**values)
 
 
-def _forward_section(r: Reader, d: dict[str, Any], base: Path) -> tuple[SubjectFormat, str, tuple[Path, ...]]:
+def _forward_section(r: Reader, d: dict[str, Any], base: Path) -> dict[str, Any]:
     p = "forward."
-    r.unknown_keys(d, {"subject_format", "keyword_prefix", "template_dir"}, p)
-    text = r.get(d, "subject_format", str, DEFAULT_SUBJECT_FORMAT.text, p)
-    try:
-        subject_format = SubjectFormat.compile(text)
-    except ValueError as exc:
-        r.problem(p + "subject_format", str(exc))
-        subject_format = DEFAULT_SUBJECT_FORMAT
+    r.unknown_keys(d, {"subject_format", "labels", "customer_tag", "customer_tag_placement", "keyword_prefix",
+                       "template_dir"}, p)
+    tag = r.get(d, "customer_tag", str, "", p)
+    if (why := tag_problem(tag)) is not None:
+        r.problem(p + "customer_tag", why)
+        tag = ""
+    placement = r.get(d, "customer_tag_placement", str, "left", p)
+    if placement not in TAG_PLACEMENTS:
+        r.problem(p + "customer_tag_placement", f"{placement!r}: one of {', '.join(TAG_PLACEMENTS)}")
+    legacy = d.get("subject_format") if isinstance(d.get("subject_format"), str) else None
+    if legacy is not None and "labels" in d:
+        r.problem(p + "subject_format", "replaced by forward.labels, which is set too: remove subject_format")
+    labels = _labels(r, d, p, legacy)
     prefix = r.get(d, "keyword_prefix", str, "mr-", p)
     if not re.fullmatch(r"[A-Za-z0-9_-]*", prefix):
         r.problem(p + "keyword_prefix", "IMAP keywords allow only ASCII letters, digits, - and _")
@@ -447,7 +483,21 @@ def _forward_section(r: Reader, d: dict[str, Any], base: Path) -> tuple[SubjectF
     template_dir = _resolve(base, configured) if configured else None
     if template_dir is not None and not template_dir.is_dir():
         r.problem(p + "template_dir", f"folder {template_dir} does not exist")
-    return subject_format, prefix, paths.template_dirs(base, template_dir)
+    return dict(subject_format=customer_subject(tag, placement), labels=labels, legacy_subject_format=legacy,
+                keyword_prefix=prefix, template_dirs=paths.template_dirs(base, template_dir))
+
+
+def _labels(r: Reader, d: dict[str, Any], p: str, legacy: str | None) -> SubjectFormat:
+    """forward.labels, or an old forward.subject_format read as labels: its fields still show,
+    to the rep only (the buyer's reply would carry them back; issue 15 item 1)."""
+    key = "subject_format" if legacy is not None and "labels" not in d else "labels"
+    text = labels_of_legacy(legacy) if key == "subject_format" else r.get(d, "labels", str, DEFAULT_LABELS.text, p)
+    r.get(d, "subject_format", str, "", p)  # a wrong type is still a problem
+    try:
+        return SubjectFormat.compile(text)
+    except ValueError as exc:
+        r.problem(p + key, str(exc))
+        return DEFAULT_LABELS
 
 
 def _classify_section(r: Reader, d: dict[str, Any]) -> tuple[frozenset[str], float, frozenset[str]]:

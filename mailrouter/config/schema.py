@@ -12,7 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from mailrouter.config.credentials import CredentialSource
-from mailrouter.config.subject import DEFAULT_SUBJECT_FORMAT, SubjectFormat
+from mailrouter.config.subject import DEFAULT_LABELS, DEFAULT_SUBJECT_FORMAT, SubjectFormat
 from mailrouter.intake.firststart import DEFAULT_BACKFILL, Backfill, parse_backfill
 from mailrouter.decide.rules import RuleSet
 from mailrouter.model import ParseSettings
@@ -67,6 +67,7 @@ class RepConfig:
     folder: str  # name used in folder paths (may be non-ASCII)
     active: bool
     max_open: int | None = None  # with this many unreplied inquiries, no new ones; None: no cap
+    chat_ids: dict[str, str] = field(default_factory=dict)  # platform -> user id, for @mentions
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ class Config:
     reps: dict[str, RepConfig]
     teams: dict[str, TeamConfig]
     folders: FoldersConfig
-    subject_format: SubjectFormat
+    subject_format: SubjectFormat  # the forward's subject: the buyer's, plus the customer tag
     keyword_prefix: str
     template_dirs: tuple[Path, ...]  # searched in order: overrides, then the packaged templates
     rules_dir: Path
@@ -171,7 +172,10 @@ class Config:
     digest: DigestConfig = field(default_factory=DigestConfig)
     large_message_bytes: int = DEFAULT_LARGE_MESSAGE_BYTES  # bigger messages go through the spool
     spool_dir: Path = Path("spool")  # their files, between fetch and forward
+    labels: SubjectFormat = DEFAULT_LABELS  # internal labels: the rep's context line and a header
+    legacy_subject_format: str | None = None  # an old forward.subject_format, read as labels
     secrets_resolved: bool = True  # False: read for an admin command, no secret was read
+    language: str = "en"  # of command output (status, dry-run, report, overdue, suggest-rules) unless --language says
 
 
 __all__ = ["DEFAULT_SUBJECT_FORMAT", "Config", "DigestConfig", "FoldersConfig", "MailboxConfig",

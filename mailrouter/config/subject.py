@@ -1,4 +1,9 @@
-"""`forward.subject_format`, compiled once by the grammar that renders it.
+"""The forward's subject and its internal labels, compiled once by the grammar that renders them.
+
+The subject is what the buyer gets back when a rep hits Reply, so it is the buyer's own plus at
+most the company's customer-facing tag (`forward.customer_tag`, placed left or right, or not at
+all). Internal labels (re-inquiry, country, products, rule) have their own format,
+`forward.labels`, shown to the rep in the forward's body and headers only (issue 15 item 1).
 
 The grammar: `{field}` is replaced by the field's value; a field wrapped in [ ], ( ) or 【 】
 disappears together with its brackets when empty (so no "[]" is left); `{{` and `}}` are
@@ -62,15 +67,17 @@ class SubjectFormat:
             parts.append(text[pos:])
         return cls(text, tuple(parts))
 
-    def render(self, values: Mapping[str, str], max_length: int = MAX_SUBJECT_CHARS) -> str:
-        """Fill the fields: one line, whitespace collapsed, at most max_length characters."""
+    def render(self, values: Mapping[str, str], max_length: int = MAX_SUBJECT_CHARS,
+               empty: str = "(no subject)") -> str:
+        """Fill the fields: one line, whitespace collapsed, at most max_length characters;
+        `empty` when nothing is left."""
         out = []
         for part in self.parts:
             if isinstance(part, str):
                 out.append(part)
             elif values.get(part.name):
                 out.append(f"{part.before}{values[part.name]}{part.after}")
-        subject = " ".join("".join(out).split()) or "(no subject)"
+        subject = " ".join("".join(out).split()) or empty
         if len(subject) > max_length:
             subject = subject[: max_length - 1].rstrip() + "…"
         return subject
@@ -79,7 +86,35 @@ class SubjectFormat:
         return self.text
 
 
-DEFAULT_SUBJECT_FORMAT = SubjectFormat.compile("[{reinquiry}][{country}][{products}] {subject}")
+DEFAULT_SUBJECT_FORMAT = SubjectFormat.compile("{subject}")
+DEFAULT_LABELS = SubjectFormat.compile("[{reinquiry}][{country}][{products}]")
+TAG_PLACEMENTS = ("left", "right", "none")
+MAX_TAG_CHARS = 40
+
+
+def customer_subject(tag: str, placement: str) -> SubjectFormat:
+    """The forward's subject: the buyer's, with the customer-facing tag left or right of it.
+    `tag` is validated by the caller (tag_problem): plain text, no braces."""
+    if not tag or placement == "none":
+        return DEFAULT_SUBJECT_FORMAT
+    return SubjectFormat.compile(f"{tag} {{subject}}" if placement == "left" else f"{{subject}} {tag}")
+
+
+def tag_problem(tag: str) -> str | None:
+    """Why `tag` cannot be the customer-facing tag, or None. The buyer sees it on every reply,
+    so it is fixed text: no placeholder (an internal label could hide in one), one short line."""
+    if any(c in tag for c in "{}"):
+        return "fixed text the buyer sees on every reply; placeholders ({...}) belong in forward.labels"
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in tag):
+        return "one line of text: no control characters or line breaks"
+    if len(tag) > MAX_TAG_CHARS:
+        return f"{len(tag)} characters; at most {MAX_TAG_CHARS}, it is added to every subject"
+    return None
+
+
+def labels_of_legacy(text: str) -> str:
+    """An old `forward.subject_format` as a labels format: the same fields without {subject}."""
+    return " ".join(text.replace("{subject}", " ").split())
 
 
 def _known() -> str:

@@ -113,7 +113,10 @@ def destination(decision: Decision, config: Config) -> tuple[str, tuple[str, ...
     f, prefix = config.folders, config.keyword_prefix
     if decision.outcome is Outcome.ROUTED:
         rep = config.reps[decision.rep]
-        return f.routed.format(rep=rep.folder), (prefix + "routed", prefix + rep.id)
+        # A returning buyer's copy is marked for the manager's searches: the label that left the
+        # subject (issue 15). One fixed keyword; per-country ones would hit maildir's 26.
+        reinquiry = (prefix + "reinquiry",) if decision.reinquiry else ()
+        return f.routed.format(rep=rep.folder), (prefix + "routed", prefix + rep.id, *reinquiry)
     folder = {
         Outcome.UNRECOGNIZED: f.unrecognized, Outcome.IGNORED: f.ignored,
         Outcome.DUPLICATE: f.duplicate, Outcome.QUARANTINED: f.quarantine,

@@ -49,6 +49,7 @@ def add_registry_parser(subparsers: Any) -> None:
     tr = _action(sub, "transfer", cmd_transfer, "give all of one rep's customers to another")
     tr.add_argument("--from", dest="from_rep", required=True, metavar="REP")
     tr.add_argument("--to", dest="to_rep", required=True, metavar="REP")
+    tr.add_argument("--dry-run", action="store_true", help="list the customers that would move, move none")
     st = _action(sub, "set-status", cmd_set_status, "mark a customer active, rejected, do-not-contact or blocked")
     st.add_argument("key", metavar="ADDRESS|DOMAIN|COMPANY")
     st.add_argument("status", choices=("active", "rejected", "do-not-contact", "blocked"))
@@ -199,14 +200,32 @@ def describe_customer(session: Session, row: CustomerRow, config: Config, now: d
 def cmd_transfer(args: argparse.Namespace, config: Config) -> int:
     if args.to_rep not in config.reps:
         return _fail(f"--to {args.to_rep}: unknown rep (known: {', '.join(config.reps)})")
+    if args.from_rep == args.to_rep:
+        return _fail("--from and --to are the same rep")
     with _session(config) as session:
+        moving = [customer_line(row) for row in session.scalars(
+            select(CustomerRow).where(CustomerRow.owner == args.from_rep).order_by(CustomerRow.id))]
+        if args.dry_run:
+            print(f"would transfer {len(moving)} customer(s) from {args.from_rep} to {args.to_rep} "
+                  "(dry run: nothing changed)")
+            print("\n".join(f"  {line}" for line in moving) if moving else "  (none)")
+            return 0
         try:
             count = transfer(session, args.from_rep, args.to_rep, utcnow())
         except RegistryError as exc:
             return _fail(str(exc))
         session.commit()
     print(f"transferred {count} customer(s) from {args.from_rep} to {args.to_rep}")
+    print("\n".join(f"  {line}" for line in moving))
     return 0
+
+
+def customer_line(row: CustomerRow) -> str:
+    """One line a person recognises a customer by: company, contact, first address, country."""
+    address = row.emails[0].email if row.emails else (row.domains[0].domain if row.domains else "")
+    parts = [row.company or row.contact_name or f"customer #{row.id}",
+             row.contact_name if row.company else "", f"<{address}>" if address else "", row.country or ""]
+    return " ".join(p for p in parts if p)
 
 
 def cmd_set_status(args: argparse.Namespace, config: Config) -> int:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from mailrouter.config.schema import Config
 from mailrouter.decide.assign import team_of
 from mailrouter.act.outgoing import notice_sender, queue_notice
+from mailrouter.sla.sweep import for_channel
 from mailrouter.registry.keys import SenderKeys, corporate_domain
 from mailrouter.registry.match import find_hit
 from mailrouter.registry.models import CustomerRow
@@ -76,8 +77,8 @@ class CollisionCheck:
 
     def _send(self, notice: Notice) -> None:
         assert self.webhooks is not None
-        for target in self.config.sla.webhooks:
-            self.webhooks.notify(target, notice)
+        for target in self.config.sla.webhooks:  # in the group's language, batched like the ladder's
+            self.webhooks.notify(*for_channel(notice, target, self.config))
 
 
 _AFTER_COMMIT = "mailrouter.after_commit"

@@ -53,12 +53,12 @@ def add_report_parsers(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--rep", action="append", default=[], help="only this rep (repeatable)")
     report.add_argument("--format", choices=FORMATS, default="table")
     report.add_argument("--output", type=Path, help="write to this file instead of standard output")
-    report.add_argument("--language", choices=("en", "zh"), default="en")
+    report.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
     report.set_defaults(func=_with_config(cmd_report))
     overdue = subparsers.add_parser("overdue", help="open assignments past due now, oldest first")
     overdue.add_argument("--team", action="append", default=[])
     overdue.add_argument("--rep", action="append", default=[])
-    overdue.add_argument("--language", choices=("en", "zh"), default="en")
+    overdue.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
     overdue.set_defaults(func=_with_config(cmd_overdue))
 
 
@@ -95,7 +95,8 @@ def cmd_report(args: argparse.Namespace, config: Config, now: datetime | None = 
             session, Scope(period, tuple(args.team), tuple(args.rep)), now, tz=config.timezone,
             members={t.id: t.members for t in config.teams.values()},
             names={r.id: r.name for r in config.reps.values()})
-    _write(render_report(report, args.format, args.language, config.timezone, config.template_dirs),
+    _write(render_report(report, args.format, args.language or config.language, config.timezone,
+                         config.template_dirs),
            args.output)
     return 0
 
@@ -108,7 +109,7 @@ def cmd_overdue(args: argparse.Namespace, config: Config, now: datetime | None =
     with open_database(config.database)() as session:
         items = overdue_now(session, now, teams=args.team, reps=args.rep)
     names = {r.id: r.name for r in config.reps.values()}
-    _write(render_overdue(items, names, config.timezone, args.language), None)
+    _write(render_overdue(items, names, config.timezone, args.language or config.language), None)
     return 0
 
 

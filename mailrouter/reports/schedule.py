@@ -2,7 +2,9 @@
 
 Each schedule is a job on the daemon's scheduler (runtime/timers.py); each (supervisor, kind, period) is
 recorded when queued, so a restart never sends one twice. A digest missed by more than an
-hour (the daemon was down) is skipped rather than sent late.
+hour (the daemon was down) is skipped rather than sent late. Daily digests follow the business
+calendar of the supervisor's teams (sla/hours.py): none on a day off (weekend, holiday; a 调休
+Saturday is a working day), and the first one after days off covers them too.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from mailrouter.config.schema import Config, Schedule
 from mailrouter.act.outgoing import notice_sender, queue_notice
 from mailrouter.reports.digest import digest_for_supervisor
 from mailrouter.reports.figures import Period
+from mailrouter.sla.hours import BusinessCalendar
 from mailrouter.store import DigestSentRow
 
 log = logging.getLogger("mailrouter.digest")
@@ -33,8 +36,32 @@ def last_occurrence(schedule: Schedule, now: datetime, tz) -> datetime:
     return at
 
 
-def period_of(schedule: Schedule, at: datetime) -> Period:
-    return Period(at - timedelta(days=7 if schedule.kind == "weekly" else 1), at)
+# A daily digest looks back at most this far for the previous working day (Spring Festival
+# is about a week; a calendar with no working days must not loop).
+MAX_DAYS_OFF = 14
+
+
+def period_of(schedule: Schedule, at: datetime, calendar: BusinessCalendar | None = None) -> Period:
+    """The weeks before a weekly digest; for a daily one, since the previous working day's."""
+    if schedule.kind == "weekly":
+        return Period(at - timedelta(days=7), at)
+    since = at - timedelta(days=1)
+    for _ in range(MAX_DAYS_OFF):
+        if calendar is None or calendar.is_working_day(since.date()):
+            break
+        since -= timedelta(days=1)
+    return Period(since, at)
+
+
+def digest_calendar(config: Config, supervisor: str) -> BusinessCalendar:
+    """The calendar of the first team (by id) the supervisor leads: whose working days count."""
+    teams = sorted(t.id for t in config.teams.values() if t.supervisor == supervisor)
+    return config.sla.calendar_for(teams[0] if teams else None)
+
+
+def is_digest_day(schedule: Schedule, at: datetime, calendar: BusinessCalendar) -> bool:
+    """Weekly digests always go; daily ones only on the team's working days."""
+    return schedule.kind == "weekly" or calendar.is_working_day(at.date())
 
 
 def supervisors(config: Config) -> list[str]:
@@ -49,15 +76,19 @@ def queue_due_digests(session: Session, config: Config, now: datetime) -> int:
         if now - at > LATE_LIMIT:
             continue
         for supervisor in supervisors(config):
+            calendar = digest_calendar(config, supervisor)
+            if not is_digest_day(schedule, at, calendar):
+                continue
             if session.get(DigestSentRow, (supervisor, schedule.kind, at)) is None:
-                _queue(session, config, supervisor, schedule, at, now)
+                _queue(session, config, supervisor, schedule, at, now, calendar)
                 queued += 1
     return queued
 
 
 def _queue(session: Session, config: Config, supervisor: str, schedule: Schedule, at: datetime,
-           now: datetime) -> None:
-    subject, text, html = digest_for_supervisor(session, config, supervisor, period_of(schedule, at), now)
+           now: datetime, calendar: BusinessCalendar | None = None) -> None:
+    subject, text, html = digest_for_supervisor(session, config, supervisor, period_of(schedule, at, calendar),
+                                                now)
     rep, domain = config.reps[supervisor], notice_sender(config).address.rpartition("@")[2]
     session.add(DigestSentRow(supervisor=supervisor, kind=schedule.kind, period_end=at, queued_at=now))
     queue_notice(session, config, rep.email, subject, text,

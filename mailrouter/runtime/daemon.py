@@ -169,7 +169,7 @@ class Daemon:
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, lambda _s, _f: self.reload_requested.set())
         for finding in config_findings(self.config):
-            log.warning("%s: %s", finding.label, finding.error)
+            log.warning("%s: %s", finding.label, finding.error or "; ".join(finding.notes))
         failed = [f for f in server_problems(self.config) if f.error]
         for finding in failed:
             log.error("start-up check failed: %s: %s (run `mailrouter check` for details)",

@@ -184,4 +184,7 @@ def setup_logging(level: str | int = "INFO", fmt: Format = "text", stream: IO[st
     root.setLevel(level if isinstance(level, int) else getattr(logging, level.upper()))
     for name in MAIL_ECHOING_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
+    # Alembic narrates its plugin set-up at INFO on every start; the upgrade itself is logged
+    # by mailrouter.store in one line.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     return handler

@@ -10,11 +10,13 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable
 
 from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.runtime.assemble import Components
+from mailrouter.sla.clock import arrival_time
 from mailrouter.sla.sweep import FollowUp, Move
 from mailrouter.metrics import Metrics
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
@@ -25,6 +27,7 @@ from mailrouter.intake.spool import Spool, missing_spool_files
 from mailrouter.store import MessageRow
 from mailrouter.intake.adoption import record_adopted, watched
 from mailrouter.intake.firststart import adopt_history, plan_first_start
+from mailrouter.lease import Lease, NoLease, lease_for, work_while_held
 
 log = logging.getLogger("mailrouter.mailbox")
 
@@ -65,6 +68,7 @@ class MailboxWorker:
         # here, on this mailbox's thread, between rounds
         self.sweep_due = threading.Event()
         self._last_assign_check = 0.0
+        self._looked_at: datetime | None = None  # start of the last INBOX listing (sla/clock.py)
         self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"smtp-{mailbox.name}")
         self.spool = Spool(config.spool_dir)
         self._cursor: tuple[int, int] | None = None  # (UIDVALIDITY, highest INBOX UID seen)
@@ -73,6 +77,7 @@ class MailboxWorker:
         self._pending: Components | None = None  # rebuilt on reload, taken between rounds
         self._pending_lock = threading.Lock()
         self._retry: set[int] = set()  # INBOX UIDs whose reading failed once: fetched again next round
+        self._lease: Lease = NoLease(f"mailbox {mailbox.name}", router.sessions)  # run() takes the real one
 
     def rebuild(self, parts: Components) -> None:
         """Use components built from a reloaded config, from the next round on: a round in
@@ -93,9 +98,13 @@ class MailboxWorker:
         return True
 
     def run(self) -> None:
-        """Serve the mailbox until `stop` is set; connection trouble means reconnect, not exit."""
-        keep_serving(self.mailbox.name, self._serve, self.stop,
-                     on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name))
+        """Serve the mailbox until `stop` is set; connection trouble means reconnect, not exit.
+        Only while this instance holds the mailbox's lease (lease.py): another instance on the
+        same database waits, and takes over when this one dies."""
+        self._lease = lease_for(f"mailbox {self.mailbox.name}", self.config.database, self.router.sessions)
+        work_while_held(self._lease, self.mailbox.name, lambda: keep_serving(
+            self.mailbox.name, self._serve, self.stop,
+            on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name)), self.stop)
 
     def _serve(self) -> None:
         self._adopt()
@@ -112,6 +121,8 @@ class MailboxWorker:
             self.round(conn, uidvalidity)  # catch up on everything since the last connection
             last_round = time.monotonic()
             while not self.stop.is_set():
+                if not self._lease.held():  # lost: another instance may work it now
+                    return
                 news = self._wait(conn, interval - (time.monotonic() - last_round))
                 if self._adopt():  # new reps or teams get their folders before mail is filed there
                     conn.ensure_folders(self._static_folders())
@@ -182,11 +193,13 @@ class MailboxWorker:
         parser process and the previous one's forwards go out over SMTP; each batch is filed
         once sent. Only this thread writes to the database (the sender's outcomes are recorded
         here), so sending never waits for the batch transaction's lock."""
+        looked_before = self._look()
         in_inbox, arrived = self._inbox_uids(conn, uidvalidity)
         new = sorted(arrived - self.router.known_uids(self.mailbox.name, "INBOX", uidvalidity, arrived))
         new = self._first_start(conn, "INBOX", uidvalidity, new)
         self._respool_missing(conn, uidvalidity)
         batches, large = self._plan(conn, new)
+        arrivals = self._arrivals(conn, new, looked_before)
         sending = None
         ahead = self._fetch_and_parse(conn, batches[0]) if batches else None
         for index in range(len(batches)):
@@ -194,7 +207,7 @@ class MailboxWorker:
             ahead = None
             if index + 1 < len(batches) and not self.stop.is_set():
                 ahead = self._fetch_and_parse(conn, batches[index + 1])
-            self.router.admit_batch(self.mailbox.name, uidvalidity, batch, parsing)
+            self.router.admit_batch(self.mailbox.name, uidvalidity, batch, parsing, arrivals)
             if sending is not None:
                 self.outbox.record(sending.result())
                 self._file(conn, uidvalidity, in_inbox)
@@ -203,9 +216,23 @@ class MailboxWorker:
                 break
         if sending is not None:
             self.outbox.record(sending.result())
-        self._admit_large(conn, uidvalidity, large)
+        self._admit_large(conn, uidvalidity, large, arrivals)
         self.outbox.flush(self.mailbox.name)
         self._file(conn, uidvalidity, in_inbox)
+
+    def _look(self) -> datetime | None:
+        """When INBOX was last looked at before this round: the previous round's listing, or
+        after a start the daemon's latest decision here (None: never, a first start)."""
+        previous, self._looked_at = self._looked_at, self.router.clock()
+        return previous if previous is not None else self.router.last_decision_at(self.mailbox.name)
+
+    def _arrivals(self, conn: Mailbox, uids: list[int], looked_before: datetime | None) -> dict[int, datetime]:
+        """uid -> arrival: the server's INTERNALDATE within the bounds of sla/clock.py."""
+        if not uids:
+            return {}
+        dates = {found.uid: found.internal_date for found in conn.flags_and_dates(uids)}
+        now = self.router.clock()
+        return {uid: arrival_time(dates.get(uid), now, looked_before) for uid in uids}
 
     def _inbox_uids(self, conn: Mailbox, uidvalidity: int) -> tuple[set[int] | None, set[int]]:
         """(all INBOX UIDs or None, UIDs to check against the database). A full reconciliation
@@ -272,14 +299,15 @@ class MailboxWorker:
         sizes, limit = conn.sizes(uids), self.config.large_message_bytes
         return [u for u in uids if sizes.get(u, 0) <= limit], [u for u in uids if sizes.get(u, 0) > limit]
 
-    def _admit_large(self, conn: Mailbox, uidvalidity: int, uids: list[int]) -> None:
+    def _admit_large(self, conn: Mailbox, uidvalidity: int, uids: list[int],
+                     arrivals: dict[int, datetime] | None = None) -> None:
         """Each big message: spooled (fsynced), decided, sent from its file, before the next."""
         for uid in uids:
             if self.stop.is_set():
                 return
             self._one_message("INBOX", uidvalidity, uid, lambda uid=uid: self._spooled(
                 conn, "INBOX", uidvalidity, uid, lambda original: self.router.admit_original(
-                    self.mailbox.name, uidvalidity, uid, original)))
+                    self.mailbox.name, uidvalidity, uid, original, (arrivals or {}).get(uid))))
             self.outbox.flush(self.mailbox.name)
 
     def _one_message(self, folder: str, uidvalidity: int, uid: int, action: Callable[[], object]) -> None:

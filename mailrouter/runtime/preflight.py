@@ -51,13 +51,20 @@ def server_problems(config: Config) -> list[Finding]:
 
 def config_findings(config: Config) -> list[Finding]:
     """Settings that run but would not do what the sysadmin wants."""
+    found = []
     sla = config.sla
     if sla.enabled and not sla.reply_sources and not sla.allow_no_reply_source:
-        return [Finding("first-reply clock", "sla.enabled = true but there is no [[reply_source]], so no "
-                        "reply is ever seen and every inquiry is reminded, escalated and reassigned; add a "
-                        "[[reply_source]], set sla.enabled = false, or set "
-                        "sla.allow_no_reply_source = true if that is what you want")]
-    return []
+        found.append(Finding("first-reply clock", "sla.enabled = true but there is no [[reply_source]], so no "
+                             "reply is ever seen and every inquiry is reminded, escalated and reassigned; add a "
+                             "[[reply_source]], set sla.enabled = false, or set "
+                             "sla.allow_no_reply_source = true if that is what you want"))
+    if config.legacy_subject_format is not None:
+        found.append(Finding("forward subject", None, [
+            f"{config.path}: forward.subject_format = {config.legacy_subject_format!r} is read as "
+            f"forward.labels = {config.labels.text!r}: internal labels now show to the rep in the forward's "
+            "context line and X-Mailrouter-Labels header, not in the subject a buyer's reply carries back; "
+            "rename the key to labels (and set customer_tag for a tag the buyer may see)"]))
+    return found
 
 
 def check_servers(config: Config) -> bool:

@@ -124,6 +124,27 @@ def due_steps(snap: AssignmentSnapshot, ladder: Ladder, calendar: BusinessCalend
     return result
 
 
+def first_due(ladder: Ladder, calendar: BusinessCalendar, started_at: datetime, rep: str = "") -> datetime | None:
+    """When an assignment started at `started_at` is due for a first reply: its ladder's first
+    step (None for a ladder without steps). Every assignment has one, reassigned ones included,
+    so overdue lists and SLA figures see them."""
+    if not ladder.steps:
+        return None
+    return step_time(ladder.steps[0], ladder, AssignmentSnapshot(rep, started_at), calendar)
+
+
+def latest_only(steps: Sequence[Step]) -> tuple[Step | None, list[Step]]:
+    """(the step to carry out, the ones to record as skipped) among steps due together.
+
+    Several steps fall due at once only when no sweep ran for a while (downtime, a long
+    backlog); a reminder and an escalation sent in the same second as the reassignment only
+    add noise, so the last one, which says what should be true now, is the one carried out.
+    """
+    if not steps:
+        return None, []
+    return steps[-1], list(steps[:-1])
+
+
 def next_step_at(snap: AssignmentSnapshot, ladder: Ladder, calendar: BusinessCalendar) -> datetime | None:
     """When the sweep should next look at this assignment (None: the ladder is finished)."""
     if _finished(snap, ladder):

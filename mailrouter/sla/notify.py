@@ -46,6 +46,8 @@ class Notice:
     other_rep: str | None = None  # REASSIGN: previous rep; REASSIGNED_AWAY: new rep; COLLISION: who wrote
     step: str = ""  # the ladder step's key, e.g. "escalate@15m"
     links: tuple[Link, ...] = ()
+    excerpt: str = ""  # the start of the buyer's text (buyer-written: body only, never a header)
+    rep_id: str = ""  # config id of `rep`, to @mention them in chat
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ def notice_context(notice: Notice) -> dict[str, Any]:
         "supervisor": one_line(notice.supervisor or ""),
         "other_rep": one_line(notice.other_rep or ""),
         "step": one_line(notice.step),
+        "excerpt": one_line(notice.excerpt),
         "links": [Link(one_line(k.label), one_line(k.url)) for k in notice.links],
     }
 
@@ -121,9 +124,9 @@ _TITLES = {
 }
 _LABELS = {
     "en": {"customer": "Customer", "subject": "Subject", "rep": "Rep", "age": "Waiting",
-           "other_rep": "Other rep", "message_id": "Message-ID"},
+           "other_rep": "Other rep", "excerpt": "Excerpt", "message_id": "Message-ID"},
     "zh": {"customer": "客户", "subject": "主题", "rep": "业务员", "age": "已等待",
-           "other_rep": "相关业务员", "message_id": "邮件ID"},
+           "other_rep": "相关业务员", "excerpt": "摘要", "message_id": "邮件ID"},
 }
 
 
@@ -138,7 +141,8 @@ def chat_fields(notice: Notice) -> list[tuple[str, str]]:
     lang = "zh" if _zh(notice.language) else "en"
     ctx = notice_context(notice)
     values = {"customer": ctx["customer"], "subject": ctx["subject"], "rep": ctx["rep"],
-              "age": ctx["age_text"], "other_rep": ctx["other_rep"], "message_id": ctx["message_id"]}
+              "age": ctx["age_text"], "other_rep": ctx["other_rep"], "excerpt": ctx["excerpt"],
+              "message_id": ctx["message_id"]}
     return [(_LABELS[lang][key], value) for key, value in values.items() if value]
 
 
@@ -251,6 +255,58 @@ PAYLOADS = {
     "slack": payload_slack,
 }
 FORMATS = tuple(PAYLOADS)
+
+
+# --- batches: the notices of one minute for one channel, in one post ------------------------
+
+Mentioned = tuple[Notice, str | None]  # a notice and the chat user id of the rep to @mention
+
+
+def _batch_title(items: list[Mentioned]) -> str:
+    if len(items) == 1:
+        return chat_title(items[0][0])
+    return (f"{len(items)} 条询盘通知" if _zh(items[0][0].language) else f"{len(items)} inquiry notices")
+
+
+def _md_batch(items: list[Mentioned], mention: str) -> str:
+    """Markdown sections, one per notice; `mention` formats an id (ids are validated config)."""
+    return "\n\n".join(_markdown(n) + (f"\n{mention.format(m)}" if m else "") for n, m in items)
+
+
+def batch_payload(kind: str, items: list[Mentioned]) -> dict[str, Any]:
+    """One post for several notices (or one with a mention); one plain notice posts as before."""
+    if len(items) == 1 and items[0][1] is None:
+        return webhook_payload(kind, items[0][0])
+    ids = [m for _n, m in items if m]
+    if kind == "wecom":  # group robots render <@userid> in markdown
+        return {"msgtype": "markdown", "markdown": {"content": _truncate_bytes(_md_batch(items, "<@{}>"), WECOM_LIMIT)}}
+    if kind == "dingtalk":  # the @ must be in the text as well as in atUserIds
+        return {"msgtype": "markdown", "markdown": {"title": _no_tags(_batch_title(items)),
+                                                    "text": _truncate_bytes(_md_batch(items, "@{}"), DINGTALK_LIMIT)},
+                "at": {"atUserIds": ids, "isAtAll": False}}
+    if kind == "feishu":
+        lines: list[list[dict[str, str]]] = []
+        for notice, m in items:
+            lines.append([{"tag": "text", "text": _no_tags(chat_title(notice))}]
+                         + ([{"tag": "at", "user_id": m}] if m else []))
+            lines += [[{"tag": "text", "text": _no_tags(f"{k}: {v}")}] for k, v in chat_fields(notice)]
+        locale = "zh_cn" if _zh(items[0][0].language) else "en_us"
+        return {"msg_type": "post", "content": {"post": {locale: {"title": _no_tags(_batch_title(items)),
+                                                                    "content": lines}}}}
+    if kind == "feishu_text":
+        parts = ["\n".join([_no_tags(chat_title(n))] + [_no_tags(f"{k}: {v}") for k, v in chat_fields(n)])
+                 + (f' <at user_id="{m}"></at>' if m else "") for n, m in items]
+        return {"msg_type": "text", "content": {"text": "\n\n".join(parts)}}
+    if kind == "slack":
+        blocks: list[dict[str, Any]] = []
+        for notice, m in items:
+            fields = "\n".join(f"*{slack_escape(k)}:* {slack_escape(v)}" for k, v in chat_fields(notice))
+            head = f"*{slack_escape(chat_title(notice))}*" + (f" <@{m}>" if m else "")
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"{head}\n{fields}"}})
+        return {"text": slack_escape(_batch_title(items)), "blocks": blocks[:50]}  # Slack's block limit
+    if kind == "json":
+        return {"notices": [{**payload_json(n), "mention": m} for n, m in items]}
+    raise ValueError(f"unknown webhook format {kind!r} (known: {', '.join(FORMATS)})")
 
 
 def webhook_payload(kind: str, notice: Notice) -> dict[str, Any]:

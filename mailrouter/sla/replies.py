@@ -21,9 +21,11 @@ from sqlalchemy.orm import Session
 
 from mailrouter.config.schema import Config
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
+from mailrouter.lease import Lease, NoLease, lease_for, work_while_held
 from mailrouter.metrics import Metrics
 from mailrouter.parse import headers
 from mailrouter.model import Clock
+from mailrouter.sla.clock import reply_clock_start
 from mailrouter.sla.config import ReplySource
 from mailrouter.store import AssignmentRow, MessageRow, SentCursorRow, utcnow
 
@@ -100,29 +102,30 @@ class ReplyRecorder:
         rep = self.rep_by_address.get(out.sender) or rep_hint
         with self.sessions.begin() as session:
             answered = 0
-            for assignment, original_id in self._open_candidates(session, out):
+            for assignment, original_id, arrived_at in self._open_candidates(session, out):
                 ids = (assignment.forward_message_id, original_id)
                 if is_reply_to(out, assignment.customer, ids, assignment.assigned_at):
-                    self._stop_clock(assignment, out, rep)
+                    self._stop_clock(assignment, out, rep, arrived_at)
                     answered += 1
             if self.on_collision and rep:
                 self.on_collision(session, out, rep)
         return answered
 
-    def _open_candidates(self, session: Session, out: Outgoing) -> list[tuple[AssignmentRow, str]]:
+    def _open_candidates(self, session: Session, out: Outgoing) -> list[tuple[AssignmentRow, str, datetime]]:
         refs = list(out.references)
         rows = session.execute(
-            select(AssignmentRow, MessageRow.message_id)
+            select(AssignmentRow, MessageRow.message_id, MessageRow.received_at)
             .join(MessageRow, MessageRow.id == AssignmentRow.message)
             .where(AssignmentRow.first_reply_at.is_(None), AssignmentRow.ended_at.is_(None),
                    or_(AssignmentRow.customer.in_(list(out.recipients)),
                        AssignmentRow.forward_message_id.in_(refs),
                        MessageRow.message_id.in_(refs))))
-        return [(a, mid) for a, mid in rows]
+        return [(a, mid, arrived) for a, mid, arrived in rows]
 
-    def _stop_clock(self, assignment: AssignmentRow, out: Outgoing, rep: str | None) -> None:
+    def _stop_clock(self, assignment: AssignmentRow, out: Outgoing, rep: str | None, arrived_at: datetime) -> None:
         calendar = self.config.sla.calendar_for(assignment.team)
-        start, end = assignment.assigned_at, max(out.sent_at, assignment.assigned_at)
+        start = reply_clock_start(assignment.how, assignment.reassigned_from, assignment.assigned_at, arrived_at)
+        end = max(out.sent_at, assignment.assigned_at)
         assignment.first_reply_at = end
         assignment.reply_message_id = out.message_id[:500]
         assignment.replied_by = rep
@@ -147,6 +150,7 @@ class ReplyWatcher:
         self.stop = stop
         self.settings = settings  # ImapSettings for this source
         self.rounds = 0
+        self._lease: Lease = NoLease(f"reply_source {source.name}", recorder.sessions)  # run() takes the real one
 
     def rebuild(self, config: Config, recorder: ReplyRecorder) -> None:
         """Use a recorder built from a reloaded config. One reference: each record() call
@@ -154,13 +158,19 @@ class ReplyWatcher:
         self.config, self.recorder = config, recorder
 
     def run(self) -> None:
-        keep_serving(self.source.name, self._serve, self.stop)
+        """Read the source while this instance holds its lease (lease.py), so two instances on
+        one database never read the same Sent folder at once."""
+        self._lease = lease_for(f"reply_source {self.source.name}", self.config.database, self.recorder.sessions)
+        work_while_held(self._lease, f"reply source {self.source.name}",
+                        lambda: keep_serving(self.source.name, self._serve, self.stop), self.stop)
 
     def _serve(self) -> None:
         conn = Mailbox.connect(self.settings)
         try:
             folder = self._folder(conn)
             while not self.stop.is_set():
+                if not self._lease.held():  # lost: another instance may read it now
+                    return
                 self.read_new(conn, folder)
                 self.rounds += 1
                 self.stop.wait(self.source.poll_interval)

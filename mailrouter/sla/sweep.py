@@ -8,7 +8,7 @@ the step (unique per assignment and step, so never twice) together with the mail
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -26,9 +26,11 @@ from mailrouter.decide.examine import Examined, examine_reassignment
 from mailrouter.model import Clock
 from mailrouter.registry.record import handover
 from mailrouter.registry.match import match_sender
-from mailrouter.sla.ladder import AssignmentSnapshot, Step, StepKind, due_steps, pick_reassignee
+from mailrouter.sla.ladder import (
+    AssignmentSnapshot, Step, StepKind, due_steps, first_due, latest_only, pick_reassignee,
+)
 from mailrouter.sla.notify import Notice, NoticeKind, render_notice
-from mailrouter.sla.webhook import WebhookSender
+from mailrouter.sla.webhook import WebhookSender, WebhookTarget
 from mailrouter.intake.spool import Spool
 from mailrouter.store import AssignmentRow, MessageRow, SlaStepRow
 from mailrouter.act.templating import make_environment
@@ -52,6 +54,7 @@ class Pending:
 
     notices: list[Notice]
     moves: list[Move]
+    excerpt: str = ""  # of the buyer's text, for the notices
 
 
 @dataclass
@@ -105,14 +108,16 @@ class FollowUp:
             message = session.get(MessageRow, session.get(AssignmentRow, assignment_id).message) if steps else None
         if not steps:
             return 0
-        raw = self._original(mailbox, message, conn) if any(s.kind is StepKind.REASSIGN for s in steps) else None
-        pending = Pending([], [])
+        raw = self._original(mailbox, message, conn)  # the notices quote it; a reassignment forwards it
+        pending = Pending([], [], notice_excerpt(raw, self.config))
         try:
             with self.sessions.begin() as session:
                 steps = self._due(session, assignment_id, now)  # a reply may have come in meanwhile
                 assignment = session.get(AssignmentRow, assignment_id)
                 message = session.get(MessageRow, assignment.message) if steps else None
-                for step in steps:
+                step, skipped = latest_only(steps)
+                self._skip(session, assignment, message, skipped, step, now)
+                if step is not None:
                     self._take(session, mailbox, assignment, message, step, now, pending, raw)
         finally:
             if raw is not None:
@@ -156,10 +161,21 @@ class FollowUp:
         log.info("%s %s for %s (assignment #%d of %s): %s", step.kind.value, step.key,
                  message.message_id or f"message #{message.id}", a.id, a.rep, detail)
 
+    def _skip(self, session: Session, a: AssignmentRow, message: MessageRow, skipped: list[Step],
+              instead: Step | None, now: datetime) -> None:
+        """Record steps overtaken by a later one (see latest_only), so history shows them."""
+        for step in skipped:
+            detail = f"skipped: {instead.key if instead else 'a later step'} was due as well"
+            session.add(SlaStepRow(assignment=a.id, step=step.key, kind=step.kind.value,
+                                   due_at=now, done_at=now, detail=detail))
+            log.info("%s %s for %s (assignment #%d of %s): %s", step.kind.value, step.key,
+                     message.message_id or f"message #{message.id}", a.id, a.rep, detail)
+
     # --- the four kinds of step ----------------------------------------------------------
 
     def _remind(self, session, mailbox, a, message, step, now, pending) -> str:
-        notice = self._notice(NoticeKind.REMIND, a, message, step, now, self.config.reps[a.rep].language)
+        notice = self._notice(NoticeKind.REMIND, a, message, step, now, pending.excerpt,
+                              self.config.reps[a.rep].language)
         self._queue_notice(session, mailbox, notice, self.config.reps[a.rep].email, a, step)
         pending.notices.append(notice)
         return f"reminded {a.rep}"
@@ -169,7 +185,7 @@ class FollowUp:
         if supervisor is None:
             return "no supervisor configured for this team"
         sup = self.config.reps[supervisor]
-        notice = self._notice(NoticeKind.ESCALATE, a, message, step, now, sup.language,
+        notice = self._notice(NoticeKind.ESCALATE, a, message, step, now, pending.excerpt, sup.language,
                               supervisor=sup.name)
         self._queue_notice(session, mailbox, notice, sup.email, a, step)
         pending.notices.append(notice)
@@ -197,11 +213,11 @@ class FollowUp:
                               why=f"original unreadable: {examined.decision.reason}")
         self._hand_over(session, mailbox, a, message, raw, examined, now)
         old, new = self.config.reps[a.rep], self.config.reps[new_rep]
-        away_notice = self._notice(NoticeKind.REASSIGNED_AWAY, a, message, step, now, old.language,
+        away_notice = self._notice(NoticeKind.REASSIGNED_AWAY, a, message, step, now, pending.excerpt, old.language,
                                    other_rep=new.name)
         self._queue_notice(session, mailbox, away_notice, old.email, a, step)
-        pending.notices.append(self._notice(NoticeKind.REASSIGN, a, message, step, now, new.language,
-                                            rep=new.name, other_rep=old.name))
+        pending.notices.append(self._notice(NoticeKind.REASSIGN, a, message, step, now, pending.excerpt, new.language,
+                                            rep=new.name, other_rep=old.name, rep_id=new.id))
         folder = self.config.folders.routed.format(rep=new.folder)
         keywords = (self.config.keyword_prefix + "routed", self.config.keyword_prefix + new.id)
         pending.moves.append(Move(message.message_id, message.folder, folder, keywords))
@@ -229,18 +245,22 @@ class FollowUp:
                                   decision, raw, now)
         session.add(AssignmentRow(message=message.id, rep=rep.id, team=a.team, customer=a.customer,
                                   assigned_at=now, how="reassign", ladder=a.ladder, reassigned_from=a.id,
-                                  forward_message_id=forward.message_id))
+                                  forward_message_id=forward.message_id, due_at=self._due_from(a, rep.id, now)))
         queue_forward(session, message.id, forward)
         match = match_sender(session, inquiry, self.config.parse.free_mail_domains, now,
                              self.config.registry.quiet_days)
         if match is not None and self.config.registry.enabled:
             handover(session, match.customer_id, rep.id, f"reassigned: {a.rep} did not reply", now)
 
+    def _due_from(self, a: AssignmentRow, rep: str, start: datetime) -> datetime | None:
+        """The new owner's first-reply due time: the same ladder, counted from the handover."""
+        return first_due(self.config.sla.ladder(a.ladder), self.config.sla.calendar_for(a.team), start, rep)
+
     def _notice(self, kind: NoticeKind, a: AssignmentRow, message: MessageRow, step: Step,
-                now: datetime, language: str, **fields) -> Notice:
+                now: datetime, excerpt: str, language: str, **fields) -> Notice:
         values = dict(rep=self.config.reps[a.rep].name, customer=a.customer, subject=message.subject,
                       message_id=message.message_id, age=now - message.received_at,
-                      language=language, step=step.key)
+                      language=language, step=step.key, excerpt=excerpt, rep_id=a.rep)
         values.update(fields)
         return Notice(kind=kind, **values)
 
@@ -250,7 +270,7 @@ class FollowUp:
         domain = mailbox.address.rpartition("@")[2]
         notice_id = f"<mr.notice.{a.id}.{step.key.replace('@', '-').replace(':', '-')}.{notice.kind.value}@{domain}>"
         queue_notice(session, self.config, to, rendered.subject, rendered.body, notice_id, self.clock(),
-                     mailbox=mailbox, message=a.message)
+                     mailbox=mailbox, message=a.message, thread_on=a.forward_message_id)
 
     def _supervisor(self, a: AssignmentRow) -> str | None:
         team = self.config.teams.get(a.team or "") or team_of(self.config, a.rep)
@@ -260,7 +280,38 @@ class FollowUp:
         if self.webhooks:
             for notice in pending.notices:
                 for target in self.config.sla.webhooks:
-                    self.webhooks.notify(target, notice)
+                    self.webhooks.notify(*for_channel(notice, target, self.config))
+
+
+EXCERPT_CHARS = 300
+
+
+def notice_excerpt(raw: Original | None, config: Config) -> str:
+    """The start of the buyer's text, for a notice's body (never a header); "" if unreadable."""
+    if raw is None:
+        return ""
+    try:
+        inquiry = raw.parse(config.parse).inquiry
+    except Exception as exc:  # a notice without an excerpt still does its job
+        log.warning("no excerpt for the notice: %s", exc)
+        return ""
+    return excerpt(inquiry.text, EXCERPT_CHARS) if inquiry else ""
+
+
+def excerpt(text: str, limit: int) -> str:
+    """Whitespace folded, cut at a word boundary near `limit`, with … when cut."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit].rsplit(" ", 1)[0] or flat[:limit]
+    return cut + "…"
+
+
+def for_channel(notice: Notice, target: WebhookTarget, config: Config) -> tuple[WebhookTarget, Notice, str | None]:
+    """(target, the notice in the channel's language, the chat id of the rep to @mention)."""
+    rep = config.reps.get(notice.rep_id)
+    mention = rep.chat_ids.get(target.platform) if rep else None
+    return target, replace(notice, language=target.language or notice.language), mention
 
 
 def _minutes(age: timedelta) -> str:

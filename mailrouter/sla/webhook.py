@@ -1,7 +1,9 @@
 """Posting notices to chat webhooks without ever holding up routing.
 
 `send` only queues; one background thread posts, retries temporary failures with exponential
-backoff and drops permanent ones, logging each outcome. Webhook URLs carry their secret in the
+backoff and drops permanent ones, logging each outcome. `notify` gathers a target's
+notices for its batch window (a minute by default) into one post: a day of notices was once
+51 posts. Webhook URLs carry their secret in the
 query (WeCom key=, DingTalk access_token=) or the path (Slack, Feishu), so logs name the
 target and its host only.
 """
@@ -17,13 +19,14 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from mailrouter.config.credentials import credential_path
 
-from mailrouter.sla.notify import FORMATS, Notice, webhook_payload
+from mailrouter.sla.notify import FORMATS, Mentioned, Notice, batch_payload
 from mailrouter.config.reader import Problem, Reader
 
 log = logging.getLogger("mailrouter.webhook")
@@ -37,6 +40,13 @@ class WebhookTarget:
     name: str
     url: str = field(repr=False)  # a secret: never in a repr, a traceback or a log line
     format: str = "json"
+    language: str | None = None  # the channel's (team's) language; None: each notice's recipient's
+    batch: float = 0.0  # seconds notices wait to share one post (config default: 60); 0: at once
+
+    @property
+    def platform(self) -> str:
+        """Key of reps' chat_ids for this format (feishu_text is Feishu)."""
+        return self.format.partition("_")[0]
 
     @property
     def where(self) -> str:
@@ -53,7 +63,7 @@ def redact_url(url: str) -> str:
 @dataclass
 class _Job:
     target: WebhookTarget
-    body: bytes
+    body: bytes | None  # None: the target's batch, rendered when its window closes
     attempt: int = 0
 
 
@@ -73,16 +83,28 @@ class WebhookSender:
         self._heap: list[tuple[float, int, _Job]] = []
         self._seq = itertools.count()
         self._busy = 0
+        self._batches: dict[str, list[Mentioned]] = {}  # target name -> notices waiting for their post
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="webhook-sender", daemon=True)
         self._thread.start()
 
-    def notify(self, target: WebhookTarget, notice: Notice) -> bool:
-        return self.send(target, webhook_payload(target.format, notice))
+    def notify(self, target: WebhookTarget, notice: Notice, mention: str | None = None) -> bool:
+        """Queue a notice for the target's next batch post (at once when its window is 0)."""
+        if target.batch <= 0:
+            return self.send(target, batch_payload(target.format, [(notice, mention)]))
+        with self._cond:
+            if self._closed:
+                log.error("webhook %s: not queued (sender closed)", target.where)
+                return False
+            waiting = self._batches.setdefault(target.name, [])
+            if not waiting:  # the first of a window: its post goes when the window closes
+                self._push(time.monotonic() + target.batch, _Job(target, None))
+            waiting.append((notice, mention))
+        return True
 
     def send(self, target: WebhookTarget, payload: dict[str, Any]) -> bool:
         """Queue one POST; False (logged) when closed or the queue is full, never blocks."""
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        body = _encode(payload)
         with self._cond:
             if self._closed or len(self._heap) + self._busy >= self.max_queue:
                 log.error("webhook %s: not queued (%s)", target.where,
@@ -98,6 +120,10 @@ class WebhookSender:
 
     def close(self, timeout: float = 5.0) -> bool:
         """Give queued POSTs up to `timeout`, then stop; returns whether everything went out."""
+        with self._cond:  # batches waiting for their window go now rather than be dropped
+            self._heap = [(0.0 if job.body is None else due, seq, job) for due, seq, job in self._heap]
+            heapq.heapify(self._heap)
+            self._cond.notify_all()
         flushed = self.flush(timeout)
         with self._cond:
             self._closed = True
@@ -119,7 +145,11 @@ class WebhookSender:
                 now = time.monotonic()
                 if self._heap and self._heap[0][0] <= now:
                     self._busy += 1
-                    return heapq.heappop(self._heap)[2]
+                    job = heapq.heappop(self._heap)[2]
+                    if job.body is None:
+                        items = self._batches.pop(job.target.name, [])
+                        job.body = _encode(batch_payload(job.target.format, items))
+                    return job
                 self._cond.wait(self._heap[0][0] - now if self._heap else None)
             return None
 
@@ -171,6 +201,10 @@ class WebhookSender:
         return _platform_error(reply), True, None
 
 
+def _encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+
+
 def _platform_error(reply: bytes) -> str | None:
     """WeCom, DingTalk and Feishu answer 200 with an error code in the body; 0 means sent."""
     try:
@@ -186,7 +220,7 @@ def _platform_error(reply: bytes) -> str | None:
     return f"platform error {code}: {message}"
 
 
-WEBHOOK_KEYS = {"name", "format", "url_env", "url_file"}
+WEBHOOK_KEYS = {"name", "format", "url_env", "url_file", "language", "batch"}
 
 
 def webhook_from_config(raw: dict[str, Any], file: str, key_prefix: str,
@@ -203,10 +237,16 @@ def webhook_from_config(raw: dict[str, Any], file: str, key_prefix: str,
     fmt = c.typed(raw, "format", str, "json")
     if fmt not in FORMATS:
         c.add("format", f"must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    language = c.typed(raw, "language", str, "") or None
+    if language not in (None, "en", "zh"):
+        c.add("language", f"chat posts are written in en or zh, not {language!r}")
+    batch = c.duration(raw, "batch", timedelta(minutes=1))
+    if batch > timedelta(minutes=10):
+        c.add("batch", "at most 10m: a notice held longer is late")
     url = _url(c, raw, environ)
     if c.problems or not url:
         return None, c.problems
-    return WebhookTarget(name, url, fmt), []
+    return WebhookTarget(name, url, fmt, language, batch.total_seconds()), []
 
 
 def _url(c: Reader, raw: dict[str, Any], environ: dict[str, str]) -> str:

@@ -20,6 +20,8 @@ import hashlib
 import logging
 import os
 import socket
+import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -37,6 +39,9 @@ log = logging.getLogger("mailrouter.lease")
 # idle + interval * count seconds, and its lock released; the holder's own check fails sooner.
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
 RENEW_EVERY = 10.0  # seconds between updates of the displayed renewed_at
+# How often a waiting instance tries to take over: the failover time, since a dead holder's
+# lock is dropped by the database server or the kernel at once.
+LEASE_POLL = 5.0
 
 
 def instance_name() -> str:
@@ -189,15 +194,16 @@ class FileLease(Lease):
 
 
 class NoLease(Lease):
-    """An in-memory SQLite database cannot be shared: there is nobody to exclude."""
+    """Always held, shown nowhere: an in-memory SQLite database cannot be shared, so there is
+    nobody to exclude; also what a mailbox loop holds before run() takes its real lease."""
 
-    def _try_lock(self) -> bool:
+    def acquire(self) -> bool:
         return True
 
-    def _lock_alive(self) -> bool:
+    def held(self) -> bool:
         return True
 
-    def _unlock(self) -> None:
+    def release(self) -> None:
         pass
 
 
@@ -210,3 +216,30 @@ def lease_for(name: str, url: str, sessions: sessionmaker[Session], clock=utcnow
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
         return FileLease(name, sessions, Path(f"{parsed.database}.{safe}.lock"), clock)
     return NoLease(name, sessions, clock)
+
+
+def work_while_held(lease: Lease, label: str, work: Callable[[], None], stop: threading.Event,
+                    poll: float = LEASE_POLL) -> None:
+    """Run `work` whenever the lease is ours, until `stop`. `work` returns when it sees the
+    lease lost (held() False) or stop set; then this waits to take the lease again."""
+    try:
+        while _await(lease, label, stop, poll):
+            work()
+    finally:
+        lease.release()
+
+
+def _await(lease: Lease, label: str, stop: threading.Event, poll: float) -> bool:
+    """Until the lease is ours (True) or stop is set (False); says once that it waits."""
+    waiting = False
+    while not stop.is_set():
+        if lease.acquire():
+            if waiting:
+                log.info("%s: taken over; this instance works it now", label)
+            return True
+        if not waiting:
+            log.info("%s: worked by another instance (%s); waiting to take over", label,
+                     lease.holder() or "holder unknown")
+            waiting = True
+        stop.wait(poll)
+    return False
