@@ -239,7 +239,10 @@ class DaemonProcess:
         """The daemon's child processes now (the parser process during a backlog)."""
         pids: list[int] = []
         for task in Path(f"/proc/{self.pid}/task").iterdir():
-            pids += [int(p) for p in (task / "children").read_text().split()]
+            try:
+                pids += [int(p) for p in (task / "children").read_text().split()]
+            except FileNotFoundError:  # a thread that ended meanwhile
+                continue
         return pids
 
     def children_status(self) -> dict[int, dict[str, object]]:

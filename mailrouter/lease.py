@@ -8,8 +8,8 @@ without waiting for an expiry:
 - PostgreSQL: a session-level advisory lock on a connection of its own (TCP keepalives on, so a
   holder cut off from the server loses it too). The holder checks its connection before every
   round; a holder that lost the connection stops working the mailbox at once.
-- SQLite (one machine): an exclusive `flock` on a file beside the database; it ends with the
-  process. Two daemons pointed at one SQLite file by mistake thus share nothing but the wait.
+- SQLite (one machine): an exclusive `flock` on a file in the runtime directory, named after
+  the database file; it ends with the process. Two daemons pointed at one SQLite file by mistake thus share nothing but the wait.
 
 The `leases` table only shows who holds what (`status`); the locks decide.
 """
@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import socket
+import tempfile
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -56,6 +57,7 @@ class Lease:
         self.name, self.sessions, self.clock = name, sessions, clock
         self._since: datetime | None = None
         self._shown_at: datetime | None = None
+        self._show_failing = False
 
     # -- what the lock is (per store)
     def _try_lock(self) -> bool:
@@ -112,15 +114,23 @@ class Lease:
         now = self.clock()
         try:
             with self.sessions.begin() as session:
+                if session.get_bind().dialect.name == "sqlite":
+                    # display only: never wait out the 60 s busy timeout behind a writer that is
+                    # stuck on a full or failing disk (the connection is not pooled)
+                    session.connection().exec_driver_sql("PRAGMA busy_timeout = 200")
                 row = session.get(LeaseRow, self.name)
                 if row is None:
                     session.add(LeaseRow(name=self.name, holder=instance_name(), acquired_at=self._since or now,
                                          renewed_at=now))
                 else:
                     row.holder, row.acquired_at, row.renewed_at = instance_name(), self._since or now, now
-            self._shown_at = now
+            self._shown_at, self._show_failing = now, False
         except SQLAlchemyError as exc:  # display only: never a reason to stop working
-            log.warning("%s: could not record the lease for status: %s", self.name, exc)
+            self._shown_at = now  # try again at the next renewal, not every round
+            if not self._show_failing:
+                log.warning("%s: could not record the lease for status: %s", self.name,
+                            str(exc).splitlines()[0])
+            self._show_failing = True
 
 
 class PostgresLease(Lease):
@@ -213,9 +223,18 @@ def lease_for(name: str, url: str, sessions: sessionmaker[Session], clock=utcnow
     if parsed.get_backend_name() == "postgresql":
         return PostgresLease(name, sessions, url, clock)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-        return FileLease(name, sessions, Path(f"{parsed.database}.{safe}.lock"), clock)
+        return FileLease(name, sessions, lock_path(parsed.database, name), clock)
     return NoLease(name, sessions, clock)
+
+
+def lock_path(database: str, name: str) -> Path:
+    """Where the flock of `name` for the SQLite file `database` lives: in the runtime directory
+    ($RUNTIME_DIRECTORY under systemd, else the temp directory), never beside the database, so
+    a state disk that fails can be unmounted and repaired while the daemon holds its leases."""
+    folder = Path(os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or tempfile.gettempdir())
+    digest = hashlib.sha256(os.path.realpath(database).encode()).hexdigest()[:16]
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    return folder / f"mailrouter-{digest}-{safe}.lock"
 
 
 def work_while_held(lease: Lease, label: str, work: Callable[[], None], stop: threading.Event,

@@ -56,6 +56,7 @@ class Inquiry:
     country_source: str | None = None  # what decided `country`: form|cctld|phone|name|city|language
     country_evidence: str = ""  # e.g. "phone +34 in signature; 'España' in signature"
     product_evidence: str = ""  # why products[0] won, e.g. "VALVE 7 (valve x2, subject 'valve')"
+    reply_to_name: str = ""  # the display name written with `reply_to` (not the From's)
 
 
 class Outcome(str, enum.Enum):

@@ -5,13 +5,18 @@ A restart reads the rows that are not `filed` and carries on from there, so noth
 """
 from __future__ import annotations
 
+import errno
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from sqlalchemy import (DateTime, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator,
                         UniqueConstraint, create_engine, event, func, inspect, select, text)
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 # Message states
@@ -144,6 +149,8 @@ class AssignmentRow(Base):
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(30))  # reassigned|undeliverable|pooled
     reassigned_from: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"))
+    # A Reply-To the forward did not use (decide/trust.py): a reply sent there alone stops no clock.
+    suspect_reply_to: Mapped[str | None] = mapped_column(String(320))
 
 
 class LeaseRow(Base):
@@ -245,7 +252,11 @@ class TeamCursorRow(Base):
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")  # readers (reports, status) never block the daemon
-    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across process crashes
+    # FULL: each commit is on the disk before the next step (a forward, a move) relies on it.
+    # NORMAL survives a process crash but not a disk that fails: it lost committed "sent" rows,
+    # and with them the outbox ids the accepted log names (a later row could take the id).
+    # One WAL fsync per commit, and commits are per batch (measured in docs/BENCHMARKS.md).
+    cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA busy_timeout=60000")  # a batch of big messages may hold the writer a while
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
@@ -261,6 +272,85 @@ def begin_writing(session: Session) -> None:
     connection = session.connection()
     if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def durable_transaction(sessions: sessionmaker[Session]) -> Iterator[Connection]:
+    """A transaction that is on the disk, not only in the OS cache, once it commits: for the
+    facts that guard against a second forward ("sent", "filed"). SQLite commits every
+    transaction so (`_sqlite_pragmas`); PostgreSQL is told for this transaction, whatever the
+    server's `synchronous_commit` says."""
+    engine: Engine = sessions.kw["bind"]
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL synchronous_commit TO on")
+        yield conn
+
+
+# What to do about a disk-level write failure, by errno.
+_DISK_ADVICE = {
+    errno.ENOSPC: "free space on that filesystem",
+    errno.EDQUOT: "free space or raise the disk quota there",
+    errno.EROFS: "make that filesystem writable again (a read-only remount usually means a failing disk: "
+                 "see the kernel log)",
+    errno.EIO: "check the disk (see the kernel log) or move the state directory",
+}
+# SQLite primary result codes and PostgreSQL SQLSTATEs that mean the same three things;
+# SQLite's CANTOPEN is what a WAL database says when its folder turned read-only.
+_SQLITE_ERRNO = {13: errno.ENOSPC, 8: errno.EROFS, 10: errno.EIO, 14: errno.EROFS}
+_SQLSTATE_ERRNO = {"53100": errno.ENOSPC, "25006": errno.EROFS, "58030": errno.EIO}
+
+
+def state_write_failure(exc: BaseException, database: str = "") -> str | None:
+    """One line saying what could not be written, why and what to free, for a full, read-only
+    or failing disk under the state (spool files or the database at `database`); None for
+    any other error, which is not the disk's fault."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_ADVICE:
+        where = exc.filename or "a state file"
+        return f"cannot write {where}: {os.strerror(exc.errno)}; {_DISK_ADVICE[exc.errno]}"
+    if isinstance(exc, DBAPIError):
+        number = _database_errno(exc.orig)
+        if number is not None:
+            label = database_label(database) if database else "(unknown)"
+            # SQLite often says only "disk I/O error": the filesystem itself tells which
+            number = _filesystem_errno(_sqlite_folder(database)) or number
+            return (f"cannot write the database {label}: {exc.orig} ({os.strerror(number)}); "
+                    f"{_DISK_ADVICE[number]}")
+    return None
+
+
+def _database_errno(error: BaseException | None) -> int | None:
+    sqlite_code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int):
+        return _SQLITE_ERRNO.get(sqlite_code & 0xFF)  # extended codes keep the primary in the low byte
+    return _SQLSTATE_ERRNO.get(getattr(error, "sqlstate", None) or "")
+
+
+def _sqlite_folder(database: str) -> str | None:
+    if not database or make_url(database).get_backend_name() != "sqlite":
+        return None
+    return os.path.dirname(os.path.abspath(make_url(database).database or "")) or None
+
+
+def _filesystem_errno(folder: str | None) -> int | None:
+    """EROFS or ENOSPC if the filesystem holding `folder` is read-only or full, else None."""
+    if folder is None:
+        return None
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        return errno.EROFS
+    return errno.ENOSPC if fs.f_bavail == 0 else None
+
+
+def database_label(url: str) -> str:
+    """The database as a person finds it: a SQLite file's path, a server URL without its password."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or url
+    return parsed.render_as_string(hide_password=True)
 
 
 def open_database(url: str, migrate: bool = False) -> sessionmaker[Session]:
@@ -292,7 +382,12 @@ def close_database(url: str) -> None:
 def _new_engine(url: str) -> Engine:
     from mailrouter.registry import models  # noqa: F401  (registers its tables; imports Base from here)
 
-    engine: Engine = create_engine(url, future=True)
+    # A SQLite connection is opened per use (NullPool), so no file stays open between uses:
+    # a state disk that failed can be unmounted, repaired and mounted again under the running
+    # daemon, which then records what it held in memory instead of forwarding it twice.
+    parsed = make_url(url)
+    sqlite_file = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+    engine: Engine = create_engine(url, future=True, **({"poolclass": NullPool} if sqlite_file else {}))
     if engine.dialect.name == "sqlite":
         _create_private(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)

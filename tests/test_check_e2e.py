@@ -65,3 +65,34 @@ def test_check_refuses_the_clock_without_a_reply_source(bed: TestBed, tmp_path: 
     assert code == 1 and "first-reply clock: FAILED" in out
     code, out = checked(bed, tmp_path, capsys, {"sla": {"allow_no_reply_source": True}})
     assert code == 0, out
+
+
+def test_check_speaks_the_configured_language_unless_told(bed: TestBed, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_testbed_config(ROOT / "config.toml", bed, tmp_path, {"daemon": {"language": "zh"}})
+    code = main(["--log-level", "ERROR", "-c", str(config), "check"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.splitlines()[0].startswith(f"{config}：正常 — ")
+    assert "首次回复计时：失败 — sla.enabled = true 但没有任何 [[reply_source]]" in out
+    assert f"SMTP {bed.host}:{bed.smtp_port}：正常" in out
+    assert "  提示：新数据库：首次启动时创建" in out.splitlines()
+    code = main(["--log-level", "ERROR", "-c", str(config), "check", "--language", "en"])
+    out = capsys.readouterr().out
+    assert code == 1 and "first-reply clock: FAILED — sla.enabled = true" in out
+    assert f"SMTP {bed.host}:{bed.smtp_port}: OK" in out
+
+
+def test_check_keeps_the_server_words_in_chinese(bed: TestBed, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-the-password")
+    wrong.chmod(0o600)
+    reply = sources(bed, tmp_path, tmp_path / "password")
+    reply[1]["password_file"] = str(wrong)
+    config = write_testbed_config(ROOT / "config.toml", bed, tmp_path, {"reply_source": reply})
+    code = main(["--log-level", "ERROR", "-c", str(config), "check", "--language", "zh"])
+    out = capsys.readouterr().out
+    (failed,) = [line for line in out.splitlines() if "失败" in line]
+    assert code == 1 and failed.startswith(f"回复来源 rep_mailbox:{reply[1]['rep']}（")
+    assert "AUTHENTICATIONFAILED" in failed or "Authentication failed" in failed, failed

@@ -4,11 +4,8 @@ from __future__ import annotations
 import pytest
 
 from mailrouter.decide.classify import OUT_OF_OFFICE_SUBJECTS, not_an_inquiry
-from mailrouter.model import ROUTER_HEADER, Inquiry
+from mailrouter.model import Inquiry
 from tests.factories import hans_inquiry
-
-OWN = frozenset({"sales@example.com", "info@example.com", "zhang@example.com"})
-
 
 def make_inquiry(**overrides: object) -> Inquiry:
     """tests.factories.hans_inquiry with this file's defaults."""
@@ -22,7 +19,7 @@ def make_inquiry(**overrides: object) -> Inquiry:
 
 
 def reason_for(**overrides: object) -> str | None:
-    return not_an_inquiry(make_inquiry(**overrides), OWN)
+    return not_an_inquiry(make_inquiry(**overrides))
 
 
 def test_an_ordinary_inquiry_passes() -> None:
@@ -58,17 +55,10 @@ def test_an_ordinary_inquiry_passes() -> None:
         ({"headers": {"precedence": "junk"}}, "bulk: Precedence: junk"),
         ({"headers": {"list-id": "Trade news <news.example.org>"}},
          "mailing list: List-Id Trade news <news.example.org>"),
-        ({"from_address": "zhang@example.com"}, "from our own rep zhang@example.com"),
-        ({"headers": {ROUTER_HEADER.lower(): "forward; rule=eu; rep=zhang"}}, "sent by mailrouter itself"),
     ],
 )
 def test_not_an_inquiry_reasons(overrides: dict[str, object], expected: str) -> None:
     assert reason_for(**overrides) == expected
-
-
-def test_router_header_wins_over_other_reasons() -> None:
-    headers = {ROUTER_HEADER.lower(): "forward", "auto-submitted": "auto-generated"}
-    assert reason_for(headers=headers, from_address="sales@example.com") == "sent by mailrouter itself"
 
 
 def test_auto_reply_reason_wins_over_null_return_path() -> None:
@@ -95,10 +85,6 @@ def test_harmless_headers_do_not_fire(headers: dict[str, str]) -> None:
 def test_form_sender_with_bulk_headers_is_still_an_inquiry() -> None:
     headers = {"precedence": "bulk", "list-id": "<notify.platform.example>"}
     assert reason_for(headers=headers, via_form="Platform") is None
-
-
-def test_own_address_match_ignores_case_of_from() -> None:
-    assert reason_for(from_address="Zhang@Example.com") == "from our own rep zhang@example.com"
 
 
 @pytest.mark.parametrize("phrase", OUT_OF_OFFICE_SUBJECTS)

@@ -35,3 +35,87 @@ def test_status_follows_the_config_unless_told(tmp_path: Path, capsys, monkeypat
     assert capsys.readouterr().out.startswith("mailrouter 状态（")
     assert main(["-c", str(path), "status", "--language", "en"]) == 0
     assert capsys.readouterr().out.startswith("mailrouter status at ")
+
+
+def test_explain_labels_follow_the_config_unless_told(tmp_path: Path, capsys) -> None:
+    from mailrouter.testing.samples import GERMAN, compose
+
+    path = with_language(tmp_path, "zh")
+    eml = tmp_path / "inquiry.eml"
+    eml.write_bytes(compose("Klaus Becker <k.becker@becker-elektronik.de>", "Anfrage Leiterplatten", GERMAN))
+    assert main(["-c", str(path), "explain", str(eml)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "主题：       Anfrage Leiterplatten" in lines  # CJK labels count two columns: values line up
+    assert "标签：       [DE][PCB]（仅业务员可见）" in lines
+    assert any(line.startswith("Message-ID： <") for line in lines)
+    assert any(line.startswith("原因：       rule ") for line in lines)  # the rule's own words, in English
+    assert main(["-c", str(path), "explain", str(eml), "--language", "en"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "Subject:    Anfrage Leiterplatten" in lines and "Labels:     [DE][PCB] (the rep's view only)" in lines
+
+
+def test_rep_away_back_and_list_follow_the_config_unless_told(tmp_path: Path, capsys) -> None:
+    path = with_language(tmp_path, "zh")
+    assert main(["-c", str(path), "rep", "away", "li", "--until", "2099-01-01", "--note", "广交会"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("li 休假至 2099-01-01 23:59") and out.endswith("：不再分配新询盘")
+    assert main(["-c", str(path), "rep", "list"]) == 0
+    assert capsys.readouterr().out.strip() == "li：休假至 2099-01-01 23:59（广交会）"
+    assert main(["-c", str(path), "rep", "list", "--language", "en"]) == 0
+    assert capsys.readouterr().out.strip() == "li: away until 2099-01-01 23:59 (广交会)"
+    with pytest.raises(SystemExit, match="已是过去"):
+        main(["-c", str(path), "rep", "away", "li", "--until", "2020-01-01"])
+    assert main(["-c", str(path), "rep", "back", "li"]) == 0
+    assert capsys.readouterr().out.strip() == "li 已回来，重新接收新询盘"
+    assert main(["-c", str(path), "rep", "list", "--language", "en"]) == 0
+    assert capsys.readouterr().out.strip() == "nobody is away"
+
+
+def test_db_current_upgrade_and_copy_follow_the_config_unless_told(tmp_path: Path, capsys) -> None:
+    from mailrouter.migrations import head
+
+    path = with_language(tmp_path, "zh")
+    assert main(["-c", str(path), "db", "upgrade"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"m.db：数据库结构版本 {head()}（最新）")
+    assert main(["-c", str(path), "db", "current", "--language", "en"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"m.db: schema at {head()} (current)")
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    assert main(["-c", str(path), "db", "copy", "--to", target]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "  messages：0 行" in out and out[-1].startswith("已复制 ")
+    assert main(["-c", str(path), "rep", "away", "li", "--until", "2099-01-01"]) == 0
+    assert main(["-c", str(path), "db", "copy", "--to", target]) == 0  # the target now holds that row
+    capsys.readouterr()
+    assert main(["-c", str(path), "db", "copy", "--to", target]) == 1  # refused: never merged
+    assert "db copy：目标数据库的 " in capsys.readouterr().err
+
+
+def test_init_speaks_chinese_when_told(tmp_path: Path, capsys) -> None:
+    assert main(["init", str(tmp_path / "etc"), "--language", "zh"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"已写入 {tmp_path / 'etc' / 'config.toml'}" in lines and lines[-1].startswith("下一步：编辑 ")
+    assert main(["init", str(tmp_path / "etc2")]) == 0  # no config exists yet to name a language
+    lines = capsys.readouterr().out.splitlines()
+    assert f"wrote {tmp_path / 'etc2' / 'config.toml'}" in lines and lines[-1].startswith("next: edit ")
+
+
+def test_unit_follows_the_config_unless_told(tmp_path: Path, capsys) -> None:
+    path = with_language(tmp_path, "zh")  # the example reads passwords from the environment: notes follow
+    assert main(["-c", str(path), "unit"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == f"# {path} 的 mailrouter.service drop-in，由 `mailrouter unit` 生成。"
+    assert "mailrouter unit：mailbox[0].password_env：服务单元不传环境变量；请改写 password_file" in err
+    assert "# mailbox[0].password_env：服务单元不传环境变量" in out
+    assert main(["-c", str(path), "unit", "--language", "en"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"# mailrouter.service drop-in for {path}, written by `mailrouter unit`.")
+    assert "mailrouter unit: mailbox[0].password_env: the unit passes no environment" in err
+
+
+def test_a_config_that_does_not_load_is_reported_in_the_language_asked(tmp_path: Path, capsys) -> None:
+    path = with_language(tmp_path, "fr")  # daemon.language itself is wrong: only --language can choose
+    assert main(["-c", str(path), "rep", "list", "--language", "zh"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("配置有 1 个问题：\n") and "daemon.language" in err  # the problem keeps file and key
+    assert main(["-c", str(path), "rep", "list"]) == 2
+    assert capsys.readouterr().err.startswith("configuration has 1 problem(s):\n")

@@ -147,6 +147,20 @@ def test_backlog_keys_are_read_and_checked(tmp_path):
     assert f"{path}: smtp.connections: must be between 1 and 20, not 0" in found
 
 
+@pytest.mark.parametrize("value, problem", [
+    ("0", "must be between 1 and 3600, not 0.0"),
+    ("-5", "must be between 1 and 3600, not -5.0"),
+    ('"30s"', "must be a number, not '30s'"),
+])
+def test_parse_timeout_is_read_and_checked(tmp_path, value, problem):
+    assert example_config().parse_timeout == 30.0  # the annotated default
+    path = copy_example(tmp_path)
+    edit(path, "parse_timeout = 30", "parse_timeout = 2.5")
+    assert load_config(path, environ=EXAMPLE_ENV).parse_timeout == 2.5
+    edit(path, "parse_timeout = 2.5", f"parse_timeout = {value}")
+    assert f"{path}: daemon.parse_timeout: {problem}" in problems_of(path)
+
+
 # --- forward.labels: one grammar validates and renders (review house.md §2b) -------------------
 
 LABELS_LINE = 'labels = "[{reinquiry}][{country}][{products}]"'

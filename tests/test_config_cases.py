@@ -83,7 +83,7 @@ def run_check(config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("mailrouter.runtime.preflight.check_servers", lambda config: True)
+    monkeypatch.setattr("mailrouter.runtime.preflight.check_servers", lambda config, language="en": True)
     rc = cli.main(["-c", str(config), "check"])  # an exception here is the traceback a user would see
     out = capsys.readouterr()
     return rc, out.out + out.err

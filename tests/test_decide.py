@@ -75,9 +75,20 @@ def test_auto_reply_is_ignored_before_rules(config):
     assert d.outcome is Outcome.IGNORED and d.rep is None
 
 
-def test_own_rep_mail_is_ignored(config):
-    q = make_inquiry(from_address="li@example.com", sender="li@example.com")
-    assert decide(q, config, TeamState()).outcome is Outcome.IGNORED
+def test_own_rep_mail_is_ignored_when_our_server_vouches_for_it(config):
+    q = make_inquiry(from_address="li@example.com", sender="li@example.com",
+                     headers={"authentication-results": "mx.example.com; auth=pass smtp.auth=li@example.com"})
+    trusting = replace(config, authserv_ids=frozenset({"mx.example.com"}))
+    decision = decide(q, trusting, TeamState())
+    assert decision.outcome is Outcome.IGNORED and "authenticated by mx.example.com" in decision.reason
+
+
+def test_own_rep_mail_nobody_vouches_for_goes_to_the_manager(config):
+    """issue 14 item 7 (security D15): From a rep's address from outside was silently Ignored."""
+    q = make_inquiry(from_address="li@example.com", sender="li@example.com",
+                     headers={"authentication-results": "mx.attacker.test; dmarc=pass header.from=example.com"})
+    decision = decide(q, replace(config, authserv_ids=frozenset({"mx.example.com"})), TeamState())
+    assert decision.outcome is Outcome.UNRECOGNIZED and "possibly forged" in decision.reason
 
 
 def test_sender_domain_exact_and_suffix(config):

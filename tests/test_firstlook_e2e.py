@@ -66,3 +66,20 @@ def test_first_start_preview_matches_the_daemon_and_touches_nothing(bed: TestBed
 
     assert cli.main(["--config", str(config.path), "dry-run", "--mailbox", "sales", "--first-start"]) == 0
     assert "sales INBOX: watched since" in capsys.readouterr().out
+
+
+def test_first_start_preview_follows_daemon_language_unless_told(bed: TestBed, tmp_path, capsys):
+    """Issue 15 item 6: `dry-run --first-start` speaks daemon.language like the rest of dry-run."""
+    config = configure(bed, tmp_path, language="zh")
+    now = datetime.now(timezone.utc)
+    samples = bulk_samples(3)
+    bed.append(SALES, [(samples[0].raw, ("\\Seen",), now - timedelta(days=90))]
+               + [(s.raw, (), now - timedelta(hours=1)) for s in samples[1:]])
+    assert cli.main(["--config", str(config.path), "dry-run", "--mailbox", "sales", "--first-start"]) == 0
+    out = capsys.readouterr().out
+    assert "sales INBOX：首次启动将接管 1 封（原地不动，不转发），分配 2 封（回补 最近 24h）" in out
+    assert len([line for line in out.splitlines() if line.startswith("  分配     INBOX#")]) == 2
+    assert cli.main(["--config", str(config.path), "dry-run", "--mailbox", "sales", "--first-start",
+                     "--language", "en"]) == 0
+    assert "sales INBOX: first start would adopt 1 (left where they are, never forwarded) and route 2 " \
+           "(backfill the last 24h)" in capsys.readouterr().out

@@ -163,10 +163,10 @@ def test_notice_threads_on_the_forward_and_refuses_anything_but_a_message_id() -
 
     box = SimpleNamespace(display_name="Sales", address="sales@example.com")
     now = datetime(2026, 11, 17, 10, 0, tzinfo=timezone.utc)
-    threaded = parsed(notice_email(box, "li@example.com", "s", "b", "<n@example.com>", now,
+    threaded = parsed(notice_email(box, "li@example.com", "s", "b", "<n@example.com>", now, b"k" * 32,
                                    thread_on="<fwd.1@example.com>"))
     assert (threaded["In-Reply-To"], threaded["References"]) == ("<fwd.1@example.com>",) * 2
-    forged = parsed(notice_email(box, "li@example.com", "s", "b", "<n@example.com>", now,
+    forged = parsed(notice_email(box, "li@example.com", "s", "b", "<n@example.com>", now, b"k" * 32,
                                  thread_on="<a@b>\r\nBcc: x@evil.test"))
     assert forged["In-Reply-To"] is None and forged["Bcc"] is None
 

@@ -41,7 +41,7 @@ def test_a_killed_worker_costs_nothing_but_a_retry(process_parser: ProcessParser
     got = future.result(timeout=300)
     assert [p.inquiry.message_id if p.inquiry else None for p in got] == \
         [p.inquiry.message_id if p.inquiry else None for p in parse_all(raws, SETTINGS)]
-    assert "parser process died on a batch of 300" in caplog.text
+    assert "the parser process failed on a batch of 300 after " in caplog.text
     assert process_parser.submit(raws[:2], SETTINGS).result(timeout=120)[0].inquiry is not None
 
 
@@ -58,7 +58,8 @@ def test_a_message_that_kills_every_worker_is_quarantined_not_lost() -> None:
         got = parser.submit([b"From: a@b.c\r\n\r\nhi", b"From: d@e.f\r\n\r\nho"], _KillsTheParser()).result(timeout=120)
     finally:
         parser.close()
-    assert got == [Parsed(None, "parser crashed on this message (its process died)")] * 2
+    assert [p.problem for p in got] == ["two parser processes failed on it: the parser process ended with status 3"] * 2
+    assert [p.size for p in got] == [17, 17] and all(p.sha256 for p in got)  # kept for the quarantine row
 
 
 def test_a_lone_message_is_parsed_without_a_process_and_the_processes_end_when_idle() -> None:
@@ -133,3 +134,79 @@ def test_the_parse_carries_the_fingerprints_and_the_sender_keys() -> None:
     assert (parsed.sha256, parsed.content_key) == (raw_sha256(raw), content_key(raw))
     assert parsed.sender_keys == inquiry_keys(parsed.inquiry, SETTINGS.free_mail_domains)
     assert parsed.sender_keys.emails == (parsed.inquiry.sender.lower(),)
+
+
+def test_two_threads_sharing_one_parser_process_never_wait_on_each_other() -> None:
+    # before: a thread writing a batch held the lock the answer reader needed, so with the
+    # child blocked writing an answer nobody read, all three waited for ever (issue 13)
+    import threading
+    import time
+    parser = ProcessParser(1, min_batch=1)
+    raws = [s.raw for s in bulk_samples(200)]
+    answers: list[list[Parsed]] = []
+
+    def mailbox() -> None:  # batches parsed ahead, as a mailbox thread does in a backlog
+        answers.extend(f.result() for f in [parser.submit(raws, SETTINGS) for _ in range(3)])
+
+    threads = [threading.Thread(target=mailbox, daemon=True) for _ in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 90
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0))
+        assert not any(t.is_alive() for t in threads), "the mailbox threads are stuck on the parser"
+    finally:
+        parser.close()
+    assert len(answers) == 6 and all(len(a) == 200 and a[0].inquiry for a in answers)
+
+
+def test_a_message_over_the_parse_budget_is_quarantined_and_the_batch_goes_on(monkeypatch, caplog) -> None:
+    import time
+    monkeypatch.setenv("MAILROUTER_TEST_STALL_PARSE", "Ref. 3")  # read by the child only
+    raws = [s.raw for s in bulk_samples(6)]
+    parser = ProcessParser(1, min_batch=1, timeout=2.0)
+    try:
+        parser.submit(raws[:1], SETTINGS).result(timeout=120)  # the child is up
+        first = parser._procs[0].process.pid  # noqa: SLF001
+        started = time.monotonic()
+        got = parser.submit(raws, SETTINGS).result(timeout=60)
+        took = time.monotonic() - started
+        assert parser.submit(raws[:1], SETTINGS).result(timeout=60)[0].inquiry is not None
+        assert parser._procs[0].process.pid != first  # noqa: SLF001 (killed and replaced)
+    finally:
+        parser.close()
+    assert [p.inquiry is None for p in got] == [False, False, False, True, False, False]
+    assert got[3].problem == "parse took longer than 2s (daemon.parse_timeout)"
+    assert got[3].sha256 and got[3].size == len(raws[3])
+    assert took < 15, f"the batch waited {took:.1f}s for a 2 s budget"
+    assert "parse took longer than 2s (daemon.parse_timeout); killed, a fresh one takes over" in caplog.text
+
+
+def test_a_stopped_parser_process_is_replaced_and_its_batch_parsed() -> None:
+    import signal
+    raws = [s.raw for s in bulk_samples(20)]
+    parser = ProcessParser(1, min_batch=1, timeout=2.0)
+    try:
+        parser.submit(raws[:1], SETTINGS).result(timeout=120)
+        os.kill(parser._procs[0].process.pid, signal.SIGSTOP)  # noqa: SLF001 (a wedged child)
+        got = parser.submit(raws, SETTINGS).result(timeout=60)
+    finally:
+        parser.close()
+    # the message it stopped on is quarantined (its parse is over budget); the rest is parsed
+    assert [p.problem for p in got].count("parse took longer than 2s (daemon.parse_timeout)") == 1
+    assert sum(p.inquiry is not None for p in got) == 19
+
+
+def test_the_daemons_parser_starts_at_once_and_stays_for_lone_messages() -> None:
+    from mailrouter.parse.process import make_parser
+    parser = make_parser(1, timeout=5.0)
+    try:
+        parser.start()
+        assert parser.running  # before any mail: the first message waits for no imports
+        raw = bulk_samples(1)[0].raw
+        assert parser.submit([raw], SETTINGS).result(timeout=120) == [parse_one(raw, SETTINGS)]
+        assert parser.running and parser.idle_exit is None
+    finally:
+        parser.close()
+    assert not parser.running

@@ -50,15 +50,30 @@ def test_a_reps_out_of_office_reply_marks_them_away_for_a_day(tmp_path):
 
     r = router(tmp_path)
     ooo = compose("Zhang Wei <zhang@example.com>", "自动回复: Anfrage Leiterplatten", "我正在休假，12月1日回来。",
-                  headers={"Auto-Submitted": "auto-replied"}, n=900)
+                  headers={"Auto-Submitted": "auto-replied",
+                           "In-Reply-To": "<mr.0123456789abcdef01234567.zhang@example.com>"}, n=900)
     row = r.admit("sales", 1, 1, ooo)
-    assert row.outcome == "ignored"
+    assert row.outcome == "ignored" and "auto-reply to our forward" in row.reason
     with r.sessions() as session:
         status = session.get(RepStatusRow, "zhang")
     assert status is not None and status.away_until > row.received_at
     german = demo_samples()[0].raw  # german-pcb names zhang; the europe team covers for him
     routed = r.admit("sales", 1, 2, german)
     assert routed.rep == "li" and "rep zhang is away" in routed.reason
+
+
+def test_a_forged_rep_out_of_office_is_shown_to_the_manager_and_marks_nobody_away(tmp_path):
+    """issue 14 item 7: an auto-reply From a rep that answers none of our forwards may be forged."""
+    from mailrouter.testing.samples import compose
+    from mailrouter.store import RepStatusRow
+
+    r = router(tmp_path)
+    ooo = compose("Zhang Wei <zhang@example.com>", "自动回复: Anfrage Leiterplatten", "我正在休假。",
+                  headers={"Auto-Submitted": "auto-replied"}, n=901)
+    row = r.admit("sales", 1, 1, ooo)
+    assert row.outcome == "unrecognized" and "possibly forged" in row.reason
+    with r.sessions() as session:
+        assert session.get(RepStatusRow, "zhang") is None
 
 
 def test_a_routed_inquiry_that_cannot_be_forwarded_is_recorded_as_unrecognized(tmp_path):

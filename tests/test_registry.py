@@ -92,7 +92,7 @@ def test_company_and_phone_must_agree(session: Session) -> None:
     free = dict(sender="hans.m@gmail.com", domain="gmail.com", free_mail=True)
     found = match(session, signature="Hans\nACME Industrietechnik\n+49 (0)30 1234-5678", **free)
     assert found is not None and (found.how, found.owner) == ("company+phone", "li")
-    assert "same company and phone (acmeindustrietechnik / +493012345678)" in found.evidence
+    assert "same company and phone: company 'Acme Industrietechnik GmbH' + phone +493012345678" in found.evidence
     assert match(session, signature="Hans\nOther Corp\n+49 30 12345678", **free) is None
     assert match(session, signature="Hans\nAcme Industrietechnik GmbH", **free) is None
 

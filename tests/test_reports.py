@@ -94,9 +94,11 @@ def test_fairness_counts_members_without_assignments(report: Report) -> None:
     assert rows["americas", "wang"].assigned == 0 and rows["americas", "wang"].ratio == 0.0
 
 
-def test_backlog_is_unassigned_unrecognized(report: Report) -> None:
-    assert report.backlog.count == 2
-    assert report.backlog.oldest_age_seconds == 86400
+def test_backlog_is_everything_waiting_for_a_person(report: Report) -> None:
+    # two unassigned Unrecognized + c2, whose forward was undeliverable (see backlog.py)
+    assert report.backlog.count == 3
+    # c2 arrived 2026-11-07 02:00: 58 h before now = 58 * 3600 = 208800 s
+    assert report.backlog.oldest_age_seconds == 208800
 
 
 def test_series_and_histogram(report: Report) -> None:

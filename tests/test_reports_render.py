@@ -45,8 +45,8 @@ def test_table_columns_line_up_with_chinese_names() -> None:
 
 def test_terminal_table_in_both_languages(report: Report) -> None:
     en, zh = rendered(report, "table"), rendered(report, "table", "zh")
-    assert "By rep" in en and "张伟" in en and "Unrecognized backlog" in en
-    assert "按业务员" in zh and "未识别积压" in zh
+    assert "By rep" in en and "张伟" in en and "Waiting for a person" in en
+    assert "按业务员" in zh and "待人工处理" in zh
 
 
 def test_csv_has_bom_and_round_trips(report: Report) -> None:
@@ -121,19 +121,39 @@ def _unfilter(kind: int, line: bytearray, prev: bytes, bpp: int) -> None:
             line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
 
 
+def chromium(page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'profile'}", *args, page.as_uri()],
+        check=True, capture_output=True, timeout=120)
+
+
+def first_row_with(rows: list[bytes], bpp: int, colour: str) -> int | None:
+    pixel = bytes.fromhex(colour)
+    return next((y for y, row in enumerate(rows)
+                 if any(row[i:i + 3] == pixel for i in range(0, len(row), bpp))), None)
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
 def test_html_renders_in_headless_chromium(report: Report, tmp_path: Path) -> None:
+    """Issue 15 item 4 (e): headline cards first, above the per-rep table; charts drawn."""
     page = tmp_path / "report.html"
     page.write_text(rendered(report, "html", "zh"), encoding="utf-8")
     shot = tmp_path / "r.png"
-    subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
-         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2000",
-         page.as_uri()], check=True, capture_output=True, timeout=120)
+    chromium(page, tmp_path, f"--screenshot={shot}", "--window-size=1200,2000")
     assert shot.exists()
-    bpp, rows = png_pixels(shot, max_rows=900)  # the three charts are in the top 900 px
+    bpp, rows = png_pixels(shot, max_rows=1400)  # headline, per-rep table and the charts
     pixels = {row[i:i + 3] for row in rows for i in range(0, len(row), bpp)}
     assert len(pixels) > 50, "the page looks blank"
-    for colour in ("1a9850", "2f6fb0", "4aa564"):  # fast-reply green, team blue, SLA line green
+    for colour in ("1a9850", "9e9e9e", "2f6fb0", "4aa564"):  # fast, unanswered, team, SLA line
         assert bytes.fromhex(colour) in pixels, f"chart colour #{colour} not drawn"
+    # The headline cards (#eaf2fb) are drawn, and above the first table header (#f0f4f9),
+    # which is the per-rep table's.
+    cards, header = first_row_with(rows, bpp, "eaf2fb"), first_row_with(rows, bpp, "f0f4f9")
+    assert cards is not None and header is not None and cards < header
+    # The same order in the laid-out DOM: the five headline figures, then the per-rep table.
+    dom = chromium(page, tmp_path, "--dump-dom").stdout.decode("utf-8")
+    order = [dom.index(text) for text in ("首次回复中位数", "首次回复P90", "按时回复率", "当前待回复",
+                                          "待人工处理", 'id="by-rep"')]
+    assert order == sorted(order)

@@ -41,8 +41,9 @@ def test_sigkill_in_the_middle_of_a_backlog_loses_nothing(bed, tmp_path):
     counts = forward_counts(bed, config)
     for sample in samples:
         assert counts[str(parsed(sample.raw)["Message-ID"])] >= 1, sample.label
-    # at most the one message in the documented window (accepted by SMTP, not yet committed)
-    assert sum(n - 1 for n in counts.values()) <= 1, counts.most_common(3)
+    # only inside the documented window: accepted by SMTP, not yet written down, one forward
+    # per SMTP session (docs/ARCHITECTURE.md)
+    assert sum(n - 1 for n in counts.values()) <= config.smtp.connections, counts.most_common(3)
     assert len(all_messages(bed, "sales@example.com")) == len(samples)
     assert bed.fetch_all("sales@example.com") == []
 

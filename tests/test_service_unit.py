@@ -101,14 +101,16 @@ def test_reload_runs_check_before_the_signal() -> None:
 
 
 @needs_analyze
-def test_unit_with_the_generated_dropin_verifies(tmp_path: Path) -> None:
-    """The drop-in `mailrouter unit` prints, appended to the unit as systemd would merge it."""
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_unit_with_the_generated_dropin_verifies(tmp_path: Path, language: str) -> None:
+    """The drop-in `mailrouter unit` prints, appended to the unit as systemd would merge it;
+    in Chinese too (comments in UTF-8)."""
     from mailrouter.commands.unit import dropin
     from tests.factories import ROOT
 
     data = tomllib.loads((ROOT / "config.toml").read_text(encoding="utf-8"))
     unit = stub_unit(tmp_path)
-    unit.write_text(unit.read_text() + "\n" + dropin(data, tmp_path / "config.toml", "/bin/true"))
+    unit.write_text(unit.read_text() + "\n" + dropin(data, tmp_path / "config.toml", "/bin/true", language))
     result = subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr

@@ -31,6 +31,7 @@ from mailrouter.decide.assign import TeamState, team_of
 from mailrouter.decide.classify import is_auto_reply
 from mailrouter.decide.examine import (Earlier, Examined, ManualTarget, destination, examine,  # noqa: F401
                                        examine_manual, failed)
+from mailrouter.decide.trust import never_a_customer
 from mailrouter.metrics import Metrics
 from mailrouter.model import Clock, Decision, Inquiry, Outcome
 from mailrouter.parse.process import InlineParser, Parsed, Parser
@@ -173,6 +174,8 @@ class Router:
             self.strikes.clear(at)
             return result
         except Exception as exc:
+            if store.state_write_failure(exc, self.config.database):
+                raise  # a full or failing state disk: not the message's fault, the whole batch waits
             why = describe_error(exc)
             if _maybe_passing(exc) and not self.strikes.again(at, why):
                 raise  # perhaps the database, not the message: the batch is tried again whole
@@ -206,8 +209,8 @@ class Router:
         row = self._record(session, at, examined, earlier, original, arrived)
         if examined.decision.outcome is Outcome.ROUTED:
             self._assign_and_queue(session, row, original, examined, at.mailbox, looked_up)
-        elif examined.inquiry is not None:
-            self._note_rep_out_of_office(session, examined.inquiry)
+        elif examined.inquiry is not None and examined.decision.outcome is Outcome.IGNORED:
+            self._note_rep_out_of_office(session, examined.inquiry)  # not on a forged one (Unrecognized)
         return row, examined.decision
 
     def _earlier_copy(self, session: Session, mailbox: str, parsed: Parsed) -> MessageRow | None:
@@ -354,8 +357,10 @@ class Router:
         rep = self.config.reps[decision.rep]
         now = self.clock()
         try:
+            # a known customer's replies are not redirected by a Reply-To (decide/trust.py)
+            known = examined.match is not None and not examined.match.lapsed
             forward = compose_forward(self.config, self.templates, mailbox_named(self.config, mailbox_name), rep,
-                                      row.content_key, q, decision, original, now)
+                                      row.content_key, q, decision, original, now, known_customer=known)
         except ForwardError as exc:  # e.g. no address a Reply could reach: the manager must look
             values = self._decision_values(Decision(
                 Outcome.UNRECOGNIZED, f"{decision.reason}; cannot forward: {exc}", rule=decision.rule))
@@ -370,12 +375,15 @@ class Router:
             ladder=decision.ladder or self.config.sla.default_ladder,
             due_at=self._first_reply_due(team, rep.id, reply_clock_start(decision.how, None, now, row.received_at),
                                          decision.ladder),
-            forward_message_id=row.forward_message_id))
+            forward_message_id=row.forward_message_id, suspect_reply_to=forward.reply.suspect or None))
         queue_forward(session, row.id, forward)
         if self.config.registry.enabled and (decision.how != "manual" or self.config.registry.learn_from_manual):
+            if why := never_a_customer(q.sender, self.config.own_addresses, self.config.own_domains):
+                log.info("registry: %s not recorded as a customer: %s", q.sender, why)
+                return
             record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
                           quiet_days=self.config.registry.quiet_days, reason=_handover_reason(decision),
-                          looked_up=looked_up)
+                          looked_up=looked_up, learn_aliases=decision.how == "manual")
 
     def _first_reply_due(self, team: str | None, rep: str, now: datetime,
                          ladder_name: str | None = None) -> datetime | None:
@@ -419,8 +427,8 @@ class Router:
 
     def mark_filed(self, rows: list[MessageRow], note: str = "") -> None:
         now = self.clock()
-        with self.sessions.begin() as session:
-            ledger.filed(session, [row.id for row in rows], now)
+        with store.durable_transaction(self.sessions) as conn:  # "filed" must outlive a failing disk
+            ledger.filed(conn, [row.id for row in rows], now)
         for row in rows:
             log_decision(row, now, note)
             self.metrics.message_decided(row.outcome)

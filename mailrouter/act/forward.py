@@ -9,8 +9,9 @@ rep's language) is the buyer's text with its signature under a From/Sent/To/Subj
 mail clients forward, then the context line and the details; the untouched original follows
 as message/rfc822.
 
-Transfer: a 7bit or 8bit original is embedded byte for byte (8bit is sent with BODY=8BITMIME,
-which every current server offers). An original no SMTP server must accept as it is (a line
+Transfer: a 7bit or 8bit original is embedded byte for byte (8bit is sent with BODY=8BITMIME;
+to a server that does not offer it, the outbox base64-wraps the 8bit original at send time,
+`seven_bit_forward`). An original no SMTP server must accept as it is (a line
 over 998 octets, a NUL, a bare CR: "binary") is embedded base64-encoded instead, with
 `Content-Transfer-Encoding: base64` on its message/rfc822 part: RFC 2046 names only 7bit, 8bit
 and binary for message/rfc822, but binary needs BINARYMIME, which few servers offer, and
@@ -39,6 +40,8 @@ from itertools import count
 
 import jinja2
 
+from mailrouter.decide.trust import ReplyTarget, reply_target
+from mailrouter.marker import signed
 from mailrouter.model import ROUTER_HEADER, Attachment, Decision, Inquiry
 from mailrouter.act.templating import country_name, language_name, long_datetime, render
 from mailrouter.config.subject import MAX_SUBJECT_CHARS, SUBJECT_FIELDS, SubjectFormat  # noqa: F401  (SUBJECT_FIELDS: re-exported)
@@ -68,6 +71,8 @@ class ForwardSpec:
     subject: str  # the buyer's, with the customer tag if any (see tag_subject)
     language: str = "en"  # template language for this rep
     extra: Mapping[str, str] = field(default_factory=dict)  # more routing-block lines
+    marker_key: bytes = field(default=b"", repr=False)  # signs the router header (mailrouter/marker.py)
+    reply: ReplyTarget | None = None  # decide/trust.reply_target; None: the message's Reply-To, no own checks
     labels: str = ""  # internal labels for the rep (see tag_labels): body and header, never the subject
 
 
@@ -145,6 +150,8 @@ def _address(name: str, address: str) -> Address:
     if not (local and at and domain) or not local.isascii():
         # A non-ASCII local part needs SMTPUTF8, which we do not assume of the smarthost.
         raise ForwardError(f"unusable email address {addr!r}")
+    if len(local) > 64 or len(domain) > 255:  # RFC 5321 4.5.3.1: no server would take it
+        raise ForwardError(f"unusable email address {addr[:80]!r}…: longer than SMTP allows")
     try:
         ascii_domain = domain.encode("idna").decode("ascii")  # IDN -> punycode
         return Address(display_name=clean_header_text(name), username=local, domain=ascii_domain)
@@ -157,12 +164,13 @@ def _message_id(value: str) -> str | None:
     return cleaned if _MESSAGE_ID.fullmatch(cleaned) else None
 
 
-def _buyer(inquiry: Inquiry) -> Address:
-    address = inquiry.reply_to or inquiry.sender
-    if not address:
+def _buyer(inquiry: Inquiry, spec: ForwardSpec) -> Address:
+    """The Reply-To: the address the policy chose, with the display name written with it."""
+    target = spec.reply or reply_target(inquiry, frozenset(), frozenset(), known_customer=False)
+    if not target.address:
         # Without a Reply-To the rep's reply would go back to the shared mailbox and be lost.
         raise ForwardError("the inquiry names no buyer address to reply to")
-    return _address(inquiry.sender_name, address)
+    return _address(target.name, target.address)
 
 
 # Header fields are written here rather than through email.policy, whose header parsing and
@@ -172,9 +180,15 @@ _PHRASE_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 MAX_HEADER_LINE = 78  # RFC 5322 2.1.1 "SHOULD"
 
 
+def _encoded(text: str) -> bool:
+    """Written as RFC 2047 encoded-words: non-ASCII, or a word too long to fold at a space (a
+    2,000-character name would otherwise be one line over the 998 octets SMTP servers accept)."""
+    return not text.isascii() or any(len(word) > MAX_HEADER_LINE - 12 for word in text.split(" "))
+
+
 def _field(name: str, value: str) -> bytes:
     """`Name: value` CRLF, folded at spaces; non-ASCII text as RFC 2047 encoded-words."""
-    if not value.isascii():
+    if _encoded(value):
         encoded = Header(value, "utf-8", header_name=name, maxlinelen=MAX_HEADER_LINE)
         return f"{name}: {encoded.encode(linesep=CRLF)}{CRLF}".encode("ascii")
     return (fold_ascii(f"{name}: {value}") + CRLF).encode("ascii")
@@ -209,7 +223,7 @@ def _id_field(name: str, message_id: str) -> bytes | None:
 def _address_field(name: str, address: Address) -> bytes:
     """`Name: display name <addr>`, the name quoted or RFC 2047-encoded as it needs."""
     phrase, angle = address.display_name, f"<{address.addr_spec}>"
-    if phrase and not phrase.isascii():
+    if phrase and _encoded(phrase):
         encoded = Header(phrase, "utf-8", header_name=name, maxlinelen=MAX_HEADER_LINE).encode(linesep=CRLF)
         last_line = len(encoded.rpartition(CRLF)[2]) + (0 if CRLF in encoded else len(name) + 2)
         fold = CRLF if last_line + 1 + len(angle) > MAX_HEADER_LINE else ""
@@ -228,9 +242,9 @@ def _headers(
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware: the Date header states its offset")
     fields = [
-        _address_field("From", _address(display_name(_buyer(inquiry), spec.shared_name), spec.shared_address)),
+        _address_field("From", _address(display_name(_buyer(inquiry, spec), spec.shared_name), spec.shared_address)),
         _address_field("To", _address(spec.rep_name, spec.rep_address)),
-        _address_field("Reply-To", _buyer(inquiry)),
+        _address_field("Reply-To", _buyer(inquiry, spec)),
         _field("Subject", clean_header_text(spec.subject)),
         _field("Date", format_datetime(now)),
         _field("Message-ID", message_id),
@@ -243,7 +257,8 @@ def _headers(
         fields += [_field("Importance", "high"), _field("X-Priority", "2 (High)")]
     rule, rep = decision.rule or "none", decision.rep or spec.rep_address
     fields += [
-        _field(ROUTER_HEADER, f"forward; rule={clean_header_text(rule)}; rep={clean_header_text(rep)}"),
+        _field(ROUTER_HEADER, signed(spec.marker_key, message_id,
+                                     f"forward; rule={clean_header_text(rule)}; rep={clean_header_text(rep)}")),
         *([_field(LABELS_HEADER, labels)] if (labels := clean_header_text(spec.labels)) else []),
         _field("MIME-Version", "1.0"),
         _field("Content-Type", body_type),
@@ -253,7 +268,7 @@ def _headers(
 
 
 def _template_context(inquiry: Inquiry, decision: Decision, spec: ForwardSpec, now: datetime) -> dict[str, object]:
-    buyer = _buyer(inquiry)
+    buyer = _buyer(inquiry, spec)
     language = spec.language
     return {
         "rule": decision.rule,
@@ -269,7 +284,7 @@ def _template_context(inquiry: Inquiry, decision: Decision, spec: ForwardSpec, n
         "language_name": language_name(inquiry.language, language),
         "products": inquiry.products,
         "shared_address": spec.shared_address,
-        "buyer_name": clean_header_text(inquiry.sender_name),
+        "buyer_name": clean_header_text(buyer.display_name),
         "buyer_address": buyer.addr_spec,
         "company": clean_header_text(inquiry.company or "") or None,
         "attachments": [
@@ -437,6 +452,39 @@ def embedded_encoding(head: bytes) -> str:
     """The message/rfc822 part's encoding, read from a forward's head (`forward_frame`'s)."""
     found = _PART_CTE.search(head[-64:])
     return found.group(1).decode("ascii") if found else "7bit"
+
+
+_OUTER_8BIT = b"\r\nContent-Transfer-Encoding: 8bit\r\n"
+_BOUNDARY = re.compile(rb'boundary="([^"]+)"')
+_PART_8BIT = b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+
+
+def seven_bit_head(head: bytes) -> bytes:
+    """A forward head (`forward_frame`'s) for an 8bit original, rewritten for the original to
+    go base64-wrapped: for a server that does not offer 8BITMIME (RFC 6152), which may refuse
+    or mangle 8-bit data. Decoding the part still gives the original's exact bytes."""
+    if not head.endswith(_PART_8BIT):
+        raise ValueError("not the head of a forward with an 8bit original")
+    outer_end = head.index(b"\r\n\r\n") + 2
+    outer = head[:outer_end].replace(_OUTER_8BIT, b"\r\nContent-Transfer-Encoding: 7bit\r\n", 1)
+    body = head[outer_end:-len(_PART_8BIT)]
+    return outer + body + f"Content-Transfer-Encoding: {WRAPPED}\r\n\r\n".encode("ascii")
+
+
+def seven_bit_forward(forward: bytes) -> bytes:
+    """The whole forward with its 8bit original base64-wrapped (see seven_bit_head); a 7-bit
+    forward is returned as it is."""
+    if forward.isascii():
+        return forward
+    outer = forward[:forward.index(b"\r\n\r\n")]
+    found = _BOUNDARY.search(outer)
+    if found is None:
+        raise ValueError("not a forward: no multipart boundary")
+    # The boundary occurs in no part's content, so its last delimiter opens the original's part.
+    opening = forward.rindex(b"--" + found.group(1) + b"\r\n")
+    start = forward.index(b"\r\n\r\n", opening) + 4
+    end = forward.rindex(b"\r\n--" + found.group(1) + b"--")
+    return seven_bit_head(forward[:start]) + embed(forward[start:end], "binary") + forward[end:]
 
 
 def needs_8bitmime(forward: bytes) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import insert, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from mailrouter.model import Outcome
@@ -78,7 +79,7 @@ def redecided(session: Session, row: MessageRow, values: dict) -> None:
     _set(session, row, values)
 
 
-def sent(session: Session, message_ids: Iterable[int], now: datetime) -> None:
+def sent(session: Session | Connection, message_ids: Iterable[int], now: datetime) -> None:
     """SMTP accepted these messages' forwards: their copies can be filed."""
     ids = list(message_ids)
     for start in range(0, len(ids), _CHUNK):
@@ -95,7 +96,7 @@ def undeliverable(row: MessageRow, reason: str, folder: str, keywords: str) -> N
         row.outcome, row.state, row.folder, row.keywords = Outcome.UNDELIVERABLE.value, SENT, folder, keywords
 
 
-def filed(session: Session, message_ids: Sequence[int], now: datetime) -> None:
+def filed(session: Session | Connection, message_ids: Sequence[int], now: datetime) -> None:
     """The shared copies were moved to their folders (or had already gone): done."""
     for start in range(0, len(message_ids), _CHUNK):
         session.execute(_UPDATE.where(MessageRow.id.in_(message_ids[start:start + _CHUNK]),

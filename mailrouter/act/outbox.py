@@ -4,12 +4,13 @@ A temporary SMTP failure (4xx, connection trouble) is retried with backoff until
 deadline; a permanent one (5xx) or a passed deadline makes the message UNDELIVERABLE, and its
 copy is filed where the manager looks, with the reason.
 
-The one window for a second forward: the SMTP server accepted the message and the process
-died before that was written down. The retry then sends it again, with the same Message-ID.
-Sending writes no database rows (`send_due`, so it never waits for the batch transaction's
-lock); each acceptance is appended to the mailbox's AcceptedLog at once, and `record` writes
-a flush's outcomes to the database together. After a crash, the log's forwards are recorded
-as sent instead of sent again.
+The window for a second forward: the SMTP server accepted the message and the process died
+before that was written down, one message per SMTP session (docs/ARCHITECTURE.md). Sending
+writes no database rows (`send_due`, so it never waits for the batch transaction's lock);
+each acceptance is appended to the mailbox's AcceptedLog and fsynced before the session sends
+the next, and `record` commits a flush's outcomes together, synchronously. After a crash, the
+log's forwards are recorded as sent instead of sent again. A disk that refuses those writes
+(full, read-only, failing) stops the mailbox's sending until it takes them again.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import itertools
 import logging
 import os
 import ssl
+import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -29,41 +32,86 @@ from sqlalchemy.orm import defer
 from mailrouter import store
 from mailrouter.act import ledger
 from mailrouter.config.schema import Config, ServerConfig
-from mailrouter.config.credentials import async_token_generator
+from mailrouter.config.credentials import CredentialError, async_token_generator
 from mailrouter.metrics import Metrics
 from mailrouter.model import Outcome
 from mailrouter.model import Clock
 from mailrouter.act.forward import (WRAPPED, embedded_encoding, embedded_size, needs_8bitmime,
-                                    wrapped_chunks)
-from mailrouter.act.smtpstream import body_options, send_streamed, size_refusal
+                                    seven_bit_forward, seven_bit_head, wrapped_chunks)
+from mailrouter.act.smtpstream import body_options, greet, offers_8bitmime, send_streamed, size_refusal
 from mailrouter.intake.spool import SEND_CHUNK, file_chunks, private_file, file_name_part, remove_file
 from mailrouter.store import AssignmentRow, MessageRow, OutboxRow
 
 log = logging.getLogger("mailrouter.outbox")
 ITEMS_PER_EXTRA_SESSION = 10  # a few forwards go over one session; a queue spreads over more
+DISK_RETRY = 5.0  # seconds between tries of a state disk that refused a write: one small append
 
 
 class AcceptedLog:
     """Forwards the SMTP server accepted that the database does not record yet: one outbox
-    id per line, appended as each 250 arrives (the kernel keeps a write(2) when the process
-    dies), removed once `Outbox.record` has committed them."""
+    id per line, each appended and fsynced as its 250 arrives, removed once `Outbox.record`
+    has committed them. An id the disk refused is kept in memory for the life of the process
+    (shared by every AcceptedLog on that path, so a reload keeps it): never sent again."""
+
+    _unwritten: dict[Path, set[int]] = {}
+    _lock = threading.Lock()
 
     def __init__(self, path: Path):
         self.path = path
 
     def add(self, outbox_id: int) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with private_file(self.path, os.O_APPEND) as log_file:
-            log_file.write(b"%d\n" % outbox_id)
+        """Append `outbox_id` durably; on OSError it is remembered in memory, then raised."""
+        try:
+            append_durably(self.path, b"%d\n" % outbox_id)
+        except OSError:
+            with self._lock:
+                self._unwritten.setdefault(self.path, set()).add(outbox_id)
+            raise
+
+    def write_unwritten(self) -> None:
+        """Put the ids held in memory on disk (a blank line if none: the disk is probed all
+        the same); raises OSError while the disk still refuses."""
+        with self._lock:
+            held = sorted(self._unwritten.get(self.path, ()))
+        append_durably(self.path, b"".join(b"%d\n" % i for i in held) or b"\n")
+        with self._lock:
+            self._unwritten.get(self.path, set()).difference_update(held)
 
     def ids(self) -> set[int]:
+        with self._lock:
+            held = set(self._unwritten.get(self.path, ()))
         try:
-            return {int(line) for line in self.path.read_text().split() if line.isdigit()}
+            return held | {int(line) for line in self.path.read_text().split() if line.isdigit()}
         except FileNotFoundError:
-            return set()
+            return held
 
-    def clear(self) -> None:
+    def clear(self, recorded: set[int]) -> None:
+        """The database now records `recorded`: forget them, on disk and in memory."""
+        with self._lock:
+            self._unwritten.get(self.path, set()).difference_update(recorded)
         self.path.unlink(missing_ok=True)
+
+
+def append_durably(path: Path, data: bytes) -> None:
+    """Append and fsync; a new file's directory entry is fsynced too, or a power cut could
+    lose the file with the data."""
+    created = not path.exists()
+    try:
+        if created:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with private_file(path, os.O_APPEND) as log_file:
+            log_file.write(data)
+            os.fsync(log_file.fileno())
+        if created:
+            directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # write(2) and fsync(2) name no file
 
 
 @dataclass(frozen=True)
@@ -106,6 +154,9 @@ class Outbox:
         self.sessions = sessions
         self.clock = clock
         self.metrics = metrics or Metrics()
+        # mailbox -> (the write that failed, when to try the disk again): no sending meanwhile
+        self._stopped: dict[str, tuple[OSError, float]] = {}
+        self._announce: dict[str, OSError] = {}  # stops that record() has yet to raise
 
     def due(self, mailbox: str) -> list[OutboxRow]:
         with self.sessions() as session:
@@ -127,13 +178,19 @@ class Outbox:
         return head or b"", tail or b""
 
     def next_due_in(self, mailbox: str) -> float | None:
-        """Seconds until the next retry is due, for the worker's wait."""
+        """Seconds until the next retry is due, for the worker's wait (while sending is stopped
+        by the disk, no sooner than the next try of the disk)."""
         with self.sessions() as session:
             when = session.scalar(
                 select(OutboxRow.next_attempt_at)
                 .where(OutboxRow.mailbox == mailbox, OutboxRow.status == "pending")
                 .order_by(OutboxRow.next_attempt_at).limit(1))
-        return None if when is None else max(0.0, (when - self.clock()).total_seconds())
+        if when is None:
+            return None
+        due = max(0.0, (when - self.clock()).total_seconds())
+        if mailbox in self._stopped:
+            due = max(due, self._stopped[mailbox][1] - time.monotonic())
+        return due
 
     def flush(self, mailbox: str) -> int:
         """Send what is due for one mailbox and record the outcome; return how many went out."""
@@ -142,7 +199,8 @@ class Outbox:
     def send_due(self, mailbox: str) -> list[tuple[OutboxRow, SendResult]]:
         """Send what is due without writing to the database (so a thread can send while
         another holds the write lock); `record` writes the outcome. What an interrupted
-        flush got accepted (its AcceptedLog) is not sent again but reported as accepted."""
+        flush got accepted (its AcceptedLog) is not sent again but reported as accepted, and
+        nothing new is sent until the database has recorded it."""
         items = self.due(mailbox)
         if not items:
             return []
@@ -150,48 +208,85 @@ class Outbox:
         earlier = accepted.ids()
         results = [(item, SendResult(True)) for item in items if item.id in earlier]
         rest = [item for item in items if item.id not in earlier]
-        if rest:
-            results += asyncio.run(self._send_all(rest, accepted))
+        if rest and not results and self._may_send(mailbox, accepted):
+            results += asyncio.run(self._send_all(rest, accepted, mailbox))
         return results
 
     def record(self, results: list[tuple[OutboxRow, SendResult]]) -> int:
-        """Mark accepted forwards sent (one transaction) and schedule or give up the rest."""
+        """Mark accepted forwards sent (one synchronous transaction) and schedule or give up
+        the rest. Raises the write that stopped sending (once per stop, for the log) and any
+        database failure: the caller's round ends and is retried."""
         accepted = [item for item, result in results if result.ok]
+        mailboxes = {item.mailbox for item, _result in results}
+        # a failure to write raises from here: the accepted ids stay in the log (or in memory),
+        # so send_due reports them again and sends nothing new before they are recorded
         if accepted:
             self._mark_sent(accepted)
         for item, result in results:
             if not result.ok:
                 self._record_failure(item, result)
-        for mailbox in {item.mailbox for item, _result in results}:
-            self.accepted_log(mailbox).clear()  # the database says it all now
+        for mailbox in mailboxes:
+            self.accepted_log(mailbox).clear({item.id for item in accepted})  # the database says it all now
+        for mailbox in mailboxes:
+            if mailbox in self._announce:
+                raise self._announce.pop(mailbox)
         return len(accepted)
+
+    def _may_send(self, mailbox: str, accepted: AcceptedLog) -> bool:
+        """Not while the disk refuses the writes that must follow each 250: once it is time
+        to try again, a durable append to the accepted log tells."""
+        if mailbox not in self._stopped:
+            return True
+        if time.monotonic() < self._stopped[mailbox][1]:
+            return False
+        try:
+            accepted.write_unwritten()
+        except OSError as exc:
+            self._stop(mailbox, exc)
+            return False
+        del self._stopped[mailbox]
+        log.info("%s: the state disk takes writes again; forwarding resumes", mailbox)
+        return True
+
+    def _stop(self, mailbox: str, exc: OSError) -> None:
+        if mailbox not in self._stopped:
+            self._announce[mailbox] = exc
+        self._stopped[mailbox] = (exc, time.monotonic() + DISK_RETRY)
 
     def accepted_log(self, mailbox: str) -> AcceptedLog:
         return AcceptedLog(self.config.spool_dir / f"accepted-{file_name_part(mailbox)}.log")
 
-    async def _send_all(self, items: list[OutboxRow],
-                        accepted: AcceptedLog) -> list[tuple[OutboxRow, SendResult]]:
+    async def _send_all(self, items: list[OutboxRow], accepted: AcceptedLog,
+                        mailbox: str) -> list[tuple[OutboxRow, SendResult]]:
         """Up to `smtp.connections` sessions at once: each forward waits for the server's 250,
         and a server that delivers before answering makes one session a queue."""
         lanes = max(1, min(self.config.smtp.connections, len(items) // ITEMS_PER_EXTRA_SESSION + 1))
-        done = await asyncio.gather(*(self._send_lane(items[lane::lanes], accepted) for lane in range(lanes)))
+        halt = asyncio.Event()  # the accepted log failed: every session stops after its current forward
+        done = await asyncio.gather(*(self._send_lane(items[lane::lanes], accepted, mailbox, halt)
+                                      for lane in range(lanes)))
         return [pair for lane in done for pair in lane]
 
-    async def _send_lane(self, items: list[OutboxRow],
-                         accepted: AcceptedLog) -> list[tuple[OutboxRow, SendResult]]:
-        client = smtp_client(self.config.smtp.server)
+    async def _send_lane(self, items: list[OutboxRow], accepted: AcceptedLog, mailbox: str,
+                         halt: asyncio.Event) -> list[tuple[OutboxRow, SendResult]]:
+        """Forwards left unsent by a halt get no result: they stay pending, unchanged."""
         try:
+            client = smtp_client(self.config.smtp.server)
             await client.connect()
+        except CredentialError as exc:  # e.g. password_command failing: temporary, to its deadline
+            down = SendResult(False, False, str(exc))
+            return [(item, down) for item in items]
         except (aiosmtplib.SMTPException, OSError) as exc:
             down = SendResult(False, False, classify_smtp_error(exc).error)
             return [(item, down) for item in items]  # the server being down is never the message's fault
         results = []
         try:
             for item in items:
+                if halt.is_set():
+                    break
                 result = await self._send_one(client, item)
-                if result.ok:
-                    accepted.add(item.id)
                 results.append((item, result))
+                if result.ok and not self._accepted(accepted, item, mailbox):
+                    halt.set()
         finally:
             try:
                 await client.quit()
@@ -199,18 +294,33 @@ class Outbox:
                 pass
         return results
 
+    def _accepted(self, accepted: AcceptedLog, item: OutboxRow, mailbox: str) -> bool:
+        """Write the 250 down durably before the session sends more; False if the disk refused
+        (the id is then held in memory, so this process never sends it again)."""
+        try:
+            accepted.add(item.id)
+            return True
+        except OSError as exc:
+            self._stop(mailbox, exc)
+            return False
+
     async def _send_one(self, client: aiosmtplib.SMTP, item: OutboxRow) -> SendResult:
         try:
             if not client.is_connected:
                 await client.connect()
             if item.spool_path:
                 return await self._send_spooled(client, item)
+            await greet(client)
             payload = self._payload(item)
+            if item.kind == "forward" and not offers_8bitmime(client):
+                payload = seven_bit_forward(payload)
             if refusal := await size_refusal(client, len(payload)):
                 return SendResult(False, permanent=True, error=refusal)
             await client.sendmail(item.sender, [item.recipient], payload,
                                   mail_options=body_options(client, needs_8bitmime(payload)))
             return SendResult(True)
+        except CredentialError as exc:  # a reconnect's OAuth2 token, say: not the message's fault
+            return SendResult(False, False, str(exc))
         except (aiosmtplib.SMTPException, OSError) as exc:
             return classify_smtp_error(exc)
 
@@ -219,6 +329,9 @@ class Outbox:
         head, tail = self._head_and_tail(item)
         original = Path(item.spool_path or "")
         cte = embedded_encoding(head)
+        await greet(client)
+        if cte == "8bit" and not offers_8bitmime(client):
+            head, cte = seven_bit_head(head), WRAPPED
         try:
             size = len(head) + embedded_size(original.stat().st_size, cte) + len(tail)
         except FileNotFoundError:
@@ -236,7 +349,7 @@ class Outbox:
         now = self.clock()
         ids = [item.id for item in items]
         forwards = [item.message for item in items if item.kind == "forward"]
-        with self.sessions.begin() as session:
+        with store.durable_transaction(self.sessions) as session:  # guards against a second forward
             session.execute(OutboxRow.__table__.update().where(OutboxRow.id.in_(ids)).values(
                 status="sent", sent_at=now, payload=None, tail=None, attempts=OutboxRow.attempts + 1))
             if forwards:

@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 from mailrouter.act.forward import ForwardSpec, clean_header_text, tag_labels, tag_subject
 from mailrouter.act.original import Original
 from mailrouter.config.schema import Config, MailboxConfig, RepConfig
+from mailrouter.decide.trust import ReplyTarget, reply_note, reply_target
+from mailrouter.marker import signed
 from mailrouter.model import ROUTER_HEADER, Decision, Inquiry
 from mailrouter.store import OutboxRow
 
@@ -28,12 +30,13 @@ from mailrouter.store import OutboxRow
 _INSERT_OUTBOX = insert(OutboxRow.__table__)
 
 
-def mark_automatic(msg: EmailMessage, router_value: str) -> None:
+def mark_automatic(msg: EmailMessage, router_value: str, key: bytes) -> None:
     """RFC 3834 Auto-Submitted for well-behaved responders, X-Auto-Response-Suppress for Exchange
-    (which ignores RFC 3834), and the router header so the router never routes its own mail."""
+    (which ignores RFC 3834), and the router header, signed over the Message-ID (set it first),
+    so the router knows its own mail and nobody else can claim to be it."""
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
-    msg[ROUTER_HEADER] = router_value
+    msg[ROUTER_HEADER] = signed(key, str(msg["Message-ID"] or ""), router_value)
 
 
 def forward_message_id(key: str, rep: str, shared_address: str) -> str:
@@ -60,22 +63,29 @@ def deadline(config: Config, now: datetime) -> datetime:
 class Forward:
     message_id: str
     outbox_values: dict
+    reply: ReplyTarget  # where the forward's Reply-To points (decide/trust.py), and any warning
 
 
 def compose_forward(config: Config, templates: jinja2.Environment, mailbox: MailboxConfig, rep: RepConfig,
                     content_key: str, inquiry: Inquiry, decision: Decision, original: Original,
-                    now: datetime) -> Forward:
+                    now: datetime, *, known_customer: bool = False) -> Forward:
     """The forward's outbox row, not yet written. Raises ForwardError when it cannot be built
-    (no address a Reply could reach): the caller decides what the message becomes instead."""
+    (no address a Reply could reach): the caller decides what the message becomes instead.
+
+    The header policy: the router marker signed with the installation's key (mailrouter/marker.py);
+    the Reply-To as decide/trust.reply_target allows (never our own address; a known customer's
+    replies not redirected elsewhere), with a warning line for the rep when it was not used."""
     fwd_id = forward_message_id(content_key, rep.id, mailbox.address)
+    reply = reply_target(inquiry, config.own_addresses, config.own_domains, known_customer)
     spec = ForwardSpec(
         shared_address=mailbox.address, shared_name=mailbox.display_name, rep_address=rep.email,
         rep_name=rep.name, message_id=fwd_id, subject=tag_subject(config.subject_format, inquiry, decision),
-        language=rep.language, extra=dict(decision.notes), labels=tag_labels(config.labels, inquiry, decision))
+        language=rep.language, extra=dict(decision.notes) | reply_note(reply),
+        labels=tag_labels(config.labels, inquiry, decision), marker_key=config.marker_key, reply=reply)
     content = original.forward(inquiry, decision, spec, templates, now.astimezone(config.timezone))
     return Forward(fwd_id, dict(mailbox=mailbox.name, kind="forward", sender=mailbox.address,
                                 recipient=rep.email, **content, next_attempt_at=now,
-                                deadline=deadline(config, now)))
+                                deadline=deadline(config, now)), reply)
 
 
 def queue_forward(session: Session, message: int, forward: Forward) -> None:
@@ -92,9 +102,11 @@ def is_message_id(value: str) -> bool:
 
 
 def notice_email(mailbox: MailboxConfig, to: str, subject: str, body: str, message_id: str, now: datetime,
-                 router_value: str = "notice", html: str | None = None, thread_on: str | None = None) -> bytes:
+                 key: bytes, router_value: str = "notice", html: str | None = None,
+                 thread_on: str | None = None) -> bytes:
     """A notice from the shared mailbox, marked so no auto-responder answers it and the router
-    never routes it; `subject` may hold customer text, so it passes the header gate.
+    never routes it (its router header signed with `key`); `subject` may hold customer text,
+    so it passes the header gate.
     `thread_on` is the forward's Message-ID: the rep's client then shows the notice under
     the inquiry it is about, instead of quoting an id nobody can search for."""
     msg = EmailMessage(policy=SMTP)
@@ -105,7 +117,7 @@ def notice_email(mailbox: MailboxConfig, to: str, subject: str, body: str, messa
     msg["Message-ID"] = message_id
     if thread_on and is_message_id(thread_on):
         msg["In-Reply-To"] = msg["References"] = thread_on
-    mark_automatic(msg, router_value)
+    mark_automatic(msg, router_value, key)
     msg.set_content(body)
     if html is not None:
         msg.add_alternative(html, subtype="html")
@@ -119,7 +131,7 @@ def queue_notice(session: Session, config: Config, to: str, subject: str, body: 
     deterministic per notice, so a retried one is recognisably the same mail; `kind` goes into
     the router header (e.g. "digest; daily")."""
     sender = notice_sender(config, mailbox)
-    payload = notice_email(sender, to, subject, body, message_id, now.astimezone(config.timezone), kind, html,
-                           thread_on)
+    payload = notice_email(sender, to, subject, body, message_id, now.astimezone(config.timezone),
+                           config.marker_key, kind, html, thread_on)
     session.add(OutboxRow(mailbox=sender.name, kind="notice", message=message, sender=sender.address,
                           recipient=to, payload=payload, next_attempt_at=now, deadline=deadline(config, now)))

@@ -50,13 +50,22 @@ class DotStuffer:
         return end + b".\r\n"
 
 
-async def size_refusal(client: aiosmtplib.SMTP, size: int) -> str | None:
-    """Why the server will refuse a message of `size` octets (its EHLO SIZE), or None."""
+async def greet(client: aiosmtplib.SMTP) -> None:
+    """EHLO (HELO for an old server) unless done: what the server offers is known after it."""
     if client.is_ehlo_or_helo_needed:
         try:
             await client.ehlo()
         except aiosmtplib.SMTPHeloError:
             await client.helo()  # an old server: no extensions, so no SIZE to respect
+
+
+def offers_8bitmime(client: aiosmtplib.SMTP) -> bool:
+    return client.supports_extension("8bitmime")
+
+
+async def size_refusal(client: aiosmtplib.SMTP, size: int) -> str | None:
+    """Why the server will refuse a message of `size` octets (its EHLO SIZE), or None."""
+    await greet(client)
     limit = client.esmtp_extensions.get("size", "").strip()
     if limit.isdigit() and int(limit) > 0 and size > int(limit):
         return (f"the forward is {size:,} bytes, over the SMTP server's limit of {int(limit):,} "
@@ -66,8 +75,8 @@ async def size_refusal(client: aiosmtplib.SMTP, size: int) -> str | None:
 
 def body_options(client: aiosmtplib.SMTP, eight_bit: bool) -> list[str]:
     """MAIL FROM parameters for the body: BODY=8BITMIME (RFC 6152) for 8-bit data when the
-    server offers it. (A server without it is sent the same bytes, as before: all current
-    MTAs accept 8-bit data; forwards never contain "binary" data, see act/forward.py.)"""
+    server offers it. (To a server without it the outbox sends forwards 7-bit: the original
+    base64-wrapped, act/forward.py seven_bit_forward; forwards never contain "binary" data.)"""
     return ["BODY=8BITMIME"] if eight_bit and client.supports_extension("8bitmime") else []
 
 

@@ -14,8 +14,10 @@ from mailrouter.config.load import load_config
 from mailrouter.config.reader import ConfigError
 from mailrouter.store import SchemaError
 from mailrouter.runtime.logsetup import setup_logging
+from mailrouter.runtime.routerkey import with_installation_key
 
 DEFAULT_CONFIG = "config.toml"
+PROBLEMS_HEADING = {"en": "configuration has {n} problem(s):", "zh": "配置有 {n} 个问题："}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
-    except ConfigError as exc:
-        print(f"configuration has {len(exc.problems)} problem(s):", file=sys.stderr)
+    except ConfigError as exc:  # the config did not load, so only --language can choose
+        heading = PROBLEMS_HEADING["zh" if getattr(args, "language", None) == "zh" else "en"]
+        print(heading.format(n=len(exc.problems)), file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
@@ -45,20 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="text (journald-friendly) or one JSON object per line")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT; SIGHUP reloads").set_defaults(func=cmd_run)
-    sub.add_parser("check", help="validate config, rules and templates, then try every login "
-                   "(mailboxes, SMTP, reply sources)").set_defaults(func=cmd_check)
+    check = sub.add_parser("check", help="validate config, rules and templates, then try every login "
+                           "(mailboxes, SMTP, reply sources)")
+    check.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
+    check.set_defaults(func=cmd_check)
     init = sub.add_parser("init", help="write the annotated config.toml and default rules into a folder")
     init.add_argument("folder", type=Path, help="e.g. /etc/mailrouter; existing files are kept")
+    init.add_argument("--language", choices=("en", "zh"), help="en or zh (default: en; there is no config yet)")
     init.set_defaults(func=cmd_init)
     unit = sub.add_parser("unit", help="print the systemd drop-in for this config "
                           "(ExecStart, ExecReload with check, one LoadCredential= per secret)")
     unit.add_argument("--service", action="store_true", help="print the packaged mailrouter.service instead")
+    unit.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
     unit.set_defaults(func=cmd_unit)
     explain = sub.add_parser("explain", help="show which rule fires for a message file, and why")
     explain.add_argument("eml", type=Path, help="a message saved as .eml")
+    explain.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
     explain.set_defaults(func=cmd_explain)
     demo = sub.add_parser("demo", help="route sample inquiries on a throwaway local mail server")
     demo.add_argument("--keep", action="store_true", help="keep the demo's files for a look")
+    demo.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
     demo.set_defaults(func=cmd_demo)
     status = sub.add_parser("status", help="health summary from the database")
     status.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
@@ -109,7 +118,10 @@ def _add_rep(sub) -> None:
     back = actions.add_parser("back", help="take new assignments again")
     back.add_argument("rep")
     back.set_defaults(func=cmd_rep_back)
-    actions.add_parser("list", help="who is away").set_defaults(func=cmd_rep_list)
+    listed = actions.add_parser("list", help="who is away")
+    listed.set_defaults(func=cmd_rep_list)
+    for action in (away, back, listed):
+        action.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -120,28 +132,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from mailrouter.runtime.preflight import check_servers
+    from mailrouter.runtime.preflight import check_servers, check_summary
 
     config = load_config(args.config)
-    print(f"{config.path}: OK — {len(config.mailboxes)} mailbox(es), {len(config.reps)} rep(s), "
-          f"{len(config.teams)} team(s), {len(config.rules.rules)} rule(s) from "
-          f"{len(config.rules.files)} file(s)")
-    return 0 if check_servers(config) else 1
+    language = args.language or config.language
+    print(check_summary(config, language))
+    return 0 if check_servers(config, language) else 1
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from mailrouter.commands.unit import init_config_dir
+    from mailrouter.commands.unit import init_config_dir, labels
 
+    t = labels(args.language or "en")
     for path in init_config_dir(args.folder):
-        print(f"wrote {path}")
-    print(f"next: edit {args.folder / 'config.toml'}, put each password in "
-          f"{args.folder / 'credentials'}/<name> (mode 0600), then `mailrouter -c "
-          f"{args.folder / 'config.toml'} unit` lists the names")
+        print(t["wrote"].format(path=path))
+    print(t["next"].format(config=args.folder / "config.toml", credentials=args.folder / "credentials"))
     return 0
 
 
 def cmd_unit(args: argparse.Namespace) -> int:
-    from mailrouter.commands.unit import dropin, installed_executable, unit_notes
+    from mailrouter.commands.unit import (config_language, dropin, installed_executable, labels,
+                                          unit_notes)
     from mailrouter.config.load import Problem, read_toml
     from mailrouter.resources import packaged
 
@@ -152,16 +163,19 @@ def cmd_unit(args: argparse.Namespace) -> int:
     data = read_toml(Path(args.config), problems)
     if problems:
         raise ConfigError(problems)
-    print(dropin(data, Path(args.config), installed_executable()), end="")
-    for note in unit_notes(data, Path(args.config)):  # seen even when stdout goes to the drop-in file
-        print(f"mailrouter unit: {note}", file=sys.stderr)
+    language = args.language or config_language(data)
+    print(dropin(data, Path(args.config), installed_executable(), language), end="")
+    for note in unit_notes(data, Path(args.config), language):  # seen even when stdout goes to the drop-in file
+        print(labels(language)["note"].format(note=note), file=sys.stderr)
     return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from mailrouter.commands.explain import explain_file
 
-    print(explain_file(load_config(args.config, resolve_secrets=False), args.eml))
+    # the installation's marker key, if it exists and is readable: our own forwards are told apart
+    config = with_installation_key(load_config(args.config, resolve_secrets=False), create=False)
+    print(explain_file(config, args.eml, args.language or config.language))
     return 0
 
 
@@ -179,7 +193,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from mailrouter.resources import packaged
 
         config = packaged("config.toml")  # an installed wheel: the example config it ships
-    return run_demo(config, keep=args.keep, log_level=args.log_level)
+    return run_demo(config, keep=args.keep, log_level=args.log_level, language=args.language)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -195,14 +209,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _add_db(sub) -> None:
     db = sub.add_parser("db", help="the database: schema revision, upgrade, copy to PostgreSQL")
     actions = db.add_subparsers(required=True, metavar="ACTION")
-    actions.add_parser("current", help="print the schema revision and whether it is current").set_defaults(
-        func=cmd_db, action="current")
-    actions.add_parser("upgrade", help="bring the schema up to date (a SQLite file is copied first); "
-                       "`run` does this by itself").set_defaults(func=cmd_db, action="upgrade")
+    current = actions.add_parser("current", help="print the schema revision and whether it is current")
+    current.set_defaults(func=cmd_db, action="current")
+    upgrade = actions.add_parser("upgrade", help="bring the schema up to date (a SQLite file is copied first); "
+                                 "`run` does this by itself")
+    upgrade.set_defaults(func=cmd_db, action="upgrade")
     copy = actions.add_parser("copy", help="copy every table into an empty database, e.g. PostgreSQL; "
                               "stop the daemon first, then point daemon.database at the new URL")
     copy.add_argument("--to", required=True, metavar="URL", help="e.g. postgresql+psycopg://mailrouter@db/mailrouter")
     copy.set_defaults(func=cmd_db, action="copy")
+    for action in (current, upgrade, copy):
+        action.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -211,29 +228,32 @@ def cmd_db(args: argparse.Namespace) -> int:
     from mailrouter.commands import db
 
     config = load_config(args.config, resolve_secrets=False)  # logs in nowhere
+    language = args.language or config.language
+    t = db.labels(language)
+    colon = "：" if language == "zh" else ": "
     try:
         if args.action == "current":
-            print(f"{db.shown(config.database)}: {db.current(config.database)}")
+            print(f"{db.shown(config.database)}{colon}{db.current(config.database, language)}")
         elif args.action == "upgrade":
-            print(f"{db.shown(config.database)}: {db.upgrade(config.database)}")
+            print(f"{db.shown(config.database)}{colon}{db.upgrade(config.database, language)}")
         else:
-            copied = db.copy(config.database, args.to, progress=lambda c: print(f"  {c.table}: {c.rows} rows"))
-            print(f"copied {sum(c.rows for c in copied)} rows in {len(copied)} tables; now set "
-                  f"daemon.database to the new URL in {config.path} and start the daemon")
+            copied = db.copy(config.database, args.to, language=language,
+                             progress=lambda c: print(t["rows"].format(table=c.table, rows=c.rows)))
+            print(t["copied"].format(rows=sum(c.rows for c in copied), tables=len(copied), path=config.path))
     except (db.CopyRefused, SQLAlchemyError) as exc:
-        print(f"db {args.action}: {exc}", file=sys.stderr)
+        print(t["failed"].format(action=args.action, error=exc), file=sys.stderr)
         return 1
     return 0
 
 
-def _first_start_preview(config, mailbox_name: str) -> int:
+def _first_start_preview(config, mailbox_name: str, language: str) -> int:
     from mailrouter.commands.dryrun import find_mailbox
     from mailrouter.commands.firstlook import format_preview, preview_first_start
     from mailrouter.intake.imap import ImapError
 
     try:
         mailbox = find_mailbox(config, mailbox_name)
-        format_preview(mailbox, preview_first_start(config, mailbox_name), sys.stdout)
+        format_preview(mailbox, preview_first_start(config, mailbox_name), sys.stdout, language)
     except (ImapError, ValueError) as exc:
         print(f"dry-run: {exc}", file=sys.stderr)
         return 1
@@ -244,9 +264,9 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     from mailrouter.commands.dryrun import dry_run, format_dry_run, parse_since
     from mailrouter.intake.imap import ImapError
 
-    config = load_config(args.config)
+    config = with_installation_key(load_config(args.config), create=False)  # read only: never made here
     if args.first_start:
-        return _first_start_preview(config, args.mailbox)
+        return _first_start_preview(config, args.mailbox, args.language or config.language)
     try:
         since = parse_since(args.since, date.today()) if args.since else None
         results = dry_run(config, args.mailbox, args.folder, since, progress=sys.stderr.isatty())
@@ -276,31 +296,38 @@ def cmd_rep_away(args: argparse.Namespace) -> int:
     from mailrouter.commands.rep import set_away
 
     config = load_config(args.config, resolve_secrets=False)
-    until = _parse_local(args.until, config)
-    print(set_away(config, args.rep, until, args.note))
+    language = args.language or config.language
+    until = _parse_local(args.until, config, language)
+    print(set_away(config, args.rep, until, args.note, language=language))
     return 0
 
 
 def cmd_rep_back(args: argparse.Namespace) -> int:
     from mailrouter.commands.rep import set_back
 
-    print(set_back(load_config(args.config, resolve_secrets=False), args.rep))
+    config = load_config(args.config, resolve_secrets=False)
+    print(set_back(config, args.rep, args.language or config.language))
     return 0
 
 
 def cmd_rep_list(args: argparse.Namespace) -> int:
     from mailrouter.commands.rep import list_away
 
-    print(list_away(load_config(args.config, resolve_secrets=False)))
+    config = load_config(args.config, resolve_secrets=False)
+    print(list_away(config, args.language or config.language))
     return 0
 
 
-def _parse_local(text: str, config) -> datetime:
+UNTIL_FORMAT = {"en": "--until: {text!r} is not a date like 2026-12-24 or 2026-12-24T18:00",
+                "zh": "--until：{text!r} 不是日期，应写作 2026-12-24 或 2026-12-24T18:00"}
+
+
+def _parse_local(text: str, config, language: str = "en") -> datetime:
     """A date means the end of that day; times are in the config's time zone."""
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise SystemExit(f"--until: {text!r} is not a date like 2026-12-24 or 2026-12-24T18:00")
+        raise SystemExit(UNTIL_FORMAT["zh" if language == "zh" else "en"].format(text=text))
     if len(text) <= 10:
         value = value.replace(hour=23, minute=59, second=59)
     return value.replace(tzinfo=config.timezone) if value.tzinfo is None else value

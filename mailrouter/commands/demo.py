@@ -21,6 +21,7 @@ from sqlalchemy import select
 from mailrouter.config.load import load_config
 from mailrouter.config.schema import Config
 from mailrouter.runtime.daemon import Daemon
+from mailrouter.reports.render import width
 from mailrouter.runtime.logsetup import setup_logging
 from mailrouter.intake.fingerprint import content_key
 from mailrouter.testing.samples import Sample, demo_samples
@@ -35,6 +36,9 @@ def testbed_users(config_path: Path) -> list[str]:
     users += [r["email"] for r in data.get("reps", {}).values()]
     extra = ["america@example.com", "manager@example.com"]
     return list(dict.fromkeys(users + extra))
+
+
+TESTBED_AUTHSERV_ID = "mx.example.com"
 
 
 def write_testbed_config(config_path: Path, bed: TestBed, workdir: Path,
@@ -56,6 +60,9 @@ def write_testbed_config(config_path: Path, bed: TestBed, workdir: Path,
     for key in ("password_env", "user"):  # the bed's SMTP server takes unauthenticated mail on loopback
         smtp.pop(key, None)
     smtp.update(loopback, port=bed.smtp_port, retry_initial=1)
+    # the bed plays our mail server: the samples' mail from our own reps carries its stamp
+    classify = data.setdefault("classify", {})
+    classify["trusted_authserv_ids"] = classify.get("trusted_authserv_ids") or [TESTBED_AUTHSERV_ID]
     section = data.setdefault("daemon", {})
     section["database"] = f"sqlite:///{workdir / 'mailrouter.db'}"
     section["rules_dir"] = str((config_path.parent / section.get("rules_dir", "rules")).resolve())
@@ -136,25 +143,46 @@ def routing_table(config: Config, samples: list[Sample]) -> list[TableRow]:
     return table
 
 
-def format_table(rows: list[TableRow]) -> str:
-    headers = ("message", "decision", "rep", "filed in")
-    cells = [(r.label, r.outcome, r.rep, r.folder) for r in rows]
-    widths = [max(_width(x) for x in col) for col in zip(headers, *cells)]
+# What the demo prints, per language (issue 15 item 6); sample labels and folders stay as they are.
+LABELS = {
+    "en": {"headers": ("message", "decision", "rep", "filed in"),
+           "start": "Demo: a throwaway Dovecot + SMTP server on {host}, {samples} sample inquiries "
+                    "({copies} copies: some were sent to two mailboxes); logs in {log}",
+           "done": "All {copies} copies handled in {seconds:.1f}s",
+           "not_done": "NOT all {copies} copies handled in {seconds:.1f}s",
+           "routing": "Routing… {filed}/{total} filed", "inboxes": "Forwards in the reps' INBOXes:",
+           "kept": "Demo files kept in {workdir}"},
+    "zh": {"headers": ("邮件", "结果", "业务员", "归档到"),
+           "start": "演示：在 {host} 上临时运行 Dovecot + SMTP 服务器，{samples} 封示例询盘"
+                    "（{copies} 份：有些同时发到两个邮箱）；日志在 {log}",
+           "done": "全部 {copies} 份已处理，用时 {seconds:.1f} 秒",
+           "not_done": "{copies} 份未能全部处理，用时 {seconds:.1f} 秒",
+           "routing": "分配中… 已归档 {filed}/{total}", "inboxes": "业务员收件箱中的转发：",
+           "kept": "演示文件保留在 {workdir}"},
+}
+
+
+def labels(language: str) -> dict:
+    return LABELS["zh" if language == "zh" else "en"]
+
+
+def format_table(rows: list[TableRow], language: str = "en") -> str:
+    from mailrouter.commands.status import OUTCOMES_ZH
+
+    headers = labels(language)["headers"]
+    cells = [(r.label, OUTCOMES_ZH.get(r.outcome, r.outcome) if language == "zh" else r.outcome, r.rep, r.folder)
+             for r in rows]
+    widths = [max(width(x) for x in col) for col in zip(headers, *cells)]
     lines = [_line(headers, widths), _line(tuple("-" * w for w in widths), widths)]
     lines += [_line(c, widths) for c in cells]
     return "\n".join(lines)
 
 
-def _width(text: str) -> int:
-    # CJK characters take two terminal columns
-    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
-
-
 def _line(cells: tuple[str, ...], widths: list[int]) -> str:
-    return "  ".join(c + " " * (w - _width(c)) for c, w in zip(cells, widths)).rstrip()
+    return "  ".join(c + " " * (w - width(c)) for c, w in zip(cells, widths)).rstrip()
 
 
-def run_demo(config_path: Path, keep: bool = False, log_level: str = "INFO") -> int:
+def run_demo(config_path: Path, keep: bool = False, log_level: str = "INFO", language: str | None = None) -> int:
     """Route the samples on a test bed; stdout gets a progress line and the table, and every
     log line (the daemon's and the test SMTP server's chatter) goes to a file it names."""
     workdir = Path(tempfile.mkdtemp(prefix="mailrouter-demo-"))
@@ -163,33 +191,34 @@ def run_demo(config_path: Path, keep: bool = False, log_level: str = "INFO") -> 
     try:
         with _logging_to(log_path, log_level), TestBed(workdir / "mail", testbed_users(config_path)) as bed:
             config = load_config(write_testbed_config(config_path, bed, workdir))
+            language = language or config.language
+            t = labels(language)
             samples = demo_samples()
             copies = deliver_samples(bed, samples)
-            print(f"Demo: a throwaway Dovecot + SMTP server on {bed.host}, {len(samples)} sample inquiries "
-                  f"({copies} copies: some were sent to two mailboxes); logs in {log_path}", flush=True)
+            print(t["start"].format(host=bed.host, samples=len(samples), copies=copies, log=log_path), flush=True)
             started = time.monotonic()
             daemon = Daemon(config)
             daemon.start()
-            done = wait_until_filed(config, copies, progress=_progress_line(copies))
+            done = wait_until_filed(config, copies, progress=_progress_line(copies, t))
             daemon.stop()
             erase = "\r" + " " * 40 + "\r" if sys.stdout.isatty() else ""
-            print(f"{erase}{'All' if done else 'NOT all'} {copies} copies handled in "
-                  f"{time.monotonic() - started:.1f}s\n", flush=True)
-            print(format_table(routing_table(config, samples)))
-            print_rep_inboxes(bed, config)
+            print(erase + t["done" if done else "not_done"].format(
+                copies=copies, seconds=time.monotonic() - started) + "\n", flush=True)
+            print(format_table(routing_table(config, samples), language))
+            print_rep_inboxes(bed, config, t)
             return 0 if done else 1
     finally:
         if keep:
-            print(f"\nDemo files kept in {workdir}")
+            print("\n" + labels(language or "en")["kept"].format(workdir=workdir))
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _progress_line(total: int) -> Callable[[int], None]:
+def _progress_line(total: int, t: dict) -> Callable[[int], None]:
     """One line rewritten in place on a terminal; nothing when stdout is a file or a pipe."""
     def show(filed: int) -> None:
         if sys.stdout.isatty():
-            print(f"\rRouting… {filed}/{total} filed", end="", flush=True)
+            print("\r" + t["routing"].format(filed=filed, total=total), end="", flush=True)
     return show
 
 
@@ -204,8 +233,8 @@ def _logging_to(path: Path, level: str) -> Iterator[None]:
             setup_logging(level, "text")
 
 
-def print_rep_inboxes(bed: TestBed, config: Config) -> None:
-    print("\nForwards in the reps' INBOXes:")
+def print_rep_inboxes(bed: TestBed, config: Config, t: dict = LABELS["en"]) -> None:
+    print("\n" + t["inboxes"])
     for rep in config.reps.values():
         count = len(bed.fetch_all(rep.email))
         print(f"  {rep.name} <{rep.email}>: {count}")

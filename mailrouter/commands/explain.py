@@ -10,51 +10,89 @@ from mailrouter.model import Outcome
 from mailrouter.act.original import InMemory, Original, Spooled
 from mailrouter.decide.examine import Examined, destination, examine
 from mailrouter.intake.spool import file_chunks, scan
+from mailrouter.reports.render import width
 
 
-def explain_file(config: Config, path: Path) -> str:
+# Field labels and fixed words per language (issue 15 item 6). The rule reasons (describe())
+# stay English: they quote rule ids and condition names exactly as written in rules/*.toml.
+LABELS = {
+    "en": {"message_id": "Message-ID", "subject": "Subject", "buyer": "Buyer", "domain": "Domain",
+           "country": "Country", "language": "Language", "products": "Products", "sent_to": "Sent to",
+           "attachments": "Attachments", "decision": "Decision", "rule": "Rule", "reason": "Reason",
+           "filed_in": "Filed in", "forward": "Forward", "labels": "Labels", "none": "(none)",
+           "via_form": " via form {form}", "domain_v": "{domain} (country {country}, {kind})",
+           "free_mail": "free mail", "corporate": "corporate", "evidence": " ({conf:.2f} from {source}: {evidence})",
+           "undetermined": "undetermined", "confidence": " ({conf:.2f})", "main": " (main: {evidence})", "keywords": "{folder} (keywords {kw})",
+           "rep_only": "{labels} (the rep's view only)"},
+    "zh": {"message_id": "Message-ID", "subject": "主题", "buyer": "客户", "domain": "域名",
+           "country": "国家", "language": "语言", "products": "产品", "sent_to": "收件地址",
+           "attachments": "附件", "decision": "决定", "rule": "规则", "reason": "原因",
+           "filed_in": "归档到", "forward": "转发主题", "labels": "标签", "none": "（无）",
+           "via_form": "（经表单 {form}）", "domain_v": "{domain}（国家 {country}，{kind}）",
+           "free_mail": "免费邮箱", "corporate": "企业邮箱", "evidence": "（{conf:.2f}，依据 {source}：{evidence}）",
+           "undetermined": "未确定", "confidence": "（{conf:.2f}）", "main": "（主要：{evidence}）", "keywords": "{folder}（关键字 {kw}）",
+           "rep_only": "{labels}（仅业务员可见）"},
+}
+
+
+def explain_file(config: Config, path: Path, language: str = "en") -> str:
     if path.stat().st_size > config.large_message_bytes:  # read in chunks, as the daemon would
-        return explain_original(config, Spooled(scan(file_chunks(path), path)))
-    return explain_bytes(config, path.read_bytes())
+        return explain_original(config, Spooled(scan(file_chunks(path), path)), language)
+    return explain_bytes(config, path.read_bytes(), language)
 
 
-def explain_bytes(config: Config, raw: bytes) -> str:
+def explain_bytes(config: Config, raw: bytes, language: str = "en") -> str:
     """Team rotations are shown from their start: `explain` reads no database."""
-    return explain_original(config, InMemory(raw))
+    return explain_original(config, InMemory(raw), language)
 
 
-def explain_original(config: Config, original: Original) -> str:
+def explain_original(config: Config, original: Original, language: str = "en") -> str:
     """The daemon's decision path with no registry, no history and no side effects."""
-    return explain_examined(config, examine(original.parse(config.parse), config, TeamState()))
+    return explain_examined(config, examine(original.parse(config.parse), config, TeamState()), language)
 
 
-def explain_examined(config: Config, examined: Examined) -> str:
+def explain_examined(config: Config, examined: Examined, language: str = "en") -> str:
+    t = LABELS["zh" if language == "zh" else "en"]
     q, d = examined.inquiry, examined.decision
     folder, keywords = destination(d, config)
-    lines = []
+    fields: list[tuple[str, str]] = []
     if q is not None:
-        lines += [
-            f"Message-ID: {q.message_id or '(none)'}",
-            f"Subject:    {q.subject}",
-            f"Buyer:      {q.sender_name + ' ' if q.sender_name else ''}<{q.sender}>"
-            + (f" via form {q.via_form}" if q.via_form else ""),
-            f"Domain:     {q.domain or '-'} (country {q.country or '-'}, "
-            f"{'free mail' if q.free_mail else 'corporate'})",
-            f"Country:    {q.country or '-'}"
-            + (f" ({q.country_confidence:.2f} from {q.country_source}: {q.country_evidence})" if q.country else ""),
-            f"Language:   {q.language or 'undetermined'} ({q.language_confidence:.2f})",
-            f"Products:   {', '.join(q.products) or '-'}"
-            + (f" (main: {q.product_evidence})" if q.product_evidence else ""),
-            f"Sent to:    {', '.join(q.recipients) or '-'}",
-            f"Attachments: {', '.join(a.filename for a in q.attachments) or '-'}",
+        fields += [
+            ("message_id", q.message_id or t["none"]),
+            ("subject", q.subject),
+            ("buyer", f"{q.sender_name + ' ' if q.sender_name else ''}<{q.sender}>"
+             + (t["via_form"].format(form=q.via_form) if q.via_form else "")),
+            ("domain", t["domain_v"].format(domain=q.domain or "-", country=q.country or "-",
+                                            kind=t["free_mail"] if q.free_mail else t["corporate"])),
+            ("country", (q.country or "-") + (t["evidence"].format(
+                conf=q.country_confidence, source=q.country_source, evidence=q.country_evidence)
+                if q.country else "")),
+            ("language", (q.language or t["undetermined"]) + t["confidence"].format(conf=q.language_confidence)),
+            ("products", (", ".join(q.products) or "-")
+             + (t["main"].format(evidence=q.product_evidence) if q.product_evidence else "")),
+            ("sent_to", ", ".join(q.recipients) or "-"),
+            ("attachments", ", ".join(a.filename for a in q.attachments) or "-"),
         ]
-    lines += [
-        f"Decision:   {d.outcome.value}" + (f" -> {d.rep}" if d.rep else ""),
-        f"Rule:       {d.rule or '-'}",
-        f"Reason:     {d.reason}",
-        f"Filed in:   {folder} (keywords {' '.join(keywords)})",
+    fields += [
+        ("decision", d.outcome.value + (f" -> {d.rep}" if d.rep else "")),
+        ("rule", d.rule or "-"),
+        ("reason", d.reason),
+        ("filed_in", t["keywords"].format(folder=folder, kw=" ".join(keywords))),
     ]
     if d.outcome is Outcome.ROUTED and q is not None:
-        lines.append(f"Forward:    {tag_subject(config.subject_format, q, d)}")
-        lines.append(f"Labels:     {tag_labels(config.labels, q, d) or '-'} (the rep's view only)")
-    return "\n".join(lines)
+        fields.append(("forward", tag_subject(config.subject_format, q, d)))
+        fields.append(("labels", t["rep_only"].format(labels=tag_labels(config.labels, q, d) or "-")))
+    return "\n".join(aligned([(t[key], value) for key, value in fields], language))
+
+
+# Where values start, in terminal columns: English "Message-ID: " fits (the rare longer label
+# takes one space); Chinese "Message-ID：" is 12 columns with its full-width colon.
+VALUE_COLUMN = {"en": 12, "zh": 13}
+
+
+def aligned(fields: list[tuple[str, str]], language: str) -> list[str]:
+    """`Label:` then the value in one column, counted in terminal columns (CJK labels take two)."""
+    colon = "：" if language == "zh" else ":"
+    heads = [label + colon for label, _ in fields]
+    column = VALUE_COLUMN["zh" if language == "zh" else "en"]
+    return [head + " " * max(1, column - width(head)) + value for head, (_, value) in zip(heads, fields)]

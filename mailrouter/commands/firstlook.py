@@ -19,7 +19,7 @@ from mailrouter.act.original import InMemory
 from mailrouter.commands.dryrun import DryRunResult, describe, find_mailbox, replay_one
 from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.intake.adoption import watched
-from mailrouter.intake.firststart import plan_first_start
+from mailrouter.intake.firststart import Backfill, plan_first_start
 from mailrouter.intake.imap import Mailbox
 from mailrouter.runtime.mailbox import imap_settings
 from mailrouter.store import open_database
@@ -65,18 +65,43 @@ def _watched_folders(config: Config, mailbox: MailboxConfig) -> list[str]:
     return [mailbox.inbox, *assign, f"{f.assign}/{f.not_inquiry}"]
 
 
-def format_preview(mailbox: MailboxConfig, previews: Iterator[FolderPreview], out: TextIO) -> tuple[int, int]:
+# The preview per language (issue 15 item 6), like dry-run's TEXT; decisions keep their ids.
+LABELS = {
+    "en": {"watched": "{mailbox} {folder}: watched since {since} UTC; a start routes only new mail",
+           "would": "{mailbox} {folder}: first start would adopt {adopt} (left where they are, never forwarded) "
+                    "and route {route} (backfill {backfill})",
+           "route": "  route    {where} {message_id} from {sender}: {what}",
+           "last": "the last {text}", "since": "since {date}", "none": "none"},
+    "zh": {"watched": "{mailbox} {folder}：自 {since} UTC 起已在监视；启动后只分配新邮件",
+           "would": "{mailbox} {folder}：首次启动将接管 {adopt} 封（原地不动，不转发），分配 {route} 封"
+                    "（回补 {backfill}）",
+           "route": "  分配     {where} {message_id} 发件人 {sender}：{what}",
+           "last": "最近 {text}", "since": "自 {date} 起", "none": "无"},
+}
+
+
+def backfill_text(backfill: Backfill, t: dict[str, str]) -> str:
+    """Backfill.describe() in the preview's language."""
+    if backfill.window is not None:
+        return t["last"].format(text=backfill.text)
+    return t["since"].format(date=backfill.since.isoformat()) if backfill.since is not None else t["none"]
+
+
+def format_preview(mailbox: MailboxConfig, previews: Iterator[FolderPreview], out: TextIO,
+                   language: str = "en") -> tuple[int, int]:
     """Print what a start would do, folder by folder; return (adopted, routed) totals."""
+    t = LABELS["zh" if language == "zh" else "en"]
     adopted = routed = 0
     for p in previews:
         if p.known_since is not None:
-            print(f"{mailbox.name} {p.folder}: watched since {p.known_since:%Y-%m-%d %H:%M} UTC; "
-                  "a start routes only new mail", file=out)
+            print(t["watched"].format(mailbox=mailbox.name, folder=p.folder,
+                                      since=f"{p.known_since:%Y-%m-%d %H:%M}"), file=out)
             continue
         adopted, routed = adopted + p.adopt, routed + len(p.route)
-        print(f"{mailbox.name} {p.folder}: first start would adopt {p.adopt} (left where they are, "
-              f"never forwarded) and route {len(p.route)} (backfill {mailbox.backfill.describe()})", file=out)
+        print(t["would"].format(mailbox=mailbox.name, folder=p.folder, adopt=p.adopt, route=len(p.route),
+                                backfill=backfill_text(mailbox.backfill, t)), file=out)
         for r in p.route:
-            print(f"  route    {r.folder}#{r.uid} {r.message_id or '(no Message-ID)'} from {r.sender or '?'}: "
-                  f"{describe(r.outcome, r.rule, r.rep, r.team)}", file=out)
+            print(t["route"].format(where=f"{r.folder}#{r.uid}", message_id=r.message_id or "(no Message-ID)",
+                                    sender=r.sender or "?", what=describe(r.outcome, r.rule, r.rep, r.team)),
+                  file=out)
     return adopted, routed

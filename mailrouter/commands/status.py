@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter.config.schema import Config
-from mailrouter.reports.figures import Backlog, backlog
+from mailrouter.reports.backlog import Backlog, backlog
 from mailrouter.reports.render import width
 from mailrouter.store import FILED, AssignmentRow, LeaseRow, MessageRow, OutboxRow, SlaStepRow
 
@@ -52,7 +52,7 @@ class StatusSummary:
     open_assignments: int
     overdue_assignments: int  # open and past their first-reply due time
     failing_outbox: int = 0  # pending forwards that failed at least once
-    backlog: Backlog | None = None  # waiting for a person: the report's definition (reports/figures.py)
+    backlog: Backlog | None = None  # waiting for a person: the report's definition (reports/backlog.py)
     ladder_today: tuple[int, int] = (0, 0)  # ladder steps (taken, skipped after downtime) since midnight
 
 

@@ -23,12 +23,56 @@ SECRET_KINDS = ("password", "oauth2_client_secret", "oauth2_refresh_token")
 _IN_CREDENTIALS = re.compile(r"^\$\{?CREDENTIALS_DIRECTORY\}?/(?P<name>[^/]+)$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
+# What `unit` and `init` say, per language (issue 15 item 6); keys, paths and systemd
+# directives stay as written, since they are what the sysadmin types.
+LABELS = {
+    "en": {"fix_file": 'write {file_key} = "$CREDENTIALS_DIRECTORY/{name}"',
+           "fix_env": 'the unit passes no environment; write {file_key} = "$CREDENTIALS_DIRECTORY/{name}" instead',
+           "sandbox": "{key}: the service may write only {state}, not {path}; leave {key} out to use the "
+                      "state directory",
+           "head": "# mailrouter.service drop-in for {config}, written by `mailrouter unit`.\n"
+                   "#   mailrouter unit > /etc/systemd/system/mailrouter.service.d/local.conf\n"
+                   "# Each secret goes in {store}/<name> (root-owned, mode 0600): systemd copies it for the\n"
+                   "# service alone, and `check` in a root shell reads the same file.",
+           "reload": "# check first: a reload with a broken config fails, and `systemctl reload` says why",
+           "note": "mailrouter unit: {note}", "wrote": "wrote {path}",
+           "next": "next: edit {config}, put each password in {credentials}/<name> (mode 0600), then "
+                   "`mailrouter -c {config} unit` lists the names"},
+    "zh": {"fix_file": '请写 {file_key} = "$CREDENTIALS_DIRECTORY/{name}"',
+           "fix_env": '服务单元不传环境变量；请改写 {file_key} = "$CREDENTIALS_DIRECTORY/{name}"',
+           "sandbox": "{key}：服务只能写入 {state}，不能写 {path}；去掉 {key} 即使用状态目录",
+           "head": "# {config} 的 mailrouter.service drop-in，由 `mailrouter unit` 生成。\n"
+                   "#   mailrouter unit > /etc/systemd/system/mailrouter.service.d/local.conf\n"
+                   "# 每个机密放在 {store}/<名字>（属主 root，权限 0600）：systemd 只为本服务复制一份，\n"
+                   "# root shell 中运行的 `check` 读取的也是同一个文件。",
+           "reload": "# 先运行 check：配置有误时重载失败，`systemctl reload` 会显示原因",
+           "note": "mailrouter unit：{note}", "wrote": "已写入 {path}",
+           "next": "下一步：编辑 {config}，把每个密码放入 {credentials}/<名字>（权限 0600），然后运行 "
+                   "`mailrouter -c {config} unit` 列出需要的名字"},
+}
+
+
+def labels(language: str) -> dict[str, str]:
+    return LABELS["zh" if language == "zh" else "en"]
+
 
 @dataclass(frozen=True)
 class Secret:
     key: str  # the config key that names it, e.g. "mailbox[0].password_file"
     credential: str  # the LoadCredential= name, e.g. "sales-password"
-    advice: str | None  # what to write instead, when the key does not read the credential yet
+    fix: str | None = None  # "file" or "env" when the key does not read the credential yet
+    file_key: str = ""  # the key to write instead, e.g. "password_file"
+
+    @property
+    def advice(self) -> str | None:
+        return advice_text(self)
+
+
+def advice_text(secret: Secret, language: str = "en") -> str | None:
+    """What to write instead, when the key does not read the credential yet."""
+    if secret.fix is None:
+        return None
+    return labels(language)[f"fix_{secret.fix}"].format(file_key=secret.file_key, name=secret.credential)
 
 
 def config_secrets(data: dict[str, Any]) -> list[Secret]:
@@ -65,14 +109,13 @@ def _secret(table: dict, prefix: str, kind: str, suggested: str) -> list[Secret]
         match = _IN_CREDENTIALS.match(table[file_key])
         if match:
             return [Secret(prefix + file_key, match["name"], None)]
-        return [Secret(prefix + file_key, name, f'write {file_key} = "$CREDENTIALS_DIRECTORY/{name}"')]
+        return [Secret(prefix + file_key, name, "file", file_key)]
     if env_key in table:
-        return [Secret(prefix + env_key, name, f'the unit passes no environment; write '
-                       f'{file_key} = "$CREDENTIALS_DIRECTORY/{name}" instead')]
+        return [Secret(prefix + env_key, name, "env", file_key)]
     return []
 
 
-def sandbox_problems(data: dict[str, Any], config_path: Path) -> list[str]:
+def sandbox_problems(data: dict[str, Any], config_path: Path, language: str = "en") -> list[str]:
     """State the sandbox could not write: ProtectSystem=strict leaves the service only its
     StateDirectory, so a database or spool named elsewhere fails at the first write."""
     daemon = data.get("daemon", {}) if isinstance(data.get("daemon"), dict) else {}
@@ -86,35 +129,40 @@ def sandbox_problems(data: dict[str, Any], config_path: Path) -> list[str]:
     for key, value in found:
         path = Path(value) if Path(value).is_absolute() else config_path.resolve().parent / value
         if not path.is_relative_to(SERVICE_STATE_DIR):
-            problems.append(f"{key}: the service may write only {SERVICE_STATE_DIR}, not {path}; "
-                            f"leave {key} out to use the state directory")
+            problems.append(labels(language)["sandbox"].format(key=key, state=SERVICE_STATE_DIR, path=path))
     return problems
 
 
-def unit_notes(data: dict[str, Any], config_path: Path) -> list[str]:
+def unit_notes(data: dict[str, Any], config_path: Path, language: str = "en") -> list[str]:
     """What to change in config.toml before the service can run it as it is."""
-    return sandbox_problems(data, config_path) + [f"{s.key}: {s.advice}" for s in config_secrets(data) if s.advice]
+    colon = "：" if language == "zh" else ": "
+    return sandbox_problems(data, config_path, language) + [
+        f"{s.key}{colon}{advice_text(s, language)}" for s in config_secrets(data) if s.fix]
 
 
-def dropin(data: dict[str, Any], config_path: Path, executable: str) -> str:
+def config_language(data: dict[str, Any]) -> str:
+    """daemon.language read from plain TOML: `unit` runs before the config need be valid."""
+    daemon = data.get("daemon")
+    return "zh" if isinstance(daemon, dict) and daemon.get("language") == "zh" else "en"
+
+
+def dropin(data: dict[str, Any], config_path: Path, executable: str, language: str = "en") -> str:
     """The drop-in for /etc/systemd/system/mailrouter.service.d/ for this config."""
+    t = labels(language)
     config_path = config_path.resolve()
     store = config_path.parent / SHELL_CREDENTIALS
     command = f"{executable} -c {config_path}"
     lines = [
-        f"# mailrouter.service drop-in for {config_path}, written by `mailrouter unit`.",
-        "#   mailrouter unit > /etc/systemd/system/mailrouter.service.d/local.conf",
-        f"# Each secret goes in {store}/<name> (root-owned, mode 0600): systemd copies it for the",
-        "# service alone, and `check` in a root shell reads the same file.",
+        t["head"].format(config=config_path, store=store),
         "[Service]",
         "ExecStart=",
         f"ExecStart={command} run",
-        "# check first: a reload with a broken config fails, and `systemctl reload` says why",
+        t["reload"],
         "ExecReload=",
         f"ExecReload={command} check",
         "ExecReload=/bin/kill -HUP $MAINPID",
     ]
-    lines += [f"# {note}" for note in unit_notes(data, config_path)]
+    lines += [f"# {note}" for note in unit_notes(data, config_path, language)]
     seen: set[str] = set()
     for secret in config_secrets(data):
         if secret.credential not in seen:

@@ -18,13 +18,14 @@ from mailrouter.intake.firststart import DEFAULT_BACKFILL, Backfill, parse_backf
 from mailrouter.config.credentials import CREDENTIAL_KEYS, CredentialSource, Kind, StaticSource, read_source
 from mailrouter.config.deferred import DeferredSource
 from mailrouter.config.reader import ConfigError, Problem, Reader, read_toml
-from mailrouter.config.schema import (DEFAULT_LARGE_MESSAGE_BYTES, Config, DigestConfig, FoldersConfig,
+from mailrouter.config.schema import (DEFAULT_LARGE_MESSAGE_BYTES, MARKER_KEY_FILE, Config, DigestConfig, FoldersConfig,
                                       MailboxConfig, MetricsConfig, RepConfig, Schedule, ServerConfig,
                                       SmtpConfig, TeamConfig)
 from mailrouter.config.subject import (DEFAULT_LABELS, TAG_PLACEMENTS, SubjectFormat, customer_subject,
                                        labels_of_legacy, tag_problem)
 from mailrouter.decide.rules import load_rules
 from mailrouter.model import FormSender, ParseSettings
+from mailrouter.parse.domain import registered_domain
 from mailrouter.parse.freemail import DEFAULT_FREE_MAIL_DOMAINS
 from mailrouter.parse.language import DEFAULT_MIN_CHARS
 from mailrouter.registry.settings import read_registry_section
@@ -81,6 +82,7 @@ def _load(path: Path, given_environ: dict[str, str] | None, resolve_secrets: boo
     folders = _folders(r, r.table(data, "folders"))
     forward = _forward_section(r, r.table(data, "forward"), base)
     free_mail, threshold, own_extra = _classify_section(r, r.table(data, "classify"))
+    authserv_ids = _authserv_ids(r, r.table(data, "classify"))
     form_senders = _form_senders(r, data)
     registry = read_registry_section(r, r.table(data, "registry"))
 
@@ -105,13 +107,14 @@ def _load(path: Path, given_environ: dict[str, str] | None, resolve_secrets: boo
         path=path, database=daemon["database"], timezone=daemon["timezone"],
         mailboxes=mailboxes, smtp=smtp, reps=reps, teams=teams, folders=folders,
         **forward, rules_dir=daemon["rules_dir"], connection_limit=daemon["connection_limit"],
-        parse_workers=daemon["parse_workers"],
+        parse_workers=daemon["parse_workers"], parse_timeout=daemon["parse_timeout"],
         parse=ParseSettings(free_mail_domains=free_mail, form_senders=form_senders,
                             products=ruleset.products, language_threshold=threshold,
                             min_language_chars=_min_language_chars(r, r.table(data, "classify"))),
         rules=ruleset, own_addresses=own, registry=registry, sla=sla, metrics=metrics, digest=digest,
         large_message_bytes=daemon["large_message_bytes"], spool_dir=daemon["spool_dir"],
-        secrets_resolved=resolve_secrets, language=daemon["language"],
+        secrets_resolved=resolve_secrets, language=daemon["language"], marker_key_file=daemon["marker_key_file"],
+        own_domains=_own_domains(own, free_mail), authserv_ids=authserv_ids,
     )
 
 
@@ -126,7 +129,7 @@ COMMAND_LANGUAGES = ("en", "zh")  # what status, dry-run, report, overdue and su
 def _daemon_section(r: Reader, d: dict[str, Any], base: Path, state_dir: Path) -> dict[str, Any]:
     p = "daemon."
     r.unknown_keys(d, {"database", "timezone", "rules_dir", "max_connections_per_server", "parse_workers",
-                       "large_message_bytes", "spool_dir", "language"}, p)
+                       "parse_timeout", "large_message_bytes", "spool_dir", "language"}, p)
     database = r.get(d, "database", str, f"sqlite:///{state_dir / 'mailrouter.db'}", p)
     if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
         # a relative SQLite path is relative to the config file, not to the current directory
@@ -146,12 +149,15 @@ def _daemon_section(r: Reader, d: dict[str, Any], base: Path, state_dir: Path) -
         r.problem(p + "rules_dir", f"folder {rules_dir} does not exist")
     limit = r.number(d, "max_connections_per_server", int, 8, p, low=1, high=100)
     workers = r.number(d, "parse_workers", int, 1, p, low=0, high=8)
+    # a second is far above an ordinary parse (milliseconds); an hour would let one message
+    # hold a mailbox past any watchdog
+    timeout = float(r.number(d, "parse_timeout", float, 30.0, p, low=1, high=3600))
     language = r.get(d, "language", str, "en", p)
     if language not in COMMAND_LANGUAGES:
         r.problem(p + "language", f"must be one of {', '.join(COMMAND_LANGUAGES)}, not {language!r}")
         language = "en"
     return {"database": database, "timezone": tz, "rules_dir": rules_dir, "connection_limit": limit,
-            "parse_workers": workers, "language": language, **_spool_keys(r, d, base, database, state_dir)}
+            "parse_workers": workers, "parse_timeout": timeout, "language": language, **_spool_keys(r, d, base, database, state_dir)}
 
 
 def _spool_keys(r: Reader, d: dict[str, Any], base: Path, database: str, state_dir: Path) -> dict[str, Any]:
@@ -164,7 +170,7 @@ def _spool_keys(r: Reader, d: dict[str, Any], base: Path, database: str, state_d
         r.problem(p + "spool_dir", f"{spool_dir} exists and is not a folder")
     elif not spool_dir.exists() and not _nearest_existing(spool_dir).is_dir():
         r.problem(p + "spool_dir", f"{spool_dir} cannot be created: {_nearest_existing(spool_dir)} is not a folder")
-    return {"large_message_bytes": threshold, "spool_dir": spool_dir}
+    return {"large_message_bytes": threshold, "spool_dir": spool_dir, "marker_key_file": home / MARKER_KEY_FILE}
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -503,7 +509,7 @@ def _labels(r: Reader, d: dict[str, Any], p: str, legacy: str | None) -> Subject
 def _classify_section(r: Reader, d: dict[str, Any]) -> tuple[frozenset[str], float, frozenset[str]]:
     p = "classify."
     r.unknown_keys(d, {"free_mail_domains", "extra_free_mail_domains", "language_threshold",
-                       "min_language_chars", "own_addresses"}, p)
+                       "min_language_chars", "own_addresses", "trusted_authserv_ids"}, p)
     if "free_mail_domains" in d:
         free = frozenset(x.lower() for x in r.str_list(d, "free_mail_domains", p))
     else:
@@ -512,6 +518,22 @@ def _classify_section(r: Reader, d: dict[str, Any]) -> tuple[frozenset[str], flo
     threshold = r.number(d, "language_threshold", float, 0.80, p, above=0, high=1)
     own = frozenset(x.lower() for x in r.str_list(d, "own_addresses", p))
     return free, threshold, own
+
+
+def _own_domains(own: frozenset[str], free_mail: frozenset[str]) -> frozenset[str]:
+    """The company's own mail domains: those of the shared mailboxes and reps (and
+    classify.own_addresses), except free-mail domains (a rep on gmail does not make gmail ours)."""
+    hosts = {address.rpartition("@")[2] for address in own if "@" in address}
+    return frozenset(d for d in map(registered_domain, hosts) if d and d not in free_mail)
+
+
+def _authserv_ids(r: Reader, d: dict[str, Any]) -> frozenset[str]:
+    """Servers whose Authentication-Results header vouches that mail From a rep is the rep's."""
+    ids = frozenset(x.strip().lower() for x in r.str_list(d, "trusted_authserv_ids", "classify."))
+    for bad in sorted(i for i in ids if not re.fullmatch(r"[a-z0-9.-]+", i)):
+        r.problem("classify.trusted_authserv_ids", f"{bad!r} is not a host name (the authserv-id your "
+                  "own mail server writes first in its Authentication-Results header)")
+    return ids
 
 
 def _min_language_chars(r: Reader, d: dict[str, Any]) -> int:

@@ -6,6 +6,7 @@ webhooks) are imported from modules that depend only on config/reader.py, so the
 """
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from mailrouter.sla.ladder import COLD_LADDER, DEFAULT_LADDER, Ladder
 from mailrouter.sla.webhook import WebhookTarget
 
 DEFAULT_LARGE_MESSAGE_BYTES = 2 * 2**20
+MARKER_KEY_FILE = "router.key"  # beside the database: the key of the router's signed marker
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,7 @@ class Config:
     parse: ParseSettings
     connection_limit: int  # IMAP sessions per server from this process
     parse_workers: int = 1  # processes parsing fetched mail; 0: in the mailbox threads
+    parse_timeout: float = 30.0  # seconds one message's parse may take in a parser process
     rules: RuleSet = field(default_factory=lambda: RuleSet((), {}, (), ()))
     own_addresses: frozenset[str] = field(default_factory=frozenset)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
@@ -176,6 +179,13 @@ class Config:
     legacy_subject_format: str | None = None  # an old forward.subject_format, read as labels
     secrets_resolved: bool = True  # False: read for an admin command, no secret was read
     language: str = "en"  # of command output (status, dry-run, report, overdue, suggest-rules) unless --language says
+    # The marker's HMAC key (mailrouter/marker.py). A Config not given the installation's key
+    # (runtime/routerkey.py reads it from marker_key_file) gets a random one: it still knows the
+    # mail it sent itself, never mail another process signed.
+    marker_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    marker_key_file: Path | None = None
+    own_domains: frozenset[str] = frozenset()  # mail domains of the shared mailboxes and reps
+    authserv_ids: frozenset[str] = frozenset()  # classify.trusted_authserv_ids
 
 
 __all__ = ["DEFAULT_SUBJECT_FORMAT", "Config", "DigestConfig", "FoldersConfig", "MailboxConfig",

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mailrouter.decide.classify import not_an_inquiry
+from mailrouter.decide.classify import is_auto_reply, not_an_inquiry
+from mailrouter.decide.trust import Claim, own_claim, router_claim
 from mailrouter.config.schema import Config, TeamConfig
 from mailrouter.model import Decision, Inquiry, Outcome
 from mailrouter.registry.verdict import RegistryMatch
@@ -56,9 +57,12 @@ def why_unavailable(rep_id: str, config: Config, state: TeamState) -> str:
 
 def decide(inquiry: Inquiry, config: Config, state: TeamState,
            match: RegistryMatch | None = None) -> Decision:
-    """Not an inquiry → Ignored; a known customer → its owner (before or after the rules, as
-    configured); else the first matching rule; else Unrecognized for the manager."""
-    reason = not_an_inquiry(inquiry, config.own_addresses)
+    """Our own mail → Ignored (a forged claim to be → Unrecognized); not an inquiry → Ignored;
+    a known customer → its owner (before or after the rules, as configured); else the first
+    matching rule; else Unrecognized for the manager."""
+    if claim := own_mail_claim(inquiry, config):
+        return Decision(claim.outcome, claim.reason)
+    reason = not_an_inquiry(inquiry)
     if reason:
         return Decision(Outcome.IGNORED, reason)
     if match is not None and match.status == BLOCKED and config.registry.enabled:
@@ -71,6 +75,12 @@ def decide(inquiry: Inquiry, config: Config, state: TeamState,
     if by_rule.outcome is Outcome.UNRECOGNIZED and live and not before:
         return to_owner(live, config, state) or by_rule
     return by_rule
+
+
+def own_mail_claim(inquiry: Inquiry, config: Config) -> Claim | None:
+    """Judge a message's claim to be the router's own or a rep's (decide/trust.py)."""
+    return router_claim(inquiry, config.marker_key) or own_claim(
+        inquiry, config.own_addresses, config.own_domains, config.authserv_ids, is_auto_reply(inquiry))
 
 
 def by_rules(inquiry: Inquiry, config: Config, state: TeamState,

@@ -1,4 +1,4 @@
-"""Recognise mail that is not a buyer's inquiry: bounces, auto-replies, lists, our own mail.
+"""Recognise mail that is not a buyer's inquiry: bounces, auto-replies, lists.
 
 Pure: every check reads only the `Inquiry`. The rules are data (tuples below) so adding a
 header or a language is one line; each check is a small function returning a reason or None.
@@ -9,7 +9,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 
-from mailrouter.model import ROUTER_HEADER, Inquiry
+from mailrouter.model import Inquiry
 
 # Local parts that only mail systems send from (RFC 5321 postmaster, sendmail MAILER-DAEMON).
 BOUNCE_LOCAL_PARTS: tuple[str, ...] = ("mailer-daemon", "postmaster", "mail-daemon")
@@ -94,20 +94,6 @@ def _header(inquiry: Inquiry, name: str) -> str:
 
 def _shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def sent_by_router(inquiry: Inquiry) -> str | None:
-    # Our own forward coming back (a rep forwards it to sales@, a list echoes it): never loop.
-    if ROUTER_HEADER.lower() in inquiry.headers:
-        return "sent by mailrouter itself"
-    return None
-
-
-def from_own_address(inquiry: Inquiry, own_addresses: frozenset[str]) -> str | None:
-    address = inquiry.from_address.lower()
-    if address and address in own_addresses:
-        return f"from our own rep {address}"
-    return None
 
 
 def delivery_report(inquiry: Inquiry) -> str | None:
@@ -201,15 +187,13 @@ def is_auto_reply(inquiry: Inquiry) -> bool:
     return any(check(inquiry) for check in (auto_submitted, auto_reply_header, out_of_office_subject))
 
 
-def not_an_inquiry(inquiry: Inquiry, own_addresses: frozenset[str]) -> str | None:
+def not_an_inquiry(inquiry: Inquiry) -> str | None:
     """Why this message is not a buyer's inquiry, or None if it may be one.
 
-    `own_addresses` are our reps' and shared mailboxes' addresses, lower-cased. List-Unsubscribe
-    alone is deliberately not a reason: buyers' sales tools add it to one-off RFQs, and a lost
-    inquiry costs more than a newsletter reaching a rep.
+    Mail claiming to be our own (the router's marker, a rep's From) is judged before this, in
+    decide/trust.py. List-Unsubscribe alone is deliberately not a reason: buyers' sales tools add
+    it to one-off RFQs, and a lost inquiry costs more than a newsletter reaching a rep.
     """
-    if reason := sent_by_router(inquiry) or from_own_address(inquiry, own_addresses):
-        return reason
     for check in CHECKS:
         if reason := check(inquiry):
             return reason

@@ -627,17 +627,26 @@ class Mailbox:
         self.logout()
 
 
+DISK_REMINDER = 600.0  # seconds before the same disk trouble is logged again
+
+
 def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
-                 on_lost: Callable[[], None] = lambda: None) -> None:
+                 on_lost: Callable[[], None] = lambda: None,
+                 explain: Callable[[Exception], str | None] = lambda exc: None,
+                 progress: Callable[[], int] = lambda: 0) -> None:
     """Run `serve` until `stop` is set, reconnecting with backoff (1 s doubling to 5 min).
 
     Connection trouble means reconnect, never exit; a throttling provider gets minutes of
-    quiet (1 doubling to 15); an unexpected error is logged in full and retried the same way,
-    since every round starts again from the database and the server.
+    quiet (1 doubling to 15); an error `explain` describes in a line (a full or read-only
+    disk) is logged as that line, once (again after 10 min if it lasts), and retried every 5 s to 1 min; any
+    other error is logged in full and retried like connection trouble, since every round
+    starts again from the database and the server. `progress` counts completed rounds: a
+    session that completed one resets the backoff, so short good sessions never add up.
     """
     backoff = Backoff()
+    told, told_at = "", 0.0  # what the last disk line asked for, and when: one line, a reminder every 10 min
     while not stop.is_set():
-        started = time.monotonic()
+        started, rounds = time.monotonic(), progress()
         try:
             serve()
             return
@@ -649,11 +658,20 @@ def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
             delay = backoff.failed()
             log.warning("%s: IMAP trouble, reconnecting in %.0fs: %s", name, delay, exc)
             on_lost()
-        except Exception:
-            delay = backoff.failed()
-            log.exception("%s: unexpected error, retrying in %.0fs", name, delay)
-        if time.monotonic() - started > 300:  # a long good session: the next trouble is new
-            backoff = Backoff()
+        except Exception as exc:
+            trouble = explain(exc)
+            if trouble is None:
+                delay = backoff.failed()
+                log.exception("%s: unexpected error, retrying in %.0fs", name, delay)
+            else:
+                delay = backoff.disk()
+                todo = trouble.rsplit("; ", 1)[-1]  # what to free or fix: the same for the log and the database
+                repeat = todo == told and time.monotonic() - told_at < DISK_REMINDER
+                log.log(logging.DEBUG if repeat else logging.ERROR,
+                        "%s: %s; nothing is forwarded twice, retrying in %.0fs", name, trouble, delay)
+                if not repeat:
+                    told, told_at = todo, time.monotonic()
+        backoff.after_session(progress() > rounds, time.monotonic() - started)
         stop.wait(delay)
 
 
@@ -687,11 +705,13 @@ CONNECTION_LIMITS = ConnectionLimits()
 
 
 class Backoff:
-    """Reconnect delays: trouble doubles from 1 s to 5 min; throttling from 1 to 15 min."""
+    """Reconnect delays: trouble doubles from 1 s to 5 min; throttling from 1 to 15 min; a
+    disk that refuses writes is tried again from 5 s doubling to 1 min (a cheap check)."""
 
     def __init__(self) -> None:
         self._trouble = 1.0
         self._throttle = 60.0
+        self._disk = 5.0
 
     def failed(self) -> float:
         delay, self._trouble = self._trouble, min(self._trouble * 2, 300.0)
@@ -700,6 +720,18 @@ class Backoff:
     def throttled(self) -> float:
         delay, self._throttle = self._throttle, min(self._throttle * 2, 900.0)
         return delay
+
+    def disk(self) -> float:
+        delay, self._disk = self._disk, min(self._disk * 2, 60.0)
+        return delay
+
+    def after_session(self, completed_round: bool, seconds: float) -> None:
+        """A session that completed a round worked: the next trouble starts from 1 s again.
+        Throttling is about rate, so only a long session (5 min) forgives it."""
+        if completed_round or seconds > 300:
+            self._trouble, self._disk = 1.0, 5.0
+        if seconds > 300:
+            self._throttle = 60.0
 
 
 def _aware(value: object) -> datetime | None:

@@ -32,6 +32,27 @@ BASELINE = "0001"  # the schema of the last release without Alembic (4 Dec 2026)
 HERE = Path(__file__).resolve().parent
 
 
+# What `check` and `db` say about a database, per language (issue 15 item 6); the log line and
+# SchemaError stay English like every log line.
+WORDS = {
+    "en": {"at_head": "schema at {head} (current)", "fresh": "new database",
+           "behind": "schema at {current}, this release needs {head}", "unstamped": "a release before migrations",
+           "new_file": "new database: created at the first start",
+           "newer": "{state}: a newer release upgraded it; run that release or restore the copy kept before "
+                    "its upgrade",
+           "will_upgrade": "{state}: `mailrouter run` upgrades it at start (or run `mailrouter db upgrade`)"},
+    "zh": {"at_head": "数据库结构版本 {head}（最新）", "fresh": "新数据库",
+           "behind": "数据库结构版本 {current}，本版本需要 {head}", "unstamped": "引入迁移之前的版本",
+           "new_file": "新数据库：首次启动时创建",
+           "newer": "{state}：由更新的版本升级过；请运行那个版本，或恢复升级前保留的副本",
+           "will_upgrade": "{state}：`mailrouter run` 启动时会升级（或运行 `mailrouter db upgrade`）"},
+}
+
+
+def _words(language: str) -> dict[str, str]:
+    return WORDS["zh" if language == "zh" else "en"]
+
+
 @dataclass(frozen=True)
 class SchemaState:
     current: str | None   # the stamped revision; None when there is no alembic_version
@@ -47,12 +68,13 @@ class SchemaState:
     def up_to_date(self) -> bool:
         return self.current == self.head
 
-    def describe(self) -> str:
+    def describe(self, language: str = "en") -> str:
+        w = _words(language)
         if self.up_to_date:
-            return f"schema at {self.head} (current)"
+            return w["at_head"].format(head=self.head)
         if self.fresh:
-            return "new database"
-        return f"schema at {self.current or 'a release before migrations'}, this release needs {self.head}"
+            return w["fresh"]
+        return w["behind"].format(current=self.current or w["unstamped"], head=self.head)
 
 
 def _config(connection: Connection | None = None) -> AlembicConfig:
@@ -79,7 +101,7 @@ def schema_state(connection: Connection) -> SchemaState:
                        known=current is None or current in _known())
 
 
-def database_note(url: str) -> tuple[str | None, str]:
+def database_note(url: str, language: str = "en") -> tuple[str | None, str]:
     """For `check`: (error or None, what the daemon will do with the database at `url`).
     Reads only; a SQLite file that does not exist yet is not created."""
     from sqlalchemy import create_engine
@@ -88,7 +110,7 @@ def database_note(url: str) -> tuple[str | None, str]:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:" \
             and not Path(parsed.database).exists():
-        return None, "new database: created at the first start"
+        return None, _words(language)["new_file"]
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
@@ -98,11 +120,10 @@ def database_note(url: str) -> tuple[str | None, str]:
     finally:
         engine.dispose()
     if not state.known:
-        return (f"{state.describe()}: a newer release upgraded it; run that release or restore the "
-                "copy kept before its upgrade"), ""
+        return _words(language)["newer"].format(state=state.describe(language)), ""
     if state.up_to_date or state.fresh:
-        return None, state.describe()
-    return None, f"{state.describe()}: `mailrouter run` upgrades it at start (or run `mailrouter db upgrade`)"
+        return None, state.describe(language)
+    return None, _words(language)["will_upgrade"].format(state=state.describe(language))
 
 
 def ensure_schema(engine: Engine, migrate: bool) -> SchemaState:

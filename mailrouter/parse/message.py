@@ -39,6 +39,7 @@ class Identity:
     country: str | None = None
     company: str | None = None
     via_form: str | None = None
+    reply_to_name: str = ""  # the display name that goes with `reply_to`
 
 
 # mail-parser decodes every attachment into lists of its own, which we do not use (we read the
@@ -76,10 +77,11 @@ def identity(msg: Message, text: str, settings: ParseSettings) -> Identity:
     sender_name, sender = from_name, from_address
     if not sender:
         sender_name, sender = headers.first_address(msg, "sender")
-    _reply_name, reply_to = headers.first_address(msg, "reply-to")
+    reply_name, reply_to = headers.first_address(msg, "reply-to")
     robot = forms.find_form_sender(from_address, settings.form_senders) if from_address else None
     if robot is None:
-        return Identity(from_address, sender or reply_to, sender_name, reply_to or sender)
+        return Identity(from_address, sender or reply_to, sender_name, reply_to or sender,
+                        reply_to_name=reply_name if reply_to else sender_name)
     return form_identity(msg, text, settings, from_address, robot)
 
 
@@ -91,7 +93,7 @@ def form_identity(msg: Message, text: str, settings: ParseSettings, from_address
         buyer, name = reply_to, reply_name or fields.name
     else:
         buyer, name = fields.email or from_address, fields.name
-    return Identity(from_address, buyer, name, buyer, fields.country, fields.company, robot.name)
+    return Identity(from_address, buyer, name, buyer, fields.country, fields.company, robot.name, name)
 
 
 def _parse_reduced(raw: bytes, settings: ParseSettings) -> Inquiry:
@@ -145,6 +147,7 @@ def _parse_tree(raw: bytes, settings: ParseSettings) -> Inquiry:
         sender=who.sender,
         sender_name=who.sender_name,
         reply_to=who.reply_to,
+        reply_to_name=who.reply_to_name,
         domain=domain.registered_domain(host),
         country=buyer_country.code,
         country_confidence=buyer_country.confidence,

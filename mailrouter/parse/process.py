@@ -17,14 +17,16 @@ import itertools
 import logging
 import os
 import pickle
+import queue
 import signal
 import struct
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol, Sequence
 
@@ -71,6 +73,7 @@ def parse_all(raws: Sequence[bytes], settings: ParseSettings) -> list[Parsed]:
 
 
 class Parser(Protocol):
+    def start(self) -> None: ...
     def submit(self, raws: Sequence[bytes], settings: ParseSettings) -> "Future[list[Parsed]]": ...
     def close(self) -> None: ...
 
@@ -83,6 +86,9 @@ class InlineParser:
         future.set_result(parse_all(raws, settings))
         return future
 
+    def start(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -93,13 +99,25 @@ def _warm_up() -> None:
     parse_one(bulk_samples(1)[0].raw, ParseSettings(free_mail_domains=frozenset()))
 
 
-MIN_BATCH = 8  # fewer messages are parsed in the calling thread: no process, no round trip
+# Every batch goes to the child, a lone new message too: only there can a parse be cut off
+# (daemon.parse_timeout); a round trip costs a millisecond or two.
+MIN_BATCH = 1
 IDLE_EXIT = 120.0  # seconds without a batch after which the worker processes exit
+PARSE_TIMEOUT = 30.0  # seconds per message: a parse past this is cut off (daemon.parse_timeout)
+START_TIMEOUT = 60.0  # seconds a fresh child may take to import and load its profiles
+CHECK_EVERY = 0.25  # seconds between looks at the per-message deadline
 _FRAME = struct.Struct("!Q")
 
 
 class WorkerDied(Exception):
-    """The parser process ended (killed, crashed) before answering."""
+    """The parser process ended (killed, crashed, over its time budget) before answering all
+    of a batch: `done` holds the answers it gave, the message after them was in its hands."""
+
+    def __init__(self, reason: str, done: Sequence[Parsed] = (), blamed: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.done = list(done)
+        self.blamed = blamed  # ended over the next message: too slow, or its answer unreadable
 
 
 def _write_frame(out: BinaryIO, data: bytes) -> None:
@@ -117,68 +135,133 @@ def _read_frame(source: BinaryIO) -> bytes | None:
     return data if len(data) == size else None
 
 
-class WorkerProcess:
-    """One parser child; batches are answered in the order they were sent."""
+@dataclass
+class _Request:
+    raws: list[bytes]
+    settings: ParseSettings
+    future: "Future[list[Parsed]]"
+    queued_at: float
+    done: list[Parsed] = field(default_factory=list)
 
-    def __init__(self) -> None:
+
+class WorkerProcess:
+    """One parser child, answering each message of each batch in order.
+
+    No deadlock by construction (issue 13): a submitting thread only appends to a queue; one
+    writer thread feeds the child's stdin, one reader thread drains its stdout, and the lock
+    they share guards the list of pending batches, never a pipe. So the child can always
+    write its answers, hence always reads on, whatever the number of mailbox threads; and a
+    message the child takes longer than `timeout` over gets the child killed, which fails the
+    batch (with the answers so far) instead of leaving its caller waiting."""
+
+    def __init__(self, timeout: float = PARSE_TIMEOUT) -> None:
         package_root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)}
         self.process = subprocess.Popen([sys.executable, "-m", "mailrouter.parse.process"], env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self._pending: deque[Future[list[Parsed]]] = deque()
+        self.timeout = timeout
+        self._pending: deque[_Request] = deque()
+        self._outgoing: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._ready = False  # the child has loaded its profiles (its first frame says so)
+        self._progress_at = time.monotonic()  # start, readiness or the last answer
+        self._killed_for = ""
         self.alive = True
-        threading.Thread(target=self._read_answers, name=f"parser-{self.process.pid}", daemon=True).start()
+        name = f"parser-{self.process.pid}"
+        threading.Thread(target=self._write_requests, name=f"{name}-writer", daemon=True).start()
+        threading.Thread(target=self._read_answers, name=f"{name}-reader", daemon=True).start()
+        threading.Thread(target=self._enforce_deadline, name=f"{name}-clock", daemon=True).start()
 
     def submit(self, raws: Sequence[bytes], settings: ParseSettings) -> "Future[list[Parsed]]":
+        """Queue a batch; never blocks."""
         future: Future[list[Parsed]] = Future()
-        frame = pickle.dumps((list(raws), settings), protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
             if not self.alive:
                 future.set_exception(WorkerDied("the parser process has ended"))
                 return future
-            self._pending.append(future)
-            try:
-                _write_frame(self.process.stdin, frame)
-            except (BrokenPipeError, OSError, ValueError):
-                pass  # the reader sees the EOF and fails everything pending, this one included
+            request = _Request(list(raws), settings, future, time.monotonic())
+            self._pending.append(request)
+        self._outgoing.put(request)
         return future
+
+    def _write_requests(self) -> None:
+        while (request := self._outgoing.get()) is not None:
+            try:
+                _write_frame(self.process.stdin,
+                             pickle.dumps((request.raws, request.settings), protocol=pickle.HIGHEST_PROTOCOL))
+            except (OSError, ValueError):
+                break  # the child is gone: the reader sees the EOF and fails what is pending
+        try:
+            self.process.stdin.close()  # EOF: the child ends after its last answer
+        except OSError:
+            pass
 
     def _read_answers(self) -> None:
         while (frame := _read_frame(self.process.stdout)) is not None:
-            with self._lock:
-                future = self._pending.popleft()
             try:
-                future.set_result(pickle.loads(frame))
-            except Exception as exc:  # noqa: BLE001 (handed to the waiting caller)
-                future.set_exception(exc)
+                finished = self._take_answer(frame)
+            except Exception as exc:  # noqa: BLE001 (an answer that will not unpickle: end this child)
+                self._killed_for = f"the parser process sent an unreadable answer ({type(exc).__name__})"
+                self.kill()
+                break
+            if finished is not None:
+                finished.future.set_result(finished.done)
         code = self.process.wait()
         self.process.stdout.close()
         with self._lock:
             self.alive = False
-            try:
-                self.process.stdin.close()
-            except OSError:
-                pass
             pending, self._pending = list(self._pending), deque()
-        for future in pending:
-            future.set_exception(WorkerDied(f"the parser process ended with status {code}"))
+        self._outgoing.put(None)
+        reason = self._killed_for or f"the parser process ended with status {code}"
+        for index, request in enumerate(pending):  # only the first was in the child's hands
+            request.future.set_exception(WorkerDied(reason, request.done, bool(self._killed_for) and index == 0))
+
+    def _take_answer(self, frame: bytes) -> _Request | None:
+        """Record one frame (readiness, or the next message's Parsed); the batch it completed."""
+        answer = pickle.loads(frame) if frame else None
+        with self._lock:
+            self._progress_at = time.monotonic()
+            if answer is None:
+                self._ready = True
+                return None
+            head = self._pending[0]
+            head.done.append(answer)
+            if len(head.done) < len(head.raws):
+                return None
+            return self._pending.popleft()
+
+    def overdue(self, now: float) -> bool:
+        """The child has been on one message (or its start) longer than allowed."""
+        with self._lock:
+            if not self._pending:
+                return False
+            if not self._ready:
+                return now - self._progress_at > max(START_TIMEOUT, self.timeout)
+            started = max(self._progress_at, self._pending[0].queued_at)
+            return now - started > self.timeout
+
+    def _enforce_deadline(self) -> None:
+        while self.alive:
+            time.sleep(CHECK_EVERY)
+            if self.alive and self.overdue(time.monotonic()):
+                self._killed_for = f"parse took longer than {self.timeout:g}s (daemon.parse_timeout)"
+                log.warning("parser process %d: %s; killed, a fresh one takes over",
+                            self.process.pid, self._killed_for)
+                self.kill()
+                return
 
     @property
     def busy(self) -> bool:
         return bool(self._pending)
 
-    def close(self, timeout: float = 30.0) -> None:
+    def close(self, timeout: float = 5.0) -> None:
         """Let it finish what it has, then end it (EOF on its stdin)."""
-        try:
-            self.process.stdin.close()
-        except OSError:
-            pass
+        self._outgoing.put(None)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            self.kill()
             self.process.wait()
 
     def kill(self) -> None:
@@ -186,25 +269,34 @@ class WorkerProcess:
 
 
 class ProcessParser:
-    """Batches go to parser processes, started when a backlog comes and ended when it is gone;
-    results come back in order as a Future. A lone new message is parsed in the calling
-    thread: quicker than a round trip, and a quiet daemon is a single process."""
+    """Batches go to parser processes, started when mail comes and ended after a quiet
+    while; results come back in order as a Future.
 
-    def __init__(self, workers: int = 1, min_batch: int = MIN_BATCH, idle_exit: float = IDLE_EXIT):
+    A child that dies or runs over its time budget costs its batch nothing but a retry: the
+    answers it gave are kept, the message it was on is parsed again alone in a fresh child
+    (twice in trouble: quarantined with the reason), and the rest of the batch goes on."""
+
+    def __init__(self, workers: int = 1, min_batch: int = MIN_BATCH, idle_exit: float | None = IDLE_EXIT,
+                 timeout: float = PARSE_TIMEOUT):
         self.workers = workers
         self.min_batch = min_batch
         self.idle_exit = idle_exit
+        self.timeout = timeout
         self._procs: list[WorkerProcess] = []
         self._turn = itertools.count()
         self._lock = threading.Lock()
         self._idle_timer: threading.Timer | None = None
+        self._closed = False
 
     def _worker(self) -> WorkerProcess:
         with self._lock:
-            self._restart_idle_timer()
+            if self._closed:
+                raise WorkerDied("the parser is closed (the daemon is stopping)")
+            if self.idle_exit is not None:
+                self._restart_idle_timer()
             self._procs = [p for p in self._procs if p.alive]
             if len(self._procs) < self.workers:
-                self._procs.append(WorkerProcess())
+                self._procs.append(WorkerProcess(self.timeout))
             return self._procs[next(self._turn) % len(self._procs)]
 
     def _restart_idle_timer(self) -> None:
@@ -229,37 +321,60 @@ class ProcessParser:
     def running(self) -> bool:
         return any(p.alive for p in self._procs)
 
+    def start(self) -> None:
+        """Start the processes now, so the first message does not wait for their imports."""
+        for _ in range(self.workers):
+            self._worker()
+
     def submit(self, raws: Sequence[bytes], settings: ParseSettings) -> "Future[list[Parsed]]":
         if len(raws) < self.min_batch:
             return InlineParser().submit(raws, settings)
         outer: Future[list[Parsed]] = Future()
 
-        def done(inner: "Future[list[Parsed]]") -> None:
+        def run() -> None:
             try:
-                outer.set_result(inner.result())
-            except WorkerDied:
-                log.warning("the parser process died on a batch of %d; parsing it message by message",
-                            len(raws))
-                threading.Thread(target=lambda: outer.set_result(self._one_by_one(raws, settings)),
-                                 name="parse-retry", daemon=True).start()
-            except Exception as exc:  # an answer that would not unpickle, say: parse here instead
-                log.warning("parser process failed (%s); parsing in the daemon", exc)
-                outer.set_result(parse_all(raws, settings))
+                outer.set_result(self._parse(list(raws), settings))
+            except BaseException as exc:  # noqa: BLE001 (handed to the waiting caller)
+                outer.set_exception(exc)
 
-        self._worker().submit(raws, settings).add_done_callback(done)
+        threading.Thread(target=run, name="parse-batch", daemon=True).start()
         return outer
 
-    def _one_by_one(self, raws: Sequence[bytes], settings: ParseSettings) -> list[Parsed]:
-        results = []
-        for raw in raws:
+    def _parse(self, raws: list[bytes], settings: ParseSettings) -> list[Parsed]:
+        """Every message parsed or quarantined with why; each loop consumes at least one."""
+        results: list[Parsed] = []
+        while raws:
             try:
-                results.append(self._worker().submit([raw], settings).result()[0])
-            except WorkerDied:
-                results.append(Parsed(None, "parser crashed on this message (its process died)"))
+                return results + self._worker().submit(raws, settings).result()
+            except WorkerDied as died:
+                if self._closed:
+                    raise
+                results += died.done
+                raws = raws[len(died.done):]
+                failure = died
+                log.warning("the parser process failed on a batch of %d after %d: %s",
+                            len(raws) + len(died.done), len(died.done), died.reason)
+            except Exception as exc:  # an answer that would not unpickle, say: parse here instead
+                log.warning("parser process failed (%s); parsing in the daemon", exc)
+                return results + parse_all(raws, settings)
+            # over the budget: quarantined at once (another try would stall the mailbox as long
+            # again); a crash, which may be the OOM killer's doing, earns a second try alone
+            results.append(_given_up(raws[0], failure.reason) if failure.blamed else self._alone(raws[0], settings))
+            raws = raws[1:]
         return results
+
+    def _alone(self, raw: bytes, settings: ParseSettings) -> Parsed:
+        """A second chance in a fresh child, without the rest of its batch."""
+        try:
+            return self._worker().submit([raw], settings).result()[0]
+        except WorkerDied as again:
+            if self._closed:
+                raise
+            return _given_up(raw, f"two parser processes failed on it: {again.reason}")
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
             procs, self._procs = self._procs, []
@@ -267,16 +382,29 @@ class ProcessParser:
             proc.close()
 
 
-def make_parser(workers: int) -> Parser:
-    return ProcessParser(workers) if workers > 0 else InlineParser()
+def _given_up(raw: bytes, problem: str) -> Parsed:
+    """A message no parser process got through: quarantined, with why."""
+    return Parsed(None, problem, raw_sha256(raw), content_key(raw), len(raw))
 
 
-def serve(requests: BinaryIO, answers: BinaryIO) -> None:
-    """The parser process: answer each pickled (raws, settings) with its parses, until EOF."""
+def make_parser(workers: int, timeout: float = PARSE_TIMEOUT) -> Parser:
+    """The daemon's parser: its processes start with it and stay, since every message is
+    parsed there and a cold start costs seconds (imports, language profiles)."""
+    return ProcessParser(workers, idle_exit=None, timeout=timeout) if workers > 0 else InlineParser()
+
+
+def serve(requests: BinaryIO, answers: BinaryIO, stall_on: bytes = b"") -> None:
+    """The parser process: an empty frame once ready, then for each pickled (raws, settings)
+    one frame per message, its Parsed, until EOF. The daemon times each message from the
+    frame before it, so a message too slow to parse is known and the rest is not lost."""
     _warm_up()
+    _write_frame(answers, b"")
     while (frame := _read_frame(requests)) is not None:
         raws, settings = pickle.loads(frame)
-        _write_frame(answers, pickle.dumps(parse_all(raws, settings), protocol=pickle.HIGHEST_PROTOCOL))
+        for raw in raws:
+            if stall_on and stall_on in raw:
+                time.sleep(3600)  # tests: a parse that never ends
+            _write_frame(answers, pickle.dumps(parse_one(raw, settings), protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def main() -> None:
@@ -285,7 +413,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s %(name)s[parser {os.getpid()}]: %(message)s")
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not corrupt the answers
-    serve(sys.stdin.buffer, answers)
+    # test hook, read in the child only: a message holding this text stalls its parse
+    stall_on = os.environ.get("MAILROUTER_TEST_STALL_PARSE", "").encode()
+    serve(sys.stdin.buffer, answers, stall_on)
 
 
 if __name__ == "__main__":

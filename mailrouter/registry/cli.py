@@ -6,6 +6,7 @@ into the main argparse tree so `args.func(args)` loads the config and calls the 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -24,6 +25,7 @@ from mailrouter.registry.match import is_lapsed
 from mailrouter.registry.models import CustomerRow, InquiryHistoryRow, OwnerHistoryRow
 from mailrouter.registry.record import RegistryError, find_customer, set_status, transfer
 from mailrouter.registry.settings import RegistrySettings
+from mailrouter.registry.tabular import strip_controls
 
 Handler = Callable[[argparse.Namespace, Config], int]
 SHOW_INQUIRIES = 20
@@ -109,25 +111,24 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
                 session, args.file, source=args.source, owner_aliases=owner_aliases(config),
                 free_mail_domains=config.parse.free_mail_domains, now=utcnow(),
                 owner=args.owner, on_duplicate=args.on_duplicate, dry_run=args.dry_run,
-                mapping=_mapping(args.map), progress=_progress_bar(stack))
+                mapping=_mapping(args.map), progress=_progress_bar(stack), own_domains=config.own_domains)
         except (RegistryError, OSError, UnicodeDecodeError) as exc:
             return _fail(f"{args.file}: {exc}")
         if not args.dry_run:
             session.commit()
-    print(format_result(result, args.source))
+    print(strip_controls(format_result(result, args.source)))
     return 0
 
 
-def _progress_bar(stack: ExitStack) -> Callable[[int, int], None]:
-    """A tqdm bar on a terminal, created on the first report once the total is known."""
+def _progress_bar(stack: ExitStack) -> Callable[[int], None]:
+    """A tqdm counter on a terminal; rows are streamed, so there is no total to show."""
     from tqdm import tqdm
 
     bars: list[Any] = []
 
-    def report(done: int, total: int) -> None:
+    def report(done: int) -> None:
         if not bars:
-            bars.append(stack.enter_context(tqdm(total=total, unit="row", disable=None,
-                                                 file=sys.stderr)))
+            bars.append(stack.enter_context(tqdm(unit="row", disable=None, file=sys.stderr)))
         bars[0].update(done - bars[0].n)
 
     return report
@@ -136,20 +137,32 @@ def _progress_bar(stack: ExitStack) -> Callable[[int, int], None]:
 def format_result(result: ImportResult, source: str) -> str:
     lines = [f"{source}: created {result.created}, updated {result.updated}, "
              f"unchanged {result.unchanged}, skipped {result.skipped}, "
-             f"invalid {len(result.invalid)}"
+             f"invalid {max(result.invalid_total, len(result.invalid))}"
              + ("  (dry run: nothing written)" if result.dry_run else "")]
     lines.append("columns: " + "; ".join(f"{f} ← {', '.join(h)}" for f, h in result.columns.items()))
     if result.invalid:
         lines.append("invalid rows:")
         lines += [f"  line {bad.line}: {bad.reason}" for bad in result.invalid]
+        lines += _more(result.invalid_total, len(result.invalid), "invalid rows")
     lines += [f"note: {note}" for note in result.notes]
+    lines += _more(result.notes_total, len(result.notes), "notes")
     return "\n".join(lines)
+
+
+def _more(total: int, listed: int, what: str) -> list[str]:
+    return [f"  … and {total - listed} more {what} not listed"] if total > listed else []
 
 
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
     with _session(config) as session:
         if args.file is None:
-            count = export_csv(session, sys.stdout)
+            try:
+                count = export_csv(session, sys.stdout)
+                sys.stdout.flush()
+            except BrokenPipeError:  # `registry export | head`: the reader has what it wanted
+                # the interpreter's own flush at exit would fail again (Python docs, "SIGPIPE")
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 0
         else:
             # utf-8-sig: Excel (and WPS) open the Chinese names correctly only with the BOM.
             with open(args.file, "w", encoding="utf-8-sig", newline="") as out:
@@ -164,7 +177,7 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
             row = find_customer(session, args.key)
         except RegistryError as exc:
             return _fail(str(exc))
-        print(describe_customer(session, row, config, utcnow()))
+        print(strip_controls(describe_customer(session, row, config, utcnow())))
     return 0
 
 
@@ -184,6 +197,7 @@ def describe_customer(session: Session, row: CustomerRow, config: Config, now: d
              f"  emails:   {', '.join(sorted(e.email for e in row.emails)) or '-'}",
              f"  domains:  {', '.join(sorted(d.domain for d in row.domains)) or '-'}",
              f"  phones:   {', '.join(sorted(p.e164 for p in row.phones)) or '-'}",
+             f"  aliases:  {'; '.join(a.alias for a in row.aliases) or '-'}",
              "  owners:"]
     owners = session.scalars(select(OwnerHistoryRow).where(OwnerHistoryRow.customer_id == row.id)
                              .order_by(OwnerHistoryRow.at, OwnerHistoryRow.id))

@@ -7,9 +7,10 @@ against the registry and against the rows before them in the same file.
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,11 +24,12 @@ from mailrouter.parse.text import fold
 from mailrouter.registry.batch import Batch
 from mailrouter.registry.keys import SenderKeys, corporate_domain
 from mailrouter.registry.models import CustomerRow
-from mailrouter.registry.normalise import company_key, normalise_phone
+from mailrouter.registry.normalise import company_key, company_names, normalise_phone, split_aliases
 from mailrouter.registry.record import RegistryError, parse_status
-from mailrouter.registry.tabular import Row, read_rows
+from mailrouter.registry.tabular import Row, TableError, read_rows, strip_controls
 
-FIELDS = ("name", "email", "company", "phone", "country", "owner", "source", "status", "reason")
+FIELDS = ("name", "email", "company", "phone", "country", "owner", "source", "status", "reason",
+          "aliases")
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     "name": ("name", "contact", "contact name", "contact person", "full name", "姓名", "联系人",
              "名字", "客户姓名"),
@@ -42,12 +44,21 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     "source": ("source", "lead source", "来源", "客户来源"),
     "status": ("status", "状态"),
     "reason": ("reason", "status reason", "原因", "备注原因"),
+    "aliases": ("aliases", "alias", "other names", "also known as", "aka", "trading name",
+                "english name", "company english name", "别名", "其他名称", "英文名", "英文名称",
+                "公司英文名", "中文名", "中文名称", "公司中文名"),
 }
 IGNORE = ("", "-", "ignore")
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"]+@[^@\s<>(),;:\"]+\.[^@\s<>(),;:\"]+$")
 _EMAIL_SPLIT = re.compile(r"[;,\s]+")
 _PHONE_SPLIT = re.compile(r"[;,/|\n]+")
 CHUNK = 1000  # rows looked up together: three IN queries per chunk instead of three per row
+# The longest cell each field takes (the column sizes in models.py; free text a little more).
+FIELD_LIMITS = {"name": 200, "email": 2000, "company": 300, "phone": 500, "country": 100,
+                "owner": 100, "source": 200, "status": 50, "reason": 2000, "aliases": 3000}
+LISTED = 1000  # invalid rows and notes kept for the report; the rest are only counted
+# OWASP CSV injection: a cell starting with one of these is a formula to Excel, LibreOffice, WPS.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def header_key(header: str) -> str:
@@ -66,7 +77,15 @@ class ImportFailed(RegistryError):
 class InvalidRow:
     line: int  # 1-based, as a spreadsheet shows it
     reason: str
-    cells: tuple[str, ...] = ()
+    column: str = ""  # the field at fault, when one is
+
+
+class RowProblem(ValueError):
+    """Why one row cannot be imported, and which field."""
+
+    def __init__(self, reason: str, column: str = ""):
+        super().__init__(reason)
+        self.column = column
 
 
 @dataclass
@@ -75,8 +94,10 @@ class ImportResult:
     updated: int = 0
     unchanged: int = 0  # known customers the file had nothing new about
     skipped: int = 0  # known customers left alone with --on-duplicate skip
-    invalid: list[InvalidRow] = field(default_factory=list)
+    invalid: list[InvalidRow] = field(default_factory=list)  # the first LISTED of them
+    invalid_total: int = 0
     notes: list[str] = field(default_factory=list)  # e.g. owner conflicts kept as they were
+    notes_total: int = 0
     columns: dict[str, list[str]] = field(default_factory=dict)  # field -> headers used
     dry_run: bool = False
 
@@ -93,6 +114,7 @@ class ImportRecord:
     source: str
     status: str | None
     reason: str
+    aliases: tuple[str, ...] = ()  # other names of the company, the company's own excluded
 
 
 @dataclass(frozen=True)
@@ -102,9 +124,10 @@ class RowRules:
     owner_aliases: Mapping[str, str]  # rep id or name, folded -> rep id
     default_owner: str | None
     source: str
+    own_domains: frozenset[str] = frozenset()  # our own mail domains: never a customer's
 
 
-ProgressCallback = Callable[[int, int], None]  # (rows done, rows in all)
+ProgressCallback = Callable[[int], None]  # rows done: the total is unknown until the end
 
 
 def detect_mapping(header: Sequence[str], overrides: Mapping[str, str] | None = None,
@@ -140,16 +163,42 @@ def find_header(rows: Sequence[Row], overrides: Mapping[str, str] | None) -> int
 
 
 def _cell(cells: Sequence[str], mapping: Mapping[str, list[int]], fld: str, sep: str = " ") -> str:
-    return sep.join(cells[i] for i in mapping.get(fld, ()) if i < len(cells) and cells[i]).strip()
+    return sep.join(unneutralise(cells[i]) for i in mapping.get(fld, ())
+                    if i < len(cells) and cells[i]).strip()
+
+
+def unneutralise(cell: str) -> str:
+    """Undo neutralise_cell, so an export imports back unchanged."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
+
+
+def neutralise_cell(cell: str) -> str:
+    """A leading apostrophe makes a would-be formula text in Excel, LibreOffice and WPS.
+
+    Applied to every cell, phone numbers too: "'+34600123456" stays a phone number (Excel would
+    read +34600123456 as the number 34600123456 and drop the plus), and the importer reads
+    it back without the apostrophe.
+    """
+    return "'" + cell if cell.startswith(FORMULA_START) else cell
 
 
 def validate_row(line: int, cells: Sequence[str], mapping: Mapping[str, list[int]],
                  rules: RowRules) -> ImportRecord | InvalidRow:
     """A clean record, or the first reason the row cannot be imported."""
     try:
+        _check_lengths(cells, mapping)
         return _record(line, cells, mapping, rules)
+    except RowProblem as exc:
+        return InvalidRow(line, str(exc), exc.column)
     except ValueError as exc:
-        return InvalidRow(line, str(exc), tuple(cells))
+        return InvalidRow(line, str(exc))
+
+
+def _check_lengths(cells: Sequence[str], mapping: Mapping[str, list[int]]) -> None:
+    for fld, limit in FIELD_LIMITS.items():
+        for i in mapping.get(fld, ()):
+            if i < len(cells) and len(cells[i]) > limit:
+                raise RowProblem(f"{fld}: {len(cells[i])} characters (at most {limit})", fld)
 
 
 def _record(line: int, cells: Sequence[str], mapping: Mapping[str, list[int]],
@@ -157,6 +206,8 @@ def _record(line: int, cells: Sequence[str], mapping: Mapping[str, list[int]],
     country_text = _cell(cells, mapping, "country")
     country = country_code(country_text) if country_text else None  # unknown: no region hint
     emails = _emails(_cell(cells, mapping, "email", ";"))
+    if own := next((e for e in emails if _at_own_domain(e, rules.own_domains)), None):
+        raise ValueError(f"{own} is at our own mail domain: our own people are never customers")
     phones = _phones(_cell(cells, mapping, "phone", ";"), country)
     company = _cell(cells, mapping, "company")
     if not emails and not (phones and company_key(company)):
@@ -170,7 +221,20 @@ def _record(line: int, cells: Sequence[str], mapping: Mapping[str, list[int]],
     return ImportRecord(line, emails, phones, company, _cell(cells, mapping, "name"), country,
                         _owner(_cell(cells, mapping, "owner"), rules),
                         _cell(cells, mapping, "source") or rules.source, status,
-                        _cell(cells, mapping, "reason"))
+                        _cell(cells, mapping, "reason"), _aliases(company, _cell(cells, mapping, "aliases", "\n")))
+
+
+def _aliases(company: str, cell: str) -> tuple[str, ...]:
+    """The alias column's names and a bracketed second name in the company cell, each
+    different from the company itself; one over 300 characters is refused, like the company."""
+    own = company_key(company)
+    names = [*company_names(company)[1:], *split_aliases(cell)]
+    for name in names:
+        if len(name) > FIELD_LIMITS["company"]:
+            raise RowProblem(f"aliases: {name[:20]!r}… has {len(name)} characters "
+                             f"(at most {FIELD_LIMITS['company']})", "aliases")
+    keyed = {company_key(n): n for n in reversed(names) if company_key(n) not in ("", own)}
+    return tuple(reversed(keyed.values()))
 
 
 def _emails(text: str) -> tuple[str, ...]:
@@ -179,6 +243,11 @@ def _emails(text: str) -> tuple[str, ...]:
         if not _EMAIL.match(email):
             raise ValueError(f"bad email {email!r}")
     return tuple(dict.fromkeys(found))
+
+
+def _at_own_domain(email: str, own_domains: frozenset[str]) -> bool:
+    host = email.rpartition("@")[2]
+    return any(host == d or host.endswith("." + d) for d in own_domains)
 
 
 def _phones(text: str, country: str | None) -> tuple[str, ...]:
@@ -205,70 +274,105 @@ def _owner(text: str, rules: RowRules) -> str | None:
 
 def record_keys(record: ImportRecord, free_mail_domains: frozenset[str]) -> SenderKeys:
     domains = (corporate_domain(e, free_mail_domains) for e in record.emails)
-    key = company_key(record.company)
+    keys = [company_key(record.company), *(company_key(a) for a in record.aliases)]
     return SenderKeys(emails=record.emails, domains=tuple(dict.fromkeys(d for d in domains if d)),
-                      phones=record.phones, company_keys=(key,) if key else ())
+                      phones=record.phones, company_keys=tuple(dict.fromkeys(k for k in keys if k)))
 
 
 def import_file(session: Session, path: Path, *, source: str, owner_aliases: Mapping[str, str],
                 free_mail_domains: frozenset[str], now: datetime, owner: str | None = None,
                 on_duplicate: str = "update", dry_run: bool = False,
                 mapping: Mapping[str, str] | None = None,
-                progress: ProgressCallback | None = None) -> ImportResult:
+                progress: ProgressCallback | None = None,
+                own_domains: frozenset[str] = frozenset()) -> ImportResult:
     """Import one CSV/XLSX file in the session's transaction; the caller commits.
+    A row naming an address at one of `own_domains` is refused with the reason.
 
-    With `dry_run` everything is checked and counted, then rolled back.
+    Rows are read, checked and written a chunk at a time, so memory does not grow with the
+    file. With `dry_run` everything is checked and counted, then rolled back.
     """
     if on_duplicate not in ("update", "skip"):
         raise ImportFailed(f"on_duplicate must be update or skip, not {on_duplicate!r}")
-    header, columns, body = open_table(Path(path), mapping)
-    rules = RowRules(owner_aliases, owner, source)
+    try:
+        return _import_rows(session, Path(path), RowRules(owner_aliases, owner, source, own_domains),
+                            free_mail_domains, now, on_duplicate == "skip", dry_run, mapping,
+                            progress)
+    except TableError as exc:
+        session.rollback()
+        raise ImportFailed(f"{path}: {exc}") from None
+
+
+def _import_rows(session: Session, path: Path, rules: RowRules, free_mail_domains: frozenset[str],
+                 now: datetime, skip: bool, dry_run: bool, mapping: Mapping[str, str] | None,
+                 progress: ProgressCallback | None) -> ImportResult:
+    header, columns, body = open_table(path, mapping)
     result = ImportResult(dry_run=dry_run, columns={
         f: [header[i] for i in idx] for f, idx in columns.items()})
-    batch = Batch(session, free_mail_domains, now, on_duplicate == "skip", result)
+    batch = Batch(session, free_mail_domains, now, skip, result)
+    done = 0
     with session.no_autoflush:
-        for start in range(0, len(body), CHUNK):
-            records = [validate_row(n, c, columns, rules) for n, c in body[start:start + CHUNK]]
-            result.invalid += [r for r in records if isinstance(r, InvalidRow)]
+        for chunk in _chunks(body, CHUNK):
+            records = [validate_row(n, c, columns, rules) for n, c in chunk]
+            for bad in (r for r in records if isinstance(r, InvalidRow)):
+                result.invalid_total += 1
+                if len(result.invalid) < LISTED:
+                    result.invalid.append(bad)
             batch.apply([r for r in records if isinstance(r, ImportRecord)])
+            done += len(chunk)
             if progress:
-                progress(min(start + CHUNK, len(body)), len(body))
+                progress(done)
     if dry_run:
         session.rollback()
     return result
 
 
+def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    it = iter(rows)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
 def open_table(path: Path, mapping: Mapping[str, str] | None,
-               ) -> tuple[list[str], dict[str, list[int]], list[Row]]:
-    """The header, the field -> columns mapping and the data rows; fails if none is usable."""
+               ) -> tuple[list[str], dict[str, list[int]], Iterator[Row]]:
+    """The header, the field -> columns mapping and the data rows (lazily); fails if none is usable."""
     rows = read_rows(path)
-    if not rows:
+    first = list(itertools.islice(rows, 10))  # where find_header looks
+    if not first:
         raise ImportFailed(f"{path} has no rows")
-    head = find_header(rows, mapping)
-    header = rows[head][1]
+    head = find_header(first, mapping)
+    header = first[head][1]
     columns = detect_mapping(header, mapping)
     if "email" not in columns and not {"phone", "company"} <= set(columns):
         raise ImportFailed(f"no Email column, nor Company and Phone columns, among "
                            f"{header}; name them with --map col=field")
-    return header, columns, rows[head + 1:]
+    return header, columns, itertools.chain(first[head + 1:], rows)
 
 
 EXPORT_HEADER = ("Company", "Name", "Email", "Phone", "Country", "Owner", "Status", "Reason",
-                 "Source")
+                 "Source", "Aliases")
 
 
 def export_csv(session: Session, out: TextIO) -> int:
-    """Write every customer as one CSV row that `import_file` reads back; returns the count."""
-    writer = csv.writer(out)
+    """Write every customer as one CSV row that `import_file` reads back; returns the count.
+
+    Cells are neutralised (neutralise_cell) and every cell is quoted, so a separator inside a
+    cell can never start a new, unneutralised one (the OWASP CSV-injection rule).
+    """
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL)
     writer.writerow(EXPORT_HEADER)
     query = (select(CustomerRow).order_by(CustomerRow.id)
-             .options(selectinload(CustomerRow.emails), selectinload(CustomerRow.phones))
+             .options(selectinload(CustomerRow.emails), selectinload(CustomerRow.phones),
+                      selectinload(CustomerRow.aliases))
              .execution_options(yield_per=1000))
     count = 0
     for row in session.scalars(query):
-        writer.writerow((row.company, row.contact_name,
-                         "; ".join(sorted(e.email for e in row.emails)),
-                         "; ".join(sorted(p.e164 for p in row.phones)), row.country or "",
-                         row.owner or "", row.status, row.status_reason, row.source))
+        writer.writerow(export_cells(row))
         count += 1
     return count
+
+
+def export_cells(row: CustomerRow) -> list[str]:
+    cells = (row.company, row.contact_name, "; ".join(sorted(e.email for e in row.emails)),
+             "; ".join(sorted(p.e164 for p in row.phones)), row.country or "", row.owner or "",
+             row.status, row.status_reason, row.source, "; ".join(a.alias for a in row.aliases))
+    return [neutralise_cell(strip_controls(c)) for c in cells]

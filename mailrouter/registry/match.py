@@ -1,4 +1,5 @@
-"""Who is this sender? Email, then corporate domain, then company name + phone together.
+"""Who is this sender? Email, then corporate domain, then a web site named in the signature,
+then a company name (or alias) + phone together.
 
 The order lives in `first_hit`, a pure function over three lookups; `match_sender` backs the
 lookups with indexed queries, the importer with dictionaries of a whole batch, so an inquiry
@@ -6,7 +7,7 @@ and an imported row are recognised by exactly the same rule.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,15 +15,17 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mailrouter.model import Inquiry
-from mailrouter.registry.models import CustomerDomainRow, CustomerEmailRow, CustomerPhoneRow, CustomerRow
+from mailrouter.registry.models import (CustomerAliasRow, CustomerDomainRow, CustomerEmailRow,
+                                        CustomerPhoneRow, CustomerRow)
 from mailrouter.registry.keys import SenderKeys, inquiry_keys
 # the plain data a match yields lives in registry/verdict.py (the decide stage reads it without SQL)
-from mailrouter.registry.verdict import (COMPANY_PHONE, DOMAIN, EMAIL, CustomerSummary, Hit,  # noqa: F401
-                                         RegistryMatch)
+from mailrouter.registry.verdict import (COMPANY_PHONE, DOMAIN, EMAIL, SITE, CustomerSummary,  # noqa: F401
+                                         Hit, RegistryMatch)
 
 EmailLookup = Callable[[str], int | None]
 DomainLookup = Callable[[str], int | None]
-PhoneLookup = Callable[[str], Iterable[tuple[int, str]]]  # e164 -> (customer id, company key)
+# e164 -> (customer id, {company or alias key: "company 'Acme SL'" / "alias 'Acme Iberica'"})
+PhoneLookup = Callable[[str], Iterable[tuple[int, Mapping[str, str]]]]
 
 
 def first_hit(keys: SenderKeys, by_email: EmailLookup, by_domain: DomainLookup,
@@ -33,12 +36,24 @@ def first_hit(keys: SenderKeys, by_email: EmailLookup, by_domain: DomainLookup,
     for domain in keys.domains:
         if (cid := by_domain(domain)) is not None:
             return Hit(cid, DOMAIN, domain)
-    wanted = {k for k in keys.company_keys if k}
+    for site in keys.sites:  # a buyer writing from gmail still signs with the firm's web site
+        if (cid := by_domain(site)) is not None:
+            return Hit(cid, SITE, site)
+    wanted = [k for k in keys.company_keys if k]
     for phone in keys.phones if wanted else ():
-        for cid, key in by_phone(phone):
-            if key in wanted:  # a shared switchboard alone is not enough: the name must agree
-                return Hit(cid, COMPANY_PHONE, f"{key} / {phone}")
+        for cid, names in by_phone(phone):
+            # a shared switchboard alone is not enough: a name must agree
+            if (key := next((k for k in wanted if k in names), None)) is not None:
+                return Hit(cid, COMPANY_PHONE, f"{names[key]} + phone {phone}")
     return None
+
+
+def name_labels(company: str, company_key: str, aliases: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """key -> how to name it in evidence, for a customer's company name and its aliases."""
+    labels = {key: f"alias {alias!r}" for alias, key in aliases if key}
+    if company_key:
+        labels[company_key] = f"company {company!r}"
+    return labels
 
 
 # Built once: constructing a statement per lookup cost as much as running it.
@@ -54,14 +69,27 @@ def db_lookups(session: Session) -> tuple[EmailLookup, DomainLookup, PhoneLookup
     def by_domain(domain: str) -> int | None:
         return session.scalar(_BY_DOMAIN, {"domain": domain})
 
-    def by_phone(e164: str) -> list[tuple[int, str]]:
+    def by_phone(e164: str) -> list[tuple[int, dict[str, str]]]:
         rows = session.execute(
-            select(CustomerPhoneRow.customer_id, CustomerRow.company_key)
+            select(CustomerPhoneRow.customer_id, CustomerRow.company, CustomerRow.company_key)
             .join(CustomerRow, CustomerRow.id == CustomerPhoneRow.customer_id)
-            .where(CustomerPhoneRow.e164 == e164))
-        return [(cid, key) for cid, key in rows]
+            .where(CustomerPhoneRow.e164 == e164)).all()
+        aliases = aliases_of(session, [cid for cid, _, _ in rows])
+        return [(cid, name_labels(company, key, aliases.get(cid, ()))) for cid, company, key in rows]
 
     return by_email, by_domain, by_phone
+
+
+def aliases_of(session: Session, ids: Iterable[int]) -> dict[int, list[tuple[str, str]]]:
+    """customer id -> [(alias, alias key)]; one query for the few customers sharing a phone."""
+    result: dict[int, list[tuple[str, str]]] = {}
+    ids = list(ids)
+    if ids:
+        for cid, alias, key in session.execute(
+                select(CustomerAliasRow.customer_id, CustomerAliasRow.alias, CustomerAliasRow.alias_key)
+                .where(CustomerAliasRow.customer_id.in_(ids)).order_by(CustomerAliasRow.id)):
+            result.setdefault(cid, []).append((alias, key))
+    return result
 
 
 def find_hit(session: Session, keys: SenderKeys) -> Hit | None:
@@ -74,7 +102,8 @@ def is_lapsed(last_contact: datetime, now: datetime, quiet_days: int) -> bool:
 
 def describe(hit: Hit, owner: str | None) -> str:
     what = {EMAIL: f"same address {hit.detail}", DOMAIN: f"same domain as {hit.detail}",
-            COMPANY_PHONE: f"same company and phone ({hit.detail})"}[hit.how]
+            SITE: f"web site {hit.detail} in the signature",
+            COMPANY_PHONE: f"same company and phone: {hit.detail}"}[hit.how]
     return f"{what}, owned by {owner}" if owner else f"{what}, no owner"
 
 

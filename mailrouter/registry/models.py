@@ -39,6 +39,8 @@ class CustomerRow(Base):
         back_populates="customer", cascade="all, delete-orphan")
     phones: Mapped[list[CustomerPhoneRow]] = relationship(
         back_populates="customer", cascade="all, delete-orphan")
+    aliases: Mapped[list[CustomerAliasRow]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan")
 
 
 class CustomerEmailRow(Base):
@@ -72,6 +74,24 @@ class CustomerPhoneRow(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))  # leads uq index
     e164: Mapped[str] = mapped_column(String(20))
     customer: Mapped[CustomerRow] = relationship(back_populates="phones")
+
+
+class CustomerAliasRow(Base):
+    """Another name of the company: in a second script, a trading name, an English name.
+
+    Matched like `customers.company_key` (with a phone that agrees); not unique, since two
+    customers may share a trading name and the phone tells them apart.
+    """
+
+    __tablename__ = "customer_aliases"
+    __table_args__ = (UniqueConstraint("customer_id", "alias_key", name="uq_customer_alias"),
+                      Index("ix_customer_aliases_alias_key", "alias_key"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))  # leads uq index
+    alias: Mapped[str] = mapped_column(String(300))  # as written, for people and evidence
+    alias_key: Mapped[str] = mapped_column(String(300))  # normalise.company_key(alias)
+    customer: Mapped[CustomerRow] = relationship(back_populates="aliases")
 
 
 class OwnerHistoryRow(Base):

@@ -1,6 +1,7 @@
 """Pure keys for recognising a customer: company-name keys, E.164 phones, signature reading."""
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -11,19 +12,26 @@ from mailrouter.parse.text import fold
 
 # Legal forms as token sequences after punctuation is removed ("S.r.l." -> s r l), stripped
 # from the end of a name repeatedly ("Acme Co., Ltd." -> acme).
-_LEGAL_SUFFIXES: tuple[tuple[str, ...], ...] = tuple(tuple(s.split()) for s in (
+_LEGAL_SUFFIXES: tuple[tuple[str, ...], ...] = tuple(tuple(fold(s).split()) for s in (
     "ltd", "limited", "gmbh", "ag", "kg", "co kg", "ohg", "ug", "sa", "s a", "sl", "s l", "srl",
     "s r l", "spa", "s p a", "sas", "sarl", "llc", "l l c", "inc", "incorporated", "corp",
     "corporation", "co", "company", "bv", "b v", "nv", "n v", "ooo", "ооо", "sp z o o",
     "sp zoo", "pty", "plc", "lp", "llp", "ltda", "lda", "sdn bhd", "bhd", "pte", "pvt",
     "private", "kft", "sro", "s r o", "oy", "ab", "as", "a s", "aps", "se", "group", "holding",
-    "holdings",
+    "holdings", "sociedad limitada", "sociedad anonima", "s a de c v", "sa de cv", "s de r l",
+    "ltda", "eireli", "me", "srl", "sas", "s a s", "tbk", "pt", "ооо", "ао", "зао", "оао", "пао",
+    "ип", "тоо", "лтд", "kk", "kabushiki kaisha", "yk", "gk", "株", "주", "주식회사", "유한회사",
+    "株式会社", "有限会社", "合同会社", "jsc", "ojsc", "cjsc", "pjsc", "llp", "as", "asa",
 ))
-# Legal forms written before the name ("ООО Ромашка", "PT Maju Jaya").
-_LEGAL_PREFIXES = frozenset({"ooo", "ооо", "oao", "оао", "zao", "зао", "ао", "pao", "пао",
-                             "pt", "cv", "the"})
-# Chinese forms are written without spaces, so they are stripped as text, longest first.
-_ZH_SUFFIXES = ("股份有限公司", "有限责任公司", "有限公司", "集团公司", "集团", "公司", "厂")
+# Legal forms written before the name ("ООО Ромашка", "PT Maju Jaya", "株式会社 トヨタ").
+_LEGAL_PREFIXES = frozenset(fold(p) for p in {"ooo", "ооо", "oao", "оао", "zao", "зао", "ао", "pao", "пао", "ип",
+                             "тоо", "pt", "cv", "the", "株", "주", "주식회사", "유한회사",
+                             "株式会社", "有限会社", "合同会社"})  # folded: NFKD splits Hangul
+# Chinese, Japanese and Korean forms are written without spaces, so they are stripped as text
+# from the end (and the Japanese/Korean ones from the start), longest first.
+_ZH_SUFFIXES = tuple(fold(s) for s in ("股份有限公司", "有限责任公司", "有限公司", "集团公司", "集团", "公司", "厂",
+                "株式会社", "有限会社", "合同会社", "주식회사", "유한회사"))
+_CJK_PREFIXES = tuple(fold(p) for p in ("株式会社", "有限会社", "合同会社", "주식회사", "유한회사"))
 _MAX_SUFFIX = max(len(s) for s in _LEGAL_SUFFIXES)
 
 
@@ -56,15 +64,59 @@ def _strip_legal(tokens: list[str]) -> list[str]:
     return tokens
 
 
+def _strip_cjk_prefix(text: str) -> str:
+    for prefix in _CJK_PREFIXES:
+        if text.startswith(prefix) and len(text) > len(prefix):
+            return text[len(prefix):]
+    return text
+
+
+@functools.lru_cache(maxsize=1 << 14)  # an import asks for one name three times per row
 def company_key(name: str) -> str:
     """Case-, accent-, punctuation- and legal-form-insensitive key; "" for no name.
 
-    Spaces are dropped too, so "Acme-Tech GmbH" and "AcmeTech" agree.
+    Spaces are dropped too, so "Acme-Tech GmbH" and "AcmeTech" agree. A trailing name in
+    another script ("SvetTechSnab LLC (ООО «СветТехСнаб»)") is left out: see company_names.
     """
-    tokens = _strip_legal(_tokens(name))
+    tokens = _strip_legal(_tokens(company_names(name)[0] if name else name))
     if tokens:
+        tokens[0] = _strip_cjk_prefix(tokens[0])
         tokens[-1] = _strip_zh(tokens[-1])
     return "".join(tokens)
+
+
+_TRAILING = re.compile(r"^(?P<main>.+?)\s*[(（](?P<other>[^()（）]+)[)）]\s*$")
+_ALIAS_SPLIT = re.compile(r"[;；\n]+")
+
+
+def company_names(text: str) -> tuple[str, ...]:
+    """The name and, when written after it in brackets, its second name.
+
+    "SvetTechSnab LLC (ООО «СветТехСнаб»)" names one company twice; "Huawei Technologies
+    (Shenzhen) Co., Ltd." and "Acme Ltd (Shenzhen)" name one company once: the bracketed
+    part counts only when it is the tail and carries a legal form or another script.
+    """
+    text = text.strip()
+    found = _TRAILING.match(text)
+    if not found:
+        return (text,) if text else ()
+    main, other = found["main"].strip(), found["other"].strip()
+    if has_legal_form(other) or _script(other) != _script(main):
+        return (main, other)
+    return (text,)
+
+
+def split_aliases(cell: str) -> tuple[str, ...]:
+    """Names in one cell, separated by ; or ； or a new line (as Excel users type them)."""
+    return tuple(dict.fromkeys(a.strip() for a in _ALIAS_SPLIT.split(cell) if a.strip()))
+
+
+def _script(text: str) -> str:
+    """The script of the first letter: LATIN, CYRILLIC, CJK, HANGUL, ... (by Unicode name)."""
+    for ch in text:
+        if ch.isalpha():
+            return unicodedata.name(ch, "?").split()[0]
+    return ""
 
 
 def has_legal_form(name: str) -> bool:

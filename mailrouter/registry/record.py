@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session
 from mailrouter.model import Inquiry
 from mailrouter.parse.domain import registered_domain
 from mailrouter.registry.match import SenderKeys, SenderLookup, find_hit, inquiry_keys, is_lapsed
-from mailrouter.registry.models import (ACTIVE, BLOCKED, STATUSES, CustomerDomainRow, CustomerEmailRow,
-                     CustomerPhoneRow, CustomerRow, InquiryHistoryRow, OwnerHistoryRow)
-from mailrouter.registry.normalise import company_candidates, company_key, has_legal_form
+from mailrouter.registry.models import (ACTIVE, BLOCKED, STATUSES, CustomerAliasRow, CustomerDomainRow,
+                                        CustomerEmailRow, CustomerPhoneRow, CustomerRow,
+                                        InquiryHistoryRow, OwnerHistoryRow)
+from mailrouter.registry.normalise import company_candidates, company_key, company_names, has_legal_form
 
 
 class RegistryError(Exception):
@@ -27,12 +28,14 @@ class Recorded:
 
 def record_routed(session: Session, inquiry: Inquiry, rep_id: str, now: datetime,
                   source: str = "Email", *, message_row: int | None = None,
-                  quiet_days: int = 180, reason: str = "", looked_up: SenderLookup | None = None) -> Recorded:
+                  quiet_days: int = 180, reason: str = "", looked_up: SenderLookup | None = None,
+                  learn_aliases: bool = False) -> Recorded:
     """Remember an inquiry routed to `rep_id`: a new customer, or the history of a known one.
 
     When a known customer reaches someone other than its owner (lapsed ownership, owner away)
     the change is recorded as a handover with `reason`. `looked_up`: the lookup already made
-    for this inquiry in this transaction.
+    for this inquiry in this transaction. `learn_aliases` (a manager assigned it by hand): the
+    company names the mail signs with become the customer's aliases.
     """
     if looked_up is None:
         # The parse stage already decided free vs corporate (inquiry.free_mail): no list needed.
@@ -41,8 +44,13 @@ def record_routed(session: Session, inquiry: Inquiry, rep_id: str, now: datetime
     else:
         keys, hit = looked_up.keys, looked_up.hit
     if hit is None:
-        return Recorded(_new_customer(session, inquiry, keys, rep_id, now, source, message_row), True)
+        created = _new_customer(session, inquiry, keys, rep_id, now, source, message_row)
+        if learn_aliases:
+            learn_names(session.get_one(CustomerRow, created), inquiry)
+        return Recorded(created, True)
     row = session.get_one(CustomerRow, hit.customer_id)
+    if learn_aliases:
+        learn_names(row, inquiry)
     if row.owner != rep_id:
         lapsed = is_lapsed(row.last_contact, now, quiet_days)
         handover(session, row.id, rep_id,
@@ -90,6 +98,25 @@ def _history(customer_id: int, inquiry: Inquiry, rep_id: str, now: datetime, mes
 def _signature_company(signature: str) -> str:
     """Only a line carrying a legal form (Ltd, GmbH, 有限公司) is trusted as a new company."""
     return next((ln for ln in company_candidates(signature) if has_legal_form(ln)), "")
+
+
+def learn_names(row: CustomerRow, inquiry: Inquiry) -> list[str]:
+    """Add as aliases the company names the mail signs with that the customer lacks.
+
+    Only lines with a legal form (or a form's Company field) count: "Best regards" must not
+    become a name. Returns the names added.
+    """
+    names = [inquiry.company or "", *(n for n in company_candidates(inquiry.signature) if has_legal_form(n))]
+    have = {row.company_key, *(a.alias_key for a in row.aliases)}
+    added = []
+    for name in (part for n in names if n for part in company_names(n)):
+        if (key := company_key(name)) and key not in have and len(name) <= 300:
+            row.aliases.append(CustomerAliasRow(alias=name, alias_key=key))
+            have.add(key)
+            added.append(name)
+    if not row.company and added:
+        row.company, row.company_key = added[0], company_key(added[0])
+    return added
 
 
 def add_contact_points(session: Session, row: CustomerRow, keys: SenderKeys) -> None:
@@ -182,9 +209,11 @@ def find_customer(session: Session, key: str) -> CustomerRow:
                          .where(CustomerDomainRow.domain == registered_domain(text)))
     if cid is not None:
         return _one(session, [cid], key)
-    ids = session.scalars(select(CustomerRow.id)
-                          .where(CustomerRow.company_key == company_key(key))).all()
-    return _one(session, list(ids), key)
+    wanted = company_key(key)
+    ids = session.scalars(select(CustomerRow.id).where(CustomerRow.company_key == wanted)).all()
+    aliased = session.scalars(select(CustomerAliasRow.customer_id)
+                              .where(CustomerAliasRow.alias_key == wanted)).all()
+    return _one(session, list(dict.fromkeys([*ids, *aliased])), key)
 
 
 def _one(session: Session, ids: list[int], key: str) -> CustomerRow:

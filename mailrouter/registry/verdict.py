@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-EMAIL, DOMAIN, COMPANY_PHONE = "email", "domain", "company+phone"
+EMAIL, DOMAIN, SITE, COMPANY_PHONE = "email", "domain", "site", "company+phone"
 
 ACTIVE = "active"
 REJECTED = "rejected"
@@ -17,8 +17,8 @@ STATUSES = (ACTIVE, REJECTED, DO_NOT_CONTACT, BLOCKED)
 @dataclass(frozen=True)
 class Hit:
     customer_id: int
-    how: str  # EMAIL | DOMAIN | COMPANY_PHONE
-    detail: str  # the address, domain or "company / phone" that matched
+    how: str  # EMAIL | DOMAIN | SITE | COMPANY_PHONE
+    detail: str  # the address, domain, or "alias 'Acme Iberica' + phone +34..." that matched
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class RegistryMatch:
     owner: str | None
     status: str
     status_reason: str
-    how: str  # "email" | "domain" | "company+phone"
+    how: str  # "email" | "domain" | "site" | "company+phone"
     evidence: str  # e.g. "same domain as acme.de, owned by zhang"
     lapsed: bool  # last contact older than the quiet period: the rules decide again
     customer: CustomerSummary

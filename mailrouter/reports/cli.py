@@ -16,7 +16,8 @@ from mailrouter.config.schema import Config
 from mailrouter.store import open_database
 from mailrouter.reports.figures import Period, Scope, compute_report
 from mailrouter.reports.overdue import overdue_now, render_overdue
-from mailrouter.reports.render import FORMATS, render_report
+from mailrouter.reports.inquiries import inquiries
+from mailrouter.reports.render import FORMATS, render_inquiries_csv, render_report
 
 Handler = Callable[[argparse.Namespace, Config], int]
 _RELATIVE = re.compile(r"(\d+)\s*([mhdw])")
@@ -51,7 +52,8 @@ def add_report_parsers(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--until", default="now", help="end, exclusive (default: %(default)s)")
     report.add_argument("--team", action="append", default=[], help="only this team (repeatable)")
     report.add_argument("--rep", action="append", default=[], help="only this rep (repeatable)")
-    report.add_argument("--format", choices=FORMATS, default="table")
+    report.add_argument("--format", choices=FORMATS, default="table",
+                        help="table, csv, json, html; inquiries: one CSV row per inquiry, for Excel")
     report.add_argument("--output", type=Path, help="write to this file instead of standard output")
     report.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
     report.set_defaults(func=_with_config(cmd_report))
@@ -90,11 +92,18 @@ def cmd_report(args: argparse.Namespace, config: Config, now: datetime | None = 
     except (argparse.ArgumentTypeError, ValueError) as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 2
+    names = {r.id: r.name for r in config.reps.values()}
+    if args.format == "inquiries":
+        with open_database(config.database)() as session:
+            rows = inquiries(session, period.since, period.until, tuple(args.team), tuple(args.rep))
+        _write(render_inquiries_csv(rows, names, args.language or config.language, config.timezone),
+               args.output)
+        return 0
     with open_database(config.database)() as session:
         report = compute_report(
             session, Scope(period, tuple(args.team), tuple(args.rep)), now, tz=config.timezone,
             members={t.id: t.members for t in config.teams.values()},
-            names={r.id: r.name for r in config.reps.values()})
+            names=names)
     _write(render_report(report, args.format, args.language or config.language, config.timezone,
                          config.template_dirs),
            args.output)
@@ -118,4 +127,5 @@ def _write(text: str, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(text)
     else:
+        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8", newline="")

@@ -16,10 +16,11 @@ from mailrouter.act.templating import make_environment, render
 from mailrouter.reports.figures import Period, Report, Scope, compute_report
 from mailrouter.reports.overdue import HEADERS as OVERDUE_HEADERS
 from mailrouter.reports.overdue import Overdue, overdue_now, overdue_rows
-from mailrouter.reports.render import GROUP_COLUMNS, align_table, fairness_rows, group_rows, labels, period_text
+from mailrouter.reports.render import (GROUP_COLUMNS, align_table, fairness_rows, group_rows, headline_rows,
+                                      headline_table, labels, period_text)
 
 # The columns a supervisor reads in a mail; the full set is in `mailrouter report`.
-DIGEST_COLUMNS = ("key", "assigned", "replied", "share", "b_median", "b_p90", "within_5m",
+DIGEST_COLUMNS = ("key", "assigned", "replied", "unanswered", "share", "b_median", "b_p90", "within_5m",
                   "over_60m", "met_due", "never", "reassigned", "collisions")
 _PICK = [GROUP_COLUMNS.index(c) for c in DIGEST_COLUMNS]
 
@@ -70,6 +71,8 @@ def digest_context(report: Report, overdue: list[Overdue], config: Config, super
         "lab": lab, "supervisor": one_line(config.reps[supervisor].name), "teams": ", ".join(teams),
         "period": period_text(report, tz), "dates": period_dates(report.scope.period, tz),
         "total": report.total,
+        "headline": headline_rows(report, language),
+        "headline_table": headline_table(report, language, tz),
         "headers": headers, "team_rows": team_rows, "rep_rows": rep_rows,
         "team_table": align_table(headers, team_rows) if team_rows else "",
         "rep_table": align_table(headers, rep_rows) if rep_rows else "",

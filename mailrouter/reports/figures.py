@@ -19,12 +19,14 @@ Definitions, so the figures can be checked by hand:
   the lower of the two middle values (always a reply time that really happened).
 - The 5/30/60-minute thresholds count replies on the SLA clock: business time, or wall time
   where business time was not recorded. "Within 5 min" is <= 300 s, "over 5 min" is > 300 s.
-- Never answered: no reply, and the assignment ended (reassigned, pooled, undeliverable) or is
+- Unanswered: assigned minus replied (open or ended). Never answered: no reply, and the assignment ended (reassigned, pooled, undeliverable) or is
   still open past its due time at `now`.
 - Share: the group's assignments over all assignments in the period and team filter (a rep
   filter does not shrink the denominator, so a rep's share still means "of the team").
 - Fairness: within a team, a rep's share of the team's assignments over the team average share
   (1 / number of members); 1.0 is an even split, 0.5 is half of it.
+- Backlog (backlog.py) and the headline figures against the previous period (headline.py)
+  have their definitions there.
 - Products are space-separated in `messages.products`; an assignment counts once for each
   product it names (matched with LIKE on ' products ', so no JSON or string splitting in SQL).
 """
@@ -37,12 +39,15 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
-from sqlalchemy import (ColumnElement, Connection, Float, Integer, String, Table, case, exists,
+from sqlalchemy import (ColumnElement, Connection, Float, Integer, String, Table, case,
                         func, literal, literal_column, select, union_all)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import FromClause, Select, Subquery
 
 from mailrouter.store import AssignmentRow, CollisionRow, MessageRow
+from mailrouter.reports.backlog import Backlog, backlog
+from mailrouter.reports.headline import Headlines, headlines
+from mailrouter.reports.slowest import Slow, slowest
 from mailrouter.reports.percentiles import CLOCKS, TARGETS, CANDIDATES, Key, KeySource, candidates_select, exact_values, targets_select
 from mailrouter.reports.rows import ROWS, period_id_range, rows_select, sort_threads, temp_table, temporary
 
@@ -50,7 +55,6 @@ A = AssignmentRow.__table__
 M = MessageRow.__table__
 C = CollisionRow.__table__
 
-UNRECOGNIZED = "unrecognized"
 REASSIGNED = "reassigned"
 THRESHOLDS = (300, 1800, 3600)  # seconds: the 5 / 30 / 60 minute columns
 # Edges (seconds, on the SLA clock) of the first-reply distribution chart.
@@ -103,6 +107,11 @@ class GroupFigures:
     reassigned_away: int
     collisions: int | None  # per rep only; None where the grouping has no meaning for it
 
+    @property
+    def unanswered(self) -> int:
+        """No reply yet, open or ended: what a manager chases."""
+        return self.assigned - self.replied
+
 
 @dataclass(frozen=True)
 class Fairness:
@@ -112,13 +121,6 @@ class Fairness:
     share_in_team: float
     team_average_share: float
     ratio: float
-
-
-@dataclass(frozen=True)
-class Backlog:
-    count: int
-    oldest_received_at: datetime | None
-    oldest_age_seconds: float | None
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,8 @@ class Report:
     series: Series
     histogram: Histogram
     names: dict[str, str] = field(default_factory=dict)  # rep id -> display name
+    headlines: Headlines | None = None  # this period against the previous one
+    slowest: tuple[Slow, ...] = ()
 
 
 GROUPINGS = ("rep", "team", "rule", "country", "language", "product")
@@ -186,12 +190,23 @@ def compute_report(session: Session, scope: Scope, now: datetime, *, tz: tzinfo 
         by = {g: grouped(conn, scope, g, cubes[FAMILY[g]][0], sources[g], values, total,
                          collisions if g == "rep" else None) if g in sources else ()
               for g in GROUPINGS}
+        waiting_now = backlog(session, now)
+
+        def waiting(at: datetime) -> Backlog:  # counted once for now: the usual period end
+            return waiting_now if at == now else backlog(session, at)
+
         return Report(
             scope=scope, generated_at=now, total=total, by_rep=by["rep"], by_team=by["team"],
             by_rule=by["rule"], by_country=by["country"], by_language=by["language"],
             by_product=by["product"], fairness=fairness(conn, people, scope, members or {}),
-            backlog=backlog(session, now), series=series(conn, rows, scope, starts),
-            histogram=histogram(conn, people, scope), names=dict(names or {}))
+            backlog=waiting_now, series=series(conn, rows, scope, starts),
+            histogram=histogram(conn, people, scope), names=dict(names or {}),
+            headlines=headlines(session, *_bounds(scope), now, scope.teams, scope.reps, waiting),
+            slowest=slowest(session, *_bounds(scope), now, scope.teams, scope.reps))
+
+
+def _bounds(scope: Scope) -> tuple[datetime, datetime]:
+    return scope.period.since, scope.period.until
 
 
 def _rows_source(conn: Connection, scope: Scope, now: datetime, starts: list[datetime]
@@ -368,16 +383,6 @@ def _team_fairness(team: str, counts: Mapping[str, int]) -> list[Fairness]:
         share = counts[rep] / total if total else 0.0
         rows.append(Fairness(team, rep, counts[rep], share, average, share / average))
     return rows
-
-
-def backlog(session: Session, now: datetime) -> Backlog:
-    """Unrecognized messages nobody has assigned yet: a state now, not a figure of the period."""
-    assigned = exists().where(A.c.message == M.c.id)
-    count, oldest = session.execute(
-        select(func.count(), func.min(M.c.received_at)).where(M.c.outcome == UNRECOGNIZED, ~assigned)
-    ).one()
-    age = None if oldest is None else (now - oldest).total_seconds()
-    return Backlog(count, oldest, age)
 
 
 def bucket_starts(period: Period, tz: tzinfo) -> list[datetime]:

@@ -5,6 +5,7 @@ Every text that reaches the SVG goes through `escape` (rep names come from confi
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Callable, Sequence
 
 from markupsafe import Markup, escape
@@ -12,6 +13,7 @@ from markupsafe import Markup, escape
 PALETTE = ("#2f6fb0", "#4aa564", "#e0a030", "#d0583a", "#8a5cc2", "#3aa9b5", "#b0487f", "#7a7a7a")
 # From fast to slow: green to red, so the distribution bars read at a glance.
 SPEED = ("#1a9850", "#91cf60", "#d9ef8b", "#fee08b", "#fc8d59", "#d73027", "#7f0000")
+UNANSWERED = "#9e9e9e"  # grey: no reply at all, after the slowest red
 FONT = 'font-family="sans-serif" font-size="12"'
 
 
@@ -30,27 +32,43 @@ def _svg(width: int, height: int, label: str, parts: list[str]) -> Markup:
                   f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}">{body}</svg>')
 
 
+def _columns(text: str) -> int:
+    """Character cells: CJK takes two, so a Chinese legend entry gets the room it needs."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _clip(text: str, columns: int) -> str:
+    """Cut to `columns` character cells (CJK names are twice as wide), marking the cut."""
+    out = ""
+    for ch in text:
+        if _columns(out + ch) > columns - 1:
+            return out + "…"
+        out += ch
+    return out
+
+
 def _legend(x: float, y: float, labels: Sequence[str], colours: Sequence[str]) -> list[str]:
     parts, cx = [], x
     for label, colour in zip(labels, colours):
         parts += [_rect(cx, y - 10, 12, 12, colour), _text(cx + 16, y, label)]
-        cx += 28 + 7 * len(label)
+        cx += 28 + 7 * _columns(label)
     return parts
 
 
 def distribution_bars(label: str, rows: Sequence[tuple[str, Sequence[int]]],
-                      bucket_labels: Sequence[str], width: int = 900) -> Markup:
-    """One 100% stacked bar per rep: how their replies spread over the speed buckets."""
+                      bucket_labels: Sequence[str], width: int = 900,
+                      colours: Sequence[str] = SPEED) -> Markup:
+    """One 100% stacked bar per rep: how their assignments spread over the buckets."""
     left, bar_h, gap, top = 160, 22, 8, 30
     plot_w = width - left - 60
-    parts = _legend(left, 16, bucket_labels, SPEED)
+    parts = _legend(left, 16, bucket_labels, colours)
     for i, (name, counts) in enumerate(rows):
         y = top + i * (bar_h + gap)
         total, x = sum(counts), float(left)
-        parts.append(_text(left - 8, y + 15, name if len(name) <= 20 else name[:19] + "…", "end"))
+        parts.append(_text(left - 8, y + 15, _clip(name, 20), "end"))
         for j, n in enumerate(counts):
             w = plot_w * n / total if total else 0
-            parts.append(_rect(x, y, w, bar_h, SPEED[j % len(SPEED)], f"{name}: {bucket_labels[j]}: {n}"))
+            parts.append(_rect(x, y, w, bar_h, colours[j % len(colours)], f"{name}: {bucket_labels[j]}: {n}"))
             x += w
         parts.append(_text(left + plot_w + 6, y + 15, str(total)))
     return _svg(width, top + len(rows) * (bar_h + gap) + 10, label, parts)

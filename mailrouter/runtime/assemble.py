@@ -20,6 +20,7 @@ from mailrouter.config.schema import Config
 from mailrouter.metrics import Metrics
 from mailrouter.parse.process import Parser
 from mailrouter.registry.collisions import CollisionCheck
+from mailrouter.runtime.routerkey import with_installation_key
 from mailrouter.sla.replies import ReplyRecorder
 from mailrouter.sla.sweep import FollowUp
 from mailrouter.sla.webhook import WebhookSender
@@ -51,6 +52,7 @@ def assemble(config: Config, shared: Shared) -> Components:
     component raises while building (a template that does not compile, say): the caller keeps
     the components it has."""
     s = shared
+    config = with_installation_key(config)  # every part signs and checks with the one key
     router = Router(config, s.sessions, s.clock, s.metrics, s.parser, lock=s.admission_lock, strikes=s.strikes)
     return Components(
         config=config,

@@ -28,6 +28,7 @@ from mailrouter.sla.webhook import WebhookSender
 from mailrouter.intake.spool import Spool
 from mailrouter.store import open_database, utcnow
 from mailrouter.runtime.mailbox import MailboxWorker
+from mailrouter.runtime.liveness import stuck_lanes
 from mailrouter.runtime.timers import TimedWork, Timers
 from mailrouter.store import optimize_database
 
@@ -45,6 +46,8 @@ def restart_only(old: Config, new: Config) -> list[str]:
         changed.append("daemon.database")
     if new.parse_workers != old.parse_workers:
         changed.append("daemon.parse_workers")
+    if new.parse_timeout != old.parse_timeout:
+        changed.append("daemon.parse_timeout")
     if new.metrics != old.metrics:
         changed.append("[metrics]")
     if bool(new.sla.webhooks) != bool(old.sla.webhooks):
@@ -57,7 +60,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
         self.shared = Shared(sessions=open_database(config.database, migrate=True), clock=clock, metrics=Metrics(),
-                             parser=make_parser(config.parse_workers),
+                             parser=make_parser(config.parse_workers, config.parse_timeout),
                              # built once: a reload that adds the first webhook needs a restart
                              webhooks=WebhookSender() if config.sla.webhooks else None)
         self.parts = assemble(config, self.shared)
@@ -87,6 +90,7 @@ class Daemon:
     def start(self) -> None:
         CONNECTION_LIMITS.limit = self.config.connection_limit
         Spool(self.config.spool_dir).remove_unreferenced(self.sessions)  # before any worker spools
+        self.parser.start()
         for worker in self.workers:
             self._spawn(worker.run, f"mailbox-{worker.mailbox.name}")
         for watcher in self.reply_watchers:
@@ -182,13 +186,30 @@ class Daemon:
         service.notify_stopping()
         self.stop()
 
+    def _ping_if_alive(self, limit: float, wedged: dict[str, float]) -> dict[str, float]:
+        """Ping the watchdog only while every mailbox loop progresses or waits on purpose
+        within WatchdogSec (`limit`): a loop stuck in one step (a parser, a server, a hook
+        that never answers) gets the service restarted. The lanes stuck now, logged once."""
+        stuck = stuck_lanes({w.mailbox.name: w.lane for w in self.workers}, limit)
+        if not stuck:
+            service.watchdog_ping()
+            if wedged:
+                log.info("watchdog: every mailbox is moving again; pinging")
+        elif stuck.keys() != wedged.keys():
+            log.error("watchdog: not pinging, systemd will restart the service: %s",
+                      ", ".join(f"{name} stuck in one step for {s:.0f}s" for name, s in sorted(stuck.items())))
+        return stuck
+
     def _main_loop(self) -> None:
-        tick = min(1.0, service.watchdog_interval() or 1.0)
+        interval = service.watchdog_interval()
+        tick = min(1.0, interval or 1.0)
+        wedged: dict[str, float] = {}
         while not self.stop_event.wait(tick):
             if not any(t.is_alive() for t in self._threads):
                 log.error("all workers ended; stopping")
                 return
-            service.watchdog_ping()  # only while workers live: a hung daemon gets restarted
+            if interval:
+                wedged = self._ping_if_alive(2 * interval, wedged)
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 service.notify_reloading()

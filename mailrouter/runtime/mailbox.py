@@ -9,13 +9,16 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
+from mailrouter.config.credentials import CredentialError
 from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.runtime.assemble import Components
+from mailrouter.runtime.liveness import Lane
 from mailrouter.sla.clock import arrival_time
 from mailrouter.sla.sweep import FollowUp, Move
 from mailrouter.metrics import Metrics
@@ -24,7 +27,7 @@ from mailrouter.act.outbox import Outbox
 from mailrouter.act.admit import Arrival, ManualTarget, Router, describe_error
 from mailrouter.act.original import InMemory, Original, Spooled
 from mailrouter.intake.spool import Spool, missing_spool_files
-from mailrouter.store import MessageRow
+from mailrouter.store import MessageRow, state_write_failure
 from mailrouter.intake.adoption import record_adopted, watched
 from mailrouter.intake.firststart import adopt_history, plan_first_start
 from mailrouter.lease import Lease, NoLease, lease_for, work_while_held
@@ -39,6 +42,10 @@ FETCH_BATCH = 100  # messages per FETCH round trip: large enough to amortise, sm
 # MiB for 120 of them). Ordinary mail (tens of KB) still fills 100 per batch.
 BATCH_BYTES_FACTOR = 8
 MAX_WAIT = 2.0  # seconds; how quickly a stop request is noticed while idling
+SENDER_CHECK = 0.02  # seconds; how often the wait looks whether the sender is done (IDLE stays open)
+# seconds a round waits for the sender before going on without it: far above a healthy server's
+# answer for a batch, far below an SMTP timeout, so filing never waits for a silent server
+SENDER_WAIT = 5.0
 # Managers' moves into Assign/ folders need no sub-second answer: a STATUS per folder at most
 # this often keeps fast-poll rounds cheap.
 ASSIGN_CHECK_INTERVAL = 5.0
@@ -46,6 +53,11 @@ ASSIGN_CHECK_INTERVAL = 5.0
 # mail is found from a UID cursor, so an idle round costs the same with 100,000 adopted messages
 # as with none (issue 12). Full ones run at connect, on a UIDVALIDITY change and this often.
 RECONCILE_INTERVAL = 600.0
+
+
+class CredentialUnavailable(ImapError):
+    """The login's secret could not be read (its command failed): retried like a lost
+    connection, since a password manager that is locked now may be open in a minute."""
 
 
 def imap_settings(mailbox: MailboxConfig) -> ImapSettings:
@@ -64,6 +76,7 @@ class MailboxWorker:
         self.followup = followup
         self.metrics = metrics or Metrics()
         self.rounds = 0  # completed rounds, for tests and status
+        self.lane = Lane()  # read by the watchdog: progress, or waiting on purpose
         # set by the scheduler's ladder-sweep job (runtime/timers.py); the sweep itself runs
         # here, on this mailbox's thread, between rounds
         self.sweep_due = threading.Event()
@@ -75,6 +88,9 @@ class MailboxWorker:
         self._reconciled_at = 0.0
         self._watched: dict[str, int] = {}  # folder -> UIDVALIDITY the database knows it under
         self._pending: Components | None = None  # rebuilt on reload, taken between rounds
+        # the sender's work in flight: recorded once done, so no round waits for SMTP
+        self._sending: Future | None = None
+        self._listed_fully: int | None = None  # UIDVALIDITY of the last complete full INBOX round
         self._pending_lock = threading.Lock()
         self._retry: set[int] = set()  # INBOX UIDs whose reading failed once: fetched again next round
         self._lease: Lease = NoLease(f"mailbox {mailbox.name}", router.sessions)  # run() takes the real one
@@ -102,13 +118,33 @@ class MailboxWorker:
         Only while this instance holds the mailbox's lease (lease.py): another instance on the
         same database waits, and takes over when this one dies."""
         self._lease = lease_for(f"mailbox {self.mailbox.name}", self.config.database, self.router.sessions)
+        self.lane.idle()  # waiting for the lease (a standby instance) is waiting on purpose
         work_while_held(self._lease, self.mailbox.name, lambda: keep_serving(
             self.mailbox.name, self._serve, self.stop,
-            on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name)), self.stop)
+            on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name),
+            explain=lambda exc: state_write_failure(exc, self.config.database),
+            progress=lambda: self.rounds), self.stop)
+        try:
+            if self._sending is not None and self._sending.done():
+                self._settle_sending()  # a clean stop records what SMTP accepted; a hung send is not waited for
+        except Exception as exc:  # noqa: BLE001 - stopping anyway; the accepted log keeps it
+            log.warning("%s: forwards accepted at stop not recorded (%s); the next start records them "
+                        "from the accepted log", self.mailbox.name, exc)
 
     def _serve(self) -> None:
+        self.lane.beat()
+        try:
+            self._session()
+        finally:
+            self.lane.idle()  # ended, or keep_serving's backoff before the next session
+
+    def _session(self) -> None:
         self._adopt()
-        conn = Mailbox.connect(imap_settings(self.mailbox))
+        try:
+            settings = imap_settings(self.mailbox)
+        except CredentialError as exc:  # a password_command failing: one line, then the backoff
+            raise CredentialUnavailable(str(exc)) from None
+        conn = Mailbox.connect(settings)
         self._cursor = None  # a reconnect reconciles fully: anything may have happened meanwhile
         try:
             uidvalidity = conn.select_inbox()
@@ -128,6 +164,7 @@ class MailboxWorker:
                     conn.ensure_folders(self._static_folders())
                     interval = self.mailbox.poll_interval
                 swept = self._sweep_if_due(conn)
+                self.lane.beat()
                 if news or swept or self._outbox_due() or time.monotonic() - last_round >= interval:
                     self.round(conn, uidvalidity)
                     last_round = time.monotonic()
@@ -184,15 +221,19 @@ class MailboxWorker:
                 self._one_message(folder, validity, uid, lambda uid=uid: self._spooled(
                     conn, folder, validity, uid, lambda original: self.router.assign_manually(
                         self.mailbox.name, folder, validity, uid, original, target)))
+            self._settle_sending()
             self.outbox.flush(self.mailbox.name)
             self._file(conn, validity, present, source=folder)
+            self.lane.beat()
         return selected
 
     def _inbox_round(self, conn: Mailbox, uidvalidity: int) -> None:
-        """Three batches in flight: while one is recorded here, the next is parsed in the
-        parser process and the previous one's forwards go out over SMTP; each batch is filed
-        once sent. Only this thread writes to the database (the sender's outcomes are recorded
-        here), so sending never waits for the batch transaction's lock."""
+        """Batches in flight: while one is recorded here, the next is parsed in the parser
+        process and forwards go out over SMTP in the sender thread. Filing never waits for
+        SMTP: each batch's copies that need no forward are filed at once, forwarded ones once
+        the sender's outcome is recorded. Only this thread writes to the database (the
+        sender's outcomes are recorded here), so sending never waits for the batch
+        transaction's lock."""
         looked_before = self._look()
         in_inbox, arrived = self._inbox_uids(conn, uidvalidity)
         new = sorted(arrived - self.router.known_uids(self.mailbox.name, "INBOX", uidvalidity, arrived))
@@ -200,7 +241,6 @@ class MailboxWorker:
         self._respool_missing(conn, uidvalidity)
         batches, large = self._plan(conn, new)
         arrivals = self._arrivals(conn, new, looked_before)
-        sending = None
         ahead = self._fetch_and_parse(conn, batches[0]) if batches else None
         for index in range(len(batches)):
             batch, parsing = ahead
@@ -208,17 +248,52 @@ class MailboxWorker:
             if index + 1 < len(batches) and not self.stop.is_set():
                 ahead = self._fetch_and_parse(conn, batches[index + 1])
             self.router.admit_batch(self.mailbox.name, uidvalidity, batch, parsing, arrivals)
-            if sending is not None:
-                self.outbox.record(sending.result())
-                self._file(conn, uidvalidity, in_inbox)
-            sending = self._sender.submit(self.outbox.send_due, self.mailbox.name)
+            self.lane.beat()
+            self._file(conn, uidvalidity, in_inbox)  # what needs no forward, and what was sent before
+            self._send_in_background(SENDER_WAIT)
+            self.lane.beat()
             if ahead is None:
                 break
-        if sending is not None:
-            self.outbox.record(sending.result())
-        self._admit_large(conn, uidvalidity, large, arrivals)
-        self.outbox.flush(self.mailbox.name)
+        if large:
+            self._settle_sending()  # big ones are sent one by one, from their spool files
+            self._admit_large(conn, uidvalidity, large, arrivals)
+        self._send_in_background(SENDER_WAIT)
         self._file(conn, uidvalidity, in_inbox)
+        if in_inbox is not None and not self.stop.is_set():
+            self._listed_fully = uidvalidity
+        if self._listed_fully == uidvalidity:
+            self._reconcile_stranded(uidvalidity)
+
+    def _reconcile_stranded(self, uidvalidity: int) -> None:
+        """Rows ready to file under an older UIDVALIDITY. A whole round under this one has
+        admitted every copy INBOX holds, and a copy found again took its row along (same
+        bytes); so these copies are gone: moved by a run that died before recording it."""
+        stranded = [r for r in self.router.awaiting_filing(self.mailbox.name, "INBOX") if r.uidvalidity != uidvalidity]
+        if stranded:
+            self.router.mark_filed(stranded, note="not in INBOX after a UIDVALIDITY change")
+
+    def _send_in_background(self, wait: float = 0.0) -> None:
+        """Record the sender's outcome once it has one (waiting up to `wait` s: a healthy SMTP
+        server answers within it, so a batch's forwards are filed in the same round), then
+        start the sender on what is due if it is idle."""
+        if self._sending is not None:
+            try:
+                results = self._sending.result(timeout=wait)
+            except FutureTimeout:
+                return  # SMTP is slow or silent: the round goes on; the outcome is recorded later
+            finally:
+                if self._sending.done():  # a failed send raises once, never again every round
+                    self._sending = None
+            self.outbox.record(results)
+        if self._outbox_has_due():
+            self._sending = self._sender.submit(self.outbox.send_due, self.mailbox.name)
+
+    def _settle_sending(self) -> None:
+        """Wait for the sender and record its outcome: before a flush on this thread, which
+        must never send the same rows alongside it."""
+        if self._sending is not None:
+            sending, self._sending = self._sending, None
+            self.outbox.record(sending.result())
 
     def _look(self) -> datetime | None:
         """When INBOX was last looked at before this round: the previous round's listing, or
@@ -281,6 +356,7 @@ class MailboxWorker:
 
     def _fetch_and_parse(self, conn: Mailbox, uids: list[int]) -> tuple[list[tuple[int, bytes]], Future]:
         batch = list(conn.fetch(uids))
+        self.lane.beat()
         return batch, self.router.parse_ahead(batch)
 
     def _plan(self, conn: Mailbox, uids: list[int]) -> tuple[list[list[int]], list[int]]:
@@ -309,6 +385,7 @@ class MailboxWorker:
                 conn, "INBOX", uidvalidity, uid, lambda original: self.router.admit_original(
                     self.mailbox.name, uidvalidity, uid, original, (arrivals or {}).get(uid))))
             self.outbox.flush(self.mailbox.name)
+            self.lane.beat()
 
     def _one_message(self, folder: str, uidvalidity: int, uid: int, action: Callable[[], object]) -> None:
         """A boundary around one message's reading and admission: what it raises stops this
@@ -320,6 +397,8 @@ class MailboxWorker:
         except ImapError:
             raise
         except Exception as exc:
+            if state_write_failure(exc, self.config.database):
+                raise  # a full or failing state disk is not this message's fault: the loop reports it
             why = describe_error(exc)
             if self.router.strikes.again(Arrival(self.mailbox.name, folder, uidvalidity, uid), why):
                 self.router.quarantine_unread(self.mailbox.name, folder, uidvalidity, uid,
@@ -335,7 +414,7 @@ class MailboxWorker:
         """Spool one message of the selected folder and `record` its decision; the file stays
         only if a pending forward now streams it."""
         path = self.spool.path_for(self.mailbox.name, folder, uidvalidity, uid)
-        original = self.spool.receive(path, conn.fetch_chunks(uid))
+        original = self.spool.receive(path, self._beating(conn.fetch_chunks(uid)))
         if original is None:
             return  # expunged meanwhile
         spooled = Spooled(original)
@@ -343,6 +422,12 @@ class MailboxWorker:
             record(spooled)
         finally:
             spooled.release(self.router.sessions)  # nothing to forward (a duplicate, unrecognised...)
+
+    def _beating(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """A 30 MB message is many steps (1 MiB pieces), not one long one."""
+        for chunk in chunks:
+            self.lane.beat()
+            yield chunk
 
     def _respool_missing(self, conn: Mailbox, uidvalidity: int) -> None:
         """A pending forward whose spool file is gone (deleted by hand, a lost disk) gets it
@@ -373,6 +458,7 @@ class MailboxWorker:
                 raise
             self.router.mark_filed(rows)
             in_inbox.difference_update(r.uid for r in rows)
+            self.lane.beat()
 
     def _refile(self, conn: Mailbox, move: Move) -> None:
         """Move a filed copy to follow its new owner (a reassignment, the pool); the ledger has
@@ -400,24 +486,38 @@ class MailboxWorker:
             return False
         self.sweep_due.clear()
         swept = self.followup.sweep(self.mailbox, conn)
+        self.lane.beat()
         for move in swept.moves:
             self._refile(conn, move)
-        if swept.taken:
+            self.lane.beat()
+        if swept.taken or swept.moves:
             conn.select_inbox()
         return swept.taken > 0
 
     def _outbox_due(self) -> bool:
+        """A round is due for the outbox: the sender finished (record, file), or, with the
+        sender idle, a forward is due."""
+        if self._sending is not None:
+            return self._sending.done()
+        return self._outbox_has_due()
+
+    def _outbox_has_due(self) -> bool:
         due = self.outbox.next_due_in(self.mailbox.name)
         return due is not None and due <= 0
 
     def _wait(self, conn: Mailbox, until_round: float) -> bool:
-        """Wait briefly for news (IDLE) or the next poll; short, so a stop request is seen soon."""
-        due = self.outbox.next_due_in(self.mailbox.name)
+        """Wait briefly for news (IDLE) or the next poll; short, so a stop request is seen
+        soon, and shorter while the sender works, so its outcome is filed soon."""
+        due = SENDER_CHECK if self._sending is not None else self.outbox.next_due_in(self.mailbox.name)
         timeout = min(MAX_WAIT, max(until_round, 0.0), MAX_WAIT if due is None else due)
-        if conn.uses_idle:
-            return conn.wait_for_news(max(timeout, 0.01))
-        self.stop.wait(timeout)
-        return False
+        self.lane.idle()
+        try:
+            if conn.uses_idle:
+                return conn.wait_for_news(max(timeout, 0.01))
+            self.stop.wait(timeout)
+            return False
+        finally:
+            self.lane.beat()
 
 
 def byte_batches(uids: list[int], sizes: dict[int, int], count: int, budget: int) -> list[list[int]]:

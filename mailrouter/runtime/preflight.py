@@ -22,6 +22,50 @@ from mailrouter.runtime.mailbox import imap_settings
 from mailrouter.sla.config import ReplySource
 from mailrouter.sla.replies import reply_settings
 
+# `check` speaks the operator's language (issue 15 item 6); server error texts stay as the server gave them.
+LABELS = {
+    "en": {"imap": "IMAP {name} ({user} at {host}:{port})", "smtp": "SMTP {host}:{port}",
+           "reply_source": "reply source {name} ({user} at {host}:{port})", "database": "database {url}",
+           "spool": "spool folder {path}", "templates": "templates in {dirs}", "ok": "OK", "failed": "FAILED",
+           "note": "note", "check_login": " (check host, port, tls and the password source)",
+           "lacks": "server lacks {caps}; mailrouter works around it",
+           "no_keywords": "server does not keep custom keywords; folders and the database carry the state",
+           "spool_error": "cannot write there: {reason} (set daemon.spool_dir to a folder the daemon may write)",
+           "clock": "first-reply clock",
+           "no_reply_source": "sla.enabled = true but there is no [[reply_source]], so no reply is ever seen "
+                              "and every inquiry is reminded, escalated and reassigned; add a [[reply_source]], "
+                              "set sla.enabled = false, or set sla.allow_no_reply_source = true if that is "
+                              "what you want",
+           "subject": "forward subject",
+           "legacy_subject": "{path}: forward.subject_format = {old!r} is read as forward.labels = {new!r}: "
+                             "internal labels now show to the rep in the forward's context line and "
+                             "X-Mailrouter-Labels header, not in the subject a buyer's reply carries back; "
+                             "rename the key to labels (and set customer_tag for a tag the buyer may see)",
+           "summary": "{path}: OK — {mailboxes} mailbox(es), {reps} rep(s), {teams} team(s), "
+                      "{rules} rule(s) from {files} file(s)"},
+    "zh": {"imap": "IMAP {name}（{user}，{host}:{port}）", "smtp": "SMTP {host}:{port}",
+           "reply_source": "回复来源 {name}（{user}，{host}:{port}）", "database": "数据库 {url}",
+           "spool": "暂存目录 {path}", "templates": "模板目录 {dirs}", "ok": "正常", "failed": "失败",
+           "note": "提示", "check_login": "（请检查 host、port、tls 和密码来源）",
+           "lacks": "服务器不支持 {caps}；mailrouter 会自动绕过",
+           "no_keywords": "服务器不保存自定义关键字；由文件夹和数据库记录状态",
+           "spool_error": "无法写入：{reason}（请把 daemon.spool_dir 设为守护进程可写的文件夹）",
+           "clock": "首次回复计时",
+           "no_reply_source": "sla.enabled = true 但没有任何 [[reply_source]]，系统永远看不到回复，每封询盘都会"
+                              "被提醒、升级并改派；请添加 [[reply_source]]，或设 sla.enabled = false，"
+                              "如确属有意，请设 sla.allow_no_reply_source = true",
+           "subject": "转发主题",
+           "legacy_subject": "{path}：forward.subject_format = {old!r} 按 forward.labels = {new!r} 读取：内部标签"
+                             "现在只在转发的概要行和 X-Mailrouter-Labels 头中给业务员看，不再出现在客户回复带回的"
+                             "主题里；请把该键改名为 labels（客户可见的标签请设 customer_tag）",
+           "summary": "{path}：正常 — {mailboxes} 个邮箱，{reps} 个业务员，{teams} 个团队，"
+                      "{rules} 条规则（来自 {files} 个文件）"},
+}
+
+
+def labels(language: str) -> dict[str, str]:
+    return LABELS["zh" if language == "zh" else "en"]
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -32,88 +76,99 @@ class Finding:
     notes: list[str] = field(default_factory=list)
 
 
-def server_problems(config: Config) -> list[Finding]:
+def server_problems(config: Config, language: str = "en") -> list[Finding]:
     """Every login (mailboxes, SMTP, each reply source with a login of its own), the spool
     folder and the templates: what the daemon needs before it starts."""
+    t = labels(language)
     results = []
     for mailbox in config.mailboxes:
         s = mailbox.server
-        label = f"IMAP {mailbox.name} ({s.user} at {s.host}:{s.port})"
-        results.append(Finding(label, *_check_imap(lambda: imap_settings(mailbox), notes=True)))
-    results.append(Finding(f"SMTP {config.smtp.server.host}:{config.smtp.server.port}", _check_smtp(config)))
-    results += [_check_reply_source(source, config) for source in config.sla.reply_sources
+        label = t["imap"].format(name=mailbox.name, user=s.user, host=s.host, port=s.port)
+        results.append(Finding(label, *_check_imap(lambda: imap_settings(mailbox), t, notes=True)))
+    smtp = config.smtp.server
+    results.append(Finding(t["smtp"].format(host=smtp.host, port=smtp.port), _check_smtp(config)))
+    results += [_check_reply_source(source, config, t) for source in config.sla.reply_sources
                 if source.server is not None]  # shared_sent uses its mailbox's login, tried above
-    results.append(_check_database(config))
-    results.append(Finding(f"spool folder {config.spool_dir}", _check_spool(config)))
-    results.append(Finding(f"templates in {', '.join(map(str, config.template_dirs))}", template_problem(config)))
+    results.append(_check_database(config, language))
+    results.append(Finding(t["spool"].format(path=config.spool_dir), _check_spool(config, t)))
+    results.append(Finding(t["templates"].format(dirs=", ".join(map(str, config.template_dirs))),
+                           template_problem(config)))
     return results
 
 
-def config_findings(config: Config) -> list[Finding]:
+def config_findings(config: Config, language: str = "en") -> list[Finding]:
     """Settings that run but would not do what the sysadmin wants."""
+    t = labels(language)
     found = []
     sla = config.sla
     if sla.enabled and not sla.reply_sources and not sla.allow_no_reply_source:
-        found.append(Finding("first-reply clock", "sla.enabled = true but there is no [[reply_source]], so no "
-                             "reply is ever seen and every inquiry is reminded, escalated and reassigned; add a "
-                             "[[reply_source]], set sla.enabled = false, or set "
-                             "sla.allow_no_reply_source = true if that is what you want"))
+        found.append(Finding(t["clock"], t["no_reply_source"]))
     if config.legacy_subject_format is not None:
-        found.append(Finding("forward subject", None, [
-            f"{config.path}: forward.subject_format = {config.legacy_subject_format!r} is read as "
-            f"forward.labels = {config.labels.text!r}: internal labels now show to the rep in the forward's "
-            "context line and X-Mailrouter-Labels header, not in the subject a buyer's reply carries back; "
-            "rename the key to labels (and set customer_tag for a tag the buyer may see)"]))
+        found.append(Finding(t["subject"], None, [t["legacy_subject"].format(
+            path=config.path, old=config.legacy_subject_format, new=config.labels.text)]))
     return found
 
 
-def check_servers(config: Config) -> bool:
+def check_summary(config: Config, language: str = "en") -> str:
+    """The first line of `check`: the configuration loaded, and what it holds."""
+    return labels(language)["summary"].format(
+        path=config.path, mailboxes=len(config.mailboxes), reps=len(config.reps), teams=len(config.teams),
+        rules=len(config.rules.rules), files=len(config.rules.files))
+
+
+def format_finding(finding: Finding, language: str = "en") -> list[str]:
+    t = labels(language)
+    verdict = t["ok"] if finding.error is None else f"{t['failed']} — {finding.error}"
+    colon = "：" if language == "zh" else ": "
+    return [f"{finding.label}{colon}{verdict}"] + [f"  {t['note']}{colon}{note}" for note in finding.notes]
+
+
+def check_servers(config: Config, language: str = "en") -> bool:
     ok = True
-    for finding in config_findings(config) + server_problems(config):
-        print(f"{finding.label}: {'OK' if finding.error is None else 'FAILED — ' + finding.error}")
-        for note in finding.notes:
-            print(f"  note: {note}")
+    for finding in config_findings(config, language) + server_problems(config, language):
+        print("\n".join(format_finding(finding, language)))
         ok &= finding.error is None
     return ok
 
 
-def _check_database(config: Config) -> Finding:
+def _check_database(config: Config, language: str) -> Finding:
     from mailrouter.commands.db import shown
     from mailrouter.migrations import database_note
 
-    error, note = database_note(config.database)
-    return Finding(f"database {shown(config.database)}", error, [note] if note else [])
+    error, note = database_note(config.database, language)  # driver errors stay as the driver gave them
+    return Finding(labels(language)["database"].format(url=shown(config.database)), error, [note] if note else [])
 
 
-def _check_imap(settings: Callable[[], ImapSettings], notes: bool = False) -> tuple[str | None, list[str]]:
+def _check_imap(settings: Callable[[], ImapSettings], t: dict[str, str],
+                notes: bool = False) -> tuple[str | None, list[str]]:
     try:
         conn = Mailbox.connect(settings())
     except CredentialError as exc:
         return str(exc), []
     except ImapError as exc:
-        return f"{exc} (check host, port, tls and the password source)", []
+        return f"{exc}{t['check_login']}", []
     try:
         conn.select_inbox()
-        return None, _capability_notes(conn) if notes else []
+        return None, _capability_notes(conn, t) if notes else []
     except ImapError as exc:
         return str(exc), []
     finally:
         conn.logout()
 
 
-def _capability_notes(conn: Mailbox) -> list[str]:
+def _capability_notes(conn: Mailbox, t: dict[str, str]) -> list[str]:
     missing = [c for c in ("IDLE", "MOVE", "UIDPLUS") if c not in conn.capabilities]
-    notes = [f"server lacks {', '.join(missing)}; mailrouter works around it"] if missing else []
+    notes = [t["lacks"].format(caps=", ".join(missing))] if missing else []
     if not conn.custom_keywords:
-        notes.append("server does not keep custom keywords; folders and the database carry the state")
+        notes.append(t["no_keywords"])
     return notes
 
 
-def _check_reply_source(source: ReplySource, config: Config) -> Finding:
+def _check_reply_source(source: ReplySource, config: Config, t: dict[str, str]) -> Finding:
     s = source.server
     assert s is not None
-    error, _ = _check_imap(lambda: reply_settings(source, config))
-    return Finding(f"reply source {source.name} ({s.user} at {s.host}:{s.port})", error)
+    error, _ = _check_imap(lambda: reply_settings(source, config), t)
+    return Finding(t["reply_source"].format(name=source.name, user=s.user, host=s.host, port=s.port), error)
 
 
 def template_problem(config: Config) -> str | None:
@@ -129,7 +184,7 @@ def template_problem(config: Config) -> str | None:
     return "; ".join(broken) or None
 
 
-def _check_spool(config: Config) -> str | None:
+def _check_spool(config: Config, t: dict[str, str] = LABELS["en"]) -> str | None:
     """Messages over daemon.large_message_bytes are written here: find out now, not on the first one."""
     probe = config.spool_dir / ".write-test"
     try:
@@ -138,7 +193,7 @@ def _check_spool(config: Config) -> str | None:
         probe.unlink()
         return None
     except OSError as exc:
-        return f"cannot write there: {exc.strerror} (set daemon.spool_dir to a folder the daemon may write)"
+        return t["spool_error"].format(reason=exc.strerror)
 
 
 def _check_smtp(config: Config) -> str | None:

@@ -27,6 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from mailrouter.config.schema import Config
 from mailrouter.reports.schedule import LATE_LIMIT, Schedule
+from mailrouter.store import state_write_failure
 
 log = logging.getLogger("mailrouter.timers")
 GAUGE_INTERVAL = 30.0  # seconds between refreshes of the database-derived gauges
@@ -122,6 +123,9 @@ def _logged(job_id: str, run: Callable[[], object]) -> Callable[[], None]:
     def job() -> None:
         try:
             run()
-        except Exception:  # noqa: BLE001 - timed work must never stop the scheduler
-            log.exception("timed job %s failed; it runs again at its next time", job_id)
+        except Exception as exc:  # noqa: BLE001 - timed work must never stop the scheduler
+            if state_write_failure(exc) is None:
+                log.exception("timed job %s failed; it runs again at its next time", job_id)
+            else:  # a failing state disk: the mailbox loop says so, once, in one line
+                log.debug("timed job %s failed; it runs again at its next time: %s", job_id, exc)
     return job

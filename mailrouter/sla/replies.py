@@ -66,11 +66,16 @@ def read_outgoing(header: bytes, fallback_time: datetime | None) -> Outgoing | N
     )
 
 
-def is_reply_to(out: Outgoing, customer: str, ids: Iterable[str], assigned_at: datetime) -> bool:
-    """The rule for a first reply (pure)."""
+def is_reply_to(out: Outgoing, customer: str, ids: Iterable[str], assigned_at: datetime,
+                suspect: str | None = None) -> bool:
+    """The rule for a first reply (pure). `suspect` is a Reply-To the forward did not use
+    (decide/trust.py): a reply addressed there, and not to the customer, answers whoever
+    wrote that header, so naming the inquiry is not enough for it."""
     if out.sent_at < assigned_at - timedelta(seconds=1):  # client clocks are a little off
         return False
-    return customer in out.recipients or bool(out.references & set(filter(None, ids)))
+    if customer in out.recipients:
+        return True
+    return bool(out.references & set(filter(None, ids))) and not (suspect and suspect in out.recipients)
 
 
 def find_sent_folder(folders: list[tuple[frozenset[str], str]], configured: str | None) -> str | None:
@@ -104,7 +109,8 @@ class ReplyRecorder:
             answered = 0
             for assignment, original_id, arrived_at in self._open_candidates(session, out):
                 ids = (assignment.forward_message_id, original_id)
-                if is_reply_to(out, assignment.customer, ids, assignment.assigned_at):
+                if is_reply_to(out, assignment.customer, ids, assignment.assigned_at,
+                               assignment.suspect_reply_to):
                     self._stop_clock(assignment, out, rep, arrived_at)
                     answered += 1
             if self.on_collision and rep:

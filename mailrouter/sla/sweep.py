@@ -241,11 +241,13 @@ class FollowUp:
         inquiry, decision = examined.inquiry, examined.decision
         assert inquiry is not None and decision.rep is not None
         rep = self.config.reps[decision.rep]
+        # the first forward's Reply-To policy holds for the next rep too
         forward = compose_forward(self.config, self.templates, mailbox, rep, message.content_key, inquiry,
-                                  decision, raw, now)
+                                  decision, raw, now, known_customer=a.suspect_reply_to is not None)
         session.add(AssignmentRow(message=message.id, rep=rep.id, team=a.team, customer=a.customer,
                                   assigned_at=now, how="reassign", ladder=a.ladder, reassigned_from=a.id,
-                                  forward_message_id=forward.message_id, due_at=self._due_from(a, rep.id, now)))
+                                  forward_message_id=forward.message_id, due_at=self._due_from(a, rep.id, now),
+                                  suspect_reply_to=a.suspect_reply_to))
         queue_forward(session, message.id, forward)
         match = match_sender(session, inquiry, self.config.parse.free_mail_domains, now,
                              self.config.registry.quiet_days)

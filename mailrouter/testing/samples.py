@@ -168,7 +168,9 @@ def demo_samples() -> list[Sample]:
                                                 RUSSIAN, n=26), "routed", "chen")
     add("British LED wholesaler", compose("Oliver Brown <oliver@lighting-manchester.co.uk>",
                                           "RFQ: LED panels", ENGLISH_LED, n=27), "routed", "team:europe")
-    add("Mail from our own rep", compose("Li Na <li@example.com>", "FYI customer list", ENGLISH, n=22),
+    add("Mail from our own rep", compose("Li Na <li@example.com>", "FYI customer list", ENGLISH, n=22,
+                                         headers={"Authentication-Results":  # as our server stamps it
+                                                  "mx.example.com; auth=pass smtp.auth=li@example.com"}),
         "ignored")
     add("Hostile subject with encoded CR/LF", compose(
         "Mallory <m@evil-buyer.de>", "=?utf-8?q?Anfrage=0D=0ABcc:_victim@example.org?=",

@@ -422,6 +422,7 @@ class TestBed:
         proxy_no_keywords: bool = False,
         smtp_size_limit: int = 33_554_432,  # aiosmtpd's default; EHLO announces it as SIZE
         smtp_strict_lines: bool = False,  # refuse lines over 998 octets (RFC 5321 4.5.3.1.6), as strict MTAs do
+        smtp_8bitmime: bool = True,  # False: no 8BITMIME in EHLO, and 8-bit data refused ("strict ASCII mode")
     ) -> None:
         self.root = Path(root).resolve()
         self.addresses = [a.lower() for a in addresses]
@@ -433,6 +434,7 @@ class TestBed:
         self.proxy_no_keywords = proxy_no_keywords
         self.smtp_size_limit = smtp_size_limit
         self.smtp_strict_lines = smtp_strict_lines
+        self.smtp_8bitmime = smtp_8bitmime
         self.dovecot_imap_port = 0
         self.imap_port = 0
         self.lmtp_port = 0
@@ -558,6 +560,8 @@ class TestBed:
             auth_require_tls=False,
             ready_timeout=10,
             data_size_limit=self.smtp_size_limit,
+            # aiosmtpd offers 8BITMIME only when it keeps bytes; without SMTPUTF8 as well it refuses 8-bit data
+            decode_data=not self.smtp_8bitmime, enable_SMTPUTF8=self.smtp_8bitmime,
         )
         controller.start()
         self._smtp = controller

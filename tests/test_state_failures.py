@@ -1,0 +1,99 @@
+"""The pure parts of durability: what a failed state write says, the accepted log's memory,
+and the reconnect backoff policy."""
+from __future__ import annotations
+
+import errno
+import sqlite3
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from mailrouter.act.outbox import AcceptedLog
+from mailrouter.intake.imap import Backoff
+from mailrouter.store import state_write_failure
+
+
+def sqlite_error(message: str, code: int) -> OperationalError:
+    orig = sqlite3.OperationalError(message)
+    orig.sqlite_errorcode = code
+    return OperationalError("COMMIT", {}, orig)
+
+
+def test_a_full_spool_names_the_file_the_errno_text_and_what_to_free():
+    line = state_write_failure(OSError(errno.ENOSPC, "No space left on device", "/var/lib/mailrouter/spool/accepted-sales.log"),
+                               "sqlite:////var/lib/mailrouter/mailrouter.db")
+    assert line == ("cannot write /var/lib/mailrouter/spool/accepted-sales.log: No space left on device; "
+                    "free space on that filesystem")
+
+
+@pytest.mark.parametrize("message, code, advice", [
+    ("database or disk is full", 13, "free space"),
+    ("attempt to write a readonly database", 8, "writable"),
+    ("disk I/O error", 778, "check the disk"),  # SQLITE_IOERR_WRITE: the primary code is the low byte
+])
+def test_a_database_that_refuses_a_write_is_named_with_sqlites_reason(message, code, advice):
+    line = state_write_failure(sqlite_error(message, code), "sqlite:////var/lib/mailrouter/mailrouter.db")
+    assert line.startswith(f"cannot write the database /var/lib/mailrouter/mailrouter.db: {message} (")
+    assert advice in line
+
+
+def test_a_postgresql_disk_full_hides_the_password():
+    orig = Exception("could not extend file: No space left on device")
+    orig.sqlstate = "53100"
+    line = state_write_failure(OperationalError("INSERT", {}, orig), "postgresql+psycopg://mr:secret@db/mailrouter")
+    assert "secret" not in line and "db/mailrouter" in line and "free space" in line
+
+
+@pytest.mark.parametrize("exc", [
+    OSError(errno.ECONNREFUSED, "Connection refused"),
+    sqlite_error("no such table: messages", 1),
+    ValueError("a bug"),
+])
+def test_anything_but_a_disk_refusing_writes_is_not_explained_away(exc):
+    assert state_write_failure(exc, "sqlite:////x.db") is None
+
+
+def test_an_accepted_id_the_disk_refused_is_still_known_and_written_once_it_can_be(tmp_path, monkeypatch):
+    log = AcceptedLog(tmp_path / "spool" / "accepted-sales.log")
+    log.add(7)
+    assert (tmp_path / "spool" / "accepted-sales.log").read_text() == "7\n"
+
+    def full(fd):  # fsync(2) reports a write the disk could not take; it names no file
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full)
+    with pytest.raises(OSError) as refused:
+        log.add(8)
+    assert refused.value.filename == str(log.path)  # named for the one log line
+    assert AcceptedLog(log.path).ids() == {7, 8}  # another instance (after a reload) knows it too
+    monkeypatch.undo()
+
+    log.write_unwritten()
+    assert set(log.path.read_text().split()) == {"7", "8"}  # "8" may be there twice: written, not fsynced
+    log.clear({7, 8})
+    assert AcceptedLog(log.path).ids() == set()
+
+
+def test_backoff_doubles_while_sessions_fail_and_resets_after_a_completed_round():
+    backoff = Backoff()
+    assert [backoff.failed() for _ in range(4)] == [1, 2, 4, 8]
+    backoff.after_session(completed_round=False, seconds=3)  # connected, failed before a round
+    assert backoff.failed() == 16
+    backoff.after_session(completed_round=True, seconds=3)  # a short session that did its work
+    assert backoff.failed() == 1
+
+
+def test_throttling_is_forgiven_only_after_a_long_session():
+    backoff = Backoff()
+    assert [backoff.throttled() for _ in range(2)] == [60, 120]
+    backoff.after_session(completed_round=True, seconds=10)
+    assert backoff.throttled() == 240
+    backoff.after_session(completed_round=True, seconds=301)
+    assert backoff.throttled() == 60
+
+
+def test_a_disk_that_refuses_writes_is_tried_again_within_a_minute():
+    backoff = Backoff()
+    assert [backoff.disk() for _ in range(6)] == [5, 10, 20, 40, 60, 60]
+    backoff.after_session(completed_round=True, seconds=1)
+    assert backoff.disk() == 5
