@@ -41,6 +41,7 @@ from mailrouter.intake.imap import Mailbox
 from mailrouter.act.outbox import Outbox
 from mailrouter.parse import parse_message
 from mailrouter.act.admit import Router
+from mailrouter.act.original import Spooled
 from mailrouter.store import MessageRow, OutboxRow, open_database
 from mailrouter.testing.samples import bulk_samples
 from mailrouter.intake.spool import Spool
@@ -98,8 +99,8 @@ def trace_stages(sample, in_memory: bool = False) -> list[tuple[str, float, floa
             original = stage("spool: FETCH BODY.PEEK[]<…> 1 MiB chunks + scan + fsync",
                              lambda: spool.receive(path, conn.fetch_chunks(uid)))
             rows.append(("  (reduced message for parsing)", round(len(original.reduced) / 2**20, 3), 0.0))
-            stage("Router.admit_spooled (parse reduced + decide + forward head/tail + DB)",
-                  lambda: router.admit_spooled("sales", uidvalidity, uid, original))
+            stage("Router.admit_original (parse reduced + decide + forward head/tail + DB)",
+                  lambda: router.admit_original("sales", uidvalidity, uid, Spooled(original)))
         with sessions() as session:
             item = session.get(OutboxRow, 1)
             stored = len(item.payload or b"") + len(item.tail or b"")

@@ -48,7 +48,8 @@ from mailrouter.intake.imap import Mailbox
 from mailrouter.model import Outcome
 from mailrouter.act.outbox import Outbox, smtp_client
 from mailrouter.parse import parse_message
-from mailrouter.act.admit import Router, forward_message_id
+from mailrouter.act.admit import Router
+from mailrouter.act.outgoing import forward_message_id
 from mailrouter.testing.samples import bulk_samples, demo_samples
 from mailrouter.store import open_database, utcnow
 from mailrouter.act.templating import make_environment

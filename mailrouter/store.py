@@ -262,6 +262,18 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def begin_writing(session: Session) -> None:
+    """Begin the session's transaction as a writer now, so SAVEPOINTs nest inside it.
+
+    Python's sqlite3 driver issues BEGIN only before its first INSERT/UPDATE/DELETE: a SAVEPOINT
+    before that would be the outermost transaction, and releasing it would commit. IMMEDIATE
+    takes the write lock at once (waiting up to busy_timeout), so the reads that precede the
+    writes cannot meet another writer's commit half-way (SQLITE_BUSY_SNAPSHOT)."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 @contextmanager
 def durable_transaction(sessions: sessionmaker[Session]) -> Iterator[Connection]:
     """A transaction that is on the disk, not only in the OS cache, once it commits: for the

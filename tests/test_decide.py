@@ -107,3 +107,15 @@ def test_rotation_wraps_and_skips_unavailable():
     assert next_in_rotation(team, ["a", "b", "c"], "c") == "a"
     assert next_in_rotation(team, ["a", "c"], "a") == "c"
     assert next_in_rotation(team, ["a", "b", "c"], "gone") == "a"
+
+
+def test_the_decision_path_imports_no_database_layer() -> None:
+    """decide/examine.py is pure: explain, dry-run and the daemon share it, and it gets the
+    registry's match and the duplicate verdict as data (issue 11 item 2)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, mailrouter.decide.examine; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'imapclient', 'aiosmtplib'}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -82,7 +82,7 @@ def test_obsolete_space_before_the_colon_is_accepted() -> None:
 
 # -- the spool path (messages over large_message_bytes): P1, P3, P8
 
-from mailrouter.act.admit import parse_spooled  # noqa: E402
+from mailrouter.act.original import Spooled  # noqa: E402
 from mailrouter.intake.spool import scan  # noqa: E402
 from mailrouter.parse import stream  # noqa: E402
 
@@ -99,7 +99,7 @@ def big(boundary_param: bytes, boundary: bytes, disposition: bytes = b'attachmen
 
 def spooled_parse(raw: bytes, chunk: int = 4096):
     original = scan(raw[i:i + chunk] for i in range(0, len(raw), chunk))
-    return original, parse_spooled(original, SETTINGS)
+    return original, Spooled(original).parse(SETTINGS)
 
 
 @pytest.mark.parametrize("raw", [

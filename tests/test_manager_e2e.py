@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import select
 
 from mailrouter.testing.samples import ENGLISH, Sample, compose
-from mailrouter.store import OutboxRow, open_database
+from mailrouter.store import MessageRow, OutboxRow, open_database
 from tests.mailcheck import (MovableClock, configure, folder_of, forwards_by_original, parsed, route_all,
                              run_until, shared_copies, wait_for)
 
@@ -118,3 +118,29 @@ def test_not_an_inquiry_can_block_the_sender(bed, tmp_path):
     with open_database(config.database)() as session:
         reason = session.scalars(select(MessageRow.reason).where(MessageRow.subject == "LED panels cheap!!!")).one()
     assert reason.startswith("sender blocked: filed as not an inquiry")
+
+
+def test_a_message_whose_manual_assignment_fails_twice_goes_to_quarantine_and_the_desk_goes_on(bed, tmp_path):
+    """Issue 14 item 1: one message in an Assign/ folder that cannot be recorded (here the real
+    database refuses its assignment) used to fail the Assign/ check every round for good."""
+    from sqlalchemy import text
+
+    config = configure(bed, tmp_path)
+    stuck = unrecognized("Sam Lee <sam@global-imports.com>", "Catalogue request", 521)
+    other = unrecognized("Bo Li <bo@pacific-goods.com>", "Samples", 522)
+    route_all(bed, config, [stuck])
+    with open_database(config.database).begin() as session:
+        session.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON assignments "
+                             "WHEN NEW.customer = 'sam@global-imports.com' "
+                             "BEGIN SELECT RAISE(ABORT, 'refused by the test trigger'); END"))
+    move(bed, "sales@example.com", "Unrecognized", "Assign/张伟")
+    run_until(config, lambda: folder_of(shared_copies(bed, "sales@example.com"), stuck) == ["Quarantine"],
+              "the copy that cannot be assigned to be quarantined")
+    with open_database(config.database)() as session:
+        reasons = session.scalars(select(MessageRow.reason).where(MessageRow.outcome == "quarantined")).all()
+    assert reasons == ["failed twice the same way: IntegrityError: refused by the test trigger"]
+    # the desk still works: the next message moved into Assign/ is routed
+    route_all(bed, config, [other])
+    move(bed, "sales@example.com", "Unrecognized", "Assign/张伟")
+    run_until(config, lambda: folder_of(shared_copies(bed, "sales@example.com"), other) == ["Routed/张伟"],
+              "the next assigned copy to be filed")

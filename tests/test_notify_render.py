@@ -158,7 +158,7 @@ def test_buyer_subject_cannot_mention_everyone_or_inject_markup() -> None:
 def test_notice_threads_on_the_forward_and_refuses_anything_but_a_message_id() -> None:
     from types import SimpleNamespace
 
-    from mailrouter.sla.sweep import notice_email
+    from mailrouter.act.outgoing import notice_email
     from tests.mailcheck import parsed
 
     box = SimpleNamespace(display_name="Sales", address="sales@example.com")

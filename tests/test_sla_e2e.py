@@ -129,10 +129,11 @@ def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buye
                                                                             threshold, monkeypatch):
     # the sweep fetches and moves over the mailbox loop's connection: no IMAP login of its own
     # (extra logins once hit Dovecot's per-user connection limit under load)
-    import mailrouter.sla.sweep as sweep
-    own_logins: list[str] = []
-    real_connect = sweep._connect
-    monkeypatch.setattr(sweep, "_connect", lambda mailbox: own_logins.append(mailbox.name) or real_connect(mailbox))
+    from mailrouter.intake.imap import Mailbox
+    logins: list[str] = []
+    real_connect = Mailbox.connect.__func__
+    monkeypatch.setattr(Mailbox, "connect", classmethod(
+        lambda cls, settings: logins.append(settings.user) or real_connect(cls, settings)))
     # spooled: the inquiry counts as big, so the reassignment forwards it from a spool file
     # labels naming the rep: the reassigned forward must follow them like the first one
     config = sla_config(buyer_bed, tmp_path, {"large_message_bytes": threshold} if threshold else None,
@@ -141,6 +142,7 @@ def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buye
     _daemon, first = route_one(buyer_bed, config, clock, running)
     rep = config.reps[first.rep]
     other = next(m for m in config.teams["europe"].members if m != rep.id)
+    shared_logins = logins.count(config.mailboxes[0].server.user)  # the mailbox loop's own, so far
 
     clock.now = TUESDAY_10 + timedelta(minutes=6)
     wait_for(lambda: any("Reminder" in s or "提醒" in s for s in inbox_subjects(buyer_bed, rep.email)),
@@ -170,7 +172,7 @@ def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buye
                     TUESDAY_10 + timedelta(minutes=40))
     done = wait_for(lambda: [a for a in assignments(config) if a.first_reply_at], "the new rep's reply")
     assert done[0].id == new.id and done[0].reply_seconds == 9 * 60
-    assert own_logins == []
+    assert logins.count(config.mailboxes[0].server.user) == shared_logins  # the ladder logged in nowhere
 
 
 def test_inquiry_on_friday_night_is_due_monday_at_opening_plus_grace(buyer_bed, tmp_path, running):

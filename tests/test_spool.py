@@ -12,7 +12,8 @@ from mailrouter.runtime.preflight import _check_spool
 from mailrouter.commands.explain import explain_file
 from mailrouter.act.forward import (WRAPPED, boundary_candidates, build_forward, embedded_encoding, embedded_size,
                                     wrapped_chunks)
-from mailrouter.intake.spool import CHUNK, Spool, queued_forward, scan, spooled_boundary
+from mailrouter.act.original import InMemory, Spooled
+from mailrouter.intake.spool import CHUNK, Spool, scan, spooled_boundary
 from mailrouter.store import OutboxRow, open_database
 from mailrouter.act.templating import make_environment
 from tests.factories import example_config
@@ -35,7 +36,7 @@ def spooled(tmp_path: Path, raw: bytes, chunk: int = 1000):
 def test_spooled_forward_is_byte_identical_to_build_forward(tmp_path: Path, raw: bytes) -> None:
     original = spooled(tmp_path, raw)
     assert original.path.read_bytes() == raw
-    fields = queued_forward(original, make_inquiry(), DECISION, make_spec(), ENV, NOW)
+    fields = Spooled(original).forward(make_inquiry(), DECISION, make_spec(), ENV, NOW)
     cte = embedded_encoding(fields["payload"])
     chunks = list(original.chunks())
     middle = b"".join(wrapped_chunks(chunks) if cte == WRAPPED else chunks)  # as the outbox streams it
@@ -43,7 +44,7 @@ def test_spooled_forward_is_byte_identical_to_build_forward(tmp_path: Path, raw:
     assert fields["payload"] + middle + fields["tail"] == build_forward(raw, make_inquiry(), DECISION,
                                                                         make_spec(), ENV, NOW)
     assert fields["spool_path"] == str(original.path)
-    assert queued_forward(raw, make_inquiry(), DECISION, make_spec(), ENV, NOW) == {
+    assert InMemory(raw).forward(make_inquiry(), DECISION, make_spec(), ENV, NOW) == {
         "payload": build_forward(raw, make_inquiry(), DECISION, make_spec(), ENV, NOW)}
 
 

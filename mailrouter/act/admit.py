@@ -1,173 +1,52 @@
-"""From raw bytes to a recorded decision: parse, classify, decide, queue the forward.
+"""Admission: from a fetched message to a recorded decision and a queued forward.
 
-`examine` is pure (used by `explain` and the daemon alike); `Router.admit` records its result,
-the assignment and the queued forward in one transaction, before anything is sent or moved.
+A straight line per message - parse → look up → examine → record → queue - with a boundary
+around each: a lookup or rule that raises, or a database error in the message's own record,
+sends that message alone to Quarantine with the reason, and the rest of the batch goes on
+(issue 14 item 1). The decision itself is pure (decide/examine.py); the rows are written by the
+ledger (act/ledger.py) and the forward composed by act/outgoing.py, all in one transaction per
+batch, before anything is sent or moved.
 """
 from __future__ import annotations
 
 import logging
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
 from collections.abc import Mapping
-from typing import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, insert, or_, select
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter import store
+from mailrouter.act import ledger
+from mailrouter.act.forward import ForwardError
+from mailrouter.act.original import InMemory, Original
+from mailrouter.act.outgoing import compose_forward, forward_message_id, mailbox_named, queue_forward
+from mailrouter.act.templating import make_environment
 from mailrouter.config.schema import Config
+from mailrouter.decide.assign import TeamState, team_of
 from mailrouter.decide.classify import is_auto_reply
-from mailrouter.decide.trust import ReplyTarget, never_a_customer, reply_note, reply_target
-from mailrouter.decide.assign import TeamState, choose_member, decide, is_available, team_of
-from mailrouter.act.forward import ForwardError, ForwardSpec, tag_labels, tag_subject
-from mailrouter.model import Clock, Decision, Inquiry, Outcome, ParseSettings
-from mailrouter.parse import parse_message
-from mailrouter.parse.process import InlineParser, Parsed, Parser, parse_one
-from mailrouter.registry.match import RegistryMatch
-from mailrouter.registry.record import block_sender, record_routed
-from mailrouter.registry.score import Score, score_inquiry
-from mailrouter.registry.keys import SenderKeys
+from mailrouter.decide.examine import (Earlier, Examined, ManualTarget, destination, examine,  # noqa: F401
+                                       examine_manual, failed)
+from mailrouter.decide.trust import never_a_customer
+from mailrouter.metrics import Metrics
+from mailrouter.model import Clock, Decision, Inquiry, Outcome
+from mailrouter.parse.process import InlineParser, Parsed, Parser
 from mailrouter.registry.match import SenderLookup, lookup_sender
+from mailrouter.registry.record import block_sender, record_routed
 from mailrouter.sla.clock import reply_clock_start
 from mailrouter.sla.ladder import AssignmentSnapshot, step_time
-from mailrouter.intake.spool import SpooledMessage, fingerprints, queued_forward
-from mailrouter.metrics import Metrics
-from mailrouter.store import AssignmentRow, MessageRow, OutboxRow, TeamCursorRow
-from mailrouter.act.templating import make_environment
+from mailrouter.store import AssignmentRow, MessageRow, TeamCursorRow
 
 log = logging.getLogger("mailrouter.route")
 OUT_OF_OFFICE_AWAY = timedelta(days=1)  # renewed by every auto-reply; `rep back` ends it at once
-
-
-Lookup = Callable[[Inquiry], "RegistryMatch | None"]
-
-
-def no_registry(_inquiry: Inquiry) -> None:
-    return None
-
-
-@dataclass(frozen=True)
-class Examined:
-    """What the pure stages made of one message."""
-
-    inquiry: Inquiry | None  # None when the message could not be parsed at all
-    decision: Decision
-    match: RegistryMatch | None = None
-    score: Score | None = None
-    looked_up: SenderLookup | None = None  # the registry lookup behind `match`, for recording
-
-
-def examine(raw: bytes, config: Config, state: TeamState, lookup: Lookup = no_registry,
-            parsed: Parsed | None = None) -> Examined:
-    """Parse (unless `parsed` already holds the parse), consult the registry (read only),
-    score and decide; nothing else.
-
-    An unreadable or hostile message, or a bug in any stage, quarantines the message instead
-    of stopping the daemon.
-    """
-    parsed = parsed or parse_one(raw, config.parse)
-    inquiry = parsed.inquiry
-    if inquiry is None:
-        return Examined(None, Decision(Outcome.QUARANTINED, parsed.problem))
-    try:
-        match = lookup(inquiry) if config.registry.enabled else None
-        score = score_inquiry(inquiry, config.registry.score,
-                              reinquiry=match is not None and not match.lapsed)
-        inquiry = replace(inquiry, score=score.points, tier=score.tier)
-        decision = decide(inquiry, config, state, match)
-        return Examined(inquiry, _with_score(decision, score), match, score)
-    except Exception as exc:
-        log.exception("decision failed for %s", inquiry.message_id)
-        return Examined(inquiry, Decision(Outcome.QUARANTINED, f"rule error: {type(exc).__name__}: {exc}"))
-
-
-def parse_spooled(original: SpooledMessage, settings: ParseSettings) -> Parsed:
-    """The parse of a message in a spool file: from its reduced copy (headers and text), with
-    the attachments and fingerprints the scan found (the copy has the bodies dropped)."""
-    if original.problem:  # quarantined, not retried: the same bytes would fail the same way
-        return Parsed(None, f"unreadable MIME structure: {original.problem}", original.sha256,
-                      original.content_key, original.size)
-    parsed = parse_one(original.reduced, settings)
-    inquiry = parsed.inquiry and replace(parsed.inquiry, attachments=original.attachments)
-    return replace(parsed, inquiry=inquiry, sha256=original.sha256, content_key=original.content_key,
-                   size=original.size)
-
-
-def examine_spooled(original: SpooledMessage, config: Config, state: TeamState,
-                    lookup: Lookup = no_registry) -> Examined:
-    """`examine` for a message in a spool file (see parse_spooled)."""
-    return examine(original.reduced, config, state, lookup, parse_spooled(original, config.parse))
-
-
-def parse_original(original: bytes | SpooledMessage, settings: ParseSettings) -> Inquiry:
-    """parse_message for either kind of original (see examine_spooled)."""
-    if isinstance(original, bytes):
-        return parse_message(original, settings)
-    return replace(parse_message(original.reduced, settings), attachments=original.attachments)
-
-
-@dataclass(frozen=True)
-class ManualTarget:
-    """What an Assign/ folder means: a rep, a team (its strategy picks), or not an inquiry."""
-
-    kind: str  # "rep" | "team" | "ignore"
-    id: str = ""
-
-
-def examine_manual(raw: bytes | SpooledMessage, config: Config, state: TeamState, target: ManualTarget,
-                   folder: str) -> Examined:
-    """The manager's choice, as a Decision the rest of the pipeline treats like any other."""
-    try:
-        inquiry = parse_original(raw, config.parse)
-    except Exception as exc:  # the manager asked for it: an unreadable message still goes to Quarantine
-        return Examined(None, Decision(Outcome.QUARANTINED, f"unreadable: {exc}"))
-    why = f"moved into {folder} by a manager"
-    if target.kind == "ignore":
-        return Examined(inquiry, Decision(Outcome.IGNORED, f"not an inquiry: {why}", how="manual"))
-    if target.kind == "rep":
-        return Examined(inquiry, Decision(Outcome.ROUTED, why, rep=target.id, how="manual"))
-    team = config.teams[target.id]
-    available = [m for m in team.members if is_available(m, config, state)] or list(team.members)
-    rep, how = choose_member(team, available, state)
-    return Examined(inquiry, Decision(Outcome.ROUTED, f"{why}; {how}", rep=rep, team=team.id, how="manual"))
-
-
-def _with_score(decision: Decision, score: Score) -> Decision:
-    if decision.outcome is not Outcome.ROUTED:
-        return decision
-    line = f"{score.points} ({score.tier})" + (": " + "; ".join(score.reasons) if score.reasons else "")
-    return replace(decision, notes=decision.notes + (("Lead score", line),))
-
-
-def destination(decision: Decision, config: Config) -> tuple[str, tuple[str, ...]]:
-    """The folder and IMAP keywords for the shared copy."""
-    f, prefix = config.folders, config.keyword_prefix
-    if decision.outcome is Outcome.ROUTED:
-        rep = config.reps[decision.rep]
-        # A returning buyer's copy is marked for the manager's searches: the label that left the
-        # subject (issue 15). One fixed keyword; per-country ones would hit maildir's 26.
-        reinquiry = (prefix + "reinquiry",) if decision.reinquiry else ()
-        return f.routed.format(rep=rep.folder), (prefix + "routed", prefix + rep.id, *reinquiry)
-    folder = {
-        Outcome.UNRECOGNIZED: f.unrecognized, Outcome.IGNORED: f.ignored,
-        Outcome.DUPLICATE: f.duplicate, Outcome.QUARANTINED: f.quarantine,
-        Outcome.UNDELIVERABLE: f.undeliverable,
-    }[decision.outcome]
-    return folder, (prefix + decision.outcome.value,)
-
-
-def forward_message_id(key: str, rep: str, shared_address: str) -> str:
-    """Deterministic, so a forward re-sent after a crash carries the same Message-ID."""
-    domain = shared_address.rpartition("@")[2] or "mailrouter.invalid"
-    return f"<mr.{key[:24]}.{rep}@{domain}>"
-
+__all__ = ["Router", "ManualTarget", "Examined", "destination", "forward_message_id", "log_decision", "Clock"]
 
 # Built once: constructing a statement per message cost more than executing it (issue 7).
 _INSERT_ASSIGNMENT = insert(AssignmentRow.__table__)
-_INSERT_OUTBOX = insert(OutboxRow.__table__)
-_INSERT_MESSAGE = insert(MessageRow.__table__)
 # A duplicate is the same content key (fingerprint.content_key) seen in another mailbox (the
 # same mail sent to sales@ and info@), or in this mailbox within DUPLICATE_WINDOW (delivered
 # twice); the same text resent to one mailbox later is a new inquiry.
@@ -176,6 +55,48 @@ _SAME_CONTENT = (select(MessageRow).where(
     MessageRow.content_key == bindparam("key"),
     or_(MessageRow.mailbox != bindparam("mailbox"), MessageRow.received_at >= bindparam("since")))
     .order_by(MessageRow.id).limit(1))
+MAX_REASON = 2000  # characters of an error kept as a quarantined message's reason
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Where a message was found: its row's location."""
+
+    mailbox: str
+    source: str
+    uidvalidity: int
+    uid: int
+
+
+class Strikes:
+    """Failures that may be the database's passing trouble (a lock, a lost connection), per
+    message: the first is retried with the batch; the same failure again quarantines the message,
+    so one message cannot make a mailbox retry forever (issue 14 item 1)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Arrival, str] = {}
+        self._lock = threading.Lock()
+
+    def again(self, at: Arrival, why: str) -> bool:
+        """Record `why` for `at`; True if it failed this same way before."""
+        with self._lock:
+            before, self._seen[at] = self._seen.get(at), why
+            return before == why
+
+    def clear(self, at: Arrival) -> None:
+        with self._lock:
+            self._seen.pop(at, None)
+
+
+def _maybe_passing(exc: Exception) -> bool:
+    """A database error that is not about the message's own values (locked, disconnected)."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a reason or a log: the error's type and its driver's words, without SQL."""
+    text = " ".join(str(getattr(exc, "orig", None) or exc).split())  # the driver's words, without SQL
+    return f"{type(exc).__name__}: {text}"[:MAX_REASON]
 
 
 class Router:
@@ -183,7 +104,7 @@ class Router:
 
     def __init__(self, config: Config, sessions: sessionmaker[Session], clock: Clock = store.utcnow,
                  metrics: Metrics | None = None, parser: Parser | None = None,
-                 lock: threading.Lock | None = None):
+                 lock: threading.Lock | None = None, strikes: Strikes | None = None):
         self.config = config
         self.parser = parser or InlineParser()
         self.sessions = sessions
@@ -192,6 +113,9 @@ class Router:
         self.templates = make_environment(config.template_dirs)
         # one admission at a time across mailboxes; a reload passes the running router's lock on
         self._lock = lock or threading.Lock()
+        self.strikes = strikes or Strikes()
+
+    # --- admission -------------------------------------------------------------------------
 
     def admit(self, mailbox: str, uidvalidity: int, uid: int, raw: bytes) -> MessageRow:
         """Record what to do with a message new to this mailbox's INBOX; return its row."""
@@ -211,19 +135,159 @@ class Router:
         if not messages:
             return []
         parsed = (parsing or self.parse_ahead(messages)).result()
+        return self._admit(mailbox, uidvalidity, [(uid, InMemory(raw), p)
+                                                  for (uid, raw), p in zip(messages, parsed, strict=True)],
+                           arrivals or {})
+
+    def admit_original(self, mailbox: str, uidvalidity: int, uid: int, original: Original,
+                       arrived: datetime | None = None) -> MessageRow:
+        """`admit_batch` for one message given as an Original (a big one in a spool file:
+        decided from the facts its scan gathered; its forward streams from the file)."""
+        return self._admit(mailbox, uidvalidity, [(uid, original, original.parse(self.config.parse))],
+                           {uid: arrived} if arrived else {})[0]
+
+    def _admit(self, mailbox: str, uidvalidity: int,
+               items: list[tuple[int, Original, Parsed]], arrivals: Mapping[int, datetime]) -> list[MessageRow]:
         with self._lock, self.sessions.begin() as session:
+            store.begin_writing(session)  # one transaction for the batch, a SAVEPOINT per message
             state = self._team_state(session)
             adoptable = self._has_unfiled_from_other_validity(session, mailbox, uidvalidity)
             rows, decided = [], []
-            for (uid, raw), parse in zip(messages, parsed, strict=True):
-                row, decision = self._admit_one(session, mailbox, uidvalidity, uid, raw, state, parse,
-                                                adoptable, (arrivals or {}).get(uid))
+            for uid, original, parsed in items:
+                at = Arrival(mailbox, "INBOX", uidvalidity, uid)
+                row, decision = self._admit_guarded(session, at, original, parsed, state, adoptable,
+                                                    arrivals.get(uid))
                 if decision is not None:
                     state = state.after(decision)
                     decided.append(row)
                 rows.append(row)
             self._save_team_cursors(session, decided)
             return rows
+
+    def _admit_guarded(self, session: Session, at: Arrival, original: Original, parsed: Parsed,
+                       state: TeamState, adoptable: bool,
+                       arrived: datetime | None) -> tuple[MessageRow, Decision | None]:
+        """One message inside its own SAVEPOINT: whatever it raises rolls back its rows alone."""
+        try:
+            with session.begin_nested():
+                result = self._admit_one(session, at, original, parsed, state, adoptable, arrived)
+            self.strikes.clear(at)
+            return result
+        except Exception as exc:
+            if store.state_write_failure(exc, self.config.database):
+                raise  # a full or failing state disk: not the message's fault, the whole batch waits
+            why = describe_error(exc)
+            if _maybe_passing(exc) and not self.strikes.again(at, why):
+                raise  # perhaps the database, not the message: the batch is tried again whole
+            log.exception("message uid %d in %s could not be recorded; quarantined", at.uid, at.mailbox)
+        decision = Decision(Outcome.QUARANTINED, f"could not be recorded: {why}")
+        with session.begin_nested():  # the row alone, its values cut to size: it must go in
+            row = self._record(session, at, Examined(parsed.inquiry, decision), None, original, arrived)
+        self.strikes.clear(at)
+        return row, decision
+
+    def _admit_one(self, session: Session, at: Arrival, original: Original, parsed: Parsed,
+                   state: TeamState, adoptable: bool,
+                   arrived: datetime | None = None) -> tuple[MessageRow, Decision | None]:
+        """The row and the new decision (None: a known message under a new UID, decided before)."""
+        adopted = adoptable and self._adopt_after_uidvalidity_change(session, at, parsed.sha256)
+        if adopted:
+            return adopted, None
+        earlier = self._earlier_copy(session, at.mailbox, parsed)
+        looked_up: SenderLookup | None = None
+        examined: Examined | None = None
+        if earlier is None and parsed.inquiry is not None and self.config.registry.enabled:
+            try:
+                with session.begin_nested():  # (PostgreSQL: a failed query must not poison the rest)
+                    looked_up = self._look_up(session, parsed)
+            except Exception as exc:  # a bad key, a registry bug: this message alone is quarantined
+                log.exception("registry lookup failed for %s", parsed.inquiry and parsed.inquiry.message_id)
+                examined = failed(parsed, "registry lookup", exc)
+        if examined is None:
+            verdict = Earlier(earlier.id, earlier.mailbox, earlier.outcome) if earlier else None
+            examined = examine(parsed, self.config, state, looked_up.match if looked_up else None, verdict)
+        row = self._record(session, at, examined, earlier, original, arrived)
+        if examined.decision.outcome is Outcome.ROUTED:
+            self._assign_and_queue(session, row, original, examined, at.mailbox, looked_up)
+        elif examined.inquiry is not None and examined.decision.outcome is Outcome.IGNORED:
+            self._note_rep_out_of_office(session, examined.inquiry)  # not on a forged one (Unrecognized)
+        return row, examined.decision
+
+    def _earlier_copy(self, session: Session, mailbox: str, parsed: Parsed) -> MessageRow | None:
+        """The duplicate verdict. An unreadable message is quarantined, never a "duplicate" of
+        other junk."""
+        if parsed.inquiry is None:
+            return None
+        return session.scalars(_SAME_CONTENT, {
+            "key": parsed.content_key, "mailbox": mailbox, "since": self.clock() - DUPLICATE_WINDOW}).first()
+
+    def _look_up(self, session: Session, parsed: Parsed) -> SenderLookup:
+        assert parsed.inquiry is not None
+        return lookup_sender(session, parsed.inquiry, self.config.parse.free_mail_domains, self.clock(),
+                             self.config.registry.quiet_days, parsed.sender_keys)
+
+    def _record(self, session: Session, at: Arrival, examined: Examined,
+                earlier: MessageRow | None, original: Original, arrived: datetime | None = None) -> MessageRow:
+        values = self._message_values(at, original, examined)
+        if arrived is not None:
+            values["received_at"] = arrived
+        if earlier:
+            values.update(duplicate_of=earlier.id, message_id=earlier.message_id, sender=earlier.sender,
+                          subject=earlier.subject)
+        if examined.decision.outcome is Outcome.ROUTED:
+            address = mailbox_named(self.config, at.mailbox).address
+            values["forward_message_id"] = forward_message_id(original.content_key, examined.decision.rep, address)
+        return ledger.decided(session, values)
+
+    def quarantine_unread(self, mailbox: str, source: str, uidvalidity: int, uid: int, reason: str) -> MessageRow:
+        """A message that could not even be read (fetched, spooled, scanned), the same way twice:
+        recorded as quarantined so the filer moves it aside and no round fetches it again."""
+        decision = Decision(Outcome.QUARANTINED, reason[:MAX_REASON])
+        values = dict(mailbox=mailbox, source=source, uidvalidity=uidvalidity, uid=uid, raw_sha256="",
+                      content_key="", size=0, **self._decision_values(decision), received_at=self.clock(),
+                      decided_at=self.clock(), file_attempts=0)
+        with self._lock, self.sessions.begin() as session:
+            row = ledger.decided(session, values)
+        self.strikes.clear(Arrival(mailbox, source, uidvalidity, uid))
+        log.error("message uid %d in %s %s quarantined: %s", uid, mailbox, source, reason)
+        return row
+
+    # --- manual assignment (Assign/ folders) --------------------------------------------------
+
+    def assign_manually(self, mailbox: str, source: str, uidvalidity: int, uid: int,
+                        original: Original, target: ManualTarget) -> MessageRow:
+        """A manager moved this message into an Assign/ folder: route it as the folder says.
+
+        The message's existing row (usually an Unrecognized one) is taken over, so its history
+        stays one row; its location becomes the Assign/ folder until it is filed again.
+        """
+        at = Arrival(mailbox, source, uidvalidity, uid)
+        with self._lock, self.sessions.begin() as session:
+            existing = session.scalars(select(MessageRow).where(
+                MessageRow.mailbox == mailbox, MessageRow.source == source,
+                MessageRow.uidvalidity == uidvalidity, MessageRow.uid == uid)).first()
+            if existing:
+                return existing  # seen before a restart: the round will file it once sent
+            parsed = original.parse(self.config.parse)
+            examined = examine_manual(parsed, self.config, self._team_state(session), target, source)
+            row = session.scalars(select(MessageRow).where(
+                MessageRow.mailbox == mailbox, MessageRow.content_key == original.content_key)
+                .order_by(MessageRow.id.desc()).limit(1)).first()
+            if row is None:
+                row = self._record(session, at, examined, None, original)
+            else:
+                ledger.taken_over(row, source, uidvalidity, uid, self._decision_values(examined.decision),
+                                  self.clock())
+            if examined.decision.outcome is Outcome.ROUTED:
+                self._assign_and_queue(session, row, original, examined, mailbox, None)
+                self._save_team_cursors(session, [row])
+            elif (target.kind == "ignore" and self.config.registry.block_not_inquiry
+                  and examined.inquiry and examined.inquiry.sender):
+                block_sender(session, examined.inquiry.sender, f"filed as not an inquiry from {source}",
+                             self.clock())
+            return row
+
+    # --- pieces ------------------------------------------------------------------------------
 
     def _team_state(self, session: Session) -> TeamState:
         return TeamState(store.team_cursors(session), store.open_assignment_counts(session),
@@ -244,94 +308,15 @@ class Router:
             MessageRow.mailbox == mailbox, MessageRow.source == "INBOX",
             MessageRow.state != store.FILED, MessageRow.uidvalidity != uidvalidity).limit(1)) is not None
 
-    def _admit_one(self, session: Session, mailbox: str, uidvalidity: int, uid: int,
-                   raw: bytes | SpooledMessage, state: TeamState, parsed: Parsed | None,
-                   adoptable: bool, arrived: datetime | None = None) -> tuple[MessageRow, Decision | None]:
-        """The row and the new decision (None: a known message under a new UID, decided before)."""
-        parsed = parsed or parse_one(raw, self.config.parse)  # (the parser process did it in a backlog)
-        sha, key = parsed.sha256, parsed.content_key
-        adopted = adoptable and self._adopt_after_uidvalidity_change(session, mailbox, uidvalidity, uid, sha)
-        if adopted:
-            return adopted, None
-        # an unreadable message is quarantined, never a "duplicate" of other junk
-        earlier = parsed.inquiry and session.scalars(_SAME_CONTENT, {
-            "key": key, "mailbox": mailbox, "since": self.clock() - DUPLICATE_WINDOW}).first()
-        if earlier:
-            examined = Examined(None, Decision(
-                Outcome.DUPLICATE, f"same message as #{earlier.id} in {earlier.mailbox} ({earlier.outcome})"))
-        else:
-            examined = self._look_up_and_examine(session, raw, state, parsed)
-        row = self._write_message(session, mailbox, uidvalidity, uid, parsed.size, sha, key, examined, earlier,
-                                  arrived=arrived)
-        if examined.decision.outcome is Outcome.ROUTED:
-            self._assign_and_queue(session, row, raw, examined, mailbox)
-        elif examined.inquiry is not None and examined.decision.outcome is Outcome.IGNORED:
-            self._note_rep_out_of_office(session, examined.inquiry)  # not on a forged one (Unrecognized)
-        return row, examined.decision
-
-    def _look_up_and_examine(self, session: Session, raw: bytes | SpooledMessage, state: TeamState,
-                             parsed: Parsed) -> Examined:
-        """Registry lookup then examine. A lookup that raises (a bad key, a registry bug) sends this
-        one message to Quarantine with the error as its reason, so the rest of the batch goes on.
-        (A database error inside the lookup still fails the batch: no per-message savepoint yet.)"""
-        try:
-            looked_up = self._look_up(session, parsed.inquiry, parsed.sender_keys)
-        except Exception as exc:
-            log.exception("registry lookup failed for %s", parsed.inquiry and parsed.inquiry.message_id)
-            return Examined(parsed.inquiry, Decision(
-                Outcome.QUARANTINED, f"registry lookup error: {type(exc).__name__}: {exc}"))
-        examined = examine(raw, self.config, state, lambda _q: looked_up and looked_up.match, parsed)
-        return replace(examined, looked_up=looked_up)
-
-    def _write_message(self, session: Session, mailbox: str, uidvalidity: int, uid: int, size: int,
-                       sha: str, key: str, examined: Examined, earlier: MessageRow | None,
-                       source: str = "INBOX", arrived: datetime | None = None) -> MessageRow:
-        """A message's row, in one INSERT with everything known up front (no ORM flush, no
-        UPDATE after it); returns the row as written, outside the session."""
-        values = self._message_values(mailbox, source, uidvalidity, uid, size, sha, key, examined)
-        if arrived is not None:
-            values["received_at"] = arrived
-        if earlier:
-            values.update(duplicate_of=earlier.id, message_id=earlier.message_id, sender=earlier.sender,
-                          subject=earlier.subject)
-        if examined.decision.outcome is Outcome.ROUTED:
-            address = next(m.address for m in self.config.mailboxes if m.name == mailbox)
-            values["forward_message_id"] = forward_message_id(key, examined.decision.rep, address)
-        row_id = session.execute(_INSERT_MESSAGE, values).inserted_primary_key[0]
-        return MessageRow(id=row_id, **values)
-
-    def assign_manually(self, mailbox: str, source: str, uidvalidity: int, uid: int,
-                        raw: bytes | SpooledMessage, target: ManualTarget) -> MessageRow:
-        """A manager moved this message into an Assign/ folder: route it as the folder says.
-
-        The message's existing row (usually an Unrecognized one) is taken over, so its history
-        stays one row; its location becomes the Assign/ folder until it is filed again.
-        """
-        with self._lock, self.sessions.begin() as session:
-            existing = session.scalars(select(MessageRow).where(
-                MessageRow.mailbox == mailbox, MessageRow.source == source,
-                MessageRow.uidvalidity == uidvalidity, MessageRow.uid == uid)).first()
-            if existing:
-                return existing  # seen before a restart: the round will file it once sent
-            examined = examine_manual(raw, self.config, self._team_state(session), target, source)
-            sha, key, size = fingerprints(raw)
-            row = session.scalars(select(MessageRow).where(
-                MessageRow.mailbox == mailbox, MessageRow.content_key == key)
-                .order_by(MessageRow.id.desc()).limit(1)).first()
-            if row is None:
-                row = self._write_message(session, mailbox, uidvalidity, uid, size, sha, key, examined,
-                                          None, source=source)
-            else:
-                self._retarget(row, examined.decision)
-                row.source, row.uidvalidity, row.uid = source, uidvalidity, uid
-            if examined.decision.outcome is Outcome.ROUTED:
-                self._assign_and_queue(session, row, raw, examined, mailbox)
-                self._save_team_cursors(session, [row])
-            elif (target.kind == "ignore" and self.config.registry.block_not_inquiry
-                  and examined.inquiry and examined.inquiry.sender):
-                block_sender(session, examined.inquiry.sender, f"filed as not an inquiry from {source}",
-                             self.clock())
-            return row
+    def _adopt_after_uidvalidity_change(self, session: Session, at: Arrival, sha: str) -> MessageRow | None:
+        """The same bytes under a new UID in the same mailbox are the same message, not a copy."""
+        row = session.scalars(select(MessageRow).where(
+            MessageRow.mailbox == at.mailbox, MessageRow.raw_sha256 == sha, MessageRow.source == "INBOX",
+            MessageRow.state != store.FILED, MessageRow.uidvalidity != at.uidvalidity)).first()
+        if row:
+            log.info("message #%d %s: UIDVALIDITY changed, now uid %d", row.id, row.message_id, at.uid)
+            ledger.moved_location(row, at.uidvalidity, at.uid)
+        return row
 
     def _note_rep_out_of_office(self, session: Session, inquiry: Inquiry) -> None:
         """A rep's out-of-office answer (to a forward) marks them away for a day, renewed by the
@@ -346,68 +331,42 @@ class Router:
                                              note=f"out-of-office reply: {inquiry.subject[:200]}"))
             log.info("rep %s sent an out-of-office reply; away until %s", rep.id, until.isoformat())
 
-    def _retarget(self, row: MessageRow, decision: Decision) -> None:
-        row.folder, keywords = destination(decision, self.config)
-        row.keywords = " ".join(keywords)
-        row.outcome, row.reason, row.rule = decision.outcome.value, decision.reason, decision.rule
-        row.rep, row.team, row.state = decision.rep, decision.team, store.DECIDED
-        row.decided_at, row.filed_at = self.clock(), None
-
-    def _look_up(self, session: Session, inquiry: Inquiry | None,
-                 keys: SenderKeys | None = None) -> SenderLookup | None:
-        if inquiry is None or not self.config.registry.enabled:
-            return None
-        return lookup_sender(session, inquiry, self.config.parse.free_mail_domains, self.clock(),
-                             self.config.registry.quiet_days, keys)
-
-    def _adopt_after_uidvalidity_change(self, session: Session, mailbox: str, uidvalidity: int,
-                                        uid: int, sha: str) -> MessageRow | None:
-        """The same bytes under a new UID in the same mailbox are the same message, not a copy."""
-        row = session.scalars(select(MessageRow).where(
-            MessageRow.mailbox == mailbox, MessageRow.raw_sha256 == sha, MessageRow.source == "INBOX",
-            MessageRow.state != store.FILED, MessageRow.uidvalidity != uidvalidity)).first()
-        if row:
-            log.info("message #%d %s: UIDVALIDITY changed, now uid %d", row.id, row.message_id, uid)
-            row.uidvalidity, row.uid = uidvalidity, uid
-        return row
-
-    def _message_values(self, mailbox: str, source: str, uidvalidity: int, uid: int, size: int, sha: str,
-                        key: str, examined: Examined) -> dict:
-        decision, q = examined.decision, examined.inquiry
+    def _decision_values(self, decision: Decision) -> dict:
         folder, keywords = destination(decision, self.config)
+        return dict(folder=folder, keywords=" ".join(keywords), outcome=decision.outcome.value,
+                    reason=decision.reason, rule=decision.rule, rep=decision.rep,
+                    team=decision.team)
+
+    def _message_values(self, at: Arrival, original: Original, examined: Examined) -> dict:
+        q = examined.inquiry
         now = self.clock()
         return dict(
-            mailbox=mailbox, source=source, uidvalidity=uidvalidity, uid=uid, raw_sha256=sha, content_key=key,
-            size=size, state=store.DECIDED, outcome=decision.outcome.value,
-            reason=decision.reason, rule=decision.rule, rep=decision.rep, team=decision.team,
-            folder=folder, keywords=" ".join(keywords),
-            message_id=q.message_id[:500] if q else "", sender=q.sender if q else "",
+            mailbox=at.mailbox, source=at.source, uidvalidity=at.uidvalidity, uid=at.uid,
+            raw_sha256=original.sha256, content_key=original.content_key, size=original.size,
+            **self._decision_values(examined.decision),
+            message_id=q.message_id[:500] if q else "", sender=q.sender[:320] if q else "",
             subject=q.subject[:500] if q else "", country=q.country if q else None,
-            language=q.language if q else None, products=" ".join(q.products) if q else "",
+            language=q.language if q else None, products=" ".join(q.products)[:500] if q else "",
             received_at=now, decided_at=now, file_attempts=0,
         )
 
-    def _assign_and_queue(self, session: Session, row: MessageRow, raw: bytes | SpooledMessage,
-                          examined: Examined, mailbox_name: str) -> None:
+    def _assign_and_queue(self, session: Session, row: MessageRow, original: Original, examined: Examined,
+                          mailbox_name: str, looked_up: SenderLookup | None) -> None:
         q, decision = examined.inquiry, examined.decision
         assert q is not None and decision.rep is not None
         rep = self.config.reps[decision.rep]
-        mailbox = next(m for m in self.config.mailboxes if m.name == mailbox_name)
         now = self.clock()
-        row.forward_message_id = forward_message_id(row.content_key, rep.id, mailbox.address)
-        reply = self._reply_target(examined)
-        spec = ForwardSpec(
-            shared_address=mailbox.address, shared_name=mailbox.display_name,
-            rep_address=rep.email, rep_name=rep.name, message_id=row.forward_message_id,
-            subject=tag_subject(self.config.subject_format, q, decision), language=rep.language,
-            extra=dict(decision.notes) | reply_note(reply), labels=tag_labels(self.config.labels, q, decision),
-            marker_key=self.config.marker_key, reply=reply)
         try:
-            forward = queued_forward(raw, q, decision, spec, self.templates, now.astimezone(self.config.timezone))
+            # a known customer's replies are not redirected by a Reply-To (decide/trust.py)
+            known = examined.match is not None and not examined.match.lapsed
+            forward = compose_forward(self.config, self.templates, mailbox_named(self.config, mailbox_name), rep,
+                                      row.content_key, q, decision, original, now, known_customer=known)
         except ForwardError as exc:  # e.g. no address a Reply could reach: the manager must look
-            self._downgrade(session, row, Decision(Outcome.UNRECOGNIZED, f"{decision.reason}; cannot forward: {exc}",
-                                          rule=decision.rule))
+            values = self._decision_values(Decision(
+                Outcome.UNRECOGNIZED, f"{decision.reason}; cannot forward: {exc}", rule=decision.rule))
+            ledger.redecided(session, row, dict(values, forward_message_id=None))
             return
+        row.forward_message_id = forward.message_id
         member_of = team_of(self.config, rep.id)
         team = decision.team or (member_of.id if member_of else None)
         # plain INSERTs: nothing reads these back as objects in this transaction (issue 7)
@@ -416,22 +375,15 @@ class Router:
             ladder=decision.ladder or self.config.sla.default_ladder,
             due_at=self._first_reply_due(team, rep.id, reply_clock_start(decision.how, None, now, row.received_at),
                                          decision.ladder),
-            forward_message_id=row.forward_message_id, suspect_reply_to=reply.suspect or None))
-        session.execute(_INSERT_OUTBOX, dict(
-            mailbox=mailbox.name, message=row.id, sender=mailbox.address, recipient=rep.email, **forward,
-            next_attempt_at=now, deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
+            forward_message_id=row.forward_message_id, suspect_reply_to=forward.reply.suspect or None))
+        queue_forward(session, row.id, forward)
         if self.config.registry.enabled and (decision.how != "manual" or self.config.registry.learn_from_manual):
             if why := never_a_customer(q.sender, self.config.own_addresses, self.config.own_domains):
                 log.info("registry: %s not recorded as a customer: %s", q.sender, why)
                 return
             record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
                           quiet_days=self.config.registry.quiet_days, reason=_handover_reason(decision),
-                          looked_up=examined.looked_up, learn_aliases=decision.how == "manual")
-
-    def _reply_target(self, examined: Examined) -> ReplyTarget:
-        assert examined.inquiry is not None
-        known = examined.match is not None and not examined.match.lapsed
-        return reply_target(examined.inquiry, self.config.own_addresses, self.config.own_domains, known)
+                          looked_up=looked_up, learn_aliases=decision.how == "manual")
 
     def _first_reply_due(self, team: str | None, rep: str, now: datetime,
                          ladder_name: str | None = None) -> datetime | None:
@@ -442,27 +394,7 @@ class Router:
         calendar = self.config.sla.calendar_for(team)
         return step_time(ladder.steps[0], ladder, AssignmentSnapshot(rep, now), calendar)
 
-    def _downgrade(self, session: Session, row: MessageRow, decision: Decision) -> None:
-        folder, keywords = destination(decision, self.config)
-        values = dict(folder=folder, keywords=" ".join(keywords), outcome=decision.outcome.value,
-                      reason=decision.reason, rep=None, team=None, forward_message_id=None)
-        for name, value in values.items():
-            setattr(row, name, value)
-        if row not in session:  # written by _write_message: the session does not track it
-            session.execute(MessageRow.__table__.update().where(MessageRow.id == row.id).values(**values))
-
-    def admit_spooled(self, mailbox: str, uidvalidity: int, uid: int, original: SpooledMessage,
-                      arrived: datetime | None = None) -> MessageRow:
-        """`admit_batch` for one big message held in a spool file: decided from the facts the
-        scan gathered; its forward streams from the file."""
-        parsed = parse_spooled(original, self.config.parse)
-        with self._lock, self.sessions.begin() as session:
-            row, decision = self._admit_one(session, mailbox, uidvalidity, uid, original, self._team_state(session),
-                                            parsed, self._has_unfiled_from_other_validity(session, mailbox, uidvalidity),
-                                            arrived)
-            if decision is not None:
-                self._save_team_cursors(session, [row])
-            return row
+    # --- reading and filing --------------------------------------------------------------------
 
     def awaiting_filing(self, mailbox: str, source: str) -> list[MessageRow]:
         """Rows whose copy can be filed now: non-routed ones at once, routed ones once sent."""
@@ -495,20 +427,15 @@ class Router:
 
     def mark_filed(self, rows: list[MessageRow], note: str = "") -> None:
         now = self.clock()
-        ids = [row.id for row in rows]
-        with store.durable_transaction(self.sessions) as session:  # "filed" must outlive a failing disk
-            for start in range(0, len(ids), 1000):  # stay under SQL parameter limits
-                session.execute(MessageRow.__table__.update().where(MessageRow.id.in_(ids[start:start + 1000]))
-                                .values(state=store.FILED, filed_at=now, last_error=None))
+        with store.durable_transaction(self.sessions) as conn:  # "filed" must outlive a failing disk
+            ledger.filed(conn, [row.id for row in rows], now)
         for row in rows:
             log_decision(row, now, note)
             self.metrics.message_decided(row.outcome)
 
     def mark_filing_failed(self, rows: list[MessageRow], error: str) -> None:
         with self.sessions.begin() as session:
-            for row in rows:
-                session.execute(MessageRow.__table__.update().where(MessageRow.id == row.id)
-                                .values(file_attempts=MessageRow.file_attempts + 1, last_error=error))
+            ledger.filing_failed(session, [row.id for row in rows], error)
 
 
 def _handover_reason(decision: Decision) -> str:

@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import defer
 
 from mailrouter import store
+from mailrouter.act import ledger
 from mailrouter.config.schema import Config, ServerConfig
 from mailrouter.config.credentials import CredentialError, async_token_generator
 from mailrouter.metrics import Metrics
@@ -352,9 +353,7 @@ class Outbox:
             session.execute(OutboxRow.__table__.update().where(OutboxRow.id.in_(ids)).values(
                 status="sent", sent_at=now, payload=None, tail=None, attempts=OutboxRow.attempts + 1))
             if forwards:
-                session.execute(MessageRow.__table__.update().where(
-                    MessageRow.id.in_(forwards), MessageRow.state == store.DECIDED)
-                    .values(state=store.SENT, sent_at=now))
+                ledger.sent(session, forwards, now)
                 for received in session.scalars(select(MessageRow.received_at).where(MessageRow.id.in_(forwards))):
                     self.metrics.forward_accepted((now - received).total_seconds())
         for item in items:
@@ -393,12 +392,8 @@ class Outbox:
         with self.sessions.begin() as session:
             session.execute(OutboxRow.__table__.update().where(OutboxRow.id == item.id).values(
                 status="failed", attempts=attempts, last_error=reason, payload=None, tail=None))
-            row = session.get(MessageRow, item.message)
-            row.reason = f"{row.reason}; {reason}"
-            if row.state == store.DECIDED:  # nothing more to send: ready to file for the manager
-                row.outcome, row.state = Outcome.UNDELIVERABLE.value, store.SENT
-                row.folder = self.config.folders.undeliverable
-                row.keywords = self.config.keyword_prefix + Outcome.UNDELIVERABLE.value
+            ledger.undeliverable(session.get(MessageRow, item.message), reason, self.config.folders.undeliverable,
+                                 self.config.keyword_prefix + Outcome.UNDELIVERABLE.value)
             reps = [rep.id for rep in self.config.reps.values() if rep.email == item.recipient]
             session.execute(AssignmentRow.__table__.update().where(
                 AssignmentRow.message == item.message, AssignmentRow.rep.in_(reps),

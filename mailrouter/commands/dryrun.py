@@ -29,8 +29,9 @@ from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.decide.assign import TeamState
 from mailrouter.intake.imap import ImapError, Mailbox
 from mailrouter.model import Outcome
-from mailrouter.act.admit import examine, examine_spooled
-from mailrouter.intake.spool import SpooledMessage, fingerprints, scan
+from mailrouter.act.original import InMemory, Original, Spooled
+from mailrouter.decide.examine import examine
+from mailrouter.intake.spool import scan
 from mailrouter.store import AssignmentRow, MessageRow, open_database
 from mailrouter.reports.render import width
 from mailrouter.runtime.mailbox import imap_settings
@@ -135,25 +136,22 @@ def _replay_folder(conn: Mailbox, config: Config, sessions: sessionmaker[Session
         sizes = conn.sizes(uids) if uids else {}
         large = [u for u in uids if sizes.get(u, 0) > config.large_message_bytes]
         for uid, raw in conn.fetch([u for u in uids if u not in set(large)], batch=FETCH_BATCH):
-            yield replay_one(raw, config, sessions, name, uid)
+            yield replay_one(InMemory(raw), config, sessions, name, uid)
             bar.update(1)
         for uid in large:  # read in chunks and scanned on the way: never whole in memory, no file
-            yield replay_one(scan(conn.fetch_chunks(uid)), config, sessions, name, uid)
+            yield replay_one(Spooled(scan(conn.fetch_chunks(uid))), config, sessions, name, uid)
             bar.update(1)
 
 
-def replay_one(raw: bytes | SpooledMessage, config: Config, sessions: sessionmaker[Session], folder: str,
+def replay_one(original: Original, config: Config, sessions: sessionmaker[Session], folder: str,
                uid: int) -> DryRunResult:
-    """The pure decision for `raw` next to the one stored for the same content."""
-    if isinstance(raw, bytes):
-        examined = examine(raw, config, TeamState())
-    else:
-        examined = examine_spooled(raw, config, TeamState())
+    """The pure decision for `original` next to the one stored for the same content."""
+    examined = examine(original.parse(config.parse), config, TeamState())
     d, q = examined.decision, examined.inquiry
     return DryRunResult(
         folder=folder, uid=uid, message_id=q.message_id if q else "", sender=q.sender if q else "",
         subject=q.subject if q else "", outcome=d.outcome.value, rule=d.rule, rep=d.rep, team=d.team,
-        reason=d.reason, old=recorded_decision(sessions, fingerprints(raw)[1]))
+        reason=d.reason, old=recorded_decision(sessions, original.content_key))
 
 
 def recorded_decision(sessions: sessionmaker[Session], key: str) -> Recorded | None:

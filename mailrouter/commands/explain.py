@@ -7,7 +7,8 @@ from mailrouter.config.schema import Config
 from mailrouter.decide.assign import TeamState
 from mailrouter.act.forward import tag_labels, tag_subject
 from mailrouter.model import Outcome
-from mailrouter.act.admit import Examined, destination, examine, examine_spooled
+from mailrouter.act.original import InMemory, Original, Spooled
+from mailrouter.decide.examine import Examined, destination, examine
 from mailrouter.intake.spool import file_chunks, scan
 from mailrouter.reports.render import width
 
@@ -36,14 +37,18 @@ LABELS = {
 
 def explain_file(config: Config, path: Path, language: str = "en") -> str:
     if path.stat().st_size > config.large_message_bytes:  # read in chunks, as the daemon would
-        return explain_examined(config, examine_spooled(scan(file_chunks(path), path), config, TeamState()),
-                                language)
+        return explain_original(config, Spooled(scan(file_chunks(path), path)), language)
     return explain_bytes(config, path.read_bytes(), language)
 
 
 def explain_bytes(config: Config, raw: bytes, language: str = "en") -> str:
     """Team rotations are shown from their start: `explain` reads no database."""
-    return explain_examined(config, examine(raw, config, TeamState()), language)
+    return explain_original(config, InMemory(raw), language)
+
+
+def explain_original(config: Config, original: Original, language: str = "en") -> str:
+    """The daemon's decision path with no registry, no history and no side effects."""
+    return explain_examined(config, examine(original.parse(config.parse), config, TeamState()), language)
 
 
 def explain_examined(config: Config, examined: Examined, language: str = "en") -> str:

@@ -15,6 +15,7 @@ from typing import TextIO
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailrouter.act.original import InMemory
 from mailrouter.commands.dryrun import DryRunResult, describe, find_mailbox, replay_one
 from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.intake.adoption import watched
@@ -52,7 +53,7 @@ def preview_first_start(config: Config, mailbox_name: str,
             plan = plan_first_start(conn.flags_and_dates(conn.uids_since(None)), mailbox.backfill, now)
             # Assign/ folders are adopted whole by the daemon too; what it routes there is only
             # what a manager moves in later, so the preview examines the INBOX backfill only.
-            routed = [replay_one(raw, config, sessions, folder, uid)
+            routed = [replay_one(InMemory(raw), config, sessions, folder, uid)
                       for uid, raw in conn.fetch(list(plan.route))] if folder == mailbox.inbox else []
             yield FolderPreview(folder, None, len(plan.adopt), tuple(routed))
 

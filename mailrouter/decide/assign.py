@@ -12,8 +12,8 @@ from mailrouter.decide.classify import is_auto_reply, not_an_inquiry
 from mailrouter.decide.trust import Claim, own_claim, router_claim
 from mailrouter.config.schema import Config, TeamConfig
 from mailrouter.model import Decision, Inquiry, Outcome
-from mailrouter.registry.match import RegistryMatch
-from mailrouter.registry.models import BLOCKED, DO_NOT_CONTACT, REJECTED
+from mailrouter.registry.verdict import RegistryMatch
+from mailrouter.registry.verdict import BLOCKED, DO_NOT_CONTACT, REJECTED
 
 
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailrouter import store
+from mailrouter.act import ledger
 from mailrouter.store import MessageRow, WatchedFolderRow
 
 
@@ -40,7 +40,7 @@ def watched(sessions: sessionmaker[Session], mailbox: str, source: str) -> Watch
 
 def _adopted_rows(mailbox: str, source: str, uidvalidity: int, uids: Sequence[int], now: datetime) -> list[dict]:
     return [dict(mailbox=mailbox, source=source, uidvalidity=uidvalidity, uid=uid, raw_sha256="",
-                 content_key="", size=0, state=store.ADOPTED, outcome=store.ADOPTED,
+                 content_key="", size=0,
                  reason="in the folder before mailrouter watched it", folder=source, keywords="",
                  received_at=now, decided_at=now, file_attempts=0) for uid in uids]
 
@@ -52,8 +52,7 @@ def record_adopted(sessions: sessionmaker[Session], mailbox: str, source: str, u
     would treat as known. `first_seen_at` keeps an existing record's first start."""
     values = _adopted_rows(mailbox, source, uidvalidity, adopt, now)
     with sessions.begin() as session:
-        for start in range(0, len(values), 1000):  # stay under SQL parameter limits
-            session.execute(insert(MessageRow), values[start:start + 1000])
+        ledger.adopted(session, values)
         row = session.scalars(select(WatchedFolderRow).where(
             WatchedFolderRow.mailbox == mailbox, WatchedFolderRow.source == source)).first()
         if row is None:

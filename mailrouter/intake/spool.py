@@ -3,7 +3,7 @@
 A message over `daemon.large_message_bytes` is fetched from IMAP in chunks straight into a file
 under the spool directory, and scanned on the way (`MessageScanner`): its sha256, content key,
 transfer encoding and a reduced copy for parsing (headers and text, see parse.stream). The
-forward is stored as the bytes before and after the original (`queued_forward`); the outbox
+forward is stored as the bytes before and after the original (act/original.py); the outbox
 streams head, file and tail into SMTP's DATA. The file is fsynced before the transaction that
 refers to it commits, removed once its forward is sent or has failed for good, and a file that
 no pending forward refers to is removed at start-up (a crash between spool and commit).
@@ -17,17 +17,14 @@ from typing import BinaryIO
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
-import jinja2
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailrouter.intake.fingerprint import ContentKeyHasher, content_key, raw_sha256
-from mailrouter.act.forward import (BOUNDARY_PREFIX, ForwardSpec, TransferEncodingTracker, boundary_candidates,
-                      build_forward, forward_frame)
-from mailrouter.model import Attachment, Decision, Inquiry
+from mailrouter.intake.fingerprint import ContentKeyHasher
+from mailrouter.act.forward import BOUNDARY_PREFIX, TransferEncodingTracker, boundary_candidates
+from mailrouter.model import Attachment
 from mailrouter.parse.stream import MimeReducer
 from mailrouter.store import FILED, MessageRow, OutboxRow
 
@@ -132,24 +129,6 @@ def _file_contains(original: SpooledMessage, mark: bytes) -> bool:
             return True
         tail = chunk[-(len(mark) - 1):]
     return False
-
-
-def fingerprints(original: bytes | SpooledMessage) -> tuple[str, str, int]:
-    """(raw sha256, content key, size) of either kind of original."""
-    if isinstance(original, bytes):
-        return raw_sha256(original), content_key(original), len(original)
-    return original.sha256, original.content_key, original.size
-
-
-def queued_forward(original: bytes | SpooledMessage, inquiry: Inquiry, decision: Decision,
-                   spec: ForwardSpec, env: jinja2.Environment, now: datetime) -> dict[str, object]:
-    """The outbox row's content for a forward: the whole message, or for a spooled original
-    the bytes before it (`payload`), after it (`tail`) and its file."""
-    if isinstance(original, bytes):
-        return {"payload": build_forward(original, inquiry, decision, spec, env, now)}
-    head, tail = forward_frame(inquiry, decision, spec, env, now, original.transfer_encoding,
-                               lambda alternative: spooled_boundary(original, alternative))
-    return {"payload": head, "tail": tail, "spool_path": str(original.path)}
 
 
 class Spool:

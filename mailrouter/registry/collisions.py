@@ -14,13 +14,14 @@ from sqlalchemy.orm import Session
 
 from mailrouter.config.schema import Config
 from mailrouter.decide.assign import team_of
-from mailrouter.sla.sweep import for_channel, notice_email
+from mailrouter.act.outgoing import notice_sender, queue_notice
+from mailrouter.sla.sweep import for_channel
 from mailrouter.registry.keys import SenderKeys, corporate_domain
 from mailrouter.registry.match import find_hit
 from mailrouter.registry.models import CustomerRow
 from mailrouter.sla.replies import Outgoing
 from mailrouter.sla.notify import Notice, NoticeKind, render_notice
-from mailrouter.store import CollisionRow, OutboxRow
+from mailrouter.store import CollisionRow
 from mailrouter.act.templating import make_environment
 
 log = logging.getLogger("mailrouter.collisions")
@@ -67,15 +68,10 @@ class CollisionCheck:
                         subject="", message_id=out.message_id, age=timedelta(0), language=to.language,
                         supervisor=to.name, other_rep=self.config.reps[rep].name)
         rendered = render_notice(self.templates, notice)
-        mailbox = self.config.mailboxes[0]
-        domain = mailbox.address.rpartition("@")[2]
+        domain = notice_sender(self.config).address.rpartition("@")[2]
         key = hashlib.sha256(customer.encode()).hexdigest()[:16]
         notice_id = f"<mr.collision.{now:%Y%m%d}.{key}.{rep}@{domain}>"
-        payload = notice_email(mailbox, to.email, rendered.subject, rendered.body, notice_id,
-                               now.astimezone(self.config.timezone), self.config.marker_key)
-        session.add(OutboxRow(mailbox=mailbox.name, kind="notice", message=None, sender=mailbox.address,
-                              recipient=to.email, payload=payload, next_attempt_at=now,
-                              deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
+        queue_notice(session, self.config, to.email, rendered.subject, rendered.body, notice_id, now)
         if self.webhooks and self.config.sla.webhooks:
             after_commit(session, lambda: self._send(notice))
 

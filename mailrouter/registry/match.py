@@ -18,16 +18,9 @@ from mailrouter.model import Inquiry
 from mailrouter.registry.models import (CustomerAliasRow, CustomerDomainRow, CustomerEmailRow,
                                         CustomerPhoneRow, CustomerRow)
 from mailrouter.registry.keys import SenderKeys, inquiry_keys
-
-EMAIL, DOMAIN, SITE, COMPANY_PHONE = "email", "domain", "site", "company+phone"
-
-
-@dataclass(frozen=True)
-class Hit:
-    customer_id: int
-    how: str  # EMAIL | DOMAIN | SITE | COMPANY_PHONE
-    detail: str  # the address, domain, or "alias 'Acme Iberica' + phone +34..." that matched
-
+# the plain data a match yields lives in registry/verdict.py (the decide stage reads it without SQL)
+from mailrouter.registry.verdict import (COMPANY_PHONE, DOMAIN, EMAIL, SITE, CustomerSummary,  # noqa: F401
+                                         Hit, RegistryMatch)
 
 EmailLookup = Callable[[str], int | None]
 DomainLookup = Callable[[str], int | None]
@@ -101,30 +94,6 @@ def aliases_of(session: Session, ids: Iterable[int]) -> dict[int, list[tuple[str
 
 def find_hit(session: Session, keys: SenderKeys) -> Hit | None:
     return first_hit(keys, *db_lookups(session))
-
-
-@dataclass(frozen=True)
-class CustomerSummary:
-    company: str
-    contact_name: str
-    country: str | None
-    source: str
-    first_seen: datetime
-    last_inquiry: datetime | None
-    last_contact: datetime
-    owner_since: datetime
-
-
-@dataclass(frozen=True)
-class RegistryMatch:
-    customer_id: int
-    owner: str | None
-    status: str
-    status_reason: str
-    how: str  # "email" | "domain" | "site" | "company+phone"
-    evidence: str  # e.g. "same domain as acme.de, owned by zhang"
-    lapsed: bool  # last contact older than the quiet period: the rules decide again
-    customer: CustomerSummary
 
 
 def is_lapsed(last_contact: datetime, now: datetime, quiet_days: int) -> bool:

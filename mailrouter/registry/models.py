@@ -12,11 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mailrouter.store import Base
 
-ACTIVE = "active"
-REJECTED = "rejected"
-DO_NOT_CONTACT = "do_not_contact"
-BLOCKED = "blocked"  # a manager filed their mail as not an inquiry: it is ignored from now on
-STATUSES = (ACTIVE, REJECTED, DO_NOT_CONTACT, BLOCKED)
+from mailrouter.registry.verdict import ACTIVE, BLOCKED, DO_NOT_CONTACT, REJECTED, STATUSES  # noqa: F401
 
 
 class CustomerRow(Base):

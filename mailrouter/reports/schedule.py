@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime
 
 from sqlalchemy.orm import Session
 
 from mailrouter.config.load import parse_schedule  # noqa: F401  (read with [digest]; re-exported)
 from mailrouter.config.schema import Config, Schedule
-from mailrouter.act.forward import clean_header_text
-from mailrouter.act.outgoing import mark_automatic
+from mailrouter.act.outgoing import notice_sender, queue_notice
 from mailrouter.reports.digest import digest_for_supervisor
 from mailrouter.reports.figures import Period
 from mailrouter.sla.hours import BusinessCalendar
-from mailrouter.store import DigestSentRow, OutboxRow
+from mailrouter.store import DigestSentRow
 
 log = logging.getLogger("mailrouter.digest")
 LATE_LIMIT = timedelta(hours=1)
@@ -93,18 +89,9 @@ def _queue(session: Session, config: Config, supervisor: str, schedule: Schedule
            now: datetime, calendar: BusinessCalendar | None = None) -> None:
     subject, text, html = digest_for_supervisor(session, config, supervisor, period_of(schedule, at, calendar),
                                                 now)
-    rep, mailbox = config.reps[supervisor], config.mailboxes[0]
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = f"{clean_header_text(mailbox.display_name)} <{mailbox.address}>"
-    msg["To"] = rep.email
-    msg["Subject"] = clean_header_text(subject)
-    msg["Date"] = format_datetime(now.astimezone(config.timezone))
-    msg["Message-ID"] = f"<mr.digest.{schedule.kind}.{at:%Y%m%d%H%M}.{supervisor}@{mailbox.address.rpartition('@')[2]}>"
-    mark_automatic(msg, f"digest; {schedule.kind}", config.marker_key)
-    msg.set_content(text)
-    msg.add_alternative(html, subtype="html")
+    rep, domain = config.reps[supervisor], notice_sender(config).address.rpartition("@")[2]
     session.add(DigestSentRow(supervisor=supervisor, kind=schedule.kind, period_end=at, queued_at=now))
-    session.add(OutboxRow(mailbox=mailbox.name, kind="notice", message=None, sender=mailbox.address,
-                          recipient=rep.email, payload=msg.as_bytes(), next_attempt_at=now,
-                          deadline=now + timedelta(seconds=config.smtp.retry_deadline)))
+    queue_notice(session, config, rep.email, subject, text,
+                 f"<mr.digest.{schedule.kind}.{at:%Y%m%d%H%M}.{supervisor}@{domain}>", now,
+                 kind=f"digest; {schedule.kind}", html=html)
     log.info("%s digest for %s (%s) queued", schedule.kind, supervisor, rep.email)

@@ -20,12 +20,13 @@ from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.runtime.assemble import Components
 from mailrouter.runtime.liveness import Lane
 from mailrouter.sla.clock import arrival_time
-from mailrouter.sla.sweep import FollowUp
+from mailrouter.sla.sweep import FollowUp, Move
 from mailrouter.metrics import Metrics
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
 from mailrouter.act.outbox import Outbox
-from mailrouter.act.admit import ManualTarget, Router
-from mailrouter.intake.spool import Spool, SpooledMessage, is_referenced, missing_spool_files
+from mailrouter.act.admit import Arrival, ManualTarget, Router, describe_error
+from mailrouter.act.original import InMemory, Original, Spooled
+from mailrouter.intake.spool import Spool, missing_spool_files
 from mailrouter.store import MessageRow, state_write_failure
 from mailrouter.intake.adoption import record_adopted, watched
 from mailrouter.intake.firststart import adopt_history, plan_first_start
@@ -100,6 +101,7 @@ class MailboxWorker:
         self._sending: Future | None = None
         self._listed_fully: int | None = None  # UIDVALIDITY of the last complete full INBOX round
         self._pending_lock = threading.Lock()
+        self._retry: set[int] = set()  # INBOX UIDs whose reading failed once: fetched again next round
         self._lease: Lease = NoLease(f"mailbox {mailbox.name}", router.sessions)  # run() takes the real one
 
     def rebuild(self, parts: Components) -> None:
@@ -217,10 +219,12 @@ class MailboxWorker:
             new = self._first_start(conn, folder, validity, new)
             new, large = self._split_large(conn, new)
             for uid, raw in conn.fetch(new):
-                self.router.assign_manually(self.mailbox.name, folder, validity, uid, raw, target)
+                self._one_message(folder, validity, uid, lambda uid=uid, raw=raw: self.router.assign_manually(
+                    self.mailbox.name, folder, validity, uid, InMemory(raw), target))
             for uid in large:
-                self._spooled(conn, folder, validity, uid, lambda original, uid=uid: self.router.assign_manually(
-                    self.mailbox.name, folder, validity, uid, original, target))
+                self._one_message(folder, validity, uid, lambda uid=uid: self._spooled(
+                    conn, folder, validity, uid, lambda original: self.router.assign_manually(
+                        self.mailbox.name, folder, validity, uid, original, target)))
             self._settle_sending()
             self.outbox.flush(self.mailbox.name)
             self._file(conn, validity, present, source=folder)
@@ -321,6 +325,8 @@ class MailboxWorker:
             self._reconciled_at = time.monotonic()
         else:
             in_inbox, arrived = None, set(conn.new_uids_after(self._cursor[1]))
+        arrived = arrived | self._retry  # (a UID gone meanwhile is simply not fetched)
+        self._retry = set()
         last = self._cursor[1] if self._cursor and self._cursor[0] == uidvalidity else 0
         # Advancing before admission is safe: a round that fails raises into a reconnect (which
         # resets the cursor) and one cut short by stop ends the worker.
@@ -379,22 +385,47 @@ class MailboxWorker:
         for uid in uids:
             if self.stop.is_set():
                 return
-            self._spooled(conn, "INBOX", uidvalidity, uid, lambda original, uid=uid: self.router.admit_spooled(
-                self.mailbox.name, uidvalidity, uid, original, (arrivals or {}).get(uid)))
+            self._one_message("INBOX", uidvalidity, uid, lambda uid=uid: self._spooled(
+                conn, "INBOX", uidvalidity, uid, lambda original: self.router.admit_original(
+                    self.mailbox.name, uidvalidity, uid, original, (arrivals or {}).get(uid))))
             self.outbox.flush(self.mailbox.name)
             self.lane.beat()
 
+    def _one_message(self, folder: str, uidvalidity: int, uid: int, action: Callable[[], object]) -> None:
+        """A boundary around one message's reading and admission: what it raises stops this
+        message only. The first failure is retried next round (it may pass); the same failure
+        twice quarantines it. Connection trouble is the server's, not the message's: it
+        propagates to the reconnect loop."""
+        try:
+            action()
+        except ImapError:
+            raise
+        except Exception as exc:
+            if state_write_failure(exc, self.config.database):
+                raise  # a full or failing state disk is not this message's fault: the loop reports it
+            why = describe_error(exc)
+            if self.router.strikes.again(Arrival(self.mailbox.name, folder, uidvalidity, uid), why):
+                self.router.quarantine_unread(self.mailbox.name, folder, uidvalidity, uid,
+                                              f"failed twice the same way: {why}")
+                return
+            log.warning("%s: uid %d in %s failed (%s); trying again next round",
+                        self.mailbox.name, uid, folder, why)
+            if folder == "INBOX":
+                self._retry.add(uid)
+
     def _spooled(self, conn: Mailbox, folder: str, uidvalidity: int, uid: int,
-                 record: Callable[[SpooledMessage], object]) -> None:
+                 record: Callable[[Original], object]) -> None:
         """Spool one message of the selected folder and `record` its decision; the file stays
         only if a pending forward now streams it."""
         path = self.spool.path_for(self.mailbox.name, folder, uidvalidity, uid)
         original = self.spool.receive(path, self._beating(conn.fetch_chunks(uid)))
         if original is None:
             return  # expunged meanwhile
-        record(original)
-        if not is_referenced(self.router.sessions, path):
-            path.unlink(missing_ok=True)  # nothing to forward (a duplicate, unrecognised...)
+        spooled = Spooled(original)
+        try:
+            record(spooled)
+        finally:
+            spooled.release(self.router.sessions)  # nothing to forward (a duplicate, unrecognised...)
 
     def _beating(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """A 30 MB message is many steps (1 MiB pieces), not one long one."""
@@ -433,6 +464,20 @@ class MailboxWorker:
             in_inbox.difference_update(r.uid for r in rows)
             self.lane.beat()
 
+    def _refile(self, conn: Mailbox, move: Move) -> None:
+        """Move a filed copy to follow its new owner (a reassignment, the pool); the ledger has
+        recorded its folder already. Cosmetic, so a failure is only logged."""
+        if not move.message_id or move.source == move.target:
+            return
+        try:
+            conn.select_folder(move.source)
+            uids = conn.search_header("Message-ID", move.message_id)
+            if uids:
+                conn.ensure_folders([move.target])
+                conn.file(uids, move.target, move.keywords)
+        except ImapError as exc:
+            log.warning("%s: could not move %s to %s: %s", self.mailbox.name, move.message_id, move.target, exc)
+
     def request_sweep(self) -> None:
         """Ask for a ladder sweep on this mailbox's next turn (called by the scheduler)."""
         self.sweep_due.set()
@@ -444,10 +489,14 @@ class MailboxWorker:
         if self.followup is None or not self.sweep_due.is_set():
             return False
         self.sweep_due.clear()
-        taken = self.followup.sweep(self.mailbox, conn) > 0
-        if taken:
+        swept = self.followup.sweep(self.mailbox, conn)
+        self.lane.beat()
+        for move in swept.moves:
+            self._refile(conn, move)
+            self.lane.beat()
+        if swept.taken or swept.moves:
             conn.select_inbox()
-        return taken
+        return swept.taken > 0
 
     def _outbox_due(self) -> bool:
         """A round is due for the outbox: the sender finished (record, file), or, with the

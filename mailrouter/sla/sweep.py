@@ -8,26 +8,22 @@ the step (unique per assignment and step, so never twice) together with the mail
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailrouter import store
+from mailrouter.act import ledger
+from mailrouter.act.original import InMemory, Original, Spooled
+from mailrouter.act.outgoing import compose_forward, queue_forward, queue_notice
 from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.decide.assign import TeamState, is_available, team_of
-from mailrouter.act.forward import ForwardSpec, clean_header_text, tag_labels, tag_subject
-from mailrouter.act.outgoing import mark_automatic
-from mailrouter.decide.trust import reply_note, reply_target
 from mailrouter.intake.imap import ImapError, Mailbox
 from mailrouter.metrics import Metrics
-from mailrouter.model import Clock, Decision, Outcome
-from mailrouter.act.admit import forward_message_id, parse_original
+from mailrouter.decide.examine import Examined, examine_reassignment
+from mailrouter.model import Clock
 from mailrouter.registry.record import handover
 from mailrouter.registry.match import match_sender
 from mailrouter.sla.ladder import (
@@ -35,8 +31,8 @@ from mailrouter.sla.ladder import (
 )
 from mailrouter.sla.notify import Notice, NoticeKind, render_notice
 from mailrouter.sla.webhook import WebhookSender, WebhookTarget
-from mailrouter.intake.spool import Spool, SpooledMessage, is_referenced, queued_forward
-from mailrouter.store import AssignmentRow, MessageRow, OutboxRow, SlaStepRow
+from mailrouter.intake.spool import Spool
+from mailrouter.store import AssignmentRow, MessageRow, SlaStepRow
 from mailrouter.act.templating import make_environment
 
 log = logging.getLogger("mailrouter.sla")
@@ -61,43 +57,41 @@ class Pending:
     excerpt: str = ""  # of the buyer's text, for the notices
 
 
+@dataclass
+class Swept:
+    """A sweep's outcome: steps taken, and the shared copies the mailbox loop's filer must move."""
+
+    taken: int = 0
+    moves: list[Move] = field(default_factory=list)
+
+
 class FollowUp:
     def __init__(self, config: Config, sessions, clock: Clock = store.utcnow,
-                 webhooks: WebhookSender | None = None, originals=None, metrics: Metrics | None = None):
+                 webhooks: WebhookSender | None = None, metrics: Metrics | None = None):
         self.config = config
         self.sessions = sessions
         self.clock = clock
         self.webhooks = webhooks
         self.metrics = metrics or Metrics()
         self.templates = make_environment(config.template_dirs)
-        # fetches an original message from the shared mailbox: (mailbox, row) -> bytes (or a
-        # spool file for a big one), None if not found
-        self.originals = originals or self._fetch_original
 
-    def _fetch_original(self, mailbox: MailboxConfig, message: MessageRow) -> bytes | SpooledMessage | None:
-        if message.size > self.config.large_message_bytes:
-            return fetch_original(mailbox, message, Spool(self.config.spool_dir))
-        return fetch_original(mailbox, message)
+    def sweep(self, mailbox: MailboxConfig, conn: Mailbox) -> Swept:
+        """Carry out every step due now for this mailbox's open assignments.
 
-    def sweep(self, mailbox: MailboxConfig, conn: Mailbox | None = None) -> int:
-        """Carry out every step due now for this mailbox's open assignments; return how many.
-
-        `conn` is the mailbox loop's own IMAP connection (runtime/mailbox.py): fetches and moves
-        go over it instead of a login of their own, which under load pushed Dovecot past its
-        per-user connection limit. It may be left with another folder selected."""
+        `conn` is the mailbox loop's own IMAP connection (runtime/mailbox.py): the one fetch a
+        reassignment needs goes over it (a login of its own, under load, pushed Dovecot past its
+        per-user connection limit) and the moves are handed back to that loop's filer. It may be
+        left with another folder selected."""
+        swept = Swept()
         if not self.config.sla.enabled:
-            return 0
-        taken = 0
+            return swept
         for assignment_id in self._open_assignments(mailbox.name):
-            taken += self._advance(mailbox, assignment_id, conn)
-        return taken
+            swept.taken += self._advance(mailbox, assignment_id, conn, swept.moves)
+        return swept
 
-    def _original(self, mailbox: MailboxConfig, message: MessageRow,
-                  conn: Mailbox | None) -> bytes | SpooledMessage | None:
-        if conn is None or self.originals != self._fetch_original:  # (tests inject their own)
-            return self.originals(mailbox, message)
+    def _original(self, mailbox: MailboxConfig, message: MessageRow, conn: Mailbox) -> Original | None:
         spool = Spool(self.config.spool_dir) if message.size > self.config.large_message_bytes else None
-        return fetch_original(mailbox, message, spool, conn)
+        return fetch_original(mailbox, message, conn, spool)
 
     def _open_assignments(self, mailbox: str) -> list[int]:
         with self.sessions() as session:
@@ -107,7 +101,7 @@ class FollowUp:
                        AssignmentRow.ended_at.is_(None), AssignmentRow.assigned_at <= self.clock())
                 .order_by(AssignmentRow.assigned_at)))
 
-    def _advance(self, mailbox: MailboxConfig, assignment_id: int, conn: Mailbox | None = None) -> int:
+    def _advance(self, mailbox: MailboxConfig, assignment_id: int, conn: Mailbox, moves: list[Move]) -> int:
         now = self.clock()
         with self.sessions() as session:  # read first: the IMAP fetch must not hold a write lock
             steps = self._due(session, assignment_id, now)
@@ -126,9 +120,10 @@ class FollowUp:
                 if step is not None:
                     self._take(session, mailbox, assignment, message, step, now, pending, raw)
         finally:
-            if isinstance(raw, SpooledMessage) and not is_referenced(self.sessions, raw.path):
-                raw.path.unlink(missing_ok=True)  # no forward streams it (pooled, answered meanwhile)
-        self._after_commit(mailbox, pending, conn)
+            if raw is not None:
+                raw.release(self.sessions)  # no forward streams it (pooled, answered meanwhile)
+        self._after_commit(pending)
+        moves.extend(pending.moves)
         return len(steps)
 
     def _due(self, session: Session, assignment_id: int, now: datetime) -> list[Step]:
@@ -151,7 +146,7 @@ class FollowUp:
                                   previous_reps=tuple(previous))
 
     def _take(self, session: Session, mailbox: MailboxConfig, a: AssignmentRow, message: MessageRow,
-              step: Step, now: datetime, pending: Pending, raw: bytes | SpooledMessage | None) -> None:
+              step: Step, now: datetime, pending: Pending, raw: Original | None) -> None:
         if step.kind is StepKind.REASSIGN:
             detail = self._reassign(session, mailbox, a, message, step, now, pending, raw)
         else:
@@ -197,7 +192,7 @@ class FollowUp:
         return f"told supervisor {supervisor}"
 
     def _reassign(self, session, mailbox, a, message, step, now, pending,
-                  raw: bytes | SpooledMessage | None) -> str:
+                  raw: Original | None) -> str:
         team = self.config.teams.get(a.team or "") or team_of(self.config, a.rep)
         state = TeamState(open_counts=store.open_assignment_counts(session),
                           away=frozenset(store.away_reps(session, now)))
@@ -211,7 +206,12 @@ class FollowUp:
         if raw is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
                               why=f"original not found in {message.folder}")
-        self._hand_over(session, mailbox, a, message, new_rep, raw, now)
+        examined = examine_reassignment(raw.parse(self.config.parse), a.rep, new_rep, a.team, message.rule,
+                                        _minutes(now - message.received_at))
+        if examined.inquiry is None:
+            return self._pool(session, mailbox, a, message, step, now, pending,
+                              why=f"original unreadable: {examined.decision.reason}")
+        self._hand_over(session, mailbox, a, message, raw, examined, now)
         old, new = self.config.reps[a.rep], self.config.reps[new_rep]
         away_notice = self._notice(NoticeKind.REASSIGNED_AWAY, a, message, step, now, pending.excerpt, old.language,
                                    other_rep=new.name)
@@ -221,7 +221,7 @@ class FollowUp:
         folder = self.config.folders.routed.format(rep=new.folder)
         keywords = (self.config.keyword_prefix + "routed", self.config.keyword_prefix + new.id)
         pending.moves.append(Move(message.message_id, message.folder, folder, keywords))
-        message.folder, message.rep = folder, new.id
+        ledger.refiled(message, folder, new.id)
         return f"reassigned from {a.rep} to {new_rep}"
 
     def _pool(self, session, mailbox, a, message, step, now, pending, why: str = "") -> str:
@@ -229,41 +229,26 @@ class FollowUp:
         a.ended_at, a.end_reason = now, "pooled"
         pending.moves.append(Move(message.message_id, message.folder, folder,
                                   (self.config.keyword_prefix + "pooled",)))
-        message.folder = folder
+        ledger.refiled(message, folder)
         return f"taken from {a.rep}, filed in {folder}" + (f" ({why})" if why else "")
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _hand_over(self, session: Session, mailbox: MailboxConfig, a: AssignmentRow,
-                   message: MessageRow, new_rep: str, raw: bytes | SpooledMessage, now: datetime) -> None:
+    def _hand_over(self, session: Session, mailbox: MailboxConfig, a: AssignmentRow, message: MessageRow,
+                   raw: Original, examined: Examined, now: datetime) -> None:
         """End this assignment, start the new rep's, forward with the history, move the owner."""
         a.ended_at, a.end_reason = now, "reassigned"
-        rep = self.config.reps[new_rep]
-        inquiry = parse_original(raw, self.config.parse)
-        fwd_id = forward_message_id(message.content_key, rep.id, mailbox.address)
-        age = now - message.received_at
-        decision = Decision(Outcome.ROUTED, f"reassigned from {a.rep}", rule=message.rule, rep=rep.id,
-                            team=a.team, how="reassign",
-                            notes=(("Reassigned 转派", f"from {a.rep}: no reply after {_minutes(age)}"),))
+        inquiry, decision = examined.inquiry, examined.decision
+        assert inquiry is not None and decision.rep is not None
+        rep = self.config.reps[decision.rep]
         # the first forward's Reply-To policy holds for the next rep too
-        reply = reply_target(inquiry, self.config.own_addresses, self.config.own_domains,
-                             known_customer=a.suspect_reply_to is not None)
-        spec = ForwardSpec(shared_address=mailbox.address, shared_name=mailbox.display_name,
-                           rep_address=rep.email, rep_name=rep.name, message_id=fwd_id,
-                           subject=tag_subject(self.config.subject_format, inquiry, decision),
-                           language=rep.language, extra=dict(decision.notes) | reply_note(reply),
-                           labels=tag_labels(self.config.labels, inquiry, decision),
-                           marker_key=self.config.marker_key, reply=reply)
-        forward = queued_forward(raw, inquiry, decision, spec, self.templates,
-                                 now.astimezone(self.config.timezone))
-        new = AssignmentRow(message=message.id, rep=rep.id, team=a.team, customer=a.customer,
-                            assigned_at=now, how="reassign", ladder=a.ladder, reassigned_from=a.id,
-                            forward_message_id=fwd_id, due_at=self._due_from(a, rep.id, now),
-                            suspect_reply_to=a.suspect_reply_to)
-        session.add(new)
-        session.add(OutboxRow(mailbox=mailbox.name, kind="forward", message=message.id,
-                              sender=mailbox.address, recipient=rep.email, **forward,
-                              next_attempt_at=now, deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
+        forward = compose_forward(self.config, self.templates, mailbox, rep, message.content_key, inquiry,
+                                  decision, raw, now, known_customer=a.suspect_reply_to is not None)
+        session.add(AssignmentRow(message=message.id, rep=rep.id, team=a.team, customer=a.customer,
+                                  assigned_at=now, how="reassign", ladder=a.ladder, reassigned_from=a.id,
+                                  forward_message_id=forward.message_id, due_at=self._due_from(a, rep.id, now),
+                                  suspect_reply_to=a.suspect_reply_to))
+        queue_forward(session, message.id, forward)
         match = match_sender(session, inquiry, self.config.parse.free_mail_domains, now,
                              self.config.registry.quiet_days)
         if match is not None and self.config.registry.enabled:
@@ -286,48 +271,33 @@ class FollowUp:
         rendered = render_notice(self.templates, notice)
         domain = mailbox.address.rpartition("@")[2]
         notice_id = f"<mr.notice.{a.id}.{step.key.replace('@', '-').replace(':', '-')}.{notice.kind.value}@{domain}>"
-        payload = notice_email(mailbox, to, rendered.subject, rendered.body, notice_id,
-                               self.clock().astimezone(self.config.timezone), self.config.marker_key,
-                               thread_on=a.forward_message_id)
-        now = self.clock()
-        session.add(OutboxRow(mailbox=mailbox.name, kind="notice", message=a.message,
-                              sender=mailbox.address, recipient=to, payload=payload, next_attempt_at=now,
-                              deadline=now + timedelta(seconds=self.config.smtp.retry_deadline)))
+        queue_notice(session, self.config, to, rendered.subject, rendered.body, notice_id, self.clock(),
+                     mailbox=mailbox, message=a.message, thread_on=a.forward_message_id)
 
     def _supervisor(self, a: AssignmentRow) -> str | None:
         team = self.config.teams.get(a.team or "") or team_of(self.config, a.rep)
         return team.supervisor if team else None
 
-    def _after_commit(self, mailbox: MailboxConfig, pending: Pending, conn: Mailbox | None = None) -> None:
+    def _after_commit(self, pending: Pending) -> None:
         if self.webhooks:
             for notice in pending.notices:
                 for target in self.config.sla.webhooks:
                     self.webhooks.notify(*for_channel(notice, target, self.config))
-        for move in pending.moves:
-            move_shared_copy(mailbox, move, conn)
-
-
-_MESSAGE_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
-
-
-def is_message_id(value: str) -> bool:
-    """One <local@domain> and nothing else: whatever goes into a header must be that."""
-    return bool(_MESSAGE_ID.fullmatch(value))
 
 
 EXCERPT_CHARS = 300
 
 
-def notice_excerpt(raw: bytes | SpooledMessage | None, config: Config) -> str:
+def notice_excerpt(raw: Original | None, config: Config) -> str:
     """The start of the buyer's text, for a notice's body (never a header); "" if unreadable."""
     if raw is None:
         return ""
     try:
-        text = parse_original(raw, config.parse).text
+        inquiry = raw.parse(config.parse).inquiry
     except Exception as exc:  # a notice without an excerpt still does its job
         log.warning("no excerpt for the notice: %s", exc)
         return ""
-    return excerpt(text, EXCERPT_CHARS)
+    return excerpt(inquiry.text, EXCERPT_CHARS) if inquiry else ""
 
 
 def excerpt(text: str, limit: int) -> str:
@@ -350,72 +320,21 @@ def _minutes(age: timedelta) -> str:
     return f"{int(age.total_seconds() // 60)} min"
 
 
-def notice_email(mailbox: MailboxConfig, to: str, subject: str, body: str, message_id: str,
-                 now: datetime, key: bytes, thread_on: str | None = None) -> bytes:
-    """A plain-text notice from the shared mailbox, marked so no auto-responder answers it,
-    its router header signed with `key`.
-
-    `thread_on` is the forward's Message-ID: the rep's client then shows the notice under
-    the inquiry it is about, instead of quoting an id nobody can search for.
-    """
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = f"{clean_header_text(mailbox.display_name)} <{mailbox.address}>"
-    msg["To"] = to
-    msg["Subject"] = clean_header_text(subject)
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = message_id
-    if thread_on and is_message_id(thread_on):
-        msg["In-Reply-To"] = msg["References"] = thread_on
-    mark_automatic(msg, "notice", key)
-    msg.set_content(body)
-    return msg.as_bytes()
-
-
-def _connect(mailbox: MailboxConfig) -> Mailbox:
-    from mailrouter.runtime.mailbox import imap_settings  # the worker owns the mapping from config to IMAP settings
-
-    return Mailbox.connect(imap_settings(mailbox))
-
-
-def fetch_original(mailbox: MailboxConfig, message: MessageRow, spool: Spool | None = None,
-                   own: Mailbox | None = None) -> bytes | SpooledMessage | None:
-    """The shared copy, found in its folder by Message-ID (over `own`, the caller's connection,
-    else a short separate session): its bytes, or with `spool` a spool file of it (for a big one)."""
+def fetch_original(mailbox: MailboxConfig, message: MessageRow, conn: Mailbox,
+                   spool: Spool | None = None) -> Original | None:
+    """The shared copy, found in its folder by Message-ID over the mailbox loop's connection:
+    in memory, or with `spool` in a spool file (a big one)."""
     if not message.message_id:
         return None
     try:
-        conn = own or _connect(mailbox)
-        try:
-            validity = conn.select_folder(message.folder, readonly=True)
-            uids = conn.search_header("Message-ID", message.message_id)
-            if spool is not None and uids:
-                path = spool.path_for(mailbox.name, message.folder, validity, uids[0])
-                return spool.receive(path, conn.fetch_chunks(uids[0]))
-            found = [raw for _uid, raw in conn.fetch(uids[:1])]
-            return found[0] if found else None
-        finally:
-            if own is None:
-                conn.logout()
+        validity = conn.select_folder(message.folder, readonly=True)
+        uids = conn.search_header("Message-ID", message.message_id)
+        if spool is not None and uids:
+            spooled = spool.receive(spool.path_for(mailbox.name, message.folder, validity, uids[0]),
+                                    conn.fetch_chunks(uids[0]))
+            return spooled and Spooled(spooled)
+        found = [raw for _uid, raw in conn.fetch(uids[:1])]
+        return InMemory(found[0]) if found else None
     except ImapError as exc:
         log.warning("could not fetch %s from %s: %s", message.message_id, message.folder, exc)
         return None
-
-
-def move_shared_copy(mailbox: MailboxConfig, move: Move, own: Mailbox | None = None) -> None:
-    """Refile the shared copy to follow its new owner (over `own` if given); cosmetic, so
-    failures are only logged."""
-    if not move.message_id or move.source == move.target:
-        return
-    try:
-        conn = own or _connect(mailbox)
-        try:
-            conn.select_folder(move.source)
-            uids = conn.search_header("Message-ID", move.message_id)
-            if uids:
-                conn.ensure_folders([move.target])
-                conn.file(uids, move.target, move.keywords)
-        finally:
-            if own is None:
-                conn.logout()
-    except ImapError as exc:
-        log.warning("could not move %s to %s: %s", move.message_id, move.target, exc)
