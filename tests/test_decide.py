@@ -42,7 +42,7 @@ def test_round_robin_continues_after_the_last_assignee(config):
 def test_least_loaded_picks_fewest_open(config):
     q = make_inquiry(country="BR", language="pt")
     d = decide(q, config, TeamState(open_counts={"chen": 4, "li": 1}))
-    assert d.rep == "li" and "li has 1 open" in d.reason
+    assert d.rep == "li" and "Li Na has 1 open" in d.reason
     d = decide(q, config, TeamState(open_counts={"chen": 0, "li": 1}))
     assert d.rep == "chen"
 
@@ -58,15 +58,15 @@ def test_unavailable_direct_target_is_covered_by_their_team(config):
     off = replace(config, reps={**config.reps, "chen": replace(config.reps["chen"], active=False)})
     d = decide(make_inquiry(country="RU", language="ru"), off, TeamState())
     assert (d.outcome, d.rep, d.team) == (Outcome.ROUTED, "li", "americas")
-    assert "rep chen is inactive, so their team" in d.reason
+    assert "rep Chen Jie is inactive, so their team" in d.reason
     away = decide(make_inquiry(country="RU", language="ru"), config, TeamState(away=frozenset({"chen"})))
-    assert away.rep == "li" and "rep chen is away" in away.reason
+    assert away.rep == "li" and "rep Chen Jie is away" in away.reason
 
 
 def test_unavailable_direct_target_without_a_team_goes_to_manager(config):
     off = replace(config, reps={**config.reps, "wang": replace(config.reps["wang"], active=False)})
     d = decide(make_inquiry(country=None, language="zh"), off, TeamState())
-    assert d.outcome is Outcome.UNRECOGNIZED and "rep wang is inactive" in d.reason
+    assert d.outcome is Outcome.UNRECOGNIZED and "rep Wang Fang 王芳 is inactive" in d.reason
 
 
 def test_auto_reply_is_ignored_before_rules(config):
@@ -119,3 +119,36 @@ def test_the_decision_path_imports_no_database_layer() -> None:
              "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'imapclient', 'aiosmtplib'}))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _words(text: str) -> set[str]:
+    import re
+    return set(re.findall(r"\w+", text))
+
+
+def test_a_reassigned_inquiry_names_the_previous_rep_by_name_not_id(config):
+    """Issue 15 item 2: the new rep's forward said "reassigned from zhang" (an id nobody uses)."""
+    from mailrouter.decide.examine import examine_reassignment
+    from mailrouter.parse.process import Parsed
+
+    d = examine_reassignment(Parsed(make_inquiry()), config, "zhang", "li", "europe", "german-pcb", "35 min").decision
+    assert (d.rep, d.how) == ("li", "reassign")
+    assert d.reason == "reassigned from Zhang Wei 张伟"
+    assert dict(d.notes)["Reassigned 转派"] == "from Zhang Wei 张伟: no reply after 35 min"
+    assert "zhang" not in _words(d.reason + str(d.notes))
+
+
+def test_a_manual_assignment_to_a_team_names_the_chosen_rep(config):
+    from mailrouter.decide.examine import ManualTarget, examine_manual
+    from mailrouter.parse.process import Parsed
+
+    team = ManualTarget("team", "americas")  # least loaded: the reason says who has how many
+    d = examine_manual(Parsed(make_inquiry()), config, TeamState(open_counts={"chen": 4, "li": 1}), team,
+                       "Assign/americas").decision
+    assert d.rep == "li" and "Li Na has 1 open" in d.reason and "li" not in _words(d.reason)
+
+
+def test_reasons_name_unavailable_reps_and_owners_by_name(config):
+    off = replace(config, reps={**config.reps, "chen": replace(config.reps["chen"], active=False)})
+    d = decide(make_inquiry(country="RU", language="ru"), off, TeamState())
+    assert "rep Chen Jie is inactive, so their team" in d.reason and "chen" not in _words(d.reason)

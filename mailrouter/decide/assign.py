@@ -47,12 +47,20 @@ def is_available(rep_id: str, config: Config, state: TeamState) -> bool:
             and (cap is None or state.open_counts.get(rep_id, 0) < cap))
 
 
+def rep_name(config: Config, rep_id: str | None) -> str:
+    """How a reason names a rep: reasons reach people (forwards, explain), who know names, not
+    config ids (issue 15 item 2). An id no longer configured is shown as it is."""
+    rep = config.reps.get(rep_id or "")
+    return rep.name if rep is not None and rep.name else (rep_id or "-")
+
+
 def why_unavailable(rep_id: str, config: Config, state: TeamState) -> str:
+    name = rep_name(config, rep_id)
     if rep_id not in config.reps or not config.reps[rep_id].active:
-        return f"rep {rep_id} is inactive"
+        return f"rep {name} is inactive"
     if rep_id in state.away:
-        return f"rep {rep_id} is away"
-    return f"rep {rep_id} has {state.open_counts.get(rep_id, 0)} unreplied (cap {config.reps[rep_id].max_open})"
+        return f"rep {name} is away"
+    return f"rep {name} has {state.open_counts.get(rep_id, 0)} unreplied (cap {config.reps[rep_id].max_open})"
 
 
 def decide(inquiry: Inquiry, config: Config, state: TeamState,
@@ -105,7 +113,7 @@ def by_rules(inquiry: Inquiry, config: Config, state: TeamState,
     if not available:
         return Decision(Outcome.UNRECOGNIZED, f"{why}; but team {team.id} has no available member",
                         rule=rule.name, team=team.id)
-    rep_id, how = choose_member(team, available, state)
+    rep_id, how = choose_member(team, available, state, config)
     return Decision(Outcome.ROUTED, f"{why}; {how}", rule=rule.name, rep=rep_id, team=team.id,
                     ladder=rule.ladder)
 
@@ -127,18 +135,19 @@ def to_owner(match: RegistryMatch, config: Config, state: TeamState) -> Decision
     available = [m for m in team.members if is_available(m, config, state)] if team else []
     if team is None or not available:
         return None
-    rep_id, how = choose_member(team, available, state)
-    away = f"owner {match.owner} is not available ({why_unavailable(match.owner or '-', config, state)}); {how}"
+    rep_id, how = choose_member(team, available, state, config)
+    away = f"owner {rep_name(config, match.owner)} is not available ({why_unavailable(match.owner or '-', config, state)}); {how}"
     notes.append(("Handover", away))
     return Decision(Outcome.ROUTED, f"{match.evidence}; {away}", rep=rep_id, team=team.id,
                     how="registry", notes=tuple(notes))
 
 
-def choose_member(team: TeamConfig, available: list[str], state: TeamState) -> tuple[str, str]:
+def choose_member(team: TeamConfig, available: list[str], state: TeamState,
+                  config: Config) -> tuple[str, str]:
     """Pick a member by the team's strategy; return the rep and a phrase saying how."""
     if team.strategy == "least_loaded":
         rep = min(available, key=lambda m: (state.open_counts.get(m, 0), team.members.index(m)))
-        return rep, f"team {team.id} least loaded: {rep} has {state.open_counts.get(rep, 0)} open"
+        return rep, f"team {team.id} least loaded: {rep_name(config, rep)} has {state.open_counts.get(rep, 0)} open"
     return next_in_rotation(team, available, state.last_assigned.get(team.id)), \
         f"team {team.id} round robin"
 

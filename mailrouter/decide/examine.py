@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, replace
 
 from mailrouter.config.schema import Config
-from mailrouter.decide.assign import TeamState, choose_member, decide, is_available
+from mailrouter.decide.assign import TeamState, choose_member, decide, is_available, rep_name
 from mailrouter.model import Decision, Inquiry, Outcome
 from mailrouter.parse.process import Parsed
 from mailrouter.registry.score import Score, score_inquiry
@@ -81,19 +81,21 @@ def examine_manual(parsed: Parsed, config: Config, state: TeamState, target: Man
         return Examined(inquiry, Decision(Outcome.ROUTED, why, rep=target.id, how="manual"))
     team = config.teams[target.id]
     available = [m for m in team.members if is_available(m, config, state)] or list(team.members)
-    rep, how = choose_member(team, available, state)
+    rep, how = choose_member(team, available, state, config)
     return Examined(inquiry, Decision(Outcome.ROUTED, f"{why}; {how}", rep=rep, team=team.id, how="manual"))
 
 
-def examine_reassignment(parsed: Parsed, old_rep: str, new_rep: str, team: str | None, rule: str | None,
-                         waited: str) -> Examined:
+def examine_reassignment(parsed: Parsed, config: Config, old_rep: str, new_rep: str, team: str | None,
+                         rule: str | None, waited: str) -> Examined:
     """The ladder's choice (sla/ladder.pick_reassignee) as a Decision: the inquiry goes to
-    `new_rep` with its history; an original that no longer parses cannot be forwarded."""
+    `new_rep` with its history, the previous rep named as people know them; an original that no
+    longer parses cannot be forwarded."""
     if parsed.inquiry is None:
         return Examined(None, Decision(Outcome.QUARANTINED, parsed.problem))
+    old = rep_name(config, old_rep)
     return Examined(parsed.inquiry, Decision(
-        Outcome.ROUTED, f"reassigned from {old_rep}", rule=rule, rep=new_rep, team=team, how="reassign",
-        notes=(("Reassigned 转派", f"from {old_rep}: no reply after {waited}"),)))
+        Outcome.ROUTED, f"reassigned from {old}", rule=rule, rep=new_rep, team=team, how="reassign",
+        notes=(("Reassigned 转派", f"from {old}: no reply after {waited}"),)))
 
 
 def failed(parsed: Parsed, stage: str, exc: BaseException) -> Examined:

@@ -206,7 +206,7 @@ class FollowUp:
         if raw is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
                               why=f"original not found in {message.folder}")
-        examined = examine_reassignment(raw.parse(self.config.parse), a.rep, new_rep, a.team, message.rule,
+        examined = examine_reassignment(raw.parse(self.config.parse), self.config, a.rep, new_rep, a.team, message.rule,
                                         _minutes(now - message.received_at))
         if examined.inquiry is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
