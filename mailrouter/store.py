@@ -353,6 +353,15 @@ def database_label(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
+def database_exists(url: str) -> bool:
+    """Whether there is a database to read: a SQLite file on disk (a server database is taken
+    to exist). Read-only commands ask first, so they never leave an empty database behind."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return True
+    return bool(parsed.database) and parsed.database != ":memory:" and os.path.exists(parsed.database)
+
+
 def open_database(url: str, migrate: bool = False) -> sessionmaker[Session]:
     """Sessions on the database at `url`. A new database gets its tables; an older schema is
     upgraded when `migrate` (the daemon, `db upgrade`) and refused with what to run otherwise

@@ -147,3 +147,15 @@ def test_registry_import_show_and_transfer_follow_the_config_unless_told(tmp_pat
     assert capsys.readouterr().out.startswith("would transfer 1 customer(s) from zhang to wang")
     assert main(["-c", str(path), "registry", "show", "nobody.example"]) == 1
     assert capsys.readouterr().err.startswith("registry：")
+
+
+def test_explain_before_the_first_start_leaves_no_database_behind(tmp_path: Path, capsys) -> None:
+    """explain reads the registry and team state when there is a database, and makes none."""
+    from mailrouter.testing.samples import GERMAN, compose
+
+    path = with_language(tmp_path, "en")
+    eml = tmp_path / "inquiry.eml"
+    eml.write_bytes(compose("Klaus Becker <k.becker@becker-elektronik.de>", "Anfrage Leiterplatten", GERMAN))
+    assert main(["-c", str(path), "explain", str(eml)]) == 0
+    assert "Decision:   routed -> zhang" in capsys.readouterr().out.splitlines()
+    assert not (tmp_path / "m.db").exists()
