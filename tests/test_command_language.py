@@ -48,7 +48,7 @@ def test_explain_labels_follow_the_config_unless_told(tmp_path: Path, capsys) ->
     assert "主题：       Anfrage Leiterplatten" in lines  # CJK labels count two columns: values line up
     assert "标签：       [DE][PCB]（仅业务员可见）" in lines
     assert any(line.startswith("Message-ID： <") for line in lines)
-    assert any(line.startswith("原因：       rule ") for line in lines)  # the rule's own words, in English
+    assert any(line.startswith("原因：       规则 'german-pcb'：国家 DE") for line in lines)  # worded in zh too
     assert main(["-c", str(path), "explain", str(eml), "--language", "en"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "Subject:    Anfrage Leiterplatten" in lines and "Labels:     [DE][PCB] (the rep's view only)" in lines

@@ -152,3 +152,25 @@ def test_reasons_name_unavailable_reps_and_owners_by_name(config):
     off = replace(config, reps={**config.reps, "chen": replace(config.reps["chen"], active=False)})
     d = decide(make_inquiry(country="RU", language="ru"), off, TeamState())
     assert "rep Chen Jie is inactive, so their team" in d.reason and "chen" not in _words(d.reason)
+
+
+def test_a_rules_reason_is_worded_in_chinese_for_a_chinese_reader(config):
+    """Issue 15: the zh forward and `explain --language zh` showed the rule's reason in English."""
+    q = make_inquiry(country="DE", products=("PCB",))
+    d = decide(q, config, TeamState(), language="zh")
+    assert (d.outcome, d.rep, d.rule) == (Outcome.ROUTED, "zhang", "german-pcb")  # the same decision
+    assert d.reason == "规则 'german-pcb'：国家 DE 属于区域 dach；产品 PCB"
+    away = decide(make_inquiry(country="RU", language="ru"), config, TeamState(away=frozenset({"chen"})),
+                  language="zh")
+    assert away.reason == ("规则 'russian-speaking'：语言 ru（0.99）；业务员 Chen Jie 休假中，由其团队接手；"
+                           "团队 americas 按负载最少分配：Li Na 有 0 封待回复")
+
+
+def test_examine_words_the_reason_in_the_chosen_reps_language(config):
+    from mailrouter.decide.examine import examine
+    from mailrouter.parse.process import Parsed
+
+    d = examine(Parsed(make_inquiry(country="DE", products=("PCB",))), config, TeamState()).decision
+    assert d.rep == "zhang" and config.reps["zhang"].language == "zh"
+    assert d.reason.startswith("rule 'german-pcb': country DE in region dach")  # the log and database: English
+    assert d.reason_in("zh").startswith("规则 'german-pcb'：国家 DE 属于区域 dach") and d.reason_in("en") == d.reason

@@ -28,8 +28,8 @@ from mailrouter.reports.render import width
 from mailrouter.store import MessageRow, utcnow
 
 
-# Field labels and fixed words per language (issue 15 item 6). The rule reasons (describe())
-# stay English: they quote rule ids and condition names exactly as written in rules/*.toml.
+# Field labels and fixed words per language (issue 15 item 6). The reason comes worded in the
+# language asked (decide/words.py); rule ids and quoted values stay as written in rules/*.toml.
 LABELS = {
     "en": {"message_id": "Message-ID", "subject": "Subject", "buyer": "Buyer", "domain": "Domain",
            "country": "Country", "language": "Language", "products": "Products", "sent_to": "Sent to",
@@ -80,16 +80,18 @@ def explain_original(config: Config, original: Original, language: str = "en",
     registry and the teams start their rotation afresh."""
     parsed = original.parse(config.parse)
     if sessions is None:
-        return explain_examined(config, examine(parsed, config, TeamState()), language)
+        return explain_examined(config, examine(parsed, config, TeamState(), language=language), language)
     with sessions() as session:
-        examined, recorded = examine_now(session, config, parsed, now or utcnow())
+        examined, recorded = examine_now(session, config, parsed, now or utcnow(), language)
     return explain_examined(config, examined, language, recorded)
 
 
-def examine_now(session: Session, config: Config, parsed: Parsed, now: datetime) -> tuple[Examined, Recorded | None]:
+def examine_now(session: Session, config: Config, parsed: Parsed, now: datetime,
+                language: str = "en") -> tuple[Examined, Recorded | None]:
     """examine() given what admission would read now, and what was recorded for this content."""
     looked_up = look_up_sender(session, config, parsed, now)
-    examined = examine(parsed, config, read_team_state(session, now), looked_up.match if looked_up else None)
+    examined = examine(parsed, config, read_team_state(session, now), looked_up.match if looked_up else None,
+                       language=language)
     row = session.scalars(select(MessageRow).where(MessageRow.content_key == parsed.content_key)
                           .order_by(MessageRow.duplicate_of.is_not(None), MessageRow.id).limit(1)).first()
     recorded = Recorded(row.id, row.outcome, row.rep, row.decided_at) if row and parsed.content_key else None
@@ -122,7 +124,7 @@ def explain_examined(config: Config, examined: Examined, language: str = "en",
     fields += [
         ("decision", d.outcome.value + (f" -> {d.rep}" if d.rep else "") + (t["owner"] if d.reinquiry else "")),
         ("rule", d.rule or "-"),
-        ("reason", d.reason),
+        ("reason", d.reason_in(language)),
         ("filed_in", t["keywords"].format(folder=folder, kw=" ".join(keywords))),
     ]
     if d.outcome is Outcome.ROUTED and q is not None:
