@@ -209,6 +209,19 @@ class CollisionRow(Base):
     notified: Mapped[bool] = mapped_column(default=False)
 
 
+class ChatPostRow(Base):
+    """A chat notice waiting for its channel's batch post, kept until the post is done so a
+    crash inside the batch window loses nothing (issue 15 item 3): drained at start."""
+
+    __tablename__ = "chat_posts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target: Mapped[str] = mapped_column(String(100), index=True)  # [[sla.webhook]] name
+    notice: Mapped[str] = mapped_column(Text)  # the Notice as JSON, in the channel's language
+    mention: Mapped[str | None] = mapped_column(String(200))  # the rep's chat user id, if any
+    queued_at: Mapped[datetime]
+
+
 class SentCursorRow(Base):
     """How far a watched Sent/journal folder has been read, so a restart reads on from there."""
 
