@@ -174,3 +174,24 @@ def test_examine_words_the_reason_in_the_chosen_reps_language(config):
     assert d.rep == "zhang" and config.reps["zhang"].language == "zh"
     assert d.reason.startswith("rule 'german-pcb': country DE in region dach")  # the log and database: English
     assert d.reason_in("zh").startswith("规则 'german-pcb'：国家 DE 属于区域 dach") and d.reason_in("en") == d.reason
+
+
+def _match(owner: str = "zhang", lapsed: bool = False):
+    from datetime import datetime, timezone
+
+    from mailrouter.registry.verdict import DOMAIN, CustomerSummary, RegistryMatch
+
+    at = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    return RegistryMatch(7, owner, "active", "", DOMAIN, f"same domain as acme.de, owned by {owner}", lapsed,
+                         CustomerSummary("Acme", "", "DE", "CRM", at, at, at, at), detail="acme.de")
+
+
+def test_a_registry_decision_names_the_owner_and_speaks_the_readers_language(config):
+    """Issue 15 item 2: the forward told the rep "owned by zhang"; a zh rep read it in English."""
+    q = make_inquiry(country="FR", language="fr", sender="buyer@acme.de")
+    en = decide(q, config, TeamState(), _match())
+    assert (en.rep, en.how) == ("zhang", "registry")
+    assert en.reason == "same domain as acme.de, owned by Zhang Wei 张伟"
+    assert decide(q, config, TeamState(), _match(), language="zh").reason == "与 acme.de 同一域名，负责人 Zhang Wei 张伟"
+    lapsed = decide(q, config, TeamState(), _match(lapsed=True), language="zh")
+    assert lapsed.how == "rule" and "；负责关系已失效：最近联系 2026-01-05，超过" in lapsed.reason

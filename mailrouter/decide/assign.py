@@ -55,6 +55,19 @@ def rep_name(config: Config, rep_id: str | None) -> str:
     return rep.name if rep is not None and rep.name else (rep_id or "-")
 
 
+def registry_evidence(match: RegistryMatch, config: Config, language: str = "en") -> str:
+    """What the registry matched and whose customer it is, the owner by name, for a reader of
+    `language` (RegistryMatch.evidence is the registry's own English, with the owner's id)."""
+    w = words(language)
+    if not match.detail or match.how not in w:
+        return match.evidence  # a match from elsewhere, with no parts to word
+    what = w[match.how].format(detail=match.detail)
+    said = w["owned"].format(what=what, rep=rep_name(config, match.owner)) if match.owner else w["no_owner"].format(what=what)
+    if match.lapsed:
+        said += w["lapsed"].format(date=f"{match.customer.last_contact:%Y-%m-%d}", days=config.registry.quiet_days)
+    return said
+
+
 def why_unavailable(rep_id: str, config: Config, state: TeamState, language: str = "en") -> str:
     w, name = words(language), rep_name(config, rep_id)
     if rep_id not in config.reps or not config.reps[rep_id].active:
@@ -77,7 +90,7 @@ def decide(inquiry: Inquiry, config: Config, state: TeamState,
         return Decision(Outcome.IGNORED, reason)
     if match is not None and match.status == BLOCKED and config.registry.enabled:
         return Decision(Outcome.IGNORED,
-                        words(language)["blocked"].format(why=match.status_reason or match.evidence))
+                        words(language)["blocked"].format(why=match.status_reason or registry_evidence(match, config, language)))
     live = match if match is not None and not match.lapsed and config.registry.enabled else None
     before = config.registry.position == "before_rules"
     if live and before and (owner_decision := to_owner(live, config, state, language)):
@@ -98,7 +111,7 @@ def by_rules(inquiry: Inquiry, config: Config, state: TeamState,
              match: RegistryMatch | None = None, language: str = "en") -> Decision:
     w = words(language)
     rule = config.rules.first_match(inquiry)
-    lapsed = w["then"].format(why=match.evidence) if match is not None and match.lapsed else ""
+    lapsed = w["then"].format(why=registry_evidence(match, config, language)) if match and match.lapsed else ""
     if rule is None:
         return Decision(Outcome.UNRECOGNIZED, w["no_rule"] + lapsed)
     why = w["rule"].format(name=rule.name, why=rule.reason(inquiry, language)) + lapsed
@@ -127,14 +140,15 @@ def to_owner(match: RegistryMatch, config: Config, state: TeamState, language: s
 
     None when nobody can take it (no owner, or a departed owner with no team): rules decide.
     """
-    notes = [("Re-inquiry 再次询盘", match.evidence)]
+    evidence = registry_evidence(match, config, language)
+    notes = [("Re-inquiry 再次询盘", registry_evidence(match, config))]
     if match.status == REJECTED:
         notes.append(("Previously rejected", match.status_reason or "(no reason given)"))
     if match.status == DO_NOT_CONTACT:
-        return Decision(Outcome.UNRECOGNIZED, f"{match.evidence}; customer is marked do-not-contact"
+        return Decision(Outcome.UNRECOGNIZED, f"{evidence}; customer is marked do-not-contact"
                         + (f": {match.status_reason}" if match.status_reason else ""))
     if match.owner and is_available(match.owner, config, state):
-        return Decision(Outcome.ROUTED, match.evidence, rep=match.owner, how="registry", notes=tuple(notes))
+        return Decision(Outcome.ROUTED, evidence, rep=match.owner, how="registry", notes=tuple(notes))
     team = team_of(config, match.owner)
     available = [m for m in team.members if is_available(m, config, state)] if team else []
     if team is None or not available:
@@ -143,7 +157,7 @@ def to_owner(match: RegistryMatch, config: Config, state: TeamState, language: s
     away = words(language)["owner_away"].format(
         rep=rep_name(config, match.owner), why=why_unavailable(match.owner or "-", config, state, language), how=how)
     notes.append(("Handover", away))
-    return Decision(Outcome.ROUTED, match.evidence + words(language)["then"].format(why=away), rep=rep_id, team=team.id,
+    return Decision(Outcome.ROUTED, evidence + words(language)["then"].format(why=away), rep=rep_id, team=team.id,
                     how="registry", notes=tuple(notes))
 
 

@@ -30,6 +30,11 @@ WORDS: dict[str, dict[str, str]] = {
         "owner_away": "owner {rep} is not available ({why}); {how}",
         "manual": "moved into {folder} by a manager", "not_inquiry": "not an inquiry: {why}",
         "reassigned": "reassigned from {rep}",
+        # a registry match: what matched, whose customer it is
+        "email": "same address {detail}", "domain": "same domain as {detail}",
+        "site": "web site {detail} in the signature", "company+phone": "same company and phone: {detail}",
+        "owned": "{what}, owned by {rep}", "no_owner": "{what}, no owner",
+        "lapsed": "; ownership lapsed: last contact {date}, quiet for more than {days} days",
     },
     "zh": {
         "field_in": "{name} {value} 属于 {where}", "region": "区域 {names}",
@@ -52,6 +57,10 @@ WORDS: dict[str, dict[str, str]] = {
         "owner_away": "负责人 {rep} 无法接收（{why}）；{how}",
         "manual": "主管移入 {folder}", "not_inquiry": "非询盘：{why}",
         "reassigned": "由 {rep} 转派",
+        "email": "同一邮箱 {detail}", "domain": "与 {detail} 同一域名",
+        "site": "签名中的网址 {detail}", "company+phone": "同一公司和电话：{detail}",
+        "owned": "{what}，负责人 {rep}", "no_owner": "{what}，无负责人",
+        "lapsed": "；负责关系已失效：最近联系 {date}，超过 {days} 天无联系",
     },
 }
 
