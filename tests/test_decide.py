@@ -1,5 +1,6 @@
 """Rules and assignment as pure functions: an inquiry in, a decision with its reason out."""
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
@@ -131,11 +132,17 @@ def test_a_reassigned_inquiry_names_the_previous_rep_by_name_not_id(config):
     from mailrouter.decide.examine import examine_reassignment
     from mailrouter.parse.process import Parsed
 
-    d = examine_reassignment(Parsed(make_inquiry()), config, "zhang", "li", "europe", "german-pcb", "35 min").decision
+    d = examine_reassignment(Parsed(make_inquiry()), config, "zhang", "li", "europe", "german-pcb",
+                             timedelta(minutes=35, seconds=20)).decision
     assert (d.rep, d.how) == ("li", "reassign")
     assert d.reason == "reassigned from Zhang Wei 张伟"
     assert dict(d.notes)["Reassigned 转派"] == "from Zhang Wei 张伟: no reply after 35 min"
     assert "zhang" not in _words(d.reason + str(d.notes))
+    # to a zh rep, the note is in Chinese too: it is written for the forward alone
+    to_zh = examine_reassignment(Parsed(make_inquiry()), config, "li", "zhang", "europe", None,
+                                 timedelta(minutes=31)).decision
+    assert dict(to_zh.notes)["Reassigned 转派"] == "由 Li Na 转来：31 分钟未回复"
+    assert to_zh.reason_in("zh") == "由 Li Na 转派" and to_zh.reason == "reassigned from Li Na"
 
 
 def test_a_manual_assignment_to_a_team_names_the_chosen_rep(config):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from mailrouter.config.schema import Config
 from mailrouter.decide.assign import TeamState, choose_member, decide, is_available, rep_name
@@ -96,7 +97,7 @@ def examine_manual(parsed: Parsed, config: Config, state: TeamState, target: Man
 
 
 def examine_reassignment(parsed: Parsed, config: Config, old_rep: str, new_rep: str, team: str | None,
-                         rule: str | None, waited: str) -> Examined:
+                         rule: str | None, waited: timedelta) -> Examined:
     """The ladder's choice (sla/ladder.pick_reassignee) as a Decision: the inquiry goes to
     `new_rep` with its history, the previous rep named as people know them; an original that no
     longer parses cannot be forwarded."""
@@ -106,12 +107,19 @@ def examine_reassignment(parsed: Parsed, config: Config, old_rep: str, new_rep: 
     said = {lang: words(lang)["reassigned"].format(rep=old) for lang in LANGUAGES}
     return Examined(parsed.inquiry, _worded(Decision(
         Outcome.ROUTED, "", rule=rule, rep=new_rep, team=team, how="reassign",
-        notes=(("Reassigned 转派", f"from {old}: no reply after {waited}"),)), said))
+        notes=(("Reassigned 转派", _words_of(config, new_rep)["reassign_note"].format(
+            rep=old, minutes=int(waited.total_seconds() // 60))),)), said))
 
 
 def _worded(decision: Decision, said: dict[str, str]) -> Decision:
     """`decision` with its reason in English and in every other language it was said in."""
     return replace(decision, reason=said["en"], reasons=tuple((k, v) for k, v in said.items() if k != "en"))
+
+
+def _words_of(config: Config, rep_id: str) -> dict[str, str]:
+    """The phrases of a rep's language: for what only their forward shows."""
+    rep = config.reps.get(rep_id)
+    return words(rep.language if rep is not None else "en")
 
 
 def _rep_language(decision: Decision, config: Config) -> str:

@@ -29,7 +29,7 @@ WORDS: dict[str, dict[str, str]] = {
         "round_robin": "team {team} round robin", "blocked": "sender blocked: {why}",
         "owner_away": "owner {rep} is not available ({why}); {how}",
         "manual": "moved into {folder} by a manager", "not_inquiry": "not an inquiry: {why}",
-        "reassigned": "reassigned from {rep}",
+        "reassigned": "reassigned from {rep}", "reassign_note": "from {rep}: no reply after {minutes} min",
         # a registry match: what matched, whose customer it is
         "email": "same address {detail}", "domain": "same domain as {detail}",
         "site": "web site {detail} in the signature", "company+phone": "same company and phone: {detail}",
@@ -56,7 +56,7 @@ WORDS: dict[str, dict[str, str]] = {
         "round_robin": "团队 {team} 轮流分配", "blocked": "发件人已屏蔽：{why}",
         "owner_away": "负责人 {rep} 无法接收（{why}）；{how}",
         "manual": "主管移入 {folder}", "not_inquiry": "非询盘：{why}",
-        "reassigned": "由 {rep} 转派",
+        "reassigned": "由 {rep} 转派", "reassign_note": "由 {rep} 转来：{minutes} 分钟未回复",
         "email": "同一邮箱 {detail}", "domain": "与 {detail} 同一域名",
         "site": "签名中的网址 {detail}", "company+phone": "同一公司和电话：{detail}",
         "owned": "{what}，负责人 {rep}", "no_owner": "{what}，无负责人",

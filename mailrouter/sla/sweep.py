@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -211,7 +211,7 @@ class FollowUp:
             return self._pool(session, mailbox, a, message, step, now, pending,
                               why=f"original not found in {message.folder}")
         examined = examine_reassignment(raw.parse(self.config.parse), self.config, a.rep, new_rep, a.team, message.rule,
-                                        _minutes(now - message.received_at))
+                                        now - message.received_at)
         if examined.inquiry is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
                               why=f"original unreadable: {examined.decision.reason}")
@@ -309,10 +309,6 @@ def excerpt(text: str, limit: int) -> str:
         return flat
     cut = flat[:limit].rsplit(" ", 1)[0] or flat[:limit]
     return cut + "…"
-
-
-def _minutes(age: timedelta) -> str:
-    return f"{int(age.total_seconds() // 60)} min"
 
 
 def fetch_original(mailbox: MailboxConfig, message: MessageRow, conn: Mailbox,
