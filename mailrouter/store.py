@@ -209,6 +209,19 @@ class CollisionRow(Base):
     notified: Mapped[bool] = mapped_column(default=False)
 
 
+class ChatPostRow(Base):
+    """A chat notice waiting for its channel's batch post, kept until the post is done so a
+    crash inside the batch window loses nothing (issue 15 item 3): drained at start."""
+
+    __tablename__ = "chat_posts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target: Mapped[str] = mapped_column(String(100), index=True)  # [[sla.webhook]] name
+    notice: Mapped[str] = mapped_column(Text)  # the Notice as JSON, in the channel's language
+    mention: Mapped[str | None] = mapped_column(String(200))  # the rep's chat user id, if any
+    queued_at: Mapped[datetime]
+
+
 class SentCursorRow(Base):
     """How far a watched Sent/journal folder has been read, so a restart reads on from there."""
 
@@ -354,6 +367,15 @@ def database_label(url: str) -> str:
     if parsed.get_backend_name() == "sqlite":
         return parsed.database or url
     return parsed.render_as_string(hide_password=True)
+
+
+def database_exists(url: str) -> bool:
+    """Whether there is a database to read: a SQLite file on disk (a server database is taken
+    to exist). Read-only commands ask first, so they never leave an empty database behind."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return True
+    return bool(parsed.database) and parsed.database != ":memory:" and os.path.exists(parsed.database)
 
 
 def open_database(url: str, migrate: bool = False) -> sessionmaker[Session]:

@@ -58,6 +58,22 @@ _SAME_CONTENT = (select(MessageRow).where(
 MAX_REASON = 2000  # characters of an error kept as a quarantined message's reason
 
 
+def read_team_state(session: Session, now: datetime) -> TeamState:
+    """The teams' rotation, load and who is away, as decide/ takes them; reads only. Admission
+    and `explain` both ask here, so they decide from the same state."""
+    return TeamState(store.team_cursors(session), store.open_assignment_counts(session),
+                     frozenset(store.away_reps(session, now)))
+
+
+def look_up_sender(session: Session, config: Config, parsed: Parsed, now: datetime) -> SenderLookup | None:
+    """The registry's view of the sender, as admission asks for it (None when the registry is
+    off or the message unreadable); reads only, so `explain` asks the same."""
+    if parsed.inquiry is None or not config.registry.enabled:
+        return None
+    return lookup_sender(session, parsed.inquiry, config.parse.free_mail_domains, now,
+                         config.registry.quiet_days, parsed.sender_keys)
+
+
 @dataclass(frozen=True)
 class Arrival:
     """Where a message was found: its row's location."""
@@ -221,10 +237,8 @@ class Router:
         return session.scalars(_SAME_CONTENT, {
             "key": parsed.content_key, "mailbox": mailbox, "since": self.clock() - DUPLICATE_WINDOW}).first()
 
-    def _look_up(self, session: Session, parsed: Parsed) -> SenderLookup:
-        assert parsed.inquiry is not None
-        return lookup_sender(session, parsed.inquiry, self.config.parse.free_mail_domains, self.clock(),
-                             self.config.registry.quiet_days, parsed.sender_keys)
+    def _look_up(self, session: Session, parsed: Parsed) -> SenderLookup | None:
+        return look_up_sender(session, self.config, parsed, self.clock())
 
     def _record(self, session: Session, at: Arrival, examined: Examined,
                 earlier: MessageRow | None, original: Original, arrived: datetime | None = None) -> MessageRow:
@@ -290,8 +304,7 @@ class Router:
     # --- pieces ------------------------------------------------------------------------------
 
     def _team_state(self, session: Session) -> TeamState:
-        return TeamState(store.team_cursors(session), store.open_assignment_counts(session),
-                         frozenset(store.away_reps(session, self.clock())))
+        return read_team_state(session, self.clock())
 
     @staticmethod
     def _save_team_cursors(session: Session, rows: list[MessageRow]) -> None:

@@ -8,8 +8,8 @@ the step (unique per assignment and step, so never twice) together with the mail
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,7 +30,8 @@ from mailrouter.sla.ladder import (
     AssignmentSnapshot, Step, StepKind, due_steps, first_due, latest_only, pick_reassignee,
 )
 from mailrouter.sla.notify import Notice, NoticeKind, render_notice
-from mailrouter.sla.webhook import WebhookSender, WebhookTarget
+from mailrouter.sla.chat import Queued, for_channel, hand_over, queue_chat  # noqa: F401 (for_channel: re-exported)
+from mailrouter.sla.webhook import WebhookSender
 from mailrouter.intake.spool import Spool
 from mailrouter.store import AssignmentRow, MessageRow, SlaStepRow
 from mailrouter.act.templating import make_environment
@@ -55,6 +56,7 @@ class Pending:
     notices: list[Notice]
     moves: list[Move]
     excerpt: str = ""  # of the buyer's text, for the notices
+    chat: list[Queued] = field(default_factory=list)  # the notices' chat rows, posted after commit
 
 
 @dataclass
@@ -119,6 +121,8 @@ class FollowUp:
                 self._skip(session, assignment, message, skipped, step, now)
                 if step is not None:
                     self._take(session, mailbox, assignment, message, step, now, pending, raw)
+                if self.webhooks:  # kept with the step: a crash before the post loses nothing
+                    pending.chat = queue_chat(session, self.config, pending.notices, now)
         finally:
             if raw is not None:
                 raw.release(self.sessions)  # no forward streams it (pooled, answered meanwhile)
@@ -206,8 +210,8 @@ class FollowUp:
         if raw is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
                               why=f"original not found in {message.folder}")
-        examined = examine_reassignment(raw.parse(self.config.parse), a.rep, new_rep, a.team, message.rule,
-                                        _minutes(now - message.received_at))
+        examined = examine_reassignment(raw.parse(self.config.parse), self.config, a.rep, new_rep, a.team, message.rule,
+                                        now - message.received_at)
         if examined.inquiry is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
                               why=f"original unreadable: {examined.decision.reason}")
@@ -280,9 +284,7 @@ class FollowUp:
 
     def _after_commit(self, pending: Pending) -> None:
         if self.webhooks:
-            for notice in pending.notices:
-                for target in self.config.sla.webhooks:
-                    self.webhooks.notify(*for_channel(notice, target, self.config))
+            hand_over(self.webhooks, self.config, pending.chat)
 
 
 EXCERPT_CHARS = 300
@@ -307,17 +309,6 @@ def excerpt(text: str, limit: int) -> str:
         return flat
     cut = flat[:limit].rsplit(" ", 1)[0] or flat[:limit]
     return cut + "…"
-
-
-def for_channel(notice: Notice, target: WebhookTarget, config: Config) -> tuple[WebhookTarget, Notice, str | None]:
-    """(target, the notice in the channel's language, the chat id of the rep to @mention)."""
-    rep = config.reps.get(notice.rep_id)
-    mention = rep.chat_ids.get(target.platform) if rep else None
-    return target, replace(notice, language=target.language or notice.language), mention
-
-
-def _minutes(age: timedelta) -> str:
-    return f"{int(age.total_seconds() // 60)} min"
 
 
 def fetch_original(mailbox: MailboxConfig, message: MessageRow, conn: Mailbox,
