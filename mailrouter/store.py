@@ -6,6 +6,7 @@ A restart reads the rows that are not `filed` and carries on from there, so noth
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -272,6 +273,23 @@ def begin_writing(session: Session) -> None:
     connection = session.connection()
     if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# pg_advisory_xact_lock key of team assignment: a stable number every instance agrees on
+ASSIGNMENT_LOCK = int.from_bytes(hashlib.sha256(b"mailrouter team assignment").digest()[:8], "big", signed=True)
+
+
+def hold_assignment_lock(session: Session) -> None:
+    """Until this transaction ends, be the only instance that reads and moves team state: the
+    round-robin cursors, the open counts (least loaded, caps, reassignment) and the duplicate
+    check across mailboxes. Without it two instances read the same cursor and pick the same rep.
+
+    One lock, not one per team: open counts and caps belong to reps, and a rep may be in several
+    teams or be a rule's or an owner's target, so no smaller set of rows covers a decision.
+    PostgreSQL takes a transaction-level advisory lock (released by commit or rollback, or by
+    the server when the holder dies); SQLite has one writer at a time already (begin_writing)."""
+    if session.connection().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ASSIGNMENT_LOCK})
 
 
 @contextmanager

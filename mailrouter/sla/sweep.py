@@ -194,6 +194,7 @@ class FollowUp:
     def _reassign(self, session, mailbox, a, message, step, now, pending,
                   raw: Original | None) -> str:
         team = self.config.teams.get(a.team or "") or team_of(self.config, a.rep)
+        store.hold_assignment_lock(session)  # the open counts, as admission on another instance moves them
         state = TeamState(open_counts=store.open_assignment_counts(session),
                           away=frozenset(store.away_reps(session, now)))
         members = list(team.members) if team else []
