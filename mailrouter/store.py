@@ -292,6 +292,15 @@ def hold_assignment_lock(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ASSIGNMENT_LOCK})
 
 
+def claim_assignment(session: Session, assignment_id: int) -> AssignmentRow | None:
+    """The assignment, row-locked until this transaction ends; None if another transaction holds
+    it (another instance's ladder sweep is taking its step) or it is gone. PostgreSQL: FOR UPDATE
+    SKIP LOCKED, so a second sweep passes on instead of waiting to fail on uq_sla_step; SQLite
+    ignores the clause, its writers being one at a time already (begin_writing)."""
+    return session.scalars(select(AssignmentRow).where(AssignmentRow.id == assignment_id)
+                           .with_for_update(skip_locked=True)).first()
+
+
 @contextmanager
 def durable_transaction(sessions: sessionmaker[Session]) -> Iterator[Connection]:
     """A transaction that is on the disk, not only in the OS cache, once it commits: for the
