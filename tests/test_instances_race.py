@@ -84,3 +84,29 @@ def test_two_instances_admitting_at_once_share_a_team_s_turns_strictly(postgres,
     twice_in_a_row = [i for i in range(1, len(reps)) if reps[i] == reps[i - 1]]
     assert twice_in_a_row == [], f"the same rep picked twice in a row at {twice_in_a_row}: {reps}"
     assert Counter(reps) == {rep: PER_INSTANCE for rep in members}
+
+
+def test_one_inquiry_sent_to_two_mailboxes_admitted_by_two_instances_at_once_is_forwarded_once(postgres):
+    """The same mail to sales@ and info@, each mailbox worked by another instance: one copy is
+    routed, the other is its duplicate, however the two admissions meet."""
+    url = postgres.new_database()
+    config = replace(example_config(), database=url)
+    _members, inquiry = TEAMS["europe"]
+    raws = [inquiry(i) for i in range(PER_INSTANCE)]
+    try:
+        first, second = Router(config, open_database(url)), Router(config, open_database(url))
+        go, errors = threading.Barrier(2), []
+        threads = [threading.Thread(target=admit_each, args=(router, mailbox, raws, go, errors))
+                   for router, mailbox in ((first, "sales"), (second, "info"))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        assert not errors, errors
+        with open_database(url)() as session:
+            outcomes = Counter(session.scalars(select(MessageRow.outcome)))
+            assignments = len(session.scalars(select(AssignmentRow.id)).all())
+    finally:
+        close_database(url)
+    assert outcomes == {"routed": PER_INSTANCE, "duplicate": PER_INSTANCE}
+    assert assignments == PER_INSTANCE
