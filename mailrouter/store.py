@@ -275,8 +275,21 @@ def begin_writing(session: Session) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-# pg_advisory_xact_lock key of team assignment: a stable number every instance agrees on
-ASSIGNMENT_LOCK = int.from_bytes(hashlib.sha256(b"mailrouter team assignment").digest()[:8], "big", signed=True)
+def _advisory_key(name: str) -> int:
+    """A pg_advisory_xact_lock key: a stable number every instance agrees on."""
+    return int.from_bytes(hashlib.sha256(f"mailrouter {name}".encode()).digest()[:8], "big", signed=True)
+
+
+ASSIGNMENT_LOCK = _advisory_key("team assignment")
+DIGEST_LOCK = _advisory_key("digests")
+
+
+def _hold_advisory(session: Session, key: int) -> None:
+    """PostgreSQL: wait for the transaction-level advisory lock `key`, released by commit or
+    rollback (or by the server when the holder dies). SQLite: nothing to do, its writers take
+    turns already (begin_writing)."""
+    if session.connection().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def hold_assignment_lock(session: Session) -> None:
@@ -285,11 +298,15 @@ def hold_assignment_lock(session: Session) -> None:
     check across mailboxes. Without it two instances read the same cursor and pick the same rep.
 
     One lock, not one per team: open counts and caps belong to reps, and a rep may be in several
-    teams or be a rule's or an owner's target, so no smaller set of rows covers a decision.
-    PostgreSQL takes a transaction-level advisory lock (released by commit or rollback, or by
-    the server when the holder dies); SQLite has one writer at a time already (begin_writing)."""
-    if session.connection().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ASSIGNMENT_LOCK})
+    teams or be a rule's or an owner's target, so no smaller set of rows covers a decision."""
+    _hold_advisory(session, ASSIGNMENT_LOCK)
+
+
+def hold_digest_lock(session: Session) -> None:
+    """Until this transaction ends, be the only instance queueing digests: every instance runs
+    the digest job at the same minute, and the second must see the first's digests_sent rows
+    instead of failing on their key."""
+    _hold_advisory(session, DIGEST_LOCK)
 
 
 def claim_assignment(session: Session, assignment_id: int) -> AssignmentRow | None:

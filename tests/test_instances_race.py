@@ -8,13 +8,17 @@ import threading
 from collections import Counter
 from concurrent.futures import Future
 from dataclasses import replace
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
 from mailrouter.act.admit import Router
 from mailrouter.parse.process import Parsed, parse_one
-from mailrouter.store import AssignmentRow, MessageRow, TeamCursorRow, close_database, open_database
+from mailrouter.reports.schedule import queue_due_digests
+from mailrouter.store import (AssignmentRow, DigestSentRow, MessageRow, OutboxRow, TeamCursorRow, close_database,
+                             open_database)
 from mailrouter.testing.samples import FRENCH, ITALIAN, SPANISH, compose
 from tests.factories import example_config
 
@@ -110,3 +114,38 @@ def test_one_inquiry_sent_to_two_mailboxes_admitted_by_two_instances_at_once_is_
         close_database(url)
     assert outcomes == {"routed": PER_INSTANCE, "duplicate": PER_INSTANCE}
     assert assignments == PER_INSTANCE
+
+
+def test_two_instances_queueing_digests_at_once_queue_each_once(postgres):
+    """Every instance runs the digest job at the same configured minute: each supervisor's
+    digest is queued once, and neither job fails (before, the second died on the primary key
+    of digests_sent, a traceback in the journal every morning)."""
+    url = postgres.new_database()
+    config = replace(example_config(), database=url)
+    monday = datetime(2026, 12, 7, 8, 31, tzinfo=ZoneInfo("Asia/Shanghai"))  # daily and weekly due
+    go, queued, errors = threading.Barrier(2), [], []
+
+    def instance() -> None:
+        sessions = open_database(url)
+        go.wait(60)
+        try:
+            with sessions.begin() as session:
+                queued.append(queue_due_digests(session, config, monday))
+        except BaseException as exc:  # noqa: BLE001 (reported by the test, not lost in the thread)
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=instance) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        with open_database(url)() as session:
+            digests = session.scalars(select(DigestSentRow.kind)).all()
+            notices = session.scalars(select(OutboxRow.recipient)).all()
+    finally:
+        close_database(url)
+    assert not errors, errors
+    assert sorted(digests) == ["daily", "weekly"]  # wang supervises both teams
+    assert notices == [config.reps["wang"].email] * 2
+    assert sorted(queued) == [0, 2]
