@@ -1,6 +1,6 @@
 """Issue 17 item 2: ladder steps fire once across instances. Two instances sweep one mailbox at
 the same moment (as when a holder cut off from the network still sweeps while the instance that
-took its lease sweeps too), on a real PostgreSQL and the mail test bed: each reminder,
+took its lease sweeps too), on the mail test bed and on both stores: each reminder,
 escalation and reassignment is taken by one of them, both sweeps finish, and each notice
 reaches its rep's mailbox once."""
 from __future__ import annotations
@@ -60,8 +60,8 @@ def sweep_together(config, url: str, clock: MovableClock) -> list[int]:
     return taken
 
 
-def test_two_instances_sweeping_at_once_take_each_ladder_step_once(bed, tmp_path, postgres):
-    url = postgres.new_database()
+def test_two_instances_sweeping_at_once_take_each_ladder_step_once(bed, tmp_path, database_url):
+    url = database_url
     config = configure(bed, tmp_path, {"sla": {"sweep_interval": 3600, "allow_no_reply_source": True}},
                        database=url)
     clock = MovableClock(TUESDAY_10)
