@@ -6,6 +6,7 @@ A restart reads the rows that are not `filed` and carries on from there, so noth
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -285,6 +286,49 @@ def begin_writing(session: Session) -> None:
     connection = session.connection()
     if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _advisory_key(name: str) -> int:
+    """A pg_advisory_xact_lock key: a stable number every instance agrees on."""
+    return int.from_bytes(hashlib.sha256(f"mailrouter {name}".encode()).digest()[:8], "big", signed=True)
+
+
+ASSIGNMENT_LOCK = _advisory_key("team assignment")
+DIGEST_LOCK = _advisory_key("digests")
+
+
+def _hold_advisory(session: Session, key: int) -> None:
+    """PostgreSQL: wait for the transaction-level advisory lock `key`, released by commit or
+    rollback (or by the server when the holder dies). SQLite: nothing to do, its writers take
+    turns already (begin_writing)."""
+    if session.connection().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def hold_assignment_lock(session: Session) -> None:
+    """Until this transaction ends, be the only instance that reads and moves team state: the
+    round-robin cursors, the open counts (least loaded, caps, reassignment) and the duplicate
+    check across mailboxes. Without it two instances read the same cursor and pick the same rep.
+
+    One lock, not one per team: open counts and caps belong to reps, and a rep may be in several
+    teams or be a rule's or an owner's target, so no smaller set of rows covers a decision."""
+    _hold_advisory(session, ASSIGNMENT_LOCK)
+
+
+def hold_digest_lock(session: Session) -> None:
+    """Until this transaction ends, be the only instance queueing digests: every instance runs
+    the digest job at the same minute, and the second must see the first's digests_sent rows
+    instead of failing on their key."""
+    _hold_advisory(session, DIGEST_LOCK)
+
+
+def claim_assignment(session: Session, assignment_id: int) -> AssignmentRow | None:
+    """The assignment, row-locked until this transaction ends; None if another transaction holds
+    it (another instance's ladder sweep is taking its step) or it is gone. PostgreSQL: FOR UPDATE
+    SKIP LOCKED, so a second sweep passes on instead of waiting to fail on uq_sla_step; SQLite
+    ignores the clause, its writers being one at a time already (begin_writing)."""
+    return session.scalars(select(AssignmentRow).where(AssignmentRow.id == assignment_id)
+                           .with_for_update(skip_locked=True)).first()
 
 
 @contextmanager

@@ -116,7 +116,8 @@ def describe_error(exc: BaseException) -> str:
 
 
 class Router:
-    """Records decisions; one lock makes check-for-duplicate and insert atomic across mailboxes."""
+    """Records decisions; one lock makes check-for-duplicate and insert atomic across mailboxes
+    (and store.hold_assignment_lock across instances)."""
 
     def __init__(self, config: Config, sessions: sessionmaker[Session], clock: Clock = store.utcnow,
                  metrics: Metrics | None = None, parser: Parser | None = None,
@@ -166,6 +167,7 @@ class Router:
                items: list[tuple[int, Original, Parsed]], arrivals: Mapping[int, datetime]) -> list[MessageRow]:
         with self._lock, self.sessions.begin() as session:
             store.begin_writing(session)  # one transaction for the batch, a SAVEPOINT per message
+            store.hold_assignment_lock(session)  # self._lock's reach, across instances
             state = self._team_state(session)
             adoptable = self._has_unfiled_from_other_validity(session, mailbox, uidvalidity)
             rows, decided = [], []
@@ -277,6 +279,7 @@ class Router:
         """
         at = Arrival(mailbox, source, uidvalidity, uid)
         with self._lock, self.sessions.begin() as session:
+            store.hold_assignment_lock(session)
             existing = session.scalars(select(MessageRow).where(
                 MessageRow.mailbox == mailbox, MessageRow.source == source,
                 MessageRow.uidvalidity == uidvalidity, MessageRow.uid == uid)).first()

@@ -3,7 +3,9 @@
 Each sweep asks the pure ladder (`sla.ladder.due_steps`) what is due for every open
 assignment of one shared mailbox, and carries each step out in one transaction that records
 the step (unique per assignment and step, so never twice) together with the mail it sends
-(queued in the outbox). A restart simply sweeps again: nothing is repeated or skipped.
+(queued in the outbox). A restart simply sweeps again: nothing is repeated or skipped. Two
+instances sweeping at once (a holder cut off while its successor starts) meet at the
+assignment's row lock: the second passes it by and finds the step taken next time.
 """
 from __future__ import annotations
 
@@ -114,7 +116,11 @@ class FollowUp:
         pending = Pending([], [], notice_excerpt(raw, self.config))
         try:
             with self.sessions.begin() as session:
-                steps = self._due(session, assignment_id, now)  # a reply may have come in meanwhile
+                store.begin_writing(session)
+                if store.claim_assignment(session, assignment_id) is None:
+                    return 0  # another instance is taking this step now; its record stands
+                # read again under the row lock: a reply, or another instance's step, may have come in
+                steps = self._due(session, assignment_id, now)
                 assignment = session.get(AssignmentRow, assignment_id)
                 message = session.get(MessageRow, assignment.message) if steps else None
                 step, skipped = latest_only(steps)
@@ -198,6 +204,7 @@ class FollowUp:
     def _reassign(self, session, mailbox, a, message, step, now, pending,
                   raw: Original | None) -> str:
         team = self.config.teams.get(a.team or "") or team_of(self.config, a.rep)
+        store.hold_assignment_lock(session)  # the open counts, as admission on another instance moves them
         state = TeamState(open_counts=store.open_assignment_counts(session),
                           away=frozenset(store.away_reps(session, now)))
         members = list(team.members) if team else []
