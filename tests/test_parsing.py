@@ -163,7 +163,7 @@ def test_two_threads_sharing_one_parser_process_never_wait_on_each_other() -> No
 
 def test_a_message_over_the_parse_budget_is_quarantined_and_the_batch_goes_on(monkeypatch, caplog) -> None:
     import time
-    monkeypatch.setenv("MAILROUTER_TEST_STALL_PARSE", "Ref. 3")  # read by the child only
+    monkeypatch.setenv("MAILROUTER_TEST_STALL_PARSE", "Ref. 3")  # the child stalls on it (ProcessParser)
     raws = [s.raw for s in bulk_samples(6)]
     parser = ProcessParser(1, min_batch=1, timeout=2.0)
     try:

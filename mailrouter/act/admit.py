@@ -33,7 +33,7 @@ from mailrouter.decide.examine import (Earlier, Examined, ManualTarget, destinat
                                        examine_manual, failed)
 from mailrouter.decide.trust import never_a_customer
 from mailrouter.metrics import Metrics
-from mailrouter.model import Clock, Decision, Inquiry, Outcome
+from mailrouter.model import Clock, Decision, Inquiry, Outcome, ParseSettings
 from mailrouter.parse.process import InlineParser, Parsed, Parser
 from mailrouter.registry.match import SenderLookup, lookup_sender
 from mailrouter.registry.record import block_sender, record_routed
@@ -142,6 +142,11 @@ class Router:
         """Start parsing a fetched batch (in the parser process); hand the result to admit_batch."""
         return self.parser.submit([raw for _uid, raw in messages], self.config.parse)
 
+    def parse_bounded(self, raw: bytes, settings: ParseSettings) -> Parsed:
+        """One message through the parser process, so its time budget (daemon.parse_timeout)
+        holds on every path: spooled messages and Assign/ folders too, not only INBOX batches."""
+        return self.parser.submit([raw], settings).result()[0]
+
     def admit_batch(self, mailbox: str, uidvalidity: int, messages: list[tuple[int, bytes]],
                     parsing: "Future[list[Parsed]] | None" = None,
                     arrivals: Mapping[int, datetime] | None = None) -> list[MessageRow]:
@@ -160,7 +165,8 @@ class Router:
                        arrived: datetime | None = None) -> MessageRow:
         """`admit_batch` for one message given as an Original (a big one in a spool file:
         decided from the facts its scan gathered; its forward streams from the file)."""
-        return self._admit(mailbox, uidvalidity, [(uid, original, original.parse(self.config.parse))],
+        parsed = original.parse(self.config.parse, self.parse_bounded)
+        return self._admit(mailbox, uidvalidity, [(uid, original, parsed)],
                            {uid: arrived} if arrived else {})[0]
 
     def _admit(self, mailbox: str, uidvalidity: int,
@@ -278,6 +284,8 @@ class Router:
         stays one row; its location becomes the Assign/ folder until it is filed again.
         """
         at = Arrival(mailbox, source, uidvalidity, uid)
+        # parsed before the admission lock: a slow one must not hold up the other mailboxes
+        parsed = original.parse(self.config.parse, self.parse_bounded)
         with self._lock, self.sessions.begin() as session:
             store.hold_assignment_lock(session)
             existing = session.scalars(select(MessageRow).where(
@@ -285,7 +293,6 @@ class Router:
                 MessageRow.uidvalidity == uidvalidity, MessageRow.uid == uid)).first()
             if existing:
                 return existing  # seen before a restart: the round will file it once sent
-            parsed = original.parse(self.config.parse)
             examined = examine_manual(parsed, self.config, self._team_state(session), target, source)
             row = session.scalars(select(MessageRow).where(
                 MessageRow.mailbox == mailbox, MessageRow.content_key == original.content_key)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
-from typing import Protocol
+from typing import Callable, Protocol
 
 import jinja2
 
@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailrouter.intake.spool import SpooledMessage, is_referenced, spooled_boundary
 from mailrouter.model import Decision, Inquiry, ParseSettings
 from mailrouter.parse.process import Parsed, parse_one
+
+ParseBytes = Callable[[bytes, ParseSettings], Parsed]
 
 
 class Original(Protocol):
@@ -33,7 +35,9 @@ class Original(Protocol):
     @property
     def size(self) -> int: ...
 
-    def parse(self, settings: ParseSettings) -> Parsed: ...
+    def parse(self, settings: ParseSettings, parse: ParseBytes = parse_one) -> Parsed:
+        """`parse`: the router's bounded parse (the parser process, daemon.parse_timeout)."""
+        ...
 
     def forward(self, inquiry: Inquiry, decision: Decision, spec: ForwardSpec, env: jinja2.Environment,
                 now: datetime) -> dict[str, object]:
@@ -61,8 +65,8 @@ class InMemory:
     def size(self) -> int:
         return len(self.raw)
 
-    def parse(self, settings: ParseSettings) -> Parsed:
-        return parse_one(self.raw, settings)
+    def parse(self, settings: ParseSettings, parse: ParseBytes = parse_one) -> Parsed:
+        return parse(self.raw, settings)
 
     def forward(self, inquiry: Inquiry, decision: Decision, spec: ForwardSpec, env: jinja2.Environment,
                 now: datetime) -> dict[str, object]:
@@ -90,13 +94,13 @@ class Spooled:
     def size(self) -> int:
         return self.message.size
 
-    def parse(self, settings: ParseSettings) -> Parsed:
+    def parse(self, settings: ParseSettings, parse: ParseBytes = parse_one) -> Parsed:
         """From the reduced copy (headers and text), with the attachments and fingerprints the
         scan found (the copy has the bodies dropped)."""
         m = self.message
         if m.problem:  # quarantined, not retried: the same bytes would fail the same way
             return Parsed(None, f"unreadable MIME structure: {m.problem}", m.sha256, m.content_key, m.size)
-        parsed = parse_one(m.reduced, settings)
+        parsed = parse(m.reduced, settings)
         inquiry = parsed.inquiry and replace(parsed.inquiry, attachments=m.attachments)
         return replace(parsed, inquiry=inquiry, sha256=m.sha256, content_key=m.content_key, size=m.size)
 

@@ -51,7 +51,11 @@ class Parsed:
     sender_keys: SenderKeys | None = None  # what the registry will look the sender up by
 
 
+STALL_ENV = "MAILROUTER_TEST_STALL_PARSE"  # tests: a message holding this text never finishes parsing
+
+
 def parse_one(raw: bytes, settings: ParseSettings) -> Parsed:
+    _stall_if_told(raw)
     sha, key = raw_sha256(raw), content_key(raw)
     try:
         inquiry = parse_message(raw, settings)
@@ -66,6 +70,14 @@ def parse_one(raw: bytes, settings: ParseSettings) -> Parsed:
         log.exception("sender keys failed")
         keys = None
     return Parsed(inquiry, "", sha, key, len(raw), keys)
+
+
+def _stall_if_told(raw: bytes) -> None:
+    """Tests' stand-in for a hostile message: a parse that never ends, wherever it runs (the
+    parser process or, where a path skipped it, the mailbox thread), so a test sees which."""
+    marker = os.environ.get(STALL_ENV, "").encode()
+    if marker and marker in raw:
+        time.sleep(3600)
 
 
 def parse_all(raws: Sequence[bytes], settings: ParseSettings) -> list[Parsed]:
@@ -393,7 +405,7 @@ def make_parser(workers: int, timeout: float = PARSE_TIMEOUT) -> Parser:
     return ProcessParser(workers, idle_exit=None, timeout=timeout) if workers > 0 else InlineParser()
 
 
-def serve(requests: BinaryIO, answers: BinaryIO, stall_on: bytes = b"") -> None:
+def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     """The parser process: an empty frame once ready, then for each pickled (raws, settings)
     one frame per message, its Parsed, until EOF. The daemon times each message from the
     frame before it, so a message too slow to parse is known and the rest is not lost."""
@@ -402,8 +414,6 @@ def serve(requests: BinaryIO, answers: BinaryIO, stall_on: bytes = b"") -> None:
     while (frame := _read_frame(requests)) is not None:
         raws, settings = pickle.loads(frame)
         for raw in raws:
-            if stall_on and stall_on in raw:
-                time.sleep(3600)  # tests: a parse that never ends
             _write_frame(answers, pickle.dumps(parse_one(raw, settings), protocol=pickle.HIGHEST_PROTOCOL))
 
 
@@ -413,9 +423,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s %(name)s[parser {os.getpid()}]: %(message)s")
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not corrupt the answers
-    # test hook, read in the child only: a message holding this text stalls its parse
-    stall_on = os.environ.get("MAILROUTER_TEST_STALL_PARSE", "").encode()
-    serve(sys.stdin.buffer, answers, stall_on)
+    serve(sys.stdin.buffer, answers)
 
 
 if __name__ == "__main__":
