@@ -94,6 +94,10 @@ class Decision:
         return self.how == "registry"
 
 
+# A parser process's address space, MiB (RLIMIT_AS): measured peaks are 145 MiB for the hostile
+# sets and 445 MiB for a 30 MB all-text message (docs/BENCHMARKS.md)
+PARSE_MEMORY_MB = 512
+
 # The router marks every message it sends with this header (and Auto-Submitted), so its own
 # mail arriving back in a shared mailbox is recognised and no loop can start.
 ROUTER_HEADER = "X-Mailrouter"

@@ -161,6 +161,19 @@ def test_parse_timeout_is_read_and_checked(tmp_path, value, problem):
     assert f"{path}: daemon.parse_timeout: {problem}" in problems_of(path)
 
 
+@pytest.mark.parametrize("value, problem", [
+    ("64", "must be between 128 and 65536, not 64"),
+    ('"1G"', "must be an integer, not '1G'"),
+])
+def test_parse_memory_mb_is_read_and_checked(tmp_path, value, problem):
+    assert example_config().parse_memory_mb == 512  # the annotated default
+    path = copy_example(tmp_path)
+    edit(path, "parse_memory_mb = 512", "parse_memory_mb = 300")
+    assert load_config(path, environ=EXAMPLE_ENV).parse_memory_mb == 300
+    edit(path, "parse_memory_mb = 300", f"parse_memory_mb = {value}")
+    assert f"{path}: daemon.parse_memory_mb: {problem}" in problems_of(path)
+
+
 # --- forward.labels: one grammar validates and renders (review house.md §2b) -------------------
 
 LABELS_LINE = 'labels = "[{reinquiry}][{country}][{products}]"'

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mailrouter.parse.process import InlineParser, Parsed, ProcessParser, parse_all, parse_one
+from mailrouter.parse.process import OVER_MEMORY, InlineParser, Parsed, ProcessParser, parse_all, parse_one
 from mailrouter.testing.samples import bulk_samples, demo_samples
 from tests.factories import example_config
 
@@ -210,3 +210,17 @@ def test_the_daemons_parser_starts_at_once_and_stays_for_lone_messages() -> None
     finally:
         parser.close()
     assert not parser.running
+
+
+def test_a_message_over_the_memory_ceiling_is_quarantined_and_the_parser_goes_on() -> None:
+    # a 30 MB all-text message needs ~445 MiB to parse; the child is allowed 200
+    huge = bulk_samples(1)[0].raw + b"Valves please. " * (30 * 2**20 // 15)
+    ordinary = [s.raw for s in bulk_samples(2)]
+    parser = ProcessParser(1, min_batch=1, memory_mb=200)
+    try:
+        got = parser.submit([ordinary[0], huge, ordinary[1]], SETTINGS).result(timeout=180)
+    finally:
+        parser.close()
+    assert [p.inquiry is None for p in got] == [False, True, False]
+    assert got[1].problem in (OVER_MEMORY, f"two parser processes failed on it: {OVER_MEMORY}")
+    assert got[1].size == len(huge) and got[1].sha256

@@ -18,7 +18,7 @@ from mailrouter.intake.firststart import DEFAULT_BACKFILL, Backfill, parse_backf
 from mailrouter.config.credentials import CREDENTIAL_KEYS, CredentialSource, Kind, StaticSource, read_source
 from mailrouter.config.deferred import DeferredSource
 from mailrouter.config.reader import ConfigError, Problem, Reader, read_toml
-from mailrouter.config.schema import (DEFAULT_LARGE_MESSAGE_BYTES, MARKER_KEY_FILE, Config, DigestConfig, FoldersConfig,
+from mailrouter.config.schema import (DEFAULT_LARGE_MESSAGE_BYTES, MARKER_KEY_FILE, PARSE_MEMORY_MB, Config, DigestConfig, FoldersConfig,
                                       MailboxConfig, MetricsConfig, RepConfig, Schedule, ServerConfig,
                                       SmtpConfig, TeamConfig)
 from mailrouter.config.subject import (DEFAULT_LABELS, TAG_PLACEMENTS, SubjectFormat, customer_subject,
@@ -108,6 +108,7 @@ def _load(path: Path, given_environ: dict[str, str] | None, resolve_secrets: boo
         mailboxes=mailboxes, smtp=smtp, reps=reps, teams=teams, folders=folders,
         **forward, rules_dir=daemon["rules_dir"], connection_limit=daemon["connection_limit"],
         parse_workers=daemon["parse_workers"], parse_timeout=daemon["parse_timeout"],
+        parse_memory_mb=daemon["parse_memory_mb"],
         parse=ParseSettings(free_mail_domains=free_mail, form_senders=form_senders,
                             products=ruleset.products, language_threshold=threshold,
                             min_language_chars=_min_language_chars(r, r.table(data, "classify"))),
@@ -129,7 +130,7 @@ COMMAND_LANGUAGES = ("en", "zh")  # what status, dry-run, report, overdue and su
 def _daemon_section(r: Reader, d: dict[str, Any], base: Path, state_dir: Path) -> dict[str, Any]:
     p = "daemon."
     r.unknown_keys(d, {"database", "timezone", "rules_dir", "max_connections_per_server", "parse_workers",
-                       "parse_timeout", "large_message_bytes", "spool_dir", "language"}, p)
+                       "parse_timeout", "parse_memory_mb", "large_message_bytes", "spool_dir", "language"}, p)
     database = r.get(d, "database", str, f"sqlite:///{state_dir / 'mailrouter.db'}", p)
     if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
         # a relative SQLite path is relative to the config file, not to the current directory
@@ -152,12 +153,14 @@ def _daemon_section(r: Reader, d: dict[str, Any], base: Path, state_dir: Path) -
     # a second is far above an ordinary parse (milliseconds); an hour would let one message
     # hold a mailbox past any watchdog
     timeout = float(r.number(d, "parse_timeout", float, 30.0, p, low=1, high=3600))
+    # below 128 MiB the child cannot even load its language profiles (it needs ~72 MiB idle)
+    memory = r.number(d, "parse_memory_mb", int, PARSE_MEMORY_MB, p, low=128, high=65536)
     language = r.get(d, "language", str, "en", p)
     if language not in COMMAND_LANGUAGES:
         r.problem(p + "language", f"must be one of {', '.join(COMMAND_LANGUAGES)}, not {language!r}")
         language = "en"
     return {"database": database, "timezone": tz, "rules_dir": rules_dir, "connection_limit": limit,
-            "parse_workers": workers, "parse_timeout": timeout, "language": language, **_spool_keys(r, d, base, database, state_dir)}
+            "parse_workers": workers, "parse_timeout": timeout, "parse_memory_mb": memory, "language": language, **_spool_keys(r, d, base, database, state_dir)}
 
 
 def _spool_keys(r: Reader, d: dict[str, Any], base: Path, database: str, state_dir: Path) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from mailrouter.config.credentials import CredentialSource
 from mailrouter.config.subject import DEFAULT_LABELS, DEFAULT_SUBJECT_FORMAT, SubjectFormat
 from mailrouter.intake.firststart import DEFAULT_BACKFILL, Backfill, parse_backfill
 from mailrouter.decide.rules import RuleSet
-from mailrouter.model import ParseSettings
+from mailrouter.model import PARSE_MEMORY_MB, ParseSettings
 from mailrouter.registry.settings import RegistrySettings
 from mailrouter.sla.hours import BusinessCalendar
 from mailrouter.sla.ladder import COLD_LADDER, DEFAULT_LADDER, Ladder
@@ -167,6 +167,7 @@ class Config:
     connection_limit: int  # IMAP sessions per server from this process
     parse_workers: int = 1  # processes parsing fetched mail; 0: in the mailbox threads
     parse_timeout: float = 30.0  # seconds one message's parse may take in a parser process
+    parse_memory_mb: int = PARSE_MEMORY_MB  # address space of a parser process (RLIMIT_AS), MiB
     rules: RuleSet = field(default_factory=lambda: RuleSet((), {}, (), ()))
     own_addresses: frozenset[str] = field(default_factory=frozenset)
     registry: RegistrySettings = field(default_factory=RegistrySettings)

@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import pickle
+import resource
 import queue
 import signal
 import struct
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol, Sequence
 
 from mailrouter.intake.fingerprint import content_key, raw_sha256
-from mailrouter.model import Inquiry, ParseSettings
+from mailrouter.model import PARSE_MEMORY_MB, Inquiry, ParseSettings
 from mailrouter.parse import UnreadableMessage, parse_message
 from mailrouter.registry.keys import SenderKeys, inquiry_keys
 
@@ -61,6 +62,8 @@ def parse_one(raw: bytes, settings: ParseSettings) -> Parsed:
         inquiry = parse_message(raw, settings)
     except UnreadableMessage as exc:
         return Parsed(None, f"unreadable: {exc}", sha, key, len(raw))
+    except MemoryError:  # over the parser process's ceiling: this message's doing, not a bug
+        return Parsed(None, OVER_MEMORY, sha, key, len(raw))
     except Exception as exc:  # a parser bug must not stop the daemon: keep the message aside
         log.exception("parser failed")
         return Parsed(None, f"parser error: {type(exc).__name__}: {exc}", sha, key, len(raw))
@@ -116,6 +119,9 @@ def _warm_up() -> None:
 MIN_BATCH = 1
 IDLE_EXIT = 120.0  # seconds without a batch after which the worker processes exit
 PARSE_TIMEOUT = 30.0  # seconds per message: a parse past this is cut off (daemon.parse_timeout)
+MEMORY_ENV = "MAILROUTER_PARSE_MEMORY_MB"  # the child's ceiling, set by the daemon (daemon.parse_memory_mb)
+OVER_MEMORY = "parse needed more memory than daemon.parse_memory_mb allows"
+EXIT_OVER_MEMORY = 75  # the child's status when a message ran it out of memory outside the parse
 START_TIMEOUT = 60.0  # seconds a fresh child may take to import and load its profiles
 CHECK_EVERY = 0.25  # seconds between looks at the per-message deadline
 _FRAME = struct.Struct("!Q")
@@ -166,9 +172,9 @@ class WorkerProcess:
     message the child takes longer than `timeout` over gets the child killed, which fails the
     batch (with the answers so far) instead of leaving its caller waiting."""
 
-    def __init__(self, timeout: float = PARSE_TIMEOUT) -> None:
+    def __init__(self, timeout: float = PARSE_TIMEOUT, memory_mb: int = PARSE_MEMORY_MB) -> None:
         package_root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        env = {**os.environ, MEMORY_ENV: str(memory_mb), "PYTHONPATH": os.pathsep.join(
             p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)}
         self.process = subprocess.Popen([sys.executable, "-m", "mailrouter.parse.process"], env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -225,7 +231,8 @@ class WorkerProcess:
             self.alive = False
             pending, self._pending = list(self._pending), deque()
         self._outgoing.put(None)
-        reason = self._killed_for or f"the parser process ended with status {code}"
+        reason = self._killed_for or (OVER_MEMORY if code == EXIT_OVER_MEMORY
+                                      else f"the parser process ended with status {code}")
         for index, request in enumerate(pending):  # only the first was in the child's hands
             request.future.set_exception(WorkerDied(reason, request.done, bool(self._killed_for) and index == 0))
 
@@ -289,8 +296,9 @@ class ProcessParser:
     (twice in trouble: quarantined with the reason), and the rest of the batch goes on."""
 
     def __init__(self, workers: int = 1, min_batch: int = MIN_BATCH, idle_exit: float | None = IDLE_EXIT,
-                 timeout: float = PARSE_TIMEOUT):
+                 timeout: float = PARSE_TIMEOUT, memory_mb: int = PARSE_MEMORY_MB):
         self.workers = workers
+        self.memory_mb = memory_mb
         self.min_batch = min_batch
         self.idle_exit = idle_exit
         self.timeout = timeout
@@ -308,7 +316,7 @@ class ProcessParser:
                 self._restart_idle_timer()
             self._procs = [p for p in self._procs if p.alive]
             if len(self._procs) < self.workers:
-                self._procs.append(WorkerProcess(self.timeout))
+                self._procs.append(WorkerProcess(self.timeout, self.memory_mb))
             return self._procs[next(self._turn) % len(self._procs)]
 
     def _restart_idle_timer(self) -> None:
@@ -399,10 +407,19 @@ def _given_up(raw: bytes, problem: str) -> Parsed:
     return Parsed(None, problem, raw_sha256(raw), content_key(raw), len(raw))
 
 
-def make_parser(workers: int, timeout: float = PARSE_TIMEOUT) -> Parser:
+def make_parser(workers: int, timeout: float = PARSE_TIMEOUT, memory_mb: int = PARSE_MEMORY_MB) -> Parser:
     """The daemon's parser: its processes start with it and stay, since every message is
     parsed there and a cold start costs seconds (imports, language profiles)."""
-    return ProcessParser(workers, idle_exit=None, timeout=timeout) if workers > 0 else InlineParser()
+    if workers == 0:
+        return InlineParser()
+    return ProcessParser(workers, idle_exit=None, timeout=timeout, memory_mb=memory_mb)
+
+
+def limit_memory(memory_mb: int) -> None:
+    """Cap this process's address space: a message that needs more gets MemoryError (or ends
+    the child), never the machine's memory and the daemon with it."""
+    ceiling = memory_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
 
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
@@ -414,7 +431,11 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     while (frame := _read_frame(requests)) is not None:
         raws, settings = pickle.loads(frame)
         for raw in raws:
-            _write_frame(answers, pickle.dumps(parse_one(raw, settings), protocol=pickle.HIGHEST_PROTOCOL))
+            try:
+                answer = pickle.dumps(parse_one(raw, settings), protocol=pickle.HIGHEST_PROTOCOL)
+            except MemoryError:  # in fingerprinting or pickling: say why, and let a fresh child go on
+                os._exit(EXIT_OVER_MEMORY)  # (no cleanup: there may be no memory for it)
+            _write_frame(answers, answer)
 
 
 def main() -> None:
@@ -423,6 +444,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s %(name)s[parser {os.getpid()}]: %(message)s")
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not corrupt the answers
+    if memory := os.environ.get(MEMORY_ENV):
+        limit_memory(int(memory))
     serve(sys.stdin.buffer, answers)
 
 

@@ -49,6 +49,8 @@ def restart_only(old: Config, new: Config) -> list[str]:
         changed.append("daemon.parse_workers")
     if new.parse_timeout != old.parse_timeout:
         changed.append("daemon.parse_timeout")
+    if new.parse_memory_mb != old.parse_memory_mb:
+        changed.append("daemon.parse_memory_mb")
     if new.metrics != old.metrics:
         changed.append("[metrics]")
     if bool(new.sla.webhooks) != bool(old.sla.webhooks):
@@ -62,7 +64,8 @@ class Daemon:
         self.reload_requested = threading.Event()
         sessions = open_database(config.database, migrate=True)
         self.shared = Shared(sessions=sessions, clock=clock, metrics=Metrics(),
-                             parser=make_parser(config.parse_workers, config.parse_timeout),
+                             parser=make_parser(config.parse_workers, config.parse_timeout,
+                                                config.parse_memory_mb),
                              # built once: a reload that adds the first webhook needs a restart
                              webhooks=(WebhookSender(on_posted=forget_posted(sessions))
                                        if config.sla.webhooks else None))
