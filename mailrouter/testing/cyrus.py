@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import time
@@ -25,17 +26,55 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mailrouter.testing.testbed import (HOST, TestBed, TestBedError, _greets, _killpg, free_port,
-                                        untraversable_parent)
+from mailrouter.testing.testbed import (
+    HOST,
+    TestBed,
+    TestBedError,
+    _greets,
+    _killpg,
+    free_port,
+    untraversable_parent,
+)
 
-INSTALL_HINT = "is Cyrus IMAP installed? apt-get install cyrus-imapd sasl2-bin"
+INSTALL_HINT = "is Cyrus IMAP installed? apt-get install cyrus-imapd sasl2-bin gcc"
 MASTER = "/usr/lib/cyrus/bin/master"
 SASLPASSWD = "/usr/sbin/saslpasswd2"
 NAMESPACE = "INBOX."
 
 
+# Debian's Cyrus 3.6.1 names each new mailbox with rand(), seeded from the time in seconds: two
+# imapd processes started in the same second give their first new mailboxes the same unique id,
+# and those mailboxes then share one spool directory (seen here: info's INBOX showing sales's
+# mail, a rep's forwards in the shared mailbox). Preloaded into the bed's Cyrus only, this mixes
+# every seed with random bytes, so each process draws its own ids.
+SEED_FIX_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <sys/random.h>
+void srand(unsigned int seed) {
+    static void (*real)(unsigned int);
+    unsigned int noise = 0;
+    if (!real) real = (void (*)(unsigned int))dlsym(RTLD_NEXT, "srand");
+    if (getrandom(&noise, sizeof noise, 0) != (ssize_t)sizeof noise) noise = 0;
+    real(seed ^ noise);
+}
+"""
+
+
 def cyrus_installed() -> bool:
-    return os.access(MASTER, os.X_OK) and os.access(SASLPASSWD, os.X_OK)
+    return all(os.access(p, os.X_OK) for p in (MASTER, SASLPASSWD)) and shutil.which("gcc") is not None
+
+
+def build_seed_fix(directory: Path) -> Path:
+    """The preload library, compiled into the bed's root (a fraction of a second)."""
+    source, library = directory / "seedfix.c", directory / "seedfix.so"
+    source.write_text(SEED_FIX_C)
+    made = subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(library), str(source), "-ldl"],
+                          capture_output=True, text=True, check=False)
+    if made.returncode:
+        raise TestBedError(f"cannot build {library}: {made.stderr.strip()}")
+    library.chmod(0o755)
+    return library
 
 
 def imapd_conf(root: Path) -> str:
@@ -91,13 +130,14 @@ class CyrusMaster:
 
     def start(self) -> None:
         if not cyrus_installed():
-            raise TestBedError(f"{MASTER} not found; {INSTALL_HINT}")
+            raise TestBedError(f"{MASTER}, saslpasswd2 or gcc not found; {INSTALL_HINT}")
+        env = {**os.environ, "LD_PRELOAD": str(build_seed_fix(self.root))}
         # Own session: stop() signals the whole group, the service children included.
         self.process = subprocess.Popen(
             [MASTER, "-C", str(self.root / "imapd.conf"), "-M", str(self.root / "cyrus.conf"),
              "-p", str(self.root / "master.pid"), "-L", str(self.log_path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True, env=env,
         )
 
     def exited(self) -> bool:
@@ -172,7 +212,7 @@ class CyrusBed(TestBed):
         for address in self.addresses:
             user, _, domain = address.partition("@")
             made = subprocess.run([SASLPASSWD, "-p", "-c", "-f", str(sasldb), "-u", domain, user],
-                                  input=self.password.encode(), capture_output=True)
+                                  input=self.password.encode(), capture_output=True, check=False)
             if made.returncode:
                 raise TestBedError(f"saslpasswd2 failed for {address}: {made.stderr.decode().strip()}")
         os.chown(sasldb, cyrus.pw_uid, cyrus.pw_gid)
