@@ -178,6 +178,7 @@ class CyrusBed(TestBed):
 
     def _start_server(self) -> None:
         self._prepare_cyrus_dirs()
+        # dovecot_imap_port is what TestBed's capability proxy fronts: here, Cyrus's port
         self.dovecot_imap_port, self.lmtp_port = free_port(), free_port()
         self.imap_port = self.dovecot_imap_port
         (self.root / "cyrus.conf").write_text(cyrus_conf(self.root, self.imap_port, self.lmtp_port))
