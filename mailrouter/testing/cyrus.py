@@ -36,8 +36,15 @@ from mailrouter.testing.testbed import (
     untraversable_parent,
 )
 
-INSTALL_HINT = "is Cyrus IMAP installed? apt-get install cyrus-imapd sasl2-bin gcc"
+INSTALL_HINT = "is Cyrus IMAP installed? run scripts/setup (cyrus-common, sasl2-bin, gcc and an unpacked cyrus-imapd)"
 MASTER = "/usr/lib/cyrus/bin/master"
+# cyrus-imapd and dovecot-imapd conflict in Debian (both are imap-server), so scripts/setup
+# unpacks cyrus-imapd's programs beside cyrus-common instead of installing the package.
+IMAPD_CANDIDATES = ("/usr/lib/cyrus/bin/imapd", "/opt/mailrouter-tests/cyrus-imapd/usr/lib/cyrus/bin/imapd")
+
+
+def imapd_program() -> str | None:
+    return next((p for p in IMAPD_CANDIDATES if os.access(p, os.X_OK)), None)
 SASLPASSWD = "/usr/sbin/saslpasswd2"
 NAMESPACE = "INBOX."
 
@@ -62,7 +69,8 @@ void srand(unsigned int seed) {
 
 
 def cyrus_installed() -> bool:
-    return all(os.access(p, os.X_OK) for p in (MASTER, SASLPASSWD)) and shutil.which("gcc") is not None
+    return (all(os.access(p, os.X_OK) for p in (MASTER, SASLPASSWD)) and imapd_program() is not None
+            and shutil.which("gcc") is not None)
 
 
 def build_seed_fix(directory: Path) -> Path:
@@ -112,7 +120,7 @@ START {{
   recover cmd="ctl_cyrusdb -C {conf} -r"
 }}
 SERVICES {{
-  imap cmd="imapd -C {conf}" listen="{HOST}:{imap_port}" prefork=0
+  imap cmd="{imapd_program()} -C {conf}" listen="{HOST}:{imap_port}" prefork=0
   lmtp cmd="lmtpd -C {conf} -a" listen="{HOST}:{lmtp_port}" prefork=0
 }}
 EVENTS {{
@@ -130,7 +138,7 @@ class CyrusMaster:
 
     def start(self) -> None:
         if not cyrus_installed():
-            raise TestBedError(f"{MASTER}, saslpasswd2 or gcc not found; {INSTALL_HINT}")
+            raise TestBedError(f"{MASTER}, imapd, saslpasswd2 or gcc not found; {INSTALL_HINT}")
         env = {**os.environ, "LD_PRELOAD": str(build_seed_fix(self.root))}
         # Own session: stop() signals the whole group, the service children included.
         self.process = subprocess.Popen(
