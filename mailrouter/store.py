@@ -94,6 +94,22 @@ class MessageRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class StrikeRow(Base):
+    """A message's failed or unfinished try (act/strikes.py): `started_at` is set before a try and
+    cleared after it, so a row still marked after a restart is a try the process died in."""
+
+    __tablename__ = "strikes"
+    __table_args__ = (UniqueConstraint("mailbox", "source", "uidvalidity", "uid", name="uq_strike_location"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(300))
+    uidvalidity: Mapped[int]
+    uid: Mapped[int]
+    reason: Mapped[str | None] = mapped_column(Text)  # how the last try failed; None: none failed yet
+    started_at: Mapped[datetime | None]  # a try under way (or one the process died in)
+
+
 class OutboxRow(Base):
     """A forward waiting for SMTP; its bytes are kept until accepted, then dropped.
 

@@ -13,7 +13,6 @@ import logging
 import threading
 from concurrent.futures import Future
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, insert, or_, select
@@ -24,6 +23,7 @@ from mailrouter import store
 from mailrouter.act import ledger
 from mailrouter.act.forward import ForwardError
 from mailrouter.act.original import InMemory, Original
+from mailrouter.act.strikes import Arrival, Strikes, struck_again
 from mailrouter.act.outgoing import compose_forward, forward_message_id, mailbox_named, queue_forward
 from mailrouter.act.templating import make_environment
 from mailrouter.config.schema import Config
@@ -43,7 +43,8 @@ from mailrouter.store import AssignmentRow, MessageRow, TeamCursorRow
 
 log = logging.getLogger("mailrouter.route")
 OUT_OF_OFFICE_AWAY = timedelta(days=1)  # renewed by every auto-reply; `rep back` ends it at once
-__all__ = ["Router", "ManualTarget", "Examined", "destination", "forward_message_id", "log_decision", "Clock"]
+__all__ = ["Router", "ManualTarget", "Examined", "destination", "forward_message_id", "log_decision", "Clock",
+           "Arrival", "Strikes"]
 
 # Built once: constructing a statement per message cost more than executing it (issue 7).
 _INSERT_ASSIGNMENT = insert(AssignmentRow.__table__)
@@ -58,34 +59,13 @@ _SAME_CONTENT = (select(MessageRow).where(
 MAX_REASON = 2000  # characters of an error kept as a quarantined message's reason
 
 
-@dataclass(frozen=True)
-class Arrival:
-    """Where a message was found: its row's location."""
+class _MayPass(Exception):
+    """A message's database error that may be the database's passing trouble: the batch is
+    rolled back and tried again, and the failure becomes the message's strike."""
 
-    mailbox: str
-    source: str
-    uidvalidity: int
-    uid: int
-
-
-class Strikes:
-    """Failures that may be the database's passing trouble (a lock, a lost connection), per
-    message: the first is retried with the batch; the same failure again quarantines the message,
-    so one message cannot make a mailbox retry forever (issue 14 item 1)."""
-
-    def __init__(self) -> None:
-        self._seen: dict[Arrival, str] = {}
-        self._lock = threading.Lock()
-
-    def again(self, at: Arrival, why: str) -> bool:
-        """Record `why` for `at`; True if it failed this same way before."""
-        with self._lock:
-            before, self._seen[at] = self._seen.get(at), why
-            return before == why
-
-    def clear(self, at: Arrival) -> None:
-        with self._lock:
-            self._seen.pop(at, None)
+    def __init__(self, place: Arrival, why: str, error: Exception):
+        super().__init__(why)
+        self.place, self.why, self.error = place, why, error
 
 
 def _maybe_passing(exc: Exception) -> bool:
@@ -113,7 +93,7 @@ class Router:
         self.templates = make_environment(config.template_dirs)
         # one admission at a time across mailboxes; a reload passes the running router's lock on
         self._lock = lock or threading.Lock()
-        self.strikes = strikes or Strikes()
+        self.strikes = strikes or Strikes(sessions, clock)
 
     # --- admission -------------------------------------------------------------------------
 
@@ -135,19 +115,56 @@ class Router:
         if not messages:
             return []
         parsed = (parsing or self.parse_ahead(messages)).result()
-        return self._admit(mailbox, uidvalidity, [(uid, InMemory(raw), p)
-                                                  for (uid, raw), p in zip(messages, parsed, strict=True)],
-                           arrivals or {})
+        items = [(uid, InMemory(raw), p) for (uid, raw), p in zip(messages, parsed, strict=True)]
+        places = {uid: Arrival(mailbox, "INBOX", uidvalidity, uid) for uid, _raw in messages}
+        struck = self.strikes.struck(list(places.values()))
+        # a message with a strike is tried alone: if it gets the process killed again, the
+        # second strike is its own, not every message's that shared its batch
+        groups = [[i for i in items if places[i[0]] not in struck], *([i] for i in items if places[i[0]] in struck)]
+        rows: dict[int, MessageRow] = {}
+        for group in filter(None, groups):
+            rows.update(zip([uid for uid, _o, _p in group],
+                            self._try(mailbox, uidvalidity, group, arrivals or {}), strict=True))
+        return [rows[uid] for uid, _raw in messages]
+
+    def _try(self, mailbox: str, uidvalidity: int, items: list[tuple[int, Original, Parsed]],
+             arrivals: Mapping[int, datetime]) -> list[MessageRow]:
+        """`_admit` with each message's try marked in the database first, so a kill in the middle
+        of it counts against these messages after the restart."""
+        places = [Arrival(mailbox, "INBOX", uidvalidity, uid) for uid, _o, _p in items]
+        doomed = self.strikes.begin(places)
+        try:
+            return self._admit(mailbox, uidvalidity, items, arrivals, doomed)
+        except _MayPass as failure:
+            self._ended([p for p in places if p != failure.place])
+            self.strikes.failed(failure.place, failure.why)  # after the rollback: the strike must stay
+            raise failure.error from None
+        except BaseException:
+            self._ended(places)
+            raise
+
+    def _ended(self, places: list[Arrival]) -> None:
+        """The tries ended in an exception, not in the process's death; if even that cannot be
+        written, the next try counts them as deaths, once (they were tried alone then)."""
+        try:
+            self.strikes.ended(places)
+        except Exception as exc:  # noqa: BLE001 - the batch's own error is the one to report
+            log.warning("could not unmark %d message(s) tried: %s", len(places), describe_error(exc))
 
     def admit_original(self, mailbox: str, uidvalidity: int, uid: int, original: Original,
                        arrived: datetime | None = None) -> MessageRow:
         """`admit_batch` for one message given as an Original (a big one in a spool file:
-        decided from the facts its scan gathered; its forward streams from the file)."""
-        return self._admit(mailbox, uidvalidity, [(uid, original, original.parse(self.config.parse))],
-                           {uid: arrived} if arrived else {})[0]
+        decided from the facts its scan gathered; its forward streams from the file). Its try
+        is marked by the caller (the mailbox loop's boundary), which also keeps its strikes."""
+        try:
+            return self._admit(mailbox, uidvalidity, [(uid, original, original.parse(self.config.parse))],
+                               {uid: arrived} if arrived else {}, {})[0]
+        except _MayPass as failure:
+            raise failure.error from None
 
-    def _admit(self, mailbox: str, uidvalidity: int,
-               items: list[tuple[int, Original, Parsed]], arrivals: Mapping[int, datetime]) -> list[MessageRow]:
+    def _admit(self, mailbox: str, uidvalidity: int, items: list[tuple[int, Original, Parsed]],
+               arrivals: Mapping[int, datetime], doomed: Mapping[Arrival, str]) -> list[MessageRow]:
+        """`doomed`: messages struck twice the same way, recorded as quarantined untried."""
         with self._lock, self.sessions.begin() as session:
             store.begin_writing(session)  # one transaction for the batch, a SAVEPOINT per message
             state = self._team_state(session)
@@ -155,13 +172,17 @@ class Router:
             rows, decided = [], []
             for uid, original, parsed in items:
                 at = Arrival(mailbox, "INBOX", uidvalidity, uid)
-                row, decision = self._admit_guarded(session, at, original, parsed, state, adoptable,
-                                                    arrivals.get(uid))
+                if at in doomed:
+                    row, decision = self._quarantine(session, at, original, parsed, arrivals.get(uid), doomed[at])
+                else:
+                    row, decision = self._admit_guarded(session, at, original, parsed, state, adoptable,
+                                                        arrivals.get(uid))
                 if decision is not None:
                     state = state.after(decision)
                     decided.append(row)
                 rows.append(row)
             self._save_team_cursors(session, decided)
+            self.strikes.clear([Arrival(mailbox, "INBOX", uidvalidity, uid) for uid, _o, _p in items], session)
             return rows
 
     def _admit_guarded(self, session: Session, at: Arrival, original: Original, parsed: Parsed,
@@ -170,20 +191,21 @@ class Router:
         """One message inside its own SAVEPOINT: whatever it raises rolls back its rows alone."""
         try:
             with session.begin_nested():
-                result = self._admit_one(session, at, original, parsed, state, adoptable, arrived)
-            self.strikes.clear(at)
-            return result
+                return self._admit_one(session, at, original, parsed, state, adoptable, arrived)
         except Exception as exc:
             if store.state_write_failure(exc, self.config.database):
                 raise  # a full or failing state disk: not the message's fault, the whole batch waits
             why = describe_error(exc)
-            if _maybe_passing(exc) and not self.strikes.again(at, why):
-                raise  # perhaps the database, not the message: the batch is tried again whole
+            if _maybe_passing(exc) and not struck_again(self.strikes.last_failure(at, session), why):
+                raise _MayPass(at, why, exc)  # perhaps the database: the batch is tried again whole
             log.exception("message uid %d in %s could not be recorded; quarantined", at.uid, at.mailbox)
-        decision = Decision(Outcome.QUARANTINED, f"could not be recorded: {why}")
+        return self._quarantine(session, at, original, parsed, arrived, f"could not be recorded: {why}")
+
+    def _quarantine(self, session: Session, at: Arrival, original: Original, parsed: Parsed,
+                    arrived: datetime | None, why: str) -> tuple[MessageRow, Decision]:
+        decision = Decision(Outcome.QUARANTINED, why)
         with session.begin_nested():  # the row alone, its values cut to size: it must go in
             row = self._record(session, at, Examined(parsed.inquiry, decision), None, original, arrived)
-        self.strikes.clear(at)
         return row, decision
 
     def _admit_one(self, session: Session, at: Arrival, original: Original, parsed: Parsed,
@@ -248,7 +270,7 @@ class Router:
                       decided_at=self.clock(), file_attempts=0)
         with self._lock, self.sessions.begin() as session:
             row = ledger.decided(session, values)
-        self.strikes.clear(Arrival(mailbox, source, uidvalidity, uid))
+            self.strikes.clear([Arrival(mailbox, source, uidvalidity, uid)], session)
         log.error("message uid %d in %s %s quarantined: %s", uid, mailbox, source, reason)
         return row
 
@@ -268,6 +290,7 @@ class Router:
                 MessageRow.uidvalidity == uidvalidity, MessageRow.uid == uid)).first()
             if existing:
                 return existing  # seen before a restart: the round will file it once sent
+            self.strikes.clear([at], session)  # recorded below, with this transaction
             parsed = original.parse(self.config.parse)
             examined = examine_manual(parsed, self.config, self._team_state(session), target, source)
             row = session.scalars(select(MessageRow).where(

@@ -26,6 +26,7 @@ from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_servin
 from mailrouter.act.outbox import Outbox
 from mailrouter.act.admit import Arrival, ManualTarget, Router, describe_error
 from mailrouter.act.original import InMemory, Original, Spooled
+from mailrouter.act.strikes import twice
 from mailrouter.intake.spool import Spool, missing_spool_files
 from mailrouter.store import MessageRow, state_write_failure
 from mailrouter.intake.adoption import record_adopted, watched
@@ -393,25 +394,33 @@ class MailboxWorker:
 
     def _one_message(self, folder: str, uidvalidity: int, uid: int, action: Callable[[], object]) -> None:
         """A boundary around one message's reading and admission: what it raises stops this
-        message only. The first failure is retried next round (it may pass); the same failure
-        twice quarantines it. Connection trouble is the server's, not the message's: it
-        propagates to the reconnect loop."""
+        message only. The try is marked in the database first, so a kill in the middle of it
+        counts too (act/strikes.py). The first failure is retried next round (it may pass);
+        the same failure twice quarantines it, without a third try. Connection trouble is the
+        server's, not the message's: it propagates to the reconnect loop."""
+        place, strikes = Arrival(self.mailbox.name, folder, uidvalidity, uid), self.router.strikes
+        doomed = strikes.begin([place]).get(place)
+        if doomed is not None:
+            self.router.quarantine_unread(self.mailbox.name, folder, uidvalidity, uid, doomed)
+            return
         try:
             action()
         except ImapError:
+            strikes.ended([place])
             raise
         except Exception as exc:
             if state_write_failure(exc, self.config.database):
                 raise  # a full or failing state disk is not this message's fault: the loop reports it
             why = describe_error(exc)
-            if self.router.strikes.again(Arrival(self.mailbox.name, folder, uidvalidity, uid), why):
-                self.router.quarantine_unread(self.mailbox.name, folder, uidvalidity, uid,
-                                              f"failed twice the same way: {why}")
+            if strikes.failed(place, why):
+                self.router.quarantine_unread(self.mailbox.name, folder, uidvalidity, uid, twice(why))
                 return
             log.warning("%s: uid %d in %s failed (%s); trying again next round",
                         self.mailbox.name, uid, folder, why)
             if folder == "INBOX":
                 self._retry.add(uid)
+        else:
+            strikes.clear([place])  # recorded, or expunged meanwhile: nothing left to count
 
     def _spooled(self, conn: Mailbox, folder: str, uidvalidity: int, uid: int,
                  record: Callable[[Original], object]) -> None:
