@@ -60,6 +60,7 @@ class MessageRow(Base):
     __table_args__ = (
         UniqueConstraint("mailbox", "source", "uidvalidity", "uid", name="uq_message_location"),
         Index("ix_messages_state", "mailbox", "state"),
+        Index("ix_messages_refile", "mailbox", "refile_from"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -77,8 +78,11 @@ class MessageRow(Base):
     rule: Mapped[str | None] = mapped_column(String(200))
     rep: Mapped[str | None] = mapped_column(String(100), index=True)
     team: Mapped[str | None] = mapped_column(String(100))
-    folder: Mapped[str] = mapped_column(String(500))
+    folder: Mapped[str] = mapped_column(String(500))  # where the copy is filed, or is to be refiled
     keywords: Mapped[str] = mapped_column(String(500), default="")  # space-separated
+    # set while a filed copy is to follow `folder` (a reassignment, the pool): where it was filed
+    # before; the mailbox loop's filer moves it and clears this (runtime/mailbox.py)
+    refile_from: Mapped[str | None] = mapped_column(String(500))
     sender: Mapped[str] = mapped_column(String(320), default="")
     subject: Mapped[str] = mapped_column(String(500), default="")
     country: Mapped[str | None] = mapped_column(String(2))

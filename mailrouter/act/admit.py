@@ -460,6 +460,24 @@ class Router:
         with self.sessions.begin() as session:
             ledger.filing_failed(session, [row.id for row in rows], error)
 
+    def awaiting_refile(self, mailbox: str) -> list[MessageRow]:
+        """Filed copies that are to follow their new owner (ledger.refiled), oldest first."""
+        with self.sessions() as session:
+            return list(session.scalars(select(MessageRow).where(
+                MessageRow.mailbox == mailbox, MessageRow.refile_from.is_not(None)).order_by(MessageRow.id)))
+
+    def refile_failed(self, row: MessageRow, error: str) -> None:
+        with self.sessions.begin() as session:
+            ledger.refile_failed(session, row.id, error)
+
+    def refile_settled(self, row: MessageRow, stays: bool = False, note: str = "") -> None:
+        """The filer is done: the copy is in the row's folder, or (`stays`) the row follows it."""
+        with self.sessions.begin() as session:
+            if stays:
+                ledger.settled(session, row.id, row.refile_from, note)
+            else:
+                ledger.settled(session, row.id)
+
 
 def _handover_reason(decision: Decision) -> str:
     return dict(decision.notes).get("Handover", "")

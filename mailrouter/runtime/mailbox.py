@@ -20,12 +20,13 @@ from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.runtime.assemble import Components
 from mailrouter.runtime.liveness import Lane
 from mailrouter.sla.clock import arrival_time
-from mailrouter.sla.sweep import FollowUp, Move
+from mailrouter.sla.sweep import FollowUp
 from mailrouter.metrics import Metrics
-from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
+from mailrouter.intake.imap import ImapCommandError, ImapError, ImapSettings, Mailbox, keep_serving, settings_for
 from mailrouter.act.outbox import Outbox
 from mailrouter.act.admit import Arrival, ManualTarget, Router, describe_error
 from mailrouter.act.original import InMemory, Original, Spooled
+from mailrouter.act.filing import Refile, refile_verdict, refused
 from mailrouter.act.strikes import twice
 from mailrouter.intake.spool import Spool, missing_spool_files
 from mailrouter.store import MessageRow, state_write_failure
@@ -54,6 +55,8 @@ ASSIGN_CHECK_INTERVAL = 5.0
 # mail is found from a UID cursor, so an idle round costs the same with 100,000 adopted messages
 # as with none (issue 12). Full ones run at connect, on a UIDVALIDITY change and this often.
 RECONCILE_INTERVAL = 600.0
+# A refile the server refuses (not one cut off) is tried this often, then the row follows the copy.
+MAX_REFILE_ATTEMPTS = 5
 
 
 class CredentialUnavailable(ImapError):
@@ -191,7 +194,10 @@ class MailboxWorker:
         return assign_folders(self.config)
 
     def round(self, conn: Mailbox, uidvalidity: int) -> None:
-        """Admit new messages, send what is due, file what is ready; then the Assign/ folders."""
+        """Refile what changed owner; admit new messages, send what is due, file what is ready;
+        then the Assign/ folders."""
+        if self._refile_round(conn):
+            conn.select_inbox()
         self._inbox_round(conn, uidvalidity)
         if time.monotonic() - self._last_assign_check >= ASSIGN_CHECK_INTERVAL:
             self._last_assign_check = time.monotonic()
@@ -473,19 +479,43 @@ class MailboxWorker:
             in_inbox.difference_update(r.uid for r in rows)
             self.lane.beat()
 
-    def _refile(self, conn: Mailbox, move: Move) -> None:
-        """Move a filed copy to follow its new owner (a reassignment, the pool); the ledger has
-        recorded its folder already. Cosmetic, so a failure is only logged."""
-        if not move.message_id or move.source == move.target:
-            return
+    def _refile_round(self, conn: Mailbox) -> bool:
+        """Move the filed copies whose owner changed (a reassignment, the pool) to the folder
+        their rows now name; True if another folder was selected. The rows keep where each
+        copy was until it is moved, so a move cut off by a crash or a lost connection is done
+        by the next round, and one that happened unrecorded is found done."""
+        selected = False
+        for row in self.router.awaiting_refile(self.mailbox.name):
+            selected = True
+            verdict = refile_verdict(row, self._find(conn, row.refile_from, row.message_id),
+                                     lambda row=row: self._find(conn, row.folder, row.message_id))
+            self._carry_out(conn, row, verdict)
+            self.lane.beat()
+        return selected
+
+    def _find(self, conn: Mailbox, folder: str | None, message_id: str) -> list[int]:
+        """UIDs of the message in `folder`; none if the folder is gone (deleted by a person)."""
+        if not folder or not message_id:
+            return []
         try:
-            conn.select_folder(move.source)
-            uids = conn.search_header("Message-ID", move.message_id)
-            if uids:
-                conn.ensure_folders([move.target])
-                conn.file(uids, move.target, move.keywords)
-        except ImapError as exc:
-            log.warning("%s: could not move %s to %s: %s", self.mailbox.name, move.message_id, move.target, exc)
+            conn.select_folder(folder)
+        except ImapCommandError:
+            return []
+        return conn.search_header("Message-ID", message_id)
+
+    def _carry_out(self, conn: Mailbox, row: MessageRow, verdict: Refile) -> None:
+        if verdict.uids:
+            try:
+                conn.ensure_folders([row.folder])
+                conn.file(verdict.uids, row.folder, row.keywords.split())
+            except ImapCommandError as exc:  # refused, not cut off: a few more tries, then the row follows the copy
+                if row.file_attempts + 1 < MAX_REFILE_ATTEMPTS:
+                    self.router.refile_failed(row, str(exc))
+                    return
+                verdict = refused(row, str(exc))
+        self.router.refile_settled(row, verdict.stays, verdict.note)
+        if verdict.note:
+            log.warning("%s: %s %s", self.mailbox.name, row.message_id, verdict.note)
 
     def request_sweep(self) -> None:
         """Ask for a ladder sweep on this mailbox's next turn (called by the scheduler)."""
@@ -493,19 +523,16 @@ class MailboxWorker:
 
     def _sweep_if_due(self, conn: Mailbox) -> bool:
         """Run the escalation ladder if a sweep was requested; True if it took any step.
-        The sweep fetches and moves over this loop's connection (no login of its own), so
-        INBOX is selected again afterwards."""
+        The sweep fetches over this loop's connection (no login of its own), so INBOX is
+        selected again afterwards; the copies it refiled are moved by the next round."""
         if self.followup is None or not self.sweep_due.is_set():
             return False
         self.sweep_due.clear()
-        swept = self.followup.sweep(self.mailbox, conn)
+        taken = self.followup.sweep(self.mailbox, conn)
         self.lane.beat()
-        for move in swept.moves:
-            self._refile(conn, move)
-            self.lane.beat()
-        if swept.taken or swept.moves:
+        if taken:
             conn.select_inbox()
-        return swept.taken > 0
+        return taken > 0
 
     def _outbox_due(self) -> bool:
         """A round is due for the outbox: the sender finished (record, file), or, with the
