@@ -38,7 +38,7 @@ from mailrouter.parse.process import InlineParser, Parsed, Parser
 from mailrouter.registry.match import SenderLookup, lookup_sender
 from mailrouter.registry.record import block_sender, record_routed
 from mailrouter.sla.clock import reply_clock_start
-from mailrouter.sla.ladder import AssignmentSnapshot, step_time
+from mailrouter.sla.ladder import first_due
 from mailrouter.store import AssignmentRow, MessageRow, TeamCursorRow
 
 log = logging.getLogger("mailrouter.route")
@@ -396,8 +396,8 @@ class Router:
         session.execute(_INSERT_ASSIGNMENT, dict(
             message=row.id, rep=rep.id, team=team, customer=q.sender, assigned_at=now, how=decision.how,
             ladder=decision.ladder or self.config.sla.default_ladder,
-            due_at=self._first_reply_due(team, rep.id, reply_clock_start(decision.how, None, now, row.received_at),
-                                         decision.ladder),
+            due_at=first_due(self.config.sla.ladder(decision.ladder), self.config.sla.calendar_for(team),
+                             reply_clock_start(decision.how, None, now, row.received_at), rep.id),
             forward_message_id=row.forward_message_id, suspect_reply_to=forward.reply.suspect or None))
         queue_forward(session, row.id, forward)
         if self.config.registry.enabled and (decision.how != "manual" or self.config.registry.learn_from_manual):
@@ -407,15 +407,6 @@ class Router:
             record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
                           quiet_days=self.config.registry.quiet_days, reason=_handover_reason(decision),
                           looked_up=looked_up, learn_aliases=decision.how == "manual")
-
-    def _first_reply_due(self, team: str | None, rep: str, now: datetime,
-                         ladder_name: str | None = None) -> datetime | None:
-        """The first ladder step's time: +5 min in business hours, next opening + grace outside."""
-        ladder = self.config.sla.ladder(ladder_name)
-        if not ladder.steps:
-            return None
-        calendar = self.config.sla.calendar_for(team)
-        return step_time(ladder.steps[0], ladder, AssignmentSnapshot(rep, now), calendar)
 
     # --- reading and filing --------------------------------------------------------------------
 
