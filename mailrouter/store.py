@@ -11,10 +11,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Any
 
-from sqlalchemy import (DateTime, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator,
+from sqlalchemy import (DateTime, ForeignKey, Index, LargeBinary, String, Table, Text, TypeDecorator,
                         UniqueConstraint, create_engine, event, func, inspect, select, text)
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, CursorResult, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -53,6 +54,20 @@ class UTCDateTime(TypeDecorator):
 
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime}
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The new row's primary key, as the driver reports it for a one-row INSERT."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the database reported no key for the row just inserted")
+    return int(key[0])
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Table, typed as one (`__table__` is typed as any FromClause), for the plain
+    Core INSERTs and UPDATEs built once at import."""
+    return Base.metadata.tables[model.__tablename__]
 
 
 class MessageRow(Base):
@@ -290,7 +305,8 @@ def begin_writing(session: Session) -> None:
     takes the write lock at once (waiting up to busy_timeout), so the reads that precede the
     writes cannot meet another writer's commit half-way (SQLITE_BUSY_SNAPSHOT)."""
     connection = session.connection()
-    if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
+    driver = connection.connection.dbapi_connection
+    if connection.dialect.name == "sqlite" and driver is not None and not driver.in_transaction:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 

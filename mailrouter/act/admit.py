@@ -47,7 +47,7 @@ __all__ = ["Router", "ManualTarget", "Examined", "destination", "forward_message
            "Arrival", "Strikes"]
 
 # Built once: constructing a statement per message cost more than executing it (issue 7).
-_INSERT_ASSIGNMENT = insert(AssignmentRow.__table__)
+_INSERT_ASSIGNMENT = insert(store.table_of(AssignmentRow))
 # A duplicate is the same content key (fingerprint.content_key) seen in another mailbox (the
 # same mail sent to sales@ and info@), or in this mailbox within DUPLICATE_WINDOW (delivered
 # twice); the same text resent to one mailbox later is a new inquiry.
@@ -115,7 +115,8 @@ class Router:
         if not messages:
             return []
         parsed = (parsing or self.parse_ahead(messages)).result()
-        items = [(uid, InMemory(raw), p) for (uid, raw), p in zip(messages, parsed, strict=True)]
+        items: list[tuple[int, Original, Parsed]] = [(uid, InMemory(raw), p)
+                                                     for (uid, raw), p in zip(messages, parsed, strict=True)]
         places = {uid: Arrival(mailbox, "INBOX", uidvalidity, uid) for uid, _raw in messages}
         struck = self.strikes.struck(list(places.values()))
         # a message with a strike is tried alone: if it gets the process killed again, the
@@ -172,6 +173,7 @@ class Router:
             rows, decided = [], []
             for uid, original, parsed in items:
                 at = Arrival(mailbox, "INBOX", uidvalidity, uid)
+                decision: Decision | None
                 if at in doomed:
                     row, decision = self._quarantine(session, at, original, parsed, arrivals.get(uid), doomed[at])
                 else:
@@ -256,9 +258,10 @@ class Router:
         if earlier:
             values.update(duplicate_of=earlier.id, message_id=earlier.message_id, sender=earlier.sender,
                           subject=earlier.subject)
-        if examined.decision.outcome is Outcome.ROUTED:
+        rep = examined.decision.rep
+        if examined.decision.outcome is Outcome.ROUTED and rep is not None:  # (a routed decision names its rep)
             address = mailbox_named(self.config, at.mailbox).address
-            values["forward_message_id"] = forward_message_id(original.content_key, examined.decision.rep, address)
+            values["forward_message_id"] = forward_message_id(original.content_key, rep, address)
         return ledger.decided(session, values)
 
     def quarantine_unread(self, mailbox: str, source: str, uidvalidity: int, uid: int, reason: str) -> MessageRow:
@@ -430,7 +433,7 @@ class Router:
 
     def known_uids(self, mailbox: str, source: str, uidvalidity: int, candidates: set[int]) -> set[int]:
         """Which of the UIDs now in a folder were seen before (the folder is small, history is not)."""
-        ordered, known = sorted(candidates), set()
+        ordered, known = sorted(candidates), set[int]()
         with self.sessions() as session:
             for start in range(0, len(ordered), 5000):  # stay under SQL parameter limits
                 known.update(session.scalars(select(MessageRow.uid).where(

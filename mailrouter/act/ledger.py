@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from mailrouter.model import Outcome
-from mailrouter.store import ADOPTED, DECIDED, FILED, SENT, MessageRow
+from mailrouter.store import ADOPTED, DECIDED, FILED, SENT, MessageRow, inserted_id, table_of
 
 # where each state may go next (a manager's move into Assign/ takes any row over, see taken_over)
 ARROWS: dict[str, frozenset[str]] = {
@@ -29,9 +29,9 @@ ARROWS: dict[str, frozenset[str]] = {
     FILED: frozenset(),
     ADOPTED: frozenset(),
 }
-_UPDATE = update(MessageRow.__table__)
+_UPDATE = update(table_of(MessageRow))
 # Built once: constructing a statement per message cost more than executing it (issue 7).
-_INSERT = insert(MessageRow.__table__)
+_INSERT = insert(table_of(MessageRow))
 _CHUNK = 1000  # ids per statement: stays under SQL parameter limits
 
 
@@ -48,7 +48,7 @@ def decided(session: Session, values: dict) -> MessageRow:
     """A new message's row, in one INSERT with everything known up front (no ORM flush, no
     UPDATE after it); returns the row as written, outside the session."""
     values = dict(values, state=DECIDED)
-    row_id = session.execute(_INSERT, values).inserted_primary_key[0]
+    row_id = inserted_id(session.connection().execute(_INSERT, values))
     return MessageRow(id=row_id, **values)
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import ColumnElement, delete, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter.model import Clock
@@ -79,12 +80,12 @@ class Strikes:
 
     def last_failure(self, place: Arrival, session: Session) -> str | None:
         """How the message's last try failed (in the caller's transaction), or None."""
-        return session.scalar(_where(select(StrikeRow.reason), [place]))
+        return session.scalar(select(StrikeRow.reason).where(_at([place])))
 
     def failed(self, place: Arrival, why: str) -> bool:
         """The try raised `why`; True if the one before failed the same way."""
         with self.sessions.begin() as session:
-            row = session.scalars(_where(select(StrikeRow), [place])).first()
+            row = session.scalars(select(StrikeRow).where(_at([place]))).first()
             if row is None:
                 session.add(StrikeRow(**_columns(place), reason=why))
                 return False
@@ -95,7 +96,7 @@ class Strikes:
         """The tries ended without a verdict (rolled back with their batch): not deaths."""
         with self.sessions.begin() as session:
             for chunk in _chunks(places):
-                session.execute(_where(update(StrikeRow), chunk).values(started_at=None))
+                session.execute(update(StrikeRow).where(_at(chunk)).values(started_at=None))
 
     def clear(self, places: Sequence[Arrival], session: Session | None = None) -> None:
         """The messages are recorded: forget their strikes, in the caller's transaction if given
@@ -105,17 +106,17 @@ class Strikes:
                 self.clear(places, own)
             return
         for chunk in _chunks(places):
-            session.execute(_where(delete(StrikeRow), chunk))
+            session.execute(delete(StrikeRow).where(_at(chunk)))
 
 
 def _rows(session: Session, places: Sequence[Arrival]) -> Iterable[StrikeRow]:
     for chunk in _chunks(places):
-        yield from session.scalars(_where(select(StrikeRow), chunk))
+        yield from session.scalars(select(StrikeRow).where(_at(chunk)))
 
 
-def _where(statement, places: Sequence[Arrival]):
-    return statement.where(tuple_(StrikeRow.mailbox, StrikeRow.source, StrikeRow.uidvalidity, StrikeRow.uid)
-                           .in_([(p.mailbox, p.source, p.uidvalidity, p.uid) for p in places]))
+def _at(places: Sequence[Arrival]) -> ColumnElement[bool]:
+    return tuple_(StrikeRow.mailbox, StrikeRow.source, StrikeRow.uidvalidity, StrikeRow.uid).in_(
+        [(p.mailbox, p.source, p.uidvalidity, p.uid) for p in places])
 
 
 def _chunks(places: Sequence[Arrival]) -> Iterable[Sequence[Arrival]]:
@@ -127,5 +128,5 @@ def _arrival(row: StrikeRow) -> Arrival:
     return Arrival(row.mailbox, row.source, row.uidvalidity, row.uid)
 
 
-def _columns(place: Arrival) -> dict:
+def _columns(place: Arrival) -> dict[str, Any]:
     return dict(mailbox=place.mailbox, source=place.source, uidvalidity=place.uidvalidity, uid=place.uid)

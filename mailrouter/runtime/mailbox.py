@@ -5,6 +5,7 @@ the INBOX now, so a round interrupted anywhere (crash, dropped connection) is si
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -12,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from collections import defaultdict
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -226,12 +228,11 @@ class MailboxWorker:
             new = self._first_start(conn, folder, validity, new)
             new, large = self._split_large(conn, new)
             for uid, raw in conn.fetch(new):
-                self._one_message(folder, validity, uid, lambda uid=uid, raw=raw: self.router.assign_manually(
-                    self.mailbox.name, folder, validity, uid, InMemory(raw), target))
+                self._one_message(folder, validity, uid, partial(
+                    self.router.assign_manually, self.mailbox.name, folder, validity, uid, InMemory(raw), target))
             for uid in large:
-                self._one_message(folder, validity, uid, lambda uid=uid: self._spooled(
-                    conn, folder, validity, uid, lambda original: self.router.assign_manually(
-                        self.mailbox.name, folder, validity, uid, original, target)))
+                assign = partial(self.router.assign_manually, self.mailbox.name, folder, validity, uid, target=target)
+                self._one_message(folder, validity, uid, partial(self._spooled, conn, folder, validity, uid, assign))
             self._settle_sending()
             self.outbox.flush(self.mailbox.name)
             self._file(conn, validity, present, source=folder)
@@ -253,18 +254,18 @@ class MailboxWorker:
         batches, large = self._plan(conn, new)
         arrivals = self._arrivals(conn, new, looked_before)
         ahead = self._fetch_and_parse(conn, batches[0]) if batches else None
-        for index in range(len(batches)):
+        for index in itertools.count(1):
+            if ahead is None:
+                break
             batch, parsing = ahead
             ahead = None
-            if index + 1 < len(batches) and not self.stop.is_set():
-                ahead = self._fetch_and_parse(conn, batches[index + 1])
+            if index < len(batches) and not self.stop.is_set():
+                ahead = self._fetch_and_parse(conn, batches[index])
             self.router.admit_batch(self.mailbox.name, uidvalidity, batch, parsing, arrivals)
             self.lane.beat()
             self._file(conn, uidvalidity, in_inbox)  # what needs no forward, and what was sent before
             self._send_in_background(SENDER_WAIT)
             self.lane.beat()
-            if ahead is None:
-                break
         if large:
             self._settle_sending()  # big ones are sent one by one, from their spool files
             self._admit_large(conn, uidvalidity, large, arrivals)
@@ -324,17 +325,17 @@ class MailboxWorker:
         """(all INBOX UIDs or None, UIDs to check against the database). A full reconciliation
         lists everything; otherwise only UIDs above the cursor, and filing asks the server
         about the few rows it files instead of about the whole INBOX."""
-        full = (self._cursor is None or self._cursor[0] != uidvalidity
-                or time.monotonic() - self._reconciled_at >= RECONCILE_INTERVAL)
-        if full:
-            in_inbox: set[int] | None = set(conn.unprocessed_uids())
+        cursor = self._cursor if self._cursor is not None and self._cursor[0] == uidvalidity else None
+        in_inbox: set[int] | None
+        if cursor is None or time.monotonic() - self._reconciled_at >= RECONCILE_INTERVAL:
+            in_inbox = set(conn.unprocessed_uids())
             arrived = in_inbox
             self._reconciled_at = time.monotonic()
         else:
-            in_inbox, arrived = None, set(conn.new_uids_after(self._cursor[1]))
+            in_inbox, arrived = None, set(conn.new_uids_after(cursor[1]))
         arrived = arrived | self._retry  # (a UID gone meanwhile is simply not fetched)
         self._retry = set()
-        last = self._cursor[1] if self._cursor and self._cursor[0] == uidvalidity else 0
+        last = cursor[1] if cursor else 0
         # Advancing before admission is safe: a round that fails raises into a reconnect (which
         # resets the cursor) and one cut short by stop ends the worker.
         self._cursor = (uidvalidity, max([last, *arrived]))
@@ -392,9 +393,9 @@ class MailboxWorker:
         for uid in uids:
             if self.stop.is_set():
                 return
-            self._one_message("INBOX", uidvalidity, uid, lambda uid=uid: self._spooled(
-                conn, "INBOX", uidvalidity, uid, lambda original: self.router.admit_original(
-                    self.mailbox.name, uidvalidity, uid, original, (arrivals or {}).get(uid))))
+            admit = partial(self.router.admit_original, self.mailbox.name, uidvalidity, uid,
+                            arrived=(arrivals or {}).get(uid))
+            self._one_message("INBOX", uidvalidity, uid, partial(self._spooled, conn, "INBOX", uidvalidity, uid, admit))
             self.outbox.flush(self.mailbox.name)
             self.lane.beat()
 
@@ -488,7 +489,7 @@ class MailboxWorker:
         for row in self.router.awaiting_refile(self.mailbox.name):
             selected = True
             verdict = refile_verdict(row, self._find(conn, row.refile_from, row.message_id),
-                                     lambda row=row: self._find(conn, row.folder, row.message_id))
+                                     partial(self._find, conn, row.folder, row.message_id))
             self._carry_out(conn, row, verdict)
             self.lane.beat()
         return selected

@@ -83,8 +83,8 @@ class FollowUp:
         now = self.clock()
         with self.sessions() as session:  # read first: the IMAP fetch must not hold a write lock
             steps = self._due(session, assignment_id, now)
-            message = session.get(MessageRow, session.get(AssignmentRow, assignment_id).message) if steps else None
-        if not steps:
+            message = _message_of(session, assignment_id) if steps else None
+        if message is None:
             return 0
         raw = self._original(mailbox, message, conn)  # the notices quote it; a reassignment forwards it
         pending = Pending([], notice_excerpt(raw, self.config))
@@ -92,11 +92,12 @@ class FollowUp:
             with self.sessions.begin() as session:
                 steps = self._due(session, assignment_id, now)  # a reply may have come in meanwhile
                 assignment = session.get(AssignmentRow, assignment_id)
-                message = session.get(MessageRow, assignment.message) if steps else None
-                step, skipped = latest_only(steps)
-                self._skip(session, assignment, message, skipped, step, now)
-                if step is not None:
-                    self._take(session, mailbox, assignment, message, step, now, pending, raw)
+                message = _message_of(session, assignment_id) if steps else None
+                if assignment is not None and message is not None:
+                    step, skipped = latest_only(steps)
+                    self._skip(session, assignment, message, skipped, step, now)
+                    if step is not None:
+                        self._take(session, mailbox, assignment, message, step, now, pending, raw)
         finally:
             if raw is not None:
                 raw.release(self.sessions)  # no forward streams it (pooled, answered meanwhile)
@@ -114,8 +115,7 @@ class FollowUp:
         done = frozenset(session.scalars(select(SlaStepRow.step).where(SlaStepRow.assignment == a.id)))
         previous: list[str] = []
         cursor = a.reassigned_from
-        while cursor is not None:
-            earlier = session.get(AssignmentRow, cursor)
+        while cursor is not None and (earlier := session.get(AssignmentRow, cursor)) is not None:
             previous.append(earlier.rep)
             cursor = earlier.reassigned_from
         return AssignmentSnapshot(rep=a.rep, started_at=a.assigned_at, done=done,
@@ -234,11 +234,10 @@ class FollowUp:
 
     def _notice(self, kind: NoticeKind, a: AssignmentRow, message: MessageRow, step: Step,
                 now: datetime, excerpt: str, language: str, **fields) -> Notice:
-        values = dict(rep=self.config.reps[a.rep].name, customer=a.customer, subject=message.subject,
-                      message_id=message.message_id, age=now - message.received_at,
-                      language=language, step=step.key, excerpt=excerpt, rep_id=a.rep)
-        values.update(fields)
-        return Notice(kind=kind, **values)
+        notice = Notice(kind=kind, rep=self.config.reps[a.rep].name, customer=a.customer, subject=message.subject,
+                        message_id=message.message_id, age=now - message.received_at,
+                        language=language, step=step.key, excerpt=excerpt, rep_id=a.rep)
+        return replace(notice, **fields)  # e.g. a reassignment's notice names the new rep
 
     def _queue_notice(self, session: Session, mailbox: MailboxConfig, notice: Notice, to: str,
                       a: AssignmentRow, step: Step) -> None:
@@ -294,6 +293,11 @@ def _minutes(age: timedelta) -> str:
     return f"{int(age.total_seconds() // 60)} min"
 
 
+def _message_of(session: Session, assignment_id: int) -> MessageRow | None:
+    assignment = session.get(AssignmentRow, assignment_id)
+    return session.get(MessageRow, assignment.message) if assignment is not None else None
+
+
 def fetch_original(mailbox: MailboxConfig, message: MessageRow, conn: Mailbox,
                    spool: Spool | None = None) -> Original | None:
     """The shared copy, found in its folder by Message-ID over the mailbox loop's connection:
@@ -308,7 +312,7 @@ def fetch_original(mailbox: MailboxConfig, message: MessageRow, conn: Mailbox,
         if spool is not None and uids:
             spooled = spool.receive(spool.path_for(mailbox.name, folder, validity, uids[0]),
                                     conn.fetch_chunks(uids[0]))
-            return spooled and Spooled(spooled)
+            return Spooled(spooled) if spooled is not None else None
         found = [raw for _uid, raw in conn.fetch(uids[:1])]
         return InMemory(found[0]) if found else None
     except ImapError as exc:
