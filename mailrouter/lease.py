@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from mailrouter.store import LeaseRow, utcnow
+from mailrouter.store import LeaseRow, state_write_failure, utcnow
 
 log = logging.getLogger("mailrouter.lease")
 
@@ -100,7 +100,7 @@ class Lease:
                 with self.sessions.begin() as session:
                     session.execute(delete(LeaseRow).where(LeaseRow.name == self.name,
                                                            LeaseRow.holder == instance_name()))
-            except SQLAlchemyError:
+            except (SQLAlchemyError, OSError):
                 pass  # the display row only; the lock goes with _unlock
         self._unlock()
 
@@ -125,11 +125,12 @@ class Lease:
                 else:
                     row.holder, row.acquired_at, row.renewed_at = instance_name(), self._since or now, now
             self._shown_at, self._show_failing = now, False
-        except SQLAlchemyError as exc:  # display only: never a reason to stop working
+        except (SQLAlchemyError, OSError) as exc:  # display only: never a reason to stop working
             self._shown_at = now  # try again at the next renewal, not every round
             if not self._show_failing:
-                log.warning("%s: could not record the lease for status: %s", self.name,
-                            str(exc).splitlines()[0])
+                database = str(self.sessions.kw["bind"].url)
+                why = state_write_failure(exc, database) or str(exc).splitlines()[0]
+                log.warning("%s: could not record the lease for status: %s", self.name, why)
             self._show_failing = True
 
 

@@ -330,10 +330,13 @@ _DISK_ADVICE = {
     errno.EROFS: "make that filesystem writable again (a read-only remount usually means a failing disk: "
                  "see the kernel log)",
     errno.EIO: "check the disk (see the kernel log) or move the state directory",
+    errno.ESTALE: "the state filesystem was unmounted or replaced under the running daemon: mount it back "
+                  "(restart mailrouter if the move was meant)",
 }
 # SQLite primary result codes and PostgreSQL SQLSTATEs that mean the same three things;
 # SQLite's CANTOPEN is what a WAL database says when its folder turned read-only.
-_SQLITE_ERRNO = {13: errno.ENOSPC, 8: errno.EROFS, 10: errno.EIO, 14: errno.EROFS}
+# PROTOCOL is what WAL locking says on a filesystem the kernel aborted (remount,abort).
+_SQLITE_ERRNO = {13: errno.ENOSPC, 8: errno.EROFS, 10: errno.EIO, 14: errno.EROFS, 15: errno.EIO}
 _SQLSTATE_ERRNO = {"53100": errno.ENOSPC, "25006": errno.EROFS, "58030": errno.EIO}
 
 
@@ -427,7 +430,32 @@ def _new_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         _create_private(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)
+        if sqlite_file and not str(parsed.database).startswith("file:"):
+            first = place_of(str(parsed.database))
+            # before SQLite opens (and would create) the file: an unmounted state disk leaves an
+            # empty mount point where a new, empty database would answer "no such table"
+            event.listen(engine, "do_connect",
+                         lambda *_: check_same_place(str(parsed.database), first))
     return engine
+
+
+def place_of(path: str) -> tuple[int, int] | None:
+    """The (device, inode) at `path`, None if nothing is there."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def check_same_place(path: str, first: tuple[int, int] | None) -> None:
+    """Raise OSError(ESTALE) when `path` is no longer the file or folder first found there.
+
+    A state disk unmounted under the running daemon leaves its mount point, an ordinary folder
+    on another filesystem: what is written there vanishes when the disk is mounted back, and a
+    forgotten acceptance means a forward sent twice. So state writes check where they land."""
+    if first is not None and place_of(path) != first:
+        raise OSError(errno.ESTALE, "not the file or folder mailrouter started with", path)
 
 
 def _create_private(database: str | None) -> None:

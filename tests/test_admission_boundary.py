@@ -21,7 +21,8 @@ NOW = datetime(2026, 12, 4, 9, tzinfo=timezone.utc)
 
 def setup(where):
     url = where if isinstance(where, str) else f"sqlite:///{where / 'r.db'}"
-    config = replace(example_config(), database=url)
+    key_file = None if isinstance(where, str) else where / "router.key"  # never beside the shipped config
+    config = replace(example_config(), database=url, marker_key_file=key_file)
     sessions = open_database(config.database)
     samples = [s for s in demo_samples() if s.target == "team:europe"][:3]
     victim = parse_message(samples[1].raw, config.parse).sender

@@ -50,7 +50,7 @@ class Disk:
     def mount(self) -> subprocess.CompletedProcess:
         return run("mount", "-o", "loop", str(self.image), str(self.path))
 
-    def unmount(self, timeout: float = 60) -> None:
+    def unmount(self, timeout: float = 180) -> None:  # beyond SQLite's 60 s busy timeout a waiting writer holds
         """As an admin would: again until nothing has a file open there."""
         gc.collect()  # this process's closed database handles
         deadline = time.monotonic() + timeout

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, text
 
@@ -100,3 +101,23 @@ def test_a_sqlite_lock_file_deleted_by_hand_is_a_lost_lease(tmp_path, monkeypatc
     assert oct(lock.stat().st_mode & 0o777) == "0o600"
     lock.unlink()
     assert not lease.held()
+
+
+def test_a_lease_on_a_state_disk_unmounted_under_it_is_still_held_and_says_why_once(tmp_path, monkeypatch, caplog) -> None:
+    """The status row is display only: a database that vanished with its disk is one clear line."""
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    state = tmp_path / "state"
+    state.mkdir()
+    url = f"sqlite:///{state / 'state.db'}"
+    sessions = open_database(url)
+    clock = [datetime(2026, 12, 4, tzinfo=timezone.utc)]
+    lease = lease_for("mailbox sales", url, sessions, lambda: clock[0])
+    assert lease.acquire()
+    state.rename(tmp_path / "hidden")
+    state.mkdir()  # the mount point the unmount leaves
+    for minutes in (5, 10):
+        clock[0] += timedelta(minutes=minutes)
+        assert lease.held()
+    lines = [r.getMessage() for r in caplog.records if "could not record the lease" in r.getMessage()]
+    assert len(lines) == 1 and "mount it back" in lines[0], lines

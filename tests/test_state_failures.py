@@ -30,6 +30,7 @@ def test_a_full_spool_names_the_file_the_errno_text_and_what_to_free():
     ("database or disk is full", 13, "free space"),
     ("attempt to write a readonly database", 8, "writable"),
     ("disk I/O error", 778, "check the disk"),  # SQLITE_IOERR_WRITE: the primary code is the low byte
+    ("locking protocol", 15, "check the disk"),  # WAL locking on a filesystem the kernel aborted
 ])
 def test_a_database_that_refuses_a_write_is_named_with_sqlites_reason(message, code, advice):
     line = state_write_failure(sqlite_error(message, code), "sqlite:////var/lib/mailrouter/mailrouter.db")
@@ -135,3 +136,50 @@ def test_one_disk_outage_is_one_error_line_even_when_its_face_changes(caplog, mo
     told = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and "forwarded twice" in r.getMessage()]
     assert len(told) == 2, told
     assert "disk I/O error" in told[0] and "No space left" in told[1]
+
+
+def test_a_database_file_replaced_under_the_daemon_is_refused_not_recreated(tmp_path):
+    """An unmounted state disk leaves an empty mount point: SQLite would make a new, empty
+    database there ("no such table") and what the daemon writes would vanish on remount."""
+    import errno as errnos
+
+    from sqlalchemy import text
+
+    from mailrouter.store import open_database
+
+    db = tmp_path / "state" / "mailrouter.db"
+    db.parent.mkdir()
+    sessions = open_database(f"sqlite:///{db}")
+    with sessions() as session:
+        session.execute(text("SELECT 1"))
+    moved = tmp_path / "elsewhere"
+    db.parent.rename(moved)
+    db.parent.mkdir()  # the mount point, as the unmount leaves it
+    with pytest.raises(OSError) as raised, sessions() as session:
+        session.execute(text("SELECT 1"))
+    assert raised.value.errno == errnos.ESTALE
+    assert not db.exists(), "no empty database is made in its place"
+    line = state_write_failure(raised.value, f"sqlite:///{db}")
+    assert line.startswith(f"cannot write {db}:") and "mount it back" in line
+
+
+def test_an_accepted_log_whose_folder_was_unmounted_keeps_its_ids_and_refuses_the_mount_point(tmp_path):
+    import errno as errnos
+
+    spool = tmp_path / "spool"
+    log = AcceptedLog(spool / "accepted-sales.log")
+    log.add(7)
+    spool.rename(tmp_path / "hidden")  # the disk unmounted: its files out of sight
+    spool.mkdir()
+    with pytest.raises(OSError) as raised:
+        log.add(8)
+    assert raised.value.errno == errnos.ESTALE
+    with pytest.raises(OSError):
+        log.ids()  # "nothing accepted" read from the mount point would send 7 again
+    with pytest.raises(OSError):
+        log.write_unwritten()
+    assert not (spool / "accepted-sales.log").exists()
+    spool.rmdir()
+    (tmp_path / "hidden").rename(spool)  # mounted back
+    log.write_unwritten()
+    assert log.ids() == {7, 8}

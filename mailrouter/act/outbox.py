@@ -54,15 +54,26 @@ class AcceptedLog:
     (shared by every AcceptedLog on that path, so a reload keeps it): never sent again."""
 
     _unwritten: dict[Path, set[int]] = {}
+    _folders: dict[Path, tuple[int, int] | None] = {}  # the spool folder as first written: see store.check_same_place
     _lock = threading.Lock()
 
     def __init__(self, path: Path):
         self.path = path
 
+    def _append(self, data: bytes) -> None:
+        folder = self.path.parent
+        with self._lock:
+            first = self._folders.get(folder)
+        store.check_same_place(str(folder), first)
+        append_durably(self.path, data)
+        if first is None:
+            with self._lock:
+                self._folders.setdefault(folder, store.place_of(str(folder)))
+
     def add(self, outbox_id: int) -> None:
         """Append `outbox_id` durably; on OSError it is remembered in memory, then raised."""
         try:
-            append_durably(self.path, b"%d\n" % outbox_id)
+            self._append(b"%d\n" % outbox_id)
         except OSError:
             with self._lock:
                 self._unwritten.setdefault(self.path, set()).add(outbox_id)
@@ -73,13 +84,15 @@ class AcceptedLog:
         the same); raises OSError while the disk still refuses."""
         with self._lock:
             held = sorted(self._unwritten.get(self.path, ()))
-        append_durably(self.path, b"".join(b"%d\n" % i for i in held) or b"\n")
+        self._append(b"".join(b"%d\n" % i for i in held) or b"\n")
         with self._lock:
             self._unwritten.get(self.path, set()).difference_update(held)
 
     def ids(self) -> set[int]:
         with self._lock:
             held = set(self._unwritten.get(self.path, ()))
+            first = self._folders.get(self.path.parent)
+        store.check_same_place(str(self.path.parent), first)  # an empty mount point knows no acceptance
         try:
             return held | {int(line) for line in self.path.read_text().split() if line.isdigit()}
         except FileNotFoundError:
