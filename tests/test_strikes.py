@@ -51,11 +51,12 @@ DAEMON = KILLER + textwrap.dedent("""\
 ADMIT = KILLER + textwrap.dedent("""\
     import base64, json
     from dataclasses import replace
+    from pathlib import Path
     from mailrouter.store import open_database
     from tests.factories import example_config
 
     url, batch = sys.argv[1], json.loads(open(sys.argv[2]).read())
-    config = replace(example_config(), database=url)
+    config = replace(example_config(), database=url, marker_key_file=Path(sys.argv[2]).parent / "router.key")
     admit.Router(config, open_database(url)).admit_batch("sales", 1, [(uid, base64.b64decode(raw))
                                                                      for uid, raw in batch])
     """)
@@ -73,7 +74,7 @@ def test_a_message_whose_admission_is_killed_twice_is_quarantined_and_the_rest_r
     """Two real kills in the middle of the admission, in a process of its own; then the daemon's
     next try quarantines the message without examining it again, and routes the batch."""
     url = f"sqlite:///{tmp_path / 'r.db'}"
-    config = replace(example_config(), database=url)
+    config = replace(example_config(), database=url, marker_key_file=tmp_path / "router.key")  # not in the checkout
     sessions = open_database(url)
     samples = europe()
     batch = [(i + 1, s.raw) for i, s in enumerate(samples)]
