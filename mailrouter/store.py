@@ -127,6 +127,7 @@ class StrikeRow(Base):
     uid: Mapped[int]
     reason: Mapped[str | None] = mapped_column(Text)  # how the last try failed; None: none failed yet
     started_at: Mapped[datetime | None]  # a try under way (or one the process died in)
+    alone: Mapped[bool] = mapped_column(default=False)  # that try was of this message alone
 
 
 class OutboxRow(Base):

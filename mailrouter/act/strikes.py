@@ -3,9 +3,10 @@ across restarts too (issue 11).
 
 A try is marked before its risky step and unmarked after it, in transactions of their own: a
 mark still there when the message comes round again is a try the process died in (SIGKILL by
-the watchdog, the OOM killer), which counts as a failure like an exception does. A message
-with a strike is tried alone, so a batch that died does not take its innocent messages down
-with the one at fault.
+the watchdog, the OOM killer). A message with a mark is tried alone, and a death while it was
+alone counts as its failure like an exception does; a batch's death blames none of its
+messages, so one poison message does not take its batch down with it, and an innocent one
+needs two deaths of its own before it is quarantined.
 """
 from __future__ import annotations
 
@@ -58,24 +59,25 @@ class Strikes:
             return {_arrival(row) for row in _rows(session, places)}
 
     def begin(self, places: Sequence[Arrival]) -> dict[Arrival, str]:
-        """Mark a try of each, committed before the caller's risky step; a mark left by an
-        earlier try counts as that try's failure (DIED). Returns the messages now struck twice
-        the same way, with the reason to quarantine them with, instead of trying them again."""
+        """Mark a try of each, committed before the caller's risky step. A mark left by an
+        earlier try of the message alone counts as that try's failure (DIED); one left by a
+        batch blames none of its messages, which are then tried alone. Returns the messages now
+        struck twice the same way, with the reason to quarantine them with, untried."""
         if not places:
             return {}
-        now, out = self.clock(), {}
+        now, alone, out = self.clock(), len(places) == 1, {}
         with self.sessions.begin() as session:
             found = {_arrival(row): row for row in _rows(session, places)}
             for place in places:
                 row = found.get(place)
                 if row is None:
-                    session.add(StrikeRow(**_columns(place), started_at=now))
+                    session.add(StrikeRow(**_columns(place), started_at=now, alone=alone))
                     continue
-                if row.started_at is not None:  # the last try never ended
+                if row.started_at is not None and row.alone:  # its own last try never ended
                     if struck_again(row.reason, DIED):
                         out[place] = twice(DIED)
                     row.reason = DIED
-                row.started_at = now
+                row.started_at, row.alone = now, alone
         return out
 
     def last_failure(self, place: Arrival, session: Session) -> str | None:

@@ -29,6 +29,7 @@ def upgrade() -> None:
     sa.Column('uid', sa.Integer(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('started_at', mailrouter.store.UTCDateTime(), nullable=True),
+    sa.Column('alone', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('mailbox', 'source', 'uidvalidity', 'uid', name='uq_strike_location')
     )
