@@ -29,22 +29,32 @@ from mailrouter.testing.samples import demo_samples
 from tests.factories import ROOT, example_config
 
 # The daemon (or the admission) with one change: it kills itself when the rules examine the
-# message whose Message-ID is given, as a rule that never returns gets it killed by the watchdog.
+# message whose Message-ID is given, as a rule that never returns gets it killed by the watchdog,
+# or when the spool's scanner reads it, as a big message that eats the memory gets it OOM-killed.
 KILLER = textwrap.dedent("""\
     import os, signal, sys
     from mailrouter.act import admit
+    from mailrouter.intake import spool
 
     POISON = sys.argv.pop(1)
-    real_examine = admit.examine
+    real_examine, real_feed = admit.examine, spool.MessageScanner.feed
+
+    def die():
+        with open(os.environ["KILLS"], "a") as kills:
+            kills.write("killed\\n")
+        os.kill(os.getpid(), signal.SIGKILL)
 
     def examine(parsed, *args, **kwargs):
         if parsed.inquiry is not None and parsed.inquiry.message_id == POISON:
-            with open(os.environ["KILLS"], "a") as kills:
-                kills.write("killed\\n")
-            os.kill(os.getpid(), signal.SIGKILL)
+            die()
         return real_examine(parsed, *args, **kwargs)
 
-    admit.examine = examine
+    def feed(self, chunk):
+        if POISON.encode() in chunk:
+            die()
+        return real_feed(self, chunk)
+
+    admit.examine, spool.MessageScanner.feed = examine, feed
     """)
 DAEMON = KILLER + textwrap.dedent("""\
     from mailrouter.commands.cli import main
@@ -107,37 +117,42 @@ def _env(kills: Path) -> dict[str, str]:
 
 
 @pytest.mark.integration
-def test_a_message_that_gets_the_daemon_killed_is_quarantined_after_two_kills_not_retried_forever(bed, tmp_path):
-    """Real Dovecot and SMTP, the daemon as systemd runs it: killed while examining the poison
-    message, once in its batch and twice alone; the fourth start files it in Quarantine and
-    routes the other two."""
+@pytest.mark.parametrize("size,kills", [("small", 3), ("big", 2)])
+def test_a_message_that_gets_the_daemon_killed_is_quarantined_not_retried_forever(bed, tmp_path, size, kills):
+    """Real Dovecot and SMTP, the daemon as systemd runs it. A small poison message kills it in
+    the rules, once in its batch and twice alone; a big one while its spool file is scanned,
+    alone each time. The next start files it in Quarantine without trying it again, and the
+    other messages are routed."""
     from mailrouter.commands.demo import deliver_samples, wait_until_filed
+    from mailrouter.testing.samples import bulk_samples
     from tests.mailcheck import configure, count_rows, shared_copies
 
-    config = configure(bed, tmp_path)
+    config = configure(bed, tmp_path, large_message_bytes=64 * 1024)
     samples = europe()
+    if size == "big":
+        samples[1] = bulk_samples(1, start=7_200, attachment_every=1, attachment_size=300_000)[0]
     deliver_samples(bed, samples)
-    script, kills, log = tmp_path / "daemon.py", tmp_path / "kills", tmp_path / "daemon.log"
+    script, killed, log = tmp_path / "daemon.py", tmp_path / "kills", tmp_path / "daemon.log"
     script.write_text(DAEMON, encoding="utf-8")
     command = [sys.executable, str(script), message_id(samples[1].raw), "-c", str(tmp_path / "config.toml"), "run"]
-    for attempt in (1, 2, 3):
+    for attempt in range(1, kills + 1):
         with log.open("ab") as out:
-            process = subprocess.Popen(command, cwd=ROOT, env=_env(kills), stdout=out, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(command, cwd=ROOT, env=_env(killed), stdout=out, stderr=subprocess.STDOUT)
         try:
             status = process.wait(timeout=120)
         except subprocess.TimeoutExpired:
             process.kill()
             raise AssertionError(f"start {attempt} was not killed by the poison message:\n{log.read_text()}")
         assert status == -signal.SIGKILL, log.read_text()
-        assert kills.read_text().count("killed") == attempt
+        assert killed.read_text().count("killed") == attempt
     with log.open("ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=_env(kills), stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=ROOT, env=_env(killed), stdout=out, stderr=subprocess.STDOUT)
     try:
-        assert wait_until_filed(config, 3, timeout=90), "not filed after the fourth start:\n" + log.read_text()
+        assert wait_until_filed(config, 3, timeout=90), "not filed after the last start:\n" + log.read_text()
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0, log.read_text()
-    assert kills.read_text().count("killed") == 3  # the fourth start did not examine it again
+    assert killed.read_text().count("killed") == kills  # the last start did not try it again
     assert count_rows(config, MessageRow.outcome == "routed") == 2
     with open_database(config.database)() as session:
         (row,) = session.scalars(select(MessageRow).where(MessageRow.outcome == "quarantined"))

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter.model import Clock
@@ -68,11 +68,10 @@ class Strikes:
         now, alone, out = self.clock(), len(places) == 1, {}
         with self.sessions.begin() as session:
             found = {_arrival(row): row for row in _rows(session, places)}
-            for place in places:
-                row = found.get(place)
-                if row is None:
-                    session.add(StrikeRow(**_columns(place), started_at=now, alone=alone))
-                    continue
+            new = [dict(_columns(p), started_at=now, alone=alone) for p in places if p not in found]
+            if new:  # one executemany: most tries are first tries (issue 7: the ORM's unit of work costs)
+                session.execute(insert(StrikeRow), new)
+            for place, row in found.items():
                 if row.started_at is not None and row.alone:  # its own last try never ended
                     if struck_again(row.reason, DIED):
                         out[place] = twice(DIED)
@@ -117,8 +116,13 @@ def _rows(session: Session, places: Sequence[Arrival]) -> Iterable[StrikeRow]:
 
 
 def _at(places: Sequence[Arrival]) -> ColumnElement[bool]:
-    return tuple_(StrikeRow.mailbox, StrikeRow.source, StrikeRow.uidvalidity, StrikeRow.uid).in_(
-        [(p.mailbox, p.source, p.uidvalidity, p.uid) for p in places])
+    """The rows of `places`, per folder a UID list (the unique index finds them; a row-value
+    IN made SQLite scan)."""
+    folders: dict[tuple[str, str, int], list[int]] = {}
+    for p in places:
+        folders.setdefault((p.mailbox, p.source, p.uidvalidity), []).append(p.uid)
+    return or_(*(and_(StrikeRow.mailbox == mailbox, StrikeRow.source == source, StrikeRow.uidvalidity == validity,
+                      StrikeRow.uid.in_(uids)) for (mailbox, source, validity), uids in folders.items()))
 
 
 def _chunks(places: Sequence[Arrival]) -> Iterable[Sequence[Arrival]]:
