@@ -80,6 +80,13 @@ class Decision:
     how: str = "rule"  # rule | registry | manual | reassign: what chose the rep
     ladder: str | None = None  # escalation ladder chosen by the rule (None: the default)
     notes: tuple[tuple[str, str], ...] = ()  # extra routing-block lines (re-inquiry, score…)
+    # the reason in other languages, as (language, text): for the rep's forward and `explain`;
+    # `reason` itself (English) is what the log line and the database keep
+    reasons: tuple[tuple[str, str], ...] = ()
+
+    def reason_in(self, language: str) -> str:
+        """The reason worded for a reader of `language`; English where it was not worded."""
+        return dict(self.reasons).get(language, self.reason)
 
     @property
     def reinquiry(self) -> bool:

@@ -6,6 +6,7 @@ A restart reads the rows that are not `filed` and carries on from there, so noth
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -245,6 +246,19 @@ class CollisionRow(Base):
     notified: Mapped[bool] = mapped_column(default=False)
 
 
+class ChatPostRow(Base):
+    """A chat notice waiting for its channel's batch post, kept until the post is done so a
+    crash inside the batch window loses nothing (issue 15 item 3): drained at start."""
+
+    __tablename__ = "chat_posts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target: Mapped[str] = mapped_column(String(100), index=True)  # [[sla.webhook]] name
+    notice: Mapped[str] = mapped_column(Text)  # the Notice as JSON, in the channel's language
+    mention: Mapped[str | None] = mapped_column(String(200))  # the rep's chat user id, if any
+    queued_at: Mapped[datetime]
+
+
 class SentCursorRow(Base):
     """How far a watched Sent/journal folder has been read, so a restart reads on from there."""
 
@@ -309,6 +323,49 @@ def begin_writing(session: Session) -> None:
     driver = connection.connection.dbapi_connection
     if connection.dialect.name == "sqlite" and driver is not None and not driver.in_transaction:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _advisory_key(name: str) -> int:
+    """A pg_advisory_xact_lock key: a stable number every instance agrees on."""
+    return int.from_bytes(hashlib.sha256(f"mailrouter {name}".encode()).digest()[:8], "big", signed=True)
+
+
+ASSIGNMENT_LOCK = _advisory_key("team assignment")
+DIGEST_LOCK = _advisory_key("digests")
+
+
+def _hold_advisory(session: Session, key: int) -> None:
+    """PostgreSQL: wait for the transaction-level advisory lock `key`, released by commit or
+    rollback (or by the server when the holder dies). SQLite: nothing to do, its writers take
+    turns already (begin_writing)."""
+    if session.connection().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def hold_assignment_lock(session: Session) -> None:
+    """Until this transaction ends, be the only instance that reads and moves team state: the
+    round-robin cursors, the open counts (least loaded, caps, reassignment) and the duplicate
+    check across mailboxes. Without it two instances read the same cursor and pick the same rep.
+
+    One lock, not one per team: open counts and caps belong to reps, and a rep may be in several
+    teams or be a rule's or an owner's target, so no smaller set of rows covers a decision."""
+    _hold_advisory(session, ASSIGNMENT_LOCK)
+
+
+def hold_digest_lock(session: Session) -> None:
+    """Until this transaction ends, be the only instance queueing digests: every instance runs
+    the digest job at the same minute, and the second must see the first's digests_sent rows
+    instead of failing on their key."""
+    _hold_advisory(session, DIGEST_LOCK)
+
+
+def claim_assignment(session: Session, assignment_id: int) -> AssignmentRow | None:
+    """The assignment, row-locked until this transaction ends; None if another transaction holds
+    it (another instance's ladder sweep is taking its step) or it is gone. PostgreSQL: FOR UPDATE
+    SKIP LOCKED, so a second sweep passes on instead of waiting to fail on uq_sla_step; SQLite
+    ignores the clause, its writers being one at a time already (begin_writing)."""
+    return session.scalars(select(AssignmentRow).where(AssignmentRow.id == assignment_id)
+                           .with_for_update(skip_locked=True)).first()
 
 
 @contextmanager
@@ -391,6 +448,16 @@ def database_label(url: str) -> str:
     if parsed.get_backend_name() == "sqlite":
         return parsed.database or url
     return parsed.render_as_string(hide_password=True)
+
+
+def database_exists(url: str) -> bool:
+    """Whether there is a database to read: a SQLite file on disk (a server database is taken
+    to exist). Read-only commands ask first, so they never leave an empty database behind."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return True
+    database = parsed.database
+    return database is not None and database not in ("", ":memory:") and os.path.exists(database)
 
 
 def open_database(url: str, migrate: bool = False) -> sessionmaker[Session]:

@@ -80,3 +80,31 @@ def test_chat_ids_and_webhook_keys_are_validated(tmp_path) -> None:
                                              "batch": "1h"}, "config.toml", "sla.webhook[0].",
                                             {"U": "https://qyapi.weixin.qq.com/x"})
     assert {p.key for p in problems} == {"sla.webhook[0].language", "sla.webhook[0].batch"}
+
+
+def test_notices_queued_by_a_run_that_died_are_posted_at_start_then_forgotten(receiver: Receiver, tmp_path) -> None:
+    """Issue 15 item 3: the batch lived in memory only; now rows, drained by the next start."""
+    from sqlalchemy import select
+
+    from mailrouter.sla.chat import forget_posted, notice_from_json, notice_json, queue_chat, resume
+    from mailrouter.store import ChatPostRow, open_database, utcnow
+
+    target = WebhookTarget("sales-group", receiver.url, "wecom", batch=600)  # a long window: the run dies in it
+    config = replace(example_config(), database=f"sqlite:///{tmp_path / 'c.db'}")
+    config = replace(config, sla=replace(config.sla, webhooks=(target,)))
+    sessions = open_database(config.database)
+    notice = replace(remind("RFQ durable", rep_id="li"), excerpt="bitte Angebot", step="remind@5m")
+    assert notice_from_json(notice_json(notice)) == notice
+    with sessions.begin() as session:
+        queue_chat(session, config, [notice], utcnow())  # ...and the process is gone before the post
+
+    sender = WebhookSender(timeout=5, on_posted=forget_posted(sessions))
+    try:
+        assert resume(sessions, sender, config) == 1
+        assert sender.flush(timeout=10)  # at once, not after another 10 minutes
+    finally:
+        sender.close(timeout=5)
+    (body,) = receiver.bodies
+    assert "RFQ durable" in body["markdown"]["content"]
+    with sessions() as session:
+        assert session.scalars(select(ChatPostRow)).all() == []

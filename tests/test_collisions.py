@@ -5,11 +5,12 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
+from sqlalchemy import select
 
 from mailrouter.registry.collisions import CollisionCheck
 from mailrouter.sla.replies import Outgoing
 from mailrouter.sla.webhook import WebhookTarget
-from mailrouter.store import open_database
+from mailrouter.store import ChatPostRow, open_database
 from tests.factories import example_config
 
 NOW = datetime(2026, 11, 10, 2, tzinfo=timezone.utc)
@@ -18,9 +19,11 @@ NOW = datetime(2026, 11, 10, 2, tzinfo=timezone.utc)
 class Recorder:
     def __init__(self) -> None:
         self.sent: list[str] = []
+        self.rows: list[int | None] = []
 
-    def notify(self, target, notice, mention=None) -> bool:
+    def notify(self, target, notice, mention=None, row=None, window=None) -> bool:
         self.sent.append(notice.customer)
+        self.rows.append(row)
         return True
 
 
@@ -43,6 +46,8 @@ def test_collision_webhook_is_not_sent_when_the_transaction_rolls_back(tmp_path)
             check._record(session, "buyer@acme.example", "zhang", "li", OUT)
             raise RuntimeError("the reply recorder failed later in the same transaction")
     assert hooks.sent == []
+    with sessions() as session:  # nor kept for a later post
+        assert session.scalars(select(ChatPostRow)).all() == []
 
 
 def test_collision_webhook_is_sent_once_the_transaction_commits(tmp_path):
@@ -51,3 +56,5 @@ def test_collision_webhook_is_sent_once_the_transaction_commits(tmp_path):
         check._record(session, "buyer@acme.example", "zhang", "li", OUT)
         assert hooks.sent == []  # not while the transaction may still roll back
     assert hooks.sent == ["buyer@acme.example"]
+    with sessions() as session:  # kept until the post is done (issue 15 item 3)
+        assert [row.id for row in session.scalars(select(ChatPostRow))] == hooks.rows

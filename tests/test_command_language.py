@@ -48,7 +48,7 @@ def test_explain_labels_follow_the_config_unless_told(tmp_path: Path, capsys) ->
     assert "主题：       Anfrage Leiterplatten" in lines  # CJK labels count two columns: values line up
     assert "标签：       [DE][PCB]（仅业务员可见）" in lines
     assert any(line.startswith("Message-ID： <") for line in lines)
-    assert any(line.startswith("原因：       rule ") for line in lines)  # the rule's own words, in English
+    assert any(line.startswith("原因：       规则 'german-pcb'：国家 DE") for line in lines)  # worded in zh too
     assert main(["-c", str(path), "explain", str(eml), "--language", "en"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "Subject:    Anfrage Leiterplatten" in lines and "Labels:     [DE][PCB] (the rep's view only)" in lines
@@ -119,3 +119,43 @@ def test_a_config_that_does_not_load_is_reported_in_the_language_asked(tmp_path:
     assert err.startswith("配置有 1 个问题：\n") and "daemon.language" in err  # the problem keeps file and key
     assert main(["-c", str(path), "rep", "list"]) == 2
     assert capsys.readouterr().err.startswith("configuration has 1 problem(s):\n")
+
+
+def test_registry_import_show_and_transfer_follow_the_config_unless_told(tmp_path: Path, capsys) -> None:
+    """Issue 15 item 6: the registry commands printed English whatever daemon.language said."""
+    path = with_language(tmp_path, "zh")
+    sheet = tmp_path / "fair.csv"
+    sheet.write_text("姓名,公司,电话,邮箱,国家\nMaria Rossi,Rossi S.r.l.,+39 02 1234 5678,maria@rossi.it,意大利\n"
+                     "Bad,Bad Co,,nope@,德国\n", encoding="utf-8")
+    assert main(["-c", str(path), "registry", "import", str(sheet), "--source", "广交会", "--owner", "zhang"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "广交会：新建 1，更新 0，未变 0，跳过 0，无效 1"
+    assert "无效行：" in lines and any(line.startswith("  第 3 行：") for line in lines)
+    assert any(line.startswith("列：") and "email ← 邮箱" in line for line in lines)
+
+    assert main(["-c", str(path), "registry", "show", "rossi.it"]) == 0
+    shown = capsys.readouterr().out
+    assert "  负责人：" in shown and "  状态：" in shown and "询盘：无" in shown
+    assert "owner:" not in shown
+
+    assert main(["-c", str(path), "registry", "transfer", "--from", "zhang", "--to", "wang", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["将从 zhang 转给 wang 的客户 1 个（试运行：未做任何更改）",
+                   "  Rossi S.r.l. Maria Rossi <maria@rossi.it> IT"]
+    assert main(["-c", str(path), "registry", "transfer", "--from", "zhang", "--to", "wang", "--dry-run",
+                 "--language", "en"]) == 0
+    assert capsys.readouterr().out.startswith("would transfer 1 customer(s) from zhang to wang")
+    assert main(["-c", str(path), "registry", "show", "nobody.example"]) == 1
+    assert capsys.readouterr().err.startswith("registry：")
+
+
+def test_explain_before_the_first_start_leaves_no_database_behind(tmp_path: Path, capsys) -> None:
+    """explain reads the registry and team state when there is a database, and makes none."""
+    from mailrouter.testing.samples import GERMAN, compose
+
+    path = with_language(tmp_path, "en")
+    eml = tmp_path / "inquiry.eml"
+    eml.write_bytes(compose("Klaus Becker <k.becker@becker-elektronik.de>", "Anfrage Leiterplatten", GERMAN))
+    assert main(["-c", str(path), "explain", str(eml)]) == 0
+    assert "Decision:   routed -> zhang" in capsys.readouterr().out.splitlines()
+    assert not (tmp_path / "m.db").exists()

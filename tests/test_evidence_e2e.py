@@ -28,4 +28,5 @@ def test_gmail_buyer_with_a_spanish_phone_is_routed_by_the_europe_rule(bed: Test
     assert f"rule=europe; rep={rep}" in forward["X-Mailrouter"]  # then the marker's signature
     assert str(forward["X-Mailrouter-Labels"]).startswith("[ES]")
     text = "\n".join(p.get_content() for p in forward.walk() if p.get_content_type() == "text/plain")
-    assert "country ES (phone +34" in text, text  # the reason, with its evidence, in the forward
+    # the reason, with its evidence, in the forward, worded in the rep's language
+    assert {"en": "country ES (phone +34", "zh": "国家 ES（phone +34"}[config.reps[rep].language] in text, text

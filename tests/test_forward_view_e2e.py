@@ -27,6 +27,8 @@ LAYOUT = {
     "zh": ("------------------ 原始邮件 ------------------", "主题：Anfrage Leiterplatten 5000 Stück",
            "[DE][PCB] 新客户 · 德国 · PCB · 规则 german-pcb", "原因"),
 }
+REASON = {"en": "Reason:      rule 'german-pcb': country DE (ccTLD .de) in region dach; product PCB",
+          "zh": "原因：规则 'german-pcb'：国家 DE（ccTLD .de）属于区域 dach；产品 PCB"}
 BUYER_TEXT = "wir suchen einen Lieferanten für mehrlagige Leiterplatten"
 SIGNATURE = "Tel. +49 89 1234567"
 
@@ -58,6 +60,8 @@ def test_forward_shows_the_buyer_first_in_the_reps_language(bed, tmp_path: Path,
                       context, details)
     assert -1 not in order and order == sorted(order), order
     assert content_key(attached_original(forward)) == content_key(sample.raw)  # the original, unchanged
+    # why this rep, in the rep's language too: the rule's conditions in words (issue 15)
+    assert REASON[language] in text.splitlines(), [line for line in text.splitlines() if details in line]
 
     if language == "zh":
         _zh_forward_renders_in_chromium(html, tmp_path)

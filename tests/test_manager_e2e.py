@@ -40,7 +40,8 @@ def test_moving_into_assign_routes_files_and_teaches_the_registry(bed, tmp_path,
     run_until(config, lambda: folder_of(shared_copies(bed, "sales@example.com"), first) == ["Routed/张伟"],
               "the assigned copy to be filed")
     (rep, fwd), = forwards_by_original(bed, config)[str(parsed(first.raw)["Message-ID"])]
-    assert rep == "zhang" and "manager" in fwd.get_body(("plain",)).get_content()
+    said = {"en": "moved into Assign/张伟 by a manager", "zh": "主管移入 Assign/张伟"}[config.reps["zhang"].language]
+    assert rep == "zhang" and said in fwd.get_body(("plain",)).get_content()  # in the rep's language
     copies = shared_copies(bed, "sales@example.com")
     assert folder_of(copies, first) == ["Routed/张伟"]
     assert copies["Assign/张伟"] == []

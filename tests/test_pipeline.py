@@ -59,7 +59,7 @@ def test_a_reps_out_of_office_reply_marks_them_away_for_a_day(tmp_path):
     assert status is not None and status.away_until > row.received_at
     german = demo_samples()[0].raw  # german-pcb names zhang; the europe team covers for him
     routed = r.admit("sales", 1, 2, german)
-    assert routed.rep == "li" and "rep zhang is away" in routed.reason
+    assert routed.rep == "li" and "rep Zhang Wei 张伟 is away" in routed.reason
 
 
 def test_a_forged_rep_out_of_office_is_shown_to_the_manager_and_marks_nobody_away(tmp_path):

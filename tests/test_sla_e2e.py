@@ -161,6 +161,11 @@ def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buye
                                   for m in map(parsed, buyer_bed.fetch_all(config.reps[other].email))
                                   if "Demande de prix LED" in str(m["Subject"])], "the forward to the new rep")
     assert forwarded == [("Demande de prix LED", f"[to {other}]")]  # forward.labels, not a fixed tag
+    # the new rep reads whose inquiry it was by name, as they know each other (issue 15 item 2)
+    body = next(m for m in map(parsed, buyer_bed.fetch_all(config.reps[other].email))
+                if "Demande de prix LED" in str(m["Subject"])).get_body(("plain",)).get_content()
+    said = {"en": f"from {rep.name}: no reply after", "zh": f"由 {rep.name} 转来："}[config.reps[other].language]
+    assert said in body and f"from {rep.id}" not in body
     if threshold:
         with open_database(config.database)() as session:
             spooled = session.scalars(select(OutboxRow.spool_path).where(OutboxRow.kind == "forward")).all()

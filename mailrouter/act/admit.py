@@ -59,6 +59,22 @@ _SAME_CONTENT = (select(MessageRow).where(
 MAX_REASON = 2000  # characters of an error kept as a quarantined message's reason
 
 
+def read_team_state(session: Session, now: datetime) -> TeamState:
+    """The teams' rotation, load and who is away, as decide/ takes them; reads only. Admission
+    and `explain` both ask here, so they decide from the same state."""
+    return TeamState(store.team_cursors(session), store.open_assignment_counts(session),
+                     frozenset(store.away_reps(session, now)))
+
+
+def look_up_sender(session: Session, config: Config, parsed: Parsed, now: datetime) -> SenderLookup | None:
+    """The registry's view of the sender, as admission asks for it (None when the registry is
+    off or the message unreadable); reads only, so `explain` asks the same."""
+    if parsed.inquiry is None or not config.registry.enabled:
+        return None
+    return lookup_sender(session, parsed.inquiry, config.parse.free_mail_domains, now,
+                         config.registry.quiet_days, parsed.sender_keys)
+
+
 class _MayPass(Exception):
     """A message's database error that may be the database's passing trouble: the batch is
     rolled back and tried again, and the failure becomes the message's strike."""
@@ -80,7 +96,8 @@ def describe_error(exc: BaseException) -> str:
 
 
 class Router:
-    """Records decisions; one lock makes check-for-duplicate and insert atomic across mailboxes."""
+    """Records decisions; one lock makes check-for-duplicate and insert atomic across mailboxes
+    (and store.hold_assignment_lock across instances)."""
 
     def __init__(self, config: Config, sessions: sessionmaker[Session], clock: Clock = store.utcnow,
                  metrics: Metrics | None = None, parser: Parser | None = None,
@@ -168,6 +185,7 @@ class Router:
         """`doomed`: messages struck twice the same way, recorded as quarantined untried."""
         with self._lock, self.sessions.begin() as session:
             store.begin_writing(session)  # one transaction for the batch, a SAVEPOINT per message
+            store.hold_assignment_lock(session)  # self._lock's reach, across instances
             state = self._team_state(session)
             adoptable = self._has_unfiled_from_other_validity(session, mailbox, uidvalidity)
             rows, decided = [], []
@@ -245,10 +263,8 @@ class Router:
         return session.scalars(_SAME_CONTENT, {
             "key": parsed.content_key, "mailbox": mailbox, "since": self.clock() - DUPLICATE_WINDOW}).first()
 
-    def _look_up(self, session: Session, parsed: Parsed) -> SenderLookup:
-        assert parsed.inquiry is not None
-        return lookup_sender(session, parsed.inquiry, self.config.parse.free_mail_domains, self.clock(),
-                             self.config.registry.quiet_days, parsed.sender_keys)
+    def _look_up(self, session: Session, parsed: Parsed) -> SenderLookup | None:
+        return look_up_sender(session, self.config, parsed, self.clock())
 
     def _record(self, session: Session, at: Arrival, examined: Examined,
                 earlier: MessageRow | None, original: Original, arrived: datetime | None = None) -> MessageRow:
@@ -288,6 +304,7 @@ class Router:
         """
         at = Arrival(mailbox, source, uidvalidity, uid)
         with self._lock, self.sessions.begin() as session:
+            store.hold_assignment_lock(session)
             existing = session.scalars(select(MessageRow).where(
                 MessageRow.mailbox == mailbox, MessageRow.source == source,
                 MessageRow.uidvalidity == uidvalidity, MessageRow.uid == uid)).first()
@@ -316,8 +333,7 @@ class Router:
     # --- pieces ------------------------------------------------------------------------------
 
     def _team_state(self, session: Session) -> TeamState:
-        return TeamState(store.team_cursors(session), store.open_assignment_counts(session),
-                         frozenset(store.away_reps(session, self.clock())))
+        return read_team_state(session, self.clock())
 
     @staticmethod
     def _save_team_cursors(session: Session, rows: list[MessageRow]) -> None:

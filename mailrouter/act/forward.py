@@ -276,7 +276,7 @@ def _template_context(inquiry: Inquiry, decision: Decision, spec: ForwardSpec, n
         "how": decision.how,  # rule | registry | manual | reassign: the template says why in words
         "returning": decision.reinquiry,
         "labels": clean_header_text(spec.labels),
-        "reason": clean_header_text(decision.reason),
+        "reason": clean_header_text(decision.reason_in(language)),  # why this rep, in the rep's words
         "country": inquiry.country,
         "country_name": country_name(inquiry.country, language),
         "country_evidence": clean_header_text(inquiry.country_evidence),  # why that country

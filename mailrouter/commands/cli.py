@@ -172,10 +172,13 @@ def cmd_unit(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from mailrouter.commands.explain import explain_file
+    from mailrouter.store import database_exists, open_database
 
     # the installation's marker key, if it exists and is readable: our own forwards are told apart
     config = with_installation_key(load_config(args.config, resolve_secrets=False), create=False)
-    print(explain_file(config, args.eml, args.language or config.language))
+    # the registry and team state as the daemon reads them; before the first start there are none
+    sessions = open_database(config.database) if database_exists(config.database) else None
+    print(explain_file(config, args.eml, args.language or config.language, sessions))
     return 0
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from mailrouter.config.schema import Config
-from mailrouter.decide.assign import TeamState, choose_member, decide, is_available
+from mailrouter.decide.assign import TeamState, choose_member, decide, is_available, rep_name
+from mailrouter.decide.words import LANGUAGES, words
 from mailrouter.model import Decision, Inquiry, Outcome
 from mailrouter.parse.process import Parsed
 from mailrouter.registry.score import Score, score_inquiry
@@ -48,9 +50,10 @@ class ManualTarget:
 
 
 def examine(parsed: Parsed, config: Config, state: TeamState, match: RegistryMatch | None = None,
-            earlier: Earlier | None = None) -> Examined:
+            earlier: Earlier | None = None, language: str | None = None) -> Examined:
     """Score and decide. An unreadable message, or a bug in any rule, quarantines the message
-    instead of stopping the daemon; a repeat of `earlier` is a duplicate."""
+    instead of stopping the daemon; a repeat of `earlier` is a duplicate. The reason is also
+    worded for its reader: `language` (explain's), else the chosen rep's (the forward's)."""
     inquiry = parsed.inquiry
     if inquiry is None:
         return Examined(None, Decision(Outcome.QUARANTINED, parsed.problem))
@@ -62,6 +65,9 @@ def examine(parsed: Parsed, config: Config, state: TeamState, match: RegistryMat
                               reinquiry=match is not None and not match.lapsed)
         inquiry = replace(inquiry, score=score.points, tier=score.tier)
         decision = decide(inquiry, config, state, match)
+        reader = language or _rep_language(decision, config)
+        if reader != "en":  # the same pure decision again, in the reader's words
+            decision = replace(decision, reasons=((reader, decide(inquiry, config, state, match, reader).reason),))
         return Examined(inquiry, with_score(decision, score), match, score)
     except Exception as exc:
         log.exception("decision failed for %s", inquiry.message_id)
@@ -74,26 +80,51 @@ def examine_manual(parsed: Parsed, config: Config, state: TeamState, target: Man
     inquiry = parsed.inquiry
     if inquiry is None:  # the manager asked for it: an unreadable message still goes to Quarantine
         return Examined(None, Decision(Outcome.QUARANTINED, parsed.problem))
-    why = f"moved into {folder} by a manager"
     if target.kind == "ignore":
-        return Examined(inquiry, Decision(Outcome.IGNORED, f"not an inquiry: {why}", how="manual"))
+        said = {lang: words(lang)["not_inquiry"].format(why=words(lang)["manual"].format(folder=folder))
+                for lang in LANGUAGES}
+        return Examined(inquiry, _worded(Decision(Outcome.IGNORED, "", how="manual"), said))
     if target.kind == "rep":
-        return Examined(inquiry, Decision(Outcome.ROUTED, why, rep=target.id, how="manual"))
+        said = {lang: words(lang)["manual"].format(folder=folder) for lang in LANGUAGES}
+        return Examined(inquiry, _worded(Decision(Outcome.ROUTED, "", rep=target.id, how="manual"), said))
     team = config.teams[target.id]
     available = [m for m in team.members if is_available(m, config, state)] or list(team.members)
-    rep, how = choose_member(team, available, state)
-    return Examined(inquiry, Decision(Outcome.ROUTED, f"{why}; {how}", rep=rep, team=team.id, how="manual"))
+    rep, _how = choose_member(team, available, state, config)
+    said = {lang: words(lang)["manual"].format(folder=folder)
+            + words(lang)["then"].format(why=choose_member(team, available, state, config, lang)[1])
+            for lang in LANGUAGES}
+    return Examined(inquiry, _worded(Decision(Outcome.ROUTED, "", rep=rep, team=team.id, how="manual"), said))
 
 
-def examine_reassignment(parsed: Parsed, old_rep: str, new_rep: str, team: str | None, rule: str | None,
-                         waited: str) -> Examined:
+def examine_reassignment(parsed: Parsed, config: Config, old_rep: str, new_rep: str, team: str | None,
+                         rule: str | None, waited: timedelta) -> Examined:
     """The ladder's choice (sla/ladder.pick_reassignee) as a Decision: the inquiry goes to
-    `new_rep` with its history; an original that no longer parses cannot be forwarded."""
+    `new_rep` with its history, the previous rep named as people know them; an original that no
+    longer parses cannot be forwarded."""
     if parsed.inquiry is None:
         return Examined(None, Decision(Outcome.QUARANTINED, parsed.problem))
-    return Examined(parsed.inquiry, Decision(
-        Outcome.ROUTED, f"reassigned from {old_rep}", rule=rule, rep=new_rep, team=team, how="reassign",
-        notes=(("Reassigned 转派", f"from {old_rep}: no reply after {waited}"),)))
+    old = rep_name(config, old_rep)
+    said = {lang: words(lang)["reassigned"].format(rep=old) for lang in LANGUAGES}
+    return Examined(parsed.inquiry, _worded(Decision(
+        Outcome.ROUTED, "", rule=rule, rep=new_rep, team=team, how="reassign",
+        notes=(("Reassigned 转派", _words_of(config, new_rep)["reassign_note"].format(
+            rep=old, minutes=int(waited.total_seconds() // 60))),)), said))
+
+
+def _worded(decision: Decision, said: dict[str, str]) -> Decision:
+    """`decision` with its reason in English and in every other language it was said in."""
+    return replace(decision, reason=said["en"], reasons=tuple((k, v) for k, v in said.items() if k != "en"))
+
+
+def _words_of(config: Config, rep_id: str) -> dict[str, str]:
+    """The phrases of a rep's language: for what only their forward shows."""
+    rep = config.reps.get(rep_id)
+    return words(rep.language if rep is not None else "en")
+
+
+def _rep_language(decision: Decision, config: Config) -> str:
+    rep = config.reps.get(decision.rep or "")
+    return rep.language if rep is not None else "en"
 
 
 def failed(parsed: Parsed, stage: str, exc: BaseException) -> Examined:

@@ -1,7 +1,7 @@
 """Routing rules: compiled once from rules/*.toml into an ordered list; first match wins.
 
-Every condition has one shape - `name`, `matches(inquiry)`, `describe(inquiry)` - so a decision
-can say in words why it fired. Unknown keys, regions, products, reps and teams fail at load
+Every condition has one shape - `name`, `matches(inquiry)`, `describe(inquiry, language)` - so
+a decision can say in words why it fired, in English or Chinese (decide/words.py). Unknown keys, regions, products, reps and teams fail at load
 time with the file and key, never in the middle of the night.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from mailrouter.config.reader import Problem, Reader, read_toml
+from mailrouter.decide.words import place, source, words
 from mailrouter.model import Inquiry, ProductLine
 from mailrouter.parse.countries import country_code
 from mailrouter.parse.products import KeywordMatcher
@@ -24,7 +25,7 @@ class Condition(Protocol):
 
     def matches(self, inquiry: Inquiry) -> bool: ...
 
-    def describe(self, inquiry: Inquiry) -> str: ...
+    def describe(self, inquiry: Inquiry, language: str = "en") -> str: ...
 
 
 @dataclass(frozen=True)
@@ -34,15 +35,15 @@ class FieldIn:
     name: str
     values: frozenset[str]
     get: Callable[[Inquiry], str | None]
-    label: str = ""  # e.g. "region europe"
 
     def matches(self, inquiry: Inquiry) -> bool:
         value = self.get(inquiry)
         return value is not None and value in self.values
 
-    def describe(self, inquiry: Inquiry) -> str:
-        where = self.label or ", ".join(sorted(self.values))
-        return f"{self.name} {self.get(inquiry)} in {where}"
+    def describe(self, inquiry: Inquiry, language: str = "en") -> str:
+        w = words(language)
+        return w["field_in"].format(name=w.get(self.name, self.name), value=self.get(inquiry),
+                                    where=w["list"].join(sorted(self.values)))
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,10 @@ class AnyIn:
     def matches(self, inquiry: Inquiry) -> bool:
         return any(v in self.values for v in self.get(inquiry))
 
-    def describe(self, inquiry: Inquiry) -> str:
+    def describe(self, inquiry: Inquiry, language: str = "en") -> str:
+        w = words(language)
         hits = [v for v in self.get(inquiry) if v in self.values]
-        return f"{self.name} {', '.join(hits)}"
+        return w[self.name].format(hits=w["list"].join(hits))
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,9 @@ class SenderDomain:
     def matches(self, inquiry: Inquiry) -> bool:
         return self._hit(inquiry) is not None
 
-    def describe(self, inquiry: Inquiry) -> str:
-        return f"sender domain {inquiry.sender.rpartition('@')[2]} matches {self._hit(inquiry)}"
+    def describe(self, inquiry: Inquiry, language: str = "en") -> str:
+        return words(language)["sender_domain"].format(host=inquiry.sender.rpartition("@")[2],
+                                                       hit=self._hit(inquiry))
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,8 @@ class FreeMail:
     def matches(self, inquiry: Inquiry) -> bool:
         return inquiry.free_mail == self.wanted
 
-    def describe(self, inquiry: Inquiry) -> str:
-        return "free-mail sender" if inquiry.free_mail else "corporate sender"
+    def describe(self, inquiry: Inquiry, language: str = "en") -> str:
+        return words(language)["free_mail" if inquiry.free_mail else "corporate"]
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,8 @@ class MinScore:
     def matches(self, inquiry: Inquiry) -> bool:
         return inquiry.score is not None and inquiry.score >= self.minimum
 
-    def describe(self, inquiry: Inquiry) -> str:
-        return f"score {inquiry.score} >= {self.minimum}"
+    def describe(self, inquiry: Inquiry, language: str = "en") -> str:
+        return words(language)["score"].format(score=inquiry.score, minimum=self.minimum)
 
 
 KEYWORD_PLACES: dict[str, Callable[[Inquiry], str]] = {
@@ -131,9 +134,11 @@ class Keywords:
     def matches(self, inquiry: Inquiry) -> bool:
         return bool(self._found(inquiry))
 
-    def describe(self, inquiry: Inquiry) -> str:
-        where = "" if self.where == DEFAULT_KEYWORDS_IN else f" in {'/'.join(self.where)}"
-        return f"keywords {', '.join(self._found(inquiry))}{where}"
+    def describe(self, inquiry: Inquiry, language: str = "en") -> str:
+        w = words(language)
+        places = "/".join(place(part, language) for part in self.where)
+        where = "" if self.where == DEFAULT_KEYWORDS_IN else w["keywords_where"].format(places=places)
+        return w["keywords"].format(found=w["list"].join(self._found(inquiry)), where=where)
 
 
 @dataclass(frozen=True)
@@ -142,15 +147,18 @@ class CountryIn:
 
     name: str
     values: frozenset[str]
-    label: str = ""  # e.g. "region europe"
+    regions: tuple[str, ...] = ()  # the rule's region names, which say more than a list of codes
 
     def matches(self, inquiry: Inquiry) -> bool:
         return inquiry.country is not None and inquiry.country in self.values
 
-    def describe(self, inquiry: Inquiry) -> str:
-        where = self.label or ", ".join(sorted(self.values))
-        evidence = f" ({inquiry.country_evidence})" if inquiry.country_evidence else ""
-        return f"country {inquiry.country}{evidence} in {where}"
+    def describe(self, inquiry: Inquiry, language: str = "en") -> str:
+        w = words(language)
+        where = (w["region"].format(names=", ".join(self.regions)) if self.regions
+                 else w["list"].join(sorted(self.values)))
+        evidence = (w["evidence"].format(evidence=inquiry.country_evidence) if inquiry.country_evidence
+                    else w["no_evidence"])
+        return w["country_in"].format(country=inquiry.country, evidence=evidence, where=where)
 
 
 @dataclass(frozen=True)
@@ -163,8 +171,8 @@ class CountrySource:
     def matches(self, inquiry: Inquiry) -> bool:
         return inquiry.country_source in self.sources
 
-    def describe(self, inquiry: Inquiry) -> str:
-        return f"country from {inquiry.country_source}"
+    def describe(self, inquiry: Inquiry, language: str = "en") -> str:
+        return words(language)["country_source"].format(source=source(inquiry.country_source, language))
 
 
 @dataclass(frozen=True)
@@ -175,8 +183,9 @@ class CountryConfidence:
     def matches(self, inquiry: Inquiry) -> bool:
         return inquiry.country is not None and inquiry.country_confidence >= self.minimum
 
-    def describe(self, inquiry: Inquiry) -> str:
-        return f"country confidence {inquiry.country_confidence:.2f} >= {self.minimum:g}"
+    def describe(self, inquiry: Inquiry, language: str = "en") -> str:
+        return words(language)["country_confidence"].format(confidence=inquiry.country_confidence,
+                                                            minimum=self.minimum)
 
 
 @dataclass(frozen=True)
@@ -190,8 +199,9 @@ class LanguageIn:
         lang = inquiry.language
         return lang is not None and (lang in self.values or lang.split("-")[0] in self.values)
 
-    def describe(self, inquiry: Inquiry) -> str:
-        return f"language {inquiry.language} ({inquiry.language_confidence:.2f})"
+    def describe(self, inquiry: Inquiry, language: str = "en") -> str:
+        return words(language)["language_in"].format(language=inquiry.language,
+                                                     confidence=inquiry.language_confidence)
 
 
 @dataclass(frozen=True)
@@ -204,8 +214,9 @@ class MainProduct:
     def matches(self, inquiry: Inquiry) -> bool:
         return bool(inquiry.products) and inquiry.products[0] in self.values
 
-    def describe(self, inquiry: Inquiry) -> str:
-        return f"main product {inquiry.products[0]}: {inquiry.product_evidence}"
+    def describe(self, inquiry: Inquiry, language: str = "en") -> str:
+        return words(language)["main_product"].format(product=inquiry.products[0],
+                                                      evidence=inquiry.product_evidence)
 
 
 @dataclass(frozen=True)
@@ -220,10 +231,11 @@ class Rule:
     def matches(self, inquiry: Inquiry) -> bool:
         return all(c.matches(inquiry) for c in self.conditions)
 
-    def reason(self, inquiry: Inquiry) -> str:
+    def reason(self, inquiry: Inquiry, language: str = "en") -> str:
+        w = words(language)
         if not self.conditions:
-            return "matches every message"
-        return "; ".join(c.describe(inquiry) for c in self.conditions)
+            return w["every"]
+        return w["and"].join(c.describe(inquiry, language) for c in self.conditions)
 
 
 @dataclass(frozen=True)
@@ -342,8 +354,7 @@ def _conditions(r: Reader, d: dict[str, Any], p: str, regions: dict[str, frozens
         else:
             countries |= regions[name]
     if countries:
-        label = "region " + ", ".join(region_names) if region_names else ""
-        conds.append(CountryIn("country", frozenset(countries), label))
+        conds.append(CountryIn("country", frozenset(countries), tuple(region_names)))
     conds += _country_evidence(r, d, p)
     if languages := _checked(r, p + "language", r.str_list(d, "language", p), _language_problem):
         conds.append(LanguageIn("language", frozenset(_language_tag(x) for x in languages)))

@@ -30,6 +30,57 @@ from mailrouter.registry.tabular import strip_controls
 Handler = Callable[[argparse.Namespace, Config], int]
 SHOW_INQUIRIES = 20
 
+# Every line the registry commands print, per language (issue 15 item 6), as commands/rep.py
+# does it. Rep ids stay as typed on the command line; a bad row's reason (importer.py) and the
+# stored history stay as written. The show labels are padded so values start in one column
+# (a CJK character takes two).
+LABELS = {
+    "en": {"fail": "registry: {message}", "unknown_rep": "{option} {rep}: unknown rep (known: {known})",
+           "same_rep": "--from and --to are the same rep",
+           "needs_reason": "a rejected customer needs --reason (the owner sees it on the next inquiry)",
+           "summary": "{source}: created {created}, updated {updated}, unchanged {unchanged}, "
+                      "skipped {skipped}, invalid {invalid}", "dry_import": "  (dry run: nothing written)",
+           "columns": "columns: ", "sep": "; ", "invalid_rows": "invalid rows:", "line": "  line {line}: {reason}",
+           "note": "note: {note}", "more": "  … and {n} more {what} not listed",
+           "more_invalid": "invalid rows", "more_notes": "notes",
+           "exported": "exported {count} customer(s)",
+           "customer": "customer #{id}: {company}  {contact}", "no_company": "(no company)",
+           "owner": "  owner:    {owner} since {since} ({lapse}: last contact {contact}, quiet period {quiet} days)",
+           "lapsed": "lapsed", "held": "held",
+           "status": "  status:   {status}", "reason": " ({reason})",
+           "source": "  source:   {source}; country {country}; first seen {first}; last inquiry {last}",
+           "emails": "  emails:   {v}", "domains": "  domains:  {v}", "phones": "  phones:   {v}",
+           "aliases": "  aliases:  {v}", "owners": "  owners:",
+           "inquiries": "  inquiries (latest {n}):", "no_inquiries": "  inquiries: none",
+           "would_transfer": "would transfer {n} customer(s) from {src} to {dst} (dry run: nothing changed)",
+           "none": "  (none)", "transferred": "transferred {n} customer(s) from {src} to {dst}",
+           "set_status": "customer #{id} {name}: {status}"},
+    "zh": {"fail": "registry：{message}", "unknown_rep": "{option} {rep}：未知业务员（已配置：{known}）",
+           "same_rep": "--from 和 --to 是同一个业务员",
+           "needs_reason": "标记为 rejected 的客户需要 --reason（客户再次询盘时负责人会看到）",
+           "summary": "{source}：新建 {created}，更新 {updated}，未变 {unchanged}，"
+                      "跳过 {skipped}，无效 {invalid}", "dry_import": "（试运行：未写入）",
+           "columns": "列：", "sep": "；", "invalid_rows": "无效行：", "line": "  第 {line} 行：{reason}",
+           "note": "注意：{note}", "more": "  ……另有 {n} 条{what}未列出",
+           "more_invalid": "无效行", "more_notes": "注意事项",
+           "exported": "已导出 {count} 个客户",
+           "customer": "客户 #{id}：{company}  {contact}", "no_company": "（无公司名）",
+           "owner": "  负责人：  {owner}，自 {since} 起（{lapse}：最近联系 {contact}，保护期 {quiet} 天）",
+           "lapsed": "已过保护期", "held": "保护中",
+           "status": "  状态：    {status}", "reason": "（{reason}）",
+           "source": "  来源：    {source}；国家 {country}；首次出现 {first}；最近询盘 {last}",
+           "emails": "  邮箱：    {v}", "domains": "  域名：    {v}", "phones": "  电话：    {v}",
+           "aliases": "  别名：    {v}", "owners": "  负责人变更：",
+           "inquiries": "  询盘（最近 {n} 条）：", "no_inquiries": "  询盘：无",
+           "would_transfer": "将从 {src} 转给 {dst} 的客户 {n} 个（试运行：未做任何更改）",
+           "none": "  （无）", "transferred": "已将 {n} 个客户从 {src} 转给 {dst}",
+           "set_status": "客户 #{id} {name}：{status}"},
+}
+
+
+def labels(language: str) -> dict[str, str]:
+    return LABELS["zh" if language == "zh" else "en"]
+
 
 def add_registry_parser(subparsers: Any) -> None:
     """Register `registry ...` on the main parser's subparsers object."""
@@ -60,8 +111,13 @@ def add_registry_parser(subparsers: Any) -> None:
 
 def _action(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("--language", choices=("en", "zh"), help="en or zh (default: daemon.language)")
     parser.set_defaults(func=_run, handler=handler)
     return parser
+
+
+def _labels(args: argparse.Namespace, config: Config) -> dict[str, str]:
+    return labels(getattr(args, "language", None) or config.language)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -79,9 +135,13 @@ def _session(config: Config) -> Session:
     return open_database(config.database)()
 
 
-def _fail(message: str) -> int:
-    print(f"registry: {message}", file=sys.stderr)
+def _fail(message: str, t: dict[str, str] = LABELS["en"]) -> int:
+    print(t["fail"].format(message=message), file=sys.stderr)
     return 1
+
+
+def _unknown_rep(option: str, rep: str, config: Config, t: dict[str, str]) -> int:
+    return _fail(t["unknown_rep"].format(option=option, rep=rep, known=", ".join(config.reps)), t)
 
 
 def owner_aliases(config: Config) -> dict[str, str]:
@@ -102,8 +162,9 @@ def _mapping(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
+    t = _labels(args, config)
     if args.owner and args.owner not in config.reps:
-        return _fail(f"--owner {args.owner}: unknown rep (known: {', '.join(config.reps)})")
+        return _unknown_rep("--owner", args.owner, config, t)
     with ExitStack() as stack:
         session = stack.enter_context(_session(config))
         try:
@@ -113,10 +174,10 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
                 owner=args.owner, on_duplicate=args.on_duplicate, dry_run=args.dry_run,
                 mapping=_mapping(args.map), progress=_progress_bar(stack), own_domains=config.own_domains)
         except (RegistryError, OSError, UnicodeDecodeError) as exc:
-            return _fail(f"{args.file}: {exc}")
+            return _fail(f"{args.file}: {exc}", t)
         if not args.dry_run:
             session.commit()
-    print(strip_controls(format_result(result, args.source)))
+    print(strip_controls(format_result(result, args.source, t)))
     return 0
 
 
@@ -134,26 +195,27 @@ def _progress_bar(stack: ExitStack) -> Callable[[int], None]:
     return report
 
 
-def format_result(result: ImportResult, source: str) -> str:
-    lines = [f"{source}: created {result.created}, updated {result.updated}, "
-             f"unchanged {result.unchanged}, skipped {result.skipped}, "
-             f"invalid {max(result.invalid_total, len(result.invalid))}"
-             + ("  (dry run: nothing written)" if result.dry_run else "")]
-    lines.append("columns: " + "; ".join(f"{f} ← {', '.join(h)}" for f, h in result.columns.items()))
+def format_result(result: ImportResult, source: str, t: dict[str, str] = LABELS["en"]) -> str:
+    lines = [t["summary"].format(source=source, created=result.created, updated=result.updated,
+                                 unchanged=result.unchanged, skipped=result.skipped,
+                                 invalid=max(result.invalid_total, len(result.invalid)))
+             + (t["dry_import"] if result.dry_run else "")]
+    lines.append(t["columns"] + t["sep"].join(f"{f} ← {', '.join(h)}" for f, h in result.columns.items()))
     if result.invalid:
-        lines.append("invalid rows:")
-        lines += [f"  line {bad.line}: {bad.reason}" for bad in result.invalid]
-        lines += _more(result.invalid_total, len(result.invalid), "invalid rows")
-    lines += [f"note: {note}" for note in result.notes]
-    lines += _more(result.notes_total, len(result.notes), "notes")
+        lines.append(t["invalid_rows"])
+        lines += [t["line"].format(line=bad.line, reason=bad.reason) for bad in result.invalid]
+        lines += _more(result.invalid_total, len(result.invalid), t["more_invalid"], t)
+    lines += [t["note"].format(note=note) for note in result.notes]
+    lines += _more(result.notes_total, len(result.notes), t["more_notes"], t)
     return "\n".join(lines)
 
 
-def _more(total: int, listed: int, what: str) -> list[str]:
-    return [f"  … and {total - listed} more {what} not listed"] if total > listed else []
+def _more(total: int, listed: int, what: str, t: dict[str, str]) -> list[str]:
+    return [t["more"].format(n=total - listed, what=what)] if total > listed else []
 
 
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
+    t = _labels(args, config)
     with _session(config) as session:
         if args.file is None:
             try:
@@ -167,69 +229,72 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
             # utf-8-sig: Excel (and WPS) open the Chinese names correctly only with the BOM.
             with open(args.file, "w", encoding="utf-8-sig", newline="") as out:
                 count = export_csv(session, out)
-    print(f"exported {count} customer(s)", file=sys.stderr)
+    print(t["exported"].format(count=count), file=sys.stderr)
     return 0
 
 
 def cmd_show(args: argparse.Namespace, config: Config) -> int:
+    t = _labels(args, config)
     with _session(config) as session:
         try:
             row = find_customer(session, args.key)
         except RegistryError as exc:
-            return _fail(str(exc))
-        print(strip_controls(describe_customer(session, row, config, utcnow())))
+            return _fail(str(exc), t)
+        print(strip_controls(describe_customer(session, row, config, utcnow(), t)))
     return 0
 
 
-def describe_customer(session: Session, row: CustomerRow, config: Config, now: datetime) -> str:
+def describe_customer(session: Session, row: CustomerRow, config: Config, now: datetime,
+                      t: dict[str, str] = LABELS["en"]) -> str:
     quiet = settings_of(config).quiet_days
-    def when(t: datetime | None) -> str:  # in the office's time zone, as reps think of it
-        return t.astimezone(config.timezone).strftime("%Y-%m-%d %H:%M") if t else "-"
+    def when(at: datetime | None) -> str:  # in the office's time zone, as reps think of it
+        return at.astimezone(config.timezone).strftime("%Y-%m-%d %H:%M") if at else "-"
 
-    lapse = "lapsed" if is_lapsed(row.last_contact, now, quiet) else "held"
-    status = row.status + (f" ({row.status_reason})" if row.status_reason else "")
-    lines = [f"customer #{row.id}: {row.company or '(no company)'}  {row.contact_name}".rstrip(),
-             f"  owner:    {row.owner or '-'} since {when(row.owner_since)} "
-             f"({lapse}: last contact {when(row.last_contact)}, quiet period {quiet} days)",
-             f"  status:   {status}",
-             f"  source:   {row.source or '-'}; country {row.country or '-'}; "
-             f"first seen {when(row.first_seen)}; last inquiry {when(row.last_inquiry)}",
-             f"  emails:   {', '.join(sorted(e.email for e in row.emails)) or '-'}",
-             f"  domains:  {', '.join(sorted(d.domain for d in row.domains)) or '-'}",
-             f"  phones:   {', '.join(sorted(p.e164 for p in row.phones)) or '-'}",
-             f"  aliases:  {'; '.join(a.alias for a in row.aliases) or '-'}",
-             "  owners:"]
+    lapse = t["lapsed"] if is_lapsed(row.last_contact, now, quiet) else t["held"]
+    status = row.status + (t["reason"].format(reason=row.status_reason) if row.status_reason else "")
+    lines = [t["customer"].format(id=row.id, company=row.company or t["no_company"],
+                                  contact=row.contact_name).rstrip(),
+             t["owner"].format(owner=row.owner or "-", since=when(row.owner_since), lapse=lapse,
+                               contact=when(row.last_contact), quiet=quiet),
+             t["status"].format(status=status),
+             t["source"].format(source=row.source or "-", country=row.country or "-",
+                                first=when(row.first_seen), last=when(row.last_inquiry)),
+             t["emails"].format(v=", ".join(sorted(e.email for e in row.emails)) or "-"),
+             t["domains"].format(v=", ".join(sorted(d.domain for d in row.domains)) or "-"),
+             t["phones"].format(v=", ".join(sorted(p.e164 for p in row.phones)) or "-"),
+             t["aliases"].format(v="; ".join(a.alias for a in row.aliases) or "-"),
+             t["owners"]]
     owners = session.scalars(select(OwnerHistoryRow).where(OwnerHistoryRow.customer_id == row.id)
                              .order_by(OwnerHistoryRow.at, OwnerHistoryRow.id))
     lines += [f"    {when(h.at)}  {h.from_rep or '-'} → {h.to_rep or '-'}  {h.reason}" for h in owners]
     inquiries = session.scalars(select(InquiryHistoryRow)
                                 .where(InquiryHistoryRow.customer_id == row.id)
                                 .order_by(InquiryHistoryRow.at.desc()).limit(SHOW_INQUIRIES)).all()
-    lines.append(f"  inquiries (latest {SHOW_INQUIRIES}):" if inquiries else "  inquiries: none")
+    lines.append(t["inquiries"].format(n=SHOW_INQUIRIES) if inquiries else t["no_inquiries"])
     lines += [f"    {when(q.at)}  → {q.rep or '-'}  {q.sender}  {q.subject}  {q.message_id}"
               for q in inquiries]
     return "\n".join(lines)
 
 
 def cmd_transfer(args: argparse.Namespace, config: Config) -> int:
+    t = _labels(args, config)
     if args.to_rep not in config.reps:
-        return _fail(f"--to {args.to_rep}: unknown rep (known: {', '.join(config.reps)})")
+        return _unknown_rep("--to", args.to_rep, config, t)
     if args.from_rep == args.to_rep:
-        return _fail("--from and --to are the same rep")
+        return _fail(t["same_rep"], t)
     with _session(config) as session:
         moving = [customer_line(row) for row in session.scalars(
             select(CustomerRow).where(CustomerRow.owner == args.from_rep).order_by(CustomerRow.id))]
         if args.dry_run:
-            print(f"would transfer {len(moving)} customer(s) from {args.from_rep} to {args.to_rep} "
-                  "(dry run: nothing changed)")
-            print("\n".join(f"  {line}" for line in moving) if moving else "  (none)")
+            print(t["would_transfer"].format(n=len(moving), src=args.from_rep, dst=args.to_rep))
+            print("\n".join(f"  {line}" for line in moving) if moving else t["none"])
             return 0
         try:
             count = transfer(session, args.from_rep, args.to_rep, utcnow())
         except RegistryError as exc:
-            return _fail(str(exc))
+            return _fail(str(exc), t)
         session.commit()
-    print(f"transferred {count} customer(s) from {args.from_rep} to {args.to_rep}")
+    print(t["transferred"].format(n=count, src=args.from_rep, dst=args.to_rep))
     print("\n".join(f"  {line}" for line in moving))
     return 0
 
@@ -243,14 +308,15 @@ def customer_line(row: CustomerRow) -> str:
 
 
 def cmd_set_status(args: argparse.Namespace, config: Config) -> int:
+    t = _labels(args, config)
     if args.status == "rejected" and not args.reason:
-        return _fail("a rejected customer needs --reason (the owner sees it on the next inquiry)")
+        return _fail(t["needs_reason"], t)
     with _session(config) as session:
         try:
             row = set_status(session, args.key, args.status, args.reason)
         except RegistryError as exc:
-            return _fail(str(exc))
+            return _fail(str(exc), t)
         session.commit()
-        print(f"customer #{row.id} {row.company or args.key}: {row.status}"
-              + (f" ({row.status_reason})" if row.status_reason else ""))
+        print(t["set_status"].format(id=row.id, name=row.company or args.key, status=row.status)
+              + (t["reason"].format(reason=row.status_reason) if row.status_reason else ""))
     return 0

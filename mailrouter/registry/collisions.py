@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from mailrouter.config.schema import Config
 from mailrouter.decide.assign import team_of
 from mailrouter.act.outgoing import notice_sender, queue_notice
-from mailrouter.sla.sweep import for_channel
+from mailrouter.sla.chat import hand_over, queue_chat
 from mailrouter.registry.keys import SenderKeys, corporate_domain
 from mailrouter.registry.match import find_hit
 from mailrouter.registry.models import CustomerRow
@@ -73,13 +73,9 @@ class CollisionCheck:
         key = hashlib.sha256(customer.encode()).hexdigest()[:16]
         notice_id = f"<mr.collision.{now:%Y%m%d}.{key}.{rep}@{domain}>"
         queue_notice(session, self.config, to.email, rendered.subject, rendered.body, notice_id, now)
-        if self.webhooks and self.config.sla.webhooks:
-            after_commit(session, lambda: self._send(notice))
-
-    def _send(self, notice: Notice) -> None:
-        assert self.webhooks is not None
-        for target in self.config.sla.webhooks:  # in the group's language, batched like the ladder's
-            self.webhooks.notify(*for_channel(notice, target, self.config))
+        if self.webhooks and self.config.sla.webhooks:  # in the group's language, batched like the ladder's
+            webhooks, queued = self.webhooks, queue_chat(session, self.config, [notice], now)
+            after_commit(session, lambda: hand_over(webhooks, self.config, queued))
 
 
 _AFTER_COMMIT = "mailrouter.after_commit"

@@ -119,7 +119,7 @@ def to_match(hit: Hit, row: CustomerRow, now: datetime, quiet_days: int) -> Regi
         evidence += (f"; ownership lapsed: last contact {row.last_contact:%Y-%m-%d}, "
                      f"quiet for more than {quiet_days} days")
     return RegistryMatch(row.id, row.owner, row.status, row.status_reason, hit.how, evidence,
-                         lapsed, summary(row))
+                         lapsed, summary(row), hit.detail)
 
 
 @dataclass(frozen=True)

@@ -43,3 +43,4 @@ class RegistryMatch:
     evidence: str  # e.g. "same domain as acme.de, owned by zhang"
     lapsed: bool  # last contact older than the quiet period: the rules decide again
     customer: CustomerSummary
+    detail: str = ""  # what matched (Hit.detail), so decide/ can word the evidence for its reader

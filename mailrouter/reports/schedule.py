@@ -19,6 +19,7 @@ from mailrouter.act.outgoing import notice_sender, queue_notice
 from mailrouter.reports.digest import digest_for_supervisor
 from mailrouter.reports.figures import Period
 from mailrouter.sla.hours import BusinessCalendar
+from mailrouter import store
 from mailrouter.store import DigestSentRow
 
 log = logging.getLogger("mailrouter.digest")
@@ -69,7 +70,10 @@ def supervisors(config: Config) -> list[str]:
 
 
 def queue_due_digests(session: Session, config: Config, now: datetime) -> int:
-    """Queue every digest due now and not yet sent; return how many."""
+    """Queue every digest due now and not yet sent; return how many. Several instances may
+    run this at once: they take turns (store.hold_digest_lock), so each digest is queued once."""
+    store.begin_writing(session)
+    store.hold_digest_lock(session)
     queued = 0
     for schedule in config.digest.schedules:
         at = last_occurrence(schedule, now, config.timezone)

@@ -24,6 +24,7 @@ from mailrouter.parse.process import make_parser
 from mailrouter.model import Clock
 from mailrouter.runtime.assemble import Components, Shared, assemble
 from mailrouter.sla.replies import ReplyWatcher, reply_settings
+from mailrouter.sla.chat import forget_posted, resume as resume_chat
 from mailrouter.sla.webhook import WebhookSender
 from mailrouter.intake.spool import Spool
 from mailrouter.store import open_database, utcnow
@@ -59,10 +60,12 @@ class Daemon:
     def __init__(self, config: Config, clock: Clock = utcnow):
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
-        self.shared = Shared(sessions=open_database(config.database, migrate=True), clock=clock, metrics=Metrics(),
+        sessions = open_database(config.database, migrate=True)
+        self.shared = Shared(sessions=sessions, clock=clock, metrics=Metrics(),
                              parser=make_parser(config.parse_workers, config.parse_timeout),
                              # built once: a reload that adds the first webhook needs a restart
-                             webhooks=WebhookSender() if config.sla.webhooks else None)
+                             webhooks=(WebhookSender(on_posted=forget_posted(sessions))
+                                       if config.sla.webhooks else None))
         self.parts = assemble(config, self.shared)
         self.workers = [MailboxWorker(mb, config, self.router, self.outbox, self.stop_event,
                                       self.followup, self.metrics) for mb in config.mailboxes]
@@ -91,6 +94,8 @@ class Daemon:
         CONNECTION_LIMITS.limit = self.config.connection_limit
         Spool(self.config.spool_dir).remove_unreferenced(self.sessions)  # before any worker spools
         self.parser.start()
+        if self.webhooks:  # chat notices a killed run queued and never posted
+            resume_chat(self.sessions, self.webhooks, self.config)
         for worker in self.workers:
             self._spawn(worker.run, f"mailbox-{worker.mailbox.name}")
         for watcher in self.reply_watchers:

@@ -3,13 +3,15 @@
 Each sweep asks the pure ladder (`sla.ladder.due_steps`) what is due for every open
 assignment of one shared mailbox, and carries each step out in one transaction that records
 the step (unique per assignment and step, so never twice) together with the mail it sends
-(queued in the outbox). A restart simply sweeps again: nothing is repeated or skipped.
+(queued in the outbox). A restart simply sweeps again: nothing is repeated or skipped. Two
+instances sweeping at once (a holder cut off while its successor starts) meet at the
+assignment's row lock: the second passes it by and finds the step taken next time.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,7 +32,8 @@ from mailrouter.sla.ladder import (
     AssignmentSnapshot, Step, StepKind, due_steps, first_due, latest_only, pick_reassignee,
 )
 from mailrouter.sla.notify import Notice, NoticeKind, render_notice
-from mailrouter.sla.webhook import WebhookSender, WebhookTarget
+from mailrouter.sla.chat import Queued, for_channel, hand_over, queue_chat  # noqa: F401 (for_channel: re-exported)
+from mailrouter.sla.webhook import WebhookSender
 from mailrouter.intake.spool import Spool
 from mailrouter.store import AssignmentRow, MessageRow, SlaStepRow
 from mailrouter.act.templating import make_environment
@@ -44,6 +47,7 @@ class Pending:
 
     notices: list[Notice]
     excerpt: str = ""  # of the buyer's text, for the notices
+    chat: list[Queued] = field(default_factory=list)  # the notices' chat rows, posted after commit
 
 
 class FollowUp:
@@ -90,7 +94,11 @@ class FollowUp:
         pending = Pending([], notice_excerpt(raw, self.config))
         try:
             with self.sessions.begin() as session:
-                steps = self._due(session, assignment_id, now)  # a reply may have come in meanwhile
+                store.begin_writing(session)
+                if store.claim_assignment(session, assignment_id) is None:
+                    return 0  # another instance is taking this step now; its record stands
+                # read again under the row lock: a reply, or another instance's step, may have come in
+                steps = self._due(session, assignment_id, now)
                 assignment = session.get(AssignmentRow, assignment_id)
                 message = _message_of(session, assignment_id) if steps else None
                 if assignment is not None and message is not None:
@@ -98,6 +106,8 @@ class FollowUp:
                     self._skip(session, assignment, message, skipped, step, now)
                     if step is not None:
                         self._take(session, mailbox, assignment, message, step, now, pending, raw)
+                if self.webhooks:  # kept with the step: a crash before the post loses nothing
+                    pending.chat = queue_chat(session, self.config, pending.notices, now)
         finally:
             if raw is not None:
                 raw.release(self.sessions)  # no forward streams it (pooled, answered meanwhile)
@@ -171,6 +181,7 @@ class FollowUp:
     def _reassign(self, session, mailbox, a, message, step, now, pending,
                   raw: Original | None) -> str:
         team = self.config.teams.get(a.team or "") or team_of(self.config, a.rep)
+        store.hold_assignment_lock(session)  # the open counts, as admission on another instance moves them
         state = TeamState(open_counts=store.open_assignment_counts(session),
                           away=frozenset(store.away_reps(session, now)))
         members = list(team.members) if team else []
@@ -183,8 +194,8 @@ class FollowUp:
         if raw is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
                               why=f"original not found in {message.refile_from or message.folder}")
-        examined = examine_reassignment(raw.parse(self.config.parse), a.rep, new_rep, a.team, message.rule,
-                                        _minutes(now - message.received_at))
+        examined = examine_reassignment(raw.parse(self.config.parse), self.config, a.rep, new_rep, a.team, message.rule,
+                                        now - message.received_at)
         if examined.inquiry is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
                               why=f"original unreadable: {examined.decision.reason}")
@@ -253,9 +264,7 @@ class FollowUp:
 
     def _after_commit(self, pending: Pending) -> None:
         if self.webhooks:
-            for notice in pending.notices:
-                for target in self.config.sla.webhooks:
-                    self.webhooks.notify(*for_channel(notice, target, self.config))
+            hand_over(self.webhooks, self.config, pending.chat)
 
 
 EXCERPT_CHARS = 300
@@ -280,17 +289,6 @@ def excerpt(text: str, limit: int) -> str:
         return flat
     cut = flat[:limit].rsplit(" ", 1)[0] or flat[:limit]
     return cut + "…"
-
-
-def for_channel(notice: Notice, target: WebhookTarget, config: Config) -> tuple[WebhookTarget, Notice, str | None]:
-    """(target, the notice in the channel's language, the chat id of the rep to @mention)."""
-    rep = config.reps.get(notice.rep_id)
-    mention = rep.chat_ids.get(target.platform) if rep else None
-    return target, replace(notice, language=target.language or notice.language), mention
-
-
-def _minutes(age: timedelta) -> str:
-    return f"{int(age.total_seconds() // 60)} min"
 
 
 def _message_of(session: Session, assignment_id: int) -> MessageRow | None:

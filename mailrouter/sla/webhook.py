@@ -3,7 +3,9 @@
 `send` only queues; one background thread posts, retries temporary failures with exponential
 backoff and drops permanent ones, logging each outcome. `notify` gathers a target's
 notices for its batch window (a minute by default) into one post: a day of notices was once
-51 posts. Webhook URLs carry their secret in the
+51 posts. A notice may name the database row that keeps it (sla/chat.py): `on_posted` gets
+the rows of every post that is done, delivered or given up, so a crash inside the window
+loses nothing. Webhook URLs carry their secret in the
 query (WeCom key=, DingTalk access_token=) or the path (Slack, Feishu), so logs name the
 target and its host only.
 """
@@ -18,6 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -65,13 +68,15 @@ class _Job:
     target: WebhookTarget
     body: bytes | None  # None: the target's batch, rendered when its window closes
     attempt: int = 0
+    ids: list[int] = field(default_factory=list)  # chat_posts rows this post carries
 
 
 class WebhookSender:
     """Background poster. Thread-safe; `close()` (or `flush()`) before the process exits."""
 
     def __init__(self, *, timeout: float = 10.0, attempts: int = 5, backoff_initial: float = 2.0,
-                 backoff_max: float = 300.0, max_queue: int = 1000, ca_file: str | None = None):
+                 backoff_max: float = 300.0, max_queue: int = 1000, ca_file: str | None = None,
+                 on_posted: Callable[[list[int]], None] | None = None):
         self.timeout = timeout
         self.attempts = attempts
         self.backoff_initial = backoff_initial
@@ -83,26 +88,31 @@ class WebhookSender:
         self._heap: list[tuple[float, int, _Job]] = []
         self._seq = itertools.count()
         self._busy = 0
-        self._batches: dict[str, list[Mentioned]] = {}  # target name -> notices waiting for their post
+        self._batches: dict[str, list[tuple[Mentioned, int | None]]] = {}  # target -> notices and their rows
+        self.on_posted = on_posted  # called from the sender thread with the rows of a finished post
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="webhook-sender", daemon=True)
         self._thread.start()
 
-    def notify(self, target: WebhookTarget, notice: Notice, mention: str | None = None) -> bool:
-        """Queue a notice for the target's next batch post (at once when its window is 0)."""
+    def notify(self, target: WebhookTarget, notice: Notice, mention: str | None = None,
+               row: int | None = None, window: float | None = None) -> bool:
+        """Queue a notice for the target's next batch post (at once when its window is 0).
+        `row`: the chat_posts row keeping it; `window`: seconds instead of the target's (0 for
+        notices that waited before a restart)."""
+        window = target.batch if window is None else window
         if target.batch <= 0:
-            return self.send(target, batch_payload(target.format, [(notice, mention)]))
+            return self.send(target, batch_payload(target.format, [(notice, mention)]), [row] if row is not None else [])
         with self._cond:
             if self._closed:
                 log.error("webhook %s: not queued (sender closed)", target.where)
                 return False
             waiting = self._batches.setdefault(target.name, [])
             if not waiting:  # the first of a window: its post goes when the window closes
-                self._push(time.monotonic() + target.batch, _Job(target, None))
-            waiting.append((notice, mention))
+                self._push(time.monotonic() + window, _Job(target, None))
+            waiting.append(((notice, mention), row))
         return True
 
-    def send(self, target: WebhookTarget, payload: dict[str, Any]) -> bool:
+    def send(self, target: WebhookTarget, payload: dict[str, Any], rows: Sequence[int] = ()) -> bool:
         """Queue one POST; False (logged) when closed or the queue is full, never blocks."""
         body = _encode(payload)
         with self._cond:
@@ -110,7 +120,7 @@ class WebhookSender:
                 log.error("webhook %s: not queued (%s)", target.where,
                           "sender closed" if self._closed else "queue full")
                 return False
-            self._push(time.monotonic(), _Job(target, body))
+            self._push(time.monotonic(), _Job(target, body, ids=list(rows)))
         return True
 
     def flush(self, timeout: float) -> bool:
@@ -148,7 +158,8 @@ class WebhookSender:
                     job = heapq.heappop(self._heap)[2]
                     if job.body is None:
                         items = self._batches.pop(job.target.name, [])
-                        job.body = _encode(batch_payload(job.target.format, items))
+                        job.body = _encode(batch_payload(job.target.format, [item for item, _ in items]))
+                        job.ids = [row for _, row in items if row is not None]
                     return job
                 self._cond.wait(self._heap[0][0] - now if self._heap else None)
             return None
@@ -158,6 +169,8 @@ class WebhookSender:
             retry_in: float | None = None
             try:
                 retry_in = self._attempt(job)
+                if retry_in is None and job.ids and self.on_posted:
+                    self.on_posted(job.ids)  # before flush() returns: a clean stop leaves no row
             except Exception:  # a bug here must not kill the thread and silence every alert
                 log.exception("webhook %s: unexpected error, POST dropped", job.target.where)
             finally:

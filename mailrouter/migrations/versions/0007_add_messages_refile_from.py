@@ -4,8 +4,8 @@ The ladder recorded a reassigned or pooled copy's new folder, then moved it once
 move cut off (a crash, a dropped connection) left the copy in the old folder for good. Now the
 row says where the copy was until the mailbox loop's filer has moved it.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Created: 2026-12-04 19:25:52.844720
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0006'
-down_revision = '0005'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 

@@ -3,8 +3,8 @@
 A message that got the daemon killed (the watchdog, the OOM killer) while it was being worked
 on was tried again after every restart: the record of its tries lived in memory only.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Created: 2026-12-04 19:18:24.443819
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from alembic import op
 
 import mailrouter.store
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
