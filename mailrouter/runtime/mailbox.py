@@ -529,11 +529,11 @@ class MailboxWorker:
         if self.followup is None or not self.sweep_due.is_set():
             return False
         self.sweep_due.clear()
-        taken = self.followup.sweep(self.mailbox, conn)
+        swept = self.followup.sweep(self.mailbox, conn)
         self.lane.beat()
-        if taken:
+        if swept.taken:
             conn.select_inbox()
-        return taken > 0
+        return swept.taken > 0
 
     def _outbox_due(self) -> bool:
         """A round is due for the outbox: the sender finished (record, file), or, with the

@@ -50,6 +50,13 @@ class Pending:
     chat: list[Queued] = field(default_factory=list)  # the notices' chat rows, posted after commit
 
 
+@dataclass(frozen=True)
+class Swept:
+    """A sweep's outcome. (Copies that change owner are in the ledger, for the mailbox loop's filer.)"""
+
+    taken: int = 0
+
+
 class FollowUp:
     def __init__(self, config: Config, sessions, clock: Clock = store.utcnow,
                  webhooks: WebhookSender | None = None, metrics: Metrics | None = None):
@@ -60,16 +67,17 @@ class FollowUp:
         self.metrics = metrics or Metrics()
         self.templates = make_environment(config.template_dirs)
 
-    def sweep(self, mailbox: MailboxConfig, conn: Mailbox) -> int:
-        """Carry out every step due now for this mailbox's open assignments; how many were taken.
+    def sweep(self, mailbox: MailboxConfig, conn: Mailbox) -> Swept:
+        """Carry out every step due now for this mailbox's open assignments.
 
         `conn` is the mailbox loop's own IMAP connection (runtime/mailbox.py): the one fetch a
         reassignment needs goes over it (a login of its own, under load, pushed Dovecot past its
         per-user connection limit). A copy that follows its new owner is only recorded here
         (ledger.refiled): that loop's filer moves it. It may be left with another folder selected."""
         if not self.config.sla.enabled:
-            return 0
-        return sum(self._advance(mailbox, assignment_id, conn) for assignment_id in self._open_assignments(mailbox.name))
+            return Swept()
+        return Swept(sum(self._advance(mailbox, assignment_id, conn)
+                         for assignment_id in self._open_assignments(mailbox.name)))
 
     def _original(self, mailbox: MailboxConfig, message: MessageRow, conn: Mailbox) -> Original | None:
         spool = Spool(self.config.spool_dir) if message.size > self.config.large_message_bytes else None
