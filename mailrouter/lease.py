@@ -36,9 +36,13 @@ from mailrouter.store import LeaseRow, state_write_failure, utcnow
 
 log = logging.getLogger("mailrouter.lease")
 
-# libpq keepalives: a holder whose network to the server dies is noticed by the server in about
-# idle + interval * count seconds, and its lock released; the holder's own check fails sooner.
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
+# Keepalives on both ends of the lease's connection. libpq's (client side) make the holder's own
+# check fail within idle + interval * count seconds when its network dies; the server's, set for
+# this session, make PostgreSQL drop a vanished holder's connection, and with it the lock, in
+# the same ~11 s (its default is the kernel's two hours: a powered-off holder kept its mailboxes).
+SERVER_KEEPALIVES = "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+              "options": SERVER_KEEPALIVES}
 RENEW_EVERY = 10.0  # seconds between updates of the displayed renewed_at
 # How often a waiting instance tries to take over: the failover time, since a dead holder's
 # lock is dropped by the database server or the kernel at once.

@@ -130,7 +130,7 @@ def test_registry_import_show_and_transfer_follow_the_config_unless_told(tmp_pat
     assert main(["-c", str(path), "registry", "import", str(sheet), "--source", "广交会", "--owner", "zhang"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "广交会：新建 1，更新 0，未变 0，跳过 0，无效 1"
-    assert "无效行：" in lines and any(line.startswith("  第 3 行：") for line in lines)
+    assert "无效行：" in lines and "  第 3 行：邮箱地址无效 'nope@'" in lines
     assert any(line.startswith("列：") and "email ← 邮箱" in line for line in lines)
 
     assert main(["-c", str(path), "registry", "show", "rossi.it"]) == 0
@@ -159,3 +159,21 @@ def test_explain_before_the_first_start_leaves_no_database_behind(tmp_path: Path
     assert main(["-c", str(path), "explain", str(eml)]) == 0
     assert "Decision:   routed -> zhang" in capsys.readouterr().out.splitlines()
     assert not (tmp_path / "m.db").exists()
+
+
+@pytest.mark.parametrize("row, english, chinese", [
+    ("Li,Li Co,,li@example.com,,", "is at our own mail domain", "是本公司自己的邮件域名"),
+    ("Nobody,,,,,", "nothing to recognise the customer by", "没有可识别客户的信息"),
+    ("Bo,Bo Co,12345,,,", "unparseable phone '12345' (no country column", "无法解析的电话 '12345'（没有国家列"),
+    ("Ann,Ann Co,,ann@ann.example,,nobody", "unknown owner rep 'nobody'", "未知的负责业务员 'nobody'"),
+    ("Cy,Cy Co,,cy@cy.example,paused,", "unknown status 'paused'", "未知状态 'paused'"),
+])
+def test_a_refused_rows_reason_speaks_the_commands_language(tmp_path: Path, capsys, row, english, chinese) -> None:
+    """Issue 15 item 6: the summary was Chinese, the reason of each refused row still English."""
+    path = with_language(tmp_path, "zh")
+    sheet = tmp_path / "rows.csv"
+    sheet.write_text(f"name,company,phone,email,status,owner\n{row}\n", encoding="utf-8")
+    for language, wanted, unwanted in (("zh", chinese, english), ("en", english, chinese)):
+        assert main(["-c", str(path), "registry", "import", str(sheet), "--source", "fair", "--dry-run", "--language", language]) == 0
+        out = capsys.readouterr().out
+        assert wanted in out and unwanted not in out, out

@@ -544,3 +544,15 @@ def test_detail_labels_are_in_the_reps_language_only(env: jinja2.Environment, la
     message = parse(forward(env, language=language, extra={"Reassigned 转派": "from chen"}))
     text = body_part(message, "text/plain").get_content()
     assert label in text.splitlines() and "Reassigned 转派" not in text
+
+
+def test_a_chinese_forward_labels_every_routing_note_in_chinese(env: jinja2.Environment) -> None:
+    """The decision's notes are keyed in English; a zh rep read "Handover" and "Previously rejected"."""
+    notes = {"Handover": "张伟 休假中", "Previously rejected": "价格太低", "Lead score": "42 (warm)",
+             "Re-inquiry 再次询盘": "老客户"}
+    for language, wanted in (("zh", ("转交：张伟 休假中", "曾被拒绝：价格太低", "线索评分：42 (warm)", "再次询盘：老客户")),
+                             ("en", ("Handover", "Previously rejected", "Lead score"))):
+        text = body_part(parse(forward(env, language=language, extra=notes)), "text/plain").get_content()
+        assert all(w in text for w in wanted), text
+        if language == "zh":
+            assert "Handover" not in text and "Previously rejected" not in text

@@ -121,3 +121,17 @@ def test_a_lease_on_a_state_disk_unmounted_under_it_is_still_held_and_says_why_o
         assert lease.held()
     lines = [r.getMessage() for r in caplog.records if "could not record the lease" in r.getMessage()]
     assert len(lines) == 1 and "mount it back" in lines[0], lines
+
+
+def test_the_server_drops_a_vanished_holder_within_seconds_not_hours(postgres) -> None:
+    """A holder that loses power never closes its connection: only the server's own keepalives
+    end it (and release its lock); PostgreSQL's default leaves that to the kernel's 2 hours."""
+    url = postgres.new_database()
+    lease = lease_for("mailbox sales", url, open_database(url))
+    assert isinstance(lease, PostgresLease) and lease.acquire()
+    try:
+        settings = {name: lease._conn.exec_driver_sql(f"SHOW {name}").scalar()
+                    for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")}
+    finally:
+        lease.release()
+    assert settings == {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3"}

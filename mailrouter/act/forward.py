@@ -267,6 +267,16 @@ def _headers(
     return b"".join(fields)
 
 
+# The decision's notes are keyed in English (code reads "Handover" back); a zh rep reads them so.
+NOTE_LABELS = {"zh": {"Lead score": "线索评分", "Previously rejected": "曾被拒绝", "Handover": "转交",
+                      "Reassigned 转派": "转派", "Re-inquiry 再次询盘": "再次询盘",
+                      "Check Reply-To 核对回复地址": "核对回复地址"}}
+
+
+def note_label(key: str, language: str) -> str:
+    return NOTE_LABELS.get(language, {}).get(key, key)
+
+
 def _template_context(inquiry: Inquiry, decision: Decision, spec: ForwardSpec, now: datetime) -> dict[str, object]:
     buyer = _buyer(inquiry, spec)
     language = spec.language
@@ -291,7 +301,7 @@ def _template_context(inquiry: Inquiry, decision: Decision, spec: ForwardSpec, n
             Attachment(clean_header_text(a.filename) or "(unnamed)", a.content_type, a.size)
             for a in inquiry.attachments
         ],
-        "extra": {clean_header_text(k): clean_header_text(v) for k, v in spec.extra.items()},
+        "extra": {note_label(clean_header_text(k), language): clean_header_text(v) for k, v in spec.extra.items()},
         "original": _original_block(inquiry, buyer, spec, now),
         "text": _clean_body_text(inquiry.text),
         "signature": _clean_body_text(inquiry.signature),

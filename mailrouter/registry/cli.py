@@ -31,9 +31,9 @@ Handler = Callable[[argparse.Namespace, Config], int]
 SHOW_INQUIRIES = 20
 
 # Every line the registry commands print, per language (issue 15 item 6), as commands/rep.py
-# does it. Rep ids stay as typed on the command line; a bad row's reason (importer.py) and the
-# stored history stay as written. The show labels are padded so values start in one column
-# (a CJK character takes two).
+# does it, and a refused row's reason with them (importer.ROW_REASONS). Rep ids stay as typed
+# on the command line, the stored history as written. The show labels are padded so values
+# start in one column (a CJK character takes two).
 LABELS = {
     "en": {"fail": "registry: {message}", "unknown_rep": "{option} {rep}: unknown rep (known: {known})",
            "same_rep": "--from and --to are the same rep",
@@ -54,7 +54,7 @@ LABELS = {
            "inquiries": "  inquiries (latest {n}):", "no_inquiries": "  inquiries: none",
            "would_transfer": "would transfer {n} customer(s) from {src} to {dst} (dry run: nothing changed)",
            "none": "  (none)", "transferred": "transferred {n} customer(s) from {src} to {dst}",
-           "set_status": "customer #{id} {name}: {status}"},
+           "set_status": "customer #{id} {name}: {status}", "language": "en"},
     "zh": {"fail": "registry：{message}", "unknown_rep": "{option} {rep}：未知业务员（已配置：{known}）",
            "same_rep": "--from 和 --to 是同一个业务员",
            "needs_reason": "标记为 rejected 的客户需要 --reason（客户再次询盘时负责人会看到）",
@@ -74,7 +74,7 @@ LABELS = {
            "inquiries": "  询盘（最近 {n} 条）：", "no_inquiries": "  询盘：无",
            "would_transfer": "将从 {src} 转给 {dst} 的客户 {n} 个（试运行：未做任何更改）",
            "none": "  （无）", "transferred": "已将 {n} 个客户从 {src} 转给 {dst}",
-           "set_status": "客户 #{id} {name}：{status}"},
+           "set_status": "客户 #{id} {name}：{status}", "language": "zh"},
 }
 
 
@@ -203,7 +203,7 @@ def format_result(result: ImportResult, source: str, t: dict[str, str] = LABELS[
     lines.append(t["columns"] + t["sep"].join(f"{f} ← {', '.join(h)}" for f, h in result.columns.items()))
     if result.invalid:
         lines.append(t["invalid_rows"])
-        lines += [t["line"].format(line=bad.line, reason=bad.reason) for bad in result.invalid]
+        lines += [t["line"].format(line=bad.line, reason=bad.reason_in(t["language"])) for bad in result.invalid]
         lines += _more(result.invalid_total, len(result.invalid), t["more_invalid"], t)
     lines += [t["note"].format(note=note) for note in result.notes]
     lines += _more(result.notes_total, len(result.notes), t["more_notes"], t)

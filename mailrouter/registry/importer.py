@@ -72,19 +72,48 @@ class ImportFailed(RegistryError):
     """The file cannot be imported at all (no usable columns, bad --map, unreadable)."""
 
 
+# Why a row is refused, in the languages `registry import` speaks (--language).
+ROW_REASONS = {
+    "en": {"too_long": "{field}: {length} characters (at most {limit})",
+           "alias_too_long": "aliases: {name!r}… has {length} characters (at most {limit})",
+           "own_domain": "{email} is at our own mail domain: our own people are never customers",
+           "no_key": "nothing to recognise the customer by: needs an email, or a company name and a phone",
+           "bad_status": "unknown status {value!r} (use active, rejected, do-not-contact or blocked)",
+           "bad_email": "bad email {email!r}",
+           "bad_phone": "unparseable phone {raw!r}",
+           "bad_national_phone": "unparseable phone {raw!r} (no country column to read a national number)",
+           "unknown_owner": "unknown owner rep {owner!r}"},
+    "zh": {"too_long": "{field}：{length} 个字符（最多 {limit} 个）",
+           "alias_too_long": "别名 {name!r}… 有 {length} 个字符（最多 {limit} 个）",
+           "own_domain": "{email} 是本公司自己的邮件域名：自己人不是客户",
+           "no_key": "没有可识别客户的信息：需要邮箱，或公司名加电话",
+           "bad_status": "未知状态 {value!r}（可用 active、rejected、do-not-contact、blocked）",
+           "bad_email": "邮箱地址无效 {email!r}",
+           "bad_phone": "无法解析的电话 {raw!r}",
+           "bad_national_phone": "无法解析的电话 {raw!r}（没有国家列，无法读取国内号码）",
+           "unknown_owner": "未知的负责业务员 {owner!r}"},
+}
+
+
 @dataclass(frozen=True)
 class InvalidRow:
     line: int  # 1-based, as a spreadsheet shows it
-    reason: str
+    reason: str  # in English, as logs and the database keep it
     column: str = ""  # the field at fault, when one is
+    why: str = ""  # a key of ROW_REASONS, to say `reason` in another language
+    details: tuple[tuple[str, object], ...] = ()
+
+    def reason_in(self, language: str) -> str:
+        words = ROW_REASONS.get(language, ROW_REASONS["en"])
+        return words[self.why].format(**dict(self.details)) if self.why in words else self.reason
 
 
 class RowProblem(ValueError):
-    """Why one row cannot be imported, and which field."""
+    """Why one row cannot be imported (a key of ROW_REASONS and its details), and which field."""
 
-    def __init__(self, reason: str, column: str = ""):
-        super().__init__(reason)
-        self.column = column
+    def __init__(self, why: str, column: str = "", **details: object):
+        super().__init__(ROW_REASONS["en"][why].format(**details))
+        self.why, self.column, self.details = why, column, tuple(details.items())
 
 
 @dataclass
@@ -173,7 +202,7 @@ def validate_row(line: int, cells: Sequence[str], mapping: Mapping[str, list[int
         _check_lengths(cells, mapping)
         return _record(line, cells, mapping, rules)
     except RowProblem as exc:
-        return InvalidRow(line, str(exc), exc.column)
+        return InvalidRow(line, str(exc), exc.column, exc.why, exc.details)
     except ValueError as exc:
         return InvalidRow(line, str(exc))
 
@@ -182,7 +211,7 @@ def _check_lengths(cells: Sequence[str], mapping: Mapping[str, list[int]]) -> No
     for fld, limit in FIELD_LIMITS.items():
         for i in mapping.get(fld, ()):
             if i < len(cells) and len(cells[i]) > limit:
-                raise RowProblem(f"{fld}: {len(cells[i])} characters (at most {limit})", fld)
+                raise RowProblem("too_long", fld, field=fld, length=len(cells[i]), limit=limit)
 
 
 def _record(line: int, cells: Sequence[str], mapping: Mapping[str, list[int]],
@@ -191,17 +220,16 @@ def _record(line: int, cells: Sequence[str], mapping: Mapping[str, list[int]],
     country = country_code(country_text) if country_text else None  # unknown: no region hint
     emails = _emails(_cell(cells, mapping, "email", ";"))
     if own := next((e for e in emails if _at_own_domain(e, rules.own_domains)), None):
-        raise ValueError(f"{own} is at our own mail domain: our own people are never customers")
+        raise RowProblem("own_domain", "email", email=own)
     phones = _phones(_cell(cells, mapping, "phone", ";"), country)
     company = _cell(cells, mapping, "company")
     if not emails and not (phones and company_key(company)):
-        raise ValueError("nothing to recognise the customer by: needs an email, "
-                         "or a company name and a phone")
+        raise RowProblem("no_key")
     status_text = _cell(cells, mapping, "status")
     try:
         status = parse_status(status_text) if status_text else None
-    except RegistryError as exc:
-        raise ValueError(str(exc)) from None
+    except RegistryError:
+        raise RowProblem("bad_status", "status", value=status_text) from None
     return ImportRecord(line, emails, phones, company, _cell(cells, mapping, "name"), country,
                         _owner(_cell(cells, mapping, "owner"), rules),
                         _cell(cells, mapping, "source") or rules.source, status,
@@ -215,8 +243,8 @@ def _aliases(company: str, cell: str) -> tuple[str, ...]:
     names = [*company_names(company)[1:], *split_aliases(cell)]
     for name in names:
         if len(name) > FIELD_LIMITS["company"]:
-            raise RowProblem(f"aliases: {name[:20]!r}… has {len(name)} characters "
-                             f"(at most {FIELD_LIMITS['company']})", "aliases")
+            raise RowProblem("alias_too_long", "aliases", name=name[:20], length=len(name),
+                             limit=FIELD_LIMITS["company"])
     keyed = {company_key(n): n for n in reversed(names) if company_key(n) not in ("", own)}
     return tuple(reversed(keyed.values()))
 
@@ -225,7 +253,7 @@ def _emails(text: str) -> tuple[str, ...]:
     found = [e.strip().strip("<>").lower() for e in _EMAIL_SPLIT.split(text) if e.strip()]
     for email in found:
         if not _EMAIL.match(email):
-            raise ValueError(f"bad email {email!r}")
+            raise RowProblem("bad_email", "email", email=email)
     return tuple(dict.fromkeys(found))
 
 
@@ -241,8 +269,7 @@ def _phones(text: str, country: str | None) -> tuple[str, ...]:
             continue
         phone = normalise_phone(raw, country)
         if phone is None:
-            hint = "" if country else " (no country column to read a national number)"
-            raise ValueError(f"unparseable phone {raw!r}{hint}")
+            raise RowProblem("bad_phone" if country else "bad_national_phone", "phone", raw=raw)
         result.append(phone.e164)
     return tuple(dict.fromkeys(result))
 
@@ -252,7 +279,7 @@ def _owner(text: str, rules: RowRules) -> str | None:
         return rules.default_owner
     rep = rules.owner_aliases.get(fold(text).strip())
     if rep is None:
-        raise ValueError(f"unknown owner rep {text!r}")
+        raise RowProblem("unknown_owner", "owner", owner=text)
     return rep
 
 
