@@ -83,7 +83,7 @@ def message_id(raw: bytes) -> str:
     return parse_message(raw, example_config().parse).message_id
 
 
-def test_a_message_whose_admission_is_killed_twice_is_quarantined_and_the_rest_routed(tmp_path):
+def test_a_message_whose_admission_is_killed_twice_alone_is_quarantined_and_the_rest_routed(tmp_path):
     """Real kills in the middle of the admission, in a process of its own: one in the batch of
     three (nobody's fault yet), two while the poison message is tried alone; then the next try
     quarantines it without examining it again, and routes the other two."""
