@@ -220,8 +220,9 @@ class Mailbox:
     # -- connecting
 
     @classmethod
-    def connect(cls, settings: ImapSettings) -> Mailbox:
-        """Connect, (STARTTLS), log in, and introduce ourselves with ID when offered."""
+    def connect(cls, settings: ImapSettings, quiet: bool = False) -> Mailbox:
+        """Connect, (STARTTLS), log in, and introduce ourselves with ID when offered. `quiet`:
+        a routine reconnect (a turn under the connection limit) logs at DEBUG, not one line per turn."""
         context = _tls_context(settings)
         action = f"connect to {settings.host}:{settings.port}"
         slot = CONNECTION_LIMITS.acquire(settings.host, settings.port, settings.timeout)
@@ -252,7 +253,8 @@ class Mailbox:
             _close_quietly(client)
             CONNECTION_LIMITS.release(slot)
             raise
-        log.info("logged in to %s:%s as %s", settings.host, settings.port, settings.user)
+        log.log(logging.DEBUG if quiet else logging.INFO, "logged in to %s:%s as %s",
+                settings.host, settings.port, settings.user)
         return mailbox
 
     @staticmethod
@@ -602,6 +604,10 @@ class Mailbox:
             _text, responses = self._client.noop()
         return list(responses)
 
+    def slot_wanted(self) -> bool:
+        """Another session waits for this one's place under daemon.max_connections_per_server."""
+        return CONNECTION_LIMITS.wanted(self._slot)
+
     # -- closing
 
     def logout(self) -> None:
@@ -648,6 +654,10 @@ def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
         try:
             serve()
             return
+        except SlotsBusy as exc:
+            # our own limit, and the holders hand their slots on after a round: ask again now
+            delay = 0.0
+            log.debug("%s: waiting for a session slot: %s", name, exc)
         except ImapThrottled as exc:
             delay = backoff.throttled()
             log.warning("%s: throttled by the server, quiet for %.0fs: %s", name, delay, exc)
@@ -675,30 +685,68 @@ def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
         stop.wait(delay)
 
 
+class SlotsBusy(ImapThrottled):
+    """All of this process's sessions to the server are taken (daemon.max_connections_per_server):
+    our own limit, not the server's, so the caller asks again at once instead of backing off."""
+
+
+class _Server:
+    """One server's free slots and the sessions waiting for one, first come first served."""
+
+    def __init__(self, free: int) -> None:
+        self.free = free
+        self.queue: list[object] = []
+
+
 class ConnectionLimits:
     """At most N sessions per server from this process: providers refuse (or throttle) more,
-    and one busy mailbox must not take the slots another needs. Process-wide, set at start."""
+    and one busy mailbox must not take the slots another needs. Process-wide, set at start.
+
+    Waiting is first come first served, and `wanted` tells a session that someone waits: an
+    IDLE session holds its slot for hours, so with more mailboxes than slots the holders hand
+    them on after a round (mailbox.py), and every mailbox gets its turn."""
 
     def __init__(self) -> None:
         self.limit: int | None = None
-        self._slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
-        self._lock = threading.Lock()
+        self._servers: dict[tuple[str, int], _Server] = {}
+        self._changed = threading.Condition()
 
     def acquire(self, host: str, port: int, timeout: float) -> tuple[str, int] | None:
         """Take a slot (waiting up to `timeout`); the key to release, or None when unlimited."""
         if self.limit is None:
             return None
         key = (host.lower(), port)
-        with self._lock:
-            slot = self._slots.setdefault(key, threading.BoundedSemaphore(self.limit))
-        if not slot.acquire(timeout=timeout):
-            raise ImapThrottled(f"{host}:{port}: already {self.limit} connections from mailrouter "
-                                "(daemon.max_connections_per_server)")
+        ticket = object()
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            server = self._servers.setdefault(key, _Server(self.limit))
+            server.queue.append(ticket)
+            try:
+                while not (server.free > 0 and server.queue[0] is ticket):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise SlotsBusy(f"{host}:{port}: already {self.limit} connections from mailrouter "
+                                        "(daemon.max_connections_per_server)")
+                    self._changed.wait(left)
+                server.free -= 1
+            finally:
+                server.queue.remove(ticket)
+                self._changed.notify_all()  # the next in line may be able to go now
         return key
 
     def release(self, key: tuple[str, int] | None) -> None:
-        if key is not None:
-            self._slots[key].release()
+        if key is None:
+            return
+        with self._changed:
+            self._servers[key].free += 1
+            self._changed.notify_all()
+
+    def wanted(self, key: tuple[str, int] | None) -> bool:
+        """Is a session waiting for a slot on this server? (Never, when unlimited.)"""
+        if key is None:
+            return False
+        with self._changed:
+            return bool(self._servers[key].queue)
 
 
 CONNECTION_LIMITS = ConnectionLimits()

@@ -149,22 +149,26 @@ class MailboxWorker:
     def _serve(self) -> None:
         self.lane.beat()
         try:
-            self._session()
+            handed_on = False
+            while self._session(quiet=handed_on) and not self.stop.is_set():
+                handed_on = True  # our turn ended: queue for the next one
         finally:
             self.lane.idle()  # ended, or keep_serving's backoff before the next session
 
-    def _session(self) -> None:
+    def _session(self, quiet: bool = False) -> bool:
+        """One IMAP session; True when it ended to hand its slot to a waiting mailbox."""
         self._adopt()
         try:
             settings = imap_settings(self.mailbox)
         except CredentialError as exc:  # a password_command failing: one line, then the backoff
             raise CredentialUnavailable(str(exc)) from None
-        conn = Mailbox.connect(settings)
+        conn = Mailbox.connect(settings, quiet=quiet)
         self._cursor = None  # a reconnect reconciles fully: anything may have happened meanwhile
         try:
             uidvalidity = conn.select_inbox()
             conn.ensure_folders(self._static_folders())
-            log.info("%s: connected to %s (IDLE %s, MOVE %s, keywords %s)", self.mailbox.name,
+            log.log(logging.DEBUG if quiet else logging.INFO,
+                    "%s: connected to %s (IDLE %s, MOVE %s, keywords %s)", self.mailbox.name,
                      self.mailbox.server.host, conn.uses_idle, conn.has_move, conn.custom_keywords)
             # without IDLE the round is the poll; with IDLE it is the safety net for a
             # notification a server failed to send
@@ -173,7 +177,11 @@ class MailboxWorker:
             last_round = time.monotonic()
             while not self.stop.is_set():
                 if not self._lease.held():  # lost: another instance may work it now
-                    return
+                    return False
+                # more mailboxes than daemon.max_connections_per_server: IDLE would keep the slot
+                # for hours and starve the others, so after a round it goes to the next in line
+                if conn.slot_wanted() and self._sending is None:
+                    return True
                 news = self._wait(conn, interval - (time.monotonic() - last_round))
                 if self._adopt():  # new reps or teams get their folders before mail is filed there
                     conn.ensure_folders(self._static_folders())
@@ -183,6 +191,7 @@ class MailboxWorker:
                 if news or swept or self._outbox_due() or time.monotonic() - last_round >= interval:
                     self.round(conn, uidvalidity)
                     last_round = time.monotonic()
+            return False
         finally:
             conn.logout()
 
