@@ -12,10 +12,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Any
 
-from sqlalchemy import (DateTime, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator,
+from sqlalchemy import (DateTime, ForeignKey, Index, LargeBinary, String, Table, Text, TypeDecorator,
                         UniqueConstraint, create_engine, event, func, inspect, select, text)
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, CursorResult, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -56,11 +57,26 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime}
 
 
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The new row's primary key, as the driver reports it for a one-row INSERT."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the database reported no key for the row just inserted")
+    return int(key[0])
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Table, typed as one (`__table__` is typed as any FromClause), for the plain
+    Core INSERTs and UPDATEs built once at import."""
+    return Base.metadata.tables[model.__tablename__]
+
+
 class MessageRow(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("mailbox", "source", "uidvalidity", "uid", name="uq_message_location"),
         Index("ix_messages_state", "mailbox", "state"),
+        Index("ix_messages_refile", "mailbox", "refile_from"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -78,8 +94,11 @@ class MessageRow(Base):
     rule: Mapped[str | None] = mapped_column(String(200))
     rep: Mapped[str | None] = mapped_column(String(100), index=True)
     team: Mapped[str | None] = mapped_column(String(100))
-    folder: Mapped[str] = mapped_column(String(500))
+    folder: Mapped[str] = mapped_column(String(500))  # where the copy is filed, or is to be refiled
     keywords: Mapped[str] = mapped_column(String(500), default="")  # space-separated
+    # set while a filed copy is to follow `folder` (a reassignment, the pool): where it was filed
+    # before; the mailbox loop's filer moves it and clears this (runtime/mailbox.py)
+    refile_from: Mapped[str | None] = mapped_column(String(500))
     sender: Mapped[str] = mapped_column(String(320), default="")
     subject: Mapped[str] = mapped_column(String(500), default="")
     country: Mapped[str | None] = mapped_column(String(2))
@@ -93,6 +112,23 @@ class MessageRow(Base):
     filed_at: Mapped[datetime | None]
     file_attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class StrikeRow(Base):
+    """A message's failed or unfinished try (act/strikes.py): `started_at` is set before a try and
+    cleared after it, so a row still marked after a restart is a try the process died in."""
+
+    __tablename__ = "strikes"
+    __table_args__ = (UniqueConstraint("mailbox", "source", "uidvalidity", "uid", name="uq_strike_location"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(300))
+    uidvalidity: Mapped[int]
+    uid: Mapped[int]
+    reason: Mapped[str | None] = mapped_column(Text)  # how the last try failed; None: none failed yet
+    started_at: Mapped[datetime | None]  # a try under way (or one the process died in)
+    alone: Mapped[bool] = mapped_column(default=False)  # that try was of this message alone
 
 
 class OutboxRow(Base):
@@ -284,7 +320,8 @@ def begin_writing(session: Session) -> None:
     takes the write lock at once (waiting up to busy_timeout), so the reads that precede the
     writes cannot meet another writer's commit half-way (SQLITE_BUSY_SNAPSHOT)."""
     connection = session.connection()
-    if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
+    driver = connection.connection.dbapi_connection
+    if connection.dialect.name == "sqlite" and driver is not None and not driver.in_transaction:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -419,7 +456,8 @@ def database_exists(url: str) -> bool:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return True
-    return bool(parsed.database) and parsed.database != ":memory:" and os.path.exists(parsed.database)
+    database = parsed.database
+    return database is not None and database not in ("", ":memory:") and os.path.exists(database)
 
 
 def open_database(url: str, migrate: bool = False) -> sessionmaker[Session]:

@@ -77,3 +77,47 @@ def test_an_undeliverable_forward_files_a_waiting_copy_for_the_manager_and_leave
         ledger.undeliverable(waiting, "550 again", "Undeliverable", "$mr_undeliverable")
         assert (waiting.state, waiting.folder) == (FILED, "Routed/li")  # a reassigned copy stays put
         assert waiting.reason.endswith("; 550 no such user; 550 again")
+
+
+# -- the one filer (act/filing.py): a filed copy's refile stays recorded until it is done
+
+def filed_row(state: str = FILED, folder: str = "Routed/Klaus") -> MessageRow:
+    return MessageRow(id=1, state=state, folder=folder, keywords="mr-routed mr-klaus", message_id="<a@b>",
+                      refile_from=None, rep="klaus", file_attempts=2)
+
+
+def test_a_filed_copys_refile_remembers_where_it_is_until_the_filer_has_moved_it():
+    row = filed_row()
+    ledger.refiled(row, "Routed/Li", ("mr-routed", "mr-li"), "li")
+    assert (row.folder, row.refile_from, row.keywords, row.rep) == ("Routed/Li", "Routed/Klaus", "mr-routed mr-li", "li")
+    assert row.file_attempts == 0  # the refile's own tries are counted afresh
+    ledger.refiled(row, "Pool", ("mr-pooled",))  # a second step before the move: the copy is still where it was
+    assert (row.folder, row.refile_from) == ("Pool", "Routed/Klaus")
+    ledger.refiled(row, "Routed/Klaus", ("mr-routed",), "klaus")  # back where it is: nothing to move
+    assert row.refile_from is None
+
+
+def test_a_copy_not_filed_yet_is_simply_filed_in_the_new_folder():
+    row = filed_row(state=SENT)
+    ledger.refiled(row, "Pool", ("mr-pooled",))
+    assert (row.folder, row.refile_from) == ("Pool", None)
+
+
+def test_where_the_copy_is_decides_the_refile():
+    from mailrouter.act.filing import refile_verdict
+
+    row = filed_row()
+    ledger.refiled(row, "Routed/Li", ("mr-routed", "mr-li"), "li")
+    asked: list[str] = []
+
+    def in_new(uids):
+        return lambda: asked.append("new") or uids
+
+    assert refile_verdict(row, [7], in_new([])).uids == [7] and asked == []  # still there: move it
+    done = refile_verdict(row, [], in_new([3]))  # moved, then cut off before that was recorded
+    assert (done.uids, done.note, done.stays) == ([], "", False)
+    gone = refile_verdict(row, [], in_new([]))  # a person moved or deleted it: left alone
+    assert (gone.uids, gone.stays) == ([], False) and "neither Routed/Klaus nor Routed/Li" in gone.note
+    row.message_id = ""
+    blind = refile_verdict(row, [], in_new([]))
+    assert blind.stays and "no Message-ID" in blind.note

@@ -267,3 +267,45 @@ def test_another_rep_writing_to_the_customer_is_a_collision_told_once_a_day(buye
                                 if "撞单" in s or "ollision" in s], "the supervisor's notice")
     time.sleep(0.5)
     assert len(notices) == 1
+
+
+@pytest.mark.parametrize("cut", ["before the move", "after the move"])
+def test_a_reassigned_copy_reaches_the_new_reps_folder_when_its_move_is_cut_off(buyer_bed, tmp_path, running,
+                                                                              monkeypatch, cut):
+    """The ledger records the copy's new folder, then the mailbox's filer moves it. A move cut
+    off before it happened (a dropped connection, a crash) left the copy in the old rep's folder
+    for good, where the next step could not find it; cut off after it happened, the next round
+    must find the copy already there, not move it again (issue 11, "one filer")."""
+    from mailrouter.intake.imap import ImapConnectionLost, Mailbox
+    from tests.mailcheck import folder_of, server_folder, shared_copies
+
+    config = sla_config(buyer_bed, tmp_path)
+    clock = MovableClock(TUESDAY_10)
+    _daemon, first = route_one(buyer_bed, config, clock, running)
+    other = next(m for m in config.teams["europe"].members if m != first.rep)
+    old_folder = config.folders.routed.format(rep=config.reps[first.rep].folder)
+    new_folder = config.folders.routed.format(rep=config.reps[other].folder)
+    wait_for(lambda: folder_of(shared_copies(buyer_bed, "sales@example.com"), french_inquiry())
+             == [server_folder(buyer_bed, "sales@example.com", old_folder)], "the copy filed for the first rep", timeout=60)
+    cuts: list[str] = []
+    real_file = Mailbox.file
+
+    def file(self, uids, folder, keywords=(), seen=True):
+        if folder != new_folder or cuts:
+            return real_file(self, uids, folder, keywords, seen)
+        cuts.append(cut)
+        if cut == "after the move":
+            real_file(self, uids, folder, keywords, seen)
+        raise ImapConnectionLost(f"connection cut off {cut} (test)")
+
+    monkeypatch.setattr(Mailbox, "file", file)
+    clock.now = TUESDAY_10 + timedelta(minutes=31)
+    wait_for(lambda: len(assignments(config)) == 2, "the reassignment", timeout=60)
+    assert wait_for(lambda: cuts, "the move to be tried", timeout=60) == [cut]
+    wait_for(lambda: folder_of(shared_copies(buyer_bed, "sales@example.com"), french_inquiry())
+             == [server_folder(buyer_bed, "sales@example.com", new_folder)],
+             "the copy in the new rep's folder, once", timeout=60)
+    with open_database(config.database)() as session:
+        from mailrouter.store import MessageRow
+        (row,) = session.scalars(select(MessageRow))
+    assert (row.folder, row.rep) == (new_folder, other)

@@ -13,7 +13,6 @@ import logging
 import threading
 from concurrent.futures import Future
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, insert, or_, select
@@ -24,6 +23,7 @@ from mailrouter import store
 from mailrouter.act import ledger
 from mailrouter.act.forward import ForwardError
 from mailrouter.act.original import InMemory, Original
+from mailrouter.act.strikes import Arrival, Strikes, struck_again
 from mailrouter.act.outgoing import compose_forward, forward_message_id, mailbox_named, queue_forward
 from mailrouter.act.templating import make_environment
 from mailrouter.config.schema import Config
@@ -38,15 +38,16 @@ from mailrouter.parse.process import InlineParser, Parsed, Parser
 from mailrouter.registry.match import SenderLookup, lookup_sender
 from mailrouter.registry.record import block_sender, record_routed
 from mailrouter.sla.clock import reply_clock_start
-from mailrouter.sla.ladder import AssignmentSnapshot, step_time
+from mailrouter.sla.ladder import first_due
 from mailrouter.store import AssignmentRow, MessageRow, TeamCursorRow
 
 log = logging.getLogger("mailrouter.route")
 OUT_OF_OFFICE_AWAY = timedelta(days=1)  # renewed by every auto-reply; `rep back` ends it at once
-__all__ = ["Router", "ManualTarget", "Examined", "destination", "forward_message_id", "log_decision", "Clock"]
+__all__ = ["Router", "ManualTarget", "Examined", "destination", "forward_message_id", "log_decision", "Clock",
+           "Arrival", "Strikes"]
 
 # Built once: constructing a statement per message cost more than executing it (issue 7).
-_INSERT_ASSIGNMENT = insert(AssignmentRow.__table__)
+_INSERT_ASSIGNMENT = insert(store.table_of(AssignmentRow))
 # A duplicate is the same content key (fingerprint.content_key) seen in another mailbox (the
 # same mail sent to sales@ and info@), or in this mailbox within DUPLICATE_WINDOW (delivered
 # twice); the same text resent to one mailbox later is a new inquiry.
@@ -74,34 +75,13 @@ def look_up_sender(session: Session, config: Config, parsed: Parsed, now: dateti
                          config.registry.quiet_days, parsed.sender_keys)
 
 
-@dataclass(frozen=True)
-class Arrival:
-    """Where a message was found: its row's location."""
+class _MayPass(Exception):
+    """A message's database error that may be the database's passing trouble: the batch is
+    rolled back and tried again, and the failure becomes the message's strike."""
 
-    mailbox: str
-    source: str
-    uidvalidity: int
-    uid: int
-
-
-class Strikes:
-    """Failures that may be the database's passing trouble (a lock, a lost connection), per
-    message: the first is retried with the batch; the same failure again quarantines the message,
-    so one message cannot make a mailbox retry forever (issue 14 item 1)."""
-
-    def __init__(self) -> None:
-        self._seen: dict[Arrival, str] = {}
-        self._lock = threading.Lock()
-
-    def again(self, at: Arrival, why: str) -> bool:
-        """Record `why` for `at`; True if it failed this same way before."""
-        with self._lock:
-            before, self._seen[at] = self._seen.get(at), why
-            return before == why
-
-    def clear(self, at: Arrival) -> None:
-        with self._lock:
-            self._seen.pop(at, None)
+    def __init__(self, place: Arrival, why: str, error: Exception):
+        super().__init__(why)
+        self.place, self.why, self.error = place, why, error
 
 
 def _maybe_passing(exc: Exception) -> bool:
@@ -130,7 +110,7 @@ class Router:
         self.templates = make_environment(config.template_dirs)
         # one admission at a time across mailboxes; a reload passes the running router's lock on
         self._lock = lock or threading.Lock()
-        self.strikes = strikes or Strikes()
+        self.strikes = strikes or Strikes(sessions, clock)
 
     # --- admission -------------------------------------------------------------------------
 
@@ -152,19 +132,57 @@ class Router:
         if not messages:
             return []
         parsed = (parsing or self.parse_ahead(messages)).result()
-        return self._admit(mailbox, uidvalidity, [(uid, InMemory(raw), p)
-                                                  for (uid, raw), p in zip(messages, parsed, strict=True)],
-                           arrivals or {})
+        items: list[tuple[int, Original, Parsed]] = [(uid, InMemory(raw), p)
+                                                     for (uid, raw), p in zip(messages, parsed, strict=True)]
+        places = {uid: Arrival(mailbox, "INBOX", uidvalidity, uid) for uid, _raw in messages}
+        struck = self.strikes.struck(list(places.values()))
+        # a message with a strike is tried alone: if it gets the process killed again, the
+        # second strike is its own, not every message's that shared its batch
+        groups = [[i for i in items if places[i[0]] not in struck], *([i] for i in items if places[i[0]] in struck)]
+        rows: dict[int, MessageRow] = {}
+        for group in filter(None, groups):
+            rows.update(zip([uid for uid, _o, _p in group],
+                            self._try(mailbox, uidvalidity, group, arrivals or {}), strict=True))
+        return [rows[uid] for uid, _raw in messages]
+
+    def _try(self, mailbox: str, uidvalidity: int, items: list[tuple[int, Original, Parsed]],
+             arrivals: Mapping[int, datetime]) -> list[MessageRow]:
+        """`_admit` with each message's try marked in the database first, so a kill in the middle
+        of it counts against these messages after the restart."""
+        places = [Arrival(mailbox, "INBOX", uidvalidity, uid) for uid, _o, _p in items]
+        doomed = self.strikes.begin(places)
+        try:
+            return self._admit(mailbox, uidvalidity, items, arrivals, doomed)
+        except _MayPass as failure:
+            self._ended([p for p in places if p != failure.place])
+            self.strikes.failed(failure.place, failure.why)  # after the rollback: the strike must stay
+            raise failure.error from None
+        except BaseException:
+            self._ended(places)
+            raise
+
+    def _ended(self, places: list[Arrival]) -> None:
+        """The tries ended in an exception, not in the process's death; if even that cannot be
+        written, the next try counts them as deaths, once (they were tried alone then)."""
+        try:
+            self.strikes.ended(places)
+        except Exception as exc:  # noqa: BLE001 - the batch's own error is the one to report
+            log.warning("could not unmark %d message(s) tried: %s", len(places), describe_error(exc))
 
     def admit_original(self, mailbox: str, uidvalidity: int, uid: int, original: Original,
                        arrived: datetime | None = None) -> MessageRow:
         """`admit_batch` for one message given as an Original (a big one in a spool file:
-        decided from the facts its scan gathered; its forward streams from the file)."""
-        return self._admit(mailbox, uidvalidity, [(uid, original, original.parse(self.config.parse))],
-                           {uid: arrived} if arrived else {})[0]
+        decided from the facts its scan gathered; its forward streams from the file). Its try
+        is marked by the caller (the mailbox loop's boundary), which also keeps its strikes."""
+        try:
+            return self._admit(mailbox, uidvalidity, [(uid, original, original.parse(self.config.parse))],
+                               {uid: arrived} if arrived else {}, {})[0]
+        except _MayPass as failure:
+            raise failure.error from None
 
-    def _admit(self, mailbox: str, uidvalidity: int,
-               items: list[tuple[int, Original, Parsed]], arrivals: Mapping[int, datetime]) -> list[MessageRow]:
+    def _admit(self, mailbox: str, uidvalidity: int, items: list[tuple[int, Original, Parsed]],
+               arrivals: Mapping[int, datetime], doomed: Mapping[Arrival, str]) -> list[MessageRow]:
+        """`doomed`: messages struck twice the same way, recorded as quarantined untried."""
         with self._lock, self.sessions.begin() as session:
             store.begin_writing(session)  # one transaction for the batch, a SAVEPOINT per message
             store.hold_assignment_lock(session)  # self._lock's reach, across instances
@@ -173,13 +191,18 @@ class Router:
             rows, decided = [], []
             for uid, original, parsed in items:
                 at = Arrival(mailbox, "INBOX", uidvalidity, uid)
-                row, decision = self._admit_guarded(session, at, original, parsed, state, adoptable,
-                                                    arrivals.get(uid))
+                decision: Decision | None
+                if at in doomed:
+                    row, decision = self._quarantine(session, at, original, parsed, arrivals.get(uid), doomed[at])
+                else:
+                    row, decision = self._admit_guarded(session, at, original, parsed, state, adoptable,
+                                                        arrivals.get(uid))
                 if decision is not None:
                     state = state.after(decision)
                     decided.append(row)
                 rows.append(row)
             self._save_team_cursors(session, decided)
+            self.strikes.clear([Arrival(mailbox, "INBOX", uidvalidity, uid) for uid, _o, _p in items], session)
             return rows
 
     def _admit_guarded(self, session: Session, at: Arrival, original: Original, parsed: Parsed,
@@ -188,20 +211,21 @@ class Router:
         """One message inside its own SAVEPOINT: whatever it raises rolls back its rows alone."""
         try:
             with session.begin_nested():
-                result = self._admit_one(session, at, original, parsed, state, adoptable, arrived)
-            self.strikes.clear(at)
-            return result
+                return self._admit_one(session, at, original, parsed, state, adoptable, arrived)
         except Exception as exc:
             if store.state_write_failure(exc, self.config.database):
                 raise  # a full or failing state disk: not the message's fault, the whole batch waits
             why = describe_error(exc)
-            if _maybe_passing(exc) and not self.strikes.again(at, why):
-                raise  # perhaps the database, not the message: the batch is tried again whole
+            if _maybe_passing(exc) and not struck_again(self.strikes.last_failure(at, session), why):
+                raise _MayPass(at, why, exc)  # perhaps the database: the batch is tried again whole
             log.exception("message uid %d in %s could not be recorded; quarantined", at.uid, at.mailbox)
-        decision = Decision(Outcome.QUARANTINED, f"could not be recorded: {why}")
+        return self._quarantine(session, at, original, parsed, arrived, f"could not be recorded: {why}")
+
+    def _quarantine(self, session: Session, at: Arrival, original: Original, parsed: Parsed,
+                    arrived: datetime | None, why: str) -> tuple[MessageRow, Decision]:
+        decision = Decision(Outcome.QUARANTINED, why)
         with session.begin_nested():  # the row alone, its values cut to size: it must go in
             row = self._record(session, at, Examined(parsed.inquiry, decision), None, original, arrived)
-        self.strikes.clear(at)
         return row, decision
 
     def _admit_one(self, session: Session, at: Arrival, original: Original, parsed: Parsed,
@@ -250,9 +274,10 @@ class Router:
         if earlier:
             values.update(duplicate_of=earlier.id, message_id=earlier.message_id, sender=earlier.sender,
                           subject=earlier.subject)
-        if examined.decision.outcome is Outcome.ROUTED:
+        rep = examined.decision.rep
+        if examined.decision.outcome is Outcome.ROUTED and rep is not None:  # (a routed decision names its rep)
             address = mailbox_named(self.config, at.mailbox).address
-            values["forward_message_id"] = forward_message_id(original.content_key, examined.decision.rep, address)
+            values["forward_message_id"] = forward_message_id(original.content_key, rep, address)
         return ledger.decided(session, values)
 
     def quarantine_unread(self, mailbox: str, source: str, uidvalidity: int, uid: int, reason: str) -> MessageRow:
@@ -264,7 +289,7 @@ class Router:
                       decided_at=self.clock(), file_attempts=0)
         with self._lock, self.sessions.begin() as session:
             row = ledger.decided(session, values)
-        self.strikes.clear(Arrival(mailbox, source, uidvalidity, uid))
+            self.strikes.clear([Arrival(mailbox, source, uidvalidity, uid)], session)
         log.error("message uid %d in %s %s quarantined: %s", uid, mailbox, source, reason)
         return row
 
@@ -285,6 +310,7 @@ class Router:
                 MessageRow.uidvalidity == uidvalidity, MessageRow.uid == uid)).first()
             if existing:
                 return existing  # seen before a restart: the round will file it once sent
+            self.strikes.clear([at], session)  # recorded below, with this transaction
             parsed = original.parse(self.config.parse)
             examined = examine_manual(parsed, self.config, self._team_state(session), target, source)
             row = session.scalars(select(MessageRow).where(
@@ -389,8 +415,8 @@ class Router:
         session.execute(_INSERT_ASSIGNMENT, dict(
             message=row.id, rep=rep.id, team=team, customer=q.sender, assigned_at=now, how=decision.how,
             ladder=decision.ladder or self.config.sla.default_ladder,
-            due_at=self._first_reply_due(team, rep.id, reply_clock_start(decision.how, None, now, row.received_at),
-                                         decision.ladder),
+            due_at=first_due(self.config.sla.ladder(decision.ladder), self.config.sla.calendar_for(team),
+                             reply_clock_start(decision.how, None, now, row.received_at), rep.id),
             forward_message_id=row.forward_message_id, suspect_reply_to=forward.reply.suspect or None))
         queue_forward(session, row.id, forward)
         if self.config.registry.enabled and (decision.how != "manual" or self.config.registry.learn_from_manual):
@@ -400,15 +426,6 @@ class Router:
             record_routed(session, q, rep.id, now, self.config.registry.source, message_row=row.id,
                           quiet_days=self.config.registry.quiet_days, reason=_handover_reason(decision),
                           looked_up=looked_up, learn_aliases=decision.how == "manual")
-
-    def _first_reply_due(self, team: str | None, rep: str, now: datetime,
-                         ladder_name: str | None = None) -> datetime | None:
-        """The first ladder step's time: +5 min in business hours, next opening + grace outside."""
-        ladder = self.config.sla.ladder(ladder_name)
-        if not ladder.steps:
-            return None
-        calendar = self.config.sla.calendar_for(team)
-        return step_time(ladder.steps[0], ladder, AssignmentSnapshot(rep, now), calendar)
 
     # --- reading and filing --------------------------------------------------------------------
 
@@ -432,7 +449,7 @@ class Router:
 
     def known_uids(self, mailbox: str, source: str, uidvalidity: int, candidates: set[int]) -> set[int]:
         """Which of the UIDs now in a folder were seen before (the folder is small, history is not)."""
-        ordered, known = sorted(candidates), set()
+        ordered, known = sorted(candidates), set[int]()
         with self.sessions() as session:
             for start in range(0, len(ordered), 5000):  # stay under SQL parameter limits
                 known.update(session.scalars(select(MessageRow.uid).where(
@@ -452,6 +469,24 @@ class Router:
     def mark_filing_failed(self, rows: list[MessageRow], error: str) -> None:
         with self.sessions.begin() as session:
             ledger.filing_failed(session, [row.id for row in rows], error)
+
+    def awaiting_refile(self, mailbox: str) -> list[MessageRow]:
+        """Filed copies that are to follow their new owner (ledger.refiled), oldest first."""
+        with self.sessions() as session:
+            return list(session.scalars(select(MessageRow).where(
+                MessageRow.mailbox == mailbox, MessageRow.refile_from.is_not(None)).order_by(MessageRow.id)))
+
+    def refile_failed(self, row: MessageRow, error: str) -> None:
+        with self.sessions.begin() as session:
+            ledger.refile_failed(session, row.id, error)
+
+    def refile_settled(self, row: MessageRow, stays: bool = False, note: str = "") -> None:
+        """The filer is done: the copy is in the row's folder, or (`stays`) the row follows it."""
+        with self.sessions.begin() as session:
+            if stays:
+                ledger.settled(session, row.id, row.refile_from, note)
+            else:
+                ledger.settled(session, row.id)
 
 
 def _handover_reason(decision: Decision) -> str:

@@ -3,7 +3,8 @@
     (new) ──decided──▶ decided ──sent / undeliverable──▶ sent ──filed──▶ filed
                           └────────────filed (nothing to send)──────────────▲
     (history) ──adopted──▶ adopted                 filed/decided/sent ──taken_over──▶ decided
-    refiled: the copy's folder (and owner) follows a reassignment or the pool, in any live state
+    refiled: the copy's folder (and owner) follows a reassignment or the pool, in any live state;
+             a filed copy keeps `refile_from` (where it is) until the filer has moved it: settled
 
 A restart reads the rows that are not `filed` and carries on from there (docs/ARCHITECTURE.md,
 "State and crash safety"). The callers own the transaction; these functions only write, and
@@ -19,7 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from mailrouter.model import Outcome
-from mailrouter.store import ADOPTED, DECIDED, FILED, SENT, MessageRow
+from mailrouter.store import ADOPTED, DECIDED, FILED, SENT, MessageRow, inserted_id, table_of
 
 # where each state may go next (a manager's move into Assign/ takes any row over, see taken_over)
 ARROWS: dict[str, frozenset[str]] = {
@@ -28,9 +29,9 @@ ARROWS: dict[str, frozenset[str]] = {
     FILED: frozenset(),
     ADOPTED: frozenset(),
 }
-_UPDATE = update(MessageRow.__table__)
+_UPDATE = update(table_of(MessageRow))
 # Built once: constructing a statement per message cost more than executing it (issue 7).
-_INSERT = insert(MessageRow.__table__)
+_INSERT = insert(table_of(MessageRow))
 _CHUNK = 1000  # ids per statement: stays under SQL parameter limits
 
 
@@ -47,7 +48,7 @@ def decided(session: Session, values: dict) -> MessageRow:
     """A new message's row, in one INSERT with everything known up front (no ORM flush, no
     UPDATE after it); returns the row as written, outside the session."""
     values = dict(values, state=DECIDED)
-    row_id = session.execute(_INSERT, values).inserted_primary_key[0]
+    row_id = inserted_id(session.connection().execute(_INSERT, values))
     return MessageRow(id=row_id, **values)
 
 
@@ -69,7 +70,7 @@ def taken_over(row: MessageRow, source: str, uidvalidity: int, uid: int, decided
     for name, value in decided_values.items():
         setattr(row, name, value)
     row.source, row.uidvalidity, row.uid = source, uidvalidity, uid
-    row.state, row.decided_at, row.filed_at = DECIDED, now, None
+    row.state, row.decided_at, row.filed_at, row.refile_from = DECIDED, now, None, None
 
 
 def redecided(session: Session, row: MessageRow, values: dict) -> None:
@@ -101,7 +102,7 @@ def filed(session: Session | Connection, message_ids: Sequence[int], now: dateti
     for start in range(0, len(message_ids), _CHUNK):
         session.execute(_UPDATE.where(MessageRow.id.in_(message_ids[start:start + _CHUNK]),
                                       MessageRow.state.in_((DECIDED, SENT)))
-                        .values(state=FILED, filed_at=now, last_error=None))
+                        .values(state=FILED, filed_at=now, last_error=None, refile_from=None))
 
 
 def filing_failed(session: Session, message_ids: Sequence[int], error: str) -> None:
@@ -111,12 +112,31 @@ def filing_failed(session: Session, message_ids: Sequence[int], error: str) -> N
                         .values(file_attempts=MessageRow.file_attempts + 1, last_error=error))
 
 
-def refiled(row: MessageRow, folder: str, rep: str | None = None) -> None:
-    """The copy's folder follows its owner (a reassignment) or the pool; the mailbox loop's filer
-    moves it (runtime/mailbox.py)."""
-    row.folder = folder
+def refiled(row: MessageRow, folder: str, keywords: Sequence[str], rep: str | None = None) -> None:
+    """The copy's folder follows its owner (a reassignment) or the pool. A copy not filed yet is
+    simply filed there; a filed one keeps where it is in `refile_from` until the mailbox loop's
+    filer has moved it (runtime/mailbox.py), so a move cut off is done by the next round."""
+    if row.state == FILED:
+        where = row.refile_from or row.folder
+        row.refile_from, row.file_attempts = (where if where != folder else None), 0
+    row.folder, row.keywords = folder, " ".join(keywords)
     if rep is not None:
         row.rep = rep
+
+
+def settled(session: Session, row_id: int, folder: str | None = None, error: str | None = None) -> None:
+    """The filer is done with a refile: the copy is in the row's folder, or, with `folder`, it
+    could not be moved from there, and the row follows the copy (`error` says why)."""
+    values: dict = dict(refile_from=None)
+    if folder is not None:
+        values.update(folder=folder, last_error=error)
+    session.execute(_UPDATE.where(MessageRow.id == row_id).values(**values))
+
+
+def refile_failed(session: Session, row_id: int, error: str) -> None:
+    """The server refused the move: tried again next round, up to the filer's limit."""
+    session.execute(_UPDATE.where(MessageRow.id == row_id)
+                    .values(file_attempts=MessageRow.file_attempts + 1, last_error=error))
 
 
 def _set(session: Session, row: MessageRow, values: dict) -> None:

@@ -41,7 +41,7 @@ from mailrouter.act.forward import (WRAPPED, embedded_encoding, embedded_size, n
                                     seven_bit_forward, seven_bit_head, wrapped_chunks)
 from mailrouter.act.smtpstream import body_options, greet, offers_8bitmime, send_streamed, size_refusal
 from mailrouter.intake.spool import SEND_CHUNK, file_chunks, private_file, file_name_part, remove_file
-from mailrouter.store import AssignmentRow, MessageRow, OutboxRow
+from mailrouter.store import AssignmentRow, MessageRow, OutboxRow, table_of
 
 log = logging.getLogger("mailrouter.outbox")
 ITEMS_PER_EXTRA_SESSION = 10  # a few forwards go over one session; a queue spreads over more
@@ -389,9 +389,9 @@ class Outbox:
     def _mark_sent(self, items: list[OutboxRow]) -> None:
         now = self.clock()
         ids = [item.id for item in items]
-        forwards = [item.message for item in items if item.kind == "forward"]
+        forwards = [item.message for item in items if item.kind == "forward" and item.message is not None]
         with store.durable_transaction(self.sessions) as session:  # guards against a second forward
-            session.execute(OutboxRow.__table__.update().where(OutboxRow.id.in_(ids)).values(
+            session.execute(table_of(OutboxRow).update().where(OutboxRow.id.in_(ids)).values(
                 status="sent", sent_at=now, payload=None, tail=None, attempts=OutboxRow.attempts + 1))
             if forwards:
                 ledger.sent(session, forwards, now)
@@ -414,7 +414,7 @@ class Outbox:
             return
         delay = min(self.config.smtp.retry_max, self.config.smtp.retry_initial * 2 ** (attempts - 1))
         with self.sessions.begin() as session:
-            session.execute(OutboxRow.__table__.update().where(OutboxRow.id == item.id).values(
+            session.execute(table_of(OutboxRow).update().where(OutboxRow.id == item.id).values(
                 attempts=attempts, last_error=result.error,
                 next_attempt_at=now + timedelta(seconds=delay)))
         log.warning("%s #%d to %s deferred %.0fs (attempt %d): %s",
@@ -422,7 +422,7 @@ class Outbox:
 
     def _mark_failed(self, item: OutboxRow, attempts: int, reason: str) -> None:
         with self.sessions.begin() as session:
-            session.execute(OutboxRow.__table__.update().where(OutboxRow.id == item.id).values(
+            session.execute(table_of(OutboxRow).update().where(OutboxRow.id == item.id).values(
                 status="failed", attempts=attempts, last_error=reason, payload=None, tail=None))
         remove_file(item.spool_path)
         log.error("outbox #%d: %s", item.id, reason)
@@ -431,12 +431,12 @@ class Outbox:
         """The forward will never arrive: end the assignment; a copy still in INBOX is filed
         for the manager (a reassigned one stays where it is, with the reason recorded)."""
         with self.sessions.begin() as session:
-            session.execute(OutboxRow.__table__.update().where(OutboxRow.id == item.id).values(
+            session.execute(table_of(OutboxRow).update().where(OutboxRow.id == item.id).values(
                 status="failed", attempts=attempts, last_error=reason, payload=None, tail=None))
             ledger.undeliverable(session.get(MessageRow, item.message), reason, self.config.folders.undeliverable,
                                  self.config.keyword_prefix + Outcome.UNDELIVERABLE.value)
             reps = [rep.id for rep in self.config.reps.values() if rep.email == item.recipient]
-            session.execute(AssignmentRow.__table__.update().where(
+            session.execute(table_of(AssignmentRow).update().where(
                 AssignmentRow.message == item.message, AssignmentRow.rep.in_(reps),
                 AssignmentRow.ended_at.is_(None)).values(ended_at=self.clock(), end_reason="undeliverable"))
         remove_file(item.spool_path)

@@ -24,10 +24,10 @@ from mailrouter.config.schema import Config, MailboxConfig, RepConfig
 from mailrouter.decide.trust import ReplyTarget, reply_note, reply_target
 from mailrouter.marker import signed
 from mailrouter.model import ROUTER_HEADER, Decision, Inquiry
-from mailrouter.store import OutboxRow
+from mailrouter.store import OutboxRow, table_of
 
 # Built once: constructing a statement per message cost more than executing it (issue 7).
-_INSERT_OUTBOX = insert(OutboxRow.__table__)
+_INSERT_OUTBOX = insert(table_of(OutboxRow))
 
 
 def mark_automatic(msg: EmailMessage, router_value: str, key: bytes) -> None:

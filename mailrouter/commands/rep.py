@@ -55,8 +55,9 @@ def list_away(config: Config, language: str = "en") -> str:
     t = labels(language)
     now = utcnow()
     with open_database(config.database)() as session:
-        rows = session.scalars(select(RepStatusRow).where(RepStatusRow.away_until > now)).all()
-    if not rows:
+        away = [(r.rep, r.away_until, r.note) for r in session.scalars(
+            select(RepStatusRow).where(RepStatusRow.away_until > now)) if r.away_until is not None]
+    if not away:
         return t["nobody"]
-    return "\n".join(t["listed"].format(rep=r.rep, until=f"{r.away_until.astimezone(config.timezone):%Y-%m-%d %H:%M}")
-                     + (t["note"].format(note=r.note) if r.note else "") for r in rows)
+    return "\n".join(t["listed"].format(rep=rep, until=f"{until.astimezone(config.timezone):%Y-%m-%d %H:%M}")
+                     + (t["note"].format(note=note) if note else "") for rep, until, note in away)

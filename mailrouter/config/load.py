@@ -18,7 +18,7 @@ from mailrouter.intake.firststart import DEFAULT_BACKFILL, Backfill, parse_backf
 from mailrouter.config.credentials import CREDENTIAL_KEYS, CredentialSource, Kind, StaticSource, read_source
 from mailrouter.config.deferred import DeferredSource
 from mailrouter.config.reader import ConfigError, Problem, Reader, read_toml
-from mailrouter.config.schema import (DEFAULT_LARGE_MESSAGE_BYTES, MARKER_KEY_FILE, Config, DigestConfig, FoldersConfig,
+from mailrouter.config.schema import (DEFAULT_LARGE_MESSAGE_BYTES, MARKER_KEY_FILE, TLS_MODES, Config, DigestConfig, FoldersConfig,
                                       MailboxConfig, MetricsConfig, RepConfig, Schedule, ServerConfig,
                                       SmtpConfig, TeamConfig)
 from mailrouter.config.subject import (DEFAULT_LABELS, TAG_PLACEMENTS, SubjectFormat, customer_subject,
@@ -36,7 +36,6 @@ from mailrouter.sla.config import read_sla
 __all__ = ["Config", "ConfigError", "DigestConfig", "FoldersConfig", "MailboxConfig", "MetricsConfig",
            "Problem", "RepConfig", "ServerConfig", "SmtpConfig", "TeamConfig", "load_config", "read_toml"]
 
-TLS_MODES = ("implicit", "starttls", "none")
 STRATEGIES = ("round_robin", "least_loaded")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 TOP_KEYS = {"daemon", "mailbox", "smtp", "reps", "teams", "folders", "forward", "classify",
@@ -192,9 +191,10 @@ class _Servers:
     def read(self, d: dict[str, Any], prefix: str, default_ports: dict[str, int]) -> ServerConfig:
         r = self.r
         host = r.get(d, "host", str, "", prefix, required=True)
-        tls = r.get(d, "tls", str, "implicit", prefix)
-        if tls not in TLS_MODES:
-            r.problem(prefix + "tls", f"must be one of {', '.join(TLS_MODES)}, not {tls!r}")
+        text = r.get(d, "tls", str, "implicit", prefix)
+        tls = next((mode for mode in TLS_MODES if mode == text), None)
+        if tls is None:
+            r.problem(prefix + "tls", f"must be one of {', '.join(TLS_MODES)}, not {text!r}")
             tls = "implicit"
         if tls == "none" and host and host not in LOOPBACK:
             r.problem(prefix + "tls", f"plaintext to {host} would send the password in clear; "
@@ -497,7 +497,8 @@ def _labels(r: Reader, d: dict[str, Any], p: str, legacy: str | None) -> Subject
     """forward.labels, or an old forward.subject_format read as labels: its fields still show,
     to the rep only (the buyer's reply would carry them back; issue 15 item 1)."""
     key = "subject_format" if legacy is not None and "labels" not in d else "labels"
-    text = labels_of_legacy(legacy) if key == "subject_format" else r.get(d, "labels", str, DEFAULT_LABELS.text, p)
+    text = (labels_of_legacy(legacy) if legacy is not None and key == "subject_format"
+            else r.get(d, "labels", str, DEFAULT_LABELS.text, p))
     r.get(d, "subject_format", str, "", p)  # a wrong type is still a problem
     try:
         return SubjectFormat.compile(text)

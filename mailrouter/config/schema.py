@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from mailrouter.config.credentials import CredentialSource
@@ -26,11 +27,15 @@ DEFAULT_LARGE_MESSAGE_BYTES = 2 * 2**20
 MARKER_KEY_FILE = "router.key"  # beside the database: the key of the router's signed marker
 
 
+TlsMode = Literal["implicit", "starttls", "none"]
+TLS_MODES: tuple[TlsMode, ...] = ("implicit", "starttls", "none")
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str
     port: int
-    tls: str
+    tls: TlsMode
     user: str
     credentials: CredentialSource  # password (env, file, command) or an OAuth2 token source
     ca_file: str | None

@@ -125,6 +125,7 @@ def by_rules(inquiry: Inquiry, config: Config, state: TeamState,
         why += w["then"].format(why=unavailable + w["so_team"])  # away: the team covers
         team = stand_in
     else:
+        assert rule.team is not None, "a rule names a rep or a team (checked when rules load)"
         team = config.teams[rule.team]
     available = [m for m in team.members if is_available(m, config, state)]
     if not available:

@@ -143,6 +143,7 @@ def destination(decision: Decision, config: Config) -> tuple[str, tuple[str, ...
     """The folder and IMAP keywords for the shared copy."""
     f, prefix = config.folders, config.keyword_prefix
     if decision.outcome is Outcome.ROUTED:
+        assert decision.rep is not None, "a routed decision names its rep"
         rep = config.reps[decision.rep]
         # A returning buyer's copy is marked for the manager's searches: the label that left the
         # subject (issue 15). One fixed keyword; per-country ones would hit maildir's 26.

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable, Collection
-from typing import Protocol
+from typing import Any, Protocol
 
 from mailrouter.config.reader import Problem, Reader, read_toml
 from mailrouter.decide.words import place, source, words
@@ -284,7 +284,7 @@ def load_rules(rules_dir: Path, reps: Collection[str], teams: Collection[str],
     return RuleSet(tuple(rules), regions, tuple(products), tuple(f for f, _ in docs))
 
 
-def _read_regions(r: Reader, d: dict, regions: dict[str, frozenset[str]]) -> None:
+def _read_regions(r: Reader, d: dict[str, Any], regions: dict[str, frozenset[str]]) -> None:
     for name, countries in d.items():
         codes = r.str_list(d, name, "regions.")
         bad = [c for c in codes if len(c) != 2 or not c.isalpha() or not c.isupper()]
@@ -295,7 +295,7 @@ def _read_regions(r: Reader, d: dict, regions: dict[str, frozenset[str]]) -> Non
         regions[name] = frozenset(codes)
 
 
-def _read_products(r: Reader, d: dict, products: list[ProductLine]) -> None:
+def _read_products(r: Reader, d: dict[str, Any], products: list[ProductLine]) -> None:
     for pid, pd in d.items():
         p = f"products.{pid}."
         if not isinstance(pd, dict):
@@ -312,7 +312,7 @@ def _read_products(r: Reader, d: dict, products: list[ProductLine]) -> None:
         products.append(ProductLine(pid, keywords, exact_case, weight))
 
 
-def _weight(r: Reader, pd: dict, p: str) -> float:
+def _weight(r: Reader, pd: dict[str, Any], p: str) -> float:
     weight = pd.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
         r.problem(p + "weight", f"must be a number above 0 (1 is neutral), not {weight!r}")
@@ -320,7 +320,7 @@ def _weight(r: Reader, pd: dict, p: str) -> float:
     return float(weight)
 
 
-def _compile_rule(r: Reader, d: dict, p: str, regions: dict[str, frozenset[str]],
+def _compile_rule(r: Reader, d: dict[str, Any], p: str, regions: dict[str, frozenset[str]],
                   product_ids: set[str], reps: Collection[str],
                   teams: Collection[str]) -> Rule | None:
     if not isinstance(d, dict):
@@ -343,7 +343,7 @@ def _compile_rule(r: Reader, d: dict, p: str, regions: dict[str, frozenset[str]]
     return Rule(name, r.file, tuple(conditions), rep, team, ladder) if name else None
 
 
-def _conditions(r: Reader, d: dict, p: str, regions: dict[str, frozenset[str]],
+def _conditions(r: Reader, d: dict[str, Any], p: str, regions: dict[str, frozenset[str]],
                 product_ids: set[str]) -> list[Condition]:
     conds: list[Condition] = []
     countries = {c.upper() for c in _checked(r, p + "country", r.str_list(d, "country", p), _country_problem)}
@@ -448,7 +448,7 @@ def _language_tag(value: str) -> str:
     return f"{lang.lower()}-{region.upper()}" if region else lang.lower()
 
 
-def _country_evidence(r: Reader, d: dict, p: str) -> list[Condition]:
+def _country_evidence(r: Reader, d: dict[str, Any], p: str) -> list[Condition]:
     conds: list[Condition] = []
     if sources := r.str_list(d, "country_source", p):
         if bad := sorted(set(sources) - COUNTRY_SOURCES):
@@ -464,7 +464,7 @@ def _country_evidence(r: Reader, d: dict, p: str) -> list[Condition]:
     return conds
 
 
-def _keywords_in(r: Reader, d: dict, p: str) -> tuple[str, ...]:
+def _keywords_in(r: Reader, d: dict[str, Any], p: str) -> tuple[str, ...]:
     places = r.str_list(d, "keywords_in", p)
     if not places:
         return DEFAULT_KEYWORDS_IN

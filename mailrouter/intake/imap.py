@@ -17,13 +17,12 @@ from datetime import date, datetime
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
 
 import imapclient
 from imapclient import exceptions as imap_exc
 from imapclient.util import to_unicode
 
-from mailrouter.config.schema import ServerConfig
+from mailrouter.config.schema import ServerConfig, TlsMode
 from mailrouter.intake.firststart import Found
 
 log = logging.getLogger("mailrouter.imap")
@@ -35,7 +34,6 @@ DELETED = rb"\Deleted"
 _KEYWORD = re.compile(r"^[A-Za-z0-9$_.:+\-]{1,64}$")
 _NEWS = (b"EXISTS", b"RECENT")
 
-TlsMode = Literal["implicit", "starttls", "none"]
 
 
 def _client_version() -> str:
@@ -370,7 +368,7 @@ class Mailbox:
     def flags_and_dates(self, uids: Sequence[int]) -> list[Found]:
         """FLAGS and INTERNALDATE of `uids` (no bodies): what a first start decides on."""
         self._end_idle()
-        ordered, found = sorted(uids), []
+        ordered, found = sorted(uids), list[Found]()
         for start in range(0, len(ordered), 2000):
             with _translated("UID FETCH FLAGS"):
                 data = self._client.fetch(ordered[start:start + 2000], ["FLAGS", "INTERNALDATE"])
@@ -400,7 +398,7 @@ class Mailbox:
     def present(self, uids: Sequence[int]) -> set[int]:
         """Which of `uids` are still in the selected folder (not expunged, not \\Deleted)."""
         self._end_idle()
-        ordered, found = sorted(uids), set()
+        ordered, found = sorted(uids), set[int]()
         for start in range(0, len(ordered), 500):
             with _translated("UID SEARCH UID"):
                 found.update(int(u) for u in self._client.search(

@@ -204,7 +204,7 @@ def missing_spool_files(sessions: sessionmaker[Session], mailbox: str,
             .where(OutboxRow.mailbox == mailbox, OutboxRow.status == "pending",
                    OutboxRow.spool_path.is_not(None), MessageRow.source == "INBOX",
                    MessageRow.state != FILED, MessageRow.uidvalidity == uidvalidity)).all()
-    return [(path, uid, sha) for path, uid, sha in rows if not Path(path).exists()]
+    return [(path, uid, sha) for path, uid, sha in rows if path is not None and not Path(path).exists()]
 
 
 def remove_file(path: str | None) -> None:

@@ -25,7 +25,7 @@ def leaf_parts(msg: Message) -> Iterator[Message]:
         # is_multipart first: get_payload() on a leaf decodes 8-bit text with its charset
         # label, which raises for a junk one ("idna", "undefined")
         if part.get_content_maintype() == "multipart" and part.is_multipart():
-            stack.extend(reversed(part.get_payload()))
+            stack.extend(reversed(children(part)))
         else:
             yield part
 
@@ -39,6 +39,12 @@ def filename(part: Message) -> str:
     name = one_line(decode_words(str(raw)), 255)
     # Only the base name: a name is data to display, never a path to follow.
     return _PATH_PREFIX.sub("", name)
+
+
+def children(part: Message) -> list[Message]:
+    """The parts inside a multipart or an attached message (a leaf's payload is its text)."""
+    payload = part.get_payload()
+    return [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
 
 
 def is_attachment(part: Message) -> bool:
@@ -59,7 +65,7 @@ def size_of(part: Message) -> int:
             return data * 3 // 4 - encoded.rstrip().count("=")
         payload = part.get_payload(decode=True)
         if payload is None:  # an attached message: its payload is a list of messages
-            return sum(len(sub.as_bytes()) for sub in part.get_payload())
+            return sum(len(sub.as_bytes()) for sub in children(part))
     except Exception:
         return 0
     return len(payload)

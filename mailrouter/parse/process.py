@@ -28,7 +28,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol, Sequence
+from typing import IO, BinaryIO, Protocol, Sequence
 
 from mailrouter.intake.fingerprint import content_key, raw_sha256
 from mailrouter.model import Inquiry, ParseSettings
@@ -120,13 +120,20 @@ class WorkerDied(Exception):
         self.blamed = blamed  # ended over the next message: too slow, or its answer unreadable
 
 
-def _write_frame(out: BinaryIO, data: bytes) -> None:
+def _pipes(process: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
+    """The child's stdin and stdout, which Popen opened as asked (PIPE)."""
+    if process.stdin is None or process.stdout is None:
+        raise RuntimeError("the parser process was started without its pipes")
+    return process.stdin, process.stdout
+
+
+def _write_frame(out: IO[bytes], data: bytes) -> None:
     out.write(_FRAME.pack(len(data)))
     out.write(data)
     out.flush()
 
 
-def _read_frame(source: BinaryIO) -> bytes | None:
+def _read_frame(source: IO[bytes]) -> bytes | None:
     head = source.read(_FRAME.size)
     if len(head) < _FRAME.size:
         return None
@@ -160,6 +167,7 @@ class WorkerProcess:
             p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)}
         self.process = subprocess.Popen([sys.executable, "-m", "mailrouter.parse.process"], env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._requests, self._answers = _pipes(self.process)
         self.timeout = timeout
         self._pending: deque[_Request] = deque()
         self._outgoing: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
@@ -188,17 +196,17 @@ class WorkerProcess:
     def _write_requests(self) -> None:
         while (request := self._outgoing.get()) is not None:
             try:
-                _write_frame(self.process.stdin,
+                _write_frame(self._requests,
                              pickle.dumps((request.raws, request.settings), protocol=pickle.HIGHEST_PROTOCOL))
             except (OSError, ValueError):
                 break  # the child is gone: the reader sees the EOF and fails what is pending
         try:
-            self.process.stdin.close()  # EOF: the child ends after its last answer
+            self._requests.close()  # EOF: the child ends after its last answer
         except OSError:
             pass
 
     def _read_answers(self) -> None:
-        while (frame := _read_frame(self.process.stdout)) is not None:
+        while (frame := _read_frame(self._answers)) is not None:
             try:
                 finished = self._take_answer(frame)
             except Exception as exc:  # noqa: BLE001 (an answer that will not unpickle: end this child)
@@ -208,7 +216,7 @@ class WorkerProcess:
             if finished is not None:
                 finished.future.set_result(finished.done)
         code = self.process.wait()
-        self.process.stdout.close()
+        self._answers.close()
         with self._lock:
             self.alive = False
             pending, self._pending = list(self._pending), deque()
@@ -293,23 +301,24 @@ class ProcessParser:
             if self._closed:
                 raise WorkerDied("the parser is closed (the daemon is stopping)")
             if self.idle_exit is not None:
-                self._restart_idle_timer()
+                self._restart_idle_timer(self.idle_exit)
             self._procs = [p for p in self._procs if p.alive]
             if len(self._procs) < self.workers:
                 self._procs.append(WorkerProcess(self.timeout))
             return self._procs[next(self._turn) % len(self._procs)]
 
-    def _restart_idle_timer(self) -> None:
+    def _restart_idle_timer(self, idle_exit: float) -> None:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
-        self._idle_timer = threading.Timer(self.idle_exit, self._exit_if_idle)
+        self._idle_timer = threading.Timer(idle_exit, self._exit_if_idle)
         self._idle_timer.daemon = True
         self._idle_timer.start()
 
     def _exit_if_idle(self) -> None:
         with self._lock:
             if any(p.busy for p in self._procs):
-                self._restart_idle_timer()
+                if self.idle_exit is not None:  # (always: the timer runs only with one)
+                    self._restart_idle_timer(self.idle_exit)
                 return
             procs, self._procs = self._procs, []
         for proc in procs:

@@ -45,7 +45,8 @@ class CollisionCheck:
     def _owner_of(self, session: Session, address: str) -> str | None:
         domain = corporate_domain(address, self.config.parse.free_mail_domains)
         hit = find_hit(session, SenderKeys(emails=(address,), domains=(domain,) if domain else ()))
-        return session.get(CustomerRow, hit.customer_id).owner if hit else None
+        customer = session.get(CustomerRow, hit.customer_id) if hit else None
+        return customer.owner if customer is not None else None  # (deleted meanwhile: nobody's)
 
     def _record(self, session: Session, customer: str, owner: str, rep: str, out: Outgoing) -> None:
         now = self.clock()

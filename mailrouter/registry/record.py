@@ -14,6 +14,7 @@ from mailrouter.registry.models import (ACTIVE, BLOCKED, STATUSES, CustomerAlias
                                         CustomerEmailRow, CustomerPhoneRow, CustomerRow,
                                         InquiryHistoryRow, OwnerHistoryRow)
 from mailrouter.registry.normalise import company_candidates, company_key, company_names, has_legal_form
+from mailrouter.store import inserted_id, table_of
 
 
 class RegistryError(Exception):
@@ -61,7 +62,7 @@ def record_routed(session: Session, inquiry: Inquiry, rep_id: str, now: datetime
 
 
 # Built once: constructing a statement per inquiry cost more than executing it.
-_INSERT = {table: insert(table.__table__) for table in (
+_INSERT = {table: insert(table_of(table)) for table in (
     CustomerRow, CustomerEmailRow, CustomerDomainRow, CustomerPhoneRow, OwnerHistoryRow, InquiryHistoryRow)}
 
 
@@ -73,10 +74,10 @@ def _new_customer(session: Session, inquiry: Inquiry, keys: SenderKeys, rep_id: 
     and the unit of work cost several times the statements themselves (issue 7).
     """
     company = inquiry.company or _signature_company(inquiry.signature)
-    customer_id = session.execute(_INSERT[CustomerRow], dict(
+    customer_id = inserted_id(session.connection().execute(_INSERT[CustomerRow], dict(
         company=company, company_key=company_key(company), contact_name=inquiry.sender_name,
         country=inquiry.country, owner=rep_id, source=source, first_seen=now, last_contact=now,
-        owner_since=now, last_inquiry=now)).inserted_primary_key[0]
+        owner_since=now, last_inquiry=now)))
     # find_hit just found none of these addresses and domains: no one has claimed them
     for table, column, values in (
             (CustomerEmailRow, "email", [e for e in keys.emails if e]),

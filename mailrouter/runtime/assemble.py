@@ -4,8 +4,8 @@ A reload builds a fresh set from the new Config and hands it over whole, instead
 `.config` into objects that may have derived something from the old one (the reply recorder's
 rep addresses, the collision check's config, the templates). What must outlive a reload - the
 database, the clock, the metrics, the parser process, the webhook sender, the lock that makes
-admission one-at-a-time across mailboxes, the record of messages that failed once - is built
-once and passed in as Shared.
+admission one-at-a-time across mailboxes - is built once and passed in as Shared. (The record
+of messages that failed once is in the database, act/strikes.py: it outlives a restart too.)
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailrouter.act.admit import Clock, Router, Strikes
+from mailrouter.act.admit import Clock, Router
 from mailrouter.act.outbox import Outbox
 from mailrouter.config.schema import Config
 from mailrouter.metrics import Metrics
@@ -34,8 +34,6 @@ class Shared:
     parser: Parser
     webhooks: WebhookSender | None
     admission_lock: threading.Lock = field(default_factory=threading.Lock)
-    # messages that failed once: a reload must not grant a poison message a fresh first try
-    strikes: Strikes = field(default_factory=Strikes)
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ def assemble(config: Config, shared: Shared) -> Components:
     the components it has."""
     s = shared
     config = with_installation_key(config)  # every part signs and checks with the one key
-    router = Router(config, s.sessions, s.clock, s.metrics, s.parser, lock=s.admission_lock, strikes=s.strikes)
+    router = Router(config, s.sessions, s.clock, s.metrics, s.parser, lock=s.admission_lock)
     return Components(
         config=config,
         router=router,

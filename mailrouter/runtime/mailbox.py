@@ -5,6 +5,7 @@ the INBOX now, so a round interrupted anywhere (crash, dropped connection) is si
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -12,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from collections import defaultdict
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -20,12 +22,14 @@ from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.runtime.assemble import Components
 from mailrouter.runtime.liveness import Lane
 from mailrouter.sla.clock import arrival_time
-from mailrouter.sla.sweep import FollowUp, Move
+from mailrouter.sla.sweep import FollowUp
 from mailrouter.metrics import Metrics
-from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
+from mailrouter.intake.imap import ImapCommandError, ImapError, ImapSettings, Mailbox, keep_serving, settings_for
 from mailrouter.act.outbox import Outbox
 from mailrouter.act.admit import Arrival, ManualTarget, Router, describe_error
 from mailrouter.act.original import InMemory, Original, Spooled
+from mailrouter.act.filing import Refile, refile_verdict, refused
+from mailrouter.act.strikes import twice
 from mailrouter.intake.spool import Spool, missing_spool_files
 from mailrouter.store import MessageRow, state_write_failure
 from mailrouter.intake.adoption import record_adopted, watched
@@ -53,6 +57,8 @@ ASSIGN_CHECK_INTERVAL = 5.0
 # mail is found from a UID cursor, so an idle round costs the same with 100,000 adopted messages
 # as with none (issue 12). Full ones run at connect, on a UIDVALIDITY change and this often.
 RECONCILE_INTERVAL = 600.0
+# A refile the server refuses (not one cut off) is tried this often, then the row follows the copy.
+MAX_REFILE_ATTEMPTS = 5
 
 
 class CredentialUnavailable(ImapError):
@@ -190,7 +196,10 @@ class MailboxWorker:
         return assign_folders(self.config)
 
     def round(self, conn: Mailbox, uidvalidity: int) -> None:
-        """Admit new messages, send what is due, file what is ready; then the Assign/ folders."""
+        """Refile what changed owner; admit new messages, send what is due, file what is ready;
+        then the Assign/ folders."""
+        if self._refile_round(conn):
+            conn.select_inbox()
         self._inbox_round(conn, uidvalidity)
         if time.monotonic() - self._last_assign_check >= ASSIGN_CHECK_INTERVAL:
             self._last_assign_check = time.monotonic()
@@ -219,12 +228,11 @@ class MailboxWorker:
             new = self._first_start(conn, folder, validity, new)
             new, large = self._split_large(conn, new)
             for uid, raw in conn.fetch(new):
-                self._one_message(folder, validity, uid, lambda uid=uid, raw=raw: self.router.assign_manually(
-                    self.mailbox.name, folder, validity, uid, InMemory(raw), target))
+                self._one_message(folder, validity, uid, partial(
+                    self.router.assign_manually, self.mailbox.name, folder, validity, uid, InMemory(raw), target))
             for uid in large:
-                self._one_message(folder, validity, uid, lambda uid=uid: self._spooled(
-                    conn, folder, validity, uid, lambda original: self.router.assign_manually(
-                        self.mailbox.name, folder, validity, uid, original, target)))
+                assign = partial(self.router.assign_manually, self.mailbox.name, folder, validity, uid, target=target)
+                self._one_message(folder, validity, uid, partial(self._spooled, conn, folder, validity, uid, assign))
             self._settle_sending()
             self.outbox.flush(self.mailbox.name)
             self._file(conn, validity, present, source=folder)
@@ -246,18 +254,18 @@ class MailboxWorker:
         batches, large = self._plan(conn, new)
         arrivals = self._arrivals(conn, new, looked_before)
         ahead = self._fetch_and_parse(conn, batches[0]) if batches else None
-        for index in range(len(batches)):
+        for index in itertools.count(1):
+            if ahead is None:
+                break
             batch, parsing = ahead
             ahead = None
-            if index + 1 < len(batches) and not self.stop.is_set():
-                ahead = self._fetch_and_parse(conn, batches[index + 1])
+            if index < len(batches) and not self.stop.is_set():
+                ahead = self._fetch_and_parse(conn, batches[index])
             self.router.admit_batch(self.mailbox.name, uidvalidity, batch, parsing, arrivals)
             self.lane.beat()
             self._file(conn, uidvalidity, in_inbox)  # what needs no forward, and what was sent before
             self._send_in_background(SENDER_WAIT)
             self.lane.beat()
-            if ahead is None:
-                break
         if large:
             self._settle_sending()  # big ones are sent one by one, from their spool files
             self._admit_large(conn, uidvalidity, large, arrivals)
@@ -317,17 +325,17 @@ class MailboxWorker:
         """(all INBOX UIDs or None, UIDs to check against the database). A full reconciliation
         lists everything; otherwise only UIDs above the cursor, and filing asks the server
         about the few rows it files instead of about the whole INBOX."""
-        full = (self._cursor is None or self._cursor[0] != uidvalidity
-                or time.monotonic() - self._reconciled_at >= RECONCILE_INTERVAL)
-        if full:
-            in_inbox: set[int] | None = set(conn.unprocessed_uids())
+        cursor = self._cursor if self._cursor is not None and self._cursor[0] == uidvalidity else None
+        in_inbox: set[int] | None
+        if cursor is None or time.monotonic() - self._reconciled_at >= RECONCILE_INTERVAL:
+            in_inbox = set(conn.unprocessed_uids())
             arrived = in_inbox
             self._reconciled_at = time.monotonic()
         else:
-            in_inbox, arrived = None, set(conn.new_uids_after(self._cursor[1]))
+            in_inbox, arrived = None, set(conn.new_uids_after(cursor[1]))
         arrived = arrived | self._retry  # (a UID gone meanwhile is simply not fetched)
         self._retry = set()
-        last = self._cursor[1] if self._cursor and self._cursor[0] == uidvalidity else 0
+        last = cursor[1] if cursor else 0
         # Advancing before admission is safe: a round that fails raises into a reconnect (which
         # resets the cursor) and one cut short by stop ends the worker.
         self._cursor = (uidvalidity, max([last, *arrived]))
@@ -385,33 +393,41 @@ class MailboxWorker:
         for uid in uids:
             if self.stop.is_set():
                 return
-            self._one_message("INBOX", uidvalidity, uid, lambda uid=uid: self._spooled(
-                conn, "INBOX", uidvalidity, uid, lambda original: self.router.admit_original(
-                    self.mailbox.name, uidvalidity, uid, original, (arrivals or {}).get(uid))))
+            admit = partial(self.router.admit_original, self.mailbox.name, uidvalidity, uid,
+                            arrived=(arrivals or {}).get(uid))
+            self._one_message("INBOX", uidvalidity, uid, partial(self._spooled, conn, "INBOX", uidvalidity, uid, admit))
             self.outbox.flush(self.mailbox.name)
             self.lane.beat()
 
     def _one_message(self, folder: str, uidvalidity: int, uid: int, action: Callable[[], object]) -> None:
         """A boundary around one message's reading and admission: what it raises stops this
-        message only. The first failure is retried next round (it may pass); the same failure
-        twice quarantines it. Connection trouble is the server's, not the message's: it
-        propagates to the reconnect loop."""
+        message only. The try is marked in the database first, so a kill in the middle of it
+        counts too (act/strikes.py). The first failure is retried next round (it may pass);
+        the same failure twice quarantines it, without a third try. Connection trouble is the
+        server's, not the message's: it propagates to the reconnect loop."""
+        place, strikes = Arrival(self.mailbox.name, folder, uidvalidity, uid), self.router.strikes
+        doomed = strikes.begin([place]).get(place)
+        if doomed is not None:
+            self.router.quarantine_unread(self.mailbox.name, folder, uidvalidity, uid, doomed)
+            return
         try:
             action()
         except ImapError:
+            strikes.ended([place])
             raise
         except Exception as exc:
             if state_write_failure(exc, self.config.database):
                 raise  # a full or failing state disk is not this message's fault: the loop reports it
             why = describe_error(exc)
-            if self.router.strikes.again(Arrival(self.mailbox.name, folder, uidvalidity, uid), why):
-                self.router.quarantine_unread(self.mailbox.name, folder, uidvalidity, uid,
-                                              f"failed twice the same way: {why}")
+            if strikes.failed(place, why):
+                self.router.quarantine_unread(self.mailbox.name, folder, uidvalidity, uid, twice(why))
                 return
             log.warning("%s: uid %d in %s failed (%s); trying again next round",
                         self.mailbox.name, uid, folder, why)
             if folder == "INBOX":
                 self._retry.add(uid)
+        else:
+            strikes.clear([place])  # recorded, or expunged meanwhile: nothing left to count
 
     def _spooled(self, conn: Mailbox, folder: str, uidvalidity: int, uid: int,
                  record: Callable[[Original], object]) -> None:
@@ -464,19 +480,43 @@ class MailboxWorker:
             in_inbox.difference_update(r.uid for r in rows)
             self.lane.beat()
 
-    def _refile(self, conn: Mailbox, move: Move) -> None:
-        """Move a filed copy to follow its new owner (a reassignment, the pool); the ledger has
-        recorded its folder already. Cosmetic, so a failure is only logged."""
-        if not move.message_id or move.source == move.target:
-            return
+    def _refile_round(self, conn: Mailbox) -> bool:
+        """Move the filed copies whose owner changed (a reassignment, the pool) to the folder
+        their rows now name; True if another folder was selected. The rows keep where each
+        copy was until it is moved, so a move cut off by a crash or a lost connection is done
+        by the next round, and one that happened unrecorded is found done."""
+        selected = False
+        for row in self.router.awaiting_refile(self.mailbox.name):
+            selected = True
+            verdict = refile_verdict(row, self._find(conn, row.refile_from, row.message_id),
+                                     partial(self._find, conn, row.folder, row.message_id))
+            self._carry_out(conn, row, verdict)
+            self.lane.beat()
+        return selected
+
+    def _find(self, conn: Mailbox, folder: str | None, message_id: str) -> list[int]:
+        """UIDs of the message in `folder`; none if the folder is gone (deleted by a person)."""
+        if not folder or not message_id:
+            return []
         try:
-            conn.select_folder(move.source)
-            uids = conn.search_header("Message-ID", move.message_id)
-            if uids:
-                conn.ensure_folders([move.target])
-                conn.file(uids, move.target, move.keywords)
-        except ImapError as exc:
-            log.warning("%s: could not move %s to %s: %s", self.mailbox.name, move.message_id, move.target, exc)
+            conn.select_folder(folder)
+        except ImapCommandError:
+            return []
+        return conn.search_header("Message-ID", message_id)
+
+    def _carry_out(self, conn: Mailbox, row: MessageRow, verdict: Refile) -> None:
+        if verdict.uids:
+            try:
+                conn.ensure_folders([row.folder])
+                conn.file(verdict.uids, row.folder, row.keywords.split())
+            except ImapCommandError as exc:  # refused, not cut off: a few more tries, then the row follows the copy
+                if row.file_attempts + 1 < MAX_REFILE_ATTEMPTS:
+                    self.router.refile_failed(row, str(exc))
+                    return
+                verdict = refused(row, str(exc))
+        self.router.refile_settled(row, verdict.stays, verdict.note)
+        if verdict.note:
+            log.warning("%s: %s %s", self.mailbox.name, row.message_id, verdict.note)
 
     def request_sweep(self) -> None:
         """Ask for a ladder sweep on this mailbox's next turn (called by the scheduler)."""
@@ -484,17 +524,14 @@ class MailboxWorker:
 
     def _sweep_if_due(self, conn: Mailbox) -> bool:
         """Run the escalation ladder if a sweep was requested; True if it took any step.
-        The sweep fetches and moves over this loop's connection (no login of its own), so
-        INBOX is selected again afterwards."""
+        The sweep fetches over this loop's connection (no login of its own), so INBOX is
+        selected again afterwards; the copies it refiled are moved by the next round."""
         if self.followup is None or not self.sweep_due.is_set():
             return False
         self.sweep_due.clear()
         swept = self.followup.sweep(self.mailbox, conn)
         self.lane.beat()
-        for move in swept.moves:
-            self._refile(conn, move)
-            self.lane.beat()
-        if swept.taken or swept.moves:
+        if swept.taken:
             conn.select_inbox()
         return swept.taken > 0
 

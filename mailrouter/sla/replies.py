@@ -66,7 +66,7 @@ def read_outgoing(header: bytes, fallback_time: datetime | None) -> Outgoing | N
     )
 
 
-def is_reply_to(out: Outgoing, customer: str, ids: Iterable[str], assigned_at: datetime,
+def is_reply_to(out: Outgoing, customer: str, ids: Iterable[str | None], assigned_at: datetime,
                 suspect: str | None = None) -> bool:
     """The rule for a first reply (pure). `suspect` is a Reply-To the forward did not use
     (decide/trust.py): a reply addressed there, and not to the customer, answers whoever

@@ -10,7 +10,7 @@ assignment's row lock: the second passes it by and finds the step taken next tim
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -41,32 +41,20 @@ from mailrouter.act.templating import make_environment
 log = logging.getLogger("mailrouter.sla")
 
 
-@dataclass(frozen=True)
-class Move:
-    """Refile the shared copy so its folder follows its owner."""
-
-    message_id: str
-    source: str
-    target: str
-    keywords: tuple[str, ...]
-
-
 @dataclass
 class Pending:
-    """What a sweep decided to do after its transaction: webhooks and IMAP moves."""
+    """What a sweep decided to do after its transaction: webhooks."""
 
     notices: list[Notice]
-    moves: list[Move]
     excerpt: str = ""  # of the buyer's text, for the notices
     chat: list[Queued] = field(default_factory=list)  # the notices' chat rows, posted after commit
 
 
-@dataclass
+@dataclass(frozen=True)
 class Swept:
-    """A sweep's outcome: steps taken, and the shared copies the mailbox loop's filer must move."""
+    """A sweep's outcome. (Copies that change owner are in the ledger, for the mailbox loop's filer.)"""
 
     taken: int = 0
-    moves: list[Move] = field(default_factory=list)
 
 
 class FollowUp:
@@ -84,14 +72,12 @@ class FollowUp:
 
         `conn` is the mailbox loop's own IMAP connection (runtime/mailbox.py): the one fetch a
         reassignment needs goes over it (a login of its own, under load, pushed Dovecot past its
-        per-user connection limit) and the moves are handed back to that loop's filer. It may be
-        left with another folder selected."""
-        swept = Swept()
+        per-user connection limit). A copy that follows its new owner is only recorded here
+        (ledger.refiled): that loop's filer moves it. It may be left with another folder selected."""
         if not self.config.sla.enabled:
-            return swept
-        for assignment_id in self._open_assignments(mailbox.name):
-            swept.taken += self._advance(mailbox, assignment_id, conn, swept.moves)
-        return swept
+            return Swept()
+        return Swept(sum(self._advance(mailbox, assignment_id, conn)
+                         for assignment_id in self._open_assignments(mailbox.name)))
 
     def _original(self, mailbox: MailboxConfig, message: MessageRow, conn: Mailbox) -> Original | None:
         spool = Spool(self.config.spool_dir) if message.size > self.config.large_message_bytes else None
@@ -105,15 +91,15 @@ class FollowUp:
                        AssignmentRow.ended_at.is_(None), AssignmentRow.assigned_at <= self.clock())
                 .order_by(AssignmentRow.assigned_at)))
 
-    def _advance(self, mailbox: MailboxConfig, assignment_id: int, conn: Mailbox, moves: list[Move]) -> int:
+    def _advance(self, mailbox: MailboxConfig, assignment_id: int, conn: Mailbox) -> int:
         now = self.clock()
         with self.sessions() as session:  # read first: the IMAP fetch must not hold a write lock
             steps = self._due(session, assignment_id, now)
-            message = session.get(MessageRow, session.get(AssignmentRow, assignment_id).message) if steps else None
-        if not steps:
+            message = _message_of(session, assignment_id) if steps else None
+        if message is None:
             return 0
         raw = self._original(mailbox, message, conn)  # the notices quote it; a reassignment forwards it
-        pending = Pending([], [], notice_excerpt(raw, self.config))
+        pending = Pending([], notice_excerpt(raw, self.config))
         try:
             with self.sessions.begin() as session:
                 store.begin_writing(session)
@@ -122,18 +108,18 @@ class FollowUp:
                 # read again under the row lock: a reply, or another instance's step, may have come in
                 steps = self._due(session, assignment_id, now)
                 assignment = session.get(AssignmentRow, assignment_id)
-                message = session.get(MessageRow, assignment.message) if steps else None
-                step, skipped = latest_only(steps)
-                self._skip(session, assignment, message, skipped, step, now)
-                if step is not None:
-                    self._take(session, mailbox, assignment, message, step, now, pending, raw)
+                message = _message_of(session, assignment_id) if steps else None
+                if assignment is not None and message is not None:
+                    step, skipped = latest_only(steps)
+                    self._skip(session, assignment, message, skipped, step, now)
+                    if step is not None:
+                        self._take(session, mailbox, assignment, message, step, now, pending, raw)
                 if self.webhooks:  # kept with the step: a crash before the post loses nothing
                     pending.chat = queue_chat(session, self.config, pending.notices, now)
         finally:
             if raw is not None:
                 raw.release(self.sessions)  # no forward streams it (pooled, answered meanwhile)
         self._after_commit(pending)
-        moves.extend(pending.moves)
         return len(steps)
 
     def _due(self, session: Session, assignment_id: int, now: datetime) -> list[Step]:
@@ -147,8 +133,7 @@ class FollowUp:
         done = frozenset(session.scalars(select(SlaStepRow.step).where(SlaStepRow.assignment == a.id)))
         previous: list[str] = []
         cursor = a.reassigned_from
-        while cursor is not None:
-            earlier = session.get(AssignmentRow, cursor)
+        while cursor is not None and (earlier := session.get(AssignmentRow, cursor)) is not None:
             previous.append(earlier.rep)
             cursor = earlier.reassigned_from
         return AssignmentSnapshot(rep=a.rep, started_at=a.assigned_at, done=done,
@@ -216,7 +201,7 @@ class FollowUp:
                               why="nobody else in the team is available")
         if raw is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
-                              why=f"original not found in {message.folder}")
+                              why=f"original not found in {message.refile_from or message.folder}")
         examined = examine_reassignment(raw.parse(self.config.parse), self.config, a.rep, new_rep, a.team, message.rule,
                                         now - message.received_at)
         if examined.inquiry is None:
@@ -231,16 +216,13 @@ class FollowUp:
                                             rep=new.name, other_rep=old.name, rep_id=new.id))
         folder = self.config.folders.routed.format(rep=new.folder)
         keywords = (self.config.keyword_prefix + "routed", self.config.keyword_prefix + new.id)
-        pending.moves.append(Move(message.message_id, message.folder, folder, keywords))
-        ledger.refiled(message, folder, new.id)
+        ledger.refiled(message, folder, keywords, new.id)
         return f"reassigned from {a.rep} to {new_rep}"
 
     def _pool(self, session, mailbox, a, message, step, now, pending, why: str = "") -> str:
         folder = (self.config.folders.pool if step.folder == "pool" else self.config.folders.unrecognized)
         a.ended_at, a.end_reason = now, "pooled"
-        pending.moves.append(Move(message.message_id, message.folder, folder,
-                                  (self.config.keyword_prefix + "pooled",)))
-        ledger.refiled(message, folder)
+        ledger.refiled(message, folder, (self.config.keyword_prefix + "pooled",))
         return f"taken from {a.rep}, filed in {folder}" + (f" ({why})" if why else "")
 
     # --- helpers ------------------------------------------------------------------------
@@ -271,11 +253,10 @@ class FollowUp:
 
     def _notice(self, kind: NoticeKind, a: AssignmentRow, message: MessageRow, step: Step,
                 now: datetime, excerpt: str, language: str, **fields) -> Notice:
-        values = dict(rep=self.config.reps[a.rep].name, customer=a.customer, subject=message.subject,
-                      message_id=message.message_id, age=now - message.received_at,
-                      language=language, step=step.key, excerpt=excerpt, rep_id=a.rep)
-        values.update(fields)
-        return Notice(kind=kind, **values)
+        notice = Notice(kind=kind, rep=self.config.reps[a.rep].name, customer=a.customer, subject=message.subject,
+                        message_id=message.message_id, age=now - message.received_at,
+                        language=language, step=step.key, excerpt=excerpt, rep_id=a.rep)
+        return replace(notice, **fields)  # e.g. a reassignment's notice names the new rep
 
     def _queue_notice(self, session: Session, mailbox: MailboxConfig, notice: Notice, to: str,
                       a: AssignmentRow, step: Step) -> None:
@@ -318,21 +299,28 @@ def excerpt(text: str, limit: int) -> str:
     return cut + "…"
 
 
+def _message_of(session: Session, assignment_id: int) -> MessageRow | None:
+    assignment = session.get(AssignmentRow, assignment_id)
+    return session.get(MessageRow, assignment.message) if assignment is not None else None
+
+
 def fetch_original(mailbox: MailboxConfig, message: MessageRow, conn: Mailbox,
                    spool: Spool | None = None) -> Original | None:
     """The shared copy, found in its folder by Message-ID over the mailbox loop's connection:
-    in memory, or with `spool` in a spool file (a big one)."""
+    in memory, or with `spool` in a spool file (a big one). A copy whose refile the filer has
+    yet to do is still where it was."""
     if not message.message_id:
         return None
+    folder = message.refile_from or message.folder
     try:
-        validity = conn.select_folder(message.folder, readonly=True)
+        validity = conn.select_folder(folder, readonly=True)
         uids = conn.search_header("Message-ID", message.message_id)
         if spool is not None and uids:
-            spooled = spool.receive(spool.path_for(mailbox.name, message.folder, validity, uids[0]),
+            spooled = spool.receive(spool.path_for(mailbox.name, folder, validity, uids[0]),
                                     conn.fetch_chunks(uids[0]))
-            return spooled and Spooled(spooled)
+            return Spooled(spooled) if spooled is not None else None
         found = [raw for _uid, raw in conn.fetch(uids[:1])]
         return InMemory(found[0]) if found else None
     except ImapError as exc:
-        log.warning("could not fetch %s from %s: %s", message.message_id, message.folder, exc)
+        log.warning("could not fetch %s from %s: %s", message.message_id, folder, exc)
         return None

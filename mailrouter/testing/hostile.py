@@ -45,8 +45,10 @@ def _headers(n: int, case: str, subject: str = "Inquiry", sender: str | None = N
             f"X-Hostile-Case: {case}\r\nMIME-Version: 1.0\r\n{extra}")
 
 
-def _plain(n: int, case: str, body: str = INQUIRY, **kw: str) -> bytes:
-    return (_headers(n, case, **kw) + "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body).encode()
+def _plain(n: int, case: str, body: str = INQUIRY, subject: str = "Inquiry", sender: str | None = None,
+           extra: str = "") -> bytes:
+    return (_headers(n, case, subject, sender, extra) + "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+            + body).encode()
 
 
 def _ew(text: str) -> str:

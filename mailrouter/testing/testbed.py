@@ -461,8 +461,7 @@ class TestBed:
         with other processes) is retried with fresh ports."""
         for attempt in range(1, attempts + 1):
             try:
-                self._prepare_dirs()
-                self._start_dovecot()
+                self._start_server()
                 self._start_smtp()
                 self._start_proxy()
                 return
@@ -482,12 +481,20 @@ class TestBed:
         if self._smtp is not None:
             self._smtp.stop(no_assert=True)
             self._smtp = None
-        if self.dovecot is not None:
-            self.dovecot.stop()
-            self.dovecot = None
+        self._stop_server()
         if self._short_base_dir is not None:
             shutil.rmtree(self._short_base_dir, ignore_errors=True)
             self._short_base_dir = None
+
+    def _start_server(self) -> None:
+        """The IMAP + LMTP server; another bed (mailrouter.testing.cyrus) starts its own."""
+        self._prepare_dirs()
+        self._start_dovecot()
+
+    def _stop_server(self) -> None:
+        if self.dovecot is not None:
+            self.dovecot.stop()
+            self.dovecot = None
 
     def _prepare_dirs(self) -> None:
         """Root-owned config, dovecot-owned homes; every ancestor must be enterable by dovecot."""
