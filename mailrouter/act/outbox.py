@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 import aiosmtplib
 from sqlalchemy import select
@@ -144,7 +145,7 @@ def _whole_lines_size(path: Path) -> int:
     return data.rfind(b"\n") + 1
 
 
-def _write_all(log_file, data: bytes) -> None:
+def _write_all(log_file: BinaryIO, data: bytes) -> None:
     """write(2) on a filling disk writes what fits and returns a short count, no error: the
     rest is written on, so the disk's refusal raises (ENOSPC, EFBIG) instead of passing."""
     view = memoryview(data)
