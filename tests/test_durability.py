@@ -159,6 +159,31 @@ def assert_one_clear_line(log: Path, signs: tuple[str, ...], disk: Path, *advice
     assert all(str(disk) in line and any(a in line for a in advice) for line in lines), lines
 
 
+def test_accepted_log_appends_on_a_disk_that_fills_are_each_on_disk_or_held(state_disk):
+    # issue 13: the append that crossed into a block the full disk had not got was written in
+    # part ("11" of "1185\n") and returned as durable; that forward was sent again later
+    from mailrouter.act.outbox import AcceptedLog
+    log = AcceptedLog(state_disk.path / "spool" / f"accepted-{state_disk.path.name}.log")
+    log.add(1)
+    filler = fill(state_disk.path)
+    added, refused = [1], None
+    for outbox_id in range(1000, 1000 + 100_000):  # a block holds a few hundred: the disk refuses one
+        try:
+            log.add(outbox_id)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+            refused = outbox_id
+            break
+        added.append(outbox_id)
+    assert refused is not None, "the full disk took every append"
+    text = log.path.read_text()
+    assert text.endswith("\n") and text.split() == [str(i) for i in added]  # nothing torn, nothing lost
+    assert log.ids() == set(added) | {refused}  # the refused one is held: never sent again
+    filler.unlink()
+    log.add(refused + 1)
+    assert log.path.read_text().split()[-1] == str(refused + 1)
+
+
 @pytest.mark.parametrize("spool_only", [False, True], ids=["state-dir", "spool-only"])
 def test_state_disk_full_during_a_backlog_forwards_nothing_twice_and_resumes(bed, tmp_path, state_disk, spool_only):
     # parse_workers = 0 for the database case: a round that fails while the parser child works

@@ -183,3 +183,48 @@ def test_an_accepted_log_whose_folder_was_unmounted_keeps_its_ids_and_refuses_th
     (tmp_path / "hidden").rename(spool)  # mounted back
     log.write_unwritten()
     assert log.ids() == {7, 8}
+
+
+@pytest.fixture
+def file_size_limit():
+    """Set RLIMIT_FSIZE for the test: the kernel then writes a file only up to the limit and
+    returns a short count, as write(2) does on a disk that fills mid-append (SIGXFSZ ignored,
+    so the write past the limit fails with EFBIG instead of killing the test run)."""
+    import resource
+    import signal
+    before = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    def limit(size: int) -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, before[1]))
+    try:
+        yield limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, before)
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_an_append_the_disk_takes_only_part_of_is_never_a_lost_or_a_wrong_id(tmp_path, file_size_limit):
+    # issue 13: a full disk took "11" of "1185\n"; add() returned as if durable, so 1185 was
+    # neither in the log nor held in memory, and was forwarded again once the disk was freed
+    log = AcceptedLog(tmp_path / "spool" / "accepted-sales.log")
+    log.add(1184)
+    size = log.path.stat().st_size
+    file_size_limit(size + 2)
+    with pytest.raises(OSError):
+        log.add(1185)
+    assert log.ids() == {1184, 1185}  # held in memory: never sent again by this process
+    file_size_limit(size + 100)
+    log.add(1186)
+    assert log.ids() == {1184, 1185, 1186}
+    assert log.path.read_text().split() == ["1184", "1186"]  # no torn id ("11" or "111186") on disk
+
+
+def test_a_torn_last_line_left_by_a_crash_is_not_read_as_an_id_and_is_cut_before_the_next(tmp_path):
+    log = AcceptedLog(tmp_path / "spool" / "accepted-sales.log")
+    log.add(1184)
+    with log.path.open("ab") as torn:  # a crash after "11" of "1185\n"
+        torn.write(b"11")
+    assert log.ids() == {1184}  # not 11: that forward was never sent
+    log.add(1186)
+    assert log.path.read_text().split() == ["1184", "1186"]

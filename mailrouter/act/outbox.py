@@ -15,6 +15,7 @@ log's forwards are recorded as sent instead of sent again. A disk that refuses t
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import os
@@ -24,6 +25,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 import aiosmtplib
 from sqlalchemy import select
@@ -94,7 +96,9 @@ class AcceptedLog:
             first = self._folders.get(self.path.parent)
         store.check_same_place(str(self.path.parent), first)  # an empty mount point knows no acceptance
         try:
-            return held | {int(line) for line in self.path.read_text().split() if line.isdigit()}
+            # what follows the last newline is an append a crash tore: not an acceptance
+            lines = self.path.read_text().split("\n")[:-1]
+            return held | {int(line) for line in lines if line.isdigit()}
         except FileNotFoundError:
             return held
 
@@ -106,14 +110,22 @@ class AcceptedLog:
 
 
 def append_durably(path: Path, data: bytes) -> None:
-    """Append and fsync; a new file's directory entry is fsynced too, or a power cut could
-    lose the file with the data."""
+    """Append whole lines and fsync; a new file's directory entry is fsynced too, or a power
+    cut could lose the file with the data. An append the disk takes only part of raises, and
+    its torn line is cut off again (or, after a crash, before the next append): a torn id
+    would be read as another forward's."""
     created = not path.exists()
     try:
         if created:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with private_file(path, os.O_APPEND) as log_file:
-            log_file.write(data)
+            whole = _whole_lines_size(path)
+            os.ftruncate(log_file.fileno(), whole)  # shrinking needs no free space
+            try:
+                _write_all(log_file, data)
+            except OSError:
+                os.ftruncate(log_file.fileno(), whole)
+                raise
             os.fsync(log_file.fileno())
         if created:
             directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
@@ -125,6 +137,23 @@ def append_durably(path: Path, data: bytes) -> None:
         if exc.filename:
             raise
         raise OSError(exc.errno, exc.strerror, str(path)) from exc  # write(2) and fsync(2) name no file
+
+
+def _whole_lines_size(path: Path) -> int:
+    """The file's size up to its last newline: what ends after it is a torn append."""
+    data = path.read_bytes()
+    return data.rfind(b"\n") + 1
+
+
+def _write_all(log_file: BinaryIO, data: bytes) -> None:
+    """write(2) on a filling disk writes what fits and returns a short count, no error: the
+    rest is written on, so the disk's refusal raises (ENOSPC, EFBIG) instead of passing."""
+    view = memoryview(data)
+    while view:
+        written = log_file.write(view)
+        if not written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
 
 
 @dataclass(frozen=True)
