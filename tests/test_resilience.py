@@ -152,3 +152,40 @@ def test_forwards_accepted_by_a_flush_that_never_recorded_them_are_not_sent_agai
         assert {row.status for row in session.scalars(select(OutboxRow))} == {"sent"}
     counts = Counter({mid: len(v) for mid, v in forwards_by_original(bed, config).items()})
     assert sorted(counts.values()) == [1] * routed, counts
+
+
+def test_a_session_that_fails_mid_flush_stops_the_others_cleanly_and_nothing_goes_twice(bed, tmp_path, caplog, monkeypatch):
+    """A full state disk made the sessions' database reads fail: asyncio.gather raised at once and
+    asyncio.run then cancelled the other sessions mid-forward, logging a traceback. Each session
+    now ends first; what they had accepted is in the accepted log, so the next flush sends the
+    rest, once each."""
+    from sqlalchemy.exc import OperationalError
+
+    from mailrouter.act.outbox import Outbox
+    from mailrouter.act.admit import Router
+
+    config = configure(bed, tmp_path)
+    sessions = open_database(config.database)
+    samples = [s for s in demo_samples() if s.outcome == "routed" and not s.duplicate_in]
+    rows = Router(config, sessions).admit_batch("sales", 1, [(i + 1, s.raw) for i, s in enumerate(samples)])
+    routed = sum(row.outcome == "routed" for row in rows)
+    assert routed >= 11  # two sessions at least
+
+    outbox = Outbox(config, sessions)
+    payload = Outbox._payload
+    failing = {item.id for item in outbox.due("sales")[2:4]}  # one in each of the first two sessions
+
+    def unreadable(self, item):
+        if item.id in failing:
+            raise OperationalError("SELECT payload", {}, Exception("disk I/O error"))
+        return payload(self, item)
+
+    monkeypatch.setattr(Outbox, "_payload", unreadable)
+    with pytest.raises(OperationalError):
+        outbox.send_due("sales")
+    assert "unhandled exception" not in caplog.text and "Traceback" not in caplog.text, caplog.text
+    monkeypatch.setattr(Outbox, "_payload", payload)
+    while outbox.flush("sales"):
+        pass
+    counts = Counter({mid: len(v) for mid, v in forwards_by_original(bed, config).items()})
+    assert sorted(counts.values()) == [1] * routed, counts

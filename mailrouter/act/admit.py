@@ -159,14 +159,14 @@ class Router:
         try:
             return self._admit(mailbox, uidvalidity, items, arrivals, doomed)
         except _MayPass as failure:
-            self._ended([p for p in places if p != failure.place])
+            self.unmark_tries([p for p in places if p != failure.place])
             self.strikes.failed(failure.place, failure.why)  # after the rollback: the strike must stay
             raise failure.error from None
         except BaseException:
-            self._ended(places)
+            self.unmark_tries(places)
             raise
 
-    def _ended(self, places: list[Arrival]) -> None:
+    def unmark_tries(self, places: list[Arrival]) -> None:
         """The tries ended in an exception, not in the process's death; if even that cannot be
         written, the next try counts them as deaths, once (they were tried alone then)."""
         try:

@@ -304,9 +304,21 @@ class Outbox:
         and a server that delivers before answering makes one session a queue."""
         lanes = max(1, min(self.config.smtp.connections, len(items) // ITEMS_PER_EXTRA_SESSION + 1))
         halt = asyncio.Event()  # the accepted log failed: every session stops after its current forward
-        done = await asyncio.gather(*(self._send_lane(items[lane::lanes], accepted, mailbox, halt)
-                                      for lane in range(lanes)))
-        return [pair for lane in done for pair in lane]
+
+        async def lane(part: list[OutboxRow]) -> list[tuple[OutboxRow, SendResult]]:
+            try:
+                return await self._send_lane(part, accepted, mailbox, halt)
+            except BaseException:
+                halt.set()  # e.g. the database unreadable on a full disk: the others finish their forward
+                raise
+
+        # every session ends before anything is raised: a session left running would be cancelled
+        # mid-forward when asyncio.run returns (and logged as an unhandled exception)
+        done = await asyncio.gather(*(lane(items[n::lanes]) for n in range(lanes)), return_exceptions=True)
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome  # what the other sessions had accepted is in the accepted log
+        return [pair for outcome in done if not isinstance(outcome, BaseException) for pair in outcome]
 
     async def _send_lane(self, items: list[OutboxRow], accepted: AcceptedLog, mailbox: str,
                          halt: asyncio.Event) -> list[tuple[OutboxRow, SendResult]]:

@@ -426,7 +426,10 @@ class MailboxWorker:
             raise
         except Exception as exc:
             if state_write_failure(exc, self.config.database):
-                raise  # a full or failing state disk is not this message's fault: the loop reports it
+                # a full or failing state disk is not this message's fault: the loop reports it,
+                # and the try is unmarked, or the next round would count it as a death
+                self.router.unmark_tries([place])
+                raise
             why = describe_error(exc)
             if strikes.failed(place, why):
                 self.router.quarantine_unread(self.mailbox.name, folder, uidvalidity, uid, twice(why))
