@@ -164,6 +164,24 @@ def test_score_rich_rfq_from_corporate_domain_is_tier_a() -> None:
         "+15 re-inquiry (known customer)", "+5 country DE")
 
 
+def test_score_reasons_are_worded_for_a_chinese_rep_and_stay_english_for_logs() -> None:
+    """Issue 15 item 2: the zh forward showed the lead score's reasons in English."""
+    from mailrouter.decide.examine import with_score
+    from mailrouter.model import Decision, Outcome
+
+    inquiry = make_inquiry(subject="RFQ: 5000 pcs", text="Please quote FOB Shanghai, 5000 pcs.")
+    score = score_inquiry(inquiry, ScoreSettings(countries={"DE": 5}))
+    assert score.reasons_in("zh") == ("+15 企业域名 acme.de", "+10 贸易术语 FOB", "+15 数量“5000 pcs”",
+                                      "+10 主题或文件名含 RFQ", "+5 国家 DE")
+    assert score.reasons_in("en") == score.reasons == (
+        "+15 corporate domain acme.de", "+10 incoterm FOB", '+15 quantity "5000 pcs"',
+        "+10 RFQ in subject or file name", "+5 country DE")
+    routed = Decision(Outcome.ROUTED, "rule", rep="zhang")
+    assert dict(with_score(routed, score, "zh").notes)["Lead score"] == (
+        "55 (B)：+15 企业域名 acme.de；+10 贸易术语 FOB；+15 数量“5000 pcs”；+10 主题或文件名含 RFQ；+5 国家 DE")
+    assert dict(with_score(routed, score).notes)["Lead score"].startswith("55 (B): +15 corporate domain acme.de; ")
+
+
 def test_score_vague_free_mail_inquiry_is_tier_c() -> None:
     score = score_inquiry(make_inquiry(sender="x@gmail.com", domain="gmail.com", free_mail=True,
                                        text="hello, price?"))

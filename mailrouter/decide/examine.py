@@ -68,7 +68,7 @@ def examine(parsed: Parsed, config: Config, state: TeamState, match: RegistryMat
         reader = language or _rep_language(decision, config)
         if reader != "en":  # the same pure decision again, in the reader's words
             decision = replace(decision, reasons=((reader, decide(inquiry, config, state, match, reader).reason),))
-        return Examined(inquiry, with_score(decision, score), match, score)
+        return Examined(inquiry, with_score(decision, score, reader), match, score)
     except Exception as exc:
         log.exception("decision failed for %s", inquiry.message_id)
         return Examined(inquiry, Decision(Outcome.QUARANTINED, f"rule error: {type(exc).__name__}: {exc}"))
@@ -132,10 +132,12 @@ def failed(parsed: Parsed, stage: str, exc: BaseException) -> Examined:
     return Examined(parsed.inquiry, Decision(Outcome.QUARANTINED, f"{stage} error: {type(exc).__name__}: {exc}"))
 
 
-def with_score(decision: Decision, score: Score) -> Decision:
+def with_score(decision: Decision, score: Score, language: str = "en") -> Decision:
     if decision.outcome is not Outcome.ROUTED:
         return decision
-    line = f"{score.points} ({score.tier})" + (": " + "; ".join(score.reasons) if score.reasons else "")
+    reasons = score.reasons_in(language)
+    colon, sep = ("：", "；") if language == "zh" else (": ", "; ")
+    line = f"{score.points} ({score.tier})" + (colon + sep.join(reasons) if reasons else "")
     return replace(decision, notes=decision.notes + (("Lead score", line),))
 
 

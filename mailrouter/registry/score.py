@@ -42,48 +42,70 @@ class ScoreSettings:
 POINT_KEYS = tuple(f.name for f in fields(ScoreSettings) if f.type == "int")
 
 
+# Each signal's words, per language: a zh rep reads the score's reasons in the forward.
+SIGNAL_WORDS = {
+    "en": {"free_mail": "free-mail address", "corporate": "corporate domain {v}", "key_account": "key account {v}",
+           "incoterm": "incoterm {v}", "quantity": "quantity \"{v}\"", "spec": "specification \"{v}\"",
+           "drawing": "drawing attached ({v})", "rfq": "RFQ in subject or file name",
+           "signature_phone": "phone in signature", "company": "company named",
+           "reinquiry": "re-inquiry (known customer)", "country": "country {v}"},
+    "zh": {"free_mail": "免费邮箱地址", "corporate": "企业域名 {v}", "key_account": "重点客户 {v}",
+           "incoterm": "贸易术语 {v}", "quantity": "数量“{v}”", "spec": "规格“{v}”",
+           "drawing": "附有图纸（{v}）", "rfq": "主题或文件名含 RFQ",
+           "signature_phone": "签名中有电话", "company": "写明了公司名",
+           "reinquiry": "再次询盘（老客户）", "country": "国家 {v}"},
+}
+
+
 @dataclass(frozen=True)
 class Score:
     points: int  # 0..100
     tier: str  # "A" | "B" | "C"
     reasons: tuple[str, ...]  # "+15 corporate domain acme.de", best read in order
+    signals: tuple[tuple[int, str, str], ...] = ()  # (points, SIGNAL_WORDS key, value): `reasons` in any language
+
+    def reasons_in(self, language: str) -> tuple[str, ...]:
+        words = SIGNAL_WORDS.get(language)
+        if words is None or not self.signals:
+            return self.reasons
+        return tuple(f"{p:+d} {words[key].format(v=value)}" for p, key, value in self.signals)
 
 
-def _signals(inquiry: Inquiry, s: ScoreSettings, reinquiry: bool) -> list[tuple[int, str]]:
-    """(points, why) for every signal present; absent signals say nothing."""
+def _signals(inquiry: Inquiry, s: ScoreSettings, reinquiry: bool) -> list[tuple[int, str, str]]:
+    """(points, SIGNAL_WORDS key, value) for every signal present; absent signals say nothing."""
     text = f"{inquiry.subject}\n{inquiry.text}"
     names = [a.filename.lower() for a in inquiry.attachments]
-    found: list[tuple[int, str]] = []
+    found: list[tuple[int, str, str]] = []
     if inquiry.free_mail:
-        found.append((s.free_mail, "free-mail address"))
+        found.append((s.free_mail, "free_mail", ""))
     elif inquiry.domain:
-        found.append((s.corporate_domain, f"corporate domain {inquiry.domain}"))
+        found.append((s.corporate_domain, "corporate", inquiry.domain))
     if inquiry.domain in s.key_account_domains:
-        found.append((s.key_account, f"key account {inquiry.domain}"))
+        found.append((s.key_account, "key_account", inquiry.domain or ""))
     if m := _INCOTERMS.search(text):
-        found.append((s.incoterms, f"incoterm {m.group(1)}"))
+        found.append((s.incoterms, "incoterm", m.group(1)))
     if m := _QUANTITY.search(text):
-        found.append((s.quantity, f"quantity \"{m.group(0).strip()}\""))
+        found.append((s.quantity, "quantity", m.group(0).strip()))
     if m := _SPEC.search(text):
-        found.append((s.specs, f"specification \"{m.group(0).strip()}\""))
+        found.append((s.specs, "spec", m.group(0).strip()))
     if drawings := [n for n in names if n.endswith(_DRAWING_EXT)]:
-        found.append((s.drawing, f"drawing attached ({drawings[0]})"))
+        found.append((s.drawing, "drawing", drawings[0]))
     if _RFQ.search(inquiry.subject) or any(_RFQ.search(n) for n in names):
-        found.append((s.rfq, "RFQ in subject or file name"))
+        found.append((s.rfq, "rfq", ""))
     found += _signature_signals(inquiry, s)
     if reinquiry:
-        found.append((s.reinquiry, "re-inquiry (known customer)"))
+        found.append((s.reinquiry, "reinquiry", ""))
     if inquiry.country and (pts := s.countries.get(inquiry.country)):
-        found.append((pts, f"country {inquiry.country}"))
+        found.append((pts, "country", inquiry.country))
     return found
 
 
-def _signature_signals(inquiry: Inquiry, s: ScoreSettings) -> list[tuple[int, str]]:
-    found: list[tuple[int, str]] = []
+def _signature_signals(inquiry: Inquiry, s: ScoreSettings) -> list[tuple[int, str, str]]:
+    found: list[tuple[int, str, str]] = []
     if extract_phones(inquiry.signature, inquiry.country):
-        found.append((s.signature_phone, "phone in signature"))
+        found.append((s.signature_phone, "signature_phone", ""))
     if inquiry.company or any(has_legal_form(n) for n in company_candidates(inquiry.signature)):
-        found.append((s.signature_company, "company named"))
+        found.append((s.signature_company, "company", ""))
     return found
 
 
@@ -94,7 +116,8 @@ def tier_of(points: int, s: ScoreSettings) -> str:
 def score_inquiry(inquiry: Inquiry, settings: ScoreSettings = ScoreSettings(), *,
                   reinquiry: bool = False) -> Score:
     """Add up the signals, clamp to 0..100 and band into a tier."""
-    signals = [(p, why) for p, why in _signals(inquiry, settings, reinquiry) if p]
-    points = max(0, min(100, sum(p for p, _ in signals)))
+    signals = tuple((p, key, value) for p, key, value in _signals(inquiry, settings, reinquiry) if p)
+    points = max(0, min(100, sum(p for p, _key, _value in signals)))
+    english = SIGNAL_WORDS["en"]
     return Score(points, tier_of(points, settings),
-                 tuple(f"{p:+d} {why}" for p, why in signals))
+                 tuple(f"{p:+d} {english[key].format(v=value)}" for p, key, value in signals), signals)
