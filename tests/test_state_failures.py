@@ -3,6 +3,7 @@ and the reconnect backoff policy."""
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 
 import pytest
@@ -185,38 +186,52 @@ def test_an_accepted_log_whose_folder_was_unmounted_keeps_its_ids_and_refuses_th
     assert log.ids() == {7, 8}
 
 
-@pytest.fixture
-def file_size_limit():
-    """Set RLIMIT_FSIZE for the test: the kernel then writes a file only up to the limit and
-    returns a short count, as write(2) does on a disk that fills mid-append (SIGXFSZ ignored,
-    so the write past the limit fails with EFBIG instead of killing the test run)."""
-    import resource
-    import signal
-    before = resource.getrlimit(resource.RLIMIT_FSIZE)
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+def in_a_child(body) -> str:
+    """Run `body` in a forked child and return what it raised ('' if nothing). RLIMIT_FSIZE is
+    per process: set in the test run itself it also cut pytest's own output once its log file
+    was past the limit (a CI run ended mid-line, exit 1)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        os.close(read)
+        try:
+            body()
+            failure = b""
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            failure = (repr(exc) or "failed").encode()
+        os.write(write, failure)
+        os._exit(1 if failure else 0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    _pid, status = os.waitpid(pid, 0)
+    return said or ("" if os.waitstatus_to_exitcode(status) == 0 else f"child ended with {status}")
 
-    def limit(size: int) -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, before[1]))
-    try:
-        yield limit
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, before)
-        signal.signal(signal.SIGXFSZ, handler)
 
-
-def test_an_append_the_disk_takes_only_part_of_is_never_a_lost_or_a_wrong_id(tmp_path, file_size_limit):
+def test_an_append_the_disk_takes_only_part_of_is_never_a_lost_or_a_wrong_id(tmp_path):
     # issue 13: a full disk took "11" of "1185\n"; add() returned as if durable, so 1185 was
     # neither in the log nor held in memory, and was forwarded again once the disk was freed
+    import resource
+    import signal
+
     log = AcceptedLog(tmp_path / "spool" / "accepted-sales.log")
     log.add(1184)
     size = log.path.stat().st_size
-    file_size_limit(size + 2)
-    with pytest.raises(OSError):
-        log.add(1185)
-    assert log.ids() == {1184, 1185}  # held in memory: never sent again by this process
-    file_size_limit(size + 100)
-    log.add(1186)
-    assert log.ids() == {1184, 1185, 1186}
+
+    def on_a_disk_that_fills() -> None:
+        # the kernel writes a file only up to RLIMIT_FSIZE and returns a short count, as write(2)
+        # does on a disk that fills mid-append (SIGXFSZ ignored: EFBIG past it, not a kill)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 2, hard))
+        with pytest.raises(OSError):
+            log.add(1185)
+        assert log.ids() == {1184, 1185}  # held in memory: never sent again by this process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, hard))
+        log.add(1186)
+        assert log.ids() == {1184, 1185, 1186}
+
+    assert in_a_child(on_a_disk_that_fills) == ""
     assert log.path.read_text().split() == ["1184", "1186"]  # no torn id ("11" or "111186") on disk
 
 
