@@ -133,7 +133,7 @@ def test_ladder_reminds_escalates_reassigns_and_the_new_reps_reply_stops_it(buye
     logins: list[str] = []
     real_connect = Mailbox.connect.__func__
     monkeypatch.setattr(Mailbox, "connect", classmethod(
-        lambda cls, settings: logins.append(settings.user) or real_connect(cls, settings)))
+        lambda cls, settings, **options: logins.append(settings.user) or real_connect(cls, settings, **options)))
     # spooled: the inquiry counts as big, so the reassignment forwards it from a spool file
     # labels naming the rep: the reassigned forward must follow them like the first one
     config = sla_config(buyer_bed, tmp_path, {"large_message_bytes": threshold} if threshold else None,
