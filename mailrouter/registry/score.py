@@ -61,13 +61,15 @@ SIGNAL_WORDS = {
 class Score:
     points: int  # 0..100
     tier: str  # "A" | "B" | "C"
-    reasons: tuple[str, ...]  # "+15 corporate domain acme.de", best read in order
-    signals: tuple[tuple[int, str, str], ...] = ()  # (points, SIGNAL_WORDS key, value): `reasons` in any language
+    signals: tuple[tuple[int, str, str], ...] = ()  # (points, SIGNAL_WORDS key, value), best read in order
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """ "+15 corporate domain acme.de": what logs and reports show."""
+        return self.reasons_in("en")
 
     def reasons_in(self, language: str) -> tuple[str, ...]:
-        words = SIGNAL_WORDS.get(language)
-        if words is None or not self.signals:
-            return self.reasons
+        words = SIGNAL_WORDS.get(language, SIGNAL_WORDS["en"])
         return tuple(f"{p:+d} {words[key].format(v=value)}" for p, key, value in self.signals)
 
 
@@ -118,6 +120,4 @@ def score_inquiry(inquiry: Inquiry, settings: ScoreSettings = ScoreSettings(), *
     """Add up the signals, clamp to 0..100 and band into a tier."""
     signals = tuple((p, key, value) for p, key, value in _signals(inquiry, settings, reinquiry) if p)
     points = max(0, min(100, sum(p for p, _key, _value in signals)))
-    english = SIGNAL_WORDS["en"]
-    return Score(points, tier_of(points, settings),
-                 tuple(f"{p:+d} {english[key].format(v=value)}" for p, key, value in signals), signals)
+    return Score(points, tier_of(points, settings), signals)

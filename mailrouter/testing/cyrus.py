@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterable
@@ -31,8 +30,8 @@ from mailrouter.testing.testbed import (
     TestBed,
     TestBedError,
     _greets,
-    _killpg,
     free_port,
+    stop_group,
     untraversable_parent,
 )
 
@@ -158,16 +157,7 @@ class CyrusMaster:
 
     def stop(self) -> None:
         proc, self.process = self.process, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            _killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        _killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        stop_group(proc, grace=5)
 
 
 class CyrusBed(TestBed):

@@ -184,19 +184,24 @@ class Dovecot:
     def stop(self) -> None:
         """SIGTERM the group, then SIGKILL any straggler (the group is ours alone)."""
         proc, self.process = self.process, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            # TERM to the whole group: the master alone waits ~1 s for its children.
-            _killpg(proc.pid, signal.SIGTERM)
-            try:
-                # Usually gone in milliseconds; now and then the master lingers ~6 s waiting
-                # for a child it forked just as the signal came. Nothing here is worth keeping.
-                proc.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                pass
-        _killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        # Usually gone in milliseconds; now and then the master lingers ~6 s waiting for a
+        # child it forked just as the signal came. Nothing here is worth keeping.
+        stop_group(proc, grace=1)
+
+
+def stop_group(proc: subprocess.Popen | None, grace: float) -> None:
+    """SIGTERM a server's process group (the master alone would wait for its children), wait
+    `grace` seconds, then SIGKILL any straggler: the group is the test's alone."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        _killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    _killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _killpg(pgid: int, sig: signal.Signals) -> None:
