@@ -10,6 +10,7 @@ import contextlib
 import ipaddress
 import logging
 import re
+import select
 import ssl
 import threading
 import time
@@ -24,6 +25,7 @@ from imapclient.util import to_unicode
 
 from mailrouter.config.schema import ServerConfig, TlsMode
 from mailrouter.intake.firststart import Found
+from mailrouter.intake.wake import Waker
 
 log = logging.getLogger("mailrouter.imap")
 
@@ -215,17 +217,19 @@ class Mailbox:
         self._selected = False
         self._known_folders: set[str] = set()  # server names seen or created this session
         self._idle_since: float | None = None  # monotonic time IDLE began; None when not idling
-        self._slot: tuple[str, int] | None = None  # our place under CONNECTION_LIMITS
+        self._slot: Slot | None = None  # our place under CONNECTION_LIMITS
 
     # -- connecting
 
     @classmethod
-    def connect(cls, settings: ImapSettings, quiet: bool = False) -> Mailbox:
+    def connect(cls, settings: ImapSettings, quiet: bool = False, waker: Waker | None = None) -> Mailbox:
         """Connect, (STARTTLS), log in, and introduce ourselves with ID when offered. `quiet`:
-        a routine reconnect (a turn under the connection limit) logs at DEBUG, not one line per turn."""
+        a routine reconnect (a turn under the connection limit) logs at DEBUG, not one line per turn.
+        `waker` is rung when another session waits for this one's slot (slot_wanted)."""
         context = _tls_context(settings)
         action = f"connect to {settings.host}:{settings.port}"
-        slot = CONNECTION_LIMITS.acquire(settings.host, settings.port, settings.timeout)
+        slot = CONNECTION_LIMITS.acquire(settings.host, settings.port, settings.timeout,
+                                         ring=waker.poke if waker else None)
         try:
             with _translated(action):
                 client = imapclient.IMAPClient(
@@ -541,19 +545,20 @@ class Mailbox:
 
     # -- waiting
 
-    def wait_for_news(self, timeout: float) -> bool:
-        """Block up to `timeout` s; True when the inbox got new mail (IDLE, else NOOP polling).
+    def wait_for_news(self, timeout: float, waker: Waker | None = None) -> bool:
+        """Block up to `timeout` s, or until `waker` is rung; True when the inbox got new mail
+        (IDLE, else NOOP polling).
 
-        IDLE stays open across calls, so a short `timeout` (to notice a stop request) costs no
-        round trips; it is renewed every `idle_renew` seconds, and ended by any other command.
+        IDLE stays open across calls, so ending a wait early (a stop, a reload) costs no round
+        trips; it is renewed every `idle_renew` seconds, and ended by any other command.
         """
         if not self._selected:
             raise ImapError("wait_for_news needs select_inbox() first")
         if self.uses_idle:
-            return self._idle(timeout)
-        return self._poll(timeout)
+            return self._idle(timeout, waker)
+        return self._poll(timeout, waker)
 
-    def _idle(self, timeout: float) -> bool:
+    def _idle(self, timeout: float, waker: Waker | None) -> bool:
         deadline = time.monotonic() + timeout
         with _translated("IDLE"):
             if self._idle_since is None:
@@ -563,20 +568,40 @@ class Mailbox:
                     return True
                 self._client.idle()
                 self._idle_since = time.monotonic()
+            # however long the caller waits, IDLE is renewed before the server's cut-off
+            deadline = min(deadline, self._idle_since + self.settings.idle_renew)
             while (remaining := deadline - time.monotonic()) > 0:
-                responses = self._client.idle_check(timeout=remaining)
-                if _has_news(responses):
-                    self._end_idle()
-                    return True
-                if not responses and deadline - time.monotonic() > 0.05 * timeout:
-                    # idle_check swallows EOF: woken early with nothing to read means the server
-                    # may have closed the connection; DONE finds out (and raises if it is gone).
-                    return self._end_idle()
+                server, rung = self._readable(remaining, waker)
+                if server:
+                    responses = self._client.idle_check(timeout=0)
+                    if _has_news(responses):
+                        self._end_idle()
+                        return True
+                    if not responses:
+                        # readable with nothing parsed: EOF (idle_check swallows it), TLS bytes
+                        # that carry no data, or a line left in a buffer; DONE reads what is
+                        # there (and raises if the server is gone)
+                        return self._end_idle()
+                if rung:
+                    return False
             if time.monotonic() - self._idle_since >= self.settings.idle_renew:
                 # DONE waits for the tagged OK with the normal socket timeout: a server that
                 # dropped IDLE silently shows up here as a timeout -> ImapConnectionLost.
                 return self._end_idle()
         return False
+
+    def _readable(self, timeout: float, waker: Waker | None) -> tuple[bool, bool]:
+        """(the server sent something, the waker was rung), waiting up to `timeout` s for either."""
+        sock = self._client.socket()
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True, False  # decrypted already, so the kernel no longer shows it as readable
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        if waker is not None:
+            poller.register(waker.fileno(), select.POLLIN)
+        ready = {fd for fd, _event in poller.poll(timeout * 1000)}  # POLLHUP/POLLERR count as readable
+        rung = waker is not None and waker.fileno() in ready and waker.clear()
+        return sock.fileno() in ready, rung
 
     def _end_idle(self) -> bool:
         """Leave IDLE before any other command; True if its closing responses carried news."""
@@ -587,7 +612,7 @@ class Mailbox:
             _text, responses = self._client.idle_done()
         return _has_news(responses)
 
-    def _poll(self, timeout: float) -> bool:
+    def _poll(self, timeout: float, waker: Waker | None) -> bool:
         deadline = time.monotonic() + timeout
         while True:
             if _has_news(self.noop()):
@@ -595,7 +620,11 @@ class Mailbox:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            time.sleep(min(self.settings.poll_interval, remaining))
+            pause = min(self.settings.poll_interval, remaining)
+            if waker is None:
+                time.sleep(pause)
+            elif waker.wait(pause):
+                return False
 
     def noop(self) -> list[tuple[object, ...]]:
         """NOOP; returns the untagged responses (keeps the session alive, reports new mail)."""
@@ -691,11 +720,19 @@ class SlotsBusy(ImapThrottled):
 
 
 class _Server:
-    """One server's free slots and the sessions waiting for one, first come first served."""
+    """One server's free slots, the sessions waiting for one (first come first served), and
+    how to ring each holder's waker when someone starts waiting."""
 
     def __init__(self, free: int) -> None:
         self.free = free
         self.queue: list[object] = []
+        self.rings: dict[object, Callable[[], None]] = {}
+
+
+@dataclass(frozen=True, eq=False)
+class Slot:
+    """One session's place on a server; released once."""
+    key: tuple[str, int]
 
 
 class ConnectionLimits:
@@ -711,8 +748,11 @@ class ConnectionLimits:
         self._servers: dict[tuple[str, int], _Server] = {}
         self._changed = threading.Condition()
 
-    def acquire(self, host: str, port: int, timeout: float) -> tuple[str, int] | None:
-        """Take a slot (waiting up to `timeout`); the key to release, or None when unlimited."""
+    def acquire(self, host: str, port: int, timeout: float,
+                ring: Callable[[], None] | None = None) -> Slot | None:
+        """Take a slot (waiting up to `timeout`); the slot to release, or None when unlimited.
+        `ring` is called when another session starts waiting, so a holder in a long IDLE wait
+        hands its slot on at once."""
         if self.limit is None:
             return None
         key = (host.lower(), port)
@@ -721,6 +761,9 @@ class ConnectionLimits:
         with self._changed:
             server = self._servers.setdefault(key, _Server(self.limit))
             server.queue.append(ticket)
+            if server.free <= 0:
+                for holder_ring in server.rings.values():
+                    holder_ring()
             try:
                 while not (server.free > 0 and server.queue[0] is ticket):
                     left = deadline - time.monotonic()
@@ -732,21 +775,26 @@ class ConnectionLimits:
             finally:
                 server.queue.remove(ticket)
                 self._changed.notify_all()  # the next in line may be able to go now
-        return key
+            slot = Slot(key)
+            if ring is not None:
+                server.rings[slot] = ring
+        return slot
 
-    def release(self, key: tuple[str, int] | None) -> None:
-        if key is None:
+    def release(self, slot: Slot | None) -> None:
+        if slot is None:
             return
         with self._changed:
-            self._servers[key].free += 1
+            server = self._servers[slot.key]
+            server.free += 1
+            server.rings.pop(slot, None)
             self._changed.notify_all()
 
-    def wanted(self, key: tuple[str, int] | None) -> bool:
+    def wanted(self, slot: Slot | None) -> bool:
         """Is a session waiting for a slot on this server? (Never, when unlimited.)"""
-        if key is None:
+        if slot is None:
             return False
         with self._changed:
-            return bool(self._servers[key].queue)
+            return bool(self._servers[slot.key].queue)
 
 
 CONNECTION_LIMITS = ConnectionLimits()

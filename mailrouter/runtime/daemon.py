@@ -19,6 +19,7 @@ from mailrouter.config.reader import ConfigError
 from mailrouter.config.schema import Config
 from mailrouter.reports.schedule import queue_due_digests
 from mailrouter.intake.imap import CONNECTION_LIMITS
+from mailrouter.intake.wake import StopEvent
 from mailrouter.metrics import Metrics, MetricsServer, start_metrics_server
 from mailrouter.parse.process import make_parser
 from mailrouter.model import Clock
@@ -60,7 +61,7 @@ def restart_only(old: Config, new: Config) -> list[str]:
 
 class Daemon:
     def __init__(self, config: Config, clock: Clock = utcnow):
-        self.stop_event = threading.Event()
+        self.stop_event = StopEvent()  # rings every mailbox loop's waker: a stop ends their waits at once
         self.reload_requested = threading.Event()
         sessions = open_database(config.database, migrate=True)
         self.shared = Shared(sessions=sessions, clock=clock, metrics=Metrics(),
@@ -72,6 +73,8 @@ class Daemon:
         self.parts = assemble(config, self.shared)
         self.workers = [MailboxWorker(mb, config, self.router, self.outbox, self.stop_event,
                                       self.followup, self.metrics) for mb in config.mailboxes]
+        for worker in self.workers:
+            self.stop_event.on_set(worker.waker.poke)
         self.reply_watchers = [ReplyWatcher(src, config, self.recorder, self.stop_event,
                                             reply_settings(src, config))
                                for src in config.sla.reply_sources]
@@ -135,7 +138,11 @@ class Daemon:
     def send_digests(self) -> int:
         """Queue the daily/weekly digests that are due (the mailbox workers send them)."""
         with self.sessions.begin() as session:
-            return queue_due_digests(session, self.config, self.clock())
+            queued = queue_due_digests(session, self.config, self.clock())
+        if queued:  # committed: the sending mailbox sends them now, not at its next round
+            for worker in self.workers:
+                worker.waker.poke()
+        return queued
 
     def request_sweeps(self) -> None:
         """The ladder-sweep job: each mailbox sweeps on its own thread and connection."""

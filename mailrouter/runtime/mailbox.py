@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +26,7 @@ from mailrouter.sla.clock import arrival_time
 from mailrouter.sla.sweep import FollowUp
 from mailrouter.metrics import Metrics
 from mailrouter.intake.imap import ImapCommandError, ImapError, ImapSettings, Mailbox, keep_serving, settings_for
+from mailrouter.intake.wake import Waker
 from mailrouter.act.outbox import Outbox
 from mailrouter.act.admit import Arrival, ManualTarget, Router, describe_error
 from mailrouter.act.original import InMemory, Original, Spooled
@@ -45,8 +47,11 @@ FETCH_BATCH = 100  # messages per FETCH round trip: large enough to amortise, sm
 # messages just under the spool threshold from holding 100 x 2 MiB per batch (review P4: 820
 # MiB for 120 of them). Ordinary mail (tens of KB) still fills 100 per batch.
 BATCH_BYTES_FACTOR = 8
-MAX_WAIT = 2.0  # seconds; how quickly a stop request is noticed while idling
-SENDER_CHECK = 0.02  # seconds; how often the wait looks whether the sender is done (IDLE stays open)
+# seconds; the longest wait with nothing due. What needs the loop sooner rings its waker (a
+# stop, a reload, a sweep request, the sender's outcome, a session waiting for the slot, a row
+# queued in this process), so this bounds only what nobody here can ring: a forward or notice
+# queued by another process (a CLI command) is sent within it.
+MAX_WAIT = 30.0
 # seconds a round waits for the sender before going on without it: far above a healthy server's
 # answer for a batch, far below an SMTP timeout, so filing never waits for a silent server
 SENDER_WAIT = 5.0
@@ -91,7 +96,12 @@ class MailboxWorker:
         self.followup = followup
         self.metrics = metrics or Metrics()
         self.rounds = 0  # completed rounds, for tests and status
+        self.wakes = 0  # completed waits between rounds, for tests (what an idle wake costs)
         self.lane = Lane()  # read by the watchdog: progress, or waiting on purpose
+        self.waker = Waker()  # ends the current wait at once: see MAX_WAIT
+        # monotonic time the outbox's next pending row is due: read once per wake (_outbox_due)
+        # and after each round (which writes the outbox), so the wait needs no query of its own
+        self._due_at: float | None = None
         # set by the scheduler's ladder-sweep job (runtime/timers.py); the sweep itself runs
         # here, on this mailbox's thread, between rounds
         self.sweep_due = threading.Event()
@@ -115,6 +125,7 @@ class MailboxWorker:
         progress finishes with the components it started with."""
         with self._pending_lock:
             self._pending = parts
+        self.waker.poke()
 
     def _adopt(self) -> bool:
         with self._pending_lock:
@@ -162,7 +173,7 @@ class MailboxWorker:
             settings = imap_settings(self.mailbox)
         except CredentialError as exc:  # a password_command failing: one line, then the backoff
             raise CredentialUnavailable(str(exc)) from None
-        conn = Mailbox.connect(settings, quiet=quiet)
+        conn = Mailbox.connect(settings, quiet=quiet, waker=self.waker)
         self._cursor = None  # a reconnect reconciles fully: anything may have happened meanwhile
         try:
             uidvalidity = conn.select_inbox()
@@ -173,23 +184,25 @@ class MailboxWorker:
             # without IDLE the round is the poll; with IDLE it is the safety net for a
             # notification a server failed to send
             interval = self.mailbox.poll_interval
-            self.round(conn, uidvalidity)  # catch up on everything since the last connection
+            self._round(conn, uidvalidity)  # catch up on everything since the last connection
             last_round = time.monotonic()
             while not self.stop.is_set():
-                if not self._lease.held():  # lost: another instance may work it now
-                    return False
                 # more mailboxes than daemon.max_connections_per_server: IDLE would keep the slot
                 # for hours and starve the others, so after a round it goes to the next in line
                 if conn.slot_wanted() and self._sending is None:
                     return True
                 news = self._wait(conn, interval - (time.monotonic() - last_round))
+                if self.stop.is_set():
+                    return False
+                if not self._lease.held():  # lost: another instance may work it now
+                    return False
                 if self._adopt():  # new reps or teams get their folders before mail is filed there
                     conn.ensure_folders(self._static_folders())
                     interval = self.mailbox.poll_interval
                 swept = self._sweep_if_due(conn)
                 self.lane.beat()
                 if news or swept or self._outbox_due() or time.monotonic() - last_round >= interval:
-                    self.round(conn, uidvalidity)
+                    self._round(conn, uidvalidity)
                     last_round = time.monotonic()
             return False
         finally:
@@ -203,6 +216,10 @@ class MailboxWorker:
 
     def assign_folders(self) -> dict[str, ManualTarget]:
         return assign_folders(self.config)
+
+    def _round(self, conn: Mailbox, uidvalidity: int) -> None:
+        self.round(conn, uidvalidity)
+        self._read_due()  # the round queued, sent or rescheduled rows
 
     def round(self, conn: Mailbox, uidvalidity: int) -> None:
         """Refile what changed owner; admit new messages, send what is due, file what is ready;
@@ -308,6 +325,8 @@ class MailboxWorker:
             self.outbox.record(results)
         if self._outbox_has_due():
             self._sending = self._sender.submit(self.outbox.send_due, self.mailbox.name)
+            # its outcome ends the wait it finishes in: recorded and filed at once, no polling
+            self._sending.add_done_callback(lambda _done: self.waker.poke())
 
     def _settle_sending(self) -> None:
         """Wait for the sender and record its outcome: before a flush on this thread, which
@@ -533,6 +552,7 @@ class MailboxWorker:
     def request_sweep(self) -> None:
         """Ask for a ladder sweep on this mailbox's next turn (called by the scheduler)."""
         self.sweep_due.set()
+        self.waker.poke()
 
     def _sweep_if_due(self, conn: Mailbox) -> bool:
         """Run the escalation ladder if a sweep was requested; True if it took any step.
@@ -549,28 +569,41 @@ class MailboxWorker:
 
     def _outbox_due(self) -> bool:
         """A round is due for the outbox: the sender finished (record, file), or, with the
-        sender idle, a forward is due."""
+        sender idle, a row is due (this wake's one query; also what the next wait is bounded by)."""
         if self._sending is not None:
             return self._sending.done()
         return self._outbox_has_due()
 
     def _outbox_has_due(self) -> bool:
+        return self._read_due() <= time.monotonic()
+
+    def _read_due(self) -> float:
+        """Ask the outbox when its next row is due; remember it on the monotonic clock (inf: none)."""
         due = self.outbox.next_due_in(self.mailbox.name)
-        return due is not None and due <= 0
+        self._due_at = None if due is None else time.monotonic() + due
+        return math.inf if self._due_at is None else self._due_at
 
     def _wait(self, conn: Mailbox, until_round: float) -> bool:
-        """Wait briefly for news (IDLE) or the next poll; short, so a stop request is seen
-        soon, and shorter while the sender works, so its outcome is filed soon."""
-        due = SENDER_CHECK if self._sending is not None else self.outbox.next_due_in(self.mailbox.name)
-        timeout = min(MAX_WAIT, max(until_round, 0.0), MAX_WAIT if due is None else due)
+        """Wait for news (IDLE) or the next poll, until the next thing due: the round, the
+        outbox's next row as last read (no query here), at most MAX_WAIT. The waker ends it
+        early: a stop, a reload, a sweep, the sender done (so its due time is not waited
+        for meanwhile), a session waiting for the slot."""
+        due = None if self._sending is not None or self._due_at is None else self._due_at - time.monotonic()
+        timeout = wait_timeout(until_round, due)
         self.lane.idle()
         try:
             if conn.uses_idle:
-                return conn.wait_for_news(max(timeout, 0.01))
-            self.stop.wait(timeout)
+                return conn.wait_for_news(max(timeout, 0.01), self.waker)
+            self.waker.wait(timeout)
             return False
         finally:
+            self.wakes += 1
             self.lane.beat()
+
+
+def wait_timeout(until_round: float, outbox_due: float | None) -> float:
+    """Seconds to wait: until the next round or the outbox's next due row, at most MAX_WAIT."""
+    return min(MAX_WAIT, max(until_round, 0.0), MAX_WAIT if outbox_due is None else max(outbox_due, 0.0))
 
 
 def byte_batches(uids: list[int], sizes: dict[int, int], count: int, budget: int) -> list[list[int]]:
