@@ -17,6 +17,7 @@ from mailrouter.intake.imap import (
     Mailbox,
     parse_uid_set,
 )
+from mailrouter.intake.wake import Waker
 from mailrouter.testing.testbed import TestBed, free_port
 from tests.conftest import BedFactory
 
@@ -232,6 +233,59 @@ def test_wait_for_news_by_polling(make_bed: BedFactory, open_mailbox: MailboxFac
     timer = deliver_soon(bed)
     assert mailbox.wait_for_news(timeout=GUARD) is True
     timer.join()
+
+
+def _wait_in_thread(mailbox: Mailbox, waker: Waker) -> tuple[threading.Thread, list[bool]]:
+    """wait_for_news for an hour in a thread (a daemon one: a test that fails must not hang)."""
+    answers: list[bool] = []
+    waiting = threading.Thread(target=lambda: answers.append(mailbox.wait_for_news(3600, waker)), daemon=True)
+    waiting.start()
+    return waiting, answers
+
+
+def test_a_poke_ends_an_idle_wait_at_once_and_idle_goes_on(bed: TestBed, open_mailbox: MailboxFactory) -> None:
+    mailbox, waker = open_mailbox(bed), Waker()
+    assert mailbox.wait_for_news(timeout=0.2, waker=waker) is False  # IDLE is open now
+    waiting, answers = _wait_in_thread(mailbox, waker)
+    waker.poke()
+    waiting.join(GUARD)
+    assert not waiting.is_alive(), "the poke did not end the IDLE wait"
+    assert answers == [False]
+    timer = deliver_soon(bed)  # the session still idles and still hears of new mail
+    assert mailbox.wait_for_news(timeout=GUARD, waker=waker) is True
+    timer.join()
+    assert len(mailbox.unprocessed_uids()) == 1
+
+
+def test_a_poke_ends_a_polling_wait_at_once(make_bed: BedFactory, open_mailbox: MailboxFactory) -> None:
+    bed = make_bed(proxy_hide={"IDLE"})
+    mailbox, waker = open_mailbox(bed, poll_interval=3600), Waker()
+    waiting, answers = _wait_in_thread(mailbox, waker)
+    waker.poke()
+    waiting.join(GUARD)
+    assert not waiting.is_alive(), "the poke did not end the polling wait"
+    assert answers == [False]
+
+
+def test_a_session_waiting_for_the_slot_rings_its_holder(bed: TestBed) -> None:
+    from mailrouter.intake.imap import CONNECTION_LIMITS
+
+    CONNECTION_LIMITS.limit = 1
+    holder_waker = Waker()
+    try:
+        holder = Mailbox.connect(settings(bed), waker=holder_waker)
+        assert not holder.slot_wanted()
+        second: list[Mailbox] = []
+        queued = threading.Thread(target=lambda: second.append(Mailbox.connect(settings(bed))), daemon=True)
+        queued.start()
+        assert holder_waker.wait(GUARD), "the holder's waker was not rung"
+        assert holder.slot_wanted()
+        holder.logout()  # what a rung worker does after its round
+        queued.join(GUARD)
+        assert second, "the waiting session did not get the slot"
+        second[0].logout()
+    finally:
+        CONNECTION_LIMITS.limit = None
 
 
 def test_dropped_connection_during_idle_raises_connection_lost(
