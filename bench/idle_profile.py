@@ -24,8 +24,9 @@ from pathlib import Path
 import tomli_w
 from common import DaemonProcess, envelope, load_average, print_table, test_bed, write_config, write_result
 
-# innermost frames of a thread that waits in a system call (py-spy's idle heuristic misses them)
-WAITING = {"_poll_socket", "readinto", "wait", "select", "poll", "recv"}
+# innermost frames of a thread that waits in a system call (py-spy's idle heuristic misses them);
+# _readable is the IDLE wait on the socket and the waker together (intake/imap.py)
+WAITING = {"_poll_socket", "_readable", "readinto", "wait", "select", "poll", "recv"}
 
 
 def profile_config(bed, workdir: Path, users: list[str], limit: int) -> Path:

@@ -201,7 +201,8 @@ class MailboxWorker:
                     interval = self.mailbox.poll_interval
                 swept = self._sweep_if_due(conn)
                 self.lane.beat()
-                if news or swept or self._outbox_due() or time.monotonic() - last_round >= interval:
+                # the outbox last: a round that runs anyway reads it itself
+                if news or swept or time.monotonic() - last_round >= interval or self._outbox_due():
                     self._round(conn, uidvalidity)
                     last_round = time.monotonic()
             return False
