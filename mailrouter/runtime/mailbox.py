@@ -100,7 +100,7 @@ class MailboxWorker:
         self.lane = Lane()  # read by the watchdog: progress, or waiting on purpose
         self.waker = Waker()  # ends the current wait at once: see MAX_WAIT
         # monotonic time the outbox's next pending row is due: read once per wake (_outbox_due)
-        # and after each round (which writes the outbox), so the wait needs no query of its own
+        # and by each round after it writes the outbox, so the wait needs no query of its own
         self._due_at: float | None = None
         # set by the scheduler's ladder-sweep job (runtime/timers.py); the sweep itself runs
         # here, on this mailbox's thread, between rounds
@@ -184,7 +184,7 @@ class MailboxWorker:
             # without IDLE the round is the poll; with IDLE it is the safety net for a
             # notification a server failed to send
             interval = self.mailbox.poll_interval
-            self._round(conn, uidvalidity)  # catch up on everything since the last connection
+            self.round(conn, uidvalidity)  # catch up on everything since the last connection
             last_round = time.monotonic()
             while not self.stop.is_set():
                 # more mailboxes than daemon.max_connections_per_server: IDLE would keep the slot
@@ -203,7 +203,7 @@ class MailboxWorker:
                 self.lane.beat()
                 # the outbox last: a round that runs anyway reads it itself
                 if news or swept or time.monotonic() - last_round >= interval or self._outbox_due():
-                    self._round(conn, uidvalidity)
+                    self.round(conn, uidvalidity)
                     last_round = time.monotonic()
             return False
         finally:
@@ -217,10 +217,6 @@ class MailboxWorker:
 
     def assign_folders(self) -> dict[str, ManualTarget]:
         return assign_folders(self.config)
-
-    def _round(self, conn: Mailbox, uidvalidity: int) -> None:
-        self.round(conn, uidvalidity)
-        self._read_due()  # the round queued, sent or rescheduled rows
 
     def round(self, conn: Mailbox, uidvalidity: int) -> None:
         """Refile what changed owner; admit new messages, send what is due, file what is ready;
@@ -262,6 +258,7 @@ class MailboxWorker:
                 self._one_message(folder, validity, uid, partial(self._spooled, conn, folder, validity, uid, assign))
             self._settle_sending()
             self.outbox.flush(self.mailbox.name)
+            self._read_due()  # the flush may have left retries: the wait must know their time
             self._file(conn, validity, present, source=folder)
             self.lane.beat()
         return selected
@@ -297,17 +294,17 @@ class MailboxWorker:
             self._settle_sending()  # big ones are sent one by one, from their spool files
             self._admit_large(conn, uidvalidity, large, arrivals)
         self._send_in_background(SENDER_WAIT)
-        self._file(conn, uidvalidity, in_inbox)
+        others = self._file(conn, uidvalidity, in_inbox)
         if in_inbox is not None and not self.stop.is_set():
             self._listed_fully = uidvalidity
         if self._listed_fully == uidvalidity:
-            self._reconcile_stranded(uidvalidity)
+            self._reconcile_stranded(others)
 
-    def _reconcile_stranded(self, uidvalidity: int) -> None:
-        """Rows ready to file under an older UIDVALIDITY. A whole round under this one has
-        admitted every copy INBOX holds, and a copy found again took its row along (same
-        bytes); so these copies are gone: moved by a run that died before recording it."""
-        stranded = [r for r in self.router.awaiting_filing(self.mailbox.name, "INBOX") if r.uidvalidity != uidvalidity]
+    def _reconcile_stranded(self, stranded: list[MessageRow]) -> None:
+        """Rows ready to file under an older UIDVALIDITY (as _file just read them: one query
+        per round for both). A whole round under this one has admitted every copy INBOX holds,
+        and a copy found again took its row along (same bytes); so these copies are gone:
+        moved by a run that died before recording it."""
         if stranded:
             self.router.mark_filed(stranded, note="not in INBOX after a UIDVALIDITY change")
 
@@ -324,7 +321,7 @@ class MailboxWorker:
                 if self._sending.done():  # a failed send raises once, never again every round
                     self._sending = None
             self.outbox.record(results)
-        if self._outbox_has_due():
+        if self._outbox_has_due():  # also leaves _due_at fresh for the next wait
             self._sending = self._sender.submit(self.outbox.send_due, self.mailbox.name)
             # its outcome ends the wait it finishes in: recorded and filed at once, no polling
             self._sending.add_done_callback(lambda _done: self.waker.poke())
@@ -492,10 +489,13 @@ class MailboxWorker:
             log.warning("%s: spool file %s was missing; %s", self.mailbox.name, path,
                         "fetched again" if original else "not found again in INBOX")
 
-    def _file(self, conn: Mailbox, uidvalidity: int, in_inbox: set[int] | None, source: str = "INBOX") -> None:
+    def _file(self, conn: Mailbox, uidvalidity: int, in_inbox: set[int] | None,
+              source: str = "INBOX") -> list[MessageRow]:
         """File the selected folder's ready copies; `in_inbox` is what the folder holds now
-        (None: not listed this round, so the server is asked about the ready rows)."""
-        ready = [r for r in self.router.awaiting_filing(self.mailbox.name, source) if r.uidvalidity == uidvalidity]
+        (None: not listed this round, so the server is asked about the ready rows). Returns
+        the ready rows under another UIDVALIDITY, left alone."""
+        waiting = self.router.awaiting_filing(self.mailbox.name, source)
+        ready = [r for r in waiting if r.uidvalidity == uidvalidity]
         if in_inbox is None:  # a cursor round: ask about these rows only
             in_inbox = conn.present([r.uid for r in ready]) if ready else set()
         gone = [r for r in ready if r.uid not in in_inbox]
@@ -511,6 +511,7 @@ class MailboxWorker:
             self.router.mark_filed(rows)
             in_inbox.difference_update(r.uid for r in rows)
             self.lane.beat()
+        return [r for r in waiting if r.uidvalidity != uidvalidity]
 
     def _refile_round(self, conn: Mailbox) -> bool:
         """Move the filed copies whose owner changed (a reassignment, the pool) to the folder
