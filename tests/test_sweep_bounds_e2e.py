@@ -1,0 +1,92 @@
+"""The ladder's re-parse of an original is under the parse bounds intake uses (issue 14, what was
+left): a message the sweep cannot parse within them is set aside like at intake - its copy
+filed in Quarantine with why, its ladder ended with one log line - never parsed in the daemon
+itself, never deleted, never reassigned half-read.
+
+Honest construction: the message is routed under a parse ceiling it fits (1 GiB), then the
+admin lowers `daemon.parse_memory_mb` to 200 MiB (a restart: the parser is not rebuilt on a
+reload) before its reassignment is due. Before the fix the sweep parsed it in the daemon's own
+process, whatever the ceiling, and reassigned it.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from mailrouter.intake.fingerprint import content_key
+from mailrouter.parse.process import OVER_MEMORY
+from mailrouter.reports.backlog import backlog
+from mailrouter.store import SlaStepRow, open_database
+from mailrouter.testing.hostile import memory_hungry
+from mailrouter.testing.samples import FRENCH
+from tests.mailcheck import MovableClock, server_folder, wait_for
+from tests.test_sla_e2e import BUYER, TUESDAY_10, assignments, buyer_bed, running, sla_config  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.integration
+
+SHARED = "sales@example.com"
+BOUND = 120  # seconds: 16 MB through SMTP twice on a shared machine
+MESSAGE_ID = "<hostile90.memory-hungry@weber-armaturen.de>"
+
+
+def holding(bed, user: str, value: str, header: str = "Message-ID") -> list[str]:
+    """The folders holding a message, found by a header (fetching 16 MB per poll would be the load)."""
+    client = bed.imap(user)
+    try:
+        found = []
+        for _flags, _sep, folder in client.list_folders():
+            client.select_folder(folder, readonly=True)
+            if client.search(["HEADER", header, value]):
+                found.append(folder)
+        return found
+    finally:
+        client.logout()
+
+
+def hungry() -> bytes:
+    """The French buyer's inquiry, 16 MB long: fits a 1 GiB parse ceiling, not 200 MiB."""
+    return memory_hungry(sender=f"Marie Dubois <{BUYER}>", subject="Demande de prix LED", text=FRENCH)
+
+
+def test_a_message_whose_reparse_is_over_the_memory_ceiling_is_quarantined_not_reassigned(
+        buyer_bed, tmp_path, running, caplog):
+    caplog.set_level(logging.INFO, logger="mailrouter")
+    whole = {"large_message_bytes": 64 * 2**20}  # parsed whole, not from a spool file's reduced copy
+    roomy = sla_config(buyer_bed, tmp_path, {**whole, "parse_memory_mb": 1024})
+    clock = MovableClock(TUESDAY_10)
+    raw = hungry()
+    buyer_bed.deliver(SHARED, raw, mail_from=BUYER)
+    daemon = running(roomy, clock)
+    (first,) = wait_for(lambda: assignments(roomy), "the assignment", timeout=BOUND)
+    rep = roomy.reps[first.rep]
+    routed = server_folder(buyer_bed, SHARED, roomy.folders.routed.format(rep=rep.folder))
+    wait_for(lambda: holding(buyer_bed, rep.email, first.forward_message_id), "the forward", timeout=BOUND)
+    wait_for(lambda: holding(buyer_bed, SHARED, MESSAGE_ID) == [routed], "the copy filed for the rep",
+             timeout=BOUND)
+    daemon.stop()
+
+    tight = sla_config(buyer_bed, tmp_path, {**whole, "parse_memory_mb": 200})
+    clock.now = TUESDAY_10 + timedelta(minutes=31)  # the reassignment is due
+    running(tight, clock)
+    (ended,) = wait_for(lambda: [a for a in assignments(tight) if a.ended_at], "the ladder to end", timeout=BOUND)
+    quarantine = server_folder(buyer_bed, SHARED, tight.folders.quarantine)
+    wait_for(lambda: holding(buyer_bed, SHARED, MESSAGE_ID) == [quarantine], "the copy moved to Quarantine",
+             timeout=BOUND)
+
+    assert ended.end_reason == "quarantined"
+    assert len(assignments(tight)) == 1  # not reassigned
+    others = [r for r in tight.teams[first.team].members if r != rep.id]
+    assert [holding(buyer_bed, tight.reps[r].email, "Demande de prix LED", "Subject") for r in others] \
+        == [[] for _ in others]  # no forward to another rep
+    assert [content_key(m) for m in buyer_bed.fetch_all(SHARED, quarantine)] == [content_key(raw)]  # not lost
+    with open_database(tight.database)() as session:
+        details = session.scalars(select(SlaStepRow.detail).where(SlaStepRow.step == "reassign@30m")).all()
+        waiting = backlog(session, clock.now)
+    assert len(details) == 1 and OVER_MEMORY in details[0]
+    assert waiting.count == 1  # the manager's to look at: set aside, nobody holds it
+    lines = [r.getMessage() for r in caplog.records
+             if r.name == "mailrouter.sla" and "Quarantine" in r.getMessage()]
+    assert len(lines) == 1 and OVER_MEMORY in lines[0] and MESSAGE_ID in lines[0]
