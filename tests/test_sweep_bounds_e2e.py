@@ -11,7 +11,13 @@ process, whatever the ceiling, and reassigned it.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -19,10 +25,12 @@ from sqlalchemy import select
 from mailrouter.intake.fingerprint import content_key
 from mailrouter.parse.process import OVER_MEMORY
 from mailrouter.reports.backlog import backlog
-from mailrouter.store import SlaStepRow, open_database
+from mailrouter.commands.demo import deliver_samples
+from mailrouter.store import AssignmentRow, MessageRow, SlaStepRow, open_database
 from mailrouter.testing.hostile import memory_hungry
 from mailrouter.testing.samples import FRENCH
-from tests.mailcheck import MovableClock, server_folder, wait_for
+from tests.factories import ROOT
+from tests.mailcheck import MovableClock, configure, count_rows, server_folder, wait_for
 from tests.test_sla_e2e import BUYER, TUESDAY_10, assignments, buyer_bed, running, sla_config  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.integration
@@ -90,3 +98,87 @@ def test_a_message_whose_reparse_is_over_the_memory_ceiling_is_quarantined_not_r
     lines = [r.getMessage() for r in caplog.records
              if r.name == "mailrouter.sla" and "Quarantine" in r.getMessage()]
     assert len(lines) == 1 and OVER_MEMORY in lines[0] and MESSAGE_ID in lines[0]
+
+
+# The daemon as systemd runs it, with two changes: its clock is read from a file the test moves,
+# and once the test arms it, it SIGKILLs itself when it parses the poison message, as the
+# watchdog ends a parse that never returns (parse_workers = 0: the parse is the daemon's own).
+KILLED_IN_PARSE = textwrap.dedent("""\
+    import os, signal, sys
+    from datetime import datetime
+    from pathlib import Path
+    from mailrouter.parse import process
+    from mailrouter.runtime import daemon
+
+    POISON, CLOCK, KILLS = sys.argv.pop(1).encode(), Path(sys.argv.pop(1)), Path(sys.argv.pop(1))
+    real_parse, real_init = process.parse_message, daemon.Daemon.__init__
+
+    def parse_message(raw, settings):
+        if KILLS.exists() and POISON in raw:
+            with KILLS.open("a") as kills:
+                kills.write("killed\\n")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_parse(raw, settings)
+
+    def init(self, config, clock=None):
+        real_init(self, config, lambda: datetime.fromisoformat(CLOCK.read_text()))
+
+    process.parse_message, daemon.Daemon.__init__ = parse_message, init
+    from mailrouter.commands.cli import main
+    sys.exit(main())
+    """)
+
+
+def set_clock(path: Path, when: datetime) -> None:
+    path.with_suffix(".new").write_text(when.isoformat())
+    path.with_suffix(".new").replace(path)  # the daemon never reads half a time
+
+
+def test_a_kill_during_the_ladders_parse_counts_and_the_second_sets_the_message_aside(bed, tmp_path):
+    """A death during the sweep's re-parse is a strike like a death during admission: twice
+    alone, and the next sweep quarantines the message without parsing it again (before, every
+    start parsed it again and died: the mailbox never got past its ladder step)."""
+    from tests.test_strikes import europe, message_id
+
+    config = configure(bed, tmp_path, {"sla": {"sweep_interval": 0.1}}, parse_workers=0)
+    poison = europe(1)[0]
+    script, clock, kills, log = tmp_path / "daemon.py", tmp_path / "clock", tmp_path / "kills", tmp_path / "log"
+    script.write_text(KILLED_IN_PARSE, encoding="utf-8")
+    set_clock(clock, TUESDAY_10)
+    command = [sys.executable, str(script), message_id(poison.raw), str(clock), str(kills),
+               "-c", str(tmp_path / "config.toml"), "run"]
+
+    def start() -> subprocess.Popen:
+        with log.open("ab") as out:
+            return subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                    stdout=out, stderr=subprocess.STDOUT)
+
+    deliver_samples(bed, [poison])
+    process = start()
+    try:
+        wait_for(lambda: count_rows(config, MessageRow.state == "filed", MessageRow.outcome == "routed"),
+                 "the inquiry routed and filed", timeout=BOUND)
+        kills.touch()  # armed: the next parse of the poison message kills the daemon
+        set_clock(clock, TUESDAY_10 + timedelta(minutes=6))  # the reminder is due: its excerpt parses
+        for attempt in (1, 2):
+            try:
+                assert process.wait(timeout=BOUND) == -signal.SIGKILL, log.read_text()
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"start {attempt} was not killed in the parse:\n{log.read_text()}") from None
+            assert kills.read_text().count("killed") == attempt
+            process = start()
+        quarantine = server_folder(bed, "sales@example.com", config.folders.quarantine)
+        wait_for(lambda: holding(bed, "sales@example.com", message_id(poison.raw)) == [quarantine],
+                 "the copy set aside in Quarantine", timeout=BOUND)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, log.read_text()
+    finally:
+        process.kill()
+        process.wait()
+    assert kills.read_text().count("killed") == 2  # the third start did not parse it again
+    with open_database(config.database)() as session:
+        (assignment,) = session.scalars(select(AssignmentRow))
+        details = session.scalars(select(SlaStepRow.detail)).all()
+    assert assignment.end_reason == "quarantined"
+    assert details == ["quarantined instead: failed twice the same way: the daemon ended while working on it"]
+    assert "original not parsed within the bounds, ladder ended" in log.read_text()
