@@ -20,7 +20,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from mailrouter import store
 from mailrouter.act import ledger
@@ -47,6 +49,11 @@ from mailrouter.store import AssignmentRow, MessageRow, SlaStepRow
 from mailrouter.act.templating import make_environment
 
 log = logging.getLogger("mailrouter.sla")
+
+
+class _TriedElsewhere(Exception):
+    """Another instance marked this message's try at the same moment (a holder cut off from the
+    network sweeping while its successor does): it takes the step, this sweep passes it by."""
 
 
 @dataclass
@@ -110,43 +117,59 @@ class FollowUp:
         if message is None:
             return 0
         raw = self._original(mailbox, message, conn)  # the notices quote it; a reassignment forwards it
-        place = _place(message)
-        parsed = self._reparse(place, raw) if raw is not None else None
+        try:
+            return self._advance_with(mailbox, assignment_id, now, _place(message), raw)
+        finally:
+            if raw is not None:
+                raw.release(self.sessions)  # no forward streams it (pooled, answered meanwhile)
+
+    def _advance_with(self, mailbox: MailboxConfig, assignment_id: int, now: datetime, place: Arrival,
+                      raw: Original | None) -> int:
+        """The original parsed again (within the bounds), then the step taken in one transaction."""
+        try:
+            parsed = self._reparse(place, raw) if raw is not None else None
+        except _TriedElsewhere:
+            return 0  # another instance is on this message's step right now; its record stands
         pending = Pending([], notice_excerpt(parsed))
         try:
-            with self.sessions.begin() as session:
-                store.begin_writing(session)
-                if parsed is not None:  # the parse is over, whatever this transaction decides
-                    self.strikes.clear([place], session)
-                if store.claim_assignment(session, assignment_id) is None:
-                    return 0  # another instance is taking this step now; its record stands
-                # read again under the row lock: a reply, or another instance's step, may have come in
-                steps = self._due(session, assignment_id, now)
-                assignment = session.get(AssignmentRow, assignment_id)
-                message = _message_of(session, assignment_id) if steps else None
-                if assignment is not None and message is not None:
-                    step, skipped = latest_only(steps)
-                    self._skip(session, assignment, message, skipped, step, now)
-                    if step is not None and parsed is not None and parsed.inquiry is None:
-                        self._set_aside(session, assignment, message, step, now, parsed.problem)
-                    elif step is not None:
-                        self._take(session, mailbox, assignment, message, step, now, pending, raw, parsed)
-                if self.webhooks:  # kept with the step: a crash before the post loses nothing
-                    pending.chat = queue_chat(session, self.config, pending.notices, now)
+            taken = self._record_step(mailbox, assignment_id, now, place, raw, parsed, pending)
         except BaseException:
             if parsed is not None:
                 self._unmark(place)  # an exception, not a death: the next sweep tries it afresh
             raise
-        finally:
-            if raw is not None:
-                raw.release(self.sessions)  # no forward streams it (pooled, answered meanwhile)
         self._after_commit(pending)
+        return taken
+
+    def _record_step(self, mailbox: MailboxConfig, assignment_id: int, now: datetime, place: Arrival,
+                     raw: Original | None, parsed: Parsed | None, pending: Pending) -> int:
+        with self.sessions.begin() as session:
+            store.begin_writing(session)
+            if parsed is not None:  # the parse is over, whatever this transaction decides
+                self.strikes.clear([place], session)
+            if store.claim_assignment(session, assignment_id) is None:
+                return 0  # another instance is taking this step now; its record stands
+            # read again under the row lock: a reply, or another instance's step, may have come in
+            steps = self._due(session, assignment_id, now)
+            assignment = session.get(AssignmentRow, assignment_id)
+            message = _message_of(session, assignment_id) if steps else None
+            if assignment is not None and message is not None:
+                step, skipped = latest_only(steps)
+                self._skip(session, assignment, message, skipped, step, now)
+                if step is not None and parsed is not None and parsed.inquiry is None:
+                    self._set_aside(session, assignment, message, step, now, parsed.problem)
+                elif step is not None:
+                    self._take(session, mailbox, assignment, message, step, now, pending, raw, parsed)
+            if self.webhooks:  # kept with the step: a crash before the post loses nothing
+                pending.chat = queue_chat(session, self.config, pending.notices, now)
         return len(steps)
 
     def _reparse(self, place: Arrival, raw: Original) -> Parsed:
         """The original parsed again within the parse bounds, its try marked first (a kill during
         it counts, act/strikes.py); struck twice the same way, it is not parsed again."""
-        doomed = self.strikes.begin([place]).get(place)
+        try:
+            doomed = self.strikes.begin([place]).get(place)
+        except (IntegrityError, StaleDataError):  # its row written or cleared meanwhile by another sweep
+            raise _TriedElsewhere() from None
         if doomed is not None:
             return Parsed(None, doomed, raw.sha256, raw.content_key, raw.size)
         try:
