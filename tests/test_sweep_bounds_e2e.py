@@ -23,14 +23,14 @@ import pytest
 from sqlalchemy import select
 
 from mailrouter.intake.fingerprint import content_key
-from mailrouter.parse.process import OVER_MEMORY
+from mailrouter.parse.process import OVER_MEMORY, STALL_ENV
 from mailrouter.reports.backlog import backlog
 from mailrouter.commands.demo import deliver_samples
 from mailrouter.store import AssignmentRow, MessageRow, SlaStepRow, open_database
-from mailrouter.testing.hostile import memory_hungry
-from mailrouter.testing.samples import FRENCH
+from mailrouter.testing.hostile import memory_hungry, sentinel
+from mailrouter.testing.samples import FRENCH, Sample, compose
 from tests.factories import ROOT
-from tests.mailcheck import MovableClock, configure, count_rows, server_folder, wait_for
+from tests.mailcheck import MovableClock, configure, count_rows, forwards_by_original, server_folder, wait_for
 from tests.test_sla_e2e import BUYER, TUESDAY_10, assignments, buyer_bed, running, sla_config  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.integration
@@ -132,6 +132,60 @@ KILLED_IN_PARSE = textwrap.dedent("""\
 def set_clock(path: Path, when: datetime) -> None:
     path.with_suffix(".new").write_text(when.isoformat())
     path.with_suffix(".new").replace(path)  # the daemon never reads half a time
+
+
+def start_daemon(command: list[str], log: Path, **env: str) -> subprocess.Popen:
+    with log.open("ab") as out:
+        return subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_a_reparse_over_the_time_budget_is_cut_off_and_the_mailbox_goes_on(bed, tmp_path):
+    """The time bound: once routed, the inquiry's parse never ends (the test's stand-in for a
+    hostile parse, switched on at the restart). The reassignment's parse is cut off after
+    daemon.parse_timeout and the message set aside, and a new inquiry is forwarded; before,
+    the mailbox thread sat in that parse and forwarded nothing more."""
+    marker = "never-ends-parsing-at-the-ladder"
+    config = configure(bed, tmp_path, {"sla": {"sweep_interval": 0.1}}, parse_timeout=5)
+    slow = Sample("slow buyer", (SHARED,), compose(f"Marie Dubois <{BUYER}>", "Demande de prix LED",
+                                                   f"{FRENCH}\n\n{marker}", n=402), "routed")
+    after = sentinel(81)
+    script, clock, log = tmp_path / "daemon.py", tmp_path / "clock", tmp_path / "log"
+    script.write_text(KILLED_IN_PARSE, encoding="utf-8")
+    set_clock(clock, TUESDAY_10)
+    command = [sys.executable, str(script), "(never)", str(clock), str(tmp_path / "never-armed"),
+               "-c", str(tmp_path / "config.toml"), "run"]
+    deliver_samples(bed, [slow])
+    process = start_daemon(command, log)
+    try:
+        wait_for(lambda: count_rows(config, MessageRow.state == "filed", MessageRow.outcome == "routed"),
+                 "the inquiry routed and filed", timeout=BOUND)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, log.read_text()
+        set_clock(clock, TUESDAY_10 + timedelta(minutes=31))  # the reassignment is due
+        process = start_daemon(command, log, **{STALL_ENV: marker})
+        quarantine = server_folder(bed, SHARED, config.folders.quarantine)
+        wait_for(lambda: holding(bed, SHARED, message_id_of(slow.raw)) == [quarantine],
+                 "the copy set aside in Quarantine", timeout=BOUND)
+        bed.deliver(SHARED, after.raw, mail_from="k.weber81@weber-armaturen.de")
+        forwarded = wait_for(lambda: forwards_by_original(bed, config).get("<hostile81.sentinel@weber-armaturen.de>"),
+                             "the next inquiry forwarded", timeout=BOUND)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, log.read_text()
+    finally:
+        process.kill()
+        process.wait()
+    assert len(forwarded) == 1
+    with open_database(config.database)() as session:
+        ended = session.scalars(select(AssignmentRow.end_reason).join(MessageRow, MessageRow.id == AssignmentRow.message)
+                                .where(MessageRow.message_id == message_id_of(slow.raw))).all()
+    assert ended == ["quarantined"]  # its first and only assignment: not reassigned
+    assert "parse took longer than 5s (daemon.parse_timeout)" in log.read_text()
+
+
+def message_id_of(raw: bytes) -> str:
+    from tests.test_strikes import message_id
+    return message_id(raw)
 
 
 def test_a_kill_during_the_ladders_parse_counts_and_the_second_sets_the_message_aside(bed, tmp_path):
