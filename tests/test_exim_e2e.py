@@ -1,0 +1,202 @@
+"""The core scenarios against a second real SMTP server: Exim 4 from Debian, started from a temp dir
+in place of the bed's aiosmtpd relay (mailrouter/testing/exim.py). Mailrouter submits with AUTH,
+Exim applies Debian's default DATA checks (lines over 998 octets, header syntax) and delivers into
+the bed's Dovecot over LMTP; the tests read the reps' mailboxes as a mail client would."""
+from __future__ import annotations
+
+import re
+import shutil
+import tomllib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import tomli_w
+from sqlalchemy import select
+
+from mailrouter.commands.demo import deliver_samples, rep_reply_sources, write_testbed_config
+from mailrouter.config.load import Config, load_config
+from mailrouter.intake.fingerprint import content_key
+from mailrouter.runtime.daemon import Daemon
+from mailrouter.store import AssignmentRow, MessageRow, OutboxRow, SlaStepRow, open_database
+from mailrouter.testing.exim import INSTALL_HINT, EximBed, exim_installed
+from mailrouter.testing.samples import FRENCH, Sample, compose, demo_samples
+from tests.conftest import ADDRESSES
+from tests.factories import ROOT
+from tests.mailcheck import (MovableClock, attached_original, folder_of, forwards_by_original, parsed,
+                             route_all, shared_copies, wait_for)
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not exim_installed(), reason=f"Exim not found ({INSTALL_HINT})")]
+
+SALES = "sales@example.com"
+BUYER = "marie@lumiere-lyon.fr"
+TUESDAY_10 = datetime(2026, 11, 17, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai, within business hours
+
+
+@pytest.fixture
+def exim(bed_root: Path, tmp_path: Path) -> Iterator[EximBed]:
+    """A fresh Dovecot + Exim bed; Exim's logs are kept in tmp_path for post-mortems."""
+    bed = EximBed(bed_root / "bed", [*ADDRESSES, BUYER])
+    try:
+        bed.start()
+        yield bed
+    finally:
+        bed.stop()
+        for log in (bed_root / "bed" / "exim" / "log").glob("*log"):
+            shutil.copy(log, tmp_path / f"exim-{log.name}")
+
+
+def exim_config(bed: EximBed, workdir: Path, overrides: dict | None = None, **daemon: object) -> Config:
+    """The demo config on the Exim bed, submitting as sales@ with AUTH (Exim relays nothing without it)."""
+    path = write_testbed_config(ROOT / "config.toml", bed, workdir, overrides, **daemon)
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    data["smtp"].update(user=SALES, password_file=str(workdir / "password"))
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return load_config(path)
+
+
+def message_id(sample: Sample) -> str:
+    return str(parsed(sample.raw)["Message-ID"])
+
+
+def exim_settled(bed: EximBed) -> str:
+    """Wait until every message Exim accepted has left its queue; its main log then."""
+    def settled() -> str | None:
+        log = bed.mainlog()
+        received = set(re.findall(r" (\S+) <= ", log))
+        completed = set(re.findall(r" (\S+) Completed", log))
+        return log if received <= completed and bed.queue() == "" else None
+    return wait_for(settled, "Exim to deliver every message it accepted", timeout=60)
+
+
+def assert_delivered_without_trouble(log: str) -> None:
+    """Each accepted message came in authenticated and went to Dovecot at the first try:
+    no bounce (**), no deferred delivery (==), nothing frozen."""
+    arrivals = [line for line in log.splitlines() if " <= " in line]
+    assert arrivals and all(" P=esmtpa A=plain:sales@example.com " in line for line in arrivals), arrivals
+    trouble = [line for line in log.splitlines() if re.search(r" (\*\*|==) |frozen", line)]
+    assert trouble == []
+
+
+def test_every_demo_inquiry_reaches_its_rep_through_exim(exim, tmp_path):
+    config = exim_config(exim, tmp_path)
+    samples = demo_samples()
+    route_all(exim, config, samples)
+    log = exim_settled(exim)
+    assert_delivered_without_trouble(log)
+
+    forwards = forwards_by_original(exim, config)
+    routed = [s for s in samples if s.outcome == "routed"]
+    assert set(forwards) == {message_id(s) for s in routed}
+    for sample in routed:
+        (rep, fwd), = forwards[message_id(sample)]
+        if not sample.target.startswith("team:"):
+            assert rep == sample.target, sample.label
+        buyer = parsed(sample.raw)
+        expected = sample.buyer or (buyer["Reply-To"] or buyer["From"]).addresses[0].addr_spec
+        assert fwd["Reply-To"].addresses[0].addr_spec.lower() == expected.lower(), sample.label
+        assert fwd["From"].addresses[0].addr_spec in sample.to  # the shared mailbox it was routed from
+        assert str(fwd["Subject"]).endswith(" ".join(str(buyer["Subject"]).split())), sample.label
+        assert content_key(attached_original(fwd)) == content_key(sample.raw), sample.label
+    assert log.count(" <= ") == len(routed)  # nothing but the forwards went through Exim
+
+    chinese = next(s for s in routed if s.label == "Chinese-speaking buyer")
+    (_rep, fwd), = forwards[message_id(chinese)]
+    buyer = parsed(chinese.raw)
+    assert str(fwd["Subject"]) == str(buyer["Subject"]) and re.search(r"[\u4e00-\u9fff]", str(fwd["Subject"]))
+    assert str(fwd["From"]).startswith(f"{buyer['From'].addresses[0].display_name} ")  # "Buyer via Sales"
+    assert re.search(r"[\u4e00-\u9fff]", fwd.get_body(("plain",)).get_content())
+
+    sales = shared_copies(exim, SALES)
+    assert sales["INBOX"] == []
+    for sample in (s for s in samples if "sales@example.com" in s.to and not s.duplicate_in):
+        assert len(folder_of(sales, sample)) == 1, sample.label
+
+
+def french_inquiry() -> Sample:
+    return Sample("French buyer", (SALES,), compose(f"Marie Dubois <{BUYER}>", "Demande de prix LED", FRENCH, n=401),
+                  "routed")
+
+
+def inbox_subjects(bed: EximBed, user: str) -> list[str]:
+    return [str(parsed(raw)["Subject"]) for raw in bed.fetch_all(user)]
+
+
+def test_reminder_and_escalation_notices_arrive_through_exim(exim, tmp_path):
+    overrides = {"sla": {"sweep_interval": 0.1},
+                 "reply_source": rep_reply_sources(ROOT / "config.toml", exim, tmp_path / "password")}
+    config = exim_config(exim, tmp_path, overrides)
+    clock = MovableClock(TUESDAY_10)
+    deliver_samples(exim, [french_inquiry()])
+    daemon = Daemon(config, clock)
+    daemon.start()
+    try:
+        first = wait_for(lambda: assignments(config), "the assignment", timeout=60)[0]
+        rep = config.reps[first.rep]
+        wait_for(lambda: exim.fetch_all(rep.email), "the forward", timeout=60)
+        clock.now = TUESDAY_10 + timedelta(minutes=6)
+        reminder = wait_for(lambda: [s for s in inbox_subjects(exim, rep.email) if "Reminder" in s or "提醒" in s],
+                            "the reminder", timeout=60)
+        clock.now = TUESDAY_10 + timedelta(minutes=16)
+        escalation = wait_for(lambda: inbox_subjects(exim, "wang@example.com"), "the escalation", timeout=60)
+    finally:
+        daemon.stop()
+    assert steps(config) == ["remind@5m", "escalate@15m"]
+    assert "Demande de prix LED" in reminder[0] and "Demande de prix LED" in escalation[0]
+    notice = parsed(exim.fetch_all("wang@example.com")[0])
+    assert notice["Auto-Submitted"] == "auto-generated"
+    assert re.search(r"[\u4e00-\u9fff]", str(notice["Subject"]))  # wang reads Chinese (language = "zh")
+    assert_delivered_without_trouble(exim_settled(exim))
+
+
+def assignments(config: Config) -> list[AssignmentRow]:
+    with open_database(config.database)() as session:
+        return list(session.scalars(select(AssignmentRow).order_by(AssignmentRow.id)))
+
+
+def steps(config: Config) -> list[str]:
+    with open_database(config.database)() as session:
+        return list(session.scalars(select(SlaStepRow.step).order_by(SlaStepRow.id)))
+
+
+def outbox(config: Config) -> list[OutboxRow]:
+    with open_database(config.database)() as session:
+        return list(session.scalars(select(OutboxRow).order_by(OutboxRow.id)))
+
+
+def test_a_451_from_exim_is_retried_until_accepted(exim, tmp_path):
+    config = exim_config(exim, tmp_path)
+    sample = demo_samples()[0]
+    reps = [rep.email for rep in config.reps.values()]
+    for address in reps:
+        exim.refuse(address, 451)
+    deliver_samples(exim, [sample])
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        wait_for(lambda: [i for i in outbox(config) if i.attempts >= 2], "two refused attempts", timeout=60)
+        for address in reps:
+            exim.accept(address)
+        wait_for(lambda: [i for i in outbox(config) if i.status == "sent"], "the retry to be accepted", timeout=60)
+    finally:
+        daemon.stop()
+    item, = outbox(config)
+    assert item.attempts >= 3 and item.last_error.startswith("451") and "exim test bed" in item.last_error
+    exim_settled(exim)
+    assert [len(v) for v in forwards_by_original(exim, config).values()] == [1]
+    assert exim.mainlog().count("rejected after DATA") >= 2
+
+
+def test_a_550_from_exim_files_the_copy_as_undeliverable(exim, tmp_path):
+    config = exim_config(exim, tmp_path)
+    sample = demo_samples()[0]
+    for rep in config.reps.values():
+        exim.refuse(rep.email, 550)
+    route_all(exim, config, [sample])
+    assert forwards_by_original(exim, config) == {}
+    assert folder_of(shared_copies(exim, SALES), sample) == [config.folders.undeliverable]
+    with open_database(config.database)() as session:
+        row = session.scalars(select(MessageRow)).one()
+    assert row.outcome == "undeliverable" and "550" in row.reason and "exim test bed" in row.reason
