@@ -4,6 +4,7 @@ Exim applies Debian's default DATA checks (lines over 998 octets, header syntax)
 the bed's Dovecot over LMTP; the tests read the reps' mailboxes as a mail client would."""
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import tomllib
@@ -200,3 +201,65 @@ def test_a_550_from_exim_files_the_copy_as_undeliverable(exim, tmp_path):
     with open_database(config.database)() as session:
         row = session.scalars(select(MessageRow)).one()
     assert row.outcome == "undeliverable" and "550" in row.reason and "exim test bed" in row.reason
+
+
+# -- what Exim refuses and aiosmtpd takes: lines over 998 octets, bad header syntax, 8-bit without 8BITMIME
+
+PCB = ("Sehr geehrte Damen und Herren,\r\n\r\nbitte ein Angebot für 5000 Stück mehrlagige Leiterplatten.\r\n\r\n"
+       "Mit freundlichen Grüßen\r\nKlaus Becker\r\nEinkauf, Becker Elektronik GmbH\r\n")
+
+
+def hard_inquiries() -> list[Sample]:
+    """Originals whose forwards test Exim's checks: 8-bit text (BODY=8BITMIME), a 1,500-octet line,
+    raw UTF-8 headers (RFC 6532), 2,000-character names and subjects, and the hostile-mail set."""
+    def raw(n: int, head: str, body: str = PCB, cte: str = "8bit") -> bytes:
+        return (f"{head}To: sales@example.com\r\nMessage-ID: <hard.{n}@becker-elektronik.de>\r\n"
+                f"Date: Tue, 17 Nov 2026 09:00:00 +0100\r\nMIME-Version: 1.0\r\n"
+                f"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: {cte}\r\n\r\n{body}").encode()
+    german = "From: Klaus Becker <k.becker@becker-elektronik.de>\r\nSubject: Anfrage Leiterplatten\r\n"
+    cases = [
+        ("8-bit body", raw(1, german)),
+        ("1,500-octet line", raw(2, german, PCB + "Technische Daten: " + "x" * 1_500 + "\r\n")),
+        ("raw UTF-8 headers", raw(3, "From: 王芳 <wang.fang@shenzhen-led.cn>\r\nSubject: 询价：LED 面板 5000 件\r\n",
+                                  "您好，\r\n\r\n请报价 5000 件 LED 面板，含交货期。\r\n\r\n王芳\r\n采购部\r\n")),
+        ("long names and subject", raw(4, f'From: "Klaus{"K" * 1995}" <k.becker@becker-elektronik.de>\r\n'
+                                          f'Subject: Anfrage Leiterplatten {"L" * 2000}\r\n'
+                                          f'Reply-To: "{"R" * 1500} {"r" * 900}" <purchasing@becker-group.de>\r\n')),
+    ]
+    from mailrouter.testing.hostile import replay_order
+
+    cases += [(f"hostile {h.case}", h.raw) for h in replay_order("main")]
+    return [Sample(label, (SALES,), data, "routed") for label, data in cases]
+
+
+def embedded_original(forward: bytes) -> bytes:
+    """The attached original as a mail client saves it: the message/rfc822 part, base64 decoded."""
+    boundary = parsed(forward).get_boundary().encode()
+    headers, _, body = forward.split(b"\r\n--" + boundary)[-2].partition(b"\r\n\r\n")
+    assert b"Content-Type: message/rfc822" in headers
+    return base64.b64decode(body) if b"Content-Transfer-Encoding: base64" in headers else body
+
+
+@pytest.mark.parametrize("threshold", [None, 1], ids=["in-memory", "spooled"])
+def test_forwards_of_hard_originals_pass_exims_checks(exim, tmp_path, threshold):
+    config = exim_config(exim, tmp_path, **({"large_message_bytes": threshold} if threshold else {}))
+    samples = hard_inquiries()
+    route_all(exim, config, samples)
+    log = exim_settled(exim)
+
+    with open_database(config.database)() as session:
+        rows = list(session.scalars(select(MessageRow)))
+    refused = [(r.message_id, r.reason) for r in rows if r.outcome == "undeliverable"]
+    assert refused == [] and "rejected" not in log
+    assert_delivered_without_trouble(log)
+    routed = [r for r in rows if r.outcome == "routed"]
+    assert len(routed) >= 4 + len(samples) // 2  # the four above and every hostile case's sentinel
+    copies = [c for folder in shared_copies(exim, SALES).values() for c in folder]
+    forwards = [raw for rep in config.reps.values() for raw in exim.fetch_all(rep.email)]
+    assert len(forwards) == len(routed)
+    for raw in forwards:  # byte for byte, after any base64 (one hostile case has no Message-ID to match by)
+        assert embedded_original(raw) in copies, parsed(raw)["Subject"]
+    chinese = next(parsed(raw) for raw in forwards if b"<hard.3@becker-elektronik.de>" in raw)
+    assert str(chinese["Subject"]) == "询价：LED 面板 5000 件"
+    assert str(chinese["From"]).startswith("王芳 ")
+    assert "M8S=8" in log  # 8-bit forwards were announced BODY=8BITMIME, and Exim took them so

@@ -81,6 +81,8 @@ message_size_limit = 32M
 # Deliver every message at once, however many a session brings (Exim's default queues after 10).
 smtp_accept_queue_per_connection = 0
 smtp_accept_max = 100
+# MAIL commands one session may carry; then 421 and the connection closes (Exim's default: 1000).
+smtp_accept_max_per_connection = @PER_CONNECTION@
 log_selector = +received_recipients +subject +smtp_protocol_error +smtp_syntax_error +8bitmime \
                +smtp_confirmation -retry_defer
 acl_smtp_rcpt = acl_check_rcpt
@@ -150,13 +152,14 @@ login:
 """
 
 
-def exim_conf(*, root: Path, lmtp_port: int, recipients: Path) -> str:
+def exim_conf(*, root: Path, lmtp_port: int, recipients: Path, per_connection: int = 1000) -> str:
     """The whole runtime configuration; nothing is read from /etc/exim4.
 
     Deliveries of accepted mail go to Dovecot's LMTP at once (no queue runner is started): a
     message Exim cannot deliver stays on its queue or bounces, and shows in `mainlog` (`**`)."""
     return (EXIM_CONF.replace("@ROOT@", str(root)).replace("@HOST@", HOST)
-            .replace("@LMTP_PORT@", str(lmtp_port)).replace("@RECIPIENTS@", str(recipients)))
+            .replace("@LMTP_PORT@", str(lmtp_port)).replace("@RECIPIENTS@", str(recipients))
+            .replace("@PER_CONNECTION@", str(per_connection)))
 
 
 class Exim:
@@ -209,8 +212,10 @@ class EximBed(TestBed):
     """The Dovecot bed with Exim as its SMTP server (AUTH required, with the bed's users and
     password). `smtp_port` is Exim's; mail a test delivers directly still goes over LMTP."""
 
-    def __init__(self, root: str | os.PathLike[str], addresses: Iterable[str], **options: Any) -> None:
+    def __init__(self, root: str | os.PathLike[str], addresses: Iterable[str], *,
+                 messages_per_connection: int = 1000, **options: Any) -> None:
         super().__init__(root, addresses, **options)
+        self.messages_per_connection = messages_per_connection
         self.exim: Exim | None = None
 
     def _start_smtp(self) -> None:
@@ -219,7 +224,8 @@ class EximBed(TestBed):
         self._prepare_exim_dirs(exim_dir)
         self.exim = Exim(exim_dir)
         self.exim.config_path.write_text(
-            exim_conf(root=exim_dir, lmtp_port=self.lmtp_port, recipients=exim_dir / "recipients"))
+            exim_conf(root=exim_dir, lmtp_port=self.lmtp_port, recipients=exim_dir / "recipients",
+                      per_connection=self.messages_per_connection))
         self.exim.start(self.smtp_port)
         self._wait_exim()
 
