@@ -16,6 +16,8 @@ import pytest
 import tomli_w
 from sqlalchemy import select
 
+from mailrouter.act.outbox import Outbox
+from mailrouter.act.outgoing import queue_notice
 from mailrouter.commands.demo import deliver_samples, rep_reply_sources, write_testbed_config
 from mailrouter.config.load import Config, load_config
 from mailrouter.intake.fingerprint import content_key
@@ -201,6 +203,29 @@ def test_a_550_from_exim_files_the_copy_as_undeliverable(exim, tmp_path):
     with open_database(config.database)() as session:
         row = session.scalars(select(MessageRow)).one()
     assert row.outcome == "undeliverable" and "550" in row.reason and "exim test bed" in row.reason
+
+
+def test_a_session_closed_by_exims_message_cap_costs_no_forward_a_retry(bed_root, tmp_path):
+    """Exim answers 421 to the MAIL command past smtp_accept_max_per_connection (1,000 by default)
+    and closes the session: the forward that met it waited retry_initial (30 s) and was counted
+    as a failed attempt, as if the server had refused it. It goes at once on a new session now."""
+    bed = EximBed(bed_root / "capped", [*ADDRESSES, BUYER], messages_per_connection=3)
+    bed.start()
+    try:
+        config = exim_config(bed, tmp_path, {"smtp": {"connections": 1}})
+        sessions = open_database(config.database)
+        now = datetime.now(UTC)
+        with sessions.begin() as session:
+            for n in range(8):
+                queue_notice(session, config, "li@example.com", f"Reminder {n}", "body",
+                             f"<mr.notice.{n}@example.com>", now)
+        assert Outbox(config, sessions).flush(config.mailboxes[0].name) == 8
+        assert [(i.status, i.attempts, i.last_error) for i in outbox(config)] == [("sent", 1, None)] * 8
+        assert bed.mainlog().count("too many messages in one connection") == 2  # after the 3rd and the 6th
+        exim_settled(bed)
+        assert len(bed.fetch_all("li@example.com")) == 8
+    finally:
+        bed.stop()
 
 
 # -- what Exim refuses and aiosmtpd takes: lines over 998 octets, bad header syntax, 8-bit without 8BITMIME

@@ -174,6 +174,13 @@ def classify_smtp_error(exc: Exception) -> SendResult:
     return SendResult(False, permanent=isinstance(code, int) and 500 <= code < 600, error=text)
 
 
+def session_closed(result: SendResult) -> bool:
+    """A 421 ends the session, not the message's chances: Exim answers it to the MAIL command past
+    its per-session cap (smtp_accept_max_per_connection, 1,000 by default), a server to a client
+    it sheds while busy or restarting. Worth one try on a new session before counting a failure."""
+    return not result.ok and result.error.startswith("421 ")
+
+
 def smtp_client(server: ServerConfig) -> aiosmtplib.SMTP:
     context = None
     if server.tls != "none":
@@ -338,6 +345,8 @@ class Outbox:
                 if halt.is_set():
                     break
                 result = await self._send_one(client, item)
+                if session_closed(result):  # aiosmtplib closed it too: _send_one opens a new one
+                    result = await self._send_one(client, item)
                 results.append((item, result))
                 if result.ok and not self._accepted(accepted, item, mailbox):
                     halt.set()
