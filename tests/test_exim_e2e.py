@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import re
 import shutil
+import smtplib
 import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from mailrouter.intake.fingerprint import content_key
 from mailrouter.runtime.daemon import Daemon
 from mailrouter.store import AssignmentRow, MessageRow, OutboxRow, SlaStepRow, open_database
 from mailrouter.testing.exim import INSTALL_HINT, EximBed, exim_installed
+from mailrouter.testing.hostile import replay_order
 from mailrouter.testing.samples import FRENCH, Sample, compose, demo_samples
 from tests.conftest import ADDRESSES
 from tests.factories import ROOT
@@ -81,6 +83,35 @@ def assert_delivered_without_trouble(log: str) -> None:
     assert arrivals and all(" P=esmtpa A=plain:sales@example.com " in line for line in arrivals), arrivals
     trouble = [line for line in log.splitlines() if re.search(r" (\*\*|==) |frozen", line)]
     assert trouble == []
+
+
+def submit(bed: EximBed, rcpt: str, data: bytes, password: str | None = None) -> tuple[int, bytes]:
+    """One submission as sales@; the code and text of Exim's answer, wherever it refused."""
+    with smtplib.SMTP(bed.host, bed.smtp_port, timeout=30) as smtp:
+        try:
+            if password is not None:
+                smtp.login(SALES, password)
+            smtp.sendmail(SALES, [rcpt], data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            return exc.recipients[rcpt]
+        except (smtplib.SMTPResponseException) as exc:
+            return exc.smtp_code, exc.smtp_error
+    return 250, b""
+
+
+def test_the_exim_bed_refuses_what_debians_exim_refuses(exim):
+    """What makes it a stricter server than aiosmtpd, so the forwards' tests below mean something."""
+    ok = b"From: sales@example.com\r\nTo: zhang@example.com\r\nSubject: x\r\n\r\n"
+    assert submit(exim, "zhang@example.com", ok + b"y" * 998 + b"\r\n", exim.password)[0] == 250
+    assert submit(exim, "zhang@example.com", ok)[0] == 530  # no AUTH
+    assert submit(exim, "zhang@example.com", ok, "wrong")[0] == 535
+    assert submit(exim, "nobody@example.com", ok, exim.password)[0] == 550
+    code, text = submit(exim, "zhang@example.com", ok + b"y" * 999 + b"\r\n", exim.password)
+    assert (code, b"line length" in text) == (550, True)
+    code, text = submit(exim, "zhang@example.com", ok.replace(b"To: zhang@", b"To: zhang@@"), exim.password)
+    assert (code, text) == (550, b"header syntax")
+    assert_delivered_without_trouble(exim_settled(exim))
+    assert len(exim.fetch_all("zhang@example.com")) == 1
 
 
 def test_every_demo_inquiry_reaches_its_rep_through_exim(exim, tmp_path):
@@ -236,7 +267,8 @@ PCB = ("Sehr geehrte Damen und Herren,\r\n\r\nbitte ein Angebot für 5000 Stück
 
 def hard_inquiries() -> list[Sample]:
     """Originals whose forwards test Exim's checks: 8-bit text (BODY=8BITMIME), a 1,500-octet line,
-    raw UTF-8 headers (RFC 6532), 2,000-character names and subjects, and the hostile-mail set."""
+    raw UTF-8 headers (RFC 6532), 2,000-character names and subjects, names with quotes, commas,
+    brackets and encoded words, and the hostile-mail set."""
     def raw(n: int, head: str, body: str = PCB, cte: str = "8bit") -> bytes:
         return (f"{head}To: sales@example.com\r\nMessage-ID: <hard.{n}@becker-elektronik.de>\r\n"
                 f"Date: Tue, 17 Nov 2026 09:00:00 +0100\r\nMIME-Version: 1.0\r\n"
@@ -251,8 +283,15 @@ def hard_inquiries() -> list[Sample]:
                                           f'Subject: Anfrage Leiterplatten {"L" * 2000}\r\n'
                                           f'Reply-To: "{"R" * 1500} {"r" * 900}" <purchasing@becker-group.de>\r\n')),
     ]
-    from mailrouter.testing.hostile import replay_order
-
+    names = [  # display names that need quoting or encoding in the forward's From and Reply-To
+        '"Weber, Klaus" <k.weber@weber-armaturen.de>', "Klaus (Einkauf) Weber <k.weber1@weber-armaturen.de>",
+        '"Klaus \\"KW\\" Weber" <k.weber2@weber-armaturen.de>',
+        "=?utf-8?q?Weber=2C_Klaus_=3Cboss=40x=2Ede=3E?= <k.weber3@weber-armaturen.de>",
+        "k.weber4@weber-armaturen.de (Klaus Weber)",
+        'Klaus Weber <k.weber5@weber-armaturen.de>\r\nReply-To: "Einkauf; Team" <einkauf@weber-armaturen.de>',
+    ]
+    cases += [(f"name {n}", raw(10 + n, f"From: {name}\r\nSubject: Anfrage Leiterplatten\r\n"))
+              for n, name in enumerate(names)]
     cases += [(f"hostile {h.case}", h.raw) for h in replay_order("main")]
     return [Sample(label, (SALES,), data, "routed") for label, data in cases]
 
@@ -278,7 +317,7 @@ def test_forwards_of_hard_originals_pass_exims_checks(exim, tmp_path, threshold)
     assert refused == [] and "rejected" not in log
     assert_delivered_without_trouble(log)
     routed = [r for r in rows if r.outcome == "routed"]
-    assert len(routed) >= 4 + len(samples) // 2  # the four above and every hostile case's sentinel
+    assert len(routed) >= 10 + len(samples) // 2  # the ten above and every hostile case's sentinel
     copies = [c for folder in shared_copies(exim, SALES).values() for c in folder]
     forwards = [raw for rep in config.reps.values() for raw in exim.fetch_all(rep.email)]
     assert len(forwards) == len(routed)
