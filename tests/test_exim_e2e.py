@@ -94,7 +94,7 @@ def submit(bed: EximBed, rcpt: str, data: bytes, password: str | None = None) ->
             smtp.sendmail(SALES, [rcpt], data)
         except smtplib.SMTPRecipientsRefused as exc:
             return exc.recipients[rcpt]
-        except (smtplib.SMTPResponseException) as exc:
+        except smtplib.SMTPResponseException as exc:
             return exc.smtp_code, exc.smtp_error
     return 250, b""
 
@@ -213,7 +213,7 @@ def test_a_451_from_exim_is_retried_until_accepted(exim, tmp_path):
         wait_for(lambda: [i for i in outbox(config) if i.attempts >= 2], "two refused attempts", timeout=60)
         for address in reps:
             exim.accept(address)
-        wait_for(lambda: [i for i in outbox(config) if i.status == "sent"], "the retry to be accepted", timeout=60)
+        wait_for(lambda: [i for i in outbox(config) if i.status == "sent"], "the retry to be accepted", timeout=90)
     finally:
         daemon.stop()
     item, = outbox(config)
