@@ -259,6 +259,21 @@ def test_a_session_closed_by_exims_message_cap_costs_no_forward_a_retry(bed_root
         bed.stop()
 
 
+def test_a_backlog_is_delivered_at_once_though_exim_queues_past_10_messages_a_session(exim, tmp_path):
+    """Past smtp_accept_queue_per_connection (10 by default) messages in one session, Exim only
+    queues the rest until its next queue run, 30 minutes away on Debian: forwards 11 and later of
+    a backlog sent over one session reached the rep that much later (after the 5-minute reminder)."""
+    config = exim_config(exim, tmp_path, {"smtp": {"connections": 1}})
+    sessions = open_database(config.database)
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        for n in range(25):
+            queue_notice(session, config, "li@example.com", f"Reminder {n}", "body", f"<mr.notice.{n}@example.com>", now)
+    assert Outbox(config, sessions).flush(config.mailboxes[0].name) == 25
+    exim_settled(exim)  # nothing left on Exim's queue: no queue runner will ever come here
+    assert len(exim.fetch_all("li@example.com")) == 25
+
+
 # -- what Exim refuses and aiosmtpd takes: lines over 998 octets, bad header syntax, 8-bit without 8BITMIME
 
 PCB = ("Sehr geehrte Damen und Herren,\r\n\r\nbitte ein Angebot für 5000 Stück mehrlagige Leiterplatten.\r\n\r\n"

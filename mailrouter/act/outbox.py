@@ -46,6 +46,9 @@ from mailrouter.store import AssignmentRow, MessageRow, OutboxRow, table_of
 
 log = logging.getLogger("mailrouter.outbox")
 ITEMS_PER_EXTRA_SESSION = 10  # a few forwards go over one session; a queue spreads over more
+# Then a new session: past 10 messages in one, Exim (smtp_accept_queue_per_connection's default)
+# only queues the rest for its next queue run, 30 minutes away on Debian, instead of delivering.
+MESSAGES_PER_SESSION = 10
 DISK_RETRY = 5.0  # seconds between tries of a state disk that refused a write: one small append
 
 
@@ -196,6 +199,14 @@ def smtp_client(server: ServerConfig) -> aiosmtplib.SMTP:
         tls_context=context, **login)
 
 
+async def end_session(client: aiosmtplib.SMTP) -> None:
+    """QUIT; a session the server already ended is only closed."""
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()
+
+
 class Outbox:
     def __init__(self, config: Config, sessions, clock: Clock = store.utcnow,
                  metrics: Metrics | None = None):
@@ -340,21 +351,25 @@ class Outbox:
             down = SendResult(False, False, classify_smtp_error(exc).error)
             return [(item, down) for item in items]  # the server being down is never the message's fault
         results = []
+        carried = 0  # messages the current session has carried
         try:
             for item in items:
                 if halt.is_set():
                     break
+                if carried == MESSAGES_PER_SESSION:
+                    await end_session(client)
+                if not client.is_connected:  # _send_one opens a new session
+                    carried = 0
                 result = await self._send_one(client, item)
-                if session_closed(result):  # aiosmtplib closed it too: _send_one opens a new one
+                if session_closed(result):  # aiosmtplib closed it too: the same forward on a new one
+                    carried = 0
                     result = await self._send_one(client, item)
+                carried += 1
                 results.append((item, result))
                 if result.ok and not self._accepted(accepted, item, mailbox):
                     halt.set()
         finally:
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                pass
+            await end_session(client)
         return results
 
     def _accepted(self, accepted: AcceptedLog, item: OutboxRow, mailbox: str) -> bool:

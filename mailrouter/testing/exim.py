@@ -78,8 +78,9 @@ auth_advertise_hosts = *
 accept_8bitmime = true
 smtputf8_advertise_hosts = *
 message_size_limit = 32M
-# Deliver every message at once, however many a session brings (Exim's default queues after 10).
-smtp_accept_queue_per_connection = 0
+# Exim's default, spelt out: past 10 messages in one session it only queues the rest, for a queue
+# runner (every 30 min on Debian; none here), instead of delivering them at once.
+smtp_accept_queue_per_connection = 10
 smtp_accept_max = 100
 # MAIL commands one session may carry; then 421 and the connection closes (Exim's default: 1000).
 smtp_accept_max_per_connection = @PER_CONNECTION@
