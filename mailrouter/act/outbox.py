@@ -179,8 +179,8 @@ def classify_smtp_error(exc: Exception) -> SendResult:
 
 def session_closed(result: SendResult) -> bool:
     """A 421 ends the session, not the message's chances: Exim answers it to the MAIL command past
-    its per-session cap (smtp_accept_max_per_connection, 1,000 by default), a server to a client
-    it sheds while busy or restarting. Worth one try on a new session before counting a failure."""
+    its per-session cap (smtp_accept_max_per_connection, 1,000 by default), and servers give it
+    when busy or shutting down. Worth one try on a new session before counting a failure."""
     return not result.ok and result.error.startswith("421 ")
 
 
