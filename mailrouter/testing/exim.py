@@ -51,16 +51,6 @@ def exim_installed() -> bool:
     return True
 
 
-def exim_version() -> str:
-    """"4.96" from the first line of `exim -bV`, or "" when Exim is absent."""
-    program = exim_program()
-    if program is None:
-        return ""
-    out = subprocess.run([program, "-bV"], capture_output=True, text=True, check=False).stdout
-    words = out.split()
-    return words[2] if len(words) > 2 and words[:2] == ["Exim", "version"] else ""
-
-
 # Placeholders @ROOT@, @HOST@, @LMTP_PORT@, @RECIPIENTS@: Exim's own ${...} syntax rules out f-strings.
 EXIM_CONF = r"""primary_hostname = exim.testbed.invalid
 # No variables from the test run reach deliveries (and no warning about purging them).
