@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 
@@ -286,6 +287,42 @@ def test_a_session_waiting_for_the_slot_rings_its_holder(bed: TestBed) -> None:
         second[0].logout()
     finally:
         CONNECTION_LIMITS.limit = None
+
+
+def test_a_stop_ends_the_wait_for_a_slot(bed: TestBed) -> None:
+    """50 mailboxes on 8 slots: at a stop, the 42 waiting must not each log in for a last turn."""
+    from mailrouter.intake.imap import CONNECTION_LIMITS, SlotsBusy
+
+    CONNECTION_LIMITS.limit = 1
+    stop = threading.Event()
+    try:
+        holder = Mailbox.connect(settings(bed))
+        failures: list[Exception] = []
+
+        def wait_for_slot() -> None:
+            try:
+                Mailbox.connect(settings(bed, timeout=3600), stop=stop).logout()
+            except SlotsBusy as exc:
+                failures.append(exc)
+
+        queued = threading.Thread(target=wait_for_slot, daemon=True)
+        queued.start()
+        wait_until(holder.slot_wanted)
+        stop.set()
+        CONNECTION_LIMITS.wake_waiters()  # what the daemon's stop event does
+        queued.join(GUARD)
+        assert not queued.is_alive(), "the stop did not end the wait for a slot"
+        assert len(failures) == 1 and "stopping" in str(failures[0])
+        holder.logout()
+    finally:
+        CONNECTION_LIMITS.limit = None
+
+
+def wait_until(predicate: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + GUARD
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def test_dropped_connection_during_idle_raises_connection_lost(

@@ -222,14 +222,16 @@ class Mailbox:
     # -- connecting
 
     @classmethod
-    def connect(cls, settings: ImapSettings, quiet: bool = False, waker: Waker | None = None) -> Mailbox:
+    def connect(cls, settings: ImapSettings, quiet: bool = False, waker: Waker | None = None,
+                stop: threading.Event | None = None) -> Mailbox:
         """Connect, (STARTTLS), log in, and introduce ourselves with ID when offered. `quiet`:
         a routine reconnect (a turn under the connection limit) logs at DEBUG, not one line per turn.
-        `waker` is rung when another session waits for this one's slot (slot_wanted)."""
+        `waker` is rung when another session waits for this one's slot (slot_wanted); `stop`
+        set (with CONNECTION_LIMITS.wake_waiters) ends a wait for a slot."""
         context = _tls_context(settings)
         action = f"connect to {settings.host}:{settings.port}"
         slot = CONNECTION_LIMITS.acquire(settings.host, settings.port, settings.timeout,
-                                         ring=waker.poke if waker else None)
+                                         ring=waker.poke if waker else None, stop=stop)
         try:
             with _translated(action):
                 client = imapclient.IMAPClient(
@@ -748,11 +750,12 @@ class ConnectionLimits:
         self._servers: dict[tuple[str, int], _Server] = {}
         self._changed = threading.Condition()
 
-    def acquire(self, host: str, port: int, timeout: float,
-                ring: Callable[[], None] | None = None) -> Slot | None:
+    def acquire(self, host: str, port: int, timeout: float, ring: Callable[[], None] | None = None,
+                stop: threading.Event | None = None) -> Slot | None:
         """Take a slot (waiting up to `timeout`); the slot to release, or None when unlimited.
         `ring` is called when another session starts waiting, so a holder in a long IDLE wait
-        hands its slot on at once."""
+        hands its slot on at once. `stop` set ends the wait (SlotsBusy), once wake_waiters()
+        is called: at a stop, the sessions in line must not each log in for a last turn."""
         if self.limit is None:
             return None
         key = (host.lower(), port)
@@ -766,6 +769,8 @@ class ConnectionLimits:
                     holder_ring()
             try:
                 while not (server.free > 0 and server.queue[0] is ticket):
+                    if stop is not None and stop.is_set():
+                        raise SlotsBusy(f"{host}:{port}: stopping while waiting for a session slot")
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise SlotsBusy(f"{host}:{port}: already {self.limit} connections from mailrouter "
@@ -779,6 +784,11 @@ class ConnectionLimits:
             if ring is not None:
                 server.rings[slot] = ring
         return slot
+
+    def wake_waiters(self) -> None:
+        """Let every session waiting for a slot look at its stop event again."""
+        with self._changed:
+            self._changed.notify_all()
 
     def release(self, slot: Slot | None) -> None:
         if slot is None:

@@ -75,6 +75,7 @@ class Daemon:
                                       self.followup, self.metrics) for mb in config.mailboxes]
         for worker in self.workers:
             self.stop_event.on_set(worker.waker.poke)
+        self.stop_event.on_set(CONNECTION_LIMITS.wake_waiters)  # and the sessions in line for a slot
         self.reply_watchers = [ReplyWatcher(src, config, self.recorder, self.stop_event,
                                             reply_settings(src, config))
                                for src in config.sla.reply_sources]

@@ -173,7 +173,7 @@ class MailboxWorker:
             settings = imap_settings(self.mailbox)
         except CredentialError as exc:  # a password_command failing: one line, then the backoff
             raise CredentialUnavailable(str(exc)) from None
-        conn = Mailbox.connect(settings, quiet=quiet, waker=self.waker)
+        conn = Mailbox.connect(settings, quiet=quiet, waker=self.waker, stop=self.stop)
         self._cursor = None  # a reconnect reconciles fully: anything may have happened meanwhile
         try:
             uidvalidity = conn.select_inbox()
