@@ -1,5 +1,7 @@
 """Start-up checks: log in to every server, so a wrong password shows at install time (`check`)
-and a daemon that cannot work fails its start instead of looking active (`run`).
+and a daemon that cannot work fails its start instead of looking active (`run`). `check` fails
+on any of them; `run` only on a shared need or when no mailbox connects (start_plan): one
+mailbox's dead or refusing server must not stop the others.
 
 `check` adds what only a person can fix but the daemon could run with: SLA without any reply
 source (the first-reply clock would never stop).
@@ -17,6 +19,7 @@ from mailrouter.act.outbox import smtp_client
 from mailrouter.act.templating import make_environment
 from mailrouter.config.credentials import CredentialError
 from mailrouter.config.schema import Config
+from mailrouter.intake.health import UNREACHABLE, outage_kind
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox
 from mailrouter.runtime.mailbox import imap_settings
 from mailrouter.sla.config import ReplySource
@@ -74,6 +77,35 @@ class Finding:
     label: str
     error: str | None
     notes: list[str] = field(default_factory=list)
+    # the mailbox or reply source whose own login this is ("mailbox sales"); None: a shared need
+    worker: str | None = None
+    kind: str = UNREACHABLE  # of a failed login: REFUSED (a person must act) or UNREACHABLE
+
+
+@dataclass(frozen=True)
+class StartPlan:
+    """What `run` does with the start-up checks: refuse (`refusal` says why) or start, with
+    the workers whose own login failed (`down`) retrying on their own (issue 17)."""
+
+    failed: list[Finding]
+    refusal: str | None
+    down: list[Finding]
+
+
+def start_plan(findings: list[Finding], mailboxes: list[str]) -> StartPlan:
+    """Shared needs (database, spool, templates, SMTP) refuse the start, and so does every
+    mailbox failing (nothing to do; most likely the network or the config), so systemd's
+    Restart= tries again; one mailbox's or reply source's own failing login does not stop
+    the others."""
+    failed = [f for f in findings if f.error]
+    down = [f for f in failed if f.worker is not None]
+    why = []
+    if any(f.worker is None for f in failed):
+        why.append("a need all mailboxes share failed")
+    dead = {f.worker for f in down}
+    if mailboxes and all(f"mailbox {name}" in dead for name in mailboxes):
+        why.append(f"no mailbox could connect ({len(mailboxes)} tried)")
+    return StartPlan(failed, "; ".join(why) or None, down)
 
 
 def server_problems(config: Config, language: str = "en") -> list[Finding]:
@@ -84,7 +116,8 @@ def server_problems(config: Config, language: str = "en") -> list[Finding]:
     for mailbox in config.mailboxes:
         s = mailbox.server
         label = t["imap"].format(name=mailbox.name, user=s.user, host=s.host, port=s.port)
-        results.append(Finding(label, *_check_imap(lambda: imap_settings(mailbox), t, notes=True)))
+        error, notes, kind = _check_imap(lambda: imap_settings(mailbox), t, notes=True)
+        results.append(Finding(label, error, notes, worker=f"mailbox {mailbox.name}", kind=kind))
     smtp = config.smtp.server
     results.append(Finding(t["smtp"].format(host=smtp.host, port=smtp.port), _check_smtp(config)))
     results += [_check_reply_source(source, config, t) for source in config.sla.reply_sources
@@ -140,18 +173,19 @@ def _check_database(config: Config, language: str) -> Finding:
 
 
 def _check_imap(settings: Callable[[], ImapSettings], t: dict[str, str],
-                notes: bool = False) -> tuple[str | None, list[str]]:
+                notes: bool = False) -> tuple[str | None, list[str], str]:
+    """(error or None, capability notes, kind of failure)."""
     try:
         conn = Mailbox.connect(settings())
-    except CredentialError as exc:
-        return str(exc), []
+    except CredentialError as exc:  # a password command failing: it may work in a minute
+        return str(exc), [], UNREACHABLE
     except ImapError as exc:
-        return f"{exc}{t['check_login']}", []
+        return f"{exc}{t['check_login']}", [], outage_kind(exc)
     try:
         conn.select_inbox()
-        return None, _capability_notes(conn, t) if notes else []
+        return None, _capability_notes(conn, t) if notes else [], UNREACHABLE
     except ImapError as exc:
-        return str(exc), []
+        return str(exc), [], outage_kind(exc)
     finally:
         conn.logout()
 
@@ -167,8 +201,9 @@ def _capability_notes(conn: Mailbox, t: dict[str, str]) -> list[str]:
 def _check_reply_source(source: ReplySource, config: Config, t: dict[str, str]) -> Finding:
     s = source.server
     assert s is not None
-    error, _ = _check_imap(lambda: reply_settings(source, config), t)
-    return Finding(t["reply_source"].format(name=source.name, user=s.user, host=s.host, port=s.port), error)
+    error, _, kind = _check_imap(lambda: reply_settings(source, config), t)
+    return Finding(t["reply_source"].format(name=source.name, user=s.user, host=s.host, port=s.port), error,
+                   worker=f"reply source {source.name}", kind=kind)
 
 
 def template_problem(config: Config) -> str | None:

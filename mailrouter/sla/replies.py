@@ -20,6 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from mailrouter.config.schema import Config
+from mailrouter.intake.health import Link
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
 from mailrouter.lease import Lease, NoLease, lease_for, work_while_held
 from mailrouter.metrics import Metrics
@@ -149,8 +150,9 @@ class ReplyWatcher:
     """Reads one reply source onwards from its cursor, every poll_interval seconds."""
 
     def __init__(self, source: ReplySource, config: Config, recorder: ReplyRecorder,
-                 stop: threading.Event, settings):
+                 stop: threading.Event, settings, link: Link | None = None):
         self.source = source
+        self.link = link or Link(f"reply source {source.name}")  # says when it is not connected, and why
         self.config = config
         self.recorder = recorder
         self.stop = stop
@@ -168,10 +170,11 @@ class ReplyWatcher:
         one database never read the same Sent folder at once."""
         self._lease = lease_for(f"reply_source {self.source.name}", self.config.database, self.recorder.sessions)
         work_while_held(self._lease, f"reply source {self.source.name}",
-                        lambda: keep_serving(self.source.name, self._serve, self.stop), self.stop)
+                        lambda: keep_serving(self.source.name, self._serve, self.stop, link=self.link), self.stop)
 
     def _serve(self) -> None:
         conn = Mailbox.connect(self.settings)
+        self.link.connected()
         try:
             folder = self._folder(conn)
             while not self.stop.is_set():

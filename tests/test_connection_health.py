@@ -1,0 +1,240 @@
+"""Issue 17: what is said, and written for `status`, when a mailbox or reply source cannot
+connect (intake/health.py, runtime/connections.py, preflight.start_plan). Pure parts with an
+injected clock; the end-to-end behaviour is in test_degraded_start_e2e.py."""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailrouter.commands.status import format_status, status_summary
+from mailrouter.config.load import Config, load_config
+from mailrouter.intake import imap
+from mailrouter.intake.health import REFUSED, REFUSED_REMINDER, UNREACHABLE, Link, Outage
+from mailrouter.runtime.connections import Board, status_line
+from mailrouter.runtime.preflight import Finding, start_plan
+from mailrouter.store import ConnectionProblemRow
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 11, 2, 2, 0, tzinfo=timezone.utc)
+ENV = {"MAILROUTER_SALES_PASSWORD": "x", "MAILROUTER_INFO_PASSWORD": "x", "MAILROUTER_SMTP_PASSWORD": "x"}
+REFUSAL = imap.ImapAuthError("connect to imap.example.com:993: login refused: [AUTHENTICATIONFAILED]")
+DEAD = imap.ImapConnectionLost("connect to imap.example.com:993: ConnectionRefusedError: [Errno 111]")
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.wall, self.mono = NOW, 1000.0
+
+    def advance(self, seconds: float) -> None:
+        self.wall += timedelta(seconds=seconds)
+        self.mono += seconds
+
+
+def link(ticks: Ticks, changes: list | None = None) -> Link:
+    return Link("mailbox late", (lambda label, outage: changes.append((label, outage))) if changes is not None
+                else (lambda label, outage: None), clock=lambda: ticks.wall, monotonic=lambda: ticks.mono)
+
+
+def levels(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.levelname for r in caplog.records if r.name == "mailrouter.connection"]
+
+
+def test_an_unreachable_server_is_said_once_at_start_then_retried_quietly(caplog):
+    caplog.set_level(logging.DEBUG, logger="mailrouter.connection")
+    ticks = Ticks()
+    late = link(ticks)
+    late.down_at_start(UNREACHABLE, str(DEAD), "from 1 s, doubling to every 5 min")
+    for _ in range(20):  # twenty retries within the hour
+        ticks.advance(120)
+        late.failed(DEAD, 300)
+    assert levels(caplog) == ["ERROR"] + ["DEBUG"] * 20
+    assert "mailbox late: not connected at start" in caplog.records[0].getMessage()
+    ticks.advance(1300)  # past the hour: one reminder
+    late.failed(DEAD, 300)
+    assert levels(caplog)[-1] == "WARNING" and "still not connected for 1h" in caplog.records[-1].getMessage()
+
+
+def test_a_refused_login_is_an_error_again_every_reminder_period_not_every_retry(caplog):
+    caplog.set_level(logging.DEBUG, logger="mailrouter.connection")
+    ticks = Ticks()
+    late = link(ticks)
+    late.down_at_start(REFUSED, str(REFUSAL), "every 1 to 10 min")
+    for _ in range(3):  # 1, 2, 4 min: within the reminder period
+        ticks.advance(60)
+        late.failed(REFUSAL, 60)
+    ticks.advance(REFUSED_REMINDER)
+    late.failed(REFUSAL, 600)
+    ticks.advance(60)
+    late.failed(REFUSAL, 600)
+    assert levels(caplog) == ["ERROR", "DEBUG", "DEBUG", "DEBUG", "ERROR", "DEBUG"]
+    assert "login still refused" in caplog.records[4].getMessage()
+
+
+def test_a_change_of_cause_is_said_at_once(caplog):
+    caplog.set_level(logging.DEBUG, logger="mailrouter.connection")
+    ticks = Ticks()
+    late = link(ticks)
+    late.down_at_start(UNREACHABLE, str(DEAD), "soon")
+    ticks.advance(5)
+    late.failed(REFUSAL, 60)  # the server is back, and the password was changed meanwhile
+    assert levels(caplog) == ["ERROR", "ERROR"]
+    assert late.outage is not None and late.outage.kind == REFUSED and late.outage.since == NOW
+
+
+def test_connecting_again_is_one_info_line_and_clears_the_outage(caplog):
+    caplog.set_level(logging.DEBUG, logger="mailrouter.connection")
+    ticks, changes = Ticks(), []
+    late = link(ticks, changes)
+    late.down_at_start(UNREACHABLE, str(DEAD), "soon")
+    ticks.advance(185)
+    late.connected()
+    late.connected()  # a routine reconnect later says nothing
+    assert levels(caplog) == ["ERROR", "INFO"]
+    assert caplog.records[-1].getMessage().startswith("mailbox late: connected, after 3m05s not connected (")
+    assert [outage for _, outage in changes][-1] is None and late.outage is None
+    assert len(changes) == 2
+
+
+def test_the_first_connect_clears_what_a_previous_run_left():
+    changes: list = []
+    link(Ticks(), changes).connected()
+    assert changes == [("mailbox late", None)]
+
+
+def test_a_connection_lost_while_running_is_a_warning_once(caplog):
+    caplog.set_level(logging.DEBUG, logger="mailrouter.connection")
+    ticks = Ticks()
+    late = link(ticks)
+    late.connected()
+    late.failed(DEAD, 1)
+    late.failed(DEAD, 2)
+    assert levels(caplog) == ["WARNING", "DEBUG"]
+    assert caplog.records[0].getMessage().startswith("mailbox late: not connected (connect to ")
+
+
+def test_keep_serving_waits_longer_after_a_refused_login_than_after_a_dead_server():
+    """A wrong password retried every few seconds can lock the account or get our address
+    banned for every mailbox on that server."""
+    delays: dict[str, list[float]] = {}
+    for name, error in (("refused", REFUSAL), ("dead", DEAD)):
+        stop, waits = threading.Event(), []
+
+        class Stop(threading.Event):
+            def wait(self, timeout=None):  # record the backoff instead of sleeping it
+                waits.append(timeout)
+                if len(waits) >= 4:
+                    self.set()
+                return self.is_set()
+
+        stop = Stop()
+
+        def serve(error=error):
+            raise error
+        imap.keep_serving(name, serve, stop, link=Link(f"mailbox {name}"))
+        delays[name] = waits
+    assert delays["dead"] == [1.0, 2.0, 4.0, 8.0]
+    assert delays["refused"] == [60.0, 120.0, 240.0, 480.0]
+
+
+def test_after_a_refused_start_check_the_loop_does_not_try_again_at_once():
+    ticks = Ticks()
+    late = link(ticks)
+    late.down_at_start(REFUSED, str(REFUSAL), "later")
+    tries, waits = [], []
+
+    class Stop(threading.Event):
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            self.set()
+            return True
+
+    imap.keep_serving("late", lambda: tries.append(1), Stop(), link=late)
+    assert waits == [60.0] and tries == []
+
+
+def finding(worker: str | None, error: str | None = "boom", kind: str = UNREACHABLE) -> Finding:
+    return Finding(worker or "SMTP smtp.example.com:587", error, worker=worker, kind=kind)
+
+
+def test_start_plan_starts_with_some_mailboxes_down():
+    plan = start_plan([finding("mailbox sales", None), finding("mailbox info"), finding("reply source li"),
+                       finding(None, None)], ["sales", "info"])
+    assert plan.refusal is None
+    assert [f.worker for f in plan.down] == ["mailbox info", "reply source li"]
+
+
+@pytest.mark.parametrize("findings, why", [
+    ([finding("mailbox sales"), finding("mailbox info", kind=REFUSED)], "no mailbox could connect (2 tried)"),
+    ([finding("mailbox sales", None), finding(None)], "a need all mailboxes share failed"),
+    ([finding("mailbox sales"), finding("mailbox info"), finding(None)],
+     "a need all mailboxes share failed; no mailbox could connect (2 tried)"),
+])
+def test_start_plan_refuses_on_a_shared_need_or_when_no_mailbox_works(findings, why):
+    plan = start_plan(findings, ["sales", "info"])
+    assert plan.refusal == why and plan.failed == [f for f in findings if f.error]
+
+
+def test_start_plan_reply_sources_alone_failing_never_refuse():
+    plan = start_plan([finding("mailbox sales", None), finding("reply source li", kind=REFUSED)], ["sales"])
+    assert plan.refusal is None and [f.worker for f in plan.down] == ["reply source li"]
+
+
+@pytest.fixture
+def config() -> Config:
+    return load_config(ROOT / "config.toml", environ=ENV)
+
+
+def test_the_board_writes_an_outage_for_status_and_removes_it_on_connect(sessions: sessionmaker[Session],
+                                                                       config: Config):
+    lines: list[str] = []
+    board = Board(sessions, on_status=lines.append, clock=lambda: NOW - timedelta(minutes=30))
+    board.link("mailbox info").down_at_start(REFUSED, "login refused: [AUTHENTICATIONFAILED]", "later")
+    with sessions() as session:
+        (row,) = session.scalars(select(ConnectionProblemRow)).all()
+    assert (row.name, row.kind, row.since) == ("mailbox info", REFUSED, NOW - timedelta(minutes=30))
+    assert lines[-1].startswith("not connected: mailbox info (since 01:30 UTC, login refused: login refused")
+
+    summary = status_summary(sessions, config, NOW)
+    _, info = summary.mailboxes
+    assert info.not_connected is not None and info.not_connected.tried_age == timedelta(minutes=30)
+    text = format_status(summary)
+    section = text.split("mailbox info:")[1]
+    since = (NOW - timedelta(minutes=30)).astimezone(config.timezone)
+    assert (f"  connection     not connected since {since:%Y-%m-%d %H:%M}, login refused: "
+            "login refused: [AUTHENTICATIONFAILED] (last tried 30m ago)") in section
+    assert "not connected" not in text.split("mailbox info:")[0]  # sales is fine
+    assert re.search(r"^  连接 +未连接，自 \S+ \S+ 起，登录被拒绝：login refused", format_status(summary, "zh"), re.M)
+
+    board.link("mailbox info").connected()
+    with sessions() as session:
+        assert session.scalars(select(ConnectionProblemRow)).all() == []
+    assert lines[-1] == "" and "not connected" not in format_status(status_summary(sessions, config, NOW))
+
+
+def test_status_names_a_reply_source_that_is_not_connected(sessions: sessionmaker[Session], config: Config):
+    from dataclasses import replace
+
+    from mailrouter.config.schema import ReplySource
+
+    source = ReplySource(name="rep_mailbox:li", kind="rep_mailbox", server=config.mailboxes[0].server, rep="li")
+    config = replace(config, sla=replace(config.sla, reply_sources=(source,)))
+    Board(sessions, clock=lambda: NOW).link("reply source rep_mailbox:li").down_at_start(
+        UNREACHABLE, "connect to imap.example.com:993: timed out", "soon")
+    text = format_status(status_summary(sessions, config, NOW))
+    assert "reply source rep_mailbox:li:\n  connection     not connected since" in text
+    assert "unreachable: connect to imap.example.com:993: timed out" in text
+    assert "回复来源 rep_mailbox:li：" in format_status(status_summary(sessions, config, NOW), "zh")
+
+
+def test_status_line_is_one_line_and_bounded():
+    outage = Outage(UNREACHABLE, "x" * 500 + "\nsecond line", NOW, NOW)
+    line = status_line({"mailbox a": outage, "mailbox b": outage})
+    assert line.startswith("not connected: mailbox a (since 02:00 UTC, unreachable: xxx")
+    assert len(line) < 400 and line.count("mailbox ") == 2
