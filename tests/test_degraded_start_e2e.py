@@ -145,6 +145,56 @@ def test_one_dead_server_at_start_delays_no_other_mailbox_and_is_served_once_it_
     assert sum(" ERROR " in line and "late" in line for line in log.read_text().splitlines()) == 1, log.read_text()
 
 
+class SilentServer:
+    """Accepts connections and never says a word: a server that hangs, or a firewall that lets
+    the handshake through and drops the rest."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+        for s in self.held:
+            s.close()
+
+
+def test_a_silent_server_at_start_holds_the_others_back_for_seconds_not_its_timeout(make_bed, tmp_path):
+    bed = make_bed(extra_addresses=("late@example.com",))
+    silent = SilentServer()
+    try:
+        # 300 s: before, the start-up check waited that long for it before anything was routed
+        path = _config(bed, tmp_path, {"late": {"port": silent.port, "timeout": 300}})
+        config = load_config(path)
+        log = tmp_path / "daemon.log"
+        process = start_daemon_process(path, log)
+        try:
+            (sample,) = _routed(1)
+            bed.deliver("sales@example.com", sample.raw, mail_from=sample.envelope_from)
+            wait_for(lambda: count_rows(config, MessageRow.state == FILED) >= 1 or process.poll() is not None,
+                     "sales routed while late's server stays silent", 150)
+            assert process.poll() is None, log.read_text()
+            assert silent.held, "the silent server was never asked"
+            wait_for(lambda: _forward_reached(bed, config, sample), "the forward in the rep's mailbox", 60)
+            late_part = _status(path).split("mailbox late:")[1]
+            assert "not connected" in late_part and "no answer within" in late_part, late_part
+        finally:
+            assert _stop(process) == 0
+    finally:
+        silent.close()
+    assert any(" ERROR " in line and "mailbox late: not connected at start (no answer within" in line
+               for line in log.read_text().splitlines()), log.read_text()
+
+
 def test_a_refused_login_stops_no_other_mailbox_and_shows_in_status(make_bed, tmp_path):
     bed = make_bed(extra_addresses=("late@example.com",))
     wrong = tmp_path / "wrong-password"

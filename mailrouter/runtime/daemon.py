@@ -15,7 +15,7 @@ from pathlib import Path
 from mailrouter.runtime import systemd as service
 from mailrouter.intake.health import REFUSED, UNREACHABLE
 from mailrouter.runtime.connections import Board, status_line
-from mailrouter.runtime.preflight import config_findings, server_problems, start_plan
+from mailrouter.runtime.preflight import START_WAIT, config_findings, server_problems, start_plan
 from mailrouter.config.load import load_config
 from mailrouter.config.reader import ConfigError
 from mailrouter.config.schema import Config
@@ -204,7 +204,7 @@ class Daemon:
         """Log in everywhere before starting. A shared need failing, or every mailbox, exits 1
         (systemd's Restart= tries again; nothing half-started); a mailbox or reply source whose
         own login fails is retried by its loop while the others run (issue 17)."""
-        plan = start_plan(server_problems(self.config), [m.name for m in self.config.mailboxes])
+        plan = start_plan(server_problems(self.config, wait=START_WAIT), [m.name for m in self.config.mailboxes])
         if plan.refusal is not None:
             for finding in plan.failed:
                 log.error("start-up check failed: %s: %s (run `mailrouter check` for details)",
