@@ -119,44 +119,54 @@ def test_a_connection_lost_while_running_is_a_warning_once(caplog):
     assert caplog.records[0].getMessage().startswith("mailbox late: not connected (connect to ")
 
 
+class Recording(Link):
+    """Records the backoffs keep_serving chooses instead of sleeping them."""
+
+    def __init__(self, label: str, tries: int = 4) -> None:
+        super().__init__(label)
+        self.pauses: list[float] = []
+        self.tries = tries
+
+    def pause(self, stop: threading.Event, delay: float) -> None:
+        self.pauses.append(delay)
+        if len(self.pauses) >= self.tries:
+            stop.set()
+
+
 def test_keep_serving_waits_longer_after_a_refused_login_than_after_a_dead_server():
     """A wrong password retried every few seconds can lock the account or get our address
     banned for every mailbox on that server."""
-    delays: dict[str, list[float]] = {}
+    pauses = {}
     for name, error in (("refused", REFUSAL), ("dead", DEAD)):
-        stop, waits = threading.Event(), []
-
-        class Stop(threading.Event):
-            def wait(self, timeout=None):  # record the backoff instead of sleeping it
-                waits.append(timeout)
-                if len(waits) >= 4:
-                    self.set()
-                return self.is_set()
-
-        stop = Stop()
-
         def serve(error=error):
             raise error
-        imap.keep_serving(name, serve, stop, link=Link(f"mailbox {name}"))
-        delays[name] = waits
-    assert delays["dead"] == [1.0, 2.0, 4.0, 8.0]
-    assert delays["refused"] == [60.0, 120.0, 240.0, 480.0]
+        recording = Recording(f"mailbox {name}")
+        imap.keep_serving(name, serve, threading.Event(), link=recording)
+        pauses[name] = recording.pauses
+    assert pauses["dead"] == [1.0, 2.0, 4.0, 8.0]
+    assert pauses["refused"] == [60.0, 120.0, 240.0, 480.0]
 
 
 def test_after_a_refused_start_check_the_loop_does_not_try_again_at_once():
-    ticks = Ticks()
-    late = link(ticks)
+    late = Recording("mailbox late", tries=1)
     late.down_at_start(REFUSED, str(REFUSAL), "later")
-    tries, waits = [], []
+    tries: list[int] = []
+    imap.keep_serving("late", lambda: tries.append(1), threading.Event(), link=late)
+    assert late.pauses == [60.0] and tries == []
 
-    class Stop(threading.Event):
-        def wait(self, timeout=None):
-            waits.append(timeout)
-            self.set()
-            return True
 
-    imap.keep_serving("late", lambda: tries.append(1), Stop(), link=late)
-    assert waits == [60.0] and tries == []
+def test_retry_soon_ends_a_backoff_and_stop_ends_it_at_once():
+    late, stop = Link("mailbox late"), threading.Event()
+    waiter = threading.Thread(target=late.pause, args=(stop, 600.0))
+    waiter.start()
+    late.retry_soon()
+    waiter.join(60)
+    assert not waiter.is_alive()
+    waiter = threading.Thread(target=late.pause, args=(stop, 600.0))
+    waiter.start()
+    stop.set()
+    waiter.join(60)
+    assert not waiter.is_alive()
 
 
 def finding(worker: str | None, error: str | None = "boom", kind: str = UNREACHABLE) -> Finding:

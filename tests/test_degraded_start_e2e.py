@@ -20,6 +20,7 @@ from mailrouter.config.load import load_config
 from mailrouter.store import FILED, MessageRow
 from mailrouter.testing.samples import demo_samples
 from tests.mailcheck import ROOT, count_rows, parsed, start_daemon_process, wait_for
+from tests.test_wedge_e2e import NotifyListener
 
 pytestmark = pytest.mark.integration
 
@@ -109,13 +110,16 @@ def _forward_reached(bed, config, sample) -> bool:
     return any(subject in str(parsed(raw)["Subject"]) for raw in bed.fetch_all(rep.email))
 
 
-def test_one_dead_server_at_start_delays_no_other_mailbox_and_is_served_once_it_comes_up(make_bed, tmp_path):
+def test_one_dead_server_at_start_delays_no_other_mailbox_and_is_served_once_it_comes_up(make_bed, tmp_path,
+                                                                                         monkeypatch):
     bed = make_bed(extra_addresses=("late@example.com",))
     late = LateServer(bed.imap_port)
+    systemd = NotifyListener()
     try:
         path = _config(bed, tmp_path, {"late": {"port": late.port}})
         config = load_config(path)
         log = tmp_path / "daemon.log"
+        monkeypatch.setenv("NOTIFY_SOCKET", str(systemd.path))
         process = start_daemon_process(path, log)
         try:
             first, second = _routed(2)
@@ -136,10 +140,17 @@ def test_one_dead_server_at_start_delays_no_other_mailbox_and_is_served_once_it_
             wait_for(lambda: _forward_reached(bed, config, second), "late's forward in the rep's mailbox", 60)
             assert "not connected" not in _status(path)
             assert sum("mailbox late: connected" in line for line in log.read_text().splitlines()) == 1
+            statuses = [text for _, text in list(systemd.received) if "STATUS=" in text]
+            # `systemctl status`: READY names the dead mailbox; the last word says all are in again
+            ready = next(text for text in statuses if text.startswith("READY=1"))
+            assert "not connected: mailbox late (since" in ready, statuses
+            wait_for(lambda: "not connected" not in [t for _, t in list(systemd.received) if "STATUS=" in t][-1],
+                     "a STATUS without the outage", 30)
         finally:
             assert _stop(process) == 0
     finally:
         late.close()
+        systemd.close()
     assert "Traceback" not in log.read_text()
     # one ERROR at start, not one per retry
     assert sum(" ERROR " in line and "late" in line for line in log.read_text().splitlines()) == 1, log.read_text()
@@ -221,6 +232,33 @@ def test_a_refused_login_stops_no_other_mailbox_and_shows_in_status(make_bed, tm
     assert any(" ERROR " in line and "mailbox late: not connected at start" in line and "login refused" in line
                for line in lines), log.read_text()
     assert "not-the-password" not in log.read_text()
+
+
+def test_a_reload_after_fixing_a_refused_password_connects_at_once(make_bed, tmp_path):
+    """A refused login is retried only every 1 to 10 min; the person who fixed the password
+    and ran `systemctl reload` should not wait that long."""
+    bed = make_bed(extra_addresses=("late@example.com",))
+    secret = tmp_path / "late-password"
+    secret.write_text("not-the-password")
+    secret.chmod(0o600)
+    path = _config(bed, tmp_path, {"late": {"password_file": str(secret)}})
+    config = load_config(path)
+    log = tmp_path / "daemon.log"
+    process = start_daemon_process(path, log)
+    try:
+        wait_for(lambda: "mailrouter started" in log.read_text() or process.poll() is not None, "the start", 120)
+        assert process.poll() is None, log.read_text()
+        secret.write_text(bed.password)
+        process.send_signal(signal.SIGHUP)
+        # the first retry after a refusal is 60 s away: connecting well before it means the reload woke it
+        wait_for(lambda: "mailbox late: connected" in log.read_text(), "late connected after the reload", 40)
+        (sample,) = _routed(1)
+        bed.deliver("late@example.com", sample.raw, mail_from=sample.envelope_from)
+        wait_for(lambda: count_rows(config, MessageRow.mailbox == "late", MessageRow.state == FILED) >= 1,
+                 "late's mail routed", 120)
+        assert "not connected" not in _status(path)
+    finally:
+        assert _stop(process) == 0
 
 
 def test_every_mailbox_dead_refuses_the_start(make_bed, tmp_path):

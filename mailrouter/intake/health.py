@@ -28,6 +28,7 @@ log = logging.getLogger("mailrouter.connection")
 
 REFUSED = "refused"  # a person must act: a password, a certificate
 UNREACHABLE = "unreachable"  # the server or the network: it may come back by itself
+STOP_CHECK = 0.5  # seconds: how soon a backoff notices a retry_soon() (a stop is noticed at once)
 REFUSED_REMINDER = 600.0  # seconds between ERROR lines for the same refused login
 UNREACHABLE_REMINDER = 3600.0  # seconds between WARNING lines for the same unreachable server
 
@@ -71,6 +72,7 @@ class Link:
         self._told_at = 0.0  # monotonic time of the last WARNING or ERROR line about this outage
         self._on_change, self._clock, self._monotonic = on_change, clock, monotonic
         self._lock = threading.Lock()
+        self._soon = threading.Event()
 
     def down_at_start(self, kind: str, reason: str, retry: str) -> None:
         """The start-up login failed: one ERROR line; the loop retries while the others run."""
@@ -103,6 +105,19 @@ class Link:
                     "login still refused" if kind == REFUSED else "still not connected",
                     format_since(outage, now), reason, delay)
         self._on_change(self.label, outage)
+
+    def retry_soon(self) -> None:
+        """End the current backoff: a reload may have brought the password a refused login needed
+        (a refused login otherwise waits up to 10 min)."""
+        self._soon.set()
+
+    def pause(self, stop: threading.Event, delay: float) -> None:
+        """Wait out a backoff of `delay` seconds, or until `stop` or retry_soon()."""
+        deadline = self._monotonic() + delay
+        while not self._soon.is_set() and not stop.wait(min(max(deadline - self._monotonic(), 0.0), STOP_CHECK)):
+            if self._monotonic() >= deadline:
+                break
+        self._soon.clear()
 
     def connected(self) -> None:
         """A session is open: one INFO line if it ends an outage."""

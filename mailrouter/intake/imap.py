@@ -660,7 +660,7 @@ def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
     backoff = Backoff()
     told, told_at = -1, 0.0  # the round count when a disk line was last logged, and when: one per outage, a reminder every 10 min
     if link.outage is not None and link.outage.kind == REFUSED:
-        stop.wait(backoff.refused())  # the start-up check was just refused: no second try at once
+        link.pause(stop, backoff.refused())  # the start-up check was just refused: no second try at once
     while not stop.is_set():
         started, rounds = time.monotonic(), progress()
         try:
@@ -698,7 +698,7 @@ def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
                 if not repeat:
                     told, told_at = outage, time.monotonic()
         backoff.after_session(progress() > rounds, time.monotonic() - started)
-        stop.wait(delay)
+        link.pause(stop, delay)
 
 
 class SlotsBusy(ImapThrottled):

@@ -53,6 +53,14 @@ class Board:
         with self._lock:
             return self.links.setdefault(label, Link(label, self._changed, self._clock))
 
+    def retry_soon(self) -> None:
+        """Every worker not connected tries again now (after a reload)."""
+        with self._lock:
+            links = list(self.links.values())
+        for link in links:
+            if link.outage is not None:
+                link.retry_soon()
+
     def outages(self) -> dict[str, Outage]:
         with self._lock:
             links = list(self.links.values())

@@ -169,6 +169,7 @@ class Daemon:
         if pending := restart_only(self.config, new):
             log.warning("%s change only with a restart; the rest is reloaded", ", ".join(pending))
         self._use(parts)
+        self.board.retry_soon()  # a fixed password or address is tried now, not after the backoff
         self.timers.reschedule(new)
         log.info("reloaded %s: %s", path, self.summary())
         return True
