@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from mailrouter.commands.demo import write_testbed_config
+from mailrouter.commands.demo import rep_reply_sources, write_testbed_config
 from mailrouter.config.load import load_config
 from mailrouter.store import FILED, MessageRow
 from mailrouter.testing.samples import demo_samples
@@ -259,6 +259,40 @@ def test_a_reload_after_fixing_a_refused_password_connects_at_once(make_bed, tmp
         assert "not connected" not in _status(path)
     finally:
         assert _stop(process) == 0
+
+
+def test_a_reply_source_refused_at_start_stops_nothing_and_a_reload_with_its_password_fixed_connects(
+        make_bed, tmp_path):
+    bed = make_bed(extra_addresses=("late@example.com",))
+    secret = tmp_path / "reply-password"
+    secret.write_text("not-the-password")
+    secret.chmod(0o600)
+    path = write_testbed_config(ROOT / "config.toml", bed, tmp_path)
+    sources = rep_reply_sources(ROOT / "config.toml", bed, tmp_path / "password")[:2]
+    sources[1]["password_file"] = str(secret)
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    data["reply_source"] = sources
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    config = load_config(path)
+    label = f"reply source rep_mailbox:{sources[1]['rep']}"
+    log = tmp_path / "daemon.log"
+    process = start_daemon_process(path, log)
+    try:
+        (sample,) = _routed(1)
+        bed.deliver("sales@example.com", sample.raw, mail_from=sample.envelope_from)
+        wait_for(lambda: count_rows(config, MessageRow.state == FILED) >= 1 or process.poll() is not None,
+                 "sales routed beside a refused reply source", 120)
+        assert process.poll() is None, log.read_text()
+        text = _status(path)
+        assert f"{label}:\n  connection" in text and "login refused" in text, text
+        secret.write_text(bed.password)
+        process.send_signal(signal.SIGHUP)  # the watcher takes the reloaded password
+        wait_for(lambda: f"{label}: connected" in log.read_text(), "the reply source connected after the reload", 60)
+        assert "not connected" not in _status(path)
+    finally:
+        assert _stop(process) == 0
+    assert any(" ERROR " in line and f"{label}: not connected at start" in line
+               for line in log.read_text().splitlines()), log.read_text()
 
 
 def test_every_mailbox_dead_refuses_the_start(make_bed, tmp_path):

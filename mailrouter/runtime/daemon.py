@@ -25,7 +25,7 @@ from mailrouter.metrics import Metrics, MetricsServer, start_metrics_server
 from mailrouter.parse.process import make_parser
 from mailrouter.model import Clock
 from mailrouter.runtime.assemble import Components, Shared, assemble
-from mailrouter.sla.replies import ReplyWatcher, reply_settings
+from mailrouter.sla.replies import ReplyWatcher
 from mailrouter.sla.chat import forget_posted, resume as resume_chat
 from mailrouter.sla.webhook import WebhookSender
 from mailrouter.intake.spool import Spool
@@ -82,7 +82,6 @@ class Daemon:
                                       self.followup, self.metrics, link=self.board.link(f"mailbox {mb.name}"))
                         for mb in config.mailboxes]
         self.reply_watchers = [ReplyWatcher(src, config, self.recorder, self.stop_event,
-                                            reply_settings(src, config),
                                             link=self.board.link(f"reply source {src.name}"))
                                for src in config.sla.reply_sources]
         self.timers = Timers(TimedWork(digests=self.send_digests, sweep=self.request_sweeps,
