@@ -98,8 +98,17 @@ def test_connecting_again_is_one_info_line_and_clears_the_outage(caplog):
     late.connected()  # a routine reconnect later says nothing
     assert levels(caplog) == ["ERROR", "INFO"]
     assert caplog.records[-1].getMessage().startswith("mailbox late: connected, after 3m05s not connected (")
-    assert [outage for _, outage in changes][-1] is None and late.outage is None
-    assert len(changes) == 2
+    assert changes == [("mailbox late", None)] and late.outage is None
+
+
+def test_a_start_outage_is_handed_on_once_when_serving_begins():
+    changes: list = []
+    late = link(Ticks(), changes)
+    late.down_at_start(UNREACHABLE, str(DEAD), "soon")
+    assert changes == []
+    late.serving()
+    late.serving()  # the lease lost and taken again: said already
+    assert [(label, outage.kind) for label, outage in changes] == [("mailbox late", UNREACHABLE)]
 
 
 def test_the_first_connect_clears_what_a_previous_run_left():
@@ -206,6 +215,9 @@ def test_the_board_writes_an_outage_for_status_and_removes_it_on_connect(session
     lines: list[str] = []
     board = Board(sessions, on_status=lines.append, clock=lambda: NOW - timedelta(minutes=30))
     board.link("mailbox info").down_at_start(REFUSED, "login refused: [AUTHENTICATIONFAILED]", "later")
+    with sessions() as session:  # not yet: this instance may be a standby that never works it
+        assert session.scalars(select(ConnectionProblemRow)).all() == []
+    board.link("mailbox info").serving()  # keep_serving runs only while this instance holds the lease
     with sessions() as session:
         (row,) = session.scalars(select(ConnectionProblemRow)).all()
     assert (row.name, row.kind, row.since) == ("mailbox info", REFUSED, NOW - timedelta(minutes=30))
@@ -235,8 +247,9 @@ def test_status_names_a_reply_source_that_is_not_connected(sessions: sessionmake
 
     source = ReplySource(name="rep_mailbox:li", kind="rep_mailbox", server=config.mailboxes[0].server, rep="li")
     config = replace(config, sla=replace(config.sla, reply_sources=(source,)))
-    Board(sessions, clock=lambda: NOW).link("reply source rep_mailbox:li").down_at_start(
-        UNREACHABLE, "connect to imap.example.com:993: timed out", "soon")
+    link = Board(sessions, clock=lambda: NOW).link("reply source rep_mailbox:li")
+    link.down_at_start(UNREACHABLE, "connect to imap.example.com:993: timed out", "soon")
+    link.serving()
     text = format_status(status_summary(sessions, config, NOW))
     assert "reply source rep_mailbox:li:\n  connection     not connected since" in text
     assert "unreachable: connect to imap.example.com:993: timed out" in text

@@ -73,14 +73,25 @@ class Link:
         self._on_change, self._clock, self._monotonic = on_change, clock, monotonic
         self._lock = threading.Lock()
         self._soon = threading.Event()
+        self._unsaid = False  # an outage from the start check, not yet handed to on_change
 
     def down_at_start(self, kind: str, reason: str, retry: str) -> None:
-        """The start-up login failed: one ERROR line; the loop retries while the others run."""
+        """The start-up login failed: one ERROR line; the loop retries while the others run.
+        Handed on only once this instance serves the worker (serving()): with several
+        instances, a standby's start check must not tell `status` about a mailbox another
+        instance works."""
         now = self._clock()
         with self._lock:
             self.outage, self._known, self._told_at = Outage(kind, reason, now, now), True, self._monotonic()
+            self._unsaid = True
         log.error("%s: not connected at start (%s); retrying %s; the others run", self.label, reason, retry)
-        self._on_change(self.label, self.outage)
+
+    def serving(self) -> None:
+        """This instance works the worker now (it holds its lease): hand on the start's outage."""
+        with self._lock:
+            outage, self._unsaid = (self.outage if self._unsaid else None), False
+        if outage is not None:
+            self._on_change(self.label, outage)
 
     def failed(self, exc: Exception, delay: float) -> None:
         """A try failed: said when an outage begins or changes cause, reminded now and then,
@@ -95,7 +106,7 @@ class Link:
             loud = before is None or before.kind != kind or reminder_due(kind, self._told_at, tick)
             if loud:
                 self._told_at = tick
-            self._known = True
+            self._known, self._unsaid = True, False
             outage = self.outage
         level = logging.DEBUG if not loud else logging.ERROR if kind == REFUSED else logging.WARNING
         if before is None:
@@ -123,7 +134,7 @@ class Link:
         """A session is open: one INFO line if it ends an outage."""
         with self._lock:
             before, known = self.outage, self._known
-            self.outage, self._known = None, True
+            self.outage, self._known, self._unsaid = None, True, False
         if before is not None:
             log.info("%s: connected, after %s not connected (%s)", self.label,
                      format_since(before, self._clock()), before.reason)

@@ -657,6 +657,7 @@ def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
     from mailrouter.intake.health import REFUSED, Link as _Link
 
     link = link or _Link(name)
+    link.serving()
     backoff = Backoff()
     told, told_at = -1, 0.0  # the round count when a disk line was last logged, and when: one per outage, a reminder every 10 min
     if link.outage is not None and link.outage.kind == REFUSED:
