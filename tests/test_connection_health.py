@@ -124,7 +124,12 @@ def test_a_connection_lost_while_running_is_a_warning_once(caplog):
     late.connected()
     late.failed(DEAD, 1)
     late.failed(DEAD, 2)
-    assert levels(caplog) == ["WARNING", "DEBUG"]
+    ticks.advance(3)
+    late.connected()  # back within seconds: a blip, whose end is no news
+    late.failed(DEAD, 1)
+    ticks.advance(300)
+    late.connected()  # five minutes out: its end is
+    assert levels(caplog) == ["WARNING", "DEBUG", "DEBUG", "WARNING", "INFO"]
     assert caplog.records[0].getMessage().startswith("mailbox late: not connected (connect to ")
 
 

@@ -31,6 +31,9 @@ UNREACHABLE = "unreachable"  # the server or the network: it may come back by it
 STOP_CHECK = 0.5  # seconds: how soon a backoff notices a retry_soon() (a stop is noticed at once)
 REFUSED_REMINDER = 600.0  # seconds between ERROR lines for the same refused login
 UNREACHABLE_REMINDER = 3600.0  # seconds between WARNING lines for the same unreachable server
+# A connection lost while running and back within this is a blip (a server closing idle sessions):
+# its end is logged at DEBUG, since the loss was already one WARNING and the session logs its start.
+BLIP = 60.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Outage:
     reason: str  # as the server or the socket said it
     since: datetime  # when it was first not connected
     tried_at: datetime  # the last failed try
+    at_start: bool = False  # the start-up check failed: its end is news whatever its length
 
 
 def outage_kind(exc: Exception) -> str:
@@ -82,7 +86,7 @@ class Link:
         instance works."""
         now = self._clock()
         with self._lock:
-            self.outage, self._known, self._told_at = Outage(kind, reason, now, now), True, self._monotonic()
+            self.outage, self._known, self._told_at = Outage(kind, reason, now, now, True), True, self._monotonic()
             self._unsaid = True
         log.error("%s: not connected at start (%s); retrying %s; the others run", self.label, reason, retry)
 
@@ -136,7 +140,9 @@ class Link:
             before, known = self.outage, self._known
             self.outage, self._known, self._unsaid = None, True, False
         if before is not None:
-            log.info("%s: connected, after %s not connected (%s)", self.label,
-                     format_since(before, self._clock()), before.reason)
+            now = self._clock()
+            news = before.at_start or (now - before.since).total_seconds() >= BLIP
+            log.log(logging.INFO if news else logging.DEBUG, "%s: connected, after %s not connected (%s)",
+                    self.label, format_since(before, now), before.reason)
         if before is not None or not known:
             self._on_change(self.label, None)
