@@ -266,3 +266,37 @@ def test_status_line_is_one_line_and_bounded():
     line = status_line({"mailbox a": outage, "mailbox b": outage})
     assert line.startswith("not connected: mailbox a (since 02:00 UTC, unreachable: xxx")
     assert len(line) < 400 and line.count("mailbox ") == 2
+
+
+def _login(worker: str | None, answer: threading.Event | None = None, error: str | None = None):
+    from mailrouter.runtime.preflight import _Login
+
+    def attempt():
+        if answer is not None:
+            answer.wait(60)
+        return error, [], UNREACHABLE
+    return _Login(worker or "SMTP", worker, attempt)
+
+
+def test_a_silent_mailbox_is_left_behind_once_another_is_in():
+    from mailrouter.runtime.preflight import LABELS, _all_at_once
+
+    silent = threading.Event()
+    try:
+        found = _all_at_once([_login("mailbox late", silent), _login("mailbox sales"), _login(None)], 0.2,
+                             LABELS["en"])
+    finally:
+        silent.set()
+    assert [(f.worker, f.error) for f in found] == [
+        ("mailbox late", "no answer within 0 s (a firewall dropping packets, or a server that hangs)"),
+        ("mailbox sales", None), (None, None)]
+
+
+def test_with_no_mailbox_in_the_start_waits_for_the_real_answers():
+    """Else a slow network at boot would be reported as 'no answer' instead of its cause."""
+    from mailrouter.runtime.preflight import LABELS, _all_at_once
+
+    slow = threading.Event()
+    threading.Timer(1.0, slow.set).start()  # answers after the 0.2 s start wait
+    found = _all_at_once([_login("mailbox sales", slow, "connection refused"), _login(None)], 0.2, LABELS["en"])
+    assert [(f.worker, f.error) for f in found] == [("mailbox sales", "connection refused"), (None, None)]
