@@ -183,15 +183,23 @@ def test_a_reparse_over_the_time_budget_is_cut_off_and_the_mailbox_goes_on(bed, 
     assert "parse took longer than 5s (daemon.parse_timeout)" in log.read_text()
 
 
+def reminded(config) -> bool:
+    with open_database(config.database)() as session:
+        return any(d.startswith("reminded") for d in session.scalars(select(SlaStepRow.detail)))
+
+
 def message_id_of(raw: bytes) -> str:
     from tests.test_strikes import message_id
     return message_id(raw)
 
 
-def test_a_kill_during_the_ladders_parse_counts_and_the_second_sets_the_message_aside(bed, tmp_path):
+def test_a_kill_during_the_ladders_parse_counts_the_reminder_goes_without_it_the_reassignment_sets_it_aside(
+        bed, tmp_path):
     """A death during the sweep's re-parse is a strike like a death during admission: twice
-    alone, and the next sweep quarantines the message without parsing it again (before, every
-    start parsed it again and died: the mailbox never got past its ladder step)."""
+    alone, and the message is not parsed again (before, every start parsed it again and died:
+    the mailbox never got past its ladder step). The reminder still reaches the rep, without
+    the buyer's text; the reassignment, which would forward what it cannot read, sets the
+    message aside in Quarantine and ends the ladder."""
     from tests.test_strikes import europe, message_id
 
     config = configure(bed, tmp_path, {"sla": {"sweep_interval": 0.1}}, parse_workers=0)
@@ -221,6 +229,10 @@ def test_a_kill_during_the_ladders_parse_counts_and_the_second_sets_the_message_
                 raise AssertionError(f"start {attempt} was not killed in the parse:\n{log.read_text()}") from None
             assert kills.read_text().count("killed") == attempt
             process = start()
+        wait_for(lambda: reminded(config), "the reminder sent without the buyer's text", timeout=BOUND)
+        routed = holding(bed, "sales@example.com", message_id(poison.raw))
+        assert routed and config.folders.quarantine not in routed[0]  # the reminder set nothing aside
+        set_clock(clock, TUESDAY_10 + timedelta(minutes=31))  # the reassignment is due
         quarantine = server_folder(bed, "sales@example.com", config.folders.quarantine)
         wait_for(lambda: holding(bed, "sales@example.com", message_id(poison.raw)) == [quarantine],
                  "the copy set aside in Quarantine", timeout=BOUND)
@@ -229,10 +241,13 @@ def test_a_kill_during_the_ladders_parse_counts_and_the_second_sets_the_message_
     finally:
         process.kill()
         process.wait()
-    assert kills.read_text().count("killed") == 2  # the third start did not parse it again
+    assert kills.read_text().count("killed") == 2  # neither later step parsed it again
     with open_database(config.database)() as session:
         (assignment,) = session.scalars(select(AssignmentRow))
-        details = session.scalars(select(SlaStepRow.detail)).all()
+        details = session.scalars(select(SlaStepRow.detail).order_by(SlaStepRow.id)).all()
     assert assignment.end_reason == "quarantined"
-    assert details == ["quarantined instead: failed twice the same way: the daemon ended while working on it"]
+    why = "failed twice the same way: the daemon ended while working on it"
+    assert details == [f"reminded zhang (without the buyer's text: not parsed again: {why})",
+                       "skipped: reassign@30m was due as well",  # the escalation, overtaken
+                       f"quarantined instead: {why}"]
     assert "original not parsed within the bounds, ladder ended" in log.read_text()

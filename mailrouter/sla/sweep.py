@@ -10,8 +10,10 @@ assignment's row lock: the second passes it by and finds the step taken next tim
 A step parses the original again (the notices quote it, a reassignment forwards it), under the
 bounds intake uses: in the parser process, within daemon.parse_timeout and parse_memory_mb, its
 try marked in the strikes table first (act/strikes.py). A message that cannot be parsed within
-them is set aside as intake would: its copy goes to Quarantine with why and its ladder ends, one
-log line; a death during the parse counts, and after two the message is not parsed again.
+them goes on without it where it can: a reminder or escalation is sent without the buyer's text (the
+step's line says why). A reassignment cannot forward what it cannot read: the message is set aside as
+intake would, its copy to Quarantine with why and its ladder ended, one log line. A death during the
+parse counts, and after two the message is not parsed again.
 """
 from __future__ import annotations
 
@@ -127,24 +129,24 @@ class FollowUp:
                       raw: Original | None) -> int:
         """The original parsed again (within the bounds), then the step taken in one transaction."""
         try:
-            parsed = self._reparse(place, raw) if raw is not None else None
+            parsed, tried = self._reparse(place, raw) if raw is not None else (None, False)
         except _TriedElsewhere:
             return 0  # another instance is on this message's step right now; its record stands
         pending = Pending([], notice_excerpt(parsed))
         try:
-            taken = self._record_step(mailbox, assignment_id, now, place, raw, parsed, pending)
+            taken = self._record_step(mailbox, assignment_id, now, place, raw, parsed, pending, tried)
         except BaseException:
-            if parsed is not None:
+            if tried:
                 self._unmark(place)  # an exception, not a death: the next sweep tries it afresh
             raise
         self._after_commit(pending)
         return taken
 
     def _record_step(self, mailbox: MailboxConfig, assignment_id: int, now: datetime, place: Arrival,
-                     raw: Original | None, parsed: Parsed | None, pending: Pending) -> int:
+                     raw: Original | None, parsed: Parsed | None, pending: Pending, tried: bool) -> int:
         with self.sessions.begin() as session:
             store.begin_writing(session)
-            if parsed is not None:  # the parse is over, whatever this transaction decides
+            if tried:  # the parse is over, whatever this transaction decides (struck out: kept so)
                 self.strikes.clear([place], session)
             if store.claim_assignment(session, assignment_id) is None:
                 return 0  # another instance is taking this step now; its record stands
@@ -155,7 +157,8 @@ class FollowUp:
             if assignment is not None and message is not None:
                 step, skipped = latest_only(steps)
                 self._skip(session, assignment, message, skipped, step, now)
-                if step is not None and parsed is not None and parsed.inquiry is None:
+                if step is not None and step.kind is StepKind.REASSIGN and parsed is not None and parsed.inquiry is None:
+                    # a forward to the next rep needs the inquiry; a notice goes without its excerpt
                     self._set_aside(session, assignment, message, step, now, parsed.problem)
                 elif step is not None:
                     self._take(session, mailbox, assignment, message, step, now, pending, raw, parsed)
@@ -163,17 +166,18 @@ class FollowUp:
                 pending.chat = queue_chat(session, self.config, pending.notices, now)
         return len(steps)
 
-    def _reparse(self, place: Arrival, raw: Original) -> Parsed:
+    def _reparse(self, place: Arrival, raw: Original) -> tuple[Parsed, bool]:
         """The original parsed again within the parse bounds, its try marked first (a kill during
-        it counts, act/strikes.py); struck twice the same way, it is not parsed again."""
+        it counts, act/strikes.py), and True; struck twice the same way, it is not parsed again
+        (False), and stays struck for the ladder's later steps."""
         try:
             doomed = self.strikes.begin([place]).get(place)
         except (IntegrityError, StaleDataError):  # its row written or cleared meanwhile by another sweep
             raise _TriedElsewhere() from None
         if doomed is not None:
-            return Parsed(None, doomed, raw.sha256, raw.content_key, raw.size)
+            return Parsed(None, doomed, raw.sha256, raw.content_key, raw.size), False
         try:
-            return raw.parse(self.config.parse, self.parse)
+            return raw.parse(self.config.parse, self.parse), True
         except BaseException:  # the parser closing under a stop, say: not the message's doing
             self._unmark(place)
             raise
@@ -212,6 +216,8 @@ class FollowUp:
                 StepKind.ESCALATE: self._escalate,
                 StepKind.POOL: self._pool,
             }[step.kind](session, mailbox, a, message, step, now, pending)
+            if parsed is not None and parsed.inquiry is None and step.kind is not StepKind.POOL:
+                detail += f" (without the buyer's text: not parsed again: {parsed.problem})"
         session.add(SlaStepRow(assignment=a.id, step=step.key, kind=step.kind.value,
                                due_at=now, done_at=now, detail=detail))
         self.metrics.sla_step_taken(step.kind.value)
