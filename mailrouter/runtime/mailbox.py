@@ -176,7 +176,9 @@ class MailboxWorker:
             self.round(conn, uidvalidity)  # catch up on everything since the last connection
             last_round = time.monotonic()
             while not self.stop.is_set():
-                if not self._lease.held():  # lost: another instance may work it now
+                # lost, or handed to an instance with fewer: only with no send in flight and
+                # every outcome recorded, or the taker would forward it again
+                if not self._lease.held(clean=self._sending is None):
                     return False
                 # more mailboxes than daemon.max_connections_per_server: IDLE would keep the slot
                 # for hours and starve the others, so after a round it goes to the next in line
