@@ -97,8 +97,14 @@ class Census:
     def fewest(self) -> int:
         return min(self.of(i) for i in self.instances)
 
-    def free(self, wanted: int) -> bool:
-        return sum(self.held.values()) < wanted
+    def free(self, wanted: int) -> int:
+        """Leases nobody holds: handed over and not yet taken, or their holder gone."""
+        return wanted - sum(self.held.values())
+
+    def counting(self, instance: int, mine: int) -> Census:
+        """This census with `instance` holding `mine`: an instance knows its own count better
+        than a census up to CENSUS_EVERY old."""
+        return Census(self.instances | {instance}, {**self.held, instance: mine})
 
 
 def fair_share(wanted: int, live: int) -> tuple[int, int]:
@@ -108,12 +114,16 @@ def fair_share(wanted: int, live: int) -> tuple[int, int]:
 
 
 def hand_over_due(census: Census, me: int, wanted: int) -> bool:
-    """One of mine should go: more than the share, or two more than the instance with the
-    fewest. Only while none is free, so leases move one at a time and never pile up unheld."""
-    if len(census.instances) < 2 or me not in census.instances or census.free(wanted):
+    """One of mine should go. Above the share: while fewer are free than I hold too many (so
+    an instance that kept them all sheds them in one go, each loop at its own clean point). Two
+    above the instance with the fewest: only while none is free, so those move one at a time
+    and two instances at the share never both hand one to the third."""
+    if len(census.instances) < 2 or me not in census.instances:
         return False
-    mine = census.of(me)
-    return mine > fair_share(wanted, len(census.instances))[1] or mine >= census.fewest() + 2
+    mine, most = census.of(me), fair_share(wanted, len(census.instances))[1]
+    if mine > most:
+        return census.free(wanted) < mine - most
+    return census.free(wanted) <= 0 and mine >= census.fewest() + 2
 
 
 def eager(census: Census, me: int, wanted: int) -> bool:
@@ -141,6 +151,7 @@ class Instance:
     def __init__(self, sessions: sessionmaker[Session], url: str | None) -> None:
         self.sessions = sessions
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
         self._held: dict[str, datetime] = {}  # name -> held since
         self._wanted: set[str] = set()  # names of every lease this process works when it can
         self._renewed_at: datetime | None = None
@@ -157,34 +168,37 @@ class Instance:
         with self._lock:
             self._wanted.add(name)
 
-    def wanted(self, kind: str) -> int:
-        with self._lock:
-            return sum(1 for name in self._wanted if kind_of(name) == kind)
-
+    # Row writes take turns (_writing), each reading _held inside its turn: a renewal begun
+    # before a release would otherwise write back the row the release had just removed.
     def show(self, name: str, since: datetime, now: datetime) -> None:
         """A lease just taken: its row at once (status shows the change), the others' later."""
-        with self._lock:
-            self._held[name] = since
-            if self._renewed_at is None:
-                self._renewed_at = now  # the renewal period starts with the first lease
-        self._write({name: since}, now)
+        with self._writing:
+            with self._lock:
+                self._held[name] = since
+                if self._renewed_at is None:
+                    self._renewed_at = now  # the renewal period starts with the first lease
+            self._write({name: since}, now)
 
     def renew_if_due(self, now: datetime) -> None:
         with self._lock:
             if self._renewed_at is not None and (now - self._renewed_at).total_seconds() < RENEW_EVERY:
                 return
-            self._renewed_at, held = now, dict(self._held)
-        if held:
-            self._write(held, now)
+            self._renewed_at = now
+        with self._writing:
+            with self._lock:
+                held = dict(self._held)
+            if held:
+                self._write(held, now)
 
     def hide(self, name: str) -> None:
-        with self._lock:
-            self._held.pop(name, None)
-        try:
-            with self.sessions.begin() as session:
-                session.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == instance_name()))
-        except (SQLAlchemyError, OSError):
-            pass  # the display row only; the lock goes with the lease
+        with self._writing:
+            with self._lock:
+                self._held.pop(name, None)
+            try:
+                with self.sessions.begin() as session:
+                    session.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == instance_name()))
+            except (SQLAlchemyError, OSError):
+                pass  # the display row only; the lock goes with the lease
 
     def _write(self, held: dict[str, datetime], now: datetime) -> None:
         """One transaction for all `held`; display only, so a failure is a warning, once."""
@@ -217,15 +231,43 @@ class Instance:
             cached = self._census.get(kind)
             if cached is not None and (now - cached[0]).total_seconds() < CENSUS_EVERY:
                 return cached[1]
-            found = self._count(kind)
+            found = self._read_census(kind)
             self._census[kind] = (now, found)
             return found
 
-    def forget_census(self) -> None:
-        with self._census_lock:
-            self._census.clear()
+    def eager(self, kind: str, now: datetime) -> bool | None:
+        """Whether to try free leases of `kind` at every poll; None when there is nobody to
+        spread with (alone, or no census): then every free lease is tried, none paused."""
+        census = self.census(kind, now)
+        with self._lock:
+            if census is None or self.id is None or len(census.instances | {self.id}) < 2:
+                return None
+            census = census.counting(self.id, self._holding(kind))
+            return eager(census, self.id, self._count(kind, self._wanted))
 
-    def _count(self, kind: str) -> Census | None:
+    def hand_over(self, name: str, now: datetime) -> str | None:
+        """Why `name` goes to another instance now (None: it stays). One that goes is no longer
+        counted as ours from here, so loops deciding at once never all go on one count."""
+        kind = kind_of(name)
+        census = self.census(kind, now)
+        with self._lock:
+            if census is None or self.id is None or name not in self._held:
+                return None
+            census = census.counting(self.id, self._holding(kind))
+            wanted = self._count(kind, self._wanted)
+            if not hand_over_due(census, self.id, wanted):
+                return None
+            self._held.pop(name)
+            return describe_share(census, self.id, wanted)
+
+    def _holding(self, kind: str) -> int:
+        return self._count(kind, self._held)
+
+    @staticmethod
+    def _count(kind: str, names) -> int:
+        return sum(1 for name in names if kind_of(name) == kind)
+
+    def _read_census(self, kind: str) -> Census | None:
         conn = self._connect()
         if conn is None:
             return None
@@ -379,7 +421,6 @@ class PostgresLease(Lease):
             if self.instance.id is not None:  # counted as ours in the census, gone with the connection
                 self._conn.scalar(text("SELECT pg_try_advisory_lock_shared(:space, :me)"),
                                   {"space": holding_space(self._kind), "me": self.instance.id})
-            self.instance.forget_census()
             return True
         except SQLAlchemyError as exc:
             log.warning("%s: cannot reach the database for the lease: %s", self.name, exc)
@@ -388,13 +429,12 @@ class PostgresLease(Lease):
 
     def _may_try(self) -> bool:
         now = self.clock()
-        census = self.instance.census(self._kind, now)
-        if census is None or len(census.instances) < 2:
+        first = self.instance.eager(self._kind, now)
+        if first is None:
             return True
         if self._handed_at is not None and (now - self._handed_at).total_seconds() < HAND_BACK_AFTER:
             return False
-        me = self.instance.id
-        if me is None or eager(census, me, self.instance.wanted(self._kind)):
+        if first:
             return True
         if self._tried_at is None or (now - self._tried_at).total_seconds() >= AT_SHARE_TRY:
             self._tried_at = now
@@ -403,13 +443,11 @@ class PostgresLease(Lease):
 
     def _hand_over_due(self) -> bool:
         now = self.clock()
-        census, me = self.instance.census(self._kind, now), self.instance.id
-        wanted = self.instance.wanted(self._kind)
-        if census is None or me is None or not hand_over_due(census, me, wanted):
+        why = self.instance.hand_over(self.name, now)
+        if why is None:
             return False
-        log.info("%s: handed over to balance instances (%s)", self.name, describe_share(census, me, wanted))
+        log.info("%s: handed over to balance instances (%s)", self.name, why)
         self._handed_at = now
-        self.instance.forget_census()  # our count changed: the next decision reads it anew
         return True
 
     def _lock_alive(self) -> bool:
