@@ -129,3 +129,31 @@ def test_a_lease_handed_over_is_taken_by_an_instance_below_its_share_within_a_po
     finally:
         for lease in mine + theirs:
             lease.release()
+
+
+def test_mailboxes_and_reply_sources_are_spread_each_on_their_own(postgres) -> None:
+    """Reply watchers hold leases too, under the same rules; a share of each kind, so one
+    instance never ends with all the mailboxes and the other with all the reply sources."""
+    url = postgres.new_database()
+    sessions = open_database(url)
+    clock = [datetime(2026, 12, 4, 22, 0, tzinfo=timezone.utc)]
+    names = ["mailbox sales", "mailbox info", "reply_source zhang", "reply_source li"]
+    first, second = Instance(sessions, url), Instance(sessions, url)
+    mine = [PostgresLease(name, sessions, url, lambda: clock[0], first) for name in names]
+    theirs = [PostgresLease(name, sessions, url, lambda: clock[0], second) for name in names]
+    try:
+        assert all(lease.acquire() for lease in mine)
+        assert not any(lease.acquire() for lease in theirs)
+        for _ in range(6):
+            clock[0] += timedelta(seconds=LEASE_POLL)
+            for lease in mine:
+                if lease._since is not None:
+                    lease.held(clean=True)
+            for lease in theirs:
+                lease.acquire()
+        assert [lease.name for lease in theirs if lease._since is not None] in (
+            [a, b] for a in names[:2] for b in names[2:])
+        assert sum(lease._since is not None for lease in mine) == 2
+    finally:
+        for lease in mine + theirs:
+            lease.release()
