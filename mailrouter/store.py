@@ -184,7 +184,7 @@ class AssignmentRow(Base):
     reply_seconds: Mapped[float | None]  # wall time, assigned -> first reply
     reply_business_seconds: Mapped[float | None]  # the same in the team's business hours
     ended_at: Mapped[datetime | None]
-    end_reason: Mapped[str | None] = mapped_column(String(30))  # reassigned|undeliverable|pooled
+    end_reason: Mapped[str | None] = mapped_column(String(30))  # reassigned|undeliverable|pooled|quarantined
     reassigned_from: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"))
     # A Reply-To the forward did not use (decide/trust.py): a reply sent there alone stops no clock.
     suspect_reply_to: Mapped[str | None] = mapped_column(String(320))

@@ -183,3 +183,10 @@ def test_report_lines_and_summary_in_chinese() -> None:
     assert lines[0] == "改变     INBOX#7 <m@x> 发件人 a@b.de: routed zhang (r) -> routed li (r)"
     assert lines[1].startswith("手动     INBOX#7 <m@x> 发件人 a@b.de: 手动分配给 li")
     assert lines[-1] == "2 封中 1 封会改变：1 zhang -> li（1 封为手动分配，不比较）"
+
+
+def test_the_ladder_setting_an_inquiry_aside_is_what_happened_since_the_first_decision() -> None:
+    from mailrouter.commands.dryrun import since_first
+    # the ladder could not parse the original again within the bounds: Quarantine, ladder ended
+    assert since_first([("rule", "zhang", "quarantined")]) == "quarantined"
+    assert since_first([("rule", "zhang", "reassigned"), ("reassign", "li", "pooled")]) == "reassigned to li, pooled"

@@ -224,3 +224,17 @@ def test_a_message_over_the_memory_ceiling_is_quarantined_and_the_parser_goes_on
     assert [p.inquiry is None for p in got] == [False, True, False]
     assert got[1].problem in (OVER_MEMORY, f"two parser processes failed on it: {OVER_MEMORY}")
     assert got[1].size == len(huge) and got[1].sha256
+
+
+def test_a_message_that_runs_the_stdlib_parser_out_of_memory_says_so() -> None:
+    # 16 MB of text on one line needs more than 256 MiB to parse: it runs out inside the stdlib parser's
+    # fallback, whose catch-all once turned the MemoryError into "not parseable as email: "
+    # (an empty reason); the quarantine reason must name the ceiling
+    huge = bulk_samples(1)[0].raw + b"Valves please. " * (16 * 2**20 // 15)
+    parser = ProcessParser(1, min_batch=1, memory_mb=256)
+    try:
+        (got,) = parser.submit([huge], SETTINGS).result(timeout=180)
+    finally:
+        parser.close()
+    assert got.inquiry is None
+    assert got.problem in (OVER_MEMORY, f"two parser processes failed on it: {OVER_MEMORY}")

@@ -30,14 +30,17 @@ from tests.factories import ROOT, example_config
 
 # The daemon (or the admission) with one change: it kills itself when the rules examine the
 # message whose Message-ID is given, as a rule that never returns gets it killed by the watchdog,
-# or when the spool's scanner reads it, as a big message that eats the memory gets it OOM-killed.
+# when the spool's scanner reads it, as a big message that eats the memory gets it OOM-killed,
+# or when the daemon itself parses it (daemon.parse_workers = 0), as a parse that never returns
+# gets it killed by the watchdog (the parser process is another program: this never runs there).
 KILLER = textwrap.dedent("""\
     import os, signal, sys
     from mailrouter.act import admit
     from mailrouter.intake import spool
+    from mailrouter.parse import process
 
     POISON = sys.argv.pop(1)
-    real_examine, real_feed = admit.examine, spool.MessageScanner.feed
+    real_examine, real_feed, real_parse = admit.examine, spool.MessageScanner.feed, process.parse_one
 
     def die():
         with open(os.environ["KILLS"], "a") as kills:
@@ -54,7 +57,12 @@ KILLER = textwrap.dedent("""\
             die()
         return real_feed(self, chunk)
 
-    admit.examine, spool.MessageScanner.feed = examine, feed
+    def parse_one(raw, settings):
+        if POISON.encode() in raw:
+            die()
+        return real_parse(raw, settings)
+
+    admit.examine, spool.MessageScanner.feed, process.parse_one = examine, feed, parse_one
     """)
 DAEMON = KILLER + textwrap.dedent("""\
     from mailrouter.commands.cli import main
@@ -117,17 +125,20 @@ def _env(kills: Path) -> dict[str, str]:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("size,kills", [("small", 3), ("big", 2)])
+@pytest.mark.parametrize("size,kills", [("small", 3), ("big", 2), ("parsed in process", 3)])
 def test_a_message_that_gets_the_daemon_killed_is_quarantined_not_retried_forever(bed, tmp_path, size, kills):
     """Real Dovecot and SMTP, the daemon as systemd runs it. A small poison message kills it in
     the rules, once in its batch and twice alone; a big one while its spool file is scanned,
-    alone each time. The next start files it in Quarantine without trying it again, and the
-    other messages are routed."""
+    alone each time; with daemon.parse_workers = 0, a small one while the daemon parses it
+    (once the batch was parsed before its try was marked, so every start died on it again).
+    The next start files it in Quarantine without trying it again, and the other messages are
+    routed."""
     from mailrouter.commands.demo import deliver_samples, wait_until_filed
     from mailrouter.testing.samples import bulk_samples
     from tests.mailcheck import configure, count_rows, shared_copies
 
-    config = configure(bed, tmp_path, large_message_bytes=64 * 1024)
+    config = configure(bed, tmp_path, large_message_bytes=64 * 1024,
+                       parse_workers=0 if size == "parsed in process" else 1)
     samples = europe()
     if size == "big":
         samples[1] = bulk_samples(1, start=7_200, attachment_every=1, attachment_size=300_000)[0]

@@ -118,8 +118,12 @@ class Router:
         """Record what to do with a message new to this mailbox's INBOX; return its row."""
         return self.admit_batch(mailbox, uidvalidity, [(uid, raw)])[0]
 
-    def parse_ahead(self, messages: list[tuple[int, bytes]]) -> "Future[list[Parsed]]":
-        """Start parsing a fetched batch (in the parser process); hand the result to admit_batch."""
+    def parse_ahead(self, messages: list[tuple[int, bytes]]) -> "Future[list[Parsed]] | None":
+        """Start parsing a fetched batch (in the parser process); hand the result to admit_batch.
+        None when the parser works in this process (daemon.parse_workers = 0): admit_batch then
+        parses each message inside its marked try, so a kill during the parse is a strike."""
+        if self.parser.in_process:
+            return None
         return self.parser.submit([raw for _uid, raw in messages], self.config.parse)
 
     def parse_bounded(self, raw: bytes, settings: ParseSettings) -> Parsed:
@@ -136,9 +140,10 @@ class Router:
         arrived (sla/clock.py), where the first-reply clock starts; absent: now."""
         if not messages:
             return []
-        parsed = (parsing or self.parse_ahead(messages)).result()
-        items: list[tuple[int, Original, Parsed]] = [(uid, InMemory(raw), p)
-                                                     for (uid, raw), p in zip(messages, parsed, strict=True)]
+        parsing = parsing or self.parse_ahead(messages)
+        parsed: list[Parsed | None] = list(parsing.result()) if parsing is not None else [None] * len(messages)
+        items: list[tuple[int, Original, Parsed | None]] = [
+            (uid, InMemory(raw), p) for (uid, raw), p in zip(messages, parsed, strict=True)]
         places = {uid: Arrival(mailbox, "INBOX", uidvalidity, uid) for uid, _raw in messages}
         struck = self.strikes.struck(list(places.values()))
         # a message with a strike is tried alone: if it gets the process killed again, the
@@ -150,14 +155,14 @@ class Router:
                             self._try(mailbox, uidvalidity, group, arrivals or {}), strict=True))
         return [rows[uid] for uid, _raw in messages]
 
-    def _try(self, mailbox: str, uidvalidity: int, items: list[tuple[int, Original, Parsed]],
+    def _try(self, mailbox: str, uidvalidity: int, items: list[tuple[int, Original, Parsed | None]],
              arrivals: Mapping[int, datetime]) -> list[MessageRow]:
         """`_admit` with each message's try marked in the database first, so a kill in the middle
-        of it counts against these messages after the restart."""
+        of it (an in-process parse too) counts against these messages after the restart."""
         places = [Arrival(mailbox, "INBOX", uidvalidity, uid) for uid, _o, _p in items]
         doomed = self.strikes.begin(places)
         try:
-            return self._admit(mailbox, uidvalidity, items, arrivals, doomed)
+            return self._admit(mailbox, uidvalidity, self._parsed_now(items, places, doomed), arrivals, doomed)
         except _MayPass as failure:
             self.unmark_tries([p for p in places if p != failure.place])
             self.strikes.failed(failure.place, failure.why)  # after the rollback: the strike must stay
@@ -165,6 +170,19 @@ class Router:
         except BaseException:
             self.unmark_tries(places)
             raise
+
+    def _parsed_now(self, items: list[tuple[int, Original, Parsed | None]], places: list[Arrival],
+                    doomed: Mapping[Arrival, str]) -> list[tuple[int, Original, Parsed]]:
+        """Each message's parse: the parser process's, or (in process) done here, inside the
+        marked try; a message struck twice the same way is not parsed again."""
+        out: list[tuple[int, Original, Parsed]] = []
+        for (uid, original, parsed), at in zip(items, places, strict=True):
+            if parsed is None and at in doomed:
+                parsed = Parsed(None, doomed[at], original.sha256, original.content_key, original.size)
+            elif parsed is None:
+                parsed = original.parse(self.config.parse, self.parse_bounded)
+            out.append((uid, original, parsed))
+        return out
 
     def unmark_tries(self, places: list[Arrival]) -> None:
         """The tries ended in an exception, not in the process's death; if even that cannot be
@@ -393,7 +411,7 @@ class Router:
             mailbox=at.mailbox, source=at.source, uidvalidity=at.uidvalidity, uid=at.uid,
             raw_sha256=original.sha256, content_key=original.content_key, size=original.size,
             **self._decision_values(examined.decision),
-            message_id=q.message_id[:500] if q else "", sender=q.sender[:320] if q else "",
+            message_id=(q.message_id if q else original.message_id)[:500], sender=q.sender[:320] if q else "",
             subject=q.subject[:500] if q else "", country=q.country if q else None,
             language=q.language if q else None, products=" ".join(q.products)[:500] if q else "",
             received_at=now, decided_at=now, file_attempts=0,

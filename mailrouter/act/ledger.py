@@ -3,7 +3,8 @@
     (new) ──decided──▶ decided ──sent / undeliverable──▶ sent ──filed──▶ filed
                           └────────────filed (nothing to send)──────────────▲
     (history) ──adopted──▶ adopted                 filed/decided/sent ──taken_over──▶ decided
-    refiled: the copy's folder (and owner) follows a reassignment or the pool, in any live state;
+    refiled: the copy's folder (and owner) follows a reassignment or the pool, in any live state
+             (set_aside: to Quarantine, when the ladder cannot parse it again);
              a filed copy keeps `refile_from` (where it is) until the filer has moved it: settled
 
 A restart reads the rows that are not `filed` and carries on from there (docs/ARCHITECTURE.md,
@@ -122,6 +123,13 @@ def refiled(row: MessageRow, folder: str, keywords: Sequence[str], rep: str | No
     row.folder, row.keywords = folder, " ".join(keywords)
     if rep is not None:
         row.rep = rep
+
+
+def set_aside(row: MessageRow, folder: str, keywords: Sequence[str], why: str) -> None:
+    """The ladder could not read the original again: its copy goes to Quarantine like an
+    unreadable one at intake, with why added to the reason. The outcome stays: it was routed."""
+    refiled(row, folder, keywords)
+    row.reason = f"{row.reason}; {why}"
 
 
 def settled(session: Session, row_id: int, folder: str | None = None, error: str | None = None) -> None:

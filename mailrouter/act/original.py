@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 import jinja2
 
 from mailrouter.act.forward import ForwardSpec, build_forward, forward_frame
-from mailrouter.intake.fingerprint import content_key, raw_sha256
+from mailrouter.intake.fingerprint import content_key, raw_sha256, written_message_id
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailrouter.intake.spool import SpooledMessage, is_referenced, spooled_boundary
@@ -34,6 +34,11 @@ class Original(Protocol):
 
     @property
     def size(self) -> int: ...
+
+    @property
+    def message_id(self) -> str:
+        """The Message-ID as written, without a parse (for a message not parsed again)."""
+        ...
 
     def parse(self, settings: ParseSettings, parse: ParseBytes = parse_one) -> Parsed:
         """`parse`: the router's bounded parse (the parser process, daemon.parse_timeout)."""
@@ -65,6 +70,10 @@ class InMemory:
     def size(self) -> int:
         return len(self.raw)
 
+    @property
+    def message_id(self) -> str:
+        return written_message_id(self.raw)
+
     def parse(self, settings: ParseSettings, parse: ParseBytes = parse_one) -> Parsed:
         return parse(self.raw, settings)
 
@@ -93,6 +102,10 @@ class Spooled:
     @property
     def size(self) -> int:
         return self.message.size
+
+    @property
+    def message_id(self) -> str:
+        return written_message_id(self.message.reduced)  # the reduced copy keeps every header block
 
     def parse(self, settings: ParseSettings, parse: ParseBytes = parse_one) -> Parsed:
         """From the reduced copy (headers and text), with the attachments and fingerprints the

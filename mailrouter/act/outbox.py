@@ -46,6 +46,9 @@ from mailrouter.store import AssignmentRow, MessageRow, OutboxRow, table_of
 
 log = logging.getLogger("mailrouter.outbox")
 ITEMS_PER_EXTRA_SESSION = 10  # a few forwards go over one session; a queue spreads over more
+# Then a new session: past 10 messages in one, Exim (smtp_accept_queue_per_connection's default)
+# only queues the rest for its next queue run, 30 minutes away on Debian, instead of delivering.
+MESSAGES_PER_SESSION = 10
 DISK_RETRY = 5.0  # seconds between tries of a state disk that refused a write: one small append
 
 
@@ -174,6 +177,13 @@ def classify_smtp_error(exc: Exception) -> SendResult:
     return SendResult(False, permanent=isinstance(code, int) and 500 <= code < 600, error=text)
 
 
+def session_closed(result: SendResult) -> bool:
+    """A 421 ends the session, not the message's chances: Exim answers it to the MAIL command past
+    its per-session cap (smtp_accept_max_per_connection, 1,000 by default), and servers give it
+    when busy or shutting down. Worth one try on a new session before counting a failure."""
+    return not result.ok and result.error.startswith("421 ")
+
+
 def smtp_client(server: ServerConfig) -> aiosmtplib.SMTP:
     context = None
     if server.tls != "none":
@@ -187,6 +197,14 @@ def smtp_client(server: ServerConfig) -> aiosmtplib.SMTP:
         hostname=server.host, port=server.port, timeout=server.timeout,
         use_tls=server.tls == "implicit", start_tls=server.tls == "starttls",
         tls_context=context, **login)
+
+
+async def end_session(client: aiosmtplib.SMTP) -> None:
+    """QUIT; a session the server already ended is only closed."""
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()
 
 
 class Outbox:
@@ -333,19 +351,25 @@ class Outbox:
             down = SendResult(False, False, classify_smtp_error(exc).error)
             return [(item, down) for item in items]  # the server being down is never the message's fault
         results = []
+        carried = 0  # messages the current session has carried
         try:
             for item in items:
                 if halt.is_set():
                     break
+                if carried == MESSAGES_PER_SESSION:
+                    await end_session(client)
+                if not client.is_connected:  # _send_one opens a new session
+                    carried = 0
                 result = await self._send_one(client, item)
+                if session_closed(result):  # aiosmtplib closed it too: the same forward on a new one
+                    carried = 0
+                    result = await self._send_one(client, item)
+                carried += 1
                 results.append((item, result))
                 if result.ok and not self._accepted(accepted, item, mailbox):
                     halt.set()
         finally:
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                pass
+            await end_session(client)
         return results
 
     def _accepted(self, accepted: AcceptedLog, item: OutboxRow, mailbox: str) -> bool:

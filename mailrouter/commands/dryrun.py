@@ -178,8 +178,8 @@ def since_first(history: Sequence[tuple[str, str, str | None]]) -> str:
     events = []
     for how, rep, _end in history[1:]:
         events.append(f"assigned by hand to {rep}" if how == "manual" else f"reassigned to {rep}")
-    if history and history[-1][2] == "pooled":
-        events.append("pooled")
+    if history and history[-1][2] in ("pooled", "quarantined"):  # quarantined: set aside by the ladder
+        events.append(history[-1][2])
     return ", ".join(events)
 
 

@@ -32,6 +32,12 @@ def content_key(raw: bytes) -> str:
     return digest.hexdigest()
 
 
+def written_message_id(raw: bytes) -> str:
+    """The Message-ID header as written, read from the header block alone (linear, no parse):
+    for a message recorded without a parse (struck twice, act/strikes.py)."""
+    return _header_value(split_head(raw)[0], b"message-id").decode("ascii", "replace")
+
+
 def normalised_body(body: bytes) -> bytes:
     """Line endings and trailing white space change in transit (SMTP, LMTP, maildir); the text doesn't."""
     return b"\n".join(line.rstrip() for line in body.splitlines()).rstrip()

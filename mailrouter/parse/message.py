@@ -59,6 +59,8 @@ def load(raw: bytes) -> Message:
             log.info("mail-parser failed (%s); falling back to the stdlib parser", exc)
     try:
         return email.message_from_bytes(raw, policy=email.policy.compat32)
+    except MemoryError:  # over daemon.parse_memory_mb: the parser says so, not "unreadable"
+        raise
     except Exception as exc:
         raise UnreadableMessage(f"not parseable as email: {exc}") from exc
 

@@ -88,6 +88,10 @@ def parse_all(raws: Sequence[bytes], settings: ParseSettings) -> list[Parsed]:
 
 
 class Parser(Protocol):
+    # True: submit parses in the calling thread, so its caller marks a message's try before
+    # submitting it (a kill during the parse then counts as a death during it, act/strikes.py)
+    in_process: bool
+
     def start(self) -> None: ...
     def submit(self, raws: Sequence[bytes], settings: ParseSettings) -> "Future[list[Parsed]]": ...
     def close(self) -> None: ...
@@ -95,6 +99,8 @@ class Parser(Protocol):
 
 class InlineParser:
     """Parses in the calling thread (`parse_workers = 0`, tests, one-off commands)."""
+
+    in_process = True
 
     def submit(self, raws: Sequence[bytes], settings: ParseSettings) -> "Future[list[Parsed]]":
         future: Future[list[Parsed]] = Future()
@@ -302,6 +308,8 @@ class ProcessParser:
     A child that dies or runs over its time budget costs its batch nothing but a retry: the
     answers it gave are kept, the message it was on is parsed again alone in a fresh child
     (twice in trouble: quarantined with the reason), and the rest of the batch goes on."""
+
+    in_process = False  # a parse that kills or hangs the child is the child's death, not the daemon's
 
     def __init__(self, workers: int = 1, min_batch: int = MIN_BATCH, idle_exit: float | None = IDLE_EXIT,
                  timeout: float = PARSE_TIMEOUT, memory_mb: int = PARSE_MEMORY_MB):

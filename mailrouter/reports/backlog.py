@@ -3,7 +3,8 @@ and `status`.
 
 An inquiry waits for a person when nobody holds it and it was put before a person: it is in
 Unrecognized (no rule matched), its forward could not be delivered, or the ladder gave up and
-returned it to the pool or the manager. Something holds it when an assignment of it is open or
+returned it to the pool or the manager, or set it aside in Quarantine (it could not parse the
+original again within the parse bounds). Something holds it when an assignment of it is open or
 answered. Judged at an instant from the recorded times, so the same definition gives the
 backlog now and at the end of an earlier period; what a manager did later (filing it as not
 an inquiry) is judged by the message's outcome today.
@@ -23,7 +24,7 @@ M = MessageRow.__table__
 
 # Outcomes that leave the message with a person; end reasons that hand an assignment back.
 WAITING_OUTCOMES = ("unrecognized", "undeliverable")
-HANDED_BACK = ("pooled", "undeliverable")
+HANDED_BACK = ("pooled", "undeliverable", "quarantined")
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,9 @@ def assemble(config: Config, shared: Shared) -> Components:
         config=config,
         router=router,
         outbox=Outbox(config, s.sessions, s.clock, s.metrics),
-        followup=FollowUp(config, s.sessions, s.clock, s.webhooks, metrics=s.metrics),
+        # the ladder parses originals again within the same bounds and strikes as admission
+        followup=FollowUp(config, s.sessions, s.clock, s.webhooks, metrics=s.metrics,
+                          parse=router.parse_bounded, strikes=router.strikes),
         recorder=ReplyRecorder(config, s.sessions, s.clock, CollisionCheck(config, s.clock, s.webhooks),
                                s.metrics),
     )

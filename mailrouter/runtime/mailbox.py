@@ -377,7 +377,8 @@ class MailboxWorker:
         self._watched[folder] = uidvalidity
         return route
 
-    def _fetch_and_parse(self, conn: Mailbox, uids: list[int]) -> tuple[list[tuple[int, bytes]], Future]:
+    def _fetch_and_parse(self, conn: Mailbox, uids: list[int]) -> tuple[list[tuple[int, bytes]], Future | None]:
+        """The batch, and its parse under way in the parser process (None: parsed at admission)."""
         batch = list(conn.fetch(uids))
         self.lane.beat()
         return batch, self.router.parse_ahead(batch)

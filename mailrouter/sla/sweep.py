@@ -6,6 +6,14 @@ the step (unique per assignment and step, so never twice) together with the mail
 (queued in the outbox). A restart simply sweeps again: nothing is repeated or skipped. Two
 instances sweeping at once (a holder cut off while its successor starts) meet at the
 assignment's row lock: the second passes it by and finds the step taken next time.
+
+A step parses the original again (the notices quote it, a reassignment forwards it), under the
+bounds intake uses: in the parser process, within daemon.parse_timeout and parse_memory_mb, its
+try marked in the strikes table first (act/strikes.py). A message that cannot be parsed within
+them goes on without it where it can: a reminder or escalation is sent without the buyer's text (the
+step's line says why). A reassignment cannot forward what it cannot read: the message is set aside as
+intake would, its copy to Quarantine with why and its ladder ended, one log line. A death during the
+parse counts, and after two the message is not parsed again.
 """
 from __future__ import annotations
 
@@ -14,18 +22,22 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from mailrouter import store
 from mailrouter.act import ledger
-from mailrouter.act.original import InMemory, Original, Spooled
+from mailrouter.act.original import InMemory, Original, ParseBytes, Spooled
+from mailrouter.act.strikes import Arrival, Strikes
 from mailrouter.act.outgoing import compose_forward, queue_forward, queue_notice
 from mailrouter.config.schema import Config, MailboxConfig
 from mailrouter.decide.assign import TeamState, is_available, team_of
 from mailrouter.intake.imap import ImapError, Mailbox
 from mailrouter.metrics import Metrics
-from mailrouter.decide.examine import Examined, examine_reassignment
-from mailrouter.model import Clock
+from mailrouter.decide.examine import Examined, destination, examine_reassignment
+from mailrouter.model import Clock, Decision, Outcome
+from mailrouter.parse.process import Parsed, parse_one
 from mailrouter.registry.record import handover
 from mailrouter.registry.match import match_sender
 from mailrouter.sla.ladder import (
@@ -39,6 +51,11 @@ from mailrouter.store import AssignmentRow, MessageRow, SlaStepRow
 from mailrouter.act.templating import make_environment
 
 log = logging.getLogger("mailrouter.sla")
+
+
+class _TriedElsewhere(Exception):
+    """Another instance marked this message's try at the same moment (a holder cut off from the
+    network sweeping while its successor does): it takes the step, this sweep passes it by."""
 
 
 @dataclass
@@ -59,12 +76,15 @@ class Swept:
 
 class FollowUp:
     def __init__(self, config: Config, sessions, clock: Clock = store.utcnow,
-                 webhooks: WebhookSender | None = None, metrics: Metrics | None = None):
+                 webhooks: WebhookSender | None = None, metrics: Metrics | None = None,
+                 parse: ParseBytes = parse_one, strikes: Strikes | None = None):
         self.config = config
         self.sessions = sessions
         self.clock = clock
         self.webhooks = webhooks
         self.metrics = metrics or Metrics()
+        self.parse = parse  # the daemon passes the router's bounded one (the parser process)
+        self.strikes = strikes or Strikes(sessions, clock)
         self.templates = make_environment(config.template_dirs)
 
     def sweep(self, mailbox: MailboxConfig, conn: Mailbox) -> Swept:
@@ -99,28 +119,74 @@ class FollowUp:
         if message is None:
             return 0
         raw = self._original(mailbox, message, conn)  # the notices quote it; a reassignment forwards it
-        pending = Pending([], notice_excerpt(raw, self.config))
         try:
-            with self.sessions.begin() as session:
-                store.begin_writing(session)
-                if store.claim_assignment(session, assignment_id) is None:
-                    return 0  # another instance is taking this step now; its record stands
-                # read again under the row lock: a reply, or another instance's step, may have come in
-                steps = self._due(session, assignment_id, now)
-                assignment = session.get(AssignmentRow, assignment_id)
-                message = _message_of(session, assignment_id) if steps else None
-                if assignment is not None and message is not None:
-                    step, skipped = latest_only(steps)
-                    self._skip(session, assignment, message, skipped, step, now)
-                    if step is not None:
-                        self._take(session, mailbox, assignment, message, step, now, pending, raw)
-                if self.webhooks:  # kept with the step: a crash before the post loses nothing
-                    pending.chat = queue_chat(session, self.config, pending.notices, now)
+            return self._advance_with(mailbox, assignment_id, now, _place(message), raw)
         finally:
             if raw is not None:
                 raw.release(self.sessions)  # no forward streams it (pooled, answered meanwhile)
+
+    def _advance_with(self, mailbox: MailboxConfig, assignment_id: int, now: datetime, place: Arrival,
+                      raw: Original | None) -> int:
+        """The original parsed again (within the bounds), then the step taken in one transaction."""
+        try:
+            parsed, tried = self._reparse(place, raw) if raw is not None else (None, False)
+        except _TriedElsewhere:
+            return 0  # another instance is on this message's step right now; its record stands
+        pending = Pending([], notice_excerpt(parsed))
+        try:
+            taken = self._record_step(mailbox, assignment_id, now, place, raw, parsed, pending, tried)
+        except BaseException:
+            if tried:
+                self._unmark(place)  # an exception, not a death: the next sweep tries it afresh
+            raise
         self._after_commit(pending)
+        return taken
+
+    def _record_step(self, mailbox: MailboxConfig, assignment_id: int, now: datetime, place: Arrival,
+                     raw: Original | None, parsed: Parsed | None, pending: Pending, tried: bool) -> int:
+        with self.sessions.begin() as session:
+            store.begin_writing(session)
+            if tried:  # the parse is over, whatever this transaction decides (struck out: kept so)
+                self.strikes.clear([place], session)
+            if store.claim_assignment(session, assignment_id) is None:
+                return 0  # another instance is taking this step now; its record stands
+            # read again under the row lock: a reply, or another instance's step, may have come in
+            steps = self._due(session, assignment_id, now)
+            assignment = session.get(AssignmentRow, assignment_id)
+            message = _message_of(session, assignment_id) if steps else None
+            if assignment is not None and message is not None:
+                step, skipped = latest_only(steps)
+                self._skip(session, assignment, message, skipped, step, now)
+                if step is not None and step.kind is StepKind.REASSIGN and parsed is not None and parsed.inquiry is None:
+                    # a forward to the next rep needs the inquiry; a notice goes without its excerpt
+                    self._set_aside(session, assignment, message, step, now, parsed.problem)
+                elif step is not None:
+                    self._take(session, mailbox, assignment, message, step, now, pending, raw, parsed)
+            if self.webhooks:  # kept with the step: a crash before the post loses nothing
+                pending.chat = queue_chat(session, self.config, pending.notices, now)
         return len(steps)
+
+    def _reparse(self, place: Arrival, raw: Original) -> tuple[Parsed, bool]:
+        """The original parsed again within the parse bounds, its try marked first (a kill during
+        it counts, act/strikes.py), and True; struck twice the same way, it is not parsed again
+        (False), and stays struck for the ladder's later steps."""
+        try:
+            doomed = self.strikes.begin([place]).get(place)
+        except (IntegrityError, StaleDataError):  # its row written or cleared meanwhile by another sweep
+            raise _TriedElsewhere() from None
+        if doomed is not None:
+            return Parsed(None, doomed, raw.sha256, raw.content_key, raw.size), False
+        try:
+            return raw.parse(self.config.parse, self.parse), True
+        except BaseException:  # the parser closing under a stop, say: not the message's doing
+            self._unmark(place)
+            raise
+
+    def _unmark(self, place: Arrival) -> None:
+        try:
+            self.strikes.ended([place])
+        except Exception as exc:  # noqa: BLE001 - the sweep's own error is the one to report
+            log.warning("could not unmark the ladder's try of message uid %d: %s", place.uid, exc)
 
     def _due(self, session: Session, assignment_id: int, now: datetime) -> list[Step]:
         assignment = session.get(AssignmentRow, assignment_id)
@@ -141,20 +207,36 @@ class FollowUp:
                                   previous_reps=tuple(previous))
 
     def _take(self, session: Session, mailbox: MailboxConfig, a: AssignmentRow, message: MessageRow,
-              step: Step, now: datetime, pending: Pending, raw: Original | None) -> None:
+              step: Step, now: datetime, pending: Pending, raw: Original | None, parsed: Parsed | None) -> None:
         if step.kind is StepKind.REASSIGN:
-            detail = self._reassign(session, mailbox, a, message, step, now, pending, raw)
+            detail = self._reassign(session, mailbox, a, message, step, now, pending, raw, parsed)
         else:
             detail = {
                 StepKind.REMIND: self._remind,
                 StepKind.ESCALATE: self._escalate,
                 StepKind.POOL: self._pool,
             }[step.kind](session, mailbox, a, message, step, now, pending)
+            if parsed is not None and parsed.inquiry is None and step.kind is not StepKind.POOL:
+                detail += f" (without the buyer's text: not parsed again: {parsed.problem})"
         session.add(SlaStepRow(assignment=a.id, step=step.key, kind=step.kind.value,
                                due_at=now, done_at=now, detail=detail))
         self.metrics.sla_step_taken(step.kind.value)
         log.info("%s %s for %s (assignment #%d of %s): %s", step.kind.value, step.key,
                  message.message_id or f"message #{message.id}", a.id, a.rep, detail)
+
+    def _set_aside(self, session: Session, a: AssignmentRow, message: MessageRow, step: Step, now: datetime,
+                   why: str) -> None:
+        """The original cannot be parsed within the bounds: as at intake, its copy goes to
+        Quarantine with why, for a manager; the ladder ends here (the rep keeps the forward)."""
+        folder, keywords = destination(Decision(Outcome.QUARANTINED, why), self.config)
+        a.ended_at, a.end_reason = now, "quarantined"
+        ledger.set_aside(message, folder, keywords, f"the ladder could not parse it again: {why}")
+        detail = f"quarantined instead: {why}"
+        session.add(SlaStepRow(assignment=a.id, step=step.key, kind=step.kind.value,
+                               due_at=now, done_at=now, detail=detail))
+        log.error("%s %s for %s (assignment #%d of %s): original not parsed within the bounds, ladder ended, "
+                  "filed in %s: %s", step.kind.value, step.key, message.message_id or f"message #{message.id}",
+                  a.id, a.rep, folder, why)
 
     def _skip(self, session: Session, a: AssignmentRow, message: MessageRow, skipped: list[Step],
               instead: Step | None, now: datetime) -> None:
@@ -187,7 +269,7 @@ class FollowUp:
         return f"told supervisor {supervisor}"
 
     def _reassign(self, session, mailbox, a, message, step, now, pending,
-                  raw: Original | None) -> str:
+                  raw: Original | None, parsed: Parsed | None) -> str:
         team = self.config.teams.get(a.team or "") or team_of(self.config, a.rep)
         store.hold_assignment_lock(session)  # the open counts, as admission on another instance moves them
         state = TeamState(open_counts=store.open_assignment_counts(session),
@@ -199,10 +281,10 @@ class FollowUp:
         if new_rep is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
                               why="nobody else in the team is available")
-        if raw is None:
+        if raw is None or parsed is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
                               why=f"original not found in {message.refile_from or message.folder}")
-        examined = examine_reassignment(raw.parse(self.config.parse), self.config, a.rep, new_rep, a.team, message.rule,
+        examined = examine_reassignment(parsed, self.config, a.rep, new_rep, a.team, message.rule,
                                         now - message.received_at)
         if examined.inquiry is None:
             return self._pool(session, mailbox, a, message, step, now, pending,
@@ -278,15 +360,9 @@ class FollowUp:
 EXCERPT_CHARS = 300
 
 
-def notice_excerpt(raw: Original | None, config: Config) -> str:
+def notice_excerpt(parsed: Parsed | None) -> str:
     """The start of the buyer's text, for a notice's body (never a header); "" if unreadable."""
-    if raw is None:
-        return ""
-    try:
-        inquiry = raw.parse(config.parse).inquiry
-    except Exception as exc:  # a notice without an excerpt still does its job
-        log.warning("no excerpt for the notice: %s", exc)
-        return ""
+    inquiry = parsed.inquiry if parsed is not None else None
     return excerpt(inquiry.text, EXCERPT_CHARS) if inquiry else ""
 
 
@@ -297,6 +373,11 @@ def excerpt(text: str, limit: int) -> str:
         return flat
     cut = flat[:limit].rsplit(" ", 1)[0] or flat[:limit]
     return cut + "…"
+
+
+def _place(message: MessageRow) -> Arrival:
+    """The message's strikes are kept under its row's location, as at intake."""
+    return Arrival(message.mailbox, message.source, message.uidvalidity, message.uid)
 
 
 def _message_of(session: Session, assignment_id: int) -> MessageRow | None:

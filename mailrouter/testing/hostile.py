@@ -146,6 +146,18 @@ def memory_set(count: int = 120, size: int = int(1.9 * 2**20)) -> list[tuple[str
     return out
 
 
+def memory_hungry(size: int = 16 * 2**20, sender: str | None = None, subject: str = "Inquiry",
+                  text: str = INQUIRY) -> bytes:
+    """An ordinary plain-text inquiry padded with short lines to `size` octets: harmless to read,
+    costly to parse (measured: 16 MB parses under the default 512 MiB ceiling, not under 256; 12 MB
+    under 256, not 200). Under `daemon.large_message_bytes` it is parsed whole, not from a spool
+    file's reduced copy."""
+    line = "Please quote your best price and lead time for each item of the list below.\r\n"
+    head = _plain(90, "memory-hungry", text.replace("\r\n", "\n").replace("\n", "\r\n") + "\r\n",
+                  subject=subject, sender=sender)
+    return head + (line * ((size - len(head)) // len(line) + 1)).encode()
+
+
 SETS = {"main": main_set, "poison": poison_set, "slow": slow_set, "memory": memory_set}
 
 
