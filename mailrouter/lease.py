@@ -17,9 +17,9 @@ process and database (`Instance`) renews all its leases' rows in one transaction
 On PostgreSQL the instances spread the leases among themselves (`Census`): each holds one more
 advisory lock of its own while it lives, and each lease connection a shared lock naming its
 instance, so `pg_locks` tells every instance how many are alive and who holds how many. An
-instance with more than its fair share hands one lease over at a clean point between rounds,
-and one at or above its share tries free leases less often, so the instances with fewer take
-them first.
+instance with more than its fair share hands leases over, each at a clean point between rounds
+(the caller says when: nothing in flight, everything recorded), and one at or above its share
+tries free leases less often, so the instances with fewer take them first.
 """
 from __future__ import annotations
 
