@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -165,3 +166,31 @@ def test_one_transaction_renews_every_held_lease_s_status_row(database_url: str)
         lease.release()
     with sessions() as session:
         assert session.scalars(select(LeaseRow)).all() == []
+
+
+def test_a_renewal_under_way_when_a_lease_is_released_does_not_write_its_row_back(tmp_path, monkeypatch) -> None:
+    """The one writer renews every held lease's row from another loop's thread: a release in
+    the middle of that renewal must not be undone by it (a row naming a holder long gone)."""
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    sessions = open_database(url)
+    clock = [datetime(2026, 12, 4, 22, 0, tzinfo=timezone.utc)]
+    going, staying = (lease_for(f"mailbox {name}", url, sessions, lambda: clock[0]) for name in ("sales", "info"))
+    assert going.acquire() and staying.acquire()
+    instance = staying.instance
+    write, releases = instance._write, []
+
+    def release_meanwhile(held, now):  # the other loop releases while this renewal runs
+        if not releases:
+            releases.append(threading.Thread(target=going.release))
+            releases[0].start()
+            releases[0].join(0.5)  # done at once unless it waits for the renewal's turn
+        write(held, now)
+
+    monkeypatch.setattr(instance, "_write", release_meanwhile)
+    clock[0] += timedelta(seconds=RENEW_EVERY)
+    assert staying.held()
+    releases[0].join(10)
+    with sessions() as session:
+        assert [row.name for row in session.scalars(select(LeaseRow))] == ["mailbox info"]
+    staying.release()
