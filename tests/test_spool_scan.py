@@ -200,3 +200,29 @@ def test_identities_on_random_messages_and_splits() -> None:
         cuts = sorted(rnd.randint(0, len(raw)) for _ in range(rnd.randint(0, 6)))
         got = scan(raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)]))
         assert (got.content_key, got.transfer_encoding) == (content_key(raw), raw_transfer_encoding(raw)), raw
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 4096, 7])
+def test_a_field_over_its_budget_does_not_end_the_header_block(chunk: int) -> None:
+    """A Subject folded into 50,000 continuation lines (the hostile set has one) is cut at
+    FIELD_BUDGET; the lines past it used to be kept as empty lines, which end a header block:
+    the Message-ID and Content-Type below it fell into the body (a spooled forward lost its
+    In-Reply-To, a multipart its parts)."""
+    fold = b"".join(b"\r\n chunk %05d of a very long subject" % i for i in range(50_000))
+    raw = (b"From: Buyer <buyer@acme.de>\r\nTo: sales@example.com\r\nSubject: Anfrage" + fold +
+           b"\r\nMessage-ID: <long-subject@acme.de>\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
+           b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nWir brauchen 500 Leiterplatten.\r\n"
+           b"--b1\r\nContent-Type: application/pdf; name=z.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           b"QUJD\r\n--b1--\r\n")
+    reducer = MimeReducer()
+    for at in range(0, len(raw), chunk):
+        reducer.feed(raw[at:at + chunk])
+    red = reducer.close()
+    head = red.message.split(b"\n\n", 1)[0]
+    assert b"Message-ID: <long-subject@acme.de>" in head
+    assert len(head) < 300 << 10  # still cut at the budget
+    parsed = parse_message(red.message, SETTINGS)
+    assert parsed.message_id == "<long-subject@acme.de>"
+    assert parsed.text.startswith("Wir brauchen 500 Leiterplatten")
+    assert red.attachments == (Attachment("z.pdf", "application/pdf", 3),)

@@ -87,6 +87,7 @@ class MimeReducer:
         self._carry = b""  # the incomplete last line of the previous chunk
         self._continued = False  # the previous piece was part of a line, not a whole one
         self._field = 0  # bytes kept of the header field being read
+        self._kept_of_line = False  # some of the header line being read was kept
         self._started = False
         self._problem = ""
 
@@ -194,9 +195,14 @@ class MimeReducer:
             return
         if whole and line[:1] not in (b" ", b"\t"):
             self._field = 0  # a new field; continuation lines add to the one before
+        if whole:
+            self._kept_of_line = False
         kept = line[:max(FIELD_BUDGET - self._field, 0)]
         self._field += len(kept)
-        if kept or eol:
+        self._kept_of_line |= bool(kept)
+        # a line past the field's budget is dropped whole: kept as an empty line, it would end
+        # the header block, and what follows it (Message-ID, Content-Type) would become body
+        if kept or (eol and self._kept_of_line):
             self._header += kept + b"\n" if eol else kept
             self._emit(kept, eol)
 
