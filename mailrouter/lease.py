@@ -307,6 +307,11 @@ class Instance:
         conn.close()
         return None
 
+    def close(self) -> None:
+        """End the instance lock: this instance is no longer counted."""
+        with self._census_lock:
+            self._disconnect()
+
     def _disconnect(self) -> None:
         if self._conn is not None:
             try:

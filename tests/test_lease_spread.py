@@ -102,6 +102,8 @@ def test_three_instances_on_postgresql_converge_to_4_3_3_and_a_handed_lease_stay
         for own in leases:
             for lease in own:
                 lease.release()
+        for instance in instances:
+            instance.close()
 
 
 def test_a_lease_handed_over_is_taken_by_an_instance_below_its_share_within_a_poll(postgres) -> None:
@@ -123,12 +125,14 @@ def test_a_lease_handed_over_is_taken_by_an_instance_below_its_share_within_a_po
         assert mine[1 - gone].held(clean=True) and not mine[gone].acquire()
         # but a lease nobody holds is taken by it, the second being gone (failover)
         theirs[gone].release()
-        second._disconnect()
+        second.close()
         clock[0] += timedelta(seconds=LEASE_POLL)
         assert mine[gone].acquire()
     finally:
         for lease in mine + theirs:
             lease.release()
+        first.close()
+        second.close()
 
 
 def test_mailboxes_and_reply_sources_are_spread_each_on_their_own(postgres) -> None:
@@ -157,3 +161,5 @@ def test_mailboxes_and_reply_sources_are_spread_each_on_their_own(postgres) -> N
     finally:
         for lease in mine + theirs:
             lease.release()
+        first.close()
+        second.close()
