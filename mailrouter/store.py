@@ -202,6 +202,21 @@ class LeaseRow(Base):
     renewed_at: Mapped[datetime]
 
 
+class ConnectionProblemRow(Base):
+    """A mailbox or reply source this daemon could not connect to, for `status` (issue 17): one
+    row while it is out, removed when it connects. A login refused needs a person; an
+    unreachable server may come back by itself (intake/health.py)."""
+
+    __tablename__ = "connection_problems"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # "mailbox sales", "reply source li"
+    kind: Mapped[str] = mapped_column(String(20))  # refused | unreachable
+    reason: Mapped[str] = mapped_column(String(1000))
+    since: Mapped[datetime]
+    tried_at: Mapped[datetime]
+    holder: Mapped[str] = mapped_column(String(300))  # host:pid of the instance that tried
+
+
 class WatchedFolderRow(Base):
     """A folder the daemon has watched at least once. Its absence is what makes a start a
     *first* start (issue 12): restarts and UIDVALIDITY changes find the row and adopt nothing."""

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailrouter.config.schema import Config
 from mailrouter.reports.backlog import Backlog, backlog
 from mailrouter.reports.render import width
-from mailrouter.store import FILED, AssignmentRow, LeaseRow, MessageRow, OutboxRow, SlaStepRow
+from mailrouter.store import (FILED, AssignmentRow, ConnectionProblemRow, LeaseRow, MessageRow, OutboxRow,
+                              SlaStepRow)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,16 @@ class LastMessage:
 
 
 @dataclass(frozen=True)
+class NotConnected:
+    """The daemon could not connect to this mailbox or reply source (runtime/connections.py)."""
+
+    kind: str  # refused (a person must act) | unreachable
+    reason: str  # as the server or the socket said it
+    since: datetime
+    tried_age: timedelta  # since the last try: hours mean the daemon is not running
+
+
+@dataclass(frozen=True)
 class MailboxStatus:
     name: str
     last: LastMessage | None
@@ -34,6 +45,7 @@ class MailboxStatus:
     unfiled: int
     oldest_unfiled_age: timedelta | None
     worked_by: WorkedBy | None = None  # the instance holding the mailbox's lease (lease.py)
+    not_connected: NotConnected | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,7 @@ class StatusSummary:
     failing_outbox: int = 0  # pending forwards that failed at least once
     backlog: Backlog | None = None  # waiting for a person: the report's definition (reports/backlog.py)
     ladder_today: tuple[int, int] = (0, 0)  # ladder steps (taken, skipped after downtime) since midnight
+    reply_sources_down: tuple[tuple[str, NotConnected], ...] = ()  # (name, why) of configured ones
 
 
 def status_summary(sessions: sessionmaker[Session], config: Config, now: datetime) -> StatusSummary:
@@ -65,8 +78,17 @@ def status_summary(sessions: sessionmaker[Session], config: Config, now: datetim
         open_count, overdue = _assignments(session, now)
         waiting = backlog(session, now)
         ladder = _ladder_steps(session, since)
+        sources = tuple((src.name, down) for src in config.sla.reply_sources
+                        if (down := _not_connected(session, f"reply source {src.name}", now)) is not None)
     return StatusSummary(now.astimezone(config.timezone), mailboxes, depth, _age(now, oldest), open_count,
-                         overdue, failing, waiting, ladder)
+                         overdue, failing, waiting, ladder, sources)
+
+
+def _not_connected(session: Session, name: str, now: datetime) -> NotConnected | None:
+    row = session.get(ConnectionProblemRow, name)
+    if row is None:
+        return None
+    return NotConnected(row.kind, row.reason, row.since, _age(now, row.tried_at) or timedelta(0))
 
 
 def local_midnight(now: datetime, config: Config) -> datetime:
@@ -95,7 +117,7 @@ def _mailbox_status(session: Session, name: str, now: datetime, since: datetime)
     worked_by = WorkedBy(lease.holder, lease.acquired_at, _age(now, lease.renewed_at) or timedelta(0)) \
         if lease is not None else None
     return MailboxStatus(name, LastMessage(*last) if last else None, dict(sorted(today.items())),
-                         int(unfiled), _age(now, oldest), worked_by)
+                         int(unfiled), _age(now, oldest), worked_by, _not_connected(session, f"mailbox {name}", now))
 
 
 def _outbox(session: Session) -> tuple[int, datetime | None, int]:
@@ -145,7 +167,10 @@ LABELS = {
            "open": "{n} awaiting a first reply, {overdue} overdue", "backlog": "backlog",
            "backlog_n": "{n} waiting for a person, as the report counts them", "oldest": "oldest {age}",
            "ladder": "ladder today", "ladder_n": "{taken} step(s) taken, {skipped} skipped after downtime",
-           "worked_by": "worked by", "worked_by_v": "{holder} since {since} (last seen {seen} ago)"},
+           "worked_by": "worked by", "worked_by_v": "{holder} since {since} (last seen {seen} ago)",
+           "connection": "connection", "reply_source": "reply source {name}:",
+           "down_v": "not connected since {since}, {why}: {reason} (last tried {tried} ago)",
+           "refused": "login refused", "unreachable": "unreachable"},
     "zh": {"title": "mailrouter 状态（{at}）", "mailbox": "邮箱 {name}：", "last": "最近一封",
            "ago": "{age}前", "none_yet": "暂无", "today": "今天", "none": "无",
            "unfiled": "尚未归档", "outbox": "待发队列", "waiting_n": "{n} 封等待",
@@ -153,7 +178,10 @@ LABELS = {
            "open": "{n} 个等待首次回复，{overdue} 个已超时", "backlog": "待人处理",
            "backlog_n": "{n}（与报表口径相同）", "oldest": "最早 {age}",
            "ladder": "今日升级步骤", "ladder_n": "执行 {taken} 步，停机后跳过 {skipped} 步",
-           "worked_by": "处理实例", "worked_by_v": "{holder}，自 {since} 起（{seen}前确认）"},
+           "worked_by": "处理实例", "worked_by_v": "{holder}，自 {since} 起（{seen}前确认）",
+           "connection": "连接", "reply_source": "回复来源 {name}：",
+           "down_v": "未连接，自 {since} 起，{why}：{reason}（{tried}前最后一次尝试）",
+           "refused": "登录被拒绝", "unreachable": "无法连接"},
 }
 OUTCOMES_ZH = {"routed": "已分配", "ignored": "已忽略", "unrecognized": "未识别", "duplicate": "重复",
                "quarantined": "已隔离", "undeliverable": "无法投递"}
@@ -173,6 +201,11 @@ def format_status(summary: StatusSummary, language: str = "en") -> str:
         return "" if age is None else (f"（{t['oldest'].format(age=format_age(age))}）" if zh
                                        else f" ({t['oldest'].format(age=format_age(age))})")
 
+    def down(problem: NotConnected) -> str:
+        return t["down_v"].format(since=f"{problem.since.astimezone(summary.now.tzinfo):%Y-%m-%d %H:%M}",
+                                  why=t["refused" if problem.kind == "refused" else "unreachable"],
+                                  reason=problem.reason, tried=format_age(problem.tried_age))
+
     lines = [t["title"].format(at=f"{summary.now:%Y-%m-%d %H:%M:%S %Z}")]
     for mb in summary.mailboxes:
         lines.append(t["mailbox"].format(name=mb.name))
@@ -187,6 +220,10 @@ def format_status(summary: StatusSummary, language: str = "en") -> str:
             lines.append(line(t["worked_by"], t["worked_by_v"].format(
                 holder=w.holder, since=f"{w.since.astimezone(summary.now.tzinfo):%Y-%m-%d %H:%M}",
                 seen=format_age(w.seen_age)), "  "))
+        if mb.not_connected is not None:
+            lines.append(line(t["connection"], down(mb.not_connected), "  "))
+    for name, problem in summary.reply_sources_down:
+        lines += [t["reply_source"].format(name=name), line(t["connection"], down(problem), "  ")]
     retried = (", " + t["retried"].format(n=summary.failing_outbox)) if summary.failing_outbox else ""
     lines.append(line(t["outbox"], t["waiting_n"].format(n=summary.outbox_depth)
                       + oldest(summary.outbox_oldest_age) + retried))

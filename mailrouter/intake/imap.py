@@ -17,6 +17,7 @@ from datetime import date, datetime
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import imapclient
 from imapclient import exceptions as imap_exc
@@ -24,6 +25,9 @@ from imapclient.util import to_unicode
 
 from mailrouter.config.schema import ServerConfig, TlsMode
 from mailrouter.intake.firststart import Found
+
+if TYPE_CHECKING:  # health.py reads this module's error types
+    from mailrouter.intake.health import Link
 
 log = logging.getLogger("mailrouter.imap")
 
@@ -637,18 +641,27 @@ DISK_REMINDER = 600.0  # seconds before the same disk trouble is logged again
 def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
                  on_lost: Callable[[], None] = lambda: None,
                  explain: Callable[[Exception], str | None] = lambda exc: None,
-                 progress: Callable[[], int] = lambda: 0) -> None:
+                 progress: Callable[[], int] = lambda: 0, link: Link | None = None) -> None:
     """Run `serve` until `stop` is set, reconnecting with backoff (1 s doubling to 5 min).
 
-    Connection trouble means reconnect, never exit; a throttling provider gets minutes of
+    Connection trouble means reconnect, never exit, and `link` (intake/health.py) says it once
+    per outage; a refused login waits longer (1 min doubling to 10), since hammering a server
+    with a wrong password can lock the account or ban our address for every mailbox on it; a
+    throttling provider gets minutes of
     quiet (1 doubling to 15); an error `explain` describes in a line (a full or read-only
     disk) is logged as that line, once per outage (again after 10 min if it lasts), and retried every 5 s to 1 min; any
     other error is logged in full and retried like connection trouble, since every round
     starts again from the database and the server. `progress` counts completed rounds: a
     session that completed one resets the backoff, so short good sessions never add up.
     """
+    from mailrouter.intake.health import REFUSED, Link as _Link
+
+    link = link or _Link(name)
+    link.serving()
     backoff = Backoff()
     told, told_at = -1, 0.0  # the round count when a disk line was last logged, and when: one per outage, a reminder every 10 min
+    if link.outage is not None and link.outage.kind == REFUSED:
+        link.pause(stop, backoff.refused())  # the start-up check was just refused: no second try at once
     while not stop.is_set():
         started, rounds = time.monotonic(), progress()
         try:
@@ -662,9 +675,13 @@ def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
             delay = backoff.throttled()
             log.warning("%s: throttled by the server, quiet for %.0fs: %s", name, delay, exc)
             on_lost()
+        except (ImapAuthError, ImapTlsError) as exc:
+            delay = backoff.refused()
+            link.failed(exc, delay)
+            on_lost()
         except ImapError as exc:
             delay = backoff.failed()
-            log.warning("%s: IMAP trouble, reconnecting in %.0fs: %s", name, delay, exc)
+            link.failed(exc, delay)
             on_lost()
         except Exception as exc:
             trouble = explain(exc)
@@ -682,7 +699,7 @@ def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
                 if not repeat:
                     told, told_at = outage, time.monotonic()
         backoff.after_session(progress() > rounds, time.monotonic() - started)
-        stop.wait(delay)
+        link.pause(stop, delay)
 
 
 class SlotsBusy(ImapThrottled):
@@ -753,16 +770,22 @@ CONNECTION_LIMITS = ConnectionLimits()
 
 
 class Backoff:
-    """Reconnect delays: trouble doubles from 1 s to 5 min; throttling from 1 to 15 min; a
-    disk that refuses writes is tried again from 5 s doubling to 1 min (a cheap check)."""
+    """Reconnect delays: trouble doubles from 1 s to 5 min; a refused login from 1 to 10 min;
+    throttling from 1 to 15 min; a disk that refuses writes is tried again from 5 s doubling
+    to 1 min (a cheap check)."""
 
     def __init__(self) -> None:
         self._trouble = 1.0
         self._throttle = 60.0
         self._disk = 5.0
+        self._refused = 60.0
 
     def failed(self) -> float:
         delay, self._trouble = self._trouble, min(self._trouble * 2, 300.0)
+        return delay
+
+    def refused(self) -> float:
+        delay, self._refused = self._refused, min(self._refused * 2, 600.0)
         return delay
 
     def throttled(self) -> float:
@@ -777,7 +800,7 @@ class Backoff:
         """A session that completed a round worked: the next trouble starts from 1 s again.
         Throttling is about rate, so only a long session (5 min) forgives it."""
         if completed_round or seconds > 300:
-            self._trouble, self._disk = 1.0, 5.0
+            self._trouble, self._disk, self._refused = 1.0, 5.0, 60.0
         if seconds > 300:
             self._throttle = 60.0
 

@@ -13,7 +13,9 @@ import threading
 from pathlib import Path
 
 from mailrouter.runtime import systemd as service
-from mailrouter.runtime.preflight import config_findings, server_problems
+from mailrouter.intake.health import REFUSED, UNREACHABLE
+from mailrouter.runtime.connections import Board, status_line
+from mailrouter.runtime.preflight import START_WAIT, config_findings, server_problems, start_plan
 from mailrouter.config.load import load_config
 from mailrouter.config.reader import ConfigError
 from mailrouter.config.schema import Config
@@ -23,7 +25,7 @@ from mailrouter.metrics import Metrics, MetricsServer, start_metrics_server
 from mailrouter.parse.process import make_parser
 from mailrouter.model import Clock
 from mailrouter.runtime.assemble import Components, Shared, assemble
-from mailrouter.sla.replies import ReplyWatcher, reply_settings
+from mailrouter.sla.replies import ReplyWatcher
 from mailrouter.sla.chat import forget_posted, resume as resume_chat
 from mailrouter.sla.webhook import WebhookSender
 from mailrouter.intake.spool import Spool
@@ -34,6 +36,10 @@ from mailrouter.runtime.timers import TimedWork, Timers
 from mailrouter.store import optimize_database
 
 log = logging.getLogger("mailrouter.daemon")
+
+# How a login that failed at start is retried (intake/imap.py Backoff), for its one log line.
+RETRY = {UNREACHABLE: "from 1 s, doubling to every 5 min",
+         REFUSED: "every 1 to 10 min (a wrong password retried faster could lock the account)"}
 
 
 def restart_only(old: Config, new: Config) -> list[str]:
@@ -70,10 +76,13 @@ class Daemon:
                              webhooks=(WebhookSender(on_posted=forget_posted(sessions))
                                        if config.sla.webhooks else None))
         self.parts = assemble(config, self.shared)
+        # which workers are not connected: for the log, `status` and systemd's STATUS line
+        self.board = Board(sessions, on_status=lambda _line: service.notify_status(self.summary()))
         self.workers = [MailboxWorker(mb, config, self.router, self.outbox, self.stop_event,
-                                      self.followup, self.metrics) for mb in config.mailboxes]
+                                      self.followup, self.metrics, link=self.board.link(f"mailbox {mb.name}"))
+                        for mb in config.mailboxes]
         self.reply_watchers = [ReplyWatcher(src, config, self.recorder, self.stop_event,
-                                            reply_settings(src, config))
+                                            link=self.board.link(f"reply source {src.name}"))
                                for src in config.sla.reply_sources]
         self.timers = Timers(TimedWork(digests=self.send_digests, sweep=self.request_sweeps,
                                        gauges=lambda: self.metrics.update_from_db(self.sessions),
@@ -111,8 +120,9 @@ class Daemon:
 
     def summary(self) -> str:
         c = self.config
+        down = status_line(self.board.outages())
         return (f"{len(c.mailboxes)} mailbox(es), {len(c.rules.rules)} rule(s), {len(c.reps)} rep(s), "
-                f"{len(c.sla.reply_sources)} reply source(s)")
+                f"{len(c.sla.reply_sources)} reply source(s)" + (f"; {down}" if down else ""))
 
     def _spawn(self, target, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -158,6 +168,7 @@ class Daemon:
         if pending := restart_only(self.config, new):
             log.warning("%s change only with a restart; the rest is reloaded", ", ".join(pending))
         self._use(parts)
+        self.board.retry_soon()  # a fixed password or address is tried now, not after the backoff
         self.timers.reschedule(new)
         log.info("reloaded %s: %s", path, self.summary())
         return True
@@ -182,17 +193,27 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda _s, _f: self.reload_requested.set())
         for finding in config_findings(self.config):
             log.warning("%s: %s", finding.label, finding.error or "; ".join(finding.notes))
-        failed = [f for f in server_problems(self.config) if f.error]
-        for finding in failed:
-            log.error("start-up check failed: %s: %s (run `mailrouter check` for details)",
-                      finding.label, finding.error)
-        if failed:
-            raise SystemExit(1)  # systemd retries (Restart=on-failure); nothing half-started
+        self.check_servers()
         self.start()
         service.notify_ready(self.summary())
         self._main_loop()
         service.notify_stopping()
         self.stop()
+
+    def check_servers(self) -> None:
+        """Log in everywhere before starting. A shared need failing, or every mailbox, exits 1
+        (systemd's Restart= tries again; nothing half-started); a mailbox or reply source whose
+        own login fails is retried by its loop while the others run (issue 17)."""
+        plan = start_plan(server_problems(self.config, wait=START_WAIT), [m.name for m in self.config.mailboxes])
+        if plan.refusal is not None:
+            for finding in plan.failed:
+                log.error("start-up check failed: %s: %s (run `mailrouter check` for details)",
+                          finding.label, finding.error)
+            log.error("not starting: %s", plan.refusal)
+            raise SystemExit(1)
+        for finding in plan.down:
+            assert finding.worker is not None and finding.error is not None
+            self.board.link(finding.worker).down_at_start(finding.kind, finding.error, RETRY[finding.kind])
 
     def _ping_if_alive(self, limit: float, wedged: dict[str, float]) -> dict[str, float]:
         """Ping the watchdog only while every mailbox loop progresses or waits on purpose

@@ -24,6 +24,7 @@ from mailrouter.runtime.liveness import Lane
 from mailrouter.sla.clock import arrival_time
 from mailrouter.sla.sweep import FollowUp
 from mailrouter.metrics import Metrics
+from mailrouter.intake.health import Link
 from mailrouter.intake.imap import ImapCommandError, ImapError, ImapSettings, Mailbox, keep_serving, settings_for
 from mailrouter.act.outbox import Outbox
 from mailrouter.act.admit import Arrival, ManualTarget, Router, describe_error
@@ -82,8 +83,10 @@ def assign_folders(config: Config) -> dict[str, ManualTarget]:
 
 class MailboxWorker:
     def __init__(self, mailbox: MailboxConfig, config: Config, router: Router, outbox: Outbox,
-                 stop: threading.Event, followup: FollowUp | None = None, metrics: Metrics | None = None):
+                 stop: threading.Event, followup: FollowUp | None = None, metrics: Metrics | None = None,
+                 link: Link | None = None):
         self.mailbox = mailbox
+        self.link = link or Link(f"mailbox {mailbox.name}")  # says when it is not connected, and why
         self.config = config
         self.router = router
         self.outbox = outbox
@@ -138,7 +141,7 @@ class MailboxWorker:
             self.mailbox.name, self._serve, self.stop,
             on_lost=lambda: self.metrics.imap_reconnected(self.mailbox.name),
             explain=lambda exc: state_write_failure(exc, self.config.database),
-            progress=lambda: self.rounds), self.stop)
+            progress=lambda: self.rounds, link=self.link), self.stop)
         try:
             if self._sending is not None and self._sending.done():
                 self._settle_sending()  # a clean stop records what SMTP accepted; a hung send is not waited for
@@ -163,6 +166,7 @@ class MailboxWorker:
         except CredentialError as exc:  # a password_command failing: one line, then the backoff
             raise CredentialUnavailable(str(exc)) from None
         conn = Mailbox.connect(settings, quiet=quiet)
+        self.link.connected()
         self._cursor = None  # a reconnect reconciles fully: anything may have happened meanwhile
         try:
             uidvalidity = conn.select_inbox()

@@ -19,7 +19,9 @@ from typing import Iterable
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from mailrouter.config.credentials import CredentialError
 from mailrouter.config.schema import Config
+from mailrouter.intake.health import Link
 from mailrouter.intake.imap import ImapError, ImapSettings, Mailbox, keep_serving, settings_for
 from mailrouter.lease import Lease, NoLease, lease_for, work_while_held
 from mailrouter.metrics import Metrics
@@ -149,12 +151,13 @@ class ReplyWatcher:
     """Reads one reply source onwards from its cursor, every poll_interval seconds."""
 
     def __init__(self, source: ReplySource, config: Config, recorder: ReplyRecorder,
-                 stop: threading.Event, settings):
+                 stop: threading.Event, settings: ImapSettings | None = None, link: Link | None = None):
         self.source = source
+        self.link = link or Link(f"reply source {source.name}")  # says when it is not connected, and why
         self.config = config
         self.recorder = recorder
         self.stop = stop
-        self.settings = settings  # ImapSettings for this source
+        self.settings = settings  # a fixed login; None: from the config at each connection
         self.rounds = 0
         self._lease: Lease = NoLease(f"reply_source {source.name}", recorder.sessions)  # run() takes the real one
 
@@ -162,16 +165,27 @@ class ReplyWatcher:
         """Use a recorder built from a reloaded config. One reference: each record() call
         sees either the old recorder or the new one, never a mix."""
         self.config, self.recorder = config, recorder
+        # a changed login (a fixed password) takes effect on the next connection
+        self.source = next((s for s in config.sla.reply_sources if s.name == self.source.name), self.source)
+
+    def _login(self) -> ImapSettings:
+        if self.settings is not None:
+            return self.settings
+        try:
+            return reply_settings(self.source, self.config)
+        except CredentialError as exc:  # a password command failing: retried like a lost connection
+            raise ImapError(str(exc)) from None
 
     def run(self) -> None:
         """Read the source while this instance holds its lease (lease.py), so two instances on
         one database never read the same Sent folder at once."""
         self._lease = lease_for(f"reply_source {self.source.name}", self.config.database, self.recorder.sessions)
         work_while_held(self._lease, f"reply source {self.source.name}",
-                        lambda: keep_serving(self.source.name, self._serve, self.stop), self.stop)
+                        lambda: keep_serving(self.source.name, self._serve, self.stop, link=self.link), self.stop)
 
     def _serve(self) -> None:
-        conn = Mailbox.connect(self.settings)
+        conn = Mailbox.connect(self._login())
+        self.link.connected()
         try:
             folder = self._folder(conn)
             while not self.stop.is_set():
