@@ -4,6 +4,9 @@
 Per N in --instances: a fresh test bed and PostgreSQL database, a backlog of --count inquiries
 spread over --mailboxes shared mailboxes (box1@ ...), then N `run.py run` processes on that one
 database started together; total msg/s = filed / seconds from the first spawn to the last filed.
+The spread is how many mailbox leases each instance holds (the `leases` table `status` reads),
+when the last message was filed; fair_s is the first moment since the spawn that the spread was
+fair (all held, most minus fewest at most 1).
 
 --failover: two instances on a fresh backlog; once 10 % is filed the one holding the most
 mailboxes is SIGKILLed; the failover time is from the kill to the first forward (messages.sent_at)
@@ -12,7 +15,6 @@ by the other instance in a mailbox the killed one held. Writes bench/results/ins
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import time
 import tomllib
@@ -24,7 +26,7 @@ from common import (DaemonProcess, LmtpSender, envelope, load, load_average, pri
                     test_bed, write_config, write_result)
 from sqlalchemy import func, select
 
-from mailrouter.store import FILED, MessageRow, close_database
+from mailrouter.store import FILED, LeaseRow, MessageRow, close_database
 from mailrouter.testing.postgres import ThrowawayPostgres
 from mailrouter.testing.samples import bulk_samples
 
@@ -45,8 +47,25 @@ def filed(sessions) -> int:
         return session.scalar(select(func.count()).select_from(MessageRow).where(MessageRow.state == FILED))
 
 
-def held_by(log: Path) -> set[str]:
-    return set(re.findall(r"mailrouter\.mailbox: (\w+): connected to", log.read_text(errors="replace")))
+def held_by(sessions, pid: int) -> set[str]:
+    """The mailboxes the instance `pid` holds, by the leases table (holder "host:pid")."""
+    return {name for name, holder in mailbox_holders(sessions).items() if holder.endswith(f":{pid}")}
+
+
+def mailbox_holders(sessions) -> dict[str, str]:
+    with sessions() as session:
+        rows = session.scalars(select(LeaseRow).where(LeaseRow.name.like("mailbox %")))
+        return {row.name.removeprefix("mailbox "): row.holder for row in rows}
+
+
+def spread(sessions, daemons) -> list[int]:
+    """Mailbox leases per instance, most first."""
+    holders = list(mailbox_holders(sessions).values())
+    return sorted((sum(h.endswith(f":{d.pid}") for h in holders) for d in daemons), reverse=True)
+
+
+def fair(counts: list[int], mailboxes: int) -> bool:
+    return sum(counts) == mailboxes and max(counts) - min(counts) <= 1
 
 
 def one_run(server: ThrowawayPostgres, users: list[str], count: int, instances: int, timeout: float,
@@ -64,15 +83,17 @@ def one_run(server: ThrowawayPostgres, users: list[str], count: int, instances: 
             started = time.time()
             daemons = [DaemonProcess(path, workdir / f"daemon{n}.log") for n in range(instances)]
             out: dict[str, object] = {"instances": instances, "count": count}
-            killed_at, victim_boxes, failover = None, set(), None
+            killed_at, victim_boxes, failover, fair_s = None, set(), None, None
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 done = filed(sessions)
+                if fair_s is None and killed_at is None and fair(spread(sessions, daemons), len(users)):
+                    fair_s = round(time.time() - started, 1)
                 if done >= count:
                     break
                 if kill and killed_at is None and done >= count // 10:
-                    victim = max(daemons, key=lambda d: len(held_by(d.log_path)))
-                    victim_boxes = held_by(victim.log_path)
+                    victim = max(daemons, key=lambda d: len(held_by(sessions, d.pid)))
+                    victim_boxes = held_by(sessions, victim.pid)
                     victim.process.send_signal(signal.SIGKILL)
                     victim.process.wait(10)
                     killed_at = datetime.now().astimezone()
@@ -89,7 +110,8 @@ def one_run(server: ThrowawayPostgres, users: list[str], count: int, instances: 
             seconds = time.time() - started
             done = filed(sessions)
             out.update(filed=done, complete=done >= count, seconds=round(seconds, 1),
-                       rate=round(done / seconds, 1))
+                       rate=round(done / seconds, 1), fair_s=fair_s,
+                       spread="/".join(map(str, spread(sessions, [d for d in daemons if d.process.poll() is None]))))
             if kill:
                 out["failover_s"] = failover
         finally:
@@ -118,12 +140,13 @@ def main() -> None:
     finally:
         server.stop()
     result["load_after"] = load_average()
-    rows = [[r["instances"], r["filed"], r["seconds"], r["rate"]] for r in result["runs"]]
-    print_table(["instances", "filed", "seconds", "msg/s"], rows)
+    rows = [[r["instances"], r["filed"], r["seconds"], r["rate"], r["spread"], r["fair_s"]] for r in result["runs"]]
+    print_table(["instances", "filed", "seconds", "msg/s", "spread at end", "fair after s"], rows)
     if args.failover:
         f = result["failover"]
         print(f"failover: killed holding {f.get('killed_holding')} at {f.get('filed_at_kill')} filed; "
-              f"first forward by the other instance after {f.get('failover_s')} s; all filed: {f['complete']}")
+              f"first forward by the other instance after {f.get('failover_s')} s; all filed: {f['complete']}; "
+              f"survivor holds {f['spread']}")
     print("written to", write_result("instances", result))
 
 

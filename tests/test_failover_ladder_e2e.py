@@ -1,5 +1,6 @@
-"""Issue 17 done-when (b), the ladder's part: two instances on one PostgreSQL; the one working
-the mailboxes is SIGKILLed while the escalation ladder is under way (a short ladder, in seconds);
+"""Issue 17 done-when (b), the ladder's part: two instances on one PostgreSQL; the first one
+started (holding both mailboxes, or one once the two have spread them) is SIGKILLed while the
+escalation ladder is under way (a short ladder, in seconds);
 the other takes over and every step of every assignment is recorded once, each notice reaches
 its reader once and each inquiry its reps, duplicates only in the documented window."""
 from __future__ import annotations
@@ -104,7 +105,8 @@ def test_every_ladder_step_fires_once_across_two_instances_when_one_is_killed(be
 
     log = second_log.read_text()
     assert "Traceback" not in log
-    assert log.count("taken over") == 2, log  # both mailboxes, by the survivor
+    # both mailboxes end with the survivor: one handed over to spread the two, or both at the kill
+    assert log.count("taken over") == 2, log
     assert sum(map(len, at_kill.values())) < sum(map(len, steps.values()))  # the survivor took the rest
 
     # every assignment went down the whole ladder once: each step recorded (taken, or skipped

@@ -6,12 +6,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
-from mailrouter.lease import PostgresLease, instance_name, lease_for
+from mailrouter.lease import RENEW_EVERY, PostgresLease, instance_name, lease_for
 from mailrouter.store import LeaseRow, open_database
 
 HOLD = """
@@ -135,3 +136,61 @@ def test_the_server_drops_a_vanished_holder_within_seconds_not_hours(postgres) -
     finally:
         lease.release()
     assert settings == {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3"}
+
+
+def test_one_transaction_renews_every_held_lease_s_status_row(database_url: str) -> None:
+    """Issue 17 "lease display cost": the rows `status` reads are renewed by one writer per
+    process, one commit per renewal period for all the leases it holds, not one per lease."""
+    sessions = open_database(database_url)
+    clock = [datetime(2026, 12, 4, 22, 0, tzinfo=timezone.utc)]
+    names = [f"mailbox box{i}" for i in range(6)]
+    leases = [lease_for(name, database_url, sessions, lambda: clock[0]) for name in names]
+    assert all(lease.acquire() for lease in leases)
+    commits: list[object] = []
+    listen = (sessions.kw["bind"], "commit", lambda conn: commits.append(conn))
+    event.listen(*listen)
+    try:
+        for period in (1, 2):
+            clock[0] += timedelta(seconds=RENEW_EVERY)
+            for _ in range(3):  # every loop checks its lease before each round
+                assert all(lease.held() for lease in leases)
+            assert len(commits) == period, f"{len(commits)} commits for {len(leases)} leases in {period} period(s)"
+    finally:
+        event.remove(*listen)
+    with sessions() as session:
+        rows = session.scalars(select(LeaseRow)).all()
+        assert {row.name for row in rows} == set(names)
+        assert {row.renewed_at.replace(tzinfo=timezone.utc) for row in rows} == {clock[0]}
+        assert {row.holder for row in rows} == {instance_name()}
+    for lease in leases:
+        lease.release()
+    with sessions() as session:
+        assert session.scalars(select(LeaseRow)).all() == []
+
+
+def test_a_renewal_under_way_when_a_lease_is_released_does_not_write_its_row_back(tmp_path, monkeypatch) -> None:
+    """The one writer renews every held lease's row from another loop's thread: a release in
+    the middle of that renewal must not be undone by it (a row naming a holder long gone)."""
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    sessions = open_database(url)
+    clock = [datetime(2026, 12, 4, 22, 0, tzinfo=timezone.utc)]
+    going, staying = (lease_for(f"mailbox {name}", url, sessions, lambda: clock[0]) for name in ("sales", "info"))
+    assert going.acquire() and staying.acquire()
+    instance = staying.instance
+    write, releases = instance._write, []
+
+    def release_meanwhile(held, now):  # the other loop releases while this renewal runs
+        if not releases:
+            releases.append(threading.Thread(target=going.release))
+            releases[0].start()
+            releases[0].join(0.5)  # done at once unless it waits for the renewal's turn
+        write(held, now)
+
+    monkeypatch.setattr(instance, "_write", release_meanwhile)
+    clock[0] += timedelta(seconds=RENEW_EVERY)
+    assert staying.held()
+    releases[0].join(10)
+    with sessions() as session:
+        assert [row.name for row in session.scalars(select(LeaseRow))] == ["mailbox info"]
+    staying.release()

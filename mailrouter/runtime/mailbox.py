@@ -198,7 +198,9 @@ class MailboxWorker:
                 news = self._wait(conn, interval - (time.monotonic() - last_round))
                 if self.stop.is_set():
                     return False
-                if not self._lease.held():  # lost: another instance may work it now
+                # lost, or handed to an instance with fewer: only with no send in flight and
+                # every outcome recorded, or the taker would forward it again
+                if not self._lease.held(clean=self._sending is None):
                     return False
                 if self._adopt():  # new reps or teams get their folders before mail is filed there
                     conn.ensure_folders(self._static_folders())

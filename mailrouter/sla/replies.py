@@ -189,7 +189,7 @@ class ReplyWatcher:
         try:
             folder = self._folder(conn)
             while not self.stop.is_set():
-                if not self._lease.held():  # lost: another instance may read it now
+                if not self._lease.held(clean=True):  # lost or handed over (between rounds: clean)
                     return
                 self.read_new(conn, folder)
                 self.rounds += 1
