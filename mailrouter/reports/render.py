@@ -49,8 +49,7 @@ LABELS: dict[str, dict[str, str]] = {
         "h_median": "Median first reply", "h_p90": "P90 first reply",
         "h_within_sla": "Replied within SLA", "h_open": "Open now", "h_unassigned": "Waiting for a person",
         "previous": "previous period", "was": "was", "pp": "pp",
-        "waiting_note": "Waiting for a person: Unrecognized, returned after the ladder gave up, undeliverable, "
-                        "set aside by the ladder (unreadable within the parse bounds).",
+        "waiting_note": "Waiting for a person: Unrecognized, returned by the ladder, undeliverable, or unreadable.",
         "slowest": "Unanswered and slowest inquiries",
         "s_rep": "Rep", "s_buyer": "Buyer", "s_subject": "Subject", "s_assigned": "Assigned",
         "s_time": "Reply / waiting", "s_state": "State", "s_replied": "replied",
@@ -82,7 +81,7 @@ LABELS: dict[str, dict[str, str]] = {
         "h_median": "首次回复中位数", "h_p90": "首次回复P90",
         "h_within_sla": "按时回复率", "h_open": "当前待回复", "h_unassigned": "待人工处理",
         "previous": "上期", "was": "上期", "pp": "个百分点",
-        "waiting_note": "待人工处理：未识别、升级流程放弃后退回、无法投递、被升级流程隔离（无法在解析限制内读取）的询盘。",
+        "waiting_note": "待人工处理：未识别、升级流程退回、无法投递或无法读取的询盘。",
         "slowest": "未回复与回复最慢的询盘",
         "s_rep": "业务员", "s_buyer": "客户", "s_subject": "主题", "s_assigned": "分配时间",
         "s_time": "回复用时/已等待", "s_state": "状态", "s_replied": "已回复",
