@@ -1,10 +1,13 @@
 """Helpers for integration tests: run the daemon on the test bed, read results as a mail client."""
 from __future__ import annotations
 
+import contextlib
 import email
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import email.policy
 from datetime import datetime
@@ -149,3 +152,63 @@ def wait_for(predicate, what: str, timeout: float = 30.0):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class FaultyServer:
+    """A loopback stand-in for a server that fails, in front of the bed's real one (Dovecot,
+    SMTP): bound but not listening until `come_up()` (connections refused, and no other
+    process can take the port meanwhile); then a byte-for-byte proxy to `target_port`, until
+    `hang()` cuts every session and from then on accepts connections and never says a word
+    (a dead server behind a live port; those connections are kept in `hung`)."""
+
+    def __init__(self, target_port: int, listening: bool = True) -> None:
+        self.target_port = target_port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.hanging = threading.Event()
+        self.hung: list[socket.socket] = []
+        self._open: list[socket.socket] = []
+        if listening:
+            self.come_up()
+
+    def come_up(self) -> None:
+        self.sock.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hang(self) -> None:
+        self.hanging.set()
+        for s in self._open:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.sock.close()
+        for s in self._open + self.hung:
+            s.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.hanging.is_set():
+                self.hung.append(conn)
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self._open += [conn, upstream]
+            for src, dst in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)

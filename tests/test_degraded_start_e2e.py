@@ -3,12 +3,9 @@ starts with the mailboxes it can reach, retries the others, and says which and w
 `mailrouter status`); it still refuses to start when a shared need fails or no mailbox works."""
 from __future__ import annotations
 
-import contextlib
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import tomllib
 from pathlib import Path
 
@@ -19,54 +16,10 @@ from mailrouter.commands.demo import rep_reply_sources, write_testbed_config
 from mailrouter.config.load import load_config
 from mailrouter.store import FILED, MessageRow
 from mailrouter.testing.samples import demo_samples
-from tests.mailcheck import ROOT, count_rows, parsed, start_daemon_process, wait_for
+from tests.mailcheck import ROOT, FaultyServer, count_rows, parsed, start_daemon_process, wait_for
 from tests.test_wedge_e2e import NotifyListener
 
 pytestmark = pytest.mark.integration
-
-
-class LateServer:
-    """A loopback port that refuses connections (bound, not listening: a dead server, and no
-    other process can take the port meanwhile) until `come_up()` makes it a proxy to Dovecot."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self._open: list[socket.socket] = []
-
-    def come_up(self) -> None:
-        self.sock.listen(16)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            self._open += [conn, upstream]
-            for src, dst in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.sock.close()
-        for s in self._open:
-            s.close()
 
 
 def _config(bed, tmp_path: Path, changes: dict[str, dict], extra: dict | None = None, smtp: dict | None = None) -> Path:
@@ -113,7 +66,7 @@ def _forward_reached(bed, config, sample) -> bool:
 def test_one_dead_server_at_start_delays_no_other_mailbox_and_is_served_once_it_comes_up(make_bed, tmp_path,
                                                                                          monkeypatch):
     bed = make_bed(extra_addresses=("late@example.com",))
-    late = LateServer(bed.imap_port)
+    late = FaultyServer(bed.imap_port, listening=False)  # a dead server until come_up()
     systemd = NotifyListener()
     try:
         path = _config(bed, tmp_path, {"late": {"port": late.port}})
@@ -156,32 +109,10 @@ def test_one_dead_server_at_start_delays_no_other_mailbox_and_is_served_once_it_
     assert sum(" ERROR " in line and "late" in line for line in log.read_text().splitlines()) == 1, log.read_text()
 
 
-class SilentServer:
-    """Accepts connections and never says a word: a server that hangs, or a firewall that lets
-    the handshake through and drops the rest."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                self.held.append(self.sock.accept()[0])
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.sock.close()
-        for s in self.held:
-            s.close()
-
-
 def test_a_silent_server_at_start_holds_the_others_back_for_seconds_not_its_timeout(make_bed, tmp_path):
     bed = make_bed(extra_addresses=("late@example.com",))
-    silent = SilentServer()
+    silent = FaultyServer(bed.imap_port)
+    silent.hang()  # accepts and never says a word: a hung server, or a firewall dropping all but the handshake
     try:
         # 300 s: before, the start-up check waited that long for it before anything was routed
         path = _config(bed, tmp_path, {"late": {"port": silent.port, "timeout": 300}})
@@ -194,7 +125,7 @@ def test_a_silent_server_at_start_holds_the_others_back_for_seconds_not_its_time
             wait_for(lambda: count_rows(config, MessageRow.state == FILED) >= 1 or process.poll() is not None,
                      "sales routed while late's server stays silent", 150)
             assert process.poll() is None, log.read_text()
-            assert silent.held, "the silent server was never asked"
+            assert silent.hung, "the silent server was never asked"
             wait_for(lambda: _forward_reached(bed, config, sample), "the forward in the rep's mailbox", 60)
             late_part = _status(path).split("mailbox late:")[1]
             assert "not connected" in late_part and "no answer within" in late_part, late_part
@@ -297,7 +228,7 @@ def test_a_reply_source_refused_at_start_stops_nothing_and_a_reload_with_its_pas
 
 def test_every_mailbox_dead_refuses_the_start(make_bed, tmp_path):
     bed = make_bed(extra_addresses=("late@example.com",))
-    dead = LateServer(bed.imap_port)  # never comes up
+    dead = FaultyServer(bed.imap_port, listening=False)  # never comes up
     try:
         path = _config(bed, tmp_path, {name: {"port": dead.port} for name in ("sales", "info", "late")})
         log = tmp_path / "daemon.log"
@@ -311,7 +242,7 @@ def test_every_mailbox_dead_refuses_the_start(make_bed, tmp_path):
 
 def test_a_shared_failure_still_refuses_the_start(make_bed, tmp_path):
     bed = make_bed(extra_addresses=("late@example.com",))
-    dead = LateServer(bed.smtp_port)
+    dead = FaultyServer(bed.smtp_port, listening=False)
     try:
         path = _config(bed, tmp_path, {}, smtp={"port": dead.port})
         log = tmp_path / "daemon.log"

@@ -3,10 +3,8 @@ mailbox count must hold (never more sessions than that to the server) without st
 mailbox; a mailbox whose server accepts and then hangs delays no other mailbox."""
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
 import threading
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from mailrouter.commands.demo import write_testbed_config
 from mailrouter.config.load import load_config
 from mailrouter.store import FILED, MessageRow
 from mailrouter.testing.samples import bulk_samples
-from tests.mailcheck import ROOT, count_rows, start_daemon_process, wait_for
+from tests.mailcheck import ROOT, FaultyServer, count_rows, start_daemon_process, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -101,60 +99,9 @@ def test_every_mailbox_is_served_within_the_connection_limit(make_bed, tmp_path)
     assert "Traceback" not in log.read_text()
 
 
-class DyingServer:
-    """A loopback proxy to the bed's Dovecot that can die: `hang()` cuts every session and
-    from then on accepts connections and never says a word (a dead server behind a live port)."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.hanging = threading.Event()
-        self.hung: list[socket.socket] = []  # connections accepted while dead
-        self._open: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            if self.hanging.is_set():
-                self.hung.append(conn)
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            self._open += [conn, upstream]
-            for src, dst in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def hang(self) -> None:
-        self.hanging.set()
-        for s in self._open:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.sock.close()
-        for s in self._open + self.hung:
-            s.close()
-
-
 def test_a_server_that_dies_delays_no_other_mailbox(make_bed, tmp_path):
     bed = make_bed(extra_addresses=(*EXTRA, "dead@example.com"))
-    dying = DyingServer(bed.imap_port)
+    dying = FaultyServer(bed.imap_port)
     try:
         import tomllib
         base = tomllib.loads(write_testbed_config(ROOT / "config.toml", bed, tmp_path).read_text())["mailbox"][0]

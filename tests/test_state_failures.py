@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from mailrouter.intake.health import Link
 from mailrouter.act.outbox import AcceptedLog
 from mailrouter.intake.imap import Backoff
 from mailrouter.store import state_write_failure
@@ -133,7 +134,7 @@ def test_one_disk_outage_is_one_error_line_even_when_its_face_changes(caplog, mo
         return None if str(exc) == "again" else str(exc)
 
     with caplog.at_level(logging.DEBUG, logger=imap.log.name):
-        imap.keep_serving("sales", serve, stop, explain=explain, progress=lambda: rounds[0])
+        imap.keep_serving("sales", serve, stop, explain=explain, progress=lambda: rounds[0], link=Link("mailbox sales"))
     told = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and "forwarded twice" in r.getMessage()]
     assert len(told) == 2, told
     assert "disk I/O error" in told[0] and "No space left" in told[1]

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from mailrouter.intake.imap import ImapAuthError, ImapTlsError
 
@@ -120,6 +120,11 @@ class Link:
                     "login still refused" if kind == REFUSED else "still not connected",
                     format_since(outage, now), reason, delay)
         self._on_change(self.label, outage)
+
+    def refused(self) -> bool:
+        """The last try was a refused login or certificate (a person must act)."""
+        outage = self.outage
+        return outage is not None and outage.kind == REFUSED
 
     def retry_soon(self) -> None:
         """End the current backoff: a reload may have brought the password a refused login needed

@@ -28,7 +28,7 @@ from mailrouter.config.schema import ServerConfig, TlsMode
 from mailrouter.intake.firststart import Found
 from mailrouter.intake.wake import Waker
 
-if TYPE_CHECKING:  # health.py reads this module's error types
+if TYPE_CHECKING:  # health.py reads this module's error types: no import at run time
     from mailrouter.intake.health import Link
 
 log = logging.getLogger("mailrouter.imap")
@@ -672,7 +672,7 @@ DISK_REMINDER = 600.0  # seconds before the same disk trouble is logged again
 def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
                  on_lost: Callable[[], None] = lambda: None,
                  explain: Callable[[Exception], str | None] = lambda exc: None,
-                 progress: Callable[[], int] = lambda: 0, link: Link | None = None) -> None:
+                 progress: Callable[[], int] = lambda: 0, *, link: Link) -> None:
     """Run `serve` until `stop` is set, reconnecting with backoff (1 s doubling to 5 min).
 
     Connection trouble means reconnect, never exit, and `link` (intake/health.py) says it once
@@ -685,13 +685,10 @@ def keep_serving(name: str, serve: Callable[[], None], stop: threading.Event,
     starts again from the database and the server. `progress` counts completed rounds: a
     session that completed one resets the backoff, so short good sessions never add up.
     """
-    from mailrouter.intake.health import REFUSED, Link as _Link
-
-    link = link or _Link(name)
     link.serving()
     backoff = Backoff()
     told, told_at = -1, 0.0  # the round count when a disk line was last logged, and when: one per outage, a reminder every 10 min
-    if link.outage is not None and link.outage.kind == REFUSED:
+    if link.refused():
         link.pause(stop, backoff.refused())  # the start-up check was just refused: no second try at once
     while not stop.is_set():
         started, rounds = time.monotonic(), progress()

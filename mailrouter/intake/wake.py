@@ -55,7 +55,6 @@ class Waker:
         return self.clear()
 
 
-
 def _close_fds(*fds: int) -> None:
     for fd in fds:
         try:
