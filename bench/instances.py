@@ -17,29 +17,15 @@ from __future__ import annotations
 import argparse
 import signal
 import time
-import tomllib
 from datetime import datetime, timezone
-from pathlib import Path
 
-import tomli_w
-from common import (DaemonProcess, LmtpSender, envelope, load, load_average, print_table, sessions_for,
-                    test_bed, write_config, write_result)
+from common import (DaemonProcess, LmtpSender, envelope, load, load_average, mailboxes_config, print_table,
+                    sessions_for, test_bed, write_result)
 from sqlalchemy import func, select
 
 from mailrouter.store import FILED, LeaseRow, MessageRow, close_database
 from mailrouter.testing.postgres import ThrowawayPostgres
 from mailrouter.testing.samples import bulk_samples
-
-
-def config_for(bed, workdir: Path, users: list[str], database: str) -> Path:
-    path = write_config(bed, workdir)
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
-    base = {k: v for k, v in data["mailbox"][0].items() if k not in ("name", "address", "user", "display_name")}
-    data["mailbox"] = [{**base, "name": u.split("@")[0], "address": u, "user": u} for u in users]
-    data["daemon"]["database"] = database
-    data.setdefault("sla", {})["allow_no_reply_source"] = True
-    path.write_text(tomli_w.dumps(data), encoding="utf-8")
-    return path
 
 
 def filed(sessions) -> int:
@@ -76,7 +62,7 @@ def one_run(server: ThrowawayPostgres, users: list[str], count: int, instances: 
             for i, sample in enumerate(samples):
                 lmtp.deliver(users[i % len(users)], sample.raw, sample.envelope_from)
         url = server.new_database()
-        path = config_for(bed, workdir, users, url)
+        path = mailboxes_config(bed, workdir, users, database=url)
         sessions = sessions_for(load(path))
         daemons = []
         try:

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import time
-import tomllib
 from pathlib import Path
 
-import tomli_w
-from common import (DaemonProcess, LmtpSender, envelope, load, load_average, mib, print_table, sessions_for,
-                    summary, test_bed, write_config, write_result)
+from common import (DaemonProcess, LmtpSender, envelope, load, load_average, mailboxes_config, mib,
+                    print_table, sessions_for, summary, test_bed, write_result)
 from sqlalchemy import select
 
 from mailrouter.intake.fingerprint import content_key
@@ -36,18 +34,6 @@ def threads(pid: int) -> int:
         if line.startswith("Threads:"):
             return int(line.split()[1])
     raise RuntimeError("no Threads line")
-
-
-def many_config(bed, workdir: Path, users: list[str], limit: int) -> Path:
-    """The example config on the bed, its [[mailbox]] tables replaced by one per user."""
-    path = write_config(bed, workdir)
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
-    base = {k: v for k, v in data["mailbox"][0].items() if k not in ("name", "address", "user", "display_name")}
-    data["mailbox"] = [{**base, "name": u.split("@")[0], "address": u, "user": u} for u in users]
-    data["daemon"]["max_connections_per_server"] = limit
-    data.setdefault("sla", {})["allow_no_reply_source"] = True  # not measured here
-    path.write_text(tomli_w.dumps(data), encoding="utf-8")
-    return path
 
 
 def wait_sent(sessions, key: str, timeout: float) -> MessageRow | None:
@@ -73,7 +59,7 @@ def main() -> None:
     users = [f"box{i}@example.com" for i in range(1, args.mailboxes + 1)]
     result = envelope(mailboxes=args.mailboxes, limit=args.limit)
     with test_bed(users) as (bed, workdir):
-        path = many_config(bed, workdir, users, args.limit)
+        path = mailboxes_config(bed, workdir, users, max_connections_per_server=args.limit)
         config = load(path)
         sessions = sessions_for(config)
         with DaemonProcess(path, workdir / "daemon.log") as daemon:
