@@ -191,17 +191,19 @@ class MailboxWorker:
             self.round(conn, uidvalidity)  # catch up on everything since the last connection
             last_round = time.monotonic()
             while not self.stop.is_set():
+                # lost, or handed to an instance with fewer: only with no send in flight and
+                # every outcome recorded, or the taker would forward it again. Checked here too,
+                # not only after the wait: a loop taking turns for a session slot never waits.
+                if not self._lease.held(clean=self._sending is None):
+                    return False
                 # more mailboxes than daemon.max_connections_per_server: IDLE would keep the slot
-                # for hours and starve the others, so after a round it goes to the next in line,
-                # unless the lease went meanwhile (a loop taking turns never reaches the wait)
+                # for hours and starve the others, so after a round it goes to the next in line
                 if conn.slot_wanted() and self._sending is None:
-                    return self._lease.held(clean=True)
+                    return True
                 news = self._wait(conn, interval - (time.monotonic() - last_round))
                 if self.stop.is_set():
                     return False
-                # lost, or handed to an instance with fewer: only with no send in flight and
-                # every outcome recorded, or the taker would forward it again
-                if not self._lease.held(clean=self._sending is None):
+                if not self._lease.held(clean=self._sending is None):  # the wait may have been long
                     return False
                 if self._adopt():  # new reps or teams get their folders before mail is filed there
                     conn.ensure_folders(self._static_folders())
