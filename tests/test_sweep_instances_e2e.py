@@ -41,15 +41,18 @@ def sweep_together(config, url: str, clock: MovableClock) -> list[int]:
     go, taken, errors = threading.Barrier(2), [], []
 
     def instance() -> None:
-        conn = Mailbox.connect(imap_settings(mailbox))
+        conn = None
         try:
+            conn = Mailbox.connect(imap_settings(mailbox))
             followup = FollowUp(config, open_database(url), clock)
             go.wait(60)
             taken.append(followup.sweep(mailbox, conn).taken)
         except BaseException as exc:  # noqa: BLE001 (reported below, not lost in the thread)
             errors.append(exc)
+            go.abort()  # the other instance stops waiting at once; this error is the one to see
         finally:
-            conn.logout()
+            if conn is not None:
+                conn.logout()
 
     threads = [threading.Thread(target=instance) for _ in range(2)]
     for thread in threads:
