@@ -142,11 +142,16 @@ def lines_with(log: Path, signs: tuple[str, ...]) -> list[str]:
     return [line for line in log.read_text().splitlines() if any(sign in line for sign in signs)]
 
 
-def wait_for_line(log: Path, signs: tuple[str, ...], what: str) -> None:
+def wait_for_line(log: Path, signs: tuple[str, ...], what: str, process: subprocess.Popen) -> None:
     try:
-        wait_for(lambda: lines_with(log, signs), what, 60)
+        # generous: a loop-mounted disk behind a loaded CI disk can take many seconds per fsync
+        wait_for(lambda: lines_with(log, signs), what, 120)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; the daemon's log ends:\n{log.read_text()[-4000:]}") from None
+        text = log.read_text()
+        process.send_signal(signal.SIGUSR1)  # where the daemon waits, if it is stuck
+        time.sleep(2)
+        stacks = log.read_text()[len(text):]
+        raise AssertionError(f"{exc}; the daemon's log ends:\n{text[-4000:]}\nits threads:\n{stacks}") from None
 
 
 def assert_one_clear_line(log: Path, signs: tuple[str, ...], disk: Path, *advice: str) -> None:
@@ -199,7 +204,7 @@ def test_state_disk_full_during_a_backlog_forwards_nothing_twice_and_resumes(bed
         holder = threading.Thread(target=keep_full, args=(filler, 20))
         holder.start()
         try:
-            wait_for_line(log, FULL, "the disk-full line")
+            wait_for_line(log, FULL, "the disk-full line", process)
         finally:
             holder.join()
         filler.unlink()
@@ -216,7 +221,7 @@ def test_state_disk_failing_read_only_during_a_backlog_forwards_nothing_twice(be
     try:
         aborted = run("mount", "-o", "remount,abort", str(state_disk.path))
         assert aborted.returncode == 0, aborted.stderr
-        wait_for_line(log, READ_ONLY, "the read-only line")
+        wait_for_line(log, READ_ONLY, "the read-only line", process)
         time.sleep(5)  # retries while read-only
         # the admin repairs it under the running daemon: what was not fsynced is gone now
         state_disk.unmount()

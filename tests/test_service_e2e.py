@@ -40,6 +40,33 @@ def test_sigterm_during_a_backlog_stops_cleanly_and_a_restart_finishes_it(bed, t
     assert all(counts[str(parsed(s.raw)["Message-ID"])] == 1 for s in samples), counts.most_common(2)
 
 
+
+def test_sigusr1_writes_every_threads_stack_to_the_log_and_the_daemon_goes_on(bed, tmp_path):
+    """Where a daemon that stopped logging waits: `systemctl kill --kill-whom=main -s USR1`."""
+    config_path = write_testbed_config(ROOT / "config.toml", bed, tmp_path)
+    config = load_config(config_path)
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon_process(config_path, log)
+    try:
+        samples = demo_samples()[:2]
+        deliver_samples(bed, samples[:1])
+        assert wait_until_filed(config, 1, timeout=60), log.read_text()
+        daemon.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 30
+        while "Current thread" not in log.read_text() and "Thread 0x" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        time.sleep(0.5)  # the rest of the dump
+        dump = log.read_text()
+        assert "mailrouter/runtime/mailbox.py" in dump  # a mailbox loop's stack, by file and line
+        assert "mailrouter/runtime/daemon.py" in dump  # and the main loop's
+        deliver_samples(bed, samples[1:2])  # still routing
+        assert wait_until_filed(config, 2, timeout=60), log.read_text()[-3000:]
+        assert daemon.poll() is None
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0
+
 BROKEN_RULES = {
     "unknown-rep": ('[[rule]]\nname = "broken"\nrep = "nobody"\n'.encode(),
                     "50-routing.toml: rule 'broken': rep: unknown rep 'nobody'"),

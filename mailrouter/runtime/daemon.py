@@ -2,13 +2,17 @@
 
 SIGTERM/SIGINT: every worker finishes the batch in hand, connections close, exit 0.
 SIGHUP: config, rules and templates are read again and the components rebuilt from them
-(runtime/assemble.py); any mistake keeps the old ones running and logs every mistake. Under systemd (Type=notify) it reports READY, RELOADING,
+(runtime/assemble.py); any mistake keeps the old ones running and logs every mistake.
+SIGUSR1: every thread's stack to stderr (the journal), to see where a stuck daemon waits.
+Under systemd (Type=notify) it reports READY, RELOADING,
 STOPPING and pings the watchdog from the main loop.
 """
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -199,6 +203,8 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, lambda _s, _f: self.reload_requested.set())
+        # written by the signal handler itself, so it answers even when every thread is stuck
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
         for finding in config_findings(self.config):
             log.warning("%s: %s", finding.label, finding.error or "; ".join(finding.notes))
         self.check_servers()
