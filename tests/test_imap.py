@@ -374,3 +374,21 @@ def test_throttling_answers_are_told_apart_and_backed_off_for_minutes() -> None:
     backoff = Backoff()
     assert [backoff.failed() for _ in range(11)][-3:] == [256.0, 300.0, 300.0]
     assert [backoff.throttled() for _ in range(6)] == [60.0, 120.0, 240.0, 480.0, 900.0, 900.0]
+
+
+def test_a_new_limit_counts_from_the_slots_held_not_from_an_earlier_limit() -> None:
+    """A daemon started in a process that ran one before (the test workers) gets its own
+    limit on a server the other had used: before, a server first seen under limit 1 kept one
+    free slot under limit 8, and a second session waited out its timeout (SlotsBusy)."""
+    from mailrouter.intake.imap import ConnectionLimits, SlotsBusy
+
+    limits = ConnectionLimits()
+    limits.limit = 1
+    limits.release(limits.acquire("127.0.0.1", 143, timeout=1))
+    limits.limit = 2
+    first = limits.acquire("127.0.0.1", 143, timeout=1)
+    second = limits.acquire("127.0.0.1", 143, timeout=1)
+    with pytest.raises(SlotsBusy):
+        limits.acquire("127.0.0.1", 143, timeout=0.05)  # the limit still holds
+    limits.release(first)
+    limits.release(second)

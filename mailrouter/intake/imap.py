@@ -736,11 +736,13 @@ class SlotsBusy(ImapThrottled):
 
 
 class _Server:
-    """One server's free slots, the sessions waiting for one (first come first served), and
-    how to ring each holder's waker when someone starts waiting."""
+    """One server's slots in use, the sessions waiting for one (first come first served), and
+    how to ring each holder's waker when someone starts waiting. What is free follows from the
+    limit in force, so a new limit (a daemon started again in one process) counts from what
+    is held, never from an earlier limit."""
 
-    def __init__(self, free: int) -> None:
-        self.free = free
+    def __init__(self) -> None:
+        self.held = 0
         self.queue: list[object] = []
         self.rings: dict[object, Callable[[], None]] = {}
 
@@ -776,13 +778,13 @@ class ConnectionLimits:
         ticket = object()
         deadline = time.monotonic() + timeout
         with self._changed:
-            server = self._servers.setdefault(key, _Server(self.limit))
+            server = self._servers.setdefault(key, _Server())
             server.queue.append(ticket)
-            if server.free <= 0:
+            if not self._room(server):
                 for holder_ring in server.rings.values():
                     holder_ring()
             try:
-                while not (server.free > 0 and server.queue[0] is ticket):
+                while not (self._room(server) and server.queue[0] is ticket):
                     if stop is not None and stop.is_set():
                         raise SlotsBusy(f"{host}:{port}: stopping while waiting for a session slot")
                     left = deadline - time.monotonic()
@@ -790,7 +792,7 @@ class ConnectionLimits:
                         raise SlotsBusy(f"{host}:{port}: already {self.limit} connections from mailrouter "
                                         "(daemon.max_connections_per_server)")
                     self._changed.wait(left)
-                server.free -= 1
+                server.held += 1
             finally:
                 server.queue.remove(ticket)
                 self._changed.notify_all()  # the next in line may be able to go now
@@ -798,6 +800,9 @@ class ConnectionLimits:
             if ring is not None:
                 server.rings[slot] = ring
         return slot
+
+    def _room(self, server: _Server) -> bool:
+        return self.limit is None or server.held < self.limit
 
     def wake_waiters(self) -> None:
         """Let every session waiting for a slot look at its stop event again."""
@@ -809,7 +814,7 @@ class ConnectionLimits:
             return
         with self._changed:
             server = self._servers[slot.key]
-            server.free += 1
+            server.held -= 1
             server.rings.pop(slot, None)
             self._changed.notify_all()
 
