@@ -165,13 +165,16 @@ def write_config(bed: TestBed, workdir: Path, *, idle: bool = True, poll_interva
     return path
 
 
-def mailboxes_config(bed: TestBed, workdir: Path, users: Sequence[str], **daemon: object) -> Path:
+def mailboxes_config(bed: TestBed, workdir: Path, users: Sequence[str], poll_interval: float | None = None,
+                     **daemon: object) -> Path:
     """The example config on the bed with one [[mailbox]] per address in `users` (named after
-    its local part, otherwise as the example's first), `daemon` keys set, and no reply source
-    asked for (the first-reply clock is not what these benchmarks measure)."""
+    its local part, otherwise as the example's first, `poll_interval` if given), `daemon` keys
+    set, and no reply source asked for (the first-reply clock is not what these benchmarks measure)."""
     path = write_config(bed, workdir)
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     base = {k: v for k, v in data["mailbox"][0].items() if k not in ("name", "address", "user", "display_name")}
+    if poll_interval is not None:
+        base["poll_interval"] = poll_interval
     data["mailbox"] = [{**base, "name": u.split("@")[0], "address": u, "user": u} for u in users]
     data["daemon"].update(daemon)
     data.setdefault("sla", {})["allow_no_reply_source"] = True

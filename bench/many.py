@@ -1,5 +1,5 @@
 """Many mailboxes in one process (issue 17 item 4), run by hand:
-`python bench/many.py [--mailboxes 50] [--idle-window 120] [--count 100] [--limit 8]`.
+`python bench/many.py [--mailboxes 50] [--idle-window 120] [--count 100] [--limit 8] [--poll-interval S]`.
 
 Creates --mailboxes users on the test bed (box1@ ...), a config watching each as a shared
 mailbox (IDLE, the default), starts `run.py run` and measures, from /proc/PID:
@@ -11,8 +11,8 @@ mailbox (IDLE, the default), starts `run.py run` and measures, from /proc/PID:
             for --count inquiries delivered one at a time, round-robin over the mailboxes
 
 `--limit` is daemon.max_connections_per_server (default 8, the shipped default): with 50
-mailboxes on one server they take turns (a round each), so this is that mode's latency; pass
---limit 100 to give every mailbox its own IDLE session. Writes bench/results/many.json.
+mailboxes on one server they take turns, each polled every --poll-interval, so this is that
+mode's latency; pass --limit 100 to give every mailbox its own IDLE session. Writes bench/results/many.json.
 """
 from __future__ import annotations
 
@@ -54,12 +54,15 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--limit", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--poll-interval", type=float, default=None,
+                        help="each mailbox's poll_interval (default: the example config's, 30 s): "
+                             "how often a mailbox without a session of its own takes its turn")
     args = parser.parse_args()
 
     users = [f"box{i}@example.com" for i in range(1, args.mailboxes + 1)]
-    result = envelope(mailboxes=args.mailboxes, limit=args.limit)
+    result = envelope(mailboxes=args.mailboxes, limit=args.limit, poll_interval=args.poll_interval)
     with test_bed(users) as (bed, workdir):
-        path = mailboxes_config(bed, workdir, users, max_connections_per_server=args.limit)
+        path = mailboxes_config(bed, workdir, users, args.poll_interval, max_connections_per_server=args.limit)
         config = load(path)
         sessions = sessions_for(config)
         with DaemonProcess(path, workdir / "daemon.log") as daemon:

@@ -28,8 +28,9 @@ pytestmark = pytest.mark.integration
 BOUND = 60.0  # generous: a ring answers in milliseconds; only there so a broken test fails
 
 
-def _config(bed: TestBed, workdir: Path) -> Path:
-    path = write_testbed_config(ROOT / "config.toml", bed, workdir)
+def quiet_config(bed: TestBed, workdir: Path, **daemon: object) -> Path:
+    """The bed's config with no timed round or sweep: every wake in a test is one it caused."""
+    path = write_testbed_config(ROOT / "config.toml", bed, workdir, **daemon)
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     for mailbox in data["mailbox"]:
         mailbox["poll_interval"] = 3600  # no safety-net round during a test
@@ -41,7 +42,7 @@ def _config(bed: TestBed, workdir: Path) -> Path:
 @pytest.fixture
 def daemon(bed: TestBed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
     monkeypatch.setattr(mailbox_loop, "MAX_WAIT", 3600.0)
-    running = Daemon(load_config(_config(bed, tmp_path)))
+    running = Daemon(load_config(quiet_config(bed, tmp_path)))
     running.start()
     try:
         for worker in running.workers:

@@ -105,6 +105,7 @@ class MailboxWorker:
         # monotonic time the outbox's next pending row is due: read once per wake (_outbox_due)
         # and by each round after it writes the outbox, so the wait needs no query of its own
         self._due_at: float | None = None
+        self._last_round = 0.0  # monotonic time of the last round: when the next one is due
         # set by the scheduler's ladder-sweep job (runtime/timers.py); the sweep itself runs
         # here, on this mailbox's thread, between rounds
         self.sweep_due = threading.Event()
@@ -164,8 +165,9 @@ class MailboxWorker:
         self.lane.beat()
         try:
             handed_on = False
-            while self._session(quiet=handed_on) and not self.stop.is_set():
-                handed_on = True  # our turn ended: queue for the next one
+            while not self.stop.is_set() and self._session(quiet=handed_on):
+                handed_on = True  # our turn ended: queue for the next one when it is due
+                self._wait_for_turn()
         finally:
             self.lane.idle()  # ended, or keep_serving's backoff before the next session
 
@@ -178,7 +180,8 @@ class MailboxWorker:
             raise CredentialUnavailable(str(exc)) from None
         conn = Mailbox.connect(settings, quiet=quiet, waker=self.waker, stop=self.stop)
         self.link.connected()
-        self._cursor = None  # a reconnect reconciles fully: anything may have happened meanwhile
+        if not quiet:  # a reconnect reconciles fully: anything may have happened meanwhile
+            self._cursor = None  # (a turn taken under the connection limit carries on from the cursor)
         try:
             uidvalidity = conn.select_inbox()
             conn.ensure_folders(self._static_folders())
@@ -189,18 +192,30 @@ class MailboxWorker:
             # notification a server failed to send
             interval = self.mailbox.poll_interval
             self.round(conn, uidvalidity)  # catch up on everything since the last connection
-            last_round = time.monotonic()
+            fresh = True  # no wait since the last round
             while not self.stop.is_set():
                 # lost, or handed to an instance with fewer: only with no send in flight and
                 # every outcome recorded, or the taker would forward it again. Checked here too,
                 # not only after the wait: a loop taking turns for a session slot never waits.
                 if not self._lease.held(clean=self._sending is None):
                     return False
+                # before any hand-over: a turn under the connection limit may be this one's only
+                if self._sweep_if_due(conn):
+                    self.round(conn, uidvalidity)  # what the sweep queued and refiled goes now
+                    fresh = True
+                    continue
                 # more mailboxes than daemon.max_connections_per_server: IDLE would keep the slot
                 # for hours and starve the others, so after a round it goes to the next in line
                 if conn.slot_wanted() and self._sending is None:
-                    return True
-                news = self._wait(conn, interval - (time.monotonic() - last_round))
+                    if fresh:
+                        return True
+                    # a last look first: until its next turn this mailbox is polled, so mail
+                    # that came during the wait must not wait for poll_interval
+                    self.round(conn, uidvalidity)
+                    fresh = True
+                    continue
+                news = self._wait(conn, interval - (time.monotonic() - self._last_round))
+                fresh = False
                 if self.stop.is_set():
                     return False
                 if not self._lease.held(clean=self._sending is None):  # the wait may have been long
@@ -208,15 +223,36 @@ class MailboxWorker:
                 if self._adopt():  # new reps or teams get their folders before mail is filed there
                     conn.ensure_folders(self._static_folders())
                     interval = self.mailbox.poll_interval
-                swept = self._sweep_if_due(conn)
                 self.lane.beat()
-                # the outbox last: a round that runs anyway reads it itself
-                if news or swept or time.monotonic() - last_round >= interval or self._outbox_due():
+                # the outbox last: a round that runs anyway reads it itself (a sweep asked
+                # for is done at the top of the loop, and its round with it)
+                if news or time.monotonic() - self._last_round >= interval or self._outbox_due():
                     self.round(conn, uidvalidity)
-                    last_round = time.monotonic()
+                    fresh = True
             return False
         finally:
             conn.logout()
+
+    def _wait_for_turn(self) -> None:
+        """After handing the session slot on, the mailbox is polled: it queues for its next
+        turn when its round is due (poll_interval after the last), or at once for what cannot
+        wait: a stop, a reload, a sweep, the outbox's next row. (Queuing again at once made
+        50 mailboxes on 8 slots log in and out without pause: half a core.)"""
+        self.waker.clear()  # the ring that asked for the slot: answered by handing it on
+        self.lane.idle()
+        try:
+            while not (self.stop.is_set() or self.sweep_due.is_set() or self._reload_pending()):
+                until_round = self.mailbox.poll_interval - (time.monotonic() - self._last_round)
+                timeout = wait_timeout(until_round, self._read_due() - time.monotonic())
+                if timeout <= 0:
+                    return
+                self.waker.wait(timeout)
+        finally:
+            self.lane.beat()
+
+    def _reload_pending(self) -> bool:
+        with self._pending_lock:
+            return self._pending is not None
 
     def _static_folders(self) -> list[str]:
         f = self.config.folders
@@ -241,6 +277,7 @@ class MailboxWorker:
                 # wait for the next wake-up: IDLE reports only what arrives after it starts.
                 self._inbox_round(conn, uidvalidity)
         self.rounds += 1
+        self._last_round = time.monotonic()
 
     def _assign_round(self, conn: Mailbox) -> bool:
         """Route what managers moved into Assign/ folders; True if another folder was selected."""
