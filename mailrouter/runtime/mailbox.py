@@ -607,9 +607,11 @@ class MailboxWorker:
         """Run the escalation ladder if a sweep was requested; True if it took any step.
         The sweep fetches over this loop's connection (no login of its own), so INBOX is
         selected again afterwards; the copies it refiled are moved by the next round."""
-        if self.followup is None or not self.sweep_due.is_set():
+        if not self.sweep_due.is_set():
             return False
-        self.sweep_due.clear()
+        self.sweep_due.clear()  # answered even with nothing to sweep: a set flag ends every turn's wait
+        if self.followup is None:
+            return False
         swept = self.followup.sweep(self.mailbox, conn)
         self.lane.beat()
         if swept.taken:
