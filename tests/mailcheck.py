@@ -22,7 +22,7 @@ from mailrouter.runtime.daemon import Daemon
 from mailrouter.commands.demo import deliver_samples, wait_until_filed, write_testbed_config
 from mailrouter.intake.fingerprint import content_key
 from mailrouter.testing.samples import Sample, bulk_samples
-from mailrouter.testing.testbed import TestBed
+from mailrouter.testing.testbed import TestBed, relay
 from tests.factories import ROOT
 
 
@@ -199,16 +199,4 @@ class FaultyServer:
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             self._open += [conn, upstream]
             for src, dst in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+                threading.Thread(target=relay, args=(src, dst), daemon=True).start()

@@ -199,21 +199,18 @@ class MailboxWorker:
                 # not only after the wait: a loop taking turns for a session slot never waits.
                 if not self._lease.held(clean=self._sending is None):
                     return False
-                # before any hand-over: a turn under the connection limit may be this one's only
-                if self._sweep_if_due(conn):
-                    self.round(conn, uidvalidity)  # what the sweep queued and refiled goes now
-                    fresh = True
-                    continue
                 # more mailboxes than daemon.max_connections_per_server: IDLE would keep the slot
                 # for hours and starve the others, so after a round it goes to the next in line
-                if conn.slot_wanted() and self._sending is None:
-                    if fresh:
-                        return True
-                    # a last look first: until its next turn this mailbox is polled, so mail
-                    # that came during the wait must not wait for poll_interval
+                handing_on = conn.slot_wanted() and self._sending is None
+                # a sweep asked for runs before any hand-over (a turn may be this one's only),
+                # and its round sends what it queued; a hand-over after a wait takes a last look
+                # first: until its next turn this mailbox is polled
+                if self._sweep_if_due(conn) or (handing_on and not fresh):
                     self.round(conn, uidvalidity)
                     fresh = True
                     continue
+                if handing_on:
+                    return True
                 news = self._wait(conn, interval - (time.monotonic() - self._last_round))
                 fresh = False
                 if self.stop.is_set():
@@ -237,7 +234,7 @@ class MailboxWorker:
         """After handing the session slot on, the mailbox is polled: it queues for its next
         turn when its round is due (poll_interval after the last), or at once for what cannot
         wait: a stop, a reload, a sweep, the outbox's next row. (Queuing again at once made
-        50 mailboxes on 8 slots log in and out without pause: half a core.)"""
+        50 mailboxes on 8 slots log in and out without pause: most of a core.)"""
         self.waker.clear()  # the ring that asked for the slot: answered by handing it on
         self.lane.idle()
         try:

@@ -360,17 +360,8 @@ class CapabilityProxy:
                     server.close()
                     return
                 self._sockets += [client, server]
-            threading.Thread(target=self._pipe_raw, args=(client, server), daemon=True).start()
+            threading.Thread(target=relay, args=(client, server), daemon=True).start()
             threading.Thread(target=self._pipe_lines, args=(server, client), daemon=True).start()
-
-    @staticmethod
-    def _pipe_raw(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        _shutdown(dst)
 
     def _pipe_lines(self, src: socket.socket, dst: socket.socket) -> None:
         """Rewrite each response line; pass `{n}` literals through byte for byte."""
@@ -398,6 +389,17 @@ class CapabilityProxy:
             s.close()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+
+
+def relay(src: socket.socket, dst: socket.socket) -> None:
+    """Bytes from `src` to `dst` as they come, until `src` ends; then `dst` is shut down too
+    (one direction of a proxied session: the other has its own thread)."""
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    _shutdown(dst)
 
 
 def _shutdown(s: socket.socket) -> None:
