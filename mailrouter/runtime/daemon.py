@@ -203,8 +203,10 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, lambda _s, _f: self.reload_requested.set())
-        # written by the signal handler itself, so it answers even when every thread is stuck
+        # written by the signal handler itself, so it answers even when every thread is stuck;
+        # and a fatal signal (SIGBUS, SIGSEGV) leaves the same in the journal before the exit
         faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+        faulthandler.enable(file=sys.stderr, all_threads=True)
         for finding in config_findings(self.config):
             log.warning("%s: %s", finding.label, finding.error or "; ".join(finding.notes))
         self.check_servers()
